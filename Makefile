@@ -1,0 +1,33 @@
+# The two commands: `make run` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup clean schema bench
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/revampd-bff migrate
+	$(BIN)/revampd-bff seed-demo
+	$(BIN)/revampd-bff demo-tokens
+	$(BIN)/revampd-bff serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+schema: $(STAMP)
+	$(BIN)/revampd-bff export-schema > schema.graphql
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.dashboard
+
+clean:
+	rm -rf $(VENV) revampd.db*

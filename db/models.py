@@ -1,0 +1,571 @@
+"""SQLAlchemy models for the whole Revampd connection domain.
+
+Money columns are BIGINT minor units. The constraints here are the last line of
+defence: the services enforce every rule, and the database refuses what must
+never happen even if a service is wrong (negative balances, double credits,
+orphans, amounts that do not add up).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would drop the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if getattr(dialect, "name", "") == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# Integer on SQLite keeps ROWID aliasing (autoincrement); BIGINT elsewhere.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+Money = BigInteger
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(PK, primary_key=True, autoincrement=True)
+
+
+def _fk(target: str, *, nullable: bool = False, index: bool = True) -> Mapped:  # type: ignore[type-arg]
+    return mapped_column(
+        PK, ForeignKey(target, ondelete="RESTRICT"), nullable=nullable, index=index
+    )
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime(), nullable=False)
+
+
+def _enum_check(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+STAFF_ROLES = ("SUPPORT", "BILLING_ADMIN")
+PARTNER_ROLES = ("PARTNER_ADMIN", "PARTNER_MEMBER")
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class User(Base):
+    """A Partner user (partner_id set) or a Revampd staff member (partner_id null)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        _enum_check("role", STAFF_ROLES + PARTNER_ROLES, "role_known"),
+        CheckConstraint(
+            "(partner_id IS NULL AND role IN ('SUPPORT', 'BILLING_ADMIN')) OR "
+            "(partner_id IS NOT NULL AND role IN ('PARTNER_ADMIN', 'PARTNER_MEMBER'))",
+            name="staff_have_no_partner",
+        ),
+    )
+    id: Mapped[int] = _id()
+    email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    partner_id: Mapped[int | None] = _fk("partners.id", nullable=True)
+    role: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Connection(Base):
+    """A Partner's one connection with Revampd: everything money is scoped to it."""
+
+    __tablename__ = "connections"
+    __table_args__ = (CheckConstraint("length(currency_code) = 3", name="currency_iso"),)
+    id: Mapped[int] = _id()
+    partner_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("partners.id", ondelete="RESTRICT"), nullable=False, unique=True
+    )
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    ticket_prefix: Mapped[str] = mapped_column(String(8), nullable=False, default="RVP")
+    next_ticket_number: Mapped[int] = mapped_column(Integer, nullable=False, default=1001)
+    created_at: Mapped[datetime] = _created()
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+    __table_args__ = (
+        CheckConstraint("monthly_price >= 0", name="price_not_negative"),
+        CheckConstraint(
+            "transaction_fee_bps >= 0 AND transaction_fee_bps <= 10000", name="fee_range"
+        ),
+        CheckConstraint(
+            "(max_sub_orgs IS NULL OR max_sub_orgs >= 0) AND "
+            "(max_campaigns IS NULL OR max_campaigns >= 0) AND "
+            "(max_workflows IS NULL OR max_workflows >= 0)",
+            name="limits_not_negative",
+        ),
+    )
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    rank: Mapped[int] = mapped_column(Integer, nullable=False, unique=True)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    monthly_price: Mapped[int] = mapped_column(Money, nullable=False)
+    # Basis points: 250 = 2.50 %.
+    transaction_fee_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    # NULL means unlimited.
+    max_sub_orgs: Mapped[int | None] = mapped_column(Integer)
+    max_campaigns: Mapped[int | None] = mapped_column(Integer)
+    max_workflows: Mapped[int | None] = mapped_column(Integer)
+    retired: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+SUBSCRIPTION_STATUSES = ("ACTIVE", "CANCELED")
+PLAN_CHANGE_KINDS = ("UPGRADE", "DOWNGRADE", "CANCEL")
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        _enum_check("status", SUBSCRIPTION_STATUSES, "status_known"),
+        CheckConstraint(
+            "pending_kind IS NULL OR pending_kind IN ('UPGRADE', 'DOWNGRADE', 'CANCEL')",
+            name="pending_kind_known",
+        ),
+        # A pending change is all-or-nothing; only a CANCEL has no target plan.
+        CheckConstraint(
+            "(pending_kind IS NULL AND pending_plan_id IS NULL AND pending_effective_at IS NULL)"
+            " OR (pending_kind = 'CANCEL' AND pending_plan_id IS NULL"
+            " AND pending_effective_at IS NOT NULL)"
+            " OR (pending_kind IN ('UPGRADE', 'DOWNGRADE') AND pending_plan_id IS NOT NULL"
+            " AND pending_effective_at IS NOT NULL)",
+            name="pending_change_whole",
+        ),
+        CheckConstraint("current_period_end > current_period_start", name="period_order"),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("connections.id", ondelete="RESTRICT"), nullable=False, unique=True
+    )
+    plan_id: Mapped[int] = _fk("plans.id")
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    current_period_start: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    current_period_end: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    pending_kind: Mapped[str | None] = mapped_column(String(20))
+    pending_plan_id: Mapped[int | None] = _fk("plans.id", nullable=True, index=False)
+    pending_effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pending_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = _created()
+
+
+class Usage(Base):
+    """Current consumption of plan-limited features, refreshed by the platform."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        CheckConstraint(
+            "sub_orgs >= 0 AND campaigns >= 0 AND workflows >= 0", name="not_negative"
+        ),
+    )
+    connection_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("connections.id", ondelete="RESTRICT"), primary_key=True
+    )
+    sub_orgs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    campaigns: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    workflows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated_at: Mapped[datetime] = _created()
+
+
+class AddOnProduct(Base):
+    __tablename__ = "addon_products"
+    __table_args__ = (
+        CheckConstraint("monthly_price > 0", name="price_positive"),
+        CheckConstraint("max_quantity > 0", name="max_positive"),
+    )
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    monthly_price: Mapped[int] = mapped_column(Money, nullable=False)
+    max_quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    is_phone_number: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    retired: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class AddOn(Base):
+    __tablename__ = "addons"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "product_id"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "pending_quantity IS NULL OR (pending_quantity >= 0 AND pending_quantity < quantity)",
+            name="pending_is_decrease",
+        ),
+        CheckConstraint(
+            "(pending_quantity IS NULL) = (pending_effective_at IS NULL)", name="pending_whole"
+        ),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id")
+    product_id: Mapped[int] = _fk("addon_products.id")
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    # A scheduled decrease (0 = removal) applied at the end of the period.
+    pending_quantity: Mapped[int | None] = mapped_column(Integer)
+    pending_effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+INVOICE_TYPES = ("SUBSCRIPTION", "ADD_ON", "ONE_TIME")
+INVOICE_STATUSES = ("DRAFT", "OPEN", "PAID", "VOID", "UNCOLLECTIBLE")
+PAYMENT_METHODS = ("WALLET", "CARD", "BANK_TRANSFER")
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        _enum_check("type", INVOICE_TYPES, "type_known"),
+        _enum_check("status", INVOICE_STATUSES, "status_known"),
+        CheckConstraint("total >= 0", name="total_not_negative"),
+        CheckConstraint("amount_paid >= 0 AND amount_paid <= total", name="paid_within_total"),
+        CheckConstraint(
+            "status <> 'PAID' OR (amount_paid = total AND paid_at IS NOT NULL)",
+            name="paid_means_paid",
+        ),
+        Index("ix_invoices_connection_issued", "connection_id", "issued_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    number: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    type: Mapped[str] = mapped_column(String(20), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    total: Mapped[int] = mapped_column(Money, nullable=False)
+    amount_paid: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    # Method of the payment that settled it (or the last one), for display.
+    payment_method: Mapped[str | None] = mapped_column(String(20))
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    void_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class InvoiceLineItem(Base):
+    __tablename__ = "invoice_line_items"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("amount = quantity * unit_amount", name="amount_adds_up"),
+    )
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[int] = _fk("invoices.id")
+    description: Mapped[str] = mapped_column(String(300), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    unit_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    addon_product_id: Mapped[int | None] = _fk("addon_products.id", nullable=True, index=False)
+    plan_id: Mapped[int | None] = _fk("plans.id", nullable=True, index=False)
+
+
+class InvoicePayment(Base):
+    __tablename__ = "invoice_payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        _enum_check("method", PAYMENT_METHODS, "method_known"),
+    )
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[int] = _fk("invoices.id")
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    method: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    created_at: Mapped[datetime] = _created()
+
+
+WALLET_ENTRY_KINDS = (
+    "AFFILIATE_PAYOUT",
+    "REVENUE_SHARE",
+    "MANUAL_ADJUSTMENT",
+    "PAYOUT_CREDIT",
+    "INVOICE_PAYMENT",
+    "REVERSAL",
+)
+
+
+class Wallet(Base):
+    __tablename__ = "wallets"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("connections.id", ondelete="RESTRICT"), nullable=False, unique=True
+    )
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    # Cached sum of entries, updated with each entry under a row lock.
+    balance: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+
+
+class WalletEntry(Base):
+    """Append-only ledger line. (source_type, source_id) is credited at most once."""
+
+    __tablename__ = "wallet_entries"
+    __table_args__ = (
+        _enum_check("kind", WALLET_ENTRY_KINDS, "kind_known"),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+        CheckConstraint(
+            "(source_type IS NULL) = (source_id IS NULL)", name="source_whole"
+        ),
+        UniqueConstraint("source_type", "source_id", name="uq_wallet_entries_source"),
+        Index("ix_wallet_entries_wallet_created", "wallet_id", "created_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    wallet_id: Mapped[int] = _fk("wallets.id", index=False)
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    kind: Mapped[str] = mapped_column(String(30), nullable=False)
+    balance_after: Mapped[int] = mapped_column(Money, nullable=False)
+    source_type: Mapped[str | None] = mapped_column(String(40))
+    source_id: Mapped[str | None] = mapped_column(String(80))
+    memo: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class AffiliatePayout(Base):
+    __tablename__ = "affiliate_payouts"
+    __table_args__ = (
+        _enum_check("period_type", ("WEEKLY", "MONTHLY"), "period_type_known"),
+        _enum_check("credit_status", ("PENDING", "APPLIED"), "credit_status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("period_end > period_start", name="period_order"),
+        CheckConstraint(
+            "(credit_status = 'APPLIED') = (applied_at IS NOT NULL)", name="applied_has_time"
+        ),
+        UniqueConstraint("connection_id", "period_type", "period_start"),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id")
+    period_type: Mapped[str] = mapped_column(String(10), nullable=False)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    credit_status: Mapped[str] = mapped_column(String(10), nullable=False)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    wallet_entry_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("wallet_entries.id", ondelete="RESTRICT"), unique=True
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+PAYOUT_STATUSES = ("AVAILABLE", "PROCESSING", "COMPLETED")
+PAYOUT_DISPOSITIONS = ("CREDIT", "TRANSFER", "SPLIT")
+TRANSFER_STATUSES = ("PENDING", "IN_TRANSIT", "PAID", "FAILED")
+
+
+class Payout(Base):
+    """A Partner's earnings from Sub-Org transactions for a period.
+
+    available_amount is what is still to be disposed of; wallet_amount and
+    bank_amount are what went to each side (a failed bank transfer returns its
+    amount to available_amount and leaves bank_amount).
+    """
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        _enum_check("status", PAYOUT_STATUSES, "status_known"),
+        CheckConstraint(
+            "disposition IS NULL OR disposition IN ('CREDIT', 'TRANSFER', 'SPLIT')",
+            name="disposition_known",
+        ),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "available_amount >= 0 AND wallet_amount >= 0 AND bank_amount >= 0",
+            name="parts_not_negative",
+        ),
+        CheckConstraint(
+            "available_amount + wallet_amount + bank_amount = amount", name="parts_sum"
+        ),
+        CheckConstraint("period_end > period_start", name="period_order"),
+        Index("ix_payouts_connection_period", "connection_id", "period_end", "id"),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    available_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    wallet_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    bank_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    disposition: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class SubOrgTransaction(Base):
+    __tablename__ = "sub_org_transactions"
+    __table_args__ = (
+        CheckConstraint("gross_amount > 0", name="gross_positive"),
+        CheckConstraint(
+            "partner_amount >= 0 AND partner_amount <= gross_amount", name="share_within_gross"
+        ),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id")
+    payout_id: Mapped[int | None] = _fk("payouts.id", nullable=True)
+    sub_org_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(String(300), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # SUBSCRIPTION / USAGE
+    gross_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    partner_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class BankAccount(Base):
+    __tablename__ = "bank_accounts"
+    __table_args__ = (
+        CheckConstraint("length(account_last4) = 4", name="last4_len"),
+        # At most one default among the live accounts of a connection.
+        Index(
+            "uq_bank_accounts_one_default",
+            "connection_id",
+            unique=True,
+            sqlite_where=text("is_default AND removed_at IS NULL"),
+            postgresql_where=text("is_default AND removed_at IS NULL"),
+        ),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id")
+    holder_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    bank_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    routing_number: Mapped[str] = mapped_column(String(20), nullable=False)
+    account_last4: Mapped[str] = mapped_column(String(4), nullable=False)
+    # Opaque token from the payment processor; the full number is never stored.
+    account_token: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = _created()
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BankTransfer(Base):
+    __tablename__ = "bank_transfers"
+    __table_args__ = (
+        _enum_check("status", TRANSFER_STATUSES, "status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+    id: Mapped[int] = _id()
+    payout_id: Mapped[int] = _fk("payouts.id")
+    bank_account_id: Mapped[int] = _fk("bank_accounts.id")
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+TICKET_STATUSES = ("OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED")
+TICKET_PRIORITIES = ("LOW", "MEDIUM", "HIGH")
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        _enum_check("status", TICKET_STATUSES, "status_known"),
+        _enum_check("priority", TICKET_PRIORITIES, "priority_known"),
+        CheckConstraint("length(title) BETWEEN 1 AND 200", name="title_len"),
+        CheckConstraint(
+            "(subject_type IS NULL) = (subject_id IS NULL)", name="subject_whole"
+        ),
+        UniqueConstraint("connection_id", "number"),
+        Index("ix_tickets_connection_activity", "connection_id", "last_activity_at", "id"),
+        Index("ix_tickets_status_created", "status", "created_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    priority: Mapped[str] = mapped_column(String(10), nullable=False)
+    assigned_to_id: Mapped[int | None] = _fk("users.id", nullable=True)
+    created_by_id: Mapped[int] = _fk("users.id", index=False)
+    # What the ticket is about: ("invoice" | "payout", id) of the same connection.
+    subject_type: Mapped[str | None] = mapped_column(String(20))
+    subject_id: Mapped[int | None] = mapped_column(PK)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+    last_activity_at: Mapped[datetime] = _created()
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TicketMessage(Base):
+    __tablename__ = "ticket_messages"
+    __table_args__ = (
+        CheckConstraint("length(body) BETWEEN 1 AND 10000", name="body_len"),
+        Index("ix_ticket_messages_ticket_created", "ticket_id", "created_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    ticket_id: Mapped[int] = _fk("tickets.id", index=False)
+    author_id: Mapped[int] = _fk("users.id", index=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    # Internal notes are for Revampd staff only.
+    internal: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class IdempotencyKey(Base):
+    """First result of a money-moving mutation, replayed for the same key."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = _fk("users.id", index=False)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    operation: Mapped[str] = mapped_column(String(60), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    result_type: Mapped[str | None] = mapped_column(String(40))
+    result_id: Mapped[int | None] = mapped_column(PK)
+    created_at: Mapped[datetime] = _created()

@@ -1,0 +1,739 @@
+"""Deterministic demo data: three Partners with a year of Revampd history.
+
+`seed_demo(session, today)` loads everything in one transaction and changes
+nothing (returning False) when the demo Partners or users already exist. The
+same `today` always gives the same rows: randomness comes from fixed-seed
+generators and every timestamp is relative to `today` at 00:00 UTC ("now"),
+never the wall clock, and never later than "now".
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    AddOn, AddOnProduct, AffiliatePayout, BankAccount, BankTransfer, Connection, Invoice,
+    InvoiceLineItem, InvoicePayment, Partner, Payout, Plan, SubOrgTransaction, Subscription,
+    Ticket, TicketMessage, Usage, User, Wallet, WalletEntry,
+)
+
+UTC = timezone.utc
+SEED = 20260101
+USD = "USD"
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+
+DEMO_USERS: list[tuple[str, str, str | None]] = [
+    ("owner@northwind.example", "PARTNER_ADMIN", "Northwind Agency"),
+    ("member@northwind.example", "PARTNER_MEMBER", "Northwind Agency"),
+    ("owner@bluebird.example", "PARTNER_ADMIN", "Bluebird Digital"),
+    ("owner@cedar.example", "PARTNER_ADMIN", "Cedar Collective"),
+    ("support@revampd.example", "SUPPORT", None),
+    ("support2@revampd.example", "SUPPORT", None),
+    ("billing@revampd.example", "BILLING_ADMIN", None),
+]
+USER_NAMES = {
+    "owner@northwind.example": "Maya Patel",
+    "member@northwind.example": "Jonas Berg",
+    "owner@bluebird.example": "Priya Raman",
+    "owner@cedar.example": "Sam Okafor",
+    "support@revampd.example": "Alex Rivera",
+    "support2@revampd.example": "Jordan Lee",
+    "billing@revampd.example": "Dana Whitfield",
+}
+# code, name, rank, monthly price, fee bps, max sub-orgs, campaigns, workflows, retired
+PLANS = [
+    ("STARTER", "Starter", 1, 4900, 350, 5, 20, 10, False),
+    ("GROWTH", "Growth", 2, 14900, 250, 10, 100, 50, False),
+    ("SCALE", "Scale", 3, 39900, 150, 50, 500, 250, False),
+    ("ENTERPRISE", "Enterprise", 4, 99900, 100, None, None, None, False),
+    ("LEGACY", "Legacy Pro", 5, 29900, 200, 25, 250, 100, True),
+]
+# code, name, description, monthly price, max quantity, is phone number
+ADDON_PRODUCTS = [
+    ("LOCAL_NUMBER", "Local phone number", "A local number for calls and SMS.", 300, 100, True),
+    ("TOLL_FREE_NUMBER", "Toll-free phone number", "An 8XX number for calls and SMS.", 800, 50, True),
+]
+
+
+@dataclass
+class _Pay:
+    """A planned invoice payment; WALLET ones also become INVOICE_PAYMENT entries."""
+
+    invoice: Invoice
+    at: datetime
+    amount: int
+    method: str
+    partial: bool = False
+    row: InvoicePayment | None = None
+
+
+@dataclass
+class _Entry:
+    """A planned non-payment wallet entry. `source` is evaluated once ids exist."""
+
+    at: datetime
+    amount: int
+    kind: str
+    memo: str
+    source: Callable[[], tuple[str, str]] | None = None
+    by: int | None = None
+    after: Callable[[WalletEntry], None] | None = None
+    hold: int = 0  # credit that invoice payments may not spend (about to be reversed)
+
+
+async def seed_demo(session: AsyncSession, today: date) -> bool:
+    """Load demo data; returns False (and changes nothing) if the demo partners already exist."""
+    async with session.begin():
+        names = [spec.name for spec in PARTNERS]
+        emails = [email for email, _, _ in DEMO_USERS]
+        if await session.scalar(select(Partner.id).where(Partner.name.in_(names)).limit(1)):
+            return False
+        if await session.scalar(select(User.id).where(User.email.in_(emails)).limit(1)):
+            return False
+        now = datetime.combine(today, time(), UTC)
+        plans = await _get_or_create(session, Plan, [
+            dict(code=c, name=n, rank=r, currency_code=USD, monthly_price=p, transaction_fee_bps=f,
+                 max_sub_orgs=s, max_campaigns=ca, max_workflows=w, retired=ret)
+            for c, n, r, p, f, s, ca, w, ret in PLANS])
+        products = await _get_or_create(session, AddOnProduct, [
+            dict(code=c, name=n, description=d, currency_code=USD, monthly_price=p, max_quantity=m,
+                 is_phone_number=ph, retired=False) for c, n, d, p, m, ph in ADDON_PRODUCTS])
+        start = _month(now, -11) - 20 * DAY
+        partners = {s.name: Partner(name=s.name, created_at=start) for s in PARTNERS}
+        session.add_all(partners.values())
+        await session.flush()
+        users = {email: User(email=email, name=USER_NAMES[email], role=role,
+                             partner_id=partners[p].id if p else None,
+                             created_at=start + (i + 1) * HOUR)
+                 for i, (email, role, p) in enumerate(DEMO_USERS)}
+        session.add_all(users.values())
+        await session.flush()
+        for i, spec in enumerate(PARTNERS):
+            seeder = _PartnerSeeder(session, spec, random.Random(SEED + i), now, plans, products,
+                                    partners[spec.name], users)
+            await seeder.run()
+    return True
+
+
+async def _get_or_create(session: AsyncSession, model: type, rows: list[dict]) -> dict:
+    found = {r.code: r for r in await session.scalars(select(model))}
+    for row in rows:
+        if row["code"] not in found:
+            found[row["code"]] = model(**row)
+            session.add(found[row["code"]])
+    await session.flush()
+    return found
+
+
+def _month(now: datetime, offset: int) -> datetime:
+    """First instant of the month `offset` months from the one containing `now`."""
+    year, month = divmod(now.year * 12 + now.month - 1 + offset, 12)
+    return datetime(year, month + 1, 1, tzinfo=UTC)
+
+
+class _PartnerSeeder:
+    def __init__(self, session: AsyncSession, spec: PartnerSpec, rng: random.Random,
+                 now: datetime, plans: dict, products: dict, partner: Partner,
+                 users: dict[str, User]) -> None:
+        self.session, self.spec, self.rng, self.now = session, spec, rng, now
+        self.plans, self.products, self.partner = plans, products, partner
+        self.admin = next(u for u in users.values() if u.partner_id == partner.id
+                          and u.role == "PARTNER_ADMIN")
+        self.member = next((u for u in users.values() if u.partner_id == partner.id
+                            and u.role == "PARTNER_MEMBER"), self.admin)
+        self.support = [u for u in users.values() if u.role == "SUPPORT"]
+        self.billing = next(u for u in users.values() if u.role == "BILLING_ADMIN")
+        self.invoices: list[tuple[Invoice, list[InvoiceLineItem], list[_Pay]]] = []
+        self.timeline: list[_Pay | _Entry] = []
+        self.subjects: dict[str, Invoice | Payout] = {}
+
+    def past(self, at: datetime) -> datetime:
+        return min(at, self.now)
+
+    def month(self, offset: int) -> datetime:
+        return _month(self.now, offset)
+
+    def hours(self, low: int, high: int) -> timedelta:
+        return self.rng.randint(low, high) * HOUR
+
+    async def run(self) -> None:
+        await self._base()
+        self._plan_invoices()
+        self._plan_credits()
+        self._plan_affiliate_payouts()
+        self._plan_payouts()
+        ledger = self._settle()
+        await self._write_invoices()
+        await self._write_rows()
+        await self._write_ledger(ledger)
+        await self._write_tickets()
+        await self.session.flush()
+
+    # -- connection, subscription, usage, add-ons, bank accounts ------------------------
+    async def _base(self) -> None:
+        spec, created = self.spec, self.partner.created_at + 2 * HOUR
+        self.conn = Connection(partner_id=self.partner.id, currency_code=USD, ticket_prefix="RVP",
+                               next_ticket_number=1001, created_at=created)
+        self.session.add(self.conn)
+        await self.session.flush()
+        cid, m0, m1 = self.conn.id, self.month(0), self.month(1)
+        self.wallet = Wallet(connection_id=cid, currency_code=USD, balance=0)
+        pending = self.plans[spec.pending_downgrade_to] if spec.pending_downgrade_to else None
+        sub_orgs, campaigns, workflows = spec.usage
+        self.session.add_all([
+            self.wallet,
+            Usage(connection_id=cid, sub_orgs=sub_orgs, campaigns=campaigns, workflows=workflows,
+                  updated_at=self.now - 2 * HOUR),
+            Subscription(
+                connection_id=cid, plan_id=self.plans[spec.plan].id, status="ACTIVE",
+                current_period_start=m0, current_period_end=m1, created_at=created,
+                pending_kind="DOWNGRADE" if pending else None,
+                pending_plan_id=pending.id if pending else None,
+                pending_effective_at=m1 if pending else None,
+                pending_requested_at=max(m0, self.now - 5 * DAY) if pending else None),
+            *(AddOn(connection_id=cid, product_id=self.products[code].id, quantity=qty,
+                    created_at=created, updated_at=created) for code, qty in spec.addons),
+        ])
+        self.banks = [
+            BankAccount(connection_id=cid, holder_name=f"{spec.name} LLC", bank_name=bank,
+                        routing_number=routing, account_last4=last4, is_default=i == 0,
+                        account_token=f"tok_{spec.code.lower()}_{i + 1}",
+                        created_at=created + (10 + 30 * i) * DAY)
+            for i, (bank, routing, last4) in enumerate(spec.banks)]
+        self.session.add_all(self.banks)
+        await self.session.flush()
+
+    # -- invoices -------------------------------------------------------------------
+    def _plan_invoices(self) -> None:
+        spec, plan = self.spec, self.plans[self.spec.plan]
+        for k in range(-11, 1):
+            start, end = self.month(k), self.month(k + 1)
+            label = f"{start:%b %Y}"
+            status = "OPEN" if k == 0 or (k == -1 and spec.overdue_last_month) else "PAID"
+            self._invoice("SUBSCRIPTION", [self._line(f"{plan.name} plan, {label}", 1,
+                                                      plan.monthly_price, plan_id=plan.id)],
+                          start, status, period=(start, end),
+                          partial=spec.partial_payment_now if k == 0 else 0)
+            if spec.addons:
+                lines = [self._line(f"{self.products[c].name}, {label}", qty,
+                                    self.products[c].monthly_price,
+                                    addon_product_id=self.products[c].id) for c, qty in spec.addons]
+                self._invoice("ADD_ON", lines, start + HOUR, "OPEN" if k == 0 else "PAID",
+                              period=(start, end))
+        # Next month's subscription invoice, drafted on the plan the period will run on.
+        nxt = self.plans[spec.pending_downgrade_to or spec.plan]
+        start, end = self.month(1), self.month(2)
+        self._invoice("SUBSCRIPTION", [self._line(f"{nxt.name} plan, {start:%b %Y}", 1,
+                                                  nxt.monthly_price, plan_id=nxt.id)],
+                      self.now, "DRAFT", period=(start, end), due=start + 14 * DAY)
+        for desc, qty, unit, days_ago, status, method, partial in spec.one_time:
+            issued = self.now - days_ago * DAY + self.hours(9, 17)
+            inv = self._invoice("ONE_TIME", [self._line(desc, qty, unit)], issued, status,
+                                method=method, partial=partial)
+            if status == "VOID":
+                inv.voided_at = issued + 22 * HOUR
+                self.subjects["invoice"] = inv
+
+    def _line(self, description: str, qty: int, unit: int, **ref: int) -> InvoiceLineItem:
+        return InvoiceLineItem(description=description, quantity=qty, unit_amount=unit,
+                               amount=qty * unit, **ref)
+
+    def _invoice(self, type_: str, lines: list[InvoiceLineItem], issued: datetime, status: str,
+                 *, period: tuple[datetime, datetime] | None = None, due: datetime | None = None,
+                 method: str | None = None, partial: int = 0) -> Invoice:
+        inv = Invoice(connection_id=self.conn.id, type=type_, status=status, currency_code=USD,
+                      total=sum(line.amount for line in lines), amount_paid=0, issued_at=issued,
+                      due_at=due or issued + 14 * DAY, period_start=period and period[0],
+                      period_end=period and period[1])
+        pays = []
+        if status == "PAID":
+            method = method or ("WALLET" if self.rng.random() < self.spec.wallet_share else "CARD")
+            delay = DAY if method == "CARD" else self.rng.randint(1, 6) * DAY
+            pays.append(_Pay(inv, self.past(issued + delay + self.hours(1, 9)), inv.total, method))
+        elif partial:
+            pays.append(_Pay(inv, self.past(issued + 2 * DAY + 3 * HOUR), partial, "WALLET", True))
+        self.invoices.append((inv, lines, pays))
+        self.timeline.extend(p for p in pays if p.method == "WALLET")
+        return inv
+
+    async def _write_invoices(self) -> None:
+        self.invoices.sort(key=lambda item: item[0].issued_at)
+        per_year: dict[int, int] = {}
+        for inv, _, _ in self.invoices:
+            per_year[inv.issued_at.year] = per_year.get(inv.issued_at.year, 0) + 1
+            inv.number = f"INV-{self.spec.code}-{inv.issued_at.year}-{per_year[inv.issued_at.year]:04d}"
+        for inv, lines, _ in self.invoices:
+            if inv.status == "VOID":
+                twin = next((i for i, ls, _ in self.invoices if i is not inv and i.type == inv.type
+                             and ls[0].description == lines[0].description), None)
+                inv.void_reason = f"Duplicate of {twin.number}" if twin else "Issued in error"
+        self.session.add_all(inv for inv, _, _ in self.invoices)
+        await self.session.flush()
+        for inv, lines, pays in self.invoices:
+            for line in lines:
+                line.invoice_id = inv.id
+            self.session.add_all(lines)
+            # Payments were settled against the wallet by now (see _settle).
+            for pay in pays:
+                pay.row = InvoicePayment(invoice_id=inv.id, amount=pay.amount, method=pay.method,
+                                         created_by_id=self.admin.id if pay.method == "WALLET"
+                                         else None, created_at=pay.at)
+                self.session.add(pay.row)
+        await self.session.flush()
+
+    # -- wallet credits ---------------------------------------------------------------
+    def _plan_credits(self) -> None:
+        spec, low, high = self.spec, *self.spec.revenue_share
+        for k in range(-11, 1):
+            at = self.month(k) + 4 * DAY + 9 * HOUR
+            if at <= self.now:
+                self.timeline.append(_Entry(
+                    at, self.rng.randint(low, high), "REVENUE_SHARE",
+                    f"Revenue share, {self.month(k - 1):%B %Y}",
+                    lambda k=k: ("revenue_share", f"{spec.code}-{self.month(k - 1):%Y-%m}")))
+        for n, (days_ago, amount, memo, reversal_memo) in enumerate(spec.adjustments, 1):
+            at, held = self.now - days_ago * DAY + 11 * HOUR, amount if reversal_memo else 0
+            adjustment = _Entry(at, amount, "MANUAL_ADJUSTMENT", memo,
+                                lambda n=n: ("adjustment", f"seed-{spec.code.lower()}-{n}"),
+                                self.billing.id, hold=held)
+            self.timeline.append(adjustment)
+            if reversal_memo:
+                box: list[WalletEntry] = []
+                adjustment.after = box.append
+                self.timeline.append(_Entry(at + HOUR, -amount, "REVERSAL", reversal_memo,
+                                            lambda box=box: ("wallet_entry", str(box[0].id)),
+                                            self.billing.id, hold=-held))
+
+    def _settle(self) -> list[_Pay | _Entry]:
+        """Replay the timeline: wallet payments the balance cannot cover go to the card."""
+        ledger, balance, held = [], 0, 0
+        for item in sorted(self.timeline, key=lambda i: i.at):
+            if isinstance(item, _Pay):
+                if item.amount > balance - held:
+                    if not item.partial:
+                        item.method = "CARD"
+                        continue
+                    item.amount = balance - held
+                    if item.amount <= 0:
+                        continue
+                balance -= item.amount
+            else:
+                balance, held = balance + item.amount, held + item.hold
+                assert balance >= 0, item
+            ledger.append(item)
+        for inv, _, pays in self.invoices:
+            pays[:] = [p for p in pays if p.amount > 0]
+            inv.amount_paid = sum(p.amount for p in pays)
+            inv.payment_method = pays[-1].method if pays else None
+            inv.paid_at = pays[-1].at if inv.status == "PAID" else None
+        return ledger
+
+    async def _write_ledger(self, ledger: list[_Pay | _Entry]) -> None:
+        balance = 0
+        for item in ledger:
+            if isinstance(item, _Pay):
+                assert item.row is not None
+                amount, kind, by = -item.amount, "INVOICE_PAYMENT", self.admin.id
+                source, memo = ("invoice_payment", str(item.row.id)), f"Payment of {item.invoice.number}"
+            else:
+                amount, kind, by, memo = item.amount, item.kind, item.by, item.memo
+                source = item.source() if item.source else None
+            balance += amount
+            entry = WalletEntry(wallet_id=self.wallet.id, amount=amount, kind=kind,
+                                balance_after=balance, memo=memo, created_by_id=by,
+                                source_type=source and source[0], source_id=source and source[1],
+                                created_at=item.at)
+            self.session.add(entry)
+            await self.session.flush()
+            if isinstance(item, _Entry) and item.after:
+                item.after(entry)
+        self.wallet.balance = balance
+
+    # -- affiliate payouts and sub-org payouts ------------------------------------------
+    def _plan_affiliate_payouts(self) -> None:
+        self.rows: list = []
+        if not self.spec.affiliate_scale:
+            return
+        monday = self.now - self.now.weekday() * DAY
+        periods = [("WEEKLY", monday - 7 * j * DAY, monday - 7 * (j - 1) * DAY, j <= 2, 2500, 9000)
+                   for j in range(12, 0, -1)]
+        periods += [("MONTHLY", self.month(k), self.month(k + 1), k == -1, 12000, 38000)
+                    for k in range(-11, 0)]
+        for period_type, start, end, pending, low, high in sorted(periods, key=lambda p: p[2]):
+            created = self.past(end + 6 * HOUR)
+            ap = AffiliatePayout(
+                connection_id=self.conn.id, period_type=period_type, period_start=start,
+                period_end=end, amount=int(self.rng.randint(low, high) * self.spec.affiliate_scale),
+                credit_status="PENDING" if pending else "APPLIED",
+                applied_at=None if pending else created + 2 * DAY, created_at=created)
+            self.rows.append(ap)
+            if not pending:
+                self.timeline.append(_Entry(
+                    ap.applied_at, ap.amount, "AFFILIATE_PAYOUT",
+                    f"Affiliate payout ({period_type.lower()}, {start:%b %d} to {end - DAY:%b %d, %Y})",
+                    lambda ap=ap: ("affiliate_payout", str(ap.id)),
+                    after=lambda e, ap=ap: setattr(ap, "wallet_entry_id", e.id)))
+
+    def _plan_payouts(self) -> None:
+        self.transactions: list[tuple[SubOrgTransaction, Payout | None]] = []
+        self.transfers: list[tuple[BankTransfer, Payout]] = []
+        states = self.spec.payout_states
+        for k in range(-11, 0):
+            start, end, idx = self.month(k), self.month(k + 1), -1 - k
+            txs = [self._transaction(start, end) for _ in range(self.rng.randint(3, 8))]
+            amount, created = sum(t.partner_amount for t in txs), self.past(end + 2 * HOUR)
+            payout = Payout(connection_id=self.conn.id, period_start=start, period_end=end,
+                            currency_code=USD, amount=amount, available_amount=amount,
+                            wallet_amount=0, bank_amount=0, status="AVAILABLE",
+                            created_at=created, updated_at=created)
+            self.rows.append(payout)
+            self.transactions += [(t, payout) for t in txs]
+            default = "TRANSFER" if self.banks and idx % 2 == 0 else "CREDIT"
+            self._dispose(payout, states[idx] if idx < len(states) else default)
+        for _ in range(self.rng.randint(2, 4)):  # this month's, not paid out yet
+            self.transactions.append((self._transaction(self.month(0), self.now), None))
+
+    def _transaction(self, start: datetime, end: datetime) -> SubOrgTransaction:
+        rng, name = self.rng, self.rng.choice(self.spec.sub_orgs)
+        if rng.random() < 0.5:
+            kind, gross, share = "SUBSCRIPTION", rng.choice((9700, 14900, 29700, 49700)), rng.randint(20, 35)
+            description = f"{rng.choice(('Essentials', 'Pro', 'Premium'))} plan subscription"
+        else:
+            kind, gross, share = "USAGE", rng.randint(500, 8000), rng.randint(10, 30)
+            description = rng.choice(("SMS usage", "Voice minutes", "Email sends", "AI assistant usage"))
+        seconds = int((end - start).total_seconds() * rng.random())
+        return SubOrgTransaction(connection_id=self.conn.id, sub_org_name=name, kind=kind,
+                                 description=description, gross_amount=gross,
+                                 partner_amount=gross * share // 100,
+                                 occurred_at=start + timedelta(seconds=seconds))
+
+    def _dispose(self, p: Payout, state: str) -> None:
+        """Apply a disposition state: CREDIT, TRANSFER, SPLIT, PROCESSING (in transit),
+        PROCESSING_SPLIT (bank part pending), FAILED (back to available), TRANSFER_RETRY."""
+        if state == "AVAILABLE":
+            return
+        lag = {"PROCESSING": 2, "PROCESSING_SPLIT": 1, "FAILED": 12}.get(state)
+        at = (self.past(max(p.created_at + DAY, self.now - lag * DAY)) if lag else
+              self.past(p.created_at + self.rng.randint(1, 5) * DAY + self.hours(8, 17)))
+        wallet = (p.amount if state == "CREDIT" else
+                  max(1, min(p.amount - 1, p.amount * self.rng.randint(3, 7) // 10))
+                  if "SPLIT" in state else 0)
+        if wallet:
+            self.timeline.append(_Entry(at, wallet, "PAYOUT_CREDIT",
+                                        f"Payout for {p.period_start:%B %Y} credited to wallet",
+                                        lambda p=p: ("payout", str(p.id)), self.admin.id))
+        bank, plan = p.amount - wallet, []
+        default, other = self.banks[0] if self.banks else None, self.banks[-1] if self.banks else None
+        if state in ("TRANSFER", "SPLIT"):
+            plan = [(default, "PAID", at, at + 2 * DAY)]
+        elif state == "PROCESSING":
+            plan = [(default, "IN_TRANSIT", at, at + DAY)]
+        elif state == "PROCESSING_SPLIT":
+            plan = [(default, "PENDING", at, at)]
+        elif state in ("FAILED", "TRANSFER_RETRY"):
+            plan = [(other, "FAILED", at, at + 3 * DAY)]
+            if state == "TRANSFER_RETRY":
+                plan.append((default, "PAID", at + 4 * DAY, at + 6 * DAY))
+        for account, status, created, updated in plan:
+            failed = status == "FAILED"
+            transfer = BankTransfer(
+                bank_account_id=account.id, amount=bank, status=status,
+                failure_reason="Returned by the receiving bank: R03 no account/unable to locate "
+                               "account" if failed else None,
+                created_at=created, updated_at=self.past(updated))
+            self.transfers.append((transfer, p))
+            p.updated_at = transfer.updated_at
+        p.wallet_amount = wallet
+        p.bank_amount = 0 if state == "FAILED" else bank
+        p.available_amount = p.amount - p.wallet_amount - p.bank_amount
+        p.status = ("AVAILABLE" if state == "FAILED" else
+                    "PROCESSING" if state.startswith("PROCESSING") else "COMPLETED")
+        p.disposition = (None if state == "FAILED" else "CREDIT" if state == "CREDIT" else
+                         "SPLIT" if "SPLIT" in state else "TRANSFER")
+        p.updated_at = max(p.updated_at, at)
+        if state == "FAILED":
+            self.subjects["payout"] = p
+
+    async def _write_rows(self) -> None:
+        self.rows.sort(key=lambda r: (isinstance(r, Payout), r.period_end))
+        self.session.add_all(self.rows)
+        await self.session.flush()
+        for tx, payout in self.transactions:
+            tx.payout_id = payout.id if payout else None
+        for transfer, payout in self.transfers:
+            transfer.payout_id = payout.id
+        self.session.add_all(t for t, _ in sorted(self.transactions, key=lambda x: x[0].occurred_at))
+        self.session.add_all(t for t, _ in self.transfers)
+        await self.session.flush()
+
+    # -- tickets ------------------------------------------------------------------------
+    async def _write_tickets(self) -> None:
+        specs = sorted(self.spec.tickets, key=lambda t: -t.days_ago)
+        for number, spec in enumerate(specs, 1001):
+            await self._ticket(number, spec)
+        self.conn.next_ticket_number = 1001 + len(specs)
+
+    async def _ticket(self, number: int, spec: TicketSpec) -> None:
+        author = self.member if spec.by_member else self.admin
+        agent = self.support[spec.support] if spec.support is not None else None
+        assert agent or len(spec.messages) == 1, "only a one-message ticket can be unassigned"
+        created = self.now - spec.days_ago * DAY - self.hours(0, 6)
+        subject = self.subjects.get(spec.subject) if spec.subject else None
+        if subject is not None:
+            created = max(created, (subject.issued_at if isinstance(subject, Invoice)
+                                    else subject.updated_at) + 2 * HOUR)
+        times, at = [], created
+        for _ in spec.messages:
+            at += min(timedelta(minutes=self.rng.randint(20, 1200)), (self.now - created) / 8)
+            times.append(at)
+        replies = times[1::2]
+        resolved = replies[-1] if spec.status in ("RESOLVED", "CLOSED") else None
+        closed = self.past(times[-1] + 2 * DAY) if spec.status == "CLOSED" else None
+        ticket = Ticket(
+            connection_id=self.conn.id, number=number, title=spec.title,
+            description=spec.description, status=spec.status, priority=spec.priority,
+            assigned_to_id=agent.id if agent else None, created_by_id=author.id,
+            subject_type=spec.subject if subject else None,
+            subject_id=subject.id if subject else None, created_at=created,
+            updated_at=max(times[-1], closed or resolved or times[-1]),
+            last_activity_at=times[-1], resolved_at=resolved, closed_at=closed)
+        self.session.add(ticket)
+        await self.session.flush()
+        messages = [TicketMessage(ticket_id=ticket.id, body=body, internal=False, created_at=t,
+                                  author_id=(author if i % 2 == 0 else agent).id)
+                    for i, (body, t) in enumerate(zip(spec.messages, times))]
+        if spec.note:  # never the newest message, so it cannot show as activity
+            assert agent and len(times) >= 2
+            messages.insert(-1, TicketMessage(ticket_id=ticket.id, body=spec.note, internal=True,
+                                              author_id=agent.id,
+                                              created_at=times[-2] + (times[-1] - times[-2]) / 2))
+        self.session.add_all(messages)
+
+
+# -- the demo Partners ------------------------------------------------------------------
+@dataclass(frozen=True)
+class TicketSpec:
+    title: str
+    description: str
+    priority: str
+    status: str
+    days_ago: float
+    messages: tuple[str, ...]  # alternating partner user, support user, partner user, ...
+    by_member: bool = False
+    support: int | None = 0  # index of the assigned SUPPORT user; None = unassigned
+    note: str | None = None  # internal note, placed just before the last message
+    subject: str | None = None  # "invoice" (the voided one) or "payout" (the failed one)
+
+
+@dataclass(frozen=True)
+class PartnerSpec:
+    name: str
+    code: str  # invoice number prefix and token prefix
+    plan: str
+    usage: tuple[int, int, int]  # sub-orgs, campaigns, workflows
+    addons: tuple[tuple[str, int], ...]
+    pending_downgrade_to: str | None
+    affiliate_scale: float  # 0 = not in the affiliate programme
+    revenue_share: tuple[int, int]  # monthly range
+    wallet_share: float  # share of paid invoices settled from the wallet when it can
+    partial_payment_now: int  # wallet part-payment of this month's subscription invoice
+    overdue_last_month: bool
+    # description, quantity, unit amount, days ago, status, payment method, partial payment
+    one_time: tuple[tuple[str, int, int, float, str, str | None, int], ...]
+    adjustments: tuple[tuple[int, int, str, str | None], ...]  # days ago, amount, memo, reversal
+    sub_orgs: tuple[str, ...]
+    banks: tuple[tuple[str, str, str], ...]  # bank, routing number, last 4; first is default
+    payout_states: tuple[str, ...]  # newest first; older ones alternate TRANSFER/CREDIT
+    tickets: tuple[TicketSpec, ...]
+
+
+PARTNERS = [
+    PartnerSpec(
+        name="Northwind Agency", code="NW", plan="SCALE", usage=(12, 140, 60),
+        addons=(("LOCAL_NUMBER", 5), ("TOLL_FREE_NUMBER", 2)), pending_downgrade_to=None,
+        affiliate_scale=1.0, revenue_share=(4000, 12000), wallet_share=0.6,
+        partial_payment_now=20000, overdue_last_month=False,
+        one_time=(("Onboarding services", 1, 150000, 340, "PAID", "CARD", 0),
+                  ("Data migration", 1, 60000, 240, "PAID", "CARD", 0),
+                  ("Data migration", 1, 60000, 239.5, "VOID", None, 0),
+                  ("Custom integration workshop", 2, 45000, 6, "OPEN", None, 40000)),
+        adjustments=((280, 5000, "Goodwill credit for the SMS outage", None),
+                     (150, 2500, "Promotional credit",
+                      "Reversal: promotional credit posted to the wrong connection")),
+        sub_orgs=("Acme Dental", "Brightside Pediatrics", "Harbor View Realty", "Summit Fitness",
+                  "Maple Street Bakery", "Lakeside Vet Clinic", "Ironwood Legal", "Riverbend Auto",
+                  "Golden Spoon Catering", "Peak Physio", "Oak & Ash Interiors",
+                  "Clearwater Plumbing"),
+        banks=(("JPMorgan Chase Bank", "021000021", "4821"),
+               ("Wells Fargo Bank", "121000248", "7730")),
+        payout_states=("AVAILABLE", "PROCESSING", "SPLIT", "FAILED", "CREDIT", "TRANSFER",
+                       "TRANSFER_RETRY"),
+        tickets=(
+            TicketSpec(
+                "Second toll-free number for our support line",
+                "We want a second toll-free number routed to our client support queue. "
+                "Can we choose a vanity number?", "LOW", "CLOSED", 300,
+                ("Ideally something ending in 4357 (HELP). Any chance?",
+                 "Vanity numbers depend on carrier inventory. I found 1-888-555-4357 and reserved "
+                 "it for seven days; add a toll-free number from Add-Ons and it will be assigned.",
+                 "Done, it shows up under our add-ons now. Thank you!",
+                 "Glad it worked. I'll close this ticket; reply here if anything comes up.")),
+            TicketSpec(
+                "Charged twice for the data migration",
+                "We received two invoices for the same data migration work on the same day. "
+                "Please void the duplicate.", "HIGH", "RESOLVED", 240,
+                ("Both are for $600.00 and reference the same migration project.",
+                 "Thanks for flagging this. One of them is indeed a duplicate; I've asked our "
+                 "billing team to void it.",
+                 "Appreciated. We'll pay the other one by card.",
+                 "The duplicate is now void and shows nothing due. Sorry for the trouble!"),
+                note="Internal: duplicate came from a manual re-run of the services invoice job; "
+                     "billing voided it, no refund needed.", subject="invoice"),
+            TicketSpec(
+                "Campaign sends delayed by several hours",
+                "Scheduled campaigns for three of our sub-orgs went out 3-4 hours late this "
+                "morning. Clients are complaining about missed appointment reminders.",
+                "HIGH", "CLOSED", 200,
+                ("Affected: Acme Dental, Lakeside Vet Clinic and Peak Physio, all scheduled for "
+                 "8:00 local time.",
+                 "Thanks for the details. One of our sending queues had a backlog this morning; "
+                 "it has been drained and sends are back to normal.",
+                 "Will the missed reminders be resent automatically?",
+                 "Nothing was dropped: every reminder was delivered, just late. We've added "
+                 "capacity and alerting on that queue so this doesn't recur.",
+                 "OK, thanks for the explanation.", "You're welcome. Closing this one out."),
+                by_member=True, support=1),
+            TicketSpec(
+                "How is the transaction fee calculated on usage charges?",
+                "Our last payout looks lower than we expected. How is the Revampd transaction "
+                "fee applied to usage-based charges?", "MEDIUM", "RESOLVED", 90,
+                ("For example, an $80.00 SMS bundle only shows a small partner share.",
+                 "Your plan's transaction fee (1.50% on Scale) comes off the gross amount first; "
+                 "your share is then calculated on the rest according to your sub-org pricing. "
+                 "Each payout lists every transaction with its gross and partner amounts."),
+                by_member=True,
+                note="Internal: checked the payout against the ledger; amounts are correct."),
+            TicketSpec(
+                "Bank transfer for our payout failed",
+                "The bank transfer for one of our payouts failed. We've checked our details "
+                "with the bank; can you retry it?", "HIGH", "IN_PROGRESS", 8,
+                ("The failure reason says the account could not be located.",
+                 "The receiving bank returned it (R03). The amount is back on the payout as "
+                 "available, so nothing is lost: you can send it to your default account or "
+                 "credit it to your wallet.",
+                 "Which account is set as default? We want to be sure before retrying."),
+                support=1, subject="payout",
+                note="Internal: processor flagged tok_nw_2; ask the partner to re-verify that "
+                     "account before it is used again."),
+            TicketSpec(
+                "Workflow editor times out when saving large workflows",
+                "Saving a workflow with more than 40 steps spins for a minute and then fails "
+                "with a timeout.", "MEDIUM", "IN_PROGRESS", 12,
+                ("It happens in Chrome and Firefox. Smaller workflows save fine.",
+                 "Thanks, I reproduced it with a 45-step workflow and engineering is on it. "
+                 "Meanwhile, splitting the workflow with a 'Run workflow' step avoids the timeout."),
+                by_member=True),
+            TicketSpec(
+                "Export invoices as CSV",
+                "Our accountant would like to download this year's Revampd invoices as a CSV "
+                "file. Is that possible?", "LOW", "OPEN", 3,
+                ("Ideally with invoice number, date, type, total and payment method.",),
+                by_member=True, support=None),
+            TicketSpec(
+                "Higher campaign limit for the holiday season",
+                "We expect to run about 600 campaigns over the holidays, above the Scale limit "
+                "of 500. Can we get a temporary increase instead of moving to Enterprise?",
+                "MEDIUM", "OPEN", 1, ("We would need it for about six weeks.",), support=1),
+        ),
+    ),
+    PartnerSpec(
+        name="Bluebird Digital", code="BB", plan="GROWTH", usage=(4, 30, 12),
+        addons=(("LOCAL_NUMBER", 2),), pending_downgrade_to="STARTER",
+        affiliate_scale=0.6, revenue_share=(2000, 6000), wallet_share=0.4,
+        partial_payment_now=5000, overdue_last_month=False,
+        one_time=(("Onboarding services", 1, 90000, 330, "PAID", "CARD", 0),
+                  ("Additional training session", 1, 30000, 75, "PAID", "WALLET", 0)),
+        adjustments=((245, 3000, "Goodwill credit: delayed number port", None),),
+        sub_orgs=("Sunrise Yoga", "Metro Movers", "Bella Salon", "Greenleaf Landscaping"),
+        banks=(("Bank of America", "026009593", "0394"),),
+        payout_states=("PROCESSING_SPLIT", "CREDIT", "SPLIT", "TRANSFER"),
+        tickets=(
+            TicketSpec(
+                "Porting an existing number to Revampd",
+                "We want to move our main office number from our current carrier to Revampd so "
+                "we can use it in workflows.", "MEDIUM", "CLOSED", 250,
+                ("The number is (415) 555-0132, currently with our old VoIP provider.",
+                 "Ports need a letter of authorization and a recent bill from the current "
+                 "carrier. Send both and we'll submit the port; it takes 7-10 business days.",
+                 "Sent both by email just now.",
+                 "The port completed this morning; the number is listed under your local "
+                 "phone numbers."), support=1),
+            TicketSpec(
+                "Wallet credit not applied to invoice",
+                "Our wallet had enough credit but this month's subscription invoice was charged "
+                "to our card.", "HIGH", "CLOSED", 160,
+                ("We'd prefer invoices to be paid from the wallet first whenever possible.",
+                 "Invoices are charged to the card on file unless they are paid from the wallet "
+                 "before the charge runs. From Invoices you can pay any open invoice with wallet "
+                 "credit, in full or in part."),
+                note="Internal: billing confirms card-first is policy; no refund of the card "
+                     "charge, the wallet credit stays available for the next invoice."),
+            TicketSpec(
+                "Update our billing contact email",
+                "Please send invoices to accounts@bluebird.example from now on.",
+                "LOW", "RESOLVED", 45,
+                ("Our previous contact has left the company.",
+                 "Done: invoice emails now go to accounts@bluebird.example.")),
+            TicketSpec(
+                "SMS delivery reports missing",
+                "Delivery reports stopped arriving yesterday afternoon for all our sub-orgs.",
+                "HIGH", "IN_PROGRESS", 6,
+                ("Messages seem to go out; we just get no receipts.",
+                 "One upstream carrier is delaying delivery receipts. Messages are delivered; "
+                 "the receipts are queued and will backfill.",
+                 "Thanks. Any ETA? Our clients rely on the reports for billing."), support=1),
+            TicketSpec(
+                "Add a team member to the dashboard",
+                "We'd like to give our new account manager read access to the Revampd section.",
+                "LOW", "OPEN", 2, ("Their email is li.chen@bluebird.example.",)),
+        ),
+    ),
+    PartnerSpec(
+        name="Cedar Collective", code="CD", plan="STARTER", usage=(2, 8, 3), addons=(),
+        pending_downgrade_to=None, affiliate_scale=0, revenue_share=(1000, 3000),
+        wallet_share=0.3, partial_payment_now=0, overdue_last_month=True,
+        one_time=(("Onboarding services", 1, 50000, 335, "PAID", "CARD", 0),
+                  ("Custom template design", 3, 12000, 170, "UNCOLLECTIBLE", None, 0)),
+        adjustments=((330, 2000, "Welcome credit", None),),
+        sub_orgs=("Cedar Hill Dental", "Northside Tutoring"), banks=(),
+        payout_states=("AVAILABLE", "AVAILABLE"),
+        tickets=(
+            TicketSpec(
+                "Help setting up our first workflow",
+                "We'd like new leads from our website form to get a welcome SMS, then an email "
+                "the next day.", "MEDIUM", "CLOSED", 320,
+                ("Is there a template we can start from?",
+                 "Use a 'Form submitted' trigger, a 'Send SMS' step, a one-day wait and a 'Send "
+                 "email' step. I've shared a template called 'New lead welcome' in your account.",
+                 "Perfect, that's exactly it.", "Great! Closing this ticket.")),
+            TicketSpec(
+                "Payout lower than expected",
+                "Our last payout was about half of the previous one.", "LOW", "RESOLVED", 40,
+                ("Did something change in how payouts are calculated?",
+                 "Nothing changed: payouts follow sub-org activity, and Northside Tutoring had "
+                 "no usage charges that month. The payout lists every transaction behind it."),
+                support=1,
+                note="Internal: checked the sub-org transactions for that period; all correct."),
+            TicketSpec(
+                "Login emails going to spam",
+                "Sign-in emails from Revampd land in our spam folder.", "HIGH", "OPEN", 1,
+                ("It happens for everyone at cedar.example using Outlook.",), support=None),
+        ),
+    ),
+]

@@ -1,0 +1,36 @@
+"""The per-request context every resolver receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from resolvers.loaders import Loaders
+from server.settings import Settings
+from services.access import Principal
+
+
+@dataclass
+class Context:
+    settings: Settings
+    principal: Principal
+    # Reads: one session per request, through the loaders.
+    db: AsyncSession
+    # Writes: each mutation runs its own transaction in a session from here.
+    writes: async_sessionmaker[AsyncSession]
+    request_id: str
+    request: Any = None
+    response: Any = None
+    log: dict[str, Any] = field(default_factory=dict)
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.db)
+
+    async def after_write(self) -> None:
+        """A mutation committed: later reads in this request must see it."""
+        await self.db.rollback()
+        self.db.expunge_all()
+        self.loaders = Loaders(self.db)

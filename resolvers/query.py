@@ -1,0 +1,94 @@
+"""The root Query."""
+
+from __future__ import annotations
+
+import asyncio
+
+import strawberry
+from graphql import GraphQLError
+
+from schema.addons import AddOnProduct
+from schema.base import Connection, Node, bad_request, ctx, decode_id, page_args, resolve_node
+from schema.plans import Plan, PlanComparison, PlanComparisonRow
+from schema.tickets import SupportTicketFilter, Ticket
+from schema.users import User, Viewer
+from services import lists
+from services import plans as plan_service
+from services.errors import DomainError
+from sqlalchemy import select
+
+from db import models as m
+
+MAX_NODES = 100
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The authenticated caller.")
+    async def viewer(self, info: strawberry.Info) -> Viewer:
+        p = ctx(info).principal
+        user = await User.load(info, p.user_id)
+        assert user is not None
+        return Viewer(user=user, roles=sorted(p.roles, key=lambda r: r.value))
+
+    @strawberry.field(description="Any object by global ID; null if it does not exist or is not yours.")
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+        return await resolve_node(info, id)
+
+    @strawberry.field(description=f"Objects by global ID, in order; at most {MAX_NODES}.")
+    async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            raise GraphQLError(f"ids may hold at most {MAX_NODES} IDs.", extensions={"code": "TOO_MANY_IDS"})
+        return list(await asyncio.gather(*(resolve_node(info, i) for i in ids)))
+
+    @strawberry.field(description="The tier catalogue, cheapest first.")
+    async def plans(self, info: strawberry.Info) -> list[Plan]:
+        return [Plan.of(p) for p in await plan_service.catalogue(ctx(info).db)]
+
+    @strawberry.field(description="A row per feature with one value per plan.")
+    async def plan_comparison(self, info: strawberry.Info) -> PlanComparison:
+        plans = await plan_service.catalogue(ctx(info).db)
+        return PlanComparison(
+            plans=[Plan.of(p) for p in plans],
+            rows=[
+                PlanComparisonRow(feature=r.feature, label=r.label, values=r.values)
+                for r in plan_service.comparison_rows(plans)
+            ],
+        )
+
+    @strawberry.field
+    async def add_on_products(self, info: strawberry.Info) -> list[AddOnProduct]:
+        rows = await ctx(info).db.scalars(
+            select(m.AddOnProduct).where(m.AddOnProduct.retired.is_(False)).order_by(m.AddOnProduct.id)
+        )
+        return [AddOnProduct.of(p) for p in rows]
+
+    @strawberry.field(description="Revampd staff: the ticket queue across Partners, oldest waiting first.")
+    async def support_tickets(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: SupportTicketFilter | None = None,
+    ) -> Connection[Ticket]:
+        c = ctx(info)
+        try:
+            if not c.principal.is_staff:
+                raise DomainError("FORBIDDEN", "Only Revampd staff can read the support queue.")
+            f = filter or SupportTicketFilter()
+            service_filter = lists.TicketFilter(
+                status=tuple(f.status or ()),
+                priority=tuple(f.priority or ()),
+                search=f.search,
+                assignee_id=decode_id(f.assignee_id, "User", "assigneeId") if f.assignee_id else None,
+                partner_id=decode_id(f.partner_id, "Partner", "partnerId") if f.partner_id else None,
+                unassigned=f.unassigned,
+            )
+            args = page_args(info, first, after, last, before)
+            page = await lists.support_queue(c.db, service_filter, args)
+        except DomainError as err:
+            raise bad_request(err) from None
+        return Connection.of(page, Ticket.of)
+

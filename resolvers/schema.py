@@ -1,0 +1,76 @@
+"""Builds the executable schema with the limits and masking that settings ask for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from resolvers.query import Query
+from schema import addons, invoices, partners, payouts, plans, tickets, users, wallet
+from server.settings import Settings
+
+# Every Node type, so that `node` can return any of them even if no field names it.
+NODE_TYPES: list[Any] = [
+    users.User,
+    partners.Partner,
+    partners.RevampdConnection,
+    plans.Plan,
+    addons.AddOnProduct,
+    addons.AddOn,
+    invoices.Invoice,
+    wallet.WalletEntry,
+    wallet.AffiliatePayout,
+    payouts.Payout,
+    payouts.BankTransfer,
+    payouts.BankAccount,
+    payouts.SubOrgTransaction,
+    tickets.Ticket,
+    tickets.TicketMessage,
+]
+
+
+class RecordOperation(SchemaExtension):
+    """Puts the operation name on the context for the request log line."""
+
+    def on_operation(self):  # type: ignore[no-untyped-def]
+        yield
+        context = self.execution_context.context
+        if context is not None and hasattr(context, "log"):
+            context.log["operation"] = self.execution_context.operation_name
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Mask faults of ours; keep errors that describe the client's own request."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or Settings()
+    extensions: list[Any] = [
+        RecordOperation,
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
+    if settings.mask_errors:
+        extensions.append(
+            lambda: MaskErrors(should_mask_error=_unexpected, error_message="Internal server error.")
+        )
+    from resolvers.mutation import Mutation
+
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, types=NODE_TYPES, extensions=extensions
+    )

@@ -1,0 +1,105 @@
+"""Invoices of the connection, their line items and payments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from db import models as m
+from schema.base import Money, Node, ctx, node_type, to_global_id
+from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
+
+
+@strawberry.type
+class InvoiceLineItem:
+    description: str
+    quantity: int
+    unit_amount: Money
+    amount: Money
+
+
+@strawberry.type
+class InvoicePayment:
+    amount: Money
+    method: PaymentMethod
+    created_at: datetime
+
+
+@strawberry.input
+class InvoiceFilter:
+    status: list[InvoiceStatus] | None = None
+    type: list[InvoiceType] | None = None
+
+
+@node_type("Invoice")
+@strawberry.type
+class Invoice(Node):
+    number: str
+    type: InvoiceType
+    status: InvoiceStatus
+    total: Money
+    amount_paid: Money
+    amount_due: Money = strawberry.field(description="total - amountPaid; zero once void.")
+    payment_method: PaymentMethod | None
+    period_start: datetime | None
+    period_end: datetime | None
+    issued_at: datetime
+    due_at: datetime | None
+    paid_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    model: strawberry.Private[m.Invoice]
+
+    @classmethod
+    def of(cls, i: m.Invoice) -> "Invoice":
+        cur = i.currency_code
+        due = 0 if i.status in ("VOID", "PAID") else i.total - i.amount_paid
+        return cls(
+            id=to_global_id("Invoice", i.id),
+            number=i.number,
+            type=InvoiceType(i.type),
+            status=InvoiceStatus(i.status),
+            total=Money.of(i.total, cur),
+            amount_paid=Money.of(i.amount_paid, cur),
+            amount_due=Money.of(due, cur),
+            payment_method=PaymentMethod(i.payment_method) if i.payment_method else None,
+            period_start=i.period_start,
+            period_end=i.period_end,
+            issued_at=i.issued_at,
+            due_at=i.due_at,
+            paid_at=i.paid_at,
+            voided_at=i.voided_at,
+            void_reason=i.void_reason,
+            model=i,
+        )
+
+    @classmethod
+    async def load(cls, info: strawberry.Info, pk: int) -> "Invoice | None":
+        i = await ctx(info).loaders.invoice.load(pk)
+        if i is None or not ctx(info).principal.sees_connection(i.connection_id):
+            return None
+        return cls.of(i)
+
+    @strawberry.field
+    async def line_items(self, info: strawberry.Info) -> list[InvoiceLineItem]:
+        cur = self.model.currency_code
+        rows = await ctx(info).loaders.line_items_by_invoice.load(self.model.id)
+        return [
+            InvoiceLineItem(
+                description=r.description,
+                quantity=r.quantity,
+                unit_amount=Money.of(r.unit_amount, cur),
+                amount=Money.of(r.amount, cur),
+            )
+            for r in rows
+        ]
+
+    @strawberry.field
+    async def payments(self, info: strawberry.Info) -> list[InvoicePayment]:
+        cur = self.model.currency_code
+        rows = await ctx(info).loaders.payments_by_invoice.load(self.model.id)
+        return [
+            InvoicePayment(amount=Money.of(r.amount, cur), method=PaymentMethod(r.method), created_at=r.created_at)
+            for r in rows
+        ]

@@ -1,0 +1,189 @@
+"""The Partner and its one Revampd connection: the root of everything it sees."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from db import models as m
+from schema.addons import AddOn
+from schema.base import Connection, Node, bad_request, ctx, decode_id, load_page, node_type, page_args, to_global_id
+from schema.invoices import Invoice, InvoiceFilter
+from schema.payouts import BankAccount, Payout, PayoutFilter
+from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
+from schema.tickets import Ticket, TicketFilter
+from schema.wallet import AffiliatePayout, Wallet
+from services import lists
+from services import plans as plan_service
+from services.errors import DomainError
+
+
+@node_type("RevampdConnection")
+@strawberry.type(description="A Partner's direct connection with Revampd: plan, billing, wallet, payouts.")
+class RevampdConnection(Node):
+    currency_code: str
+    created_at: datetime
+    model: strawberry.Private[m.Connection]
+
+    @classmethod
+    def of(cls, c: m.Connection) -> "RevampdConnection":
+        return cls(
+            id=to_global_id("RevampdConnection", c.id),
+            currency_code=c.currency_code,
+            created_at=c.created_at,
+            model=c,
+        )
+
+    @classmethod
+    async def load(cls, info: strawberry.Info, pk: int) -> "RevampdConnection | None":
+        c = await ctx(info).loaders.connection.load(pk)
+        if c is None or not ctx(info).principal.sees_connection(c.id):
+            return None
+        return cls.of(c)
+
+    @strawberry.field
+    async def partner(self, info: strawberry.Info) -> "Partner":
+        partner = await Partner.load(info, self.model.partner_id)
+        assert partner is not None
+        return partner
+
+    async def _subscription(self, info: strawberry.Info) -> m.Subscription:
+        s = await ctx(info).loaders.subscription_by_connection.load(self.model.id)
+        assert s is not None, "every connection has a subscription"
+        return s
+
+    @strawberry.field
+    async def subscription(self, info: strawberry.Info) -> PlanSubscription:
+        return PlanSubscription.of(await self._subscription(info))
+
+    @strawberry.field(description="The scheduled upgrade, downgrade or cancellation, if any.")
+    async def pending_change(self, info: strawberry.Info) -> PendingPlanChange | None:
+        return PendingPlanChange.of(await self._subscription(info))
+
+    @strawberry.field(description="What moving to planId would do; schedules nothing.")
+    async def plan_change_preview(self, info: strawberry.Info, plan_id: strawberry.ID) -> PlanChangePreview:
+        try:
+            pk = decode_id(plan_id, "Plan", "planId")
+            preview = await plan_service.preview(ctx(info).db, self.model.id, pk)
+        except DomainError as err:
+            raise bad_request(err) from None
+        return PlanChangePreview.of(preview)
+
+    @strawberry.field
+    async def usage(self, info: strawberry.Info) -> Usage:
+        loaders = ctx(info).loaders
+        u = await loaders.usage_by_connection.load(self.model.id)
+        phone_numbers = 0
+        for addon in await loaders.addons_by_connection.load(self.model.id):
+            product = await loaders.addon_product.load(addon.product_id)
+            if product is not None and product.is_phone_number:
+                phone_numbers += addon.quantity
+        return Usage(
+            sub_orgs=u.sub_orgs if u else 0,
+            campaigns=u.campaigns if u else 0,
+            workflows=u.workflows if u else 0,
+            phone_numbers=phone_numbers,
+        )
+
+    @strawberry.field
+    async def add_ons(self, info: strawberry.Info) -> list[AddOn]:
+        rows = await ctx(info).loaders.addons_by_connection.load(self.model.id)
+        return [AddOn.of(a) for a in rows]
+
+    @strawberry.field(description="Tickets raised by this Partner, newest activity first.")
+    async def tickets(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: TicketFilter | None = None,
+    ) -> Connection[Ticket]:
+        f = lists.TicketFilter(
+            status=tuple(filter.status or ()) if filter else (),
+            priority=tuple(filter.priority or ()) if filter else (),
+            search=filter.search if filter else None,
+        )
+        args = page_args(info, first, after, last, before)
+        page = await load_page(ctx(info).loaders.ticket_pages, (self.model.id, f, args))
+        return Connection.of(page, Ticket.of)
+
+    @strawberry.field(description="Invoices, newest first.")
+    async def invoices(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: InvoiceFilter | None = None,
+    ) -> Connection[Invoice]:
+        f = lists.InvoiceFilter(
+            status=tuple(filter.status or ()) if filter else (),
+            type=tuple(filter.type or ()) if filter else (),
+        )
+        args = page_args(info, first, after, last, before)
+        page = await load_page(ctx(info).loaders.invoice_pages, (self.model.id, f, args))
+        return Connection.of(page, Invoice.of)
+
+    @strawberry.field
+    async def wallet(self, info: strawberry.Info) -> Wallet:
+        w = await ctx(info).loaders.wallet_by_connection.load(self.model.id)
+        assert w is not None, "every connection has a wallet"
+        return Wallet.of(w)
+
+    @strawberry.field(description="Affiliate payouts issued by Revampd, newest period first.")
+    async def affiliate_payouts(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[AffiliatePayout]:
+        args = page_args(info, first, after, last, before)
+        page = await load_page(ctx(info).loaders.affiliate_payout_pages, (self.model.id, None, args))
+        cur = self.model.currency_code
+        return Connection.of(page, lambda a: AffiliatePayout.of(a, cur))
+
+    @strawberry.field(description="Payouts of Sub-Org earnings, newest period first.")
+    async def payouts(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: PayoutFilter | None = None,
+    ) -> Connection[Payout]:
+        f = lists.PayoutFilter(status=tuple(filter.status or ()) if filter else ())
+        args = page_args(info, first, after, last, before)
+        page = await load_page(ctx(info).loaders.payout_pages, (self.model.id, f, args))
+        return Connection.of(page, Payout.of)
+
+    @strawberry.field
+    async def bank_accounts(self, info: strawberry.Info) -> list[BankAccount]:
+        rows = await ctx(info).loaders.bank_accounts_by_connection.load(self.model.id)
+        return [BankAccount.of(b) for b in rows if b.removed_at is None]
+
+
+@node_type("Partner")
+@strawberry.type
+class Partner(Node):
+    name: str
+    model: strawberry.Private[m.Partner]
+
+    @classmethod
+    async def load(cls, info: strawberry.Info, pk: int) -> "Partner | None":
+        p = await ctx(info).loaders.partner.load(pk)
+        if p is None or not ctx(info).principal.sees_partner(p.id):
+            return None
+        return cls(id=to_global_id("Partner", p.id), name=p.name, model=p)
+
+    @strawberry.field
+    async def revampd_connection(self, info: strawberry.Info) -> RevampdConnection:
+        c = await ctx(info).loaders.connection_by_partner.load(self.model.id)
+        assert c is not None, "every Partner has a Revampd connection"
+        return RevampdConnection.of(c)

@@ -1,0 +1,163 @@
+"""Plans, the comparison table, the subscription and what a change would do."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+
+from db import models as m
+from schema.base import Money, Node, ctx, node_type, to_global_id
+from schema.enums import PlanChangeKind, SubscriptionStatus
+from services import plans as svc
+
+
+@strawberry.type(description="Feature limits of a plan; null means unlimited.")
+class PlanLimits:
+    sub_orgs: int | None
+    campaigns: int | None
+    workflows: int | None
+
+
+@node_type("Plan")
+@strawberry.type
+class Plan(Node):
+    code: str
+    name: str
+    monthly_price: Money
+    transaction_fee_percent: Decimal = strawberry.field(
+        description="Fee on Sub-Org transactions, in percent (2.5 = 2.5 %)."
+    )
+    limits: PlanLimits
+    retired: bool
+    model: strawberry.Private[m.Plan]
+
+    @classmethod
+    def of(cls, p: m.Plan) -> "Plan":
+        return cls(
+            id=to_global_id("Plan", p.id),
+            code=p.code,
+            name=p.name,
+            monthly_price=Money.of(p.monthly_price, p.currency_code),
+            transaction_fee_percent=svc.fee_percent(p),
+            limits=PlanLimits(
+                **{lim.key: svc.limit_of(p, lim) for lim in svc.LIMITS}
+            ),
+            retired=p.retired,
+            model=p,
+        )
+
+    @classmethod
+    async def load(cls, info: strawberry.Info, pk: int | None) -> "Plan | None":
+        p = await ctx(info).loaders.plan.load(pk) if pk is not None else None
+        return cls.of(p) if p is not None else None
+
+
+@strawberry.type
+class PlanComparisonRow:
+    feature: str
+    label: str
+    values: list[str] = strawberry.field(description="One value per plan, in the order of `plans`.")
+
+
+@strawberry.type(description="The feature table of the tiers, from the data that enforces the limits.")
+class PlanComparison:
+    plans: list[Plan]
+    rows: list[PlanComparisonRow]
+
+
+@strawberry.type
+class PendingPlanChange:
+    kind: PlanChangeKind
+    effective_at: datetime
+    requested_at: datetime | None
+    target_plan_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The plan from effectiveAt; null for a cancellation.")
+    async def target_plan(self, info: strawberry.Info) -> Plan | None:
+        return await Plan.load(info, self.target_plan_id)
+
+    @classmethod
+    def of(cls, s: m.Subscription) -> "PendingPlanChange | None":
+        if s.pending_kind is None or s.pending_effective_at is None:
+            return None
+        return cls(
+            kind=PlanChangeKind(s.pending_kind),
+            effective_at=s.pending_effective_at,
+            requested_at=s.pending_requested_at,
+            target_plan_id=s.pending_plan_id,
+        )
+
+
+@strawberry.type
+class PlanSubscription:
+    status: SubscriptionStatus
+    current_period_start: datetime
+    current_period_end: datetime
+    pending_change: PendingPlanChange | None
+    model: strawberry.Private[m.Subscription]
+
+    @strawberry.field
+    async def plan(self, info: strawberry.Info) -> Plan:
+        plan = await Plan.load(info, self.model.plan_id)
+        assert plan is not None
+        return plan
+
+    @classmethod
+    def of(cls, s: m.Subscription) -> "PlanSubscription":
+        return cls(
+            status=SubscriptionStatus(s.status),
+            current_period_start=s.current_period_start,
+            current_period_end=s.current_period_end,
+            pending_change=PendingPlanChange.of(s),
+            model=s,
+        )
+
+
+@strawberry.type
+class Usage:
+    sub_orgs: int
+    campaigns: int
+    workflows: int
+    phone_numbers: int
+
+
+@strawberry.type(description="A limit of the target plan that current usage exceeds.")
+class PlanChangeBlocker:
+    limit: str
+    in_use: int
+    allowed: int
+    message: str
+
+
+@strawberry.type(description="What moving to a plan would do; nothing is scheduled.")
+class PlanChangePreview:
+    target_plan: Plan
+    direction: PlanChangeKind | None = strawberry.field(
+        description="UPGRADE or DOWNGRADE; null when it is the current plan."
+    )
+    effective_at: datetime
+    new_monthly_price: Money
+    new_transaction_fee_percent: Decimal
+    blockers: list[PlanChangeBlocker]
+
+    @strawberry.field(description="True when the change could be requested now.")
+    def allowed(self) -> bool:
+        return self.direction is not None and not self.blockers
+
+    @classmethod
+    def of(cls, p: svc.Preview) -> "PlanChangePreview":
+        return cls(
+            target_plan=Plan.of(p.target),
+            direction=p.kind,
+            effective_at=p.effective_at,
+            new_monthly_price=Money.of(p.target.monthly_price, p.target.currency_code),
+            new_transaction_fee_percent=svc.fee_percent(p.target),
+            blockers=[
+                PlanChangeBlocker(
+                    limit=b.limit.key, in_use=b.in_use, allowed=b.allowed, message=b.message
+                )
+                for b in p.blockers
+            ],
+        )

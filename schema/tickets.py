@@ -1,0 +1,169 @@
+"""Support tickets and their conversations. Internal notes reach staff only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from db import models as m
+from schema.base import Connection, Node, ctx, load_page, node_type, page_args, to_global_id
+from schema.enums import TicketPriority, TicketStatus
+from schema.users import User
+
+if TYPE_CHECKING:
+    from schema.partners import Partner
+
+
+@strawberry.input
+class TicketFilter:
+    status: list[TicketStatus] | None = None
+    priority: list[TicketPriority] | None = None
+    search: str | None = strawberry.field(
+        default=None, description="Words in the title or description."
+    )
+
+
+@strawberry.input
+class SupportTicketFilter:
+    status: list[TicketStatus] | None = None
+    priority: list[TicketPriority] | None = None
+    search: str | None = None
+    assignee_id: strawberry.ID | None = None
+    partner_id: strawberry.ID | None = None
+    unassigned: bool | None = None
+
+
+@node_type("TicketMessage")
+@strawberry.type
+class TicketMessage(Node):
+    body: str
+    internal: bool = strawberry.field(description="An internal note; only Revampd staff see these.")
+    created_at: datetime
+    model: strawberry.Private[m.TicketMessage]
+
+    @classmethod
+    def of(cls, msg: m.TicketMessage) -> "TicketMessage":
+        return cls(
+            id=to_global_id("TicketMessage", msg.id),
+            body=msg.body,
+            internal=msg.internal,
+            created_at=msg.created_at,
+            model=msg,
+        )
+
+    @classmethod
+    async def load(cls, info: strawberry.Info, pk: int) -> "TicketMessage | None":
+        c = ctx(info)
+        msg = await c.loaders.ticket_message.load(pk)
+        if msg is None or (msg.internal and not c.principal.sees_internal_notes):
+            return None
+        if await Ticket.load(info, msg.ticket_id) is None:
+            return None
+        return cls.of(msg)
+
+    @strawberry.field
+    async def author(self, info: strawberry.Info) -> User | None:
+        return await User.load(info, self.model.author_id)
+
+
+@node_type("Ticket")
+@strawberry.type
+class Ticket(Node):
+    title: str
+    description: str
+    status: TicketStatus
+    priority: TicketPriority
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    model: strawberry.Private[m.Ticket]
+
+    @classmethod
+    def of(cls, t: m.Ticket) -> "Ticket":
+        return cls(
+            id=to_global_id("Ticket", t.id),
+            title=t.title,
+            description=t.description,
+            status=TicketStatus(t.status),
+            priority=TicketPriority(t.priority),
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+            last_activity_at=t.last_activity_at,
+            resolved_at=t.resolved_at,
+            closed_at=t.closed_at,
+            model=t,
+        )
+
+    @classmethod
+    async def load(cls, info: strawberry.Info, pk: int) -> "Ticket | None":
+        t = await ctx(info).loaders.ticket.load(pk)
+        if t is None or not ctx(info).principal.sees_connection(t.connection_id):
+            return None
+        return cls.of(t)
+
+    @strawberry.field(description="Readable number, unique per connection (RVP-1042).")
+    async def number(self, info: strawberry.Info) -> str:
+        conn = await ctx(info).loaders.connection.load(self.model.connection_id)
+        return f"{conn.ticket_prefix}-{self.model.number}"
+
+    @strawberry.field(description="The Revampd support representative working on it.")
+    async def assigned_to(self, info: strawberry.Info) -> User | None:
+        return await User.load(info, self.model.assigned_to_id)
+
+    @strawberry.field
+    async def created_by(self, info: strawberry.Info) -> User | None:
+        return await User.load(info, self.model.created_by_id)
+
+    @strawberry.field(description="The Partner that raised it.")
+    async def partner(
+        self, info: strawberry.Info
+    ) -> Annotated["Partner", strawberry.lazy("schema.partners")] | None:
+        from schema.partners import Partner
+
+        conn = await ctx(info).loaders.connection.load(self.model.connection_id)
+        return await Partner.load(info, conn.partner_id) if conn else None
+
+    @strawberry.field(description="Messages visible to the viewer (internal notes for staff only).")
+    async def message_count(self, info: strawberry.Info) -> int:
+        c = ctx(info)
+        count, _ = await c.loaders.message_stats.load((self.model.id, c.principal.sees_internal_notes))
+        return int(count)
+
+    @strawberry.field
+    async def last_message(self, info: strawberry.Info) -> TicketMessage | None:
+        c = ctx(info)
+        _, last = await c.loaders.message_stats.load((self.model.id, c.principal.sees_internal_notes))
+        return TicketMessage.of(last) if last is not None else None
+
+    @strawberry.field(description="The conversation, oldest first.")
+    async def messages(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[TicketMessage]:
+        c = ctx(info)
+        args = page_args(info, first, after, last, before)
+        page = await load_page(
+            c.loaders.message_pages, (self.model.id, c.principal.sees_internal_notes, args)
+        )
+        return Connection.of(page, TicketMessage.of)
+
+    @strawberry.field(description="The Invoice or Payout this ticket is about, if any.")
+    async def subject(self, info: strawberry.Info) -> Node | None:
+        from schema.invoices import Invoice
+        from schema.payouts import Payout
+
+        t = self.model
+        if t.subject_type == "invoice" and t.subject_id is not None:
+            return await Invoice.load(info, t.subject_id)
+        if t.subject_type == "payout" and t.subject_id is not None:
+            return await Payout.load(info, t.subject_id)
+        return None
+

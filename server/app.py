@@ -1,0 +1,198 @@
+"""The ASGI application: GraphQL (with GraphiQL), authentication, health and request logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+
+from db import models as m
+from db.engine import create_engine, read_sessions, write_sessions
+from resolvers.context import Context
+from resolvers.schema import build_schema
+from server.auth import AuthError, Claims, TokenVerifier
+from server.settings import Settings
+from services.access import PARTNER_ROLES, STAFF_ROLES, Principal, Role
+
+log = logging.getLogger("revampd.request")
+auth_log = logging.getLogger("revampd.auth")
+
+UNAUTHENTICATED = {
+    "data": None,
+    "errors": [{"message": "Authentication required.", "extensions": {"code": "UNAUTHENTICATED"}}],
+}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def unauthorized() -> Response:
+    return JSONResponse(UNAUTHENTICATED, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def load_principal(session: AsyncSession, claims: Claims) -> Principal | None:
+    """The caller, if the token's user exists and belongs to the token's Partner."""
+    row = (
+        await session.execute(
+            select(m.User.partner_id, m.Connection.id)
+            .outerjoin(m.Connection, m.Connection.partner_id == m.User.partner_id)
+            .where(m.User.id == claims.user_id)
+        )
+    ).first()
+    if row is None or row[0] != claims.partner_id:
+        return None
+    allowed = STAFF_ROLES if claims.partner_id is None else PARTNER_ROLES
+    roles = frozenset(Role(r) for r in claims.roles if r in Role.__members__) & allowed
+    if not roles:
+        return None
+    return Principal(claims.user_id, claims.partner_id, row[1], roles)
+
+
+class GraphQLView(GraphQL):  # type: ignore[type-arg]
+    async def get_context(self, request: Any, response: Any) -> Context:
+        context: Context = request.scope["revampd.context"]
+        context.request, context.response = request, response
+        return context
+
+
+class RequestLog:
+    """One log line per request: request id, operation name, status and duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        info: dict[str, Any] = {"request_id": request_id, "operation": None}
+        scope["revampd.log"] = info
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request_id=%s method=%s path=%s operation=%s status=%s duration_ms=%.1f",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+                info["operation"] or "-",
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+class ASGIEndpoint:
+    """Marks a plain ASGI callable as such for Starlette's router."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class State:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine | None = None
+
+    @property
+    def db(self) -> AsyncEngine:
+        if self.engine is None:
+            self.engine = create_engine(self.settings.database_url)
+        return self.engine
+
+
+def create_app(settings: Settings) -> ASGIApp:
+    state = State(settings)
+    verifier = TokenVerifier(settings)
+    view = GraphQLView(build_schema(settings), graphql_ide="graphiql" if settings.graphiql else None)
+
+    async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method == "GET" and "text/html" in request.headers.get("accept", "") and not request.query_params.get("query"):
+            page = HTMLResponse(view.graphql_ide_html) if settings.graphiql else PlainTextResponse("Not Found", 404)
+            await page(scope, receive, send)
+            return
+        if request.method not in ("GET", "POST"):
+            await view(scope, receive, send)
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            await unauthorized()(scope, receive, send)
+            return
+        try:
+            claims = verifier.verify(token.strip())
+        except AuthError as exc:
+            auth_log.info("token refused: %s", exc)
+            await unauthorized()(scope, receive, send)
+            return
+        async with read_sessions(state.db)() as session:
+            principal = await load_principal(session, claims)
+            if principal is None:
+                auth_log.info("token refused: unknown user, partner or roles (sub=%s)", claims.user_id)
+                await unauthorized()(scope, receive, send)
+                return
+            log_info = scope.get("revampd.log", {})
+            context = Context(
+                settings=settings,
+                principal=principal,
+                db=session,
+                writes=write_sessions(state.db),
+                request_id=log_info.get("request_id", ""),
+                log=log_info,
+            )
+            scope["revampd.context"] = context
+            await view(scope, receive, send)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            async with state.db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            logging.getLogger("revampd").warning("database not reachable: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        if state.engine is not None:
+            await state.engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", ASGIEndpoint(graphql), methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.revampd = state
+    return RequestLog(app)

@@ -1,0 +1,125 @@
+"""The `revampd-bff` command line: serve, migrate, seed-demo, token, and operations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from server.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"configuration error: {exc}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings()
+    if settings.uses_dev_secret:
+        logging.getLogger("revampd").warning(
+            "signing tokens with the built-in development JWT secret; set JWT_SECRET in production"
+        )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=settings.log_level.lower())
+
+
+def cmd_migrate(_: argparse.Namespace) -> None:
+    from db.migrate import upgrade
+
+    upgrade(_settings().database_url)
+    print("database is at the latest migration")
+
+
+async def _seed() -> bool:
+    from db.engine import create_engine, read_sessions
+    from db.seed import seed_demo
+
+    engine = create_engine(_settings().database_url)
+    try:
+        async with read_sessions(engine)() as session:
+            return await seed_demo(session, datetime.now(timezone.utc).date())
+    finally:
+        await engine.dispose()
+
+
+def cmd_seed_demo(_: argparse.Namespace) -> None:
+    loaded = asyncio.run(_seed())
+    print("demo data loaded" if loaded else "demo data already present; nothing changed")
+
+
+async def _tokens(emails: list[str] | None) -> list[tuple[str, str, str]]:
+    from db import models as m
+    from db.engine import create_engine, read_sessions
+    from server.auth import issue_dev_token
+
+    settings = _settings()
+    engine = create_engine(settings.database_url)
+    try:
+        async with read_sessions(engine)() as session:
+            stmt = select(m.User).order_by(m.User.partner_id.is_(None), m.User.partner_id, m.User.id)
+            if emails is not None:
+                stmt = stmt.where(m.User.email.in_(emails))
+            users = list(await session.scalars(stmt))
+    finally:
+        await engine.dispose()
+    return [
+        (u.email, u.role, issue_dev_token(settings, u.id, u.partner_id, [u.role])) for u in users
+    ]
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    rows = asyncio.run(_tokens([args.email]))
+    if not rows:
+        sys.exit(f"no user with email {args.email!r} (run `revampd-bff seed-demo` for the demo users)")
+    print(rows[0][2])
+
+
+def cmd_demo_tokens(_: argparse.Namespace) -> None:
+    rows = asyncio.run(_tokens(None))
+    print("\nDemo users (send as the header  Authorization: Bearer <token>):\n")
+    for email, role, token in rows:
+        print(f"  {email:<28} {role}\n    {token}\n")
+    print("GraphiQL: http://127.0.0.1:8000/graphql  (headers pane: {\"Authorization\": \"Bearer <token>\"})\n")
+
+
+def cmd_export_schema(_: argparse.Namespace) -> None:
+    from resolvers.schema import build_schema
+
+    print(build_schema(Settings()).as_str())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="revampd-bff", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve GraphQL (and GraphiQL) over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("seed-demo", help="load demo data (safe to repeat)").set_defaults(func=cmd_seed_demo)
+    token = sub.add_parser("token", help="print a bearer token for a user (development secret)")
+    token.add_argument("email")
+    token.set_defaults(func=cmd_token)
+    sub.add_parser("demo-tokens", help="list every user with a bearer token").set_defaults(func=cmd_demo_tokens)
+    sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=cmd_export_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

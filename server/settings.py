@@ -1,0 +1,97 @@
+"""All configuration, read from environment variables into one typed object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+DEV_JWT_SECRET = "revampd-dev-secret-do-not-use-in-production-0123456789"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///./revampd.db"
+    # Accepted signing algorithms: fixed here, never taken from a token.
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_ttl_seconds: int = 12 * 3600
+    graphiql: bool = True
+    introspection: bool = True
+    mask_errors: bool = True
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 3000
+    max_page_size: int = 100
+    default_page_size: int = 20
+    ticket_auto_close_days: int = 7
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        algorithms = tuple(
+            a.strip() for a in env.get("JWT_ALGORITHMS", "HS256").split(",") if a.strip()
+        )
+        unknown = set(algorithms) - {"HS256", "RS256"}
+        if not algorithms or unknown:
+            raise SettingsError(f"JWT_ALGORITHMS must be HS256 and/or RS256, got {sorted(unknown)}")
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            jwt_algorithms=algorithms,
+            jwt_secret=env.get("JWT_SECRET") or DEV_JWT_SECRET,
+            jwt_public_key=env.get("JWT_PUBLIC_KEY") or None,
+            jwt_jwks_url=env.get("JWT_JWKS_URL") or None,
+            jwt_issuer=env.get("JWT_ISSUER") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            jwt_ttl_seconds=_int(env, "JWT_TTL_SECONDS", cls.jwt_ttl_seconds),
+            graphiql=_bool(env, "GRAPHIQL", True),
+            introspection=_bool(env, "INTROSPECTION", True),
+            mask_errors=_bool(env, "MASK_ERRORS", True),
+            max_query_depth=_int(env, "MAX_QUERY_DEPTH", cls.max_query_depth),
+            max_aliases=_int(env, "MAX_ALIASES", cls.max_aliases),
+            max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens),
+            max_page_size=_int(env, "MAX_PAGE_SIZE", cls.max_page_size),
+            ticket_auto_close_days=_int(env, "TICKET_AUTO_CLOSE_DAYS", cls.ticket_auto_close_days),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        )
+        if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):
+            raise SettingsError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
+        return settings
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return "HS256" in self.jwt_algorithms and self.jwt_secret == DEV_JWT_SECRET

@@ -1,0 +1,58 @@
+"""Who is asking, and what they may see. Every read and write checks through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from services.errors import Forbidden
+
+
+class Role(str, Enum):
+    PARTNER_ADMIN = "PARTNER_ADMIN"
+    PARTNER_MEMBER = "PARTNER_MEMBER"
+    SUPPORT = "SUPPORT"
+    BILLING_ADMIN = "BILLING_ADMIN"
+
+
+STAFF_ROLES = frozenset({Role.SUPPORT, Role.BILLING_ADMIN})
+PARTNER_ROLES = frozenset({Role.PARTNER_ADMIN, Role.PARTNER_MEMBER})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller. partner_id/connection_id come only from the token."""
+
+    user_id: int
+    partner_id: int | None
+    connection_id: int | None
+    roles: frozenset[Role]
+
+    @property
+    def is_staff(self) -> bool:
+        return self.partner_id is None and bool(self.roles & STAFF_ROLES)
+
+    def has(self, *roles: Role) -> bool:
+        return bool(self.roles & set(roles))
+
+    def require(self, *roles: Role) -> None:
+        if not self.has(*roles):
+            names = " or ".join(r.value for r in roles)
+            raise Forbidden(f"This action needs the {names} role.")
+
+    def sees_connection(self, connection_id: int) -> bool:
+        """Staff read every connection; a Partner user only its own."""
+        return self.is_staff or (
+            self.connection_id is not None and self.connection_id == connection_id
+        )
+
+    def sees_partner(self, partner_id: int) -> bool:
+        return self.is_staff or self.partner_id == partner_id
+
+    def sees_user(self, user_partner_id: int | None) -> bool:
+        """Staff users (support reps) are visible to all; Partner users to their own."""
+        return user_partner_id is None or self.sees_partner(user_partner_id)
+
+    @property
+    def sees_internal_notes(self) -> bool:
+        return self.is_staff

@@ -1,0 +1,87 @@
+"""Domain enumerations shared by the services and exposed by the graph."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class SubscriptionStatus(str, Enum):
+    ACTIVE = "ACTIVE"
+    CANCELED = "CANCELED"
+
+
+class PlanChangeKind(str, Enum):
+    UPGRADE = "UPGRADE"
+    DOWNGRADE = "DOWNGRADE"
+    CANCEL = "CANCEL"
+
+
+class InvoiceType(str, Enum):
+    SUBSCRIPTION = "SUBSCRIPTION"
+    ADD_ON = "ADD_ON"
+    ONE_TIME = "ONE_TIME"
+
+
+class InvoiceStatus(str, Enum):
+    DRAFT = "DRAFT"
+    OPEN = "OPEN"
+    PAID = "PAID"
+    VOID = "VOID"
+    UNCOLLECTIBLE = "UNCOLLECTIBLE"
+
+
+class PaymentMethod(str, Enum):
+    WALLET = "WALLET"
+    CARD = "CARD"
+    BANK_TRANSFER = "BANK_TRANSFER"
+
+
+class WalletEntryKind(str, Enum):
+    AFFILIATE_PAYOUT = "AFFILIATE_PAYOUT"
+    REVENUE_SHARE = "REVENUE_SHARE"
+    MANUAL_ADJUSTMENT = "MANUAL_ADJUSTMENT"
+    PAYOUT_CREDIT = "PAYOUT_CREDIT"
+    INVOICE_PAYMENT = "INVOICE_PAYMENT"
+    REVERSAL = "REVERSAL"
+
+
+class PayoutPeriodType(str, Enum):
+    WEEKLY = "WEEKLY"
+    MONTHLY = "MONTHLY"
+
+
+class CreditStatus(str, Enum):
+    PENDING = "PENDING"
+    APPLIED = "APPLIED"
+
+
+class PayoutStatus(str, Enum):
+    AVAILABLE = "AVAILABLE"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+
+
+class PayoutDisposition(str, Enum):
+    CREDIT = "CREDIT"
+    TRANSFER = "TRANSFER"
+    SPLIT = "SPLIT"
+
+
+class TransferStatus(str, Enum):
+    PENDING = "PENDING"
+    IN_TRANSIT = "IN_TRANSIT"
+    PAID = "PAID"
+    FAILED = "FAILED"
+
+
+class TicketStatus(str, Enum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    RESOLVED = "RESOLVED"
+    CLOSED = "CLOSED"
+
+
+class TicketPriority(str, Enum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"

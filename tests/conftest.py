@@ -1,0 +1,176 @@
+"""Test fixtures: a migrated, seeded database per test (cloned from a template), and a client.
+
+SQLite by default. Set TEST_DATABASE_URL (postgresql+asyncpg://...) to run the
+same suite on PostgreSQL; with REQUIRE_POSTGRES=1 (as CI sets) a test that
+needs PostgreSQL fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from db import models as m
+from db.engine import create_engine, read_sessions
+from db.migrate import upgrade
+from db.seed import seed_demo
+from server.app import create_app
+from server.auth import issue_dev_token
+from server.settings import Settings
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+REQUIRE_PG = os.environ.get("REQUIRE_POSTGRES") == "1"
+TODAY = datetime.now(timezone.utc).date()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("postgres") and not PG_URL:
+            if REQUIRE_PG:
+                item.add_marker(pytest.mark.xfail(reason="REQUIRE_POSTGRES=1 but no TEST_DATABASE_URL", strict=True, run=False))
+            else:
+                item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: needs PostgreSQL (TEST_DATABASE_URL)")
+    if REQUIRE_PG and not PG_URL:
+        raise pytest.UsageError("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+
+
+async def _pg_admin(sql: str) -> None:
+    engine = create_async_engine(make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql(sql)
+    finally:
+        await engine.dispose()
+
+
+async def _build(url: str) -> None:
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    try:
+        async with read_sessions(engine)() as session:
+            await seed_demo(session, TODAY)
+    finally:
+        await engine.dispose()
+
+
+class Databases:
+    """Makes databases cloned from one migrated and seeded template."""
+
+    def __init__(self, tmp: str) -> None:
+        self.tmp = tmp
+        self.prefix = f"revampd_t{uuid.uuid4().hex[:8]}"
+        self.template = ""
+        self.made: list[str] = []
+
+    async def setup(self) -> None:
+        if PG_URL:
+            self.template = f"{self.prefix}_tpl"
+            await _pg_admin(f'CREATE DATABASE "{self.template}"')
+            self.made.append(self.template)
+            await _build(str(make_url(PG_URL).set(database=self.template).render_as_string(hide_password=False)))
+        else:
+            self.template = os.path.join(self.tmp, "template.db")
+            await _build(f"sqlite+aiosqlite:///{self.template}")
+
+    async def clone(self) -> str:
+        name = f"{self.prefix}_{len(self.made)}"
+        if PG_URL:
+            await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+            self.made.append(name)
+            return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        path = os.path.join(self.tmp, f"{name}.db")
+        shutil.copyfile(self.template, path)
+        return f"sqlite+aiosqlite:///{path}"
+
+    async def teardown(self) -> None:
+        for name in reversed(self.made):
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Databases]:
+    dbs = Databases(str(tmp_path_factory.mktemp("db")))
+    await dbs.setup()
+    yield dbs
+    await dbs.teardown()
+
+
+@dataclass
+class Api:
+    """A client of the running app, with a token per demo user."""
+
+    http: httpx.AsyncClient
+    settings: Settings
+    app: Any
+    tokens: dict[str, str]
+    ids: dict[str, int]
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None, *, as_: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[as_]}"} if as_ else {}
+        return await self.http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None, *, as_: str) -> dict[str, Any]:
+        """Run a query as a demo user; fails the test on any top-level error."""
+        response = await self.post(query, variables, as_=as_)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    async def errors(self, query: str, variables: dict[str, Any] | None = None, *, as_: str) -> list[dict[str, Any]]:
+        response = await self.post(query, variables, as_=as_)
+        body = response.json()
+        assert body.get("errors"), body
+        return body["errors"]
+
+    @property
+    def engine(self) -> Any:
+        return self.app.app.state.revampd.db
+
+
+async def _api(url: str) -> Api:
+    settings = Settings(database_url=url)
+    app = create_app(settings)
+    engine = create_engine(url)
+    try:
+        async with read_sessions(engine)() as session:
+            users = list(await session.scalars(select(m.User)))
+    finally:
+        await engine.dispose()
+    tokens = {u.email: issue_dev_token(settings, u.id, u.partner_id, [u.role]) for u in users}
+    ids = {u.email: u.id for u in users}
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return Api(http, settings, app, tokens, ids)
+
+
+@pytest.fixture
+async def api(databases: Databases) -> AsyncIterator[Api]:
+    """A fresh copy of the demo database: for tests that change data."""
+    client = await _api(await databases.clone())
+    yield client
+    await client.http.aclose()
+    await client.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def ro_api(databases: Databases) -> AsyncIterator[Api]:
+    """One shared copy of the demo database: for tests that only read."""
+    client = await _api(await databases.clone())
+    yield client
+    await client.http.aclose()
+    await client.engine.dispose()

@@ -1,0 +1,105 @@
+"""Authentication at the HTTP edge: no valid token, no data, and no hints why."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from server.auth import issue_dev_token
+from server.settings import Settings, SettingsError
+from tests.conftest import Api
+
+QUERY = "{ viewer { user { email } } }"
+OWNER = "owner@northwind.example"
+
+
+async def _status_and_body(api: Api, token: str | None) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    r = await api.http.post("/graphql", json={"query": QUERY}, headers=headers)
+    return r.status_code, r.json()
+
+
+async def test_a_request_without_a_token_is_refused_with_401(ro_api: Api) -> None:
+    status, body = await _status_and_body(ro_api, None)
+    assert status == 401
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert body["data"] is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda s, uid: "not-a-jwt", id="malformed"),
+        pytest.param(
+            lambda s, uid: jwt.encode({"sub": str(uid), "roles": ["SUPPORT"], "exp": int(time.time()) - 10}, s.jwt_secret, algorithm="HS256"),
+            id="expired",
+        ),
+        pytest.param(
+            lambda s, uid: jwt.encode({"sub": str(uid), "roles": ["SUPPORT"], "exp": int(time.time()) + 60}, "another-secret-of-the-same-length-0123456789abcdef", algorithm="HS256"),
+            id="wrongly-signed",
+        ),
+        pytest.param(
+            lambda s, uid: jwt.encode({"sub": str(uid), "roles": ["SUPPORT"], "exp": int(time.time()) + 60}, None, algorithm="none"),
+            id="unsigned-alg-none",
+        ),
+        pytest.param(
+            lambda s, uid: jwt.encode({"sub": "999999", "roles": ["SUPPORT"], "exp": int(time.time()) + 60}, s.jwt_secret, algorithm="HS256"),
+            id="unknown-user",
+        ),
+        pytest.param(
+            lambda s, uid: jwt.encode({"sub": str(uid), "roles": ["SUPPORT"]}, s.jwt_secret, algorithm="HS256"),
+            id="no-expiry",
+        ),
+    ],
+)
+async def test_bad_tokens_are_refused_alike(ro_api: Api, make) -> None:
+    uid = ro_api.ids["support@revampd.example"]
+    status, body = await _status_and_body(ro_api, make(ro_api.settings, uid))
+    assert status == 401
+    assert body["errors"] == [{"message": "Authentication required.", "extensions": {"code": "UNAUTHENTICATED"}}]
+
+
+async def test_a_token_claiming_another_partner_is_refused(ro_api: Api) -> None:
+    """The tenant comes only from the token, and the token must match the user."""
+    bluebird_owner = ro_api.ids["owner@bluebird.example"]
+    northwind_owner = ro_api.ids[OWNER]
+    # Bluebird's partner id, taken from its owner's real token.
+    bluebird_org = jwt.decode(ro_api.tokens["owner@bluebird.example"], options={"verify_signature": False})["org"]
+    forged = issue_dev_token(ro_api.settings, northwind_owner, int(bluebird_org), ["PARTNER_ADMIN"])
+    status, _ = await _status_and_body(ro_api, forged)
+    assert status == 401
+    assert bluebird_owner != northwind_owner
+
+
+async def test_a_partner_user_cannot_claim_staff_roles(ro_api: Api) -> None:
+    claims = jwt.decode(ro_api.tokens[OWNER], options={"verify_signature": False})
+    forged = issue_dev_token(ro_api.settings, int(claims["sub"]), int(claims["org"]), ["SUPPORT"])
+    status, _ = await _status_and_body(ro_api, forged)
+    assert status == 401
+
+
+async def test_a_valid_token_answers_the_viewer(ro_api: Api) -> None:
+    status, body = await _status_and_body(ro_api, ro_api.tokens[OWNER])
+    assert status == 200
+    assert body["data"]["viewer"]["user"]["email"] == OWNER
+
+
+def test_algorithms_come_from_settings_and_rs256_needs_a_key() -> None:
+    with pytest.raises(SettingsError, match="RS256 needs"):
+        Settings.from_env({"JWT_ALGORITHMS": "RS256"})
+    with pytest.raises(SettingsError, match="JWT_ALGORITHMS"):
+        Settings.from_env({"JWT_ALGORITHMS": "none"})
+
+
+async def test_graphiql_is_served_without_a_token(ro_api: Api) -> None:
+    r = await ro_api.http.get("/graphql", headers={"Accept": "text/html"})
+    assert r.status_code == 200
+    assert "graphiql" in r.text.lower()
+
+
+async def test_health_and_readiness(ro_api: Api) -> None:
+    assert (await ro_api.http.get("/healthz")).json() == {"status": "ok"}
+    ready = await ro_api.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["database"] == "ok"

@@ -1,0 +1,184 @@
+"""Every read of API.md, answered from the seeded database, scoped to the caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event, func, select
+
+from db import models as m
+from db.engine import create_engine, read_sessions
+from schema.base import to_global_id
+from tests.conftest import Api
+
+OWNER = "owner@northwind.example"
+MEMBER = "member@northwind.example"
+BLUEBIRD = "owner@bluebird.example"
+SUPPORT = "support@revampd.example"
+DASHBOARD = (Path(__file__).parent.parent / "operations" / "DashboardOverview.graphql").read_text()
+
+
+async def _rows(api: Api, stmt):  # type: ignore[no-untyped-def]
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with read_sessions(engine)() as s:
+            return list((await s.execute(stmt)).all())
+    finally:
+        await engine.dispose()
+
+
+async def _connection_id(api: Api, email: str) -> int:
+    rows = await _rows(
+        api,
+        select(m.Connection.id).join(m.User, m.User.partner_id == m.Connection.partner_id).where(m.User.email == email),
+    )
+    return int(rows[0][0])
+
+
+async def test_dashboard_overview_shows_the_partners_own_data(ro_api: Api) -> None:
+    data = await ro_api.gql(DASHBOARD, as_=OWNER)
+    partner = data["viewer"]["partner"]
+    conn = partner["revampdConnection"]
+    assert partner["name"] == "Northwind Agency"
+    assert data["viewer"]["roles"] == ["PARTNER_ADMIN"]
+    assert conn["subscription"]["plan"]["code"] == "SCALE"
+    assert conn["usage"]["subOrgs"] == 12
+    assert conn["usage"]["phoneNumbers"] == sum(a["quantity"] for a in conn["addOns"])
+
+    cid = await _connection_id(ro_api, OWNER)
+    (balance,) = (await _rows(ro_api, select(m.Wallet.balance).where(m.Wallet.connection_id == cid)))[0]
+    assert conn["wallet"]["balance"]["amount"] == f"{balance / 100:.2f}"
+
+    invoices = [e["node"] for e in conn["invoices"]["edges"]]
+    assert len(invoices) == 10 and conn["invoices"]["pageInfo"]["hasNextPage"]
+    assert [i["issuedAt"] for i in invoices] == sorted((i["issuedAt"] for i in invoices), reverse=True)
+    newest = await _rows(
+        ro_api,
+        select(m.Invoice.number).where(m.Invoice.connection_id == cid).order_by(m.Invoice.issued_at.desc(), m.Invoice.id.desc()).limit(10),
+    )
+    assert [i["number"] for i in invoices] == [r[0] for r in newest]
+
+    tickets = [e["node"] for e in conn["tickets"]["edges"]]
+    assert tickets and {t["status"] for t in tickets} <= {"OPEN", "IN_PROGRESS"}
+    assert all(t["number"].startswith("RVP-") for t in tickets)
+    payouts = [e["node"] for e in conn["payouts"]["edges"]]
+    assert payouts and any(p["transfers"] for p in payouts)
+
+
+async def test_catalogue_queries_answer_for_any_user(ro_api: Api) -> None:
+    q = """{ plans { code monthlyPrice { amount } }
+             planComparison { plans { code } rows { feature label values } }
+             addOnProducts { code monthlyPrice { amount currencyCode } } }"""
+    data = await ro_api.gql(q, as_=MEMBER)
+    prices = [float(p["monthlyPrice"]["amount"]) for p in data["plans"]]
+    assert prices == sorted(prices) and len(prices) == 4
+    assert [p["code"] for p in data["planComparison"]["plans"]] == [p["code"] for p in data["plans"]]
+    rows = {r["feature"]: r["values"] for r in data["planComparison"]["rows"]}
+    assert rows["sub_orgs"][-1] == "Unlimited" and all(len(v) == 4 for v in rows.values())
+    assert {p["code"] for p in data["addOnProducts"]} == {"LOCAL_NUMBER", "TOLL_FREE_NUMBER"}
+
+
+async def test_another_partners_ids_answer_null(ro_api: Api) -> None:
+    cid = await _connection_id(ro_api, BLUEBIRD)
+    ids = {
+        "Invoice": select(m.Invoice.id).where(m.Invoice.connection_id == cid),
+        "Ticket": select(m.Ticket.id).where(m.Ticket.connection_id == cid),
+        "Payout": select(m.Payout.id).where(m.Payout.connection_id == cid),
+        "BankAccount": select(m.BankAccount.id).where(m.BankAccount.connection_id == cid),
+        "RevampdConnection": select(m.Connection.id).where(m.Connection.id == cid),
+    }
+    gids = [to_global_id(t, (await _rows(ro_api, stmt.limit(1)))[0][0]) for t, stmt in ids.items()]
+    q = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+    assert (await ro_api.gql(q, {"ids": gids}, as_=OWNER))["nodes"] == [None] * len(gids)
+    assert all(n is not None for n in (await ro_api.gql(q, {"ids": gids}, as_=BLUEBIRD))["nodes"])
+    # Garbage and unknown IDs read the same way.
+    nodes = (await ro_api.gql(q, {"ids": ["garbage", to_global_id("Invoice", 10**9)]}, as_=OWNER))["nodes"]
+    assert nodes == [None, None]
+
+
+async def test_partners_never_see_internal_notes(ro_api: Api) -> None:
+    rows = await _rows(
+        ro_api,
+        select(m.TicketMessage.id, m.TicketMessage.ticket_id, m.User.email)
+        .join(m.Ticket, m.Ticket.id == m.TicketMessage.ticket_id)
+        .join(m.Connection, m.Connection.id == m.Ticket.connection_id)
+        .join(m.User, m.User.partner_id == m.Connection.partner_id)
+        .where(m.TicketMessage.internal.is_(True), m.User.role == "PARTNER_ADMIN"),
+    )
+    assert rows, "the demo data has internal notes"
+    note_id, ticket_id, owner = rows[0]
+    q = """query($t: ID!, $n: ID!) {
+      node(id: $t) { ... on Ticket { messageCount lastMessage { internal }
+        messages(first: 100) { edges { node { id internal body } } } } }
+      note: node(id: $n) { id } }"""
+    variables = {"t": to_global_id("Ticket", ticket_id), "n": to_global_id("TicketMessage", note_id)}
+    seen = await ro_api.gql(q, variables, as_=owner)
+    staff = await ro_api.gql(q, variables, as_=SUPPORT)
+    messages = [e["node"] for e in seen["node"]["messages"]["edges"]]
+    assert not any(msg["internal"] for msg in messages)
+    assert seen["note"] is None and staff["note"] is not None
+    assert seen["node"]["messageCount"] == len(messages)
+    assert staff["node"]["messageCount"] > seen["node"]["messageCount"]
+    assert not seen["node"]["lastMessage"]["internal"]
+
+
+async def test_pages_walk_every_row_once_in_order(ro_api: Api) -> None:
+    q = """query($after: String) { viewer { partner { revampdConnection {
+      invoices(first: 7, after: $after) { edges { node { number } } pageInfo { hasNextPage endCursor } } } } } }"""
+    seen: list[str] = []
+    after = None
+    while True:
+        page = (await ro_api.gql(q, {"after": after}, as_=OWNER))["viewer"]["partner"]["revampdConnection"]["invoices"]
+        seen += [e["node"]["number"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    cid = await _connection_id(ro_api, OWNER)
+    (total,) = (await _rows(ro_api, select(func.count()).where(m.Invoice.connection_id == cid)))[0]
+    assert len(seen) == len(set(seen)) == total
+
+    back = """query($before: String) { viewer { partner { revampdConnection {
+      invoices(last: 3, before: $before) { edges { node { number } } pageInfo { hasPreviousPage } } } } } }"""
+    cursor_q = """{ viewer { partner { revampdConnection { invoices(first: 6) { edges { cursor } } } } } }"""
+    cursors = (await ro_api.gql(cursor_q, as_=OWNER))["viewer"]["partner"]["revampdConnection"]["invoices"]["edges"]
+    page = (await ro_api.gql(back, {"before": cursors[5]["cursor"]}, as_=OWNER))["viewer"]["partner"]["revampdConnection"]["invoices"]
+    assert [e["node"]["number"] for e in page["edges"]] == seen[2:5]
+    assert page["pageInfo"]["hasPreviousPage"]
+
+
+async def test_page_size_over_100_is_a_clear_error(ro_api: Api) -> None:
+    q = "{ viewer { partner { revampdConnection { invoices(first: 101) { edges { cursor } } } } } }"
+    errors = await ro_api.errors(q, as_=OWNER)
+    assert "first must be at most 100" in errors[0]["message"]
+    bad_cursor = '{ viewer { partner { revampdConnection { invoices(after: "nonsense") { edges { cursor } } } } } }'
+    assert "after is not a valid cursor" in (await ro_api.errors(bad_cursor, as_=OWNER))[0]["message"]
+
+
+async def test_support_queue_is_for_staff_only(ro_api: Api) -> None:
+    q = "{ supportTickets(first: 50) { edges { node { number partner { name } } } } }"
+    staff = await ro_api.gql(q, as_=SUPPORT)
+    names = {e["node"]["partner"]["name"] for e in staff["supportTickets"]["edges"]}
+    assert {"Northwind Agency", "Bluebird Digital", "Cedar Collective"} <= names
+    errors = await ro_api.errors(q, as_=OWNER)
+    assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_dashboard_costs_the_same_statements_for_10_or_100_items(ro_api: Api) -> None:
+    statements: list[str] = []
+
+    def count(*args):  # type: ignore[no-untyped-def]
+        statements.append(args[2])
+
+    engine = ro_api.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await ro_api.gql(DASHBOARD, {"first": 10}, as_=OWNER)
+        ten = len(statements)
+        statements.clear()
+        data = await ro_api.gql(DASHBOARD, {"first": 100}, as_=OWNER)
+        hundred = len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    conn = data["viewer"]["partner"]["revampdConnection"]
+    assert len(conn["invoices"]["edges"]) > 10, "the second run really lists more items"
+    assert ten == hundred, f"{ten} statements for 10 items, {hundred} for 100"
