@@ -1,4 +1,8 @@
-"""The root Mutation: each field decodes input, calls one service, maps the result."""
+"""The root Mutation, merged from one class per domain (resolvers/<domain>.py).
+
+Each field decodes its input, calls one service function inside
+`resolvers.common.run_write`, and maps the result or the DomainError into a payload.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,6 @@ import strawberry
 
 @strawberry.type
 class Mutation:
-    @strawberry.field(description="Does nothing; answers the caller's user id (a connectivity check).")
+    @strawberry.field(description="Does nothing; a connectivity check for clients.")
     def ping(self) -> str:
         return "pong"

@@ -1,0 +1,28 @@
+"""What every mutation resolver shares: one write transaction, errors into payloads."""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schema.base import UserError, ctx
+from services.errors import DomainError
+
+R = TypeVar("R")
+
+
+async def run_write(
+    info: strawberry.Info, work: Callable[[AsyncSession], Awaitable[R]]
+) -> tuple[R | None, list[UserError]]:
+    """Run `work` in its own transaction; a DomainError rolls it all back and
+    becomes a userError. Later fields of the request read the committed state."""
+    context = ctx(info)
+    try:
+        async with context.writes() as session, session.begin():
+            result = await work(session)
+    except DomainError as err:
+        return None, [UserError.of(err)]
+    await context.after_write()
+    return result, []
