@@ -6,11 +6,21 @@ Each field decodes its input, calls one service function inside
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from strawberry.tools import merge_types
 
 
 @strawberry.type
-class Mutation:
+class PingMutation:
     @strawberry.field(description="Does nothing; a connectivity check for clients.")
     def ping(self) -> str:
         return "pong"
+
+
+MUTATIONS: list[Any] = [
+    PingMutation,
+]
+
+Mutation = merge_types("Mutation", tuple(MUTATIONS))
