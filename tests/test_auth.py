@@ -103,3 +103,52 @@ async def test_health_and_readiness(ro_api: Api) -> None:
     assert (await ro_api.http.get("/healthz")).json() == {"status": "ok"}
     ready = await ro_api.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
+
+
+async def test_rs256_tokens_verify_with_the_configured_public_key_only(ro_api: Api) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from server.auth import AuthError, TokenVerifier
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    settings = Settings.from_env({"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": public_pem})
+    verifier = TokenVerifier(settings)
+    claims = {"sub": "1", "org": "1", "roles": ["PARTNER_ADMIN"], "exp": int(time.time()) + 60}
+    assert verifier.verify(jwt.encode(claims, key, algorithm="RS256")).user_id == 1
+    # An HS256 token "signed" with the public key must not pass (algorithm confusion).
+    import hmac
+    import hashlib
+    import base64
+    import json
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(public_pem.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    with pytest.raises(AuthError):
+        verifier.verify(f"{head}.{body}.{sig}")
+
+
+async def test_each_request_logs_one_line_with_id_and_operation(ro_api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="revampd.request")
+    r = await ro_api.http.post(
+        "/graphql",
+        json={"query": "query WhoAmI { viewer { roles } }", "operationName": "WhoAmI"},
+        headers={"Authorization": f"Bearer {ro_api.tokens[OWNER]}", "X-Request-ID": "req-123"},
+    )
+    assert r.headers["x-request-id"] == "req-123"
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "revampd.request"]
+    assert len(lines) == 1
+    assert "request_id=req-123" in lines[0] and "operation=WhoAmI" in lines[0] and "status=200" in lines[0]
+
+
+async def test_deep_queries_are_refused(ro_api: Api) -> None:
+    deep = "{ viewer { " + "partner { revampdConnection { " * 8 + "id" + " } }" * 8 + " } }"
+    errors = await ro_api.errors(deep, as_=OWNER)
+    assert "exceeds maximum operation depth" in errors[0]["message"]
