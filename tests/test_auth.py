@@ -152,3 +152,23 @@ async def test_deep_queries_are_refused(ro_api: Api) -> None:
     deep = "{ viewer { " + "partner { revampdConnection { " * 8 + "id" + " } }" * 8 + " } }"
     errors = await ro_api.errors(deep, as_=OWNER)
     assert "exceeds maximum operation depth" in errors[0]["message"]
+
+
+async def test_graphiql_and_introspection_can_be_switched_off(ro_api: Api) -> None:
+    import dataclasses
+
+    import httpx
+
+    from server.app import create_app
+
+    settings = dataclasses.replace(ro_api.settings, graphiql=False, introspection=False)
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        assert (await http.get("/graphql", headers={"Accept": "text/html"})).status_code == 404
+        r = await http.post(
+            "/graphql",
+            json={"query": "{ __schema { types { name } } }"},
+            headers={"Authorization": f"Bearer {ro_api.tokens[OWNER]}"},
+        )
+        assert "introspection has been disabled" in r.json()["errors"][0]["message"].lower()
+    await app.app.state.revampd.db.dispose()
