@@ -273,6 +273,11 @@ class Invoice(Base):
             "status <> 'PAID' OR (amount_paid = total AND paid_at IS NOT NULL)",
             name="paid_means_paid",
         ),
+        CheckConstraint("(status = 'VOID') = (voided_at IS NOT NULL)", name="void_has_time"),
+        CheckConstraint(
+            "payment_method IS NULL OR payment_method IN ('WALLET', 'CARD', 'BANK_TRANSFER')",
+            name="payment_method_known",
+        ),
         Index("ix_invoices_connection_issued", "connection_id", "issued_at", "id"),
     )
     id: Mapped[int] = _id()
@@ -382,6 +387,9 @@ class AffiliatePayout(Base):
         CheckConstraint(
             "(credit_status = 'APPLIED') = (applied_at IS NOT NULL)", name="applied_has_time"
         ),
+        CheckConstraint(
+            "(credit_status = 'APPLIED') = (wallet_entry_id IS NOT NULL)", name="applied_has_entry"
+        ),
         UniqueConstraint("connection_id", "period_type", "period_start"),
     )
     id: Mapped[int] = _id()
@@ -407,8 +415,8 @@ class Payout(Base):
     """A Partner's earnings from Sub-Org transactions for a period.
 
     available_amount is what is still to be disposed of; wallet_amount and
-    bank_amount are what went to each side (a failed bank transfer returns its
-    amount to available_amount and leaves bank_amount).
+    bank_amount are what went to each side. bank_amount counts transfers sent or
+    in flight: a failed transfer moves its amount back to available_amount.
     """
 
     __tablename__ = "payouts"
@@ -451,6 +459,7 @@ class SubOrgTransaction(Base):
         CheckConstraint(
             "partner_amount >= 0 AND partner_amount <= gross_amount", name="share_within_gross"
         ),
+        _enum_check("kind", ("SUBSCRIPTION", "USAGE"), "kind_known"),
     )
     id: Mapped[int] = _id()
     connection_id: Mapped[int] = _fk("connections.id")
@@ -517,6 +526,9 @@ class Ticket(Base):
         CheckConstraint("length(title) BETWEEN 1 AND 200", name="title_len"),
         CheckConstraint(
             "(subject_type IS NULL) = (subject_id IS NULL)", name="subject_whole"
+        ),
+        CheckConstraint(
+            "subject_type IS NULL OR subject_type IN ('invoice', 'payout')", name="subject_known"
         ),
         UniqueConstraint("connection_id", "number"),
         Index("ix_tickets_connection_activity", "connection_id", "last_activity_at", "id"),

@@ -11,19 +11,35 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
-    AddOn, AddOnProduct, AffiliatePayout, BankAccount, BankTransfer, Connection, Invoice,
-    InvoiceLineItem, InvoicePayment, Partner, Payout, Plan, SubOrgTransaction, Subscription,
-    Ticket, TicketMessage, Usage, User, Wallet, WalletEntry,
+    AddOn,
+    AddOnProduct,
+    AffiliatePayout,
+    BankAccount,
+    BankTransfer,
+    Connection,
+    Invoice,
+    InvoiceLineItem,
+    InvoicePayment,
+    Partner,
+    Payout,
+    Plan,
+    SubOrgTransaction,
+    Subscription,
+    Ticket,
+    TicketMessage,
+    Usage,
+    User,
+    Wallet,
+    WalletEntry,
 )
 
-UTC = timezone.utc
 SEED = 20260101
 USD = "USD"
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -75,20 +91,33 @@ class _Pay:
 
 @dataclass
 class _Entry:
-    """A planned non-payment wallet entry. `source` is evaluated once ids exist."""
+    """A planned non-payment wallet entry.
+
+    `ref` is the source id, or the row whose id it is (read once the row is
+    written); an AffiliatePayout ref is also linked back to the entry.
+    """
 
     at: datetime
     amount: int
     kind: str
     memo: str
-    source: Callable[[], tuple[str, str]] | None = None
+    source_type: str | None = None
+    ref: str | Payout | AffiliatePayout | _Entry | None = None
     by: int | None = None
-    after: Callable[[WalletEntry], None] | None = None
     hold: int = 0  # credit that invoice payments may not spend (about to be reversed)
+    written: WalletEntry | None = None
+
+    def source_id(self) -> str | None:
+        ref = self.ref.written if isinstance(self.ref, _Entry) else self.ref
+        return ref if ref is None or isinstance(ref, str) else str(ref.id)
 
 
 async def seed_demo(session: AsyncSession, today: date) -> bool:
-    """Load demo data; returns False (and changes nothing) if the demo partners already exist."""
+    """Load demo data; returns False (and changes nothing) if the demo partners already exist.
+
+    Also returns False if one of the DEMO_USERS e-mails is taken. Plans and add-on
+    products that already exist (by code) are reused rather than duplicated.
+    """
     async with session.begin():
         names = [spec.name for spec in PARTNERS]
         emails = [email for email, _, _ in DEMO_USERS]
@@ -98,12 +127,14 @@ async def seed_demo(session: AsyncSession, today: date) -> bool:
             return False
         now = datetime.combine(today, time(), UTC)
         plans = await _get_or_create(session, Plan, [
-            dict(code=c, name=n, rank=r, currency_code=USD, monthly_price=p, transaction_fee_bps=f,
-                 max_sub_orgs=s, max_campaigns=ca, max_workflows=w, retired=ret)
+            {"code": c, "name": n, "rank": r, "currency_code": USD, "monthly_price": p,
+             "transaction_fee_bps": f, "max_sub_orgs": s, "max_campaigns": ca,
+             "max_workflows": w, "retired": ret}
             for c, n, r, p, f, s, ca, w, ret in PLANS])
         products = await _get_or_create(session, AddOnProduct, [
-            dict(code=c, name=n, description=d, currency_code=USD, monthly_price=p, max_quantity=m,
-                 is_phone_number=ph, retired=False) for c, n, d, p, m, ph in ADDON_PRODUCTS])
+            {"code": c, "name": n, "description": d, "currency_code": USD, "monthly_price": p,
+             "max_quantity": m, "is_phone_number": ph, "retired": False}
+            for c, n, d, p, m, ph in ADDON_PRODUCTS])
         start = _month(now, -11) - 20 * DAY
         partners = {s.name: Partner(name=s.name, created_at=start) for s in PARTNERS}
         session.add_all(partners.values())
@@ -121,8 +152,8 @@ async def seed_demo(session: AsyncSession, today: date) -> bool:
     return True
 
 
-async def _get_or_create(session: AsyncSession, model: type, rows: list[dict]) -> dict:
-    found = {r.code: r for r in await session.scalars(select(model))}
+async def _get_or_create(session: AsyncSession, model: type[Any], rows: list[dict]) -> dict:
+    found: dict[str, Any] = {r.code: r for r in await session.scalars(select(model))}
     for row in rows:
         if row["code"] not in found:
             found[row["code"]] = model(**row)
@@ -151,7 +182,10 @@ class _PartnerSeeder:
         self.billing = next(u for u in users.values() if u.role == "BILLING_ADMIN")
         self.invoices: list[tuple[Invoice, list[InvoiceLineItem], list[_Pay]]] = []
         self.timeline: list[_Pay | _Entry] = []
-        self.subjects: dict[str, Invoice | Payout] = {}
+        self.subjects: dict[str, Invoice | Payout] = {}  # what the linked tickets are about
+        self.rows: list[AffiliatePayout | Payout] = []
+        self.transactions: list[tuple[SubOrgTransaction, Payout | None]] = []
+        self.transfers: list[tuple[BankTransfer, Payout]] = []
 
     def past(self, at: datetime) -> datetime:
         return min(at, self.now)
@@ -224,7 +258,7 @@ class _PartnerSeeder:
                 lines = [self._line(f"{self.products[c].name}, {label}", qty,
                                     self.products[c].monthly_price,
                                     addon_product_id=self.products[c].id) for c, qty in spec.addons]
-                self._invoice("ADD_ON", lines, start + HOUR, "OPEN" if k == 0 else "PAID",
+                self._invoice("ADD_ON", lines, self.past(start + HOUR), "OPEN" if k == 0 else "PAID",
                               period=(start, end))
         # Next month's subscription invoice, drafted on the plan the period will run on.
         nxt = self.plans[spec.pending_downgrade_to or spec.plan]
@@ -296,23 +330,21 @@ class _PartnerSeeder:
                 self.timeline.append(_Entry(
                     at, self.rng.randint(low, high), "REVENUE_SHARE",
                     f"Revenue share, {self.month(k - 1):%B %Y}",
-                    lambda k=k: ("revenue_share", f"{spec.code}-{self.month(k - 1):%Y-%m}")))
+                    "revenue_share", f"{spec.code}-{self.month(k - 1):%Y-%m}"))
         for n, (days_ago, amount, memo, reversal_memo) in enumerate(spec.adjustments, 1):
             at, held = self.now - days_ago * DAY + 11 * HOUR, amount if reversal_memo else 0
-            adjustment = _Entry(at, amount, "MANUAL_ADJUSTMENT", memo,
-                                lambda n=n: ("adjustment", f"seed-{spec.code.lower()}-{n}"),
-                                self.billing.id, hold=held)
+            adjustment = _Entry(at, amount, "MANUAL_ADJUSTMENT", memo, "adjustment",
+                                f"seed-{spec.code.lower()}-{n}", self.billing.id, hold=held)
             self.timeline.append(adjustment)
             if reversal_memo:
-                box: list[WalletEntry] = []
-                adjustment.after = box.append
                 self.timeline.append(_Entry(at + HOUR, -amount, "REVERSAL", reversal_memo,
-                                            lambda box=box: ("wallet_entry", str(box[0].id)),
-                                            self.billing.id, hold=-held))
+                                            "wallet_entry", adjustment, self.billing.id,
+                                            hold=-held))
 
     def _settle(self) -> list[_Pay | _Entry]:
         """Replay the timeline: wallet payments the balance cannot cover go to the card."""
-        ledger, balance, held = [], 0, 0
+        ledger: list[_Pay | _Entry] = []
+        balance = held = 0
         for item in sorted(self.timeline, key=lambda i: i.at):
             if isinstance(item, _Pay):
                 if item.amount > balance - held:
@@ -339,25 +371,23 @@ class _PartnerSeeder:
         for item in ledger:
             if isinstance(item, _Pay):
                 assert item.row is not None
-                amount, kind, by = -item.amount, "INVOICE_PAYMENT", self.admin.id
-                source, memo = ("invoice_payment", str(item.row.id)), f"Payment of {item.invoice.number}"
-            else:
-                amount, kind, by, memo = item.amount, item.kind, item.by, item.memo
-                source = item.source() if item.source else None
-            balance += amount
-            entry = WalletEntry(wallet_id=self.wallet.id, amount=amount, kind=kind,
-                                balance_after=balance, memo=memo, created_by_id=by,
-                                source_type=source and source[0], source_id=source and source[1],
-                                created_at=item.at)
-            self.session.add(entry)
+                item = _Entry(item.at, -item.amount, "INVOICE_PAYMENT",
+                              f"Payment of {item.invoice.number}", "invoice_payment",
+                              str(item.row.id), self.admin.id)
+            balance += item.amount
+            item.written = WalletEntry(
+                wallet_id=self.wallet.id, amount=item.amount, kind=item.kind,
+                balance_after=balance, memo=item.memo, created_by_id=item.by,
+                source_type=item.source_type, source_id=item.source_id(), created_at=item.at)
+            self.session.add(item.written)
             await self.session.flush()
-            if isinstance(item, _Entry) and item.after:
-                item.after(entry)
+            if isinstance(item.ref, AffiliatePayout):  # PENDING -> APPLIED, as the service does
+                item.ref.credit_status, item.ref.applied_at = "APPLIED", item.at
+                item.ref.wallet_entry_id = item.written.id
         self.wallet.balance = balance
 
     # -- affiliate payouts and sub-org payouts ------------------------------------------
     def _plan_affiliate_payouts(self) -> None:
-        self.rows: list = []
         if not self.spec.affiliate_scale:
             return
         monday = self.now - self.now.weekday() * DAY
@@ -370,19 +400,15 @@ class _PartnerSeeder:
             ap = AffiliatePayout(
                 connection_id=self.conn.id, period_type=period_type, period_start=start,
                 period_end=end, amount=int(self.rng.randint(low, high) * self.spec.affiliate_scale),
-                credit_status="PENDING" if pending else "APPLIED",
-                applied_at=None if pending else created + 2 * DAY, created_at=created)
+                credit_status="PENDING", created_at=created)
             self.rows.append(ap)
             if not pending:
                 self.timeline.append(_Entry(
-                    ap.applied_at, ap.amount, "AFFILIATE_PAYOUT",
+                    created + 2 * DAY, ap.amount, "AFFILIATE_PAYOUT",
                     f"Affiliate payout ({period_type.lower()}, {start:%b %d} to {end - DAY:%b %d, %Y})",
-                    lambda ap=ap: ("affiliate_payout", str(ap.id)),
-                    after=lambda e, ap=ap: setattr(ap, "wallet_entry_id", e.id)))
+                    "affiliate_payout", ap))
 
     def _plan_payouts(self) -> None:
-        self.transactions: list[tuple[SubOrgTransaction, Payout | None]] = []
-        self.transfers: list[tuple[BankTransfer, Payout]] = []
         states = self.spec.payout_states
         for k in range(-11, 0):
             start, end, idx = self.month(k), self.month(k + 1), -1 - k
@@ -427,9 +453,9 @@ class _PartnerSeeder:
         if wallet:
             self.timeline.append(_Entry(at, wallet, "PAYOUT_CREDIT",
                                         f"Payout for {p.period_start:%B %Y} credited to wallet",
-                                        lambda p=p: ("payout", str(p.id)), self.admin.id))
+                                        "payout", p, self.admin.id))
         bank, plan = p.amount - wallet, []
-        default, other = self.banks[0] if self.banks else None, self.banks[-1] if self.banks else None
+        default, other = (self.banks[0], self.banks[-1]) if self.banks else (None, None)
         if state in ("TRANSFER", "SPLIT"):
             plan = [(default, "PAID", at, at + 2 * DAY)]
         elif state == "PROCESSING":
@@ -442,6 +468,7 @@ class _PartnerSeeder:
                 plan.append((default, "PAID", at + 4 * DAY, at + 6 * DAY))
         for account, status, created, updated in plan:
             failed = status == "FAILED"
+            assert account is not None, "a bank transfer needs a bank account"
             transfer = BankTransfer(
                 bank_account_id=account.id, amount=bank, status=status,
                 failure_reason="Returned by the receiving bank: R03 no account/unable to locate "
@@ -506,7 +533,7 @@ class _PartnerSeeder:
         self.session.add(ticket)
         await self.session.flush()
         messages = [TicketMessage(ticket_id=ticket.id, body=body, internal=False, created_at=t,
-                                  author_id=(author if i % 2 == 0 else agent).id)
+                                  author_id=(agent if i % 2 and agent else author).id)
                     for i, (body, t) in enumerate(zip(spec.messages, times))]
         if spec.note:  # never the newest message, so it cannot show as activity
             assert agent and len(times) >= 2
@@ -580,17 +607,17 @@ PARTNERS = [
                 "We want a second toll-free number routed to our client support queue. "
                 "Can we choose a vanity number?", "LOW", "CLOSED", 300,
                 ("Ideally something ending in 4357 (HELP). Any chance?",
-                 "Vanity numbers depend on carrier inventory. I found 1-888-555-4357 and reserved "
-                 "it for seven days; add a toll-free number from Add-Ons and it will be assigned.",
+                 ("Vanity numbers depend on carrier inventory. I found 1-888-555-4357 and reserved "
+                  "it for seven days; add a toll-free number from Add-Ons and it will be assigned."),
                  "Done, it shows up under our add-ons now. Thank you!",
                  "Glad it worked. I'll close this ticket; reply here if anything comes up.")),
             TicketSpec(
                 "Charged twice for the data migration",
-                "We received two invoices for the same data migration work on the same day. "
-                "Please void the duplicate.", "HIGH", "RESOLVED", 240,
+                "We received two invoices for the same data migration work. Please void the "
+                "duplicate.", "HIGH", "RESOLVED", 240,
                 ("Both are for $600.00 and reference the same migration project.",
-                 "Thanks for flagging this. One of them is indeed a duplicate; I've asked our "
-                 "billing team to void it.",
+                 ("Thanks for flagging this. One of them is indeed a duplicate; I've asked our "
+                  "billing team to void it."),
                  "Appreciated. We'll pay the other one by card.",
                  "The duplicate is now void and shows nothing due. Sorry for the trouble!"),
                 note="Internal: duplicate came from a manual re-run of the services invoice job; "
@@ -600,13 +627,13 @@ PARTNERS = [
                 "Scheduled campaigns for three of our sub-orgs went out 3-4 hours late this "
                 "morning. Clients are complaining about missed appointment reminders.",
                 "HIGH", "CLOSED", 200,
-                ("Affected: Acme Dental, Lakeside Vet Clinic and Peak Physio, all scheduled for "
-                 "8:00 local time.",
-                 "Thanks for the details. One of our sending queues had a backlog this morning; "
-                 "it has been drained and sends are back to normal.",
+                (("Affected: Acme Dental, Lakeside Vet Clinic and Peak Physio, all scheduled for "
+                  "8:00 local time."),
+                 ("Thanks for the details. One of our sending queues had a backlog this morning; "
+                  "it has been drained and sends are back to normal."),
                  "Will the missed reminders be resent automatically?",
-                 "Nothing was dropped: every reminder was delivered, just late. We've added "
-                 "capacity and alerting on that queue so this doesn't recur.",
+                 ("Nothing was dropped: every reminder was delivered, just late. We've added "
+                  "capacity and alerting on that queue so this doesn't recur."),
                  "OK, thanks for the explanation.", "You're welcome. Closing this one out."),
                 by_member=True, support=1),
             TicketSpec(
@@ -614,9 +641,9 @@ PARTNERS = [
                 "Our last payout looks lower than we expected. How is the Revampd transaction "
                 "fee applied to usage-based charges?", "MEDIUM", "RESOLVED", 90,
                 ("For example, an $80.00 SMS bundle only shows a small partner share.",
-                 "Your plan's transaction fee (1.50% on Scale) comes off the gross amount first; "
-                 "your share is then calculated on the rest according to your sub-org pricing. "
-                 "Each payout lists every transaction with its gross and partner amounts."),
+                 ("Your plan's transaction fee (1.50% on Scale) comes off the gross amount first; "
+                  "your share is then calculated on the rest according to your sub-org pricing. "
+                  "Each payout lists every transaction with its gross and partner amounts.")),
                 by_member=True,
                 note="Internal: checked the payout against the ledger; amounts are correct."),
             TicketSpec(
@@ -624,9 +651,9 @@ PARTNERS = [
                 "The bank transfer for one of our payouts failed. We've checked our details "
                 "with the bank; can you retry it?", "HIGH", "IN_PROGRESS", 8,
                 ("The failure reason says the account could not be located.",
-                 "The receiving bank returned it (R03). The amount is back on the payout as "
-                 "available, so nothing is lost: you can send it to your default account or "
-                 "credit it to your wallet.",
+                 ("The receiving bank returned it (R03). The amount is back on the payout as "
+                  "available, so nothing is lost: you can send it to your default account or "
+                  "credit it to your wallet."),
                  "Which account is set as default? We want to be sure before retrying."),
                 support=1, subject="payout",
                 note="Internal: processor flagged tok_nw_2; ask the partner to re-verify that "
@@ -636,8 +663,8 @@ PARTNERS = [
                 "Saving a workflow with more than 40 steps spins for a minute and then fails "
                 "with a timeout.", "MEDIUM", "IN_PROGRESS", 12,
                 ("It happens in Chrome and Firefox. Smaller workflows save fine.",
-                 "Thanks, I reproduced it with a 45-step workflow and engineering is on it. "
-                 "Meanwhile, splitting the workflow with a 'Run workflow' step avoids the timeout."),
+                 ("Thanks, I reproduced it with a 45-step workflow and engineering is on it. "
+                  "Meanwhile, splitting the workflow with a 'Run workflow' step avoids the timeout.")),
                 by_member=True),
             TicketSpec(
                 "Export invoices as CSV",
@@ -653,7 +680,7 @@ PARTNERS = [
         ),
     ),
     PartnerSpec(
-        name="Bluebird Digital", code="BB", plan="GROWTH", usage=(4, 30, 12),
+        name="Bluebird Digital", code="BB", plan="GROWTH", usage=(4, 18, 9),
         addons=(("LOCAL_NUMBER", 2),), pending_downgrade_to="STARTER",
         affiliate_scale=0.6, revenue_share=(2000, 6000), wallet_share=0.4,
         partial_payment_now=5000, overdue_last_month=False,
@@ -669,19 +696,19 @@ PARTNERS = [
                 "We want to move our main office number from our current carrier to Revampd so "
                 "we can use it in workflows.", "MEDIUM", "CLOSED", 250,
                 ("The number is (415) 555-0132, currently with our old VoIP provider.",
-                 "Ports need a letter of authorization and a recent bill from the current "
-                 "carrier. Send both and we'll submit the port; it takes 7-10 business days.",
+                 ("Ports need a letter of authorization and a recent bill from the current "
+                  "carrier. Send both and we'll submit the port; it takes 7-10 business days."),
                  "Sent both by email just now.",
-                 "The port completed this morning; the number is listed under your local "
-                 "phone numbers."), support=1),
+                 ("The port completed this morning; the number is listed under your local "
+                  "phone numbers.")), support=1),
             TicketSpec(
                 "Wallet credit not applied to invoice",
                 "Our wallet had enough credit but this month's subscription invoice was charged "
                 "to our card.", "HIGH", "CLOSED", 160,
                 ("We'd prefer invoices to be paid from the wallet first whenever possible.",
-                 "Invoices are charged to the card on file unless they are paid from the wallet "
-                 "before the charge runs. From Invoices you can pay any open invoice with wallet "
-                 "credit, in full or in part."),
+                 ("Invoices are charged to the card on file unless they are paid from the wallet "
+                  "before the charge runs. From Invoices you can pay any open invoice with wallet "
+                  "credit, in full or in part.")),
                 note="Internal: billing confirms card-first is policy; no refund of the card "
                      "charge, the wallet credit stays available for the next invoice."),
             TicketSpec(
@@ -695,8 +722,8 @@ PARTNERS = [
                 "Delivery reports stopped arriving yesterday afternoon for all our sub-orgs.",
                 "HIGH", "IN_PROGRESS", 6,
                 ("Messages seem to go out; we just get no receipts.",
-                 "One upstream carrier is delaying delivery receipts. Messages are delivered; "
-                 "the receipts are queued and will backfill.",
+                 ("One upstream carrier is delaying delivery receipts. Messages are delivered; "
+                  "the receipts are queued and will backfill."),
                  "Thanks. Any ETA? Our clients rely on the reports for billing."), support=1),
             TicketSpec(
                 "Add a team member to the dashboard",
@@ -719,15 +746,15 @@ PARTNERS = [
                 "We'd like new leads from our website form to get a welcome SMS, then an email "
                 "the next day.", "MEDIUM", "CLOSED", 320,
                 ("Is there a template we can start from?",
-                 "Use a 'Form submitted' trigger, a 'Send SMS' step, a one-day wait and a 'Send "
-                 "email' step. I've shared a template called 'New lead welcome' in your account.",
+                 ("Use a 'Form submitted' trigger, a 'Send SMS' step, a one-day wait and a 'Send "
+                  "email' step. I've shared a template called 'New lead welcome' in your account."),
                  "Perfect, that's exactly it.", "Great! Closing this ticket.")),
             TicketSpec(
                 "Payout lower than expected",
                 "Our last payout was about half of the previous one.", "LOW", "RESOLVED", 40,
                 ("Did something change in how payouts are calculated?",
-                 "Nothing changed: payouts follow sub-org activity, and Northside Tutoring had "
-                 "no usage charges that month. The payout lists every transaction behind it."),
+                 ("Nothing changed: payouts follow sub-org activity, and Northside Tutoring had "
+                  "no usage charges that month. The payout lists every transaction behind it.")),
                 support=1,
                 note="Internal: checked the sub-org transactions for that period; all correct."),
             TicketSpec(
