@@ -26,12 +26,21 @@ P = TypeVar("P", bound=Hashable)
 class ByColumn(DataLoader[Any, Any], Generic[T]):
     """One row per key (or None) where `column` equals the key."""
 
-    def __init__(self, session: AsyncSession, model: type[T], column: InstrumentedAttribute[Any]):
+    def __init__(
+        self,
+        session: AsyncSession,
+        model: type[T],
+        column: InstrumentedAttribute[Any],
+        by_id: "ByColumn[T] | None" = None,
+    ):
         super().__init__()
-        self.session, self.model, self.column = session, model, column
+        self.session, self.model, self.column, self.by_id = session, model, column, by_id
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[T | None]:
-        rows = await self.session.scalars(select(self.model).where(self.column.in_(set(keys))))
+        rows = list(await self.session.scalars(select(self.model).where(self.column.in_(set(keys)))))
+        if self.by_id is not None:  # a row found by another key is now known by id too
+            for r in rows:
+                self.by_id.prime(r.id, r)  # type: ignore[attr-defined]
         found = {getattr(r, self.column.key): r for r in rows}
         return [found.get(k) for k in keys]
 
@@ -130,7 +139,9 @@ class Loaders:
         self.user = ByColumn(s, m.User, m.User.id)
         self.partner = ByColumn(s, m.Partner, m.Partner.id)
         self.connection = ByColumn(s, m.Connection, m.Connection.id)
-        self.connection_by_partner = ByColumn(s, m.Connection, m.Connection.partner_id)
+        self.connection_by_partner = ByColumn(
+            s, m.Connection, m.Connection.partner_id, by_id=self.connection
+        )
         self.plan = ByColumn(s, m.Plan, m.Plan.id)
         self.subscription_by_connection = ByColumn(s, m.Subscription, m.Subscription.connection_id)
         self.usage_by_connection = ByColumn(s, m.Usage, m.Usage.connection_id)

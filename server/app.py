@@ -40,22 +40,22 @@ def unauthorized() -> Response:
     return JSONResponse(UNAUTHENTICATED, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def load_principal(session: AsyncSession, claims: Claims) -> Principal | None:
+async def load_principal(session: AsyncSession, claims: Claims) -> tuple[Principal, m.User] | None:
     """The caller, if the token's user exists and belongs to the token's Partner."""
     row = (
         await session.execute(
-            select(m.User.partner_id, m.Connection.id)
+            select(m.User, m.Connection.id)
             .outerjoin(m.Connection, m.Connection.partner_id == m.User.partner_id)
             .where(m.User.id == claims.user_id)
         )
     ).first()
-    if row is None or row[0] != claims.partner_id:
+    if row is None or row[0].partner_id != claims.partner_id:
         return None
     allowed = STAFF_ROLES if claims.partner_id is None else PARTNER_ROLES
     roles = frozenset(Role(r) for r in claims.roles if r in Role.__members__) & allowed
     if not roles:
         return None
-    return Principal(claims.user_id, claims.partner_id, row[1], roles)
+    return Principal(claims.user_id, claims.partner_id, row[1], roles), row[0]
 
 
 class GraphQLView(GraphQL):  # type: ignore[type-arg]
@@ -151,11 +151,12 @@ def create_app(settings: Settings) -> ASGIApp:
             await unauthorized()(scope, receive, send)
             return
         async with read_sessions(state.db)() as session:
-            principal = await load_principal(session, claims)
-            if principal is None:
+            found = await load_principal(session, claims)
+            if found is None:
                 auth_log.info("token refused: unknown user, partner or roles (sub=%s)", claims.user_id)
                 await unauthorized()(scope, receive, send)
                 return
+            principal, user = found
             log_info = scope.get("revampd.log", {})
             context = Context(
                 settings=settings,
@@ -165,6 +166,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 request_id=log_info.get("request_id", ""),
                 log=log_info,
             )
+            context.loaders.user.prime(user.id, user)
             scope["revampd.context"] = context
             await view(scope, receive, send)
 
