@@ -145,7 +145,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await unauthorized()(scope, receive, send)
             return
         try:
-            claims = verifier.verify(token.strip())
+            claims = await verifier.verify_async(token.strip())
         except AuthError as exc:
             auth_log.info("token refused: %s", exc)
             await unauthorized()(scope, receive, send)

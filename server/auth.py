@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,9 @@ class Claims:
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, timeout=5) if settings.jwt_jwks_url else None
+        )
 
     def _key(self, token: str, algorithm: str) -> Any:
         if algorithm == "HS256":
@@ -54,6 +57,12 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise AuthError(str(exc)) from exc
         return _claims(payload)
+
+    async def verify_async(self, token: str) -> Claims:
+        """As verify; a JWKS fetch (network I/O) runs off the event loop."""
+        if self._jwks is None:
+            return self.verify(token)
+        return await asyncio.to_thread(self.verify, token)
 
 
 def _claims(payload: dict[str, Any]) -> Claims:

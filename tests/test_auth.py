@@ -172,3 +172,43 @@ async def test_graphiql_and_introspection_can_be_switched_off(ro_api: Api) -> No
         )
         assert "introspection has been disabled" in r.json()["errors"][0]["message"].lower()
     await app.app.state.revampd.db.dispose()
+
+
+def test_rs256_tokens_verify_against_a_jwks_endpoint() -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    from server.auth import AuthError, TokenVerifier
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+        verifier = TokenVerifier(Settings.from_env({"JWT_ALGORITHMS": "RS256", "JWT_JWKS_URL": url}))
+        claims = {"sub": "5", "roles": ["SUPPORT"], "exp": int(time.time()) + 60}
+        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+        assert verifier.verify(token).user_id == 5
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        with pytest.raises(AuthError):
+            verifier.verify(jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"}))
+    finally:
+        server.shutdown()
