@@ -7,10 +7,11 @@ same serial order that row locks give on PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 WRITE_OPTION = "revampd_write"
 
@@ -43,8 +44,36 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+class SerialSession(AsyncSession):
+    """An AsyncSession that many coroutines may share: one statement at a time.
+
+    A request's DataLoaders and resolvers run concurrently on one read session;
+    a session (and its one connection) can only run one statement at a time.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._serial = asyncio.Lock()
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._serial:
+            return await super().execute(*args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._serial:
+            return await super().scalar(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._serial:
+            return await super().get(*args, **kwargs)
+
+    async def rollback(self) -> None:
+        async with self._serial:
+            await super().rollback()
+
+
 def read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, class_=SerialSession, expire_on_commit=False, autoflush=False)
 
 
 def write_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

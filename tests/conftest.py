@@ -76,6 +76,7 @@ class Databases:
         self.prefix = f"revampd_t{uuid.uuid4().hex[:8]}"
         self.template = ""
         self.made: list[str] = []
+        self.count = 0
 
     async def setup(self) -> None:
         if PG_URL:
@@ -88,7 +89,8 @@ class Databases:
             await _build(f"sqlite+aiosqlite:///{self.template}")
 
     async def clone(self) -> str:
-        name = f"{self.prefix}_{len(self.made)}"
+        self.count += 1
+        name = f"{self.prefix}_{self.count}"
         if PG_URL:
             await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
             self.made.append(name)
