@@ -11,6 +11,10 @@ from typing import Any
 import strawberry
 from strawberry.tools import merge_types
 
+from resolvers.addons import AddOnMutations
+from resolvers.plans import PlanMutations
+from resolvers.tickets import TicketMutations
+
 
 @strawberry.type
 class PingMutation:
@@ -21,6 +25,9 @@ class PingMutation:
 
 MUTATIONS: list[Any] = [
     PingMutation,
+    PlanMutations,
+    AddOnMutations,
+    TicketMutations,
 ]
 
 Mutation = merge_types("Mutation", tuple(MUTATIONS))

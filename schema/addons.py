@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Self
 
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, ctx, node_type, to_global_id
+from schema.base import Money, Node, UserError, ctx, node_type, to_global_id
+from schema.invoices import InvoiceLineItem
+from services import addons as svc
+from services import plans as plan_service
 
 
 @node_type("AddOnProduct")
@@ -83,3 +87,94 @@ class AddOn(Node):
     async def monthly_total(self, info: strawberry.Info) -> Money:
         p = await self._product(info)
         return Money.of(p.monthly_price * self.model.quantity, p.currency_code)
+
+
+@strawberry.type(description="The next invoice as things stand: the plan and add-ons after every pending change.")
+class ProjectedInvoice:
+    billed_at: datetime = strawberry.field(description="When it is issued: the end of the current period.")
+    plan: Money = strawberry.field(description="The plan's price; zero when a cancellation is pending.")
+    add_ons: Money
+    total: Money
+    lines: list[InvoiceLineItem]
+
+    @classmethod
+    async def for_connection(cls, info: strawberry.Info, connection: m.Connection) -> "ProjectedInvoice":
+        loaders = ctx(info).loaders
+        subscription = await loaders.subscription_by_connection.load(connection.id)
+        assert subscription is not None, "every connection has a subscription"
+        plan_id = plan_service.next_plan_id(subscription)
+        next_plan = await loaders.plan.load(plan_id) if plan_id is not None else None
+        rows = await loaders.addons_by_connection.load(connection.id)
+        products = await loaders.addon_product.load_many([a.product_id for a in rows])
+        p = svc.project_next_invoice(subscription, next_plan, list(zip(rows, products)))
+        cur = connection.currency_code
+        return cls(
+            billed_at=p.billed_at,
+            plan=Money.of(p.plan_total, cur),
+            add_ons=Money.of(p.addons_total, cur),
+            total=Money.of(p.total, cur),
+            lines=[
+                InvoiceLineItem(
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit_amount=Money.of(line.unit_amount, cur),
+                    amount=Money.of(line.amount, cur),
+                )
+                for line in p.lines
+            ],
+        )
+
+
+# ---- Mutations: inputs and payloads ------------------------------------------
+
+@strawberry.input
+class AddAddOnInput:
+    product_id: strawberry.ID
+    quantity: int = strawberry.field(description="From 1 to the product's maxQuantity.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class UpdateAddOnInput:
+    add_on_id: strawberry.ID
+    quantity: int = strawberry.field(
+        description="From 1 to the product's maxQuantity. More is usable at once; "
+        "less takes effect at the end of the period."
+    )
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class RemoveAddOnInput:
+    add_on_id: strawberry.ID
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class AddOnPayload:
+    add_on: AddOn | None = strawberry.field(description="The add-on as it now stands; null when refused.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, result: m.AddOn | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
+        return cls(
+            add_on=AddOn.of(result) if result else None,
+            user_errors=errors,
+            client_mutation_id=client_mutation_id,
+        )
+
+
+@strawberry.type
+class AddAddOnPayload(AddOnPayload):
+    pass
+
+
+@strawberry.type
+class UpdateAddOnPayload(AddOnPayload):
+    pass
+
+
+@strawberry.type
+class RemoveAddOnPayload(AddOnPayload):
+    pass

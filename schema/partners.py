@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 
 from db import models as m
-from schema.addons import AddOn
+from schema.addons import AddOn, ProjectedInvoice
 from schema.base import Connection, Node, bad_request, ctx, decode_id, load_page, node_type, page_args, to_global_id
 from schema.invoices import Invoice, InvoiceFilter
 from schema.payouts import BankAccount, Payout, PayoutFilter
@@ -90,6 +90,10 @@ class RevampdConnection(Node):
     async def add_ons(self, info: strawberry.Info) -> list[AddOn]:
         rows = await ctx(info).loaders.addons_by_connection.load(self.model.id)
         return [AddOn.of(a) for a in rows]
+
+    @strawberry.field(description="The next invoice: plan and add-ons after every pending change.")
+    async def projected_next_invoice(self, info: strawberry.Info) -> ProjectedInvoice:
+        return await ProjectedInvoice.for_connection(info, self.model)
 
     @strawberry.field(description="Tickets raised by this Partner, newest activity first.")
     async def tickets(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Self
 
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, ctx, node_type, to_global_id
+from schema.base import Money, Node, UserError, ctx, node_type, to_global_id
 from schema.enums import PlanChangeKind, SubscriptionStatus
 from services import plans as svc
 
@@ -80,13 +81,17 @@ class PendingPlanChange:
 
     @classmethod
     def of(cls, s: m.Subscription) -> "PendingPlanChange | None":
-        if s.pending_kind is None or s.pending_effective_at is None:
+        return cls.of_change(svc.pending_change(s))
+
+    @classmethod
+    def of_change(cls, c: svc.PendingChange | None) -> "PendingPlanChange | None":
+        if c is None:
             return None
         return cls(
-            kind=PlanChangeKind(s.pending_kind),
-            effective_at=s.pending_effective_at,
-            requested_at=s.pending_requested_at,
-            target_plan_id=s.pending_plan_id,
+            kind=c.kind,
+            effective_at=c.effective_at,
+            requested_at=c.requested_at,
+            target_plan_id=c.plan_id,
         )
 
 
@@ -160,4 +165,90 @@ class PlanChangePreview:
                 )
                 for b in p.blockers
             ],
+        )
+
+
+# ---- Mutations: inputs and payloads ------------------------------------------
+
+@strawberry.input
+class UpgradePlanInput:
+    plan_id: strawberry.ID = strawberry.field(description="A plan above the current one.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class DowngradePlanInput:
+    plan_id: strawberry.ID = strawberry.field(
+        description="A plan below the current one whose limits fit current usage."
+    )
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class CancelSubscriptionInput:
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class WithdrawPlanChangeInput:
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class PlanChangePayload:
+    subscription: PlanSubscription | None = strawberry.field(
+        description="The subscription with its pending change; null when refused."
+    )
+    replaced_change: PendingPlanChange | None = strawberry.field(
+        description="The pending change this request replaced; null if there was none "
+        "or the same change was already pending."
+    )
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(
+        cls, result: svc.PlanChange | None, errors: list[UserError], client_mutation_id: str | None
+    ) -> Self:
+        return cls(
+            subscription=PlanSubscription.of(result.subscription) if result else None,
+            replaced_change=PendingPlanChange.of_change(result.previous) if result else None,
+            user_errors=errors,
+            client_mutation_id=client_mutation_id,
+        )
+
+
+@strawberry.type
+class UpgradePlanPayload(PlanChangePayload):
+    pass
+
+
+@strawberry.type
+class DowngradePlanPayload(PlanChangePayload):
+    pass
+
+
+@strawberry.type
+class CancelSubscriptionPayload(PlanChangePayload):
+    pass
+
+
+@strawberry.type
+class WithdrawPlanChangePayload:
+    subscription: PlanSubscription | None
+    withdrawn_change: PendingPlanChange | None = strawberry.field(
+        description="The pending change that was dropped."
+    )
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(
+        cls, result: svc.PlanChange | None, errors: list[UserError], client_mutation_id: str | None
+    ) -> "WithdrawPlanChangePayload":
+        return cls(
+            subscription=PlanSubscription.of(result.subscription) if result else None,
+            withdrawn_change=PendingPlanChange.of_change(result.previous) if result else None,
+            user_errors=errors,
+            client_mutation_id=client_mutation_id,
         )

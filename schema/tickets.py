@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from db import models as m
-from schema.base import Connection, Node, ctx, load_page, node_type, page_args, to_global_id
+from schema.base import (
+    Connection,
+    Node,
+    UserError,
+    ctx,
+    load_page,
+    node_type,
+    page_args,
+    to_global_id,
+)
 from schema.enums import TicketPriority, TicketStatus
 from schema.users import User
 
@@ -167,3 +176,95 @@ class Ticket(Node):
             return await Payout.load(info, t.subject_id)
         return None
 
+
+
+# ---- Mutations: inputs and payloads -------------------------------------------
+
+@strawberry.input
+class SubmitTicketInput:
+    title: str = strawberry.field(description="1 to 200 characters, trimmed.")
+    description: str = strawberry.field(description="The full description: 1 to 10,000 characters, trimmed.")
+    priority: TicketPriority
+    subject_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The Invoice or Payout of this connection the ticket is about."
+    )
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class ReplyToTicketInput:
+    ticket_id: strawberry.ID
+    body: str = strawberry.field(description="1 to 10,000 characters, trimmed.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class CloseTicketInput:
+    ticket_id: strawberry.ID
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class AssignTicketInput:
+    ticket_id: strawberry.ID
+    assignee_id: strawberry.ID = strawberry.field(description="A user with the SUPPORT role.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class UpdateTicketStatusInput:
+    ticket_id: strawberry.ID
+    status: TicketStatus = strawberry.field(
+        description="OPEN -> IN_PROGRESS or CLOSED; IN_PROGRESS -> RESOLVED or CLOSED; "
+        "RESOLVED -> IN_PROGRESS or CLOSED. CLOSED is final."
+    )
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class AddTicketNoteInput:
+    ticket_id: strawberry.ID
+    body: str = strawberry.field(description="1 to 10,000 characters; never shown to the Partner.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class TicketPayload:
+    ticket: Ticket | None
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+
+@strawberry.type
+class TicketMessagePayload(TicketPayload):
+    message: TicketMessage | None
+
+
+@strawberry.type
+class SubmitTicketPayload(TicketPayload):
+    pass
+
+
+@strawberry.type
+class ReplyToTicketPayload(TicketMessagePayload):
+    pass
+
+
+@strawberry.type
+class CloseTicketPayload(TicketPayload):
+    pass
+
+
+@strawberry.type
+class AssignTicketPayload(TicketPayload):
+    pass
+
+
+@strawberry.type
+class UpdateTicketStatusPayload(TicketPayload):
+    pass
+
+
+@strawberry.type
+class AddTicketNotePayload(TicketMessagePayload):
+    pass

@@ -98,6 +98,34 @@ def cmd_export_schema(_: argparse.Namespace) -> None:
     print(build_schema(Settings()).as_str())
 
 
+def _iso_datetime(value: str) -> datetime:
+    """An ISO 8601 instant; one without a zone is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+async def _auto_close_tickets(now: datetime) -> tuple[int, int]:
+    from db.engine import create_engine, write_sessions
+    from services.tickets import auto_close
+
+    settings = _settings()
+    engine = create_engine(settings.database_url)
+    try:
+        async with write_sessions(engine)() as session, session.begin():
+            days = settings.ticket_auto_close_days
+            return await auto_close(session, now=now, days=days), days
+    finally:
+        await engine.dispose()
+
+
+def cmd_tickets_auto_close(args: argparse.Namespace) -> None:
+    closed, days = asyncio.run(_auto_close_tickets(args.now or datetime.now(timezone.utc)))
+    print(f"closed {closed} ticket{'' if closed == 1 else 's'} resolved more than {days} days ago")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="revampd-bff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
     sub.add_parser("demo-tokens", help="list every user with a bearer token").set_defaults(func=cmd_demo_tokens)
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=cmd_export_schema)
+    tickets = sub.add_parser("tickets", help="support ticket operations")
+    tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)
+    auto_close = tickets_sub.add_parser(
+        "auto-close", help="close tickets RESOLVED for more than TICKET_AUTO_CLOSE_DAYS days"
+    )
+    auto_close.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    auto_close.set_defaults(func=cmd_tickets_auto_close)
     return parser
 
 

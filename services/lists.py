@@ -69,7 +69,11 @@ def _ticket_filter(stmt: Any, f: TicketFilter) -> Any:
             m.Ticket.assigned_to_id.is_(None) if f.unassigned else m.Ticket.assigned_to_id.is_not(None)
         )
     if f.search and f.search.strip():
-        pattern = "%" + f.search.strip().lower().replace("%", r"\%").replace("_", r"\_") + "%"
+        words = f.search.strip().lower()
+        # Escape the escape character first, so a trailing backslash stays literal.
+        for char in ("\\", "%", "_"):
+            words = words.replace(char, "\\" + char)
+        pattern = f"%{words}%"
         stmt = stmt.where(
             or_(
                 m.Ticket.title.ilike(pattern, escape="\\"),

@@ -7,7 +7,7 @@ and the downgrade check both read it, so they cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
 from services import money
-from services.enums import PlanChangeKind
-from services.errors import NotFound
+from services.access import Principal, Role
+from services.enums import PlanChangeKind, SubscriptionStatus
+from services.errors import DomainError, NotFound
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,25 @@ def blockers(plan: m.Plan, usage: m.Usage | None) -> list[Blocker]:
     return found
 
 
+def direction(current: m.Plan, target: m.Plan) -> PlanChangeKind | None:
+    """UPGRADE or DOWNGRADE by tier rank; None when it is the same plan."""
+    if target.id == current.id:
+        return None
+    return PlanChangeKind.UPGRADE if target.rank > current.rank else PlanChangeKind.DOWNGRADE
+
+
+async def _target(session: AsyncSession, plan_id: int) -> m.Plan:
+    """A plan that can be chosen now."""
+    plan = await session.get(m.Plan, plan_id)
+    if plan is None:
+        raise NotFound("Plan", "planId")
+    if plan.retired:
+        raise DomainError(
+            "PLAN_RETIRED", f"{plan.name} is retired and can no longer be chosen.", "planId"
+        )
+    return plan
+
+
 @dataclass(frozen=True)
 class Preview:
     target: m.Plan
@@ -112,20 +132,13 @@ async def preview(session: AsyncSession, connection_id: int, plan_id: int) -> Pr
     subscription = await session.scalar(
         select(m.Subscription).where(m.Subscription.connection_id == connection_id)
     )
-    target = await session.get(m.Plan, plan_id)
     if subscription is None:
         raise NotFound("Subscription")
-    if target is None or target.retired:
-        raise NotFound("Plan", "planId")
+    target = await _target(session, plan_id)
     current = await session.get(m.Plan, subscription.plan_id)
     assert current is not None
+    kind = direction(current, target)
     usage = await session.get(m.Usage, connection_id)
-    if target.id == current.id:
-        kind = None
-    elif target.rank > current.rank:
-        kind = PlanChangeKind.UPGRADE
-    else:
-        kind = PlanChangeKind.DOWNGRADE
     return Preview(
         target=target,
         kind=kind,
@@ -133,3 +146,126 @@ async def preview(session: AsyncSession, connection_id: int, plan_id: int) -> Pr
         blockers=blockers(target, usage) if kind is PlanChangeKind.DOWNGRADE else [],
     )
 
+
+# ---- Scheduling changes ------------------------------------------------------
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A change scheduled for the end of the current period; CANCEL has no plan."""
+
+    kind: PlanChangeKind
+    plan_id: int | None
+    effective_at: datetime
+    requested_at: datetime | None
+
+
+def pending_change(s: m.Subscription) -> PendingChange | None:
+    if s.pending_kind is None or s.pending_effective_at is None:
+        return None
+    return PendingChange(
+        PlanChangeKind(s.pending_kind), s.pending_plan_id, s.pending_effective_at,
+        s.pending_requested_at,
+    )
+
+
+def next_plan_id(s: m.Subscription) -> int | None:
+    """The plan the next period runs on, after the pending change; None once canceled."""
+    if s.status == SubscriptionStatus.CANCELED.value or s.pending_kind == PlanChangeKind.CANCEL.value:
+        return None
+    return s.pending_plan_id if s.pending_plan_id is not None else s.plan_id
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    subscription: m.Subscription
+    # What the request replaced (or, for a withdrawal, dropped); None if nothing.
+    previous: PendingChange | None
+
+
+async def _locked_subscription(session: AsyncSession, principal: Principal) -> m.Subscription:
+    """The caller's own subscription, row-locked; only a Partner admin changes it."""
+    principal.require(Role.PARTNER_ADMIN)
+    subscription = await session.scalar(
+        select(m.Subscription)
+        .where(m.Subscription.connection_id == principal.connection_id)
+        .with_for_update()
+    )
+    if subscription is None:
+        raise NotFound("Subscription")
+    if subscription.status != SubscriptionStatus.ACTIVE.value:
+        raise DomainError("SUBSCRIPTION_CANCELED", "The subscription has already ended.")
+    return subscription
+
+
+def _schedule(
+    s: m.Subscription, kind: PlanChangeKind, plan_id: int | None, now: datetime | None
+) -> PlanChange:
+    """Make (kind, plan) the one pending change; asking again for it changes nothing."""
+    previous = pending_change(s)
+    if previous is not None and previous.kind is kind and previous.plan_id == plan_id:
+        return PlanChange(s, None)
+    s.pending_kind = kind.value
+    s.pending_plan_id = plan_id
+    s.pending_effective_at = s.current_period_end
+    s.pending_requested_at = now or datetime.now(timezone.utc)
+    return PlanChange(s, previous)
+
+
+_WRONG_WAY = {
+    PlanChangeKind.UPGRADE: ("NOT_AN_UPGRADE", "is not above", "downgradePlan"),
+    PlanChangeKind.DOWNGRADE: ("NOT_A_DOWNGRADE", "is not below", "upgradePlan"),
+}
+
+
+async def change_plan(
+    session: AsyncSession,
+    principal: Principal,
+    plan_id: int,
+    kind: PlanChangeKind,
+    now: datetime | None = None,
+) -> PlanChange:
+    """Schedule an UPGRADE or DOWNGRADE to `plan_id` for the end of the current period."""
+    subscription = await _locked_subscription(session, principal)
+    target = await _target(session, plan_id)
+    current = await session.get(m.Plan, subscription.plan_id)
+    assert current is not None
+    actual = direction(current, target)
+    if actual is None:
+        raise DomainError(
+            "SAME_PLAN",
+            f"You are already on {current.name}; to keep it, withdraw the pending change.",
+            "planId",
+        )
+    if actual is not kind:
+        code, relation, other = _WRONG_WAY[kind]
+        raise DomainError(
+            code, f"{target.name} {relation} your current plan {current.name}; use {other}.", "planId"
+        )
+    if kind is PlanChangeKind.DOWNGRADE:
+        found = blockers(target, await session.get(m.Usage, subscription.connection_id))
+        if found:
+            raise DomainError(
+                "USAGE_EXCEEDS_LIMIT", " ".join(b.message for b in found), "planId"
+            )
+    return _schedule(subscription, kind, target.id, now)
+
+
+async def cancel(
+    session: AsyncSession, principal: Principal, now: datetime | None = None
+) -> PlanChange:
+    """Schedule the end of the subscription at the end of the current period."""
+    subscription = await _locked_subscription(session, principal)
+    return _schedule(subscription, PlanChangeKind.CANCEL, None, now)
+
+
+async def withdraw(session: AsyncSession, principal: Principal) -> PlanChange:
+    """Drop the pending upgrade, downgrade or cancellation."""
+    subscription = await _locked_subscription(session, principal)
+    previous = pending_change(subscription)
+    if previous is None:
+        raise DomainError("NO_PENDING_CHANGE", "There is no pending plan change to withdraw.")
+    subscription.pending_kind = None
+    subscription.pending_plan_id = None
+    subscription.pending_effective_at = None
+    subscription.pending_requested_at = None
+    return PlanChange(subscription, previous)

@@ -1,0 +1,139 @@
+"""Ticket mutations: Partners submit, reply and close; support assigns, moves and notes.
+
+Who may do what is decided in services.tickets; these fields only decode and map.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import strawberry
+
+from db import models as m
+from resolvers.common import run_write
+from schema.base import UserError, ctx, decode_id, from_global_id
+from schema.tickets import (
+    AddTicketNoteInput,
+    AddTicketNotePayload,
+    AssignTicketInput,
+    AssignTicketPayload,
+    CloseTicketInput,
+    CloseTicketPayload,
+    ReplyToTicketInput,
+    ReplyToTicketPayload,
+    SubmitTicketInput,
+    SubmitTicketPayload,
+    Ticket,
+    TicketMessage,
+    TicketMessagePayload,
+    TicketPayload,
+    UpdateTicketStatusInput,
+    UpdateTicketStatusPayload,
+)
+from services import tickets
+from services.errors import NotFound
+
+P = TypeVar("P", bound=TicketPayload)
+M = TypeVar("M", bound=TicketMessagePayload)
+
+_SUBJECT_KINDS: dict[str, tickets.SubjectKind] = {"Invoice": "invoice", "Payout": "payout"}
+
+
+def _subject(gid: strawberry.ID | None) -> tuple[tickets.SubjectKind, int] | None:
+    if gid is None:
+        return None
+    parsed = from_global_id(gid)
+    if parsed is None or parsed[0] not in _SUBJECT_KINDS:
+        raise NotFound("Invoice or Payout", "subjectId")
+    return _SUBJECT_KINDS[parsed[0]], parsed[1]
+
+
+def _ticket_id(input: Any) -> int:
+    return decode_id(input.ticket_id, "Ticket", "ticketId")
+
+
+def _payload(cls: type[P], input: Any, ticket: m.Ticket | None, errors: list[UserError]) -> P:
+    return cls(
+        ticket=Ticket.of(ticket) if ticket is not None else None,
+        user_errors=errors,
+        client_mutation_id=input.client_mutation_id,
+    )
+
+
+def _message_payload(
+    cls: type[M],
+    input: Any,
+    result: tuple[m.Ticket, m.TicketMessage] | None,
+    errors: list[UserError],
+) -> M:
+    ticket, message = result if result is not None else (None, None)
+    return cls(
+        ticket=Ticket.of(ticket) if ticket is not None else None,
+        message=TicketMessage.of(message) if message is not None else None,
+        user_errors=errors,
+        client_mutation_id=input.client_mutation_id,
+    )
+
+
+@strawberry.type
+class TicketMutations:
+    @strawberry.mutation(description="Any Partner user: open a support request with Revampd.")
+    async def submit_ticket(self, info: strawberry.Info, input: SubmitTicketInput) -> SubmitTicketPayload:
+        p = ctx(info).principal
+        ticket, errors = await run_write(
+            info,
+            lambda s: tickets.submit(
+                s,
+                p,
+                title=input.title,
+                description=input.description,
+                priority=input.priority,
+                subject=_subject(input.subject_id),
+            ),
+        )
+        return _payload(SubmitTicketPayload, input, ticket, errors)
+
+    @strawberry.mutation(
+        description="Add a message. A Partner's reply reopens a RESOLVED ticket; a CLOSED one takes none."
+    )
+    async def reply_to_ticket(self, info: strawberry.Info, input: ReplyToTicketInput) -> ReplyToTicketPayload:
+        p = ctx(info).principal
+        result, errors = await run_write(info, lambda s: tickets.reply(s, p, _ticket_id(input), input.body))
+        return _message_payload(ReplyToTicketPayload, input, result, errors)
+
+    @strawberry.mutation(description="Close a ticket, whatever its status. Closed is final.")
+    async def close_ticket(self, info: strawberry.Info, input: CloseTicketInput) -> CloseTicketPayload:
+        p = ctx(info).principal
+        ticket, errors = await run_write(info, lambda s: tickets.close(s, p, _ticket_id(input)))
+        return _payload(CloseTicketPayload, input, ticket, errors)
+
+    @strawberry.mutation(description="SUPPORT: give a ticket to a support representative.")
+    async def assign_ticket(self, info: strawberry.Info, input: AssignTicketInput) -> AssignTicketPayload:
+        p = ctx(info).principal
+        ticket, errors = await run_write(
+            info,
+            lambda s: tickets.assign(
+                s,
+                p,
+                _ticket_id(input),
+                decode_id(input.assignee_id, "User", "assigneeId"),
+            ),
+        )
+        return _payload(AssignTicketPayload, input, ticket, errors)
+
+    @strawberry.mutation(description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED.")
+    async def update_ticket_status(
+        self, info: strawberry.Info, input: UpdateTicketStatusInput
+    ) -> UpdateTicketStatusPayload:
+        p = ctx(info).principal
+        ticket, errors = await run_write(
+            info,
+            lambda s: tickets.update_status(s, p, _ticket_id(input), input.status),
+        )
+        return _payload(UpdateTicketStatusPayload, input, ticket, errors)
+
+    @strawberry.mutation(description="SUPPORT: an internal note, never shown to the Partner.")
+    async def add_ticket_note(self, info: strawberry.Info, input: AddTicketNoteInput) -> AddTicketNotePayload:
+        p = ctx(info).principal
+        result, errors = await run_write(info, lambda s: tickets.add_note(s, p, _ticket_id(input), input.body))
+        return _message_payload(AddTicketNotePayload, input, result, errors)
