@@ -101,10 +101,12 @@ def blockers(plan: m.Plan, usage: m.Usage | None) -> list[Blocker]:
 
 
 def direction(current: m.Plan, target: m.Plan) -> PlanChangeKind | None:
-    """UPGRADE or DOWNGRADE by tier rank; None when it is the same plan."""
+    """UPGRADE to a dearer tier, DOWNGRADE to a cheaper one (rank breaks a tie in price);
+    None when it is the same plan. Price, not rank, so a retired plan sorts where it costs."""
     if target.id == current.id:
         return None
-    return PlanChangeKind.UPGRADE if target.rank > current.rank else PlanChangeKind.DOWNGRADE
+    dearer = (target.monthly_price, target.rank) > (current.monthly_price, current.rank)
+    return PlanChangeKind.UPGRADE if dearer else PlanChangeKind.DOWNGRADE
 
 
 async def _target(session: AsyncSession, plan_id: int) -> m.Plan:
