@@ -57,7 +57,7 @@ class Plan(Node):
 
 @strawberry.type
 class PlanComparisonRow:
-    feature: str
+    feature: str = strawberry.field(description="The Plan field it shows: monthlyPrice, transactionFeePercent, subOrgs...")
     label: str
     values: list[str] = strawberry.field(description="One value per plan, in the order of `plans`.")
 
@@ -130,7 +130,7 @@ class Usage:
 
 @strawberry.type(description="A limit of the target plan that current usage exceeds.")
 class PlanChangeBlocker:
-    limit: str
+    limit: str = strawberry.field(description="The PlanLimits field exceeded: subOrgs, campaigns or workflows.")
     in_use: int
     allowed: int
     message: str
@@ -161,7 +161,7 @@ class PlanChangePreview:
             new_transaction_fee_percent=svc.fee_percent(p.target),
             blockers=[
                 PlanChangeBlocker(
-                    limit=b.limit.key, in_use=b.in_use, allowed=b.allowed, message=b.message
+                    limit=b.limit.field, in_use=b.in_use, allowed=b.allowed, message=b.message
                 )
                 for b in p.blockers
             ],

@@ -22,16 +22,17 @@ from services.errors import DomainError, NotFound
 
 @dataclass(frozen=True)
 class Limit:
-    key: str  # usage attribute and GraphQL field name
+    key: str  # usage attribute
+    field: str  # its name in the graph (PlanLimits, Usage)
     label: str  # "Sub-orgs"
     noun: str  # "sub-orgs", as in "12 sub-orgs in use"
     column: str  # Plan attribute holding the limit (None = unlimited)
 
 
 LIMITS = (
-    Limit("sub_orgs", "Sub-orgs", "sub-orgs", "max_sub_orgs"),
-    Limit("campaigns", "Campaigns", "campaigns", "max_campaigns"),
-    Limit("workflows", "Workflows", "workflows", "max_workflows"),
+    Limit("sub_orgs", "subOrgs", "Sub-orgs", "sub-orgs", "max_sub_orgs"),
+    Limit("campaigns", "campaigns", "Campaigns", "campaigns", "max_campaigns"),
+    Limit("workflows", "workflows", "Workflows", "workflows", "max_workflows"),
 )
 
 
@@ -54,18 +55,18 @@ class ComparisonRow:
 def comparison_rows(plans: list[m.Plan]) -> list[ComparisonRow]:
     rows = [
         ComparisonRow(
-            "monthly_price",
+            "monthlyPrice",
             "Monthly price",
             [f"{money.to_decimal(p.monthly_price, p.currency_code)} {p.currency_code}" for p in plans],
         ),
-        ComparisonRow("transaction_fee", "Transaction fee", [f"{fee_percent(p)}%" for p in plans]),
+        ComparisonRow("transactionFeePercent", "Transaction fee", [f"{fee_percent(p)}%" for p in plans]),
     ]
     for limit in LIMITS:
         values = []
         for p in plans:
             value = limit_of(p, limit)
             values.append("Unlimited" if value is None else str(value))
-        rows.append(ComparisonRow(limit.key, limit.label, values))
+        rows.append(ComparisonRow(limit.field, limit.label, values))
     return rows
 
 

@@ -74,7 +74,7 @@ async def test_catalogue_queries_answer_for_any_user(ro_api: Api) -> None:
     assert prices == sorted(prices) and len(prices) == 4
     assert [p["code"] for p in data["planComparison"]["plans"]] == [p["code"] for p in data["plans"]]
     rows = {r["feature"]: r["values"] for r in data["planComparison"]["rows"]}
-    assert rows["sub_orgs"][-1] == "Unlimited" and all(len(v) == 4 for v in rows.values())
+    assert rows["subOrgs"][-1] == "Unlimited" and all(len(v) == 4 for v in rows.values())
     assert {p["code"] for p in data["addOnProducts"]} == {"LOCAL_NUMBER", "TOLL_FREE_NUMBER"}
 
 

@@ -224,7 +224,7 @@ async def test_plan_change_preview_answers_before_anything_is_scheduled(api: Api
     assert (up["direction"], up["allowed"], up["newMonthlyPrice"]["amount"]) == ("UPGRADE", True, "999.00")
     assert up["effectiveAt"] == before["subscription"]["currentPeriodEnd"]
     assert (down["direction"], down["allowed"]) == ("DOWNGRADE", False)
-    assert [b["limit"] for b in down["blockers"]] == ["sub_orgs", "campaigns", "workflows"]
+    assert [b["limit"] for b in down["blockers"]] == ["subOrgs", "campaigns", "workflows"]
     assert (same["direction"], same["allowed"]) == (None, False)
     assert await state(api, OWNER) == before, "a preview schedules nothing"
 
