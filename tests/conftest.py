@@ -140,6 +140,23 @@ class Api:
         assert body.get("errors"), body
         return body["errors"]
 
+    async def rows(self, stmt: Any) -> list[Any]:
+        """Rows straight from the database, to check what the API says against."""
+        engine = create_engine(self.settings.database_url)
+        try:
+            async with read_sessions(engine)() as session:
+                return list((await session.execute(stmt)).all())
+        finally:
+            await engine.dispose()
+
+    async def connection_id(self, email: str) -> int:
+        rows = await self.rows(
+            select(m.Connection.id)
+            .join(m.User, m.User.partner_id == m.Connection.partner_id)
+            .where(m.User.email == email)
+        )
+        return int(rows[0][0])
+
     @property
     def engine(self) -> Any:
         return self.app.app.state.revampd.db

@@ -7,7 +7,6 @@ from pathlib import Path
 from sqlalchemy import event, func, select
 
 from db import models as m
-from db.engine import create_engine, read_sessions
 from schema.base import to_global_id
 from tests.conftest import Api
 
@@ -18,21 +17,6 @@ SUPPORT = "support@revampd.example"
 DASHBOARD = (Path(__file__).parent.parent / "operations" / "DashboardOverview.graphql").read_text()
 
 
-async def _rows(api: Api, stmt):  # type: ignore[no-untyped-def]
-    engine = create_engine(api.settings.database_url)
-    try:
-        async with read_sessions(engine)() as s:
-            return list((await s.execute(stmt)).all())
-    finally:
-        await engine.dispose()
-
-
-async def _connection_id(api: Api, email: str) -> int:
-    rows = await _rows(
-        api,
-        select(m.Connection.id).join(m.User, m.User.partner_id == m.Connection.partner_id).where(m.User.email == email),
-    )
-    return int(rows[0][0])
 
 
 async def test_dashboard_overview_shows_the_partners_own_data(ro_api: Api) -> None:
@@ -45,16 +29,14 @@ async def test_dashboard_overview_shows_the_partners_own_data(ro_api: Api) -> No
     assert conn["usage"]["subOrgs"] == 12
     assert conn["usage"]["phoneNumbers"] == sum(a["quantity"] for a in conn["addOns"])
 
-    cid = await _connection_id(ro_api, OWNER)
-    (balance,) = (await _rows(ro_api, select(m.Wallet.balance).where(m.Wallet.connection_id == cid)))[0]
+    cid = await ro_api.connection_id(OWNER)
+    (balance,) = (await ro_api.rows(select(m.Wallet.balance).where(m.Wallet.connection_id == cid)))[0]
     assert conn["wallet"]["balance"]["amount"] == f"{balance / 100:.2f}"
 
     invoices = [e["node"] for e in conn["invoices"]["edges"]]
     assert len(invoices) == 10 and conn["invoices"]["pageInfo"]["hasNextPage"]
     assert [i["issuedAt"] for i in invoices] == sorted((i["issuedAt"] for i in invoices), reverse=True)
-    newest = await _rows(
-        ro_api,
-        select(m.Invoice.number).where(m.Invoice.connection_id == cid).order_by(m.Invoice.issued_at.desc(), m.Invoice.id.desc()).limit(10),
+    newest = await ro_api.rows(select(m.Invoice.number).where(m.Invoice.connection_id == cid).order_by(m.Invoice.issued_at.desc(), m.Invoice.id.desc()).limit(10),
     )
     assert [i["number"] for i in invoices] == [r[0] for r in newest]
 
@@ -79,7 +61,7 @@ async def test_catalogue_queries_answer_for_any_user(ro_api: Api) -> None:
 
 
 async def test_another_partners_ids_answer_null(ro_api: Api) -> None:
-    cid = await _connection_id(ro_api, BLUEBIRD)
+    cid = await ro_api.connection_id(BLUEBIRD)
     ids = {
         "Invoice": select(m.Invoice.id).where(m.Invoice.connection_id == cid),
         "Ticket": select(m.Ticket.id).where(m.Ticket.connection_id == cid),
@@ -87,7 +69,7 @@ async def test_another_partners_ids_answer_null(ro_api: Api) -> None:
         "BankAccount": select(m.BankAccount.id).where(m.BankAccount.connection_id == cid),
         "RevampdConnection": select(m.Connection.id).where(m.Connection.id == cid),
     }
-    gids = [to_global_id(t, (await _rows(ro_api, stmt.limit(1)))[0][0]) for t, stmt in ids.items()]
+    gids = [to_global_id(t, (await ro_api.rows(stmt.limit(1)))[0][0]) for t, stmt in ids.items()]
     q = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
     assert (await ro_api.gql(q, {"ids": gids}, as_=OWNER))["nodes"] == [None] * len(gids)
     assert all(n is not None for n in (await ro_api.gql(q, {"ids": gids}, as_=BLUEBIRD))["nodes"])
@@ -97,9 +79,7 @@ async def test_another_partners_ids_answer_null(ro_api: Api) -> None:
 
 
 async def test_partners_never_see_internal_notes(ro_api: Api) -> None:
-    rows = await _rows(
-        ro_api,
-        select(m.TicketMessage.id, m.TicketMessage.ticket_id, m.User.email)
+    rows = await ro_api.rows(select(m.TicketMessage.id, m.TicketMessage.ticket_id, m.User.email)
         .join(m.Ticket, m.Ticket.id == m.TicketMessage.ticket_id)
         .join(m.Connection, m.Connection.id == m.Ticket.connection_id)
         .join(m.User, m.User.partner_id == m.Connection.partner_id)
@@ -133,8 +113,8 @@ async def test_pages_walk_every_row_once_in_order(ro_api: Api) -> None:
         if not page["pageInfo"]["hasNextPage"]:
             break
         after = page["pageInfo"]["endCursor"]
-    cid = await _connection_id(ro_api, OWNER)
-    (total,) = (await _rows(ro_api, select(func.count()).where(m.Invoice.connection_id == cid)))[0]
+    cid = await ro_api.connection_id(OWNER)
+    (total,) = (await ro_api.rows(select(func.count()).where(m.Invoice.connection_id == cid)))[0]
     assert len(seen) == len(set(seen)) == total
 
     back = """query($before: String) { viewer { partner { revampdConnection {

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from db import models as m
-from db.engine import create_engine, read_sessions, write_sessions
+from db.engine import create_engine, write_sessions
 from schema.base import to_global_id
 from server import cli
 from services import tickets as ticket_service
@@ -32,23 +32,6 @@ MESSAGE = "message { id body internal author { email } }"
 
 # ---- helpers ------------------------------------------------------------------------
 
-async def _rows(api: Api, stmt: Any) -> list[Any]:
-    engine = create_engine(api.settings.database_url)
-    try:
-        async with read_sessions(engine)() as s:
-            return list((await s.execute(stmt)).all())
-    finally:
-        await engine.dispose()
-
-
-async def _connection_id(api: Api, email: str) -> int:
-    rows = await _rows(
-        api,
-        select(m.Connection.id)
-        .join(m.User, m.User.partner_id == m.Connection.partner_id)
-        .where(m.User.email == email),
-    )
-    return int(rows[0][0])
 
 
 def _user(api: Api, email: str) -> str:
@@ -116,8 +99,8 @@ async def queue(api: Api, filter: dict[str, Any] | None = None, *, as_: str = SU
 # ---- Partners: submit ---------------------------------------------------------------
 
 async def test_any_partner_user_submits_an_open_unassigned_ticket_with_the_next_number(api: Api) -> None:
-    cid = await _connection_id(api, MEMBER)
-    (next_number,) = (await _rows(api, select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
+    cid = await api.connection_id(MEMBER)
+    (next_number,) = (await api.rows(select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
     by_member = await submit(api, as_=MEMBER, title="  Number porting  ", description="  Port 3 numbers. ",
                              priority="HIGH")
     by_owner = await submit(api, as_=OWNER)
@@ -135,8 +118,8 @@ async def test_ticket_numbers_count_per_connection(api: Api) -> None:
     bluebird = await submit(api, as_=BLUEBIRD)
     cedar = await submit(api, as_=CEDAR)
     for ticket, email in ((northwind, MEMBER), (bluebird, BLUEBIRD), (cedar, CEDAR)):
-        cid = await _connection_id(api, email)
-        (counter,) = (await _rows(api, select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
+        cid = await api.connection_id(email)
+        (counter,) = (await api.rows(select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
         assert ticket["number"] == f"RVP-{counter - 1}", email
 
 
@@ -177,9 +160,9 @@ async def test_mutations_echo_the_client_mutation_id(api: Api) -> None:
 # ---- Partners: subject --------------------------------------------------------------
 
 async def test_ticket_about_an_invoice_or_payout_shows_it_to_both_sides(api: Api) -> None:
-    cid = await _connection_id(api, OWNER)
-    invoice_id = (await _rows(api, select(m.Invoice.id).where(m.Invoice.connection_id == cid).limit(1)))[0][0]
-    payout_id = (await _rows(api, select(m.Payout.id).where(m.Payout.connection_id == cid).limit(1)))[0][0]
+    cid = await api.connection_id(OWNER)
+    invoice_id = (await api.rows(select(m.Invoice.id).where(m.Invoice.connection_id == cid).limit(1)))[0][0]
+    payout_id = (await api.rows(select(m.Payout.id).where(m.Payout.connection_id == cid).limit(1)))[0][0]
     for type_name, pk in (("Invoice", invoice_id), ("Payout", payout_id)):
         gid = to_global_id(type_name, pk)
         ticket = await submit(api, subjectId=gid)
@@ -192,8 +175,8 @@ async def test_ticket_about_an_invoice_or_payout_shows_it_to_both_sides(api: Api
 
 
 async def test_subject_of_another_partner_reads_like_not_found(api: Api) -> None:
-    cid = await _connection_id(api, BLUEBIRD)
-    foreign = (await _rows(api, select(m.Invoice.id).where(m.Invoice.connection_id == cid).limit(1)))[0][0]
+    cid = await api.connection_id(BLUEBIRD)
+    foreign = (await api.rows(select(m.Invoice.id).where(m.Invoice.connection_id == cid).limit(1)))[0][0]
     missing = to_global_id("Payout", 10**9)
     not_a_subject = to_global_id("Plan", 1)
     for gid in (to_global_id("Invoice", foreign), missing, not_a_subject, "garbage"):
@@ -277,10 +260,8 @@ async def test_another_partners_ticket_reads_like_not_found(api: Api) -> None:
 
 async def test_partner_ticket_list_is_newest_activity_first_with_assignee_count_and_last_message(ro_api: Api) -> None:
     listed = await connection_tickets(ro_api, as_=MEMBER)
-    cid = await _connection_id(ro_api, MEMBER)
-    expected = await _rows(
-        ro_api,
-        select(m.Ticket.id).where(m.Ticket.connection_id == cid)
+    cid = await ro_api.connection_id(MEMBER)
+    expected = await ro_api.rows(select(m.Ticket.id).where(m.Ticket.connection_id == cid)
         .order_by(m.Ticket.last_activity_at.desc(), m.Ticket.id.desc()),
     )
     assert [t["id"] for t in listed] == [to_global_id("Ticket", r[0]) for r in expected]
@@ -309,7 +290,7 @@ async def test_partner_ticket_list_filters_by_status_priority_and_search(ro_api:
 
 async def test_support_queue_spans_partners_oldest_waiting_first(ro_api: Api) -> None:
     tickets = await queue(ro_api)
-    expected = await _rows(ro_api, select(m.Ticket.id).order_by(m.Ticket.last_activity_at, m.Ticket.id))
+    expected = await ro_api.rows(select(m.Ticket.id).order_by(m.Ticket.last_activity_at, m.Ticket.id))
     assert [t["id"] for t in tickets] == [to_global_id("Ticket", r[0]) for r in expected]
     assert len({t["partner"]["name"] for t in tickets}) == 3
 
@@ -502,7 +483,7 @@ async def test_who_may_do_what_with_tickets(api: Api) -> None:
 # ---- auto-close ---------------------------------------------------------------------
 
 async def _resolved(api: Api) -> list[tuple[int, datetime]]:
-    rows = await _rows(api, select(m.Ticket.id, m.Ticket.resolved_at).where(m.Ticket.status == "RESOLVED"))
+    rows = await api.rows(select(m.Ticket.id, m.Ticket.resolved_at).where(m.Ticket.status == "RESOLVED"))
     return [(r[0], r[1]) for r in rows]
 
 
@@ -543,12 +524,12 @@ async def test_auto_close_leaves_recently_resolved_tickets(api: Api) -> None:
 
 @pytest.mark.postgres
 async def test_concurrent_submits_take_distinct_consecutive_numbers(api: Api) -> None:
-    cid = await _connection_id(api, MEMBER)
-    (first,) = (await _rows(api, select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
+    cid = await api.connection_id(MEMBER)
+    (first,) = (await api.rows(select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
     made = await asyncio.gather(*(submit(api, as_=(MEMBER, OWNER)[i % 2], title=f"Concurrent {i}") for i in range(10)))
     numbers = sorted(int(t["number"].removeprefix("RVP-")) for t in made)
     assert numbers == list(range(first, first + 10))
-    (after,) = (await _rows(api, select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
+    (after,) = (await api.rows(select(m.Connection.next_ticket_number).where(m.Connection.id == cid)))[0]
     assert after == first + 10
 
 
