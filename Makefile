@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup clean schema bench
+.PHONY: run test setup clean schema bench lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/revampd-bff export-schema > schema.graphql
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,lint]'
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict services
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.dashboard

@@ -534,7 +534,7 @@ class _PartnerSeeder:
         await self.session.flush()
         messages = [TicketMessage(ticket_id=ticket.id, body=body, internal=False, created_at=t,
                                   author_id=(agent if i % 2 and agent else author).id)
-                    for i, (body, t) in enumerate(zip(spec.messages, times))]
+                    for i, (body, t) in enumerate(zip(spec.messages, times, strict=False))]
         if spec.note:  # never the newest message, so it cannot show as activity
             assert agent and len(times) >= 2
             messages.insert(-1, TicketMessage(ticket_id=ticket.id, body=spec.note, internal=True,

@@ -6,18 +6,25 @@ import asyncio
 
 import strawberry
 from graphql import GraphQLError
+from sqlalchemy import select
 
+from db import models as m
 from schema.addons import AddOnProduct
-from schema.base import Connection, Node, bad_request, ctx, decode_id, page_args, resolve_node
+from schema.base import (
+    Connection,
+    Node,
+    bad_request,
+    ctx,
+    decode_id,
+    page_args,
+    resolve_node,
+)
 from schema.plans import Plan, PlanComparison, PlanComparisonRow
 from schema.tickets import SupportTicketFilter, Ticket
 from schema.users import User, Viewer
 from services import lists
 from services import plans as plan_service
 from services.errors import DomainError
-from sqlalchemy import select
-
-from db import models as m
 
 MAX_NODES = 100
 

@@ -106,7 +106,7 @@ class ProjectedInvoice:
         next_plan = await loaders.plan.load(plan_id) if plan_id is not None else None
         rows = await loaders.addons_by_connection.load(connection.id)
         products = await loaders.addon_product.load_many([a.product_id for a in rows])
-        p = svc.project_next_invoice(subscription, next_plan, list(zip(rows, products)))
+        p = svc.project_next_invoice(subscription, next_plan, list(zip(rows, products, strict=False)))
         cur = connection.currency_code
         return cls(
             billed_at=p.billed_at,

@@ -8,7 +8,17 @@ import strawberry
 
 from db import models as m
 from schema.addons import AddOn, ProjectedInvoice
-from schema.base import Connection, Node, bad_request, ctx, decode_id, load_page, node_type, page_args, to_global_id
+from schema.base import (
+    Connection,
+    Node,
+    bad_request,
+    ctx,
+    decode_id,
+    load_page,
+    node_type,
+    page_args,
+    to_global_id,
+)
 from schema.invoices import Invoice, InvoiceFilter
 from schema.payouts import BankAccount, Payout, PayoutFilter
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage

@@ -7,7 +7,16 @@ from datetime import datetime
 import strawberry
 
 from db import models as m
-from schema.base import Connection, Money, Node, ctx, load_page, node_type, page_args, to_global_id
+from schema.base import (
+    Connection,
+    Money,
+    Node,
+    ctx,
+    load_page,
+    node_type,
+    page_args,
+    to_global_id,
+)
 from schema.enums import CreditStatus, PayoutPeriodType, WalletEntryKind
 from schema.users import User
 

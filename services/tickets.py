@@ -127,7 +127,7 @@ async def submit(
     )
     if subject is not None:
         model, name = _SUBJECTS[subject[0]]
-        row = await session.get(model, subject[1])
+        row: m.Invoice | m.Payout | None = await session.get(model, subject[1])
         if row is None or row.connection_id != connection_id:
             raise NotFound(name, "subjectId")
     # The row lock makes concurrent submits take numbers one after another.

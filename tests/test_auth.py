@@ -120,9 +120,9 @@ async def test_rs256_tokens_verify_with_the_configured_public_key_only(ro_api: A
     claims = {"sub": "1", "org": "1", "roles": ["PARTNER_ADMIN"], "exp": int(time.time()) + 60}
     assert verifier.verify(jwt.encode(claims, key, algorithm="RS256")).user_id == 1
     # An HS256 token "signed" with the public key must not pass (algorithm confusion).
-    import hmac
-    import hashlib
     import base64
+    import hashlib
+    import hmac
     import json
 
     def b64(raw: bytes) -> str:

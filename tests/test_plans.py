@@ -193,7 +193,7 @@ async def test_repeating_a_plan_change_leaves_the_same_state_as_once(
 @pytest.mark.parametrize("user", [MEMBER, SUPPORT, BILLING])
 async def test_only_a_partner_admin_may_change_the_plan(api: Api, user: str) -> None:
     before = await state(api, OWNER)
-    for mutation, plan in zip(MUTATIONS, ("ENTERPRISE", "GROWTH", None, None)):
+    for mutation, plan in zip(MUTATIONS, ("ENTERPRISE", "GROWTH", None, None), strict=False):
         payload = await mutate(api, mutation, user, plan)
         assert payload["subscription"] is None, mutation
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [("FORBIDDEN", None)], mutation
@@ -204,7 +204,7 @@ async def test_another_partners_admin_changes_only_its_own_subscription(api: Api
     northwind = await state(api, OWNER)
     # Bluebird's downgrade is checked against its own usage, not Northwind's (which would not fit).
     await set_usage(api, BLUEBIRD, 1, 1, 1)
-    for mutation, plan in zip(MUTATIONS, ("SCALE", "STARTER", None, None)):
+    for mutation, plan in zip(MUTATIONS, ("SCALE", "STARTER", None, None), strict=False):
         assert codes(await mutate(api, mutation, BLUEBIRD, plan)) == [], mutation
     assert await state(api, OWNER) == northwind
     assert (await state(api, BLUEBIRD))["pendingChange"] is None
@@ -272,6 +272,6 @@ async def test_projected_invoice_follows_the_pending_plan_change(api: Api) -> No
 
 async def test_an_ended_subscription_cannot_be_changed(api: Api) -> None:
     await set_row(api, OWNER, m.Subscription, status="CANCELED")
-    for mutation, plan in zip(MUTATIONS, ("ENTERPRISE", "GROWTH", None, None)):
+    for mutation, plan in zip(MUTATIONS, ("ENTERPRISE", "GROWTH", None, None), strict=False):
         assert codes(await mutate(api, mutation, OWNER, plan)) == ["SUBSCRIPTION_CANCELED"], mutation
     assert (await state(api, OWNER))["projectedNextInvoice"]["plan"]["amount"] == "0.00"

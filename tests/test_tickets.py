@@ -462,7 +462,7 @@ ROLE_TABLE: dict[str, tuple[str, ...]] = {
 
 
 async def test_who_may_do_what_with_tickets(api: Api) -> None:
-    for who, expected in zip(USERS, (ALLOWED, ALLOWED, ALLOWED, FORBIDDEN, FORBIDDEN)):
+    for who, expected in zip(USERS, (ALLOWED, ALLOWED, ALLOWED, FORBIDDEN, FORBIDDEN), strict=False):
         payload = await mutate(api, "submitTicket", {"title": "t", "description": "d", "priority": "LOW"}, as_=who)
         assert (payload["userErrors"][0]["code"] if payload["userErrors"] else ALLOWED) == expected, who
     extras: dict[str, dict[str, Any]] = {
@@ -473,7 +473,7 @@ async def test_who_may_do_what_with_tickets(api: Api) -> None:
         "addTicketNote": {"body": "note"},
     }
     for name, row in ROLE_TABLE.items():
-        for who, expected in zip(USERS, row):
+        for who, expected in zip(USERS, row, strict=False):
             ticket = await submit(api, as_=MEMBER)
             payload = await mutate(api, name, {"ticketId": ticket["id"], **extras[name]}, as_=who)
             got = payload["userErrors"][0]["code"] if payload["userErrors"] else ALLOWED

@@ -1,12 +1,11 @@
 """whole domain
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 00:36:58.277977
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
