@@ -6,9 +6,7 @@ import asyncio
 
 import strawberry
 from graphql import GraphQLError
-from sqlalchemy import select
 
-from db import models as m
 from schema.addons import AddOnProduct
 from schema.base import (
     Connection,
@@ -22,6 +20,7 @@ from schema.base import (
 from schema.plans import Plan, PlanComparison, PlanComparisonRow
 from schema.tickets import SupportTicketFilter, Ticket
 from schema.users import User, Viewer
+from services import addons as addon_service
 from services import lists
 from services import plans as plan_service
 from services.errors import DomainError
@@ -65,10 +64,7 @@ class Query:
 
     @strawberry.field
     async def add_on_products(self, info: strawberry.Info) -> list[AddOnProduct]:
-        rows = await ctx(info).db.scalars(
-            select(m.AddOnProduct).where(m.AddOnProduct.retired.is_(False)).order_by(m.AddOnProduct.id)
-        )
-        return [AddOnProduct.of(p) for p in rows]
+        return [AddOnProduct.of(p) for p in await addon_service.catalogue(ctx(info).db)]
 
     @strawberry.field(description="Revampd staff: the ticket queue across Partners, oldest waiting first.")
     async def support_tickets(

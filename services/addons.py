@@ -18,6 +18,14 @@ from services.access import Principal, Role
 from services.errors import DomainError, NotFound
 
 
+async def catalogue(session: AsyncSession) -> list[m.AddOnProduct]:
+    """Products that can be added now."""
+    rows = await session.scalars(
+        select(m.AddOnProduct).where(m.AddOnProduct.retired.is_(False)).order_by(m.AddOnProduct.id)
+    )
+    return list(rows)
+
+
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(timezone.utc)
 
