@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import strawberry
 from graphql import GraphQLError
@@ -57,22 +57,28 @@ def _unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
+def _shared(extension: SchemaExtension) -> Callable[[], SchemaExtension]:
+    """One instance for every request. These extensions keep no per-request state, and
+    a validation rule made once keeps ValidationCache's key the same for each request."""
+    return lambda: extension
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     extensions: list[Any] = [
         RecordOperation,
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        _shared(QueryDepthLimiter(max_depth=settings.max_query_depth)),
+        _shared(MaxAliasesLimiter(max_alias_count=settings.max_aliases)),
+        _shared(MaxTokensLimiter(max_token_count=settings.max_tokens)),
         # Clients send the same few documents: parse and validate each once.
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        _shared(ParserCache(maxsize=256)),
+        _shared(ValidationCache(maxsize=256)),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     if settings.mask_errors:
         extensions.append(
-            lambda: MaskErrors(should_mask_error=_unexpected, error_message="Internal server error.")
+            _shared(MaskErrors(should_mask_error=_unexpected, error_message="Internal server error."))
         )
     from resolvers.mutation import Mutation
 
