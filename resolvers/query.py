@@ -78,8 +78,6 @@ class Query:
     ) -> Connection[Ticket]:
         c = ctx(info)
         try:
-            if not c.principal.is_staff:
-                raise DomainError("FORBIDDEN", "Only Revampd staff can read the support queue.")
             f = filter or SupportTicketFilter()
             service_filter = lists.TicketFilter(
                 status=tuple(f.status or ()),
@@ -90,7 +88,7 @@ class Query:
                 unassigned=f.unassigned,
             )
             args = page_args(info, first, after, last, before)
-            page = await lists.support_queue(c.db, service_filter, args)
+            page = await lists.support_queue(c.db, c.principal, service_filter, args)
         except DomainError as err:
             raise bad_request(err) from None
         return Connection.of(page, Ticket.of)

@@ -13,6 +13,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from services.access import Principal
 from services.enums import (
     InvoiceStatus,
     InvoiceType,
@@ -20,6 +21,7 @@ from services.enums import (
     TicketPriority,
     TicketStatus,
 )
+from services.errors import Forbidden
 from services.pagination import Page, PageArgs, fetch_pages
 
 
@@ -93,9 +95,11 @@ async def connection_tickets(
 
 
 async def support_queue(
-    session: AsyncSession, f: TicketFilter, args: PageArgs
+    session: AsyncSession, principal: Principal, f: TicketFilter, args: PageArgs
 ) -> Page[m.Ticket]:
-    """Every Partner's tickets for Revampd support, oldest waiting first."""
+    """Every Partner's tickets for Revampd staff, oldest waiting first."""
+    if not principal.is_staff:
+        raise Forbidden("Only Revampd staff can read the support queue.")
     stmt = _ticket_filter(select(m.Ticket), f)
     if f.partner_id is not None:
         stmt = stmt.where(
