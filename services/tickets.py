@@ -227,10 +227,10 @@ async def update_status(
     allowed = MOVES[current]
     if status not in allowed:
         if not allowed:
-            message = f"A {current.value} ticket is final; open a new ticket instead."
+            message = f"A ticket that is {current.value} is final; open a new ticket instead."
         else:
             message = (
-                f"A {current.value} ticket can move to {_names(allowed)}, not {status.value}."
+                f"A ticket that is {current.value} can move to {_names(allowed)}, not {status.value}."
             )
         raise DomainError("ILLEGAL_STATUS_CHANGE", message, "status")
     _set_status(ticket, status, now or _now())
