@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import logging
 import sys
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from typing import AsyncIterator
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.settings import Settings, SettingsError
 
@@ -18,6 +21,19 @@ def _settings() -> Settings:
         return Settings.from_env()
     except SettingsError as exc:
         sys.exit(f"configuration error: {exc}")
+
+
+@asynccontextmanager
+async def _session(settings: Settings, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+    """A session on a short-lived engine, for one command."""
+    from db.engine import create_engine, read_sessions, write_sessions
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with (write_sessions if write else read_sessions)(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -41,15 +57,10 @@ def cmd_migrate(_: argparse.Namespace) -> None:
 
 
 async def _seed() -> bool:
-    from db.engine import create_engine, read_sessions
     from db.seed import seed_demo
 
-    engine = create_engine(_settings().database_url)
-    try:
-        async with read_sessions(engine)() as session:
-            return await seed_demo(session, datetime.now(timezone.utc).date())
-    finally:
-        await engine.dispose()
+    async with _session(_settings()) as session:
+        return await seed_demo(session, datetime.now(timezone.utc).date())
 
 
 def cmd_seed_demo(_: argparse.Namespace) -> None:
@@ -59,19 +70,14 @@ def cmd_seed_demo(_: argparse.Namespace) -> None:
 
 async def _tokens(emails: list[str] | None) -> list[tuple[str, str, str]]:
     from db import models as m
-    from db.engine import create_engine, read_sessions
     from server.auth import issue_dev_token
 
     settings = _settings()
-    engine = create_engine(settings.database_url)
-    try:
-        async with read_sessions(engine)() as session:
-            stmt = select(m.User).order_by(m.User.partner_id.is_(None), m.User.partner_id, m.User.id)
-            if emails is not None:
-                stmt = stmt.where(m.User.email.in_(emails))
-            users = list(await session.scalars(stmt))
-    finally:
-        await engine.dispose()
+    async with _session(settings) as session:
+        stmt = select(m.User).order_by(m.User.partner_id.is_(None), m.User.partner_id, m.User.id)
+        if emails is not None:
+            stmt = stmt.where(m.User.email.in_(emails))
+        users = list(await session.scalars(stmt))
     return [
         (u.email, u.role, issue_dev_token(settings, u.id, u.partner_id, [u.role])) for u in users
     ]
@@ -108,17 +114,12 @@ def _iso_datetime(value: str) -> datetime:
 
 
 async def _auto_close_tickets(now: datetime) -> tuple[int, int]:
-    from db.engine import create_engine, write_sessions
     from services.tickets import auto_close
 
     settings = _settings()
-    engine = create_engine(settings.database_url)
-    try:
-        async with write_sessions(engine)() as session, session.begin():
-            days = settings.ticket_auto_close_days
-            return await auto_close(session, now=now, days=days), days
-    finally:
-        await engine.dispose()
+    async with _session(settings, write=True) as session, session.begin():
+        days = settings.ticket_auto_close_days
+        return await auto_close(session, now=now, days=days), days
 
 
 def cmd_tickets_auto_close(args: argparse.Namespace) -> None:
