@@ -24,7 +24,7 @@ from resolvers.context import Context
 from resolvers.schema import build_schema
 from server.auth import AuthError, Claims, TokenVerifier
 from server.settings import Settings
-from services.access import PARTNER_ROLES, STAFF_ROLES, Principal, Role
+from services.access import Principal, Role
 
 log = logging.getLogger("revampd.request")
 auth_log = logging.getLogger("revampd.auth")
@@ -51,8 +51,8 @@ async def load_principal(session: AsyncSession, claims: Claims) -> tuple[Princip
     ).first()
     if row is None or row[0].partner_id != claims.partner_id:
         return None
-    allowed = STAFF_ROLES if claims.partner_id is None else PARTNER_ROLES
-    roles = frozenset(Role(r) for r in claims.roles if r in Role.__members__) & allowed
+    # A token may narrow what the user may do, never widen it.
+    roles = frozenset(Role(r) for r in claims.roles if r in Role.__members__) & {Role(row[0].role)}
     if not roles:
         return None
     return Principal(claims.user_id, claims.partner_id, row[1], roles), row[0]

@@ -73,11 +73,17 @@ async def test_a_token_claiming_another_partner_is_refused(ro_api: Api) -> None:
     assert bluebird_owner != northwind_owner
 
 
-async def test_a_partner_user_cannot_claim_staff_roles(ro_api: Api) -> None:
+async def test_a_token_cannot_grant_roles_the_user_does_not_have(ro_api: Api) -> None:
     claims = jwt.decode(ro_api.tokens[OWNER], options={"verify_signature": False})
     forged = issue_dev_token(ro_api.settings, int(claims["sub"]), int(claims["org"]), ["SUPPORT"])
     status, _ = await _status_and_body(ro_api, forged)
     assert status == 401
+    member = jwt.decode(ro_api.tokens["member@northwind.example"], options={"verify_signature": False})
+    as_admin = issue_dev_token(ro_api.settings, int(member["sub"]), int(member["org"]), ["PARTNER_MEMBER", "PARTNER_ADMIN"])
+    r = await ro_api.http.post(
+        "/graphql", json={"query": "{ viewer { roles } }"}, headers={"Authorization": f"Bearer {as_admin}"}
+    )
+    assert r.json()["data"]["viewer"]["roles"] == ["PARTNER_MEMBER"]
 
 
 async def test_a_valid_token_answers_the_viewer(ro_api: Api) -> None:
