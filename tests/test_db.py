@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -10,12 +11,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from db import models as m
 from db.engine import create_engine, write_sessions
 from db.migrate import downgrade, upgrade
-from tests.conftest import Api
+from tests.conftest import PG_URL, Api, _pg_admin
 
 NOW = datetime.now(timezone.utc)
 
@@ -83,16 +85,26 @@ async def test_orphans_and_broken_sums_are_refused(api: Api) -> None:
 
 
 async def test_migrations_go_down_and_up_and_match_the_models(tmp_path: Any) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/roundtrip.db"
-    await asyncio.to_thread(upgrade, url)
-    await asyncio.to_thread(downgrade, url, "base")
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
+    """On SQLite, and on PostgreSQL too when TEST_DATABASE_URL is set."""
+    if PG_URL:
+        name = f"revampd_migr_{uuid.uuid4().hex[:8]}"
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path}/roundtrip.db"
     try:
-        async with engine.connect() as conn:
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(MigrationContext.configure(c), m.Base.metadata)
-            )
+        await asyncio.to_thread(upgrade, url)
+        await asyncio.to_thread(downgrade, url, "base")
+        await asyncio.to_thread(upgrade, url)
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                diff = await conn.run_sync(
+                    lambda c: compare_metadata(MigrationContext.configure(c), m.Base.metadata)
+                )
+        finally:
+            await engine.dispose()
     finally:
-        await engine.dispose()
+        if PG_URL:
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert diff == [], f"models and migrations differ: {diff}"
