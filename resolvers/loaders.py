@@ -7,7 +7,7 @@ statement, and returns results in key order with a miss as None.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Awaitable, Callable, Generic, Hashable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from aiodataloader import DataLoader
 from sqlalchemy import func, select
@@ -19,8 +19,6 @@ from services import lists
 from services.pagination import Page, PageArgs
 
 T = TypeVar("T")
-K = TypeVar("K", bound=Hashable)
-P = TypeVar("P", bound=Hashable)
 
 
 class ByColumn(DataLoader[Any, Any], Generic[T]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 DEV_JWT_SECRET = "revampd-dev-secret-do-not-use-in-production-0123456789"
@@ -58,7 +58,6 @@ class Settings:
     default_page_size: int = 20
     ticket_auto_close_days: int = 7
     log_level: str = "INFO"
-    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

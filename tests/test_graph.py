@@ -162,3 +162,13 @@ async def test_dashboard_costs_the_same_statements_for_10_or_100_items(ro_api: A
     conn = data["viewer"]["partner"]["revampdConnection"]
     assert len(conn["invoices"]["edges"]) > 10, "the second run really lists more items"
     assert ten == hundred, f"{ten} statements for 10 items, {hundred} for 100"
+
+
+async def test_money_is_a_decimal_string_with_the_currencys_places(ro_api: Api) -> None:
+    q = """{ viewer { partner { revampdConnection { invoices(first: 1, filter: {status: [PAID]}) {
+      edges { node { total { amount currencyCode } amountPaid { amount } amountDue { amount } } } } } } } }"""
+    node = (await ro_api.gql(q, as_=OWNER))["viewer"]["partner"]["revampdConnection"]["invoices"]["edges"][0]["node"]
+    assert node["amountDue"]["amount"] == "0.00"
+    assert node["total"]["amount"] == node["amountPaid"]["amount"]
+    assert node["total"]["currencyCode"] == "USD" and node["total"]["amount"].count(".") == 1
+    assert len(node["total"]["amount"].split(".")[1]) == 2
