@@ -12,6 +12,8 @@ from typing import Any, AsyncIterator
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -188,7 +190,20 @@ def create_app(settings: Settings) -> ASGIApp:
         if state.engine is not None:
             await state.engine.dispose()
 
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+                max_age=600,
+            )
+        )
     app = Starlette(
+        middleware=middleware,
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -58,6 +58,8 @@ class Settings:
     default_page_size: int = 20
     ticket_auto_close_days: int = 7
     log_level: str = "INFO"
+    # Browser origins (e.g. the dashboard's) allowed to call the API; none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -86,6 +88,7 @@ class Settings:
             max_page_size=_int(env, "MAX_PAGE_SIZE", cls.max_page_size),
             ticket_auto_close_days=_int(env, "TICKET_AUTO_CLOSE_DAYS", cls.ticket_auto_close_days),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
         )
         if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):
             raise SettingsError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")

@@ -218,3 +218,20 @@ def test_rs256_tokens_verify_against_a_jwks_endpoint() -> None:
             verifier.verify(jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"}))
     finally:
         server.shutdown()
+
+
+async def test_cors_admits_only_the_configured_dashboard_origin(ro_api: Api) -> None:
+    import dataclasses
+
+    import httpx
+
+    from server.app import create_app
+
+    app = create_app(dataclasses.replace(ro_api.settings, cors_origins=("https://dashboard.example",)))
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        ok = await http.options("/graphql", headers={"Origin": "https://dashboard.example", **preflight})
+        other = await http.options("/graphql", headers={"Origin": "https://evil.example", **preflight})
+    assert ok.headers["access-control-allow-origin"] == "https://dashboard.example"
+    assert "access-control-allow-origin" not in other.headers
+    await app.app.state.revampd.db.dispose()
