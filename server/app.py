@@ -80,7 +80,7 @@ class RequestLog:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        info: dict[str, Any] = {"request_id": request_id, "operation": None}
+        info: dict[str, Any] = {"request_id": request_id, "operation": None, "user": None}
         scope["revampd.log"] = info
         status = 500
         started = time.perf_counter()
@@ -96,10 +96,11 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             log.info(
-                "request_id=%s method=%s path=%s operation=%s status=%s duration_ms=%.1f",
+                "request_id=%s method=%s path=%s user=%s operation=%s status=%s duration_ms=%.1f",
                 request_id,
                 scope.get("method"),
                 scope.get("path"),
+                info["user"] or "-",
                 info["operation"] or "-",
                 status,
                 (time.perf_counter() - started) * 1000,
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 return
             principal, user = found
             log_info = scope.get("revampd.log", {})
+            log_info["user"] = user.id
             context = Context(
                 settings=settings,
                 principal=principal,

@@ -152,6 +152,7 @@ async def test_each_request_logs_one_line_with_id_and_operation(ro_api: Api, cap
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "revampd.request"]
     assert len(lines) == 1
     assert "request_id=req-123" in lines[0] and "operation=WhoAmI" in lines[0] and "status=200" in lines[0]
+    assert f"user={ro_api.ids[OWNER]}" in lines[0]
 
 
 async def test_deep_queries_are_refused(ro_api: Api) -> None:
