@@ -66,7 +66,10 @@ class Query:
     async def add_on_products(self, info: strawberry.Info) -> list[AddOnProduct]:
         return [AddOnProduct.of(p) for p in await addon_service.catalogue(ctx(info).db)]
 
-    @strawberry.field(description="Revampd staff: the ticket queue across Partners, oldest waiting first.")
+    @strawberry.field(
+        description="Revampd staff: the ticket queue across Partners, oldest waiting first. "
+        "Without a status filter it holds the tickets waiting on support (OPEN, IN_PROGRESS)."
+    )
     async def support_tickets(
         self,
         info: strawberry.Info,

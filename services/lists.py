@@ -6,7 +6,7 @@ services.pagination), so DataLoaders can batch them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from sqlalchemy import exists, or_, select
@@ -29,6 +29,9 @@ from services.pagination import Page, PageArgs, fetch_pages
 class InvoiceFilter:
     status: tuple[InvoiceStatus, ...] = ()
     type: tuple[InvoiceType, ...] = ()
+
+
+WAITING = (TicketStatus.OPEN, TicketStatus.IN_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,14 @@ async def connection_tickets(
 async def support_queue(
     session: AsyncSession, principal: Principal, f: TicketFilter, args: PageArgs
 ) -> Page[m.Ticket]:
-    """Every Partner's tickets for Revampd staff, oldest waiting first."""
+    """Every Partner's tickets for Revampd staff, oldest waiting first.
+
+    With no status filter the queue holds the tickets waiting on support
+    (OPEN, IN_PROGRESS); ask for RESOLVED or CLOSED ones by status."""
     if not principal.is_staff:
         raise Forbidden("Only Revampd staff can read the support queue.")
+    if not f.status:
+        f = replace(f, status=WAITING)
     stmt = _ticket_filter(select(m.Ticket), f)
     if f.partner_id is not None:
         stmt = stmt.where(

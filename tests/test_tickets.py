@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db import models as m
 from db.engine import create_engine, write_sessions
@@ -290,9 +290,16 @@ async def test_partner_ticket_list_filters_by_status_priority_and_search(ro_api:
 
 async def test_support_queue_spans_partners_oldest_waiting_first(ro_api: Api) -> None:
     tickets = await queue(ro_api)
-    expected = await ro_api.rows(select(m.Ticket.id).order_by(m.Ticket.last_activity_at, m.Ticket.id))
+    expected = await ro_api.rows(
+        select(m.Ticket.id)
+        .where(m.Ticket.status.in_(["OPEN", "IN_PROGRESS"]))
+        .order_by(m.Ticket.last_activity_at, m.Ticket.id)
+    )
     assert [t["id"] for t in tickets] == [to_global_id("Ticket", r[0]) for r in expected]
     assert len({t["partner"]["name"] for t in tickets}) == 3
+    everything = await queue(ro_api, {"status": ["OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED"]})
+    (total,) = (await ro_api.rows(select(func.count()).select_from(m.Ticket)))[0]
+    assert len(everything) == total > len(tickets)
 
 
 async def test_support_queue_pages_without_gaps_or_repeats(ro_api: Api) -> None:
