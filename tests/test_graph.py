@@ -184,3 +184,15 @@ async def test_money_is_a_decimal_string_with_the_currencys_places(ro_api: Api) 
     assert node["total"]["amount"] == node["amountPaid"]["amount"]
     assert node["total"]["currencyCode"] == "USD" and node["total"]["amount"].count(".") == 1
     assert len(node["total"]["amount"].split(".")[1]) == 2
+
+
+async def test_an_unexpected_fault_is_masked(ro_api: Api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from services import plans
+
+    async def broken(session):  # type: ignore[no-untyped-def]
+        raise RuntimeError("secret connection string postgres://admin:pw@db")
+
+    monkeypatch.setattr(plans, "catalogue", broken)
+    errors = await ro_api.errors("{ plans { code } }", as_=OWNER)
+    assert errors[0]["message"] == "Internal server error."
+    assert "secret" not in str(errors)
