@@ -9,6 +9,7 @@ import strawberry
 from db import models as m
 from schema.base import Money, Node, ctx, node_type, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
+from services import invoices
 
 
 @strawberry.type
@@ -54,7 +55,6 @@ class Invoice(Node):
     @classmethod
     def of(cls, i: m.Invoice) -> "Invoice":
         cur = i.currency_code
-        due = 0 if i.status in ("VOID", "PAID") else i.total - i.amount_paid
         return cls(
             id=to_global_id("Invoice", i.id),
             number=i.number,
@@ -62,7 +62,7 @@ class Invoice(Node):
             status=InvoiceStatus(i.status),
             total=Money.of(i.total, cur),
             amount_paid=Money.of(i.amount_paid, cur),
-            amount_due=Money.of(due, cur),
+            amount_due=Money.of(invoices.amount_due(i), cur),
             payment_method=PaymentMethod(i.payment_method) if i.payment_method else None,
             period_start=i.period_start,
             period_end=i.period_end,

@@ -24,6 +24,7 @@ from schema.payouts import BankAccount, Payout, PayoutFilter
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
 from schema.tickets import Ticket, TicketFilter
 from schema.wallet import AffiliatePayout, Wallet
+from services import addons as addon_service
 from services import lists
 from services import plans as plan_service
 from services.errors import DomainError
@@ -84,16 +85,13 @@ class RevampdConnection(Node):
     async def usage(self, info: strawberry.Info) -> Usage:
         loaders = ctx(info).loaders
         u = await loaders.usage_by_connection.load(self.model.id)
-        phone_numbers = 0
-        for addon in await loaders.addons_by_connection.load(self.model.id):
-            product = await loaders.addon_product.load(addon.product_id)
-            if product is not None and product.is_phone_number:
-                phone_numbers += addon.quantity
+        addons = await loaders.addons_by_connection.load(self.model.id)
+        products = await loaders.addon_product.load_many([a.product_id for a in addons])
         return Usage(
             sub_orgs=u.sub_orgs if u else 0,
             campaigns=u.campaigns if u else 0,
             workflows=u.workflows if u else 0,
-            phone_numbers=phone_numbers,
+            phone_numbers=addon_service.phone_numbers(list(zip(addons, products, strict=True))),
         )
 
     @strawberry.field

@@ -26,6 +26,11 @@ async def catalogue(session: AsyncSession) -> list[m.AddOnProduct]:
     return list(rows)
 
 
+def phone_numbers(addons: list[tuple[m.AddOn, m.AddOnProduct]]) -> int:
+    """Phone numbers in use: the quantities of the phone-number add-ons."""
+    return sum(addon.quantity for addon, product in addons if product.is_phone_number)
+
+
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(timezone.utc)
 
