@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from sqlalchemy import select, text
@@ -23,6 +24,7 @@ from strawberry.asgi import GraphQL
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from resolvers.context import Context
+from resolvers.loaders import Loaders
 from resolvers.schema import build_schema
 from server.auth import AuthError, Claims, TokenVerifier
 from server.settings import Settings
@@ -42,22 +44,46 @@ def unauthorized() -> Response:
     return JSONResponse(UNAUTHENTICATED, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def load_principal(session: AsyncSession, claims: Claims) -> tuple[Principal, m.User] | None:
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller, with the rows read to authenticate it."""
+
+    principal: Principal
+    user: m.User
+    partner: m.Partner | None
+    connection: m.Connection | None
+
+    def prime(self, loaders: Loaders) -> None:
+        """Every request reads these first; the loaders need not read them again."""
+        loaders.user.prime(self.user.id, self.user)
+        if self.partner is not None:
+            loaders.partner.prime(self.partner.id, self.partner)
+        if self.connection is not None:
+            loaders.connection.prime(self.connection.id, self.connection)
+            loaders.connection_by_partner.prime(self.connection.partner_id, self.connection)
+
+
+async def load_caller(session: AsyncSession, claims: Claims) -> Caller | None:
     """The caller, if the token's user exists and belongs to the token's Partner."""
     row = (
         await session.execute(
-            select(m.User, m.Connection.id)
+            select(m.User, m.Partner, m.Connection)
+            .outerjoin(m.Partner, m.Partner.id == m.User.partner_id)
             .outerjoin(m.Connection, m.Connection.partner_id == m.User.partner_id)
             .where(m.User.id == claims.user_id)
         )
     ).first()
-    if row is None or row[0].partner_id != claims.partner_id:
+    if row is None:
+        return None
+    user, partner, connection = row
+    if user.partner_id != claims.partner_id:
         return None
     # A token may narrow what the user may do, never widen it.
-    roles = frozenset(Role(r) for r in claims.roles if r in Role.__members__) & {Role(row[0].role)}
+    roles = frozenset(Role(r) for r in claims.roles if r in Role.__members__) & {Role(user.role)}
     if not roles:
         return None
-    return Principal(claims.user_id, claims.partner_id, row[1], roles), row[0]
+    principal = Principal(user.id, user.partner_id, connection.id if connection else None, roles)
+    return Caller(principal, user, partner, connection)
 
 
 class GraphQLView(GraphQL):  # type: ignore[type-arg]
@@ -154,23 +180,22 @@ def create_app(settings: Settings) -> ASGIApp:
             await unauthorized()(scope, receive, send)
             return
         async with read_sessions(state.db)() as session:
-            found = await load_principal(session, claims)
-            if found is None:
+            caller = await load_caller(session, claims)
+            if caller is None:
                 auth_log.info("token refused: unknown user, partner or roles (sub=%s)", claims.user_id)
                 await unauthorized()(scope, receive, send)
                 return
-            principal, user = found
             log_info = scope.get("revampd.log", {})
-            log_info["user"] = user.id
+            log_info["user"] = caller.user.id
             context = Context(
                 settings=settings,
-                principal=principal,
+                principal=caller.principal,
                 db=session,
                 writes=write_sessions(state.db),
                 request_id=log_info.get("request_id", ""),
                 log=log_info,
             )
-            context.loaders.user.prime(user.id, user)
+            caller.prime(context.loaders)
             scope["revampd.context"] = context
             await view(scope, receive, send)
 
