@@ -7,6 +7,7 @@ statement, and returns results in key order with a miss as None.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from aiodataloader import DataLoader
@@ -129,6 +130,40 @@ class MessageStats(DataLoader[tuple[int, bool], tuple[int, m.TicketMessage | Non
         return [out[k] for k in keys]
 
 
+@dataclass(frozen=True)
+class ConnectionState:
+    """The rows a connection has exactly one of."""
+
+    subscription: m.Subscription | None
+    usage: m.Usage | None
+    wallet: m.Wallet | None
+
+
+class StateByConnection(DataLoader[int, ConnectionState]):
+    """Subscription, usage and wallet of each connection in one statement; the
+    subscription's plan comes along and is primed into the plan loader."""
+
+    def __init__(self, session: AsyncSession, plans: ByColumn[m.Plan]):
+        super().__init__()
+        self.session, self.plans = session, plans
+
+    async def batch_load_fn(self, keys: Sequence[int]) -> list[ConnectionState]:
+        rows = await self.session.execute(
+            select(m.Connection.id, m.Subscription, m.Plan, m.Usage, m.Wallet)
+            .outerjoin(m.Subscription, m.Subscription.connection_id == m.Connection.id)
+            .outerjoin(m.Plan, m.Plan.id == m.Subscription.plan_id)
+            .outerjoin(m.Usage, m.Usage.connection_id == m.Connection.id)
+            .outerjoin(m.Wallet, m.Wallet.connection_id == m.Connection.id)
+            .where(m.Connection.id.in_(set(keys)))
+        )
+        found = {}
+        for cid, subscription, plan, usage, wallet in rows.all():
+            if plan is not None:
+                self.plans.prime(plan.id, plan)
+            found[cid] = ConnectionState(subscription, usage, wallet)
+        return [found.get(k, ConnectionState(None, None, None)) for k in keys]
+
+
 class Loaders:
     """Created per request; never shared between requests or users."""
 
@@ -141,10 +176,8 @@ class Loaders:
             s, m.Connection, m.Connection.partner_id, by_id=self.connection
         )
         self.plan = ByColumn(s, m.Plan, m.Plan.id)
-        self.subscription_by_connection = ByColumn(s, m.Subscription, m.Subscription.connection_id)
-        self.usage_by_connection = ByColumn(s, m.Usage, m.Usage.connection_id)
+        self.connection_state = StateByConnection(s, self.plan)
         self.wallet = ByColumn(s, m.Wallet, m.Wallet.id)
-        self.wallet_by_connection = ByColumn(s, m.Wallet, m.Wallet.connection_id)
         self.addon_product = ByColumn(s, m.AddOnProduct, m.AddOnProduct.id)
         self.addon = ByColumn(s, m.AddOn, m.AddOn.id)
         self.addons_by_connection = ListByColumn(

@@ -100,7 +100,7 @@ class ProjectedInvoice:
     @classmethod
     async def for_connection(cls, info: strawberry.Info, connection: m.Connection) -> "ProjectedInvoice":
         loaders = ctx(info).loaders
-        subscription = await loaders.subscription_by_connection.load(connection.id)
+        subscription = (await loaders.connection_state.load(connection.id)).subscription
         assert subscription is not None, "every connection has a subscription"
         plan_id = plan_service.next_plan_id(subscription)
         next_plan = await loaders.plan.load(plan_id) if plan_id is not None else None

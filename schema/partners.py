@@ -60,7 +60,7 @@ class RevampdConnection(Node):
         return partner
 
     async def _subscription(self, info: strawberry.Info) -> m.Subscription:
-        s = await ctx(info).loaders.subscription_by_connection.load(self.model.id)
+        s = (await ctx(info).loaders.connection_state.load(self.model.id)).subscription
         assert s is not None, "every connection has a subscription"
         return s
 
@@ -84,7 +84,7 @@ class RevampdConnection(Node):
     @strawberry.field
     async def usage(self, info: strawberry.Info) -> Usage:
         loaders = ctx(info).loaders
-        u = await loaders.usage_by_connection.load(self.model.id)
+        u = (await loaders.connection_state.load(self.model.id)).usage
         addons = await loaders.addons_by_connection.load(self.model.id)
         products = await loaders.addon_product.load_many([a.product_id for a in addons])
         return Usage(
@@ -142,7 +142,7 @@ class RevampdConnection(Node):
 
     @strawberry.field
     async def wallet(self, info: strawberry.Info) -> Wallet:
-        w = await ctx(info).loaders.wallet_by_connection.load(self.model.id)
+        w = (await ctx(info).loaders.connection_state.load(self.model.id)).wallet
         assert w is not None, "every connection has a wallet"
         return Wallet.of(w)
 
