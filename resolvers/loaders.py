@@ -53,17 +53,26 @@ class ListByColumn(DataLoader[Any, Any], Generic[T]):
         model: type[T],
         column: InstrumentedAttribute[Any],
         *order: Any,
+        with_parent: tuple[InstrumentedAttribute[Any], ByColumn[Any]] | None = None,
     ):
+        """`with_parent=(foreign key, loader of what it points to)` reads those rows in the
+        same statement and primes their loader, saving the next round trip."""
         super().__init__()
         self.session, self.model, self.column, self.order = session, model, column, order
+        self.with_parent = with_parent
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[list[T]]:
-        rows = await self.session.scalars(
-            select(self.model).where(self.column.in_(set(keys))).order_by(*self.order)
-        )
+        stmt = select(self.model).where(self.column.in_(set(keys))).order_by(*self.order)
         grouped: dict[Any, list[T]] = defaultdict(list)
-        for r in rows:
-            grouped[getattr(r, self.column.key)].append(r)
+        if self.with_parent is None:
+            for r in await self.session.scalars(stmt):
+                grouped[getattr(r, self.column.key)].append(r)
+        else:
+            fk, parents = self.with_parent
+            stmt = stmt.add_columns(parents.model).join(parents.model, parents.column == fk)
+            for r, parent in (await self.session.execute(stmt)).all():
+                parents.prime(getattr(parent, parents.column.key), parent)
+                grouped[getattr(r, self.column.key)].append(r)
         return [grouped.get(k, []) for k in keys]
 
 
@@ -92,9 +101,9 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
 class MessageStats(DataLoader[tuple[int, bool], tuple[int, m.TicketMessage | None]]):
     """(count, last message) per (ticket id, include internal notes)."""
 
-    def __init__(self, session: AsyncSession):
+    def __init__(self, session: AsyncSession, users: ByColumn[m.User]):
         super().__init__()
-        self.session = session
+        self.session, self.users = session, users
 
     async def batch_load_fn(
         self, keys: Sequence[tuple[int, bool]]
@@ -120,11 +129,15 @@ class MessageStats(DataLoader[tuple[int, bool], tuple[int, m.TicketMessage | Non
                 .subquery()
             )
             rows = await self.session.execute(
-                select(m.TicketMessage, ranked.c.n)
+                select(m.TicketMessage, ranked.c.n, m.User)
                 .join(ranked, ranked.c.id == m.TicketMessage.id)
+                .join(m.User, m.User.id == m.TicketMessage.author_id)
                 .where(ranked.c.r == 1)
             )
-            found = {msg.ticket_id: (n, msg) for msg, n in rows.all()}
+            found = {}
+            for msg, n, author in rows.all():
+                self.users.prime(author.id, author)  # the author is shown with the message
+                found[msg.ticket_id] = (n, msg)
             for tid in ids:
                 out[(tid, internal)] = found.get(tid, (0, None))
         return [out[k] for k in keys]
@@ -181,7 +194,8 @@ class Loaders:
         self.addon_product = ByColumn(s, m.AddOnProduct, m.AddOnProduct.id)
         self.addon = ByColumn(s, m.AddOn, m.AddOn.id)
         self.addons_by_connection = ListByColumn(
-            s, m.AddOn, m.AddOn.connection_id, m.AddOn.created_at, m.AddOn.id
+            s, m.AddOn, m.AddOn.connection_id, m.AddOn.created_at, m.AddOn.id,
+            with_parent=(m.AddOn.product_id, self.addon_product),
         )
         self.invoice = ByColumn(s, m.Invoice, m.Invoice.id)
         self.line_items_by_invoice = ListByColumn(
@@ -193,21 +207,22 @@ class Loaders:
         self.wallet_entry = ByColumn(s, m.WalletEntry, m.WalletEntry.id)
         self.affiliate_payout = ByColumn(s, m.AffiliatePayout, m.AffiliatePayout.id)
         self.payout = ByColumn(s, m.Payout, m.Payout.id)
+        self.bank_account = ByColumn(s, m.BankAccount, m.BankAccount.id)
         self.transfers_by_payout = ListByColumn(
-            s, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at, m.BankTransfer.id
+            s, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at, m.BankTransfer.id,
+            with_parent=(m.BankTransfer.bank_account_id, self.bank_account),
         )
         self.transactions_by_payout = ListByColumn(
             s, m.SubOrgTransaction, m.SubOrgTransaction.payout_id,
             m.SubOrgTransaction.occurred_at, m.SubOrgTransaction.id,
         )
         self.bank_transfer = ByColumn(s, m.BankTransfer, m.BankTransfer.id)
-        self.bank_account = ByColumn(s, m.BankAccount, m.BankAccount.id)
         self.bank_accounts_by_connection = ListByColumn(
             s, m.BankAccount, m.BankAccount.connection_id, m.BankAccount.created_at, m.BankAccount.id
         )
         self.ticket = ByColumn(s, m.Ticket, m.Ticket.id)
         self.ticket_message = ByColumn(s, m.TicketMessage, m.TicketMessage.id)
-        self.message_stats = MessageStats(s)
+        self.message_stats = MessageStats(s, self.user)
         self.sub_org_transaction = ByColumn(s, m.SubOrgTransaction, m.SubOrgTransaction.id)
 
         self.invoice_pages = PageLoader(s, lists.invoices)
