@@ -33,15 +33,36 @@ from services.access import Principal, Role
 log = logging.getLogger("revampd.request")
 auth_log = logging.getLogger("revampd.auth")
 
-UNAUTHENTICATED = {
-    "data": None,
-    "errors": [{"message": "Authentication required.", "extensions": {"code": "UNAUTHENTICATED"}}],
-}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def graphql_error(status: int, code: str, message: str, **headers: str) -> Response:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def limit_body(receive: Receive, limit: int) -> Receive:
+    """A receive that refuses a request body (chunked or not) larger than `limit` bytes."""
+    seen = 0
+
+    async def limited() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return limited
+
+
 def unauthorized() -> Response:
-    return JSONResponse(UNAUTHENTICATED, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return graphql_error(401, "UNAUTHENTICATED", "Authentication required.", **{"WWW-Authenticate": "Bearer"})
 
 
 @dataclass(frozen=True)
@@ -197,7 +218,11 @@ def create_app(settings: Settings) -> ASGIApp:
             )
             caller.prime(context.loaders)
             scope["revampd.context"] = context
-            await view(scope, receive, send)
+            try:
+                await view(scope, limit_body(receive, settings.max_body_bytes), send)
+            except BodyTooLarge:
+                message = f"The request body is larger than {settings.max_body_bytes} bytes."
+                await graphql_error(413, "REQUEST_TOO_LARGE", message)(scope, receive, send)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

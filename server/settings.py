@@ -55,6 +55,7 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 3000
     max_page_size: int = 100
+    max_body_bytes: int = 1_000_000
     default_page_size: int = 20
     ticket_auto_close_days: int = 7
     log_level: str = "INFO"
@@ -86,6 +87,7 @@ class Settings:
             max_aliases=_int(env, "MAX_ALIASES", cls.max_aliases),
             max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens),
             max_page_size=_int(env, "MAX_PAGE_SIZE", cls.max_page_size),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             ticket_auto_close_days=_int(env, "TICKET_AUTO_CLOSE_DAYS", cls.ticket_auto_close_days),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),

@@ -236,3 +236,14 @@ async def test_cors_admits_only_the_configured_dashboard_origin(ro_api: Api) -> 
     assert ok.headers["access-control-allow-origin"] == "https://dashboard.example"
     assert "access-control-allow-origin" not in other.headers
     await app.app.state.revampd.db.dispose()
+
+
+async def test_an_oversized_request_body_is_refused_with_413(ro_api: Api) -> None:
+    huge = "x" * (ro_api.settings.max_body_bytes + 1)
+    r = await ro_api.http.post(
+        "/graphql",
+        json={"query": "{ viewer { roles } }", "variables": {"pad": huge}},
+        headers={"Authorization": f"Bearer {ro_api.tokens[OWNER]}"},
+    )
+    assert r.status_code == 413
+    assert r.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
