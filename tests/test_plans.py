@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from db import models as m
-from db.engine import create_engine, read_sessions, write_sessions
+from db.engine import create_engine, write_sessions
 from schema.base import to_global_id
 from tests.conftest import Api
 
@@ -31,13 +32,7 @@ MUTATIONS = ("upgradePlan", "downgradePlan", "cancelSubscription", "withdrawPlan
 
 async def plan_id(api: Api, code: str) -> str:
     """Global ID of any plan, retired ones too (the catalogue lists only choosable plans)."""
-    engine = create_engine(api.settings.database_url)
-    try:
-        async with read_sessions(engine)() as s:
-            pk = await s.scalar(select(m.Plan.id).where(m.Plan.code == code))
-    finally:
-        await engine.dispose()
-    assert pk is not None
+    ((pk,),) = await api.rows(select(m.Plan.id).where(m.Plan.code == code))
     return to_global_id("Plan", pk)
 
 
@@ -275,3 +270,18 @@ async def test_an_ended_subscription_cannot_be_changed(api: Api) -> None:
     for mutation, plan in zip(MUTATIONS, ("ENTERPRISE", "GROWTH", None, None), strict=False):
         assert codes(await mutate(api, mutation, OWNER, plan)) == ["SUBSCRIPTION_CANCELED"], mutation
     assert (await state(api, OWNER))["projectedNextInvoice"]["plan"]["amount"] == "0.00"
+
+
+async def test_concurrent_plan_changes_leave_exactly_one_pending_change(api: Api) -> None:
+    """Changes to one subscription take turns: the later one replaces the earlier, none is lost half-done."""
+    enterprise = await plan_id(api, "ENTERPRISE")
+    upgrade, cancel = await asyncio.gather(
+        mutate(api, "upgradePlan", OWNER, enterprise),
+        mutate(api, "cancelSubscription", OWNER),
+    )
+    assert upgrade["userErrors"] == [] and cancel["userErrors"] == []
+    final = (await state(api, OWNER))["pendingChange"]
+    assert final["kind"] in ("UPGRADE", "CANCEL")
+    first, last = (upgrade, cancel) if final["kind"] == "CANCEL" else (cancel, upgrade)
+    assert last["replacedChange"] == first["subscription"]["pendingChange"]
+    assert first["replacedChange"] is None
