@@ -8,10 +8,11 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, AsyncIterator
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -165,15 +166,24 @@ class ASGIEndpoint:
 
 
 class State:
+    """The app's engine and session factories, made on first use (no I/O at import)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine: AsyncEngine | None = None
 
-    @property
+    @cached_property
     def db(self) -> AsyncEngine:
-        if self.engine is None:
-            self.engine = create_engine(self.settings.database_url)
+        self.engine = create_engine(self.settings.database_url)
         return self.engine
+
+    @cached_property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        return read_sessions(self.db)
+
+    @cached_property
+    def writes(self) -> async_sessionmaker[AsyncSession]:
+        return write_sessions(self.db)
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -187,9 +197,6 @@ def create_app(settings: Settings) -> ASGIApp:
             page = HTMLResponse(view.graphql_ide_html) if settings.graphiql else PlainTextResponse("Not Found", 404)
             await page(scope, receive, send)
             return
-        if request.method not in ("GET", "POST"):
-            await view(scope, receive, send)
-            return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             await unauthorized()(scope, receive, send)
@@ -200,7 +207,7 @@ def create_app(settings: Settings) -> ASGIApp:
             auth_log.info("token refused: %s", exc)
             await unauthorized()(scope, receive, send)
             return
-        async with read_sessions(state.db)() as session:
+        async with state.reads() as session:
             caller = await load_caller(session, claims)
             if caller is None:
                 auth_log.info("token refused: unknown user, partner or roles (sub=%s)", claims.user_id)
@@ -212,7 +219,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 settings=settings,
                 principal=caller.principal,
                 db=session,
-                writes=write_sessions(state.db),
+                writes=state.writes,
                 request_id=log_info.get("request_id", ""),
                 log=log_info,
             )
