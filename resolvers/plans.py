@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx, decode_id
+from schema.base import UserError, ctx, decode_id
 from schema.plans import (
     CancelSubscriptionInput,
     CancelSubscriptionPayload,
@@ -22,22 +22,25 @@ from services.enums import PlanChangeKind
 NEXT_CYCLE = " Takes effect at the end of the current billing period; replaces any pending change."
 
 
+async def _change(
+    info: strawberry.Info, plan_gid: strawberry.ID, kind: PlanChangeKind
+) -> tuple[svc.PlanChange | None, list[UserError]]:
+    principal = ctx(info).principal
+    return await run_write(info, lambda session: svc.change_plan(
+        session, principal, decode_id(plan_gid, "Plan", "planId"), kind
+    ))
+
+
 @strawberry.type
 class PlanMutations:
     @strawberry.mutation(description="Move to a higher tier." + NEXT_CYCLE)
     async def upgrade_plan(self, info: strawberry.Info, input: UpgradePlanInput) -> UpgradePlanPayload:
-        principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.change_plan(
-            session, principal, decode_id(input.plan_id, "Plan", "planId"), PlanChangeKind.UPGRADE
-        ))
+        result, errors = await _change(info, input.plan_id, PlanChangeKind.UPGRADE)
         return UpgradePlanPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(description="Move to a lower tier whose limits fit current usage." + NEXT_CYCLE)
     async def downgrade_plan(self, info: strawberry.Info, input: DowngradePlanInput) -> DowngradePlanPayload:
-        principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.change_plan(
-            session, principal, decode_id(input.plan_id, "Plan", "planId"), PlanChangeKind.DOWNGRADE
-        ))
+        result, errors = await _change(info, input.plan_id, PlanChangeKind.DOWNGRADE)
         return DowngradePlanPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(description="End the subscription." + NEXT_CYCLE)
