@@ -19,6 +19,9 @@ async def run_write(
     """Run `work` in its own transaction; a DomainError rolls it all back and
     becomes a userError. Later fields of the request read the committed state."""
     context = ctx(info)
+    # Give back the read connection first: a request never waits on the pool for a
+    # second connection while it holds one.
+    await context.release_reads()
     try:
         async with context.writes() as session, session.begin():
             result = await work(session)

@@ -29,8 +29,12 @@ class Context:
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
 
+    async def release_reads(self) -> None:
+        """End the read transaction, returning its connection to the pool; the next
+        read takes one again."""
+        await self.db.rollback()
+
     async def after_write(self) -> None:
         """A mutation committed: later reads in this request must see it."""
-        await self.db.rollback()
         self.db.expunge_all()
         self.loaders = Loaders(self.db)

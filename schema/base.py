@@ -32,15 +32,20 @@ def to_global_id(type_name: str, pk: int) -> strawberry.ID:
 
 
 def from_global_id(gid: str) -> tuple[str, int] | None:
-    """(type name, primary key), or None for anything that is not one of our IDs."""
+    """(type name, primary key), or None for anything that is not one of our IDs.
+
+    Only the exact text `to_global_id` makes is accepted, so each object has one ID
+    (no padding, no leading zeros, no non-ASCII digits)."""
     try:
         raw = base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode()
-        type_name, _, pk = raw.partition(":")
-        if not type_name or not pk.isdigit() or len(pk) > 18:
-            return None
-        return type_name, int(pk)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+    type_name, _, pk = raw.partition(":")
+    if not type_name or not pk.isascii() or not pk.isdigit() or len(pk) > 18:
+        return None
+    if to_global_id(type_name, int(pk)) != gid:
+        return None
+    return type_name, int(pk)
 
 
 def decode_id(gid: str, expected: str, field: str) -> int:
