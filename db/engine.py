@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as exc_
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,15 +21,49 @@ from sqlalchemy.ext.asyncio import (
 
 WRITE_OPTION = "revampd_write"
 
+# SQLSTATEs that mean "too busy right now", not "wrong": lock_timeout, statement
+# timeout, too many connections, serialization failure, deadlock.
+_BUSY_SQLSTATES = frozenset({"55P03", "57014", "53300", "40001", "40P01"})
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    engine = create_async_engine(url, **kwargs)
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float | None = None,
+    lock_timeout_ms: int = 10_000,
+) -> AsyncEngine:
+    """An engine whose waits are bounded: for a pooled connection (`pool_timeout`
+    seconds) and for a row or database lock (`lock_timeout_ms`)."""
+    pool = {
+        k: v
+        for k, v in (("pool_size", pool_size), ("max_overflow", max_overflow), ("pool_timeout", pool_timeout))
+        if v is not None
+    }
+    if url.startswith("postgresql"):
+        pool["connect_args"] = {"server_settings": {"lock_timeout": str(lock_timeout_ms)}}
+    engine = create_async_engine(url, **pool)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, lock_timeout_ms)
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def is_busy(exc: BaseException) -> bool:
+    """The database (or the pool in front of it) is saturated: the request may be
+    retried as it is. Anything else that goes wrong is a fault."""
+    if isinstance(exc, exc_.TimeoutError):  # no pooled connection in time
+        return True
+    if isinstance(exc, exc_.DBAPIError):
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) in _BUSY_SQLSTATES:
+            return True
+        # SQLite: busy_timeout ran out while another writer held the database.
+        return isinstance(exc, exc_.OperationalError) and "database is locked" in str(orig)
+    return False
+
+
+def _configure_sqlite(engine: AsyncEngine, lock_timeout_ms: int) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -37,7 +72,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 

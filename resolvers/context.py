@@ -21,9 +21,11 @@ class Context:
     # Writes: each mutation runs its own transaction in a session from here.
     writes: async_sessionmaker[AsyncSession]
     request_id: str
-    request: Any = None
-    response: Any = None
+    # The operationName the client sent (None: the document must hold one operation).
+    operation_name: str | None = None
     log: dict[str, Any] = field(default_factory=dict)
+    # Set when the database was too busy to answer: the response is 503.
+    busy: bool = False
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

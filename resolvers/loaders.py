@@ -17,6 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
 from services import lists
+from services.errors import DomainError
 from services.pagination import Page, PageArgs
 
 T = TypeVar("T")
@@ -86,13 +87,18 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
         super().__init__()
         self.session, self.fetch = session, fetch
 
-    async def batch_load_fn(self, keys: Sequence[tuple[Any, Any, PageArgs]]) -> list[Page[Any]]:
+    async def batch_load_fn(self, keys: Sequence[tuple[Any, Any, PageArgs]]) -> list[Page[Any] | DomainError]:
         groups: dict[tuple[Any, PageArgs], list[Any]] = defaultdict(list)
         for parent, extra, args in keys:
             groups[(extra, args)].append(parent)
-        results: dict[tuple[Any, Any, PageArgs], Page[Any]] = {}
+        results: dict[tuple[Any, Any, PageArgs], Page[Any] | DomainError] = {}
         for (extra, args), parents in groups.items():
-            pages = await self.fetch(self.session, parents, extra, args)
+            try:
+                pages: dict[Any, Page[Any] | DomainError] = dict(
+                    await self.fetch(self.session, parents, extra, args)
+                )
+            except DomainError as err:  # a bad cursor or filter fails its own lists, not the others
+                pages = dict.fromkeys(parents, err)
             for parent in parents:
                 results[(parent, extra, args)] = pages[parent]
         return [results[k] for k in keys]

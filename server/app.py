@@ -16,18 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import process_result
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from db import models as m
-from db.engine import create_engine, read_sessions, write_sessions
+from db.engine import create_engine, is_busy, read_sessions, write_sessions
 from resolvers.context import Context
 from resolvers.loaders import Loaders
-from resolvers.schema import build_schema
+from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
 from server.auth import AuthError, Claims, TokenVerifier
+from server.graphql_http import BadRequest, graphql_error, read_request
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -35,35 +40,16 @@ log = logging.getLogger("revampd.request")
 auth_log = logging.getLogger("revampd.auth")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def graphql_error(status: int, code: str, message: str, **headers: str) -> Response:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status, headers=headers or None)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-def limit_body(receive: Receive, limit: int) -> Receive:
-    """A receive that refuses a request body (chunked or not) larger than `limit` bytes."""
-    seen = 0
-
-    async def limited() -> Any:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge
-        return message
-
-    return limited
+QUERIES_ONLY = frozenset({OperationType.QUERY})
+RETRY_AFTER = "1"
 
 
 def unauthorized() -> Response:
     return graphql_error(401, "UNAUTHENTICATED", "Authentication required.", **{"WWW-Authenticate": "Bearer"})
+
+
+def busy() -> Response:
+    return graphql_error(503, "SERVICE_UNAVAILABLE", BUSY_ERROR, **{"Retry-After": RETRY_AFTER})
 
 
 @dataclass(frozen=True)
@@ -108,13 +94,6 @@ async def load_caller(session: AsyncSession, claims: Claims) -> Caller | None:
     return Caller(principal, user, partner, connection)
 
 
-class GraphQLView(GraphQL):  # type: ignore[type-arg]
-    async def get_context(self, request: Any, response: Any) -> Context:
-        context: Context = request.scope["revampd.context"]
-        context.request, context.response = request, response
-        return context
-
-
 class RequestLog:
     """One log line per request: request id, operation name, status and duration."""
 
@@ -130,7 +109,7 @@ class RequestLog:
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         info: dict[str, Any] = {"request_id": request_id, "operation": None, "user": None}
         scope["revampd.log"] = info
-        status = 500
+        status: int | None = None
         started = time.perf_counter()
 
         async def send_with_id(message: Any) -> None:
@@ -150,7 +129,7 @@ class RequestLog:
                 scope.get("path"),
                 info["user"] or "-",
                 info["operation"] or "-",
-                status,
+                status or info.get("status", 500),
                 (time.perf_counter() - started) * 1000,
             )
 
@@ -174,7 +153,14 @@ class State:
 
     @cached_property
     def db(self) -> AsyncEngine:
-        self.engine = create_engine(self.settings.database_url)
+        s = self.settings
+        self.engine = create_engine(
+            s.database_url,
+            pool_size=s.db_pool_size,
+            max_overflow=s.db_max_overflow,
+            pool_timeout=s.db_pool_timeout,
+            lock_timeout_ms=s.db_lock_timeout_ms,
+        )
         return self.engine
 
     @cached_property
@@ -189,47 +175,76 @@ class State:
 def create_app(settings: Settings) -> ASGIApp:
     state = State(settings)
     verifier = TokenVerifier(settings)
-    view = GraphQLView(build_schema(settings), graphql_ide="graphiql" if settings.graphiql else None)
+    schema = build_schema(settings)
+    graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
 
     async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
+        response = await answer(Request(scope, receive), scope.setdefault("revampd.log", {}))
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def answer(request: Request, log_info: dict[str, Any]) -> Response | None:
+        """The response; the request's one read connection is given back before it is sent."""
         if request.method == "GET" and "text/html" in request.headers.get("accept", "") and not request.query_params.get("query"):
-            page = HTMLResponse(view.graphql_ide_html) if settings.graphiql else PlainTextResponse("Not Found", 404)
-            await page(scope, receive, send)
-            return
+            return HTMLResponse(graphiql_html) if graphiql_html else PlainTextResponse("Not Found", 404)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            await unauthorized()(scope, receive, send)
-            return
+            return unauthorized()
         try:
             claims = await verifier.verify_async(token.strip())
         except AuthError as exc:
             auth_log.info("token refused: %s", exc)
-            await unauthorized()(scope, receive, send)
-            return
-        async with state.reads() as session:
-            caller = await load_caller(session, claims)
-            if caller is None:
-                auth_log.info("token refused: unknown user, partner or roles (sub=%s)", claims.user_id)
-                await unauthorized()(scope, receive, send)
-                return
-            log_info = scope.get("revampd.log", {})
-            log_info["user"] = caller.user.id
-            context = Context(
-                settings=settings,
-                principal=caller.principal,
-                db=session,
-                writes=state.writes,
-                request_id=log_info.get("request_id", ""),
-                log=log_info,
-            )
-            caller.prime(context.loaders)
-            scope["revampd.context"] = context
-            try:
-                await view(scope, limit_body(receive, settings.max_body_bytes), send)
-            except BodyTooLarge:
-                message = f"The request body is larger than {settings.max_body_bytes} bytes."
-                await graphql_error(413, "REQUEST_TOO_LARGE", message)(scope, receive, send)
+            return unauthorized()
+        # The body is read before a connection is taken: a slow client holds none.
+        try:
+            gql = await read_request(request, settings.max_body_bytes)
+        except BadRequest as exc:
+            log.info("bad request: %s", exc.message)
+            return exc.response()
+        except ClientDisconnect:
+            log.info("client went away before sending its whole body")
+            log_info["status"] = 499
+            return None
+        log_info["operation"] = gql.operation_name
+        try:
+            async with state.reads() as session:
+                caller = await load_caller(session, claims)
+                if caller is None:
+                    auth_log.info("token refused: unknown user, partner or roles (sub=%s)", claims.user_id)
+                    return unauthorized()
+                log_info["user"] = caller.user.id
+                context = Context(
+                    settings=settings,
+                    principal=caller.principal,
+                    db=session,
+                    writes=state.writes,
+                    request_id=log_info.get("request_id", ""),
+                    operation_name=gql.operation_name,
+                    log=log_info,
+                )
+                caller.prime(context.loaders)
+                result = await schema.execute(
+                    gql.query,
+                    variable_values=gql.variables,
+                    context_value=context,
+                    operation_name=gql.operation_name,
+                    allowed_operation_types=QUERIES_ONLY if request.method == "GET" else None,
+                )
+        except InvalidOperationTypeError:
+            return graphql_error(405, "METHOD_NOT_ALLOWED", "Mutations must be sent with POST.", Allow="POST")
+        except CannotGetOperationTypeError as exc:
+            return graphql_error(400, "UNKNOWN_OPERATION", exc.as_http_error_reason())
+        except MissingQueryError:
+            return graphql_error(400, "BAD_REQUEST", "The document holds no operation to run.")
+        except Exception as exc:
+            if is_busy(exc):
+                log.warning("database busy before execution: %s", type(exc).__name__)
+                return busy()
+            log.error("unexpected fault before execution", exc_info=exc)
+            return graphql_error(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR)
+        if context.busy:
+            return JSONResponse(process_result(result), status_code=503, headers={"Retry-After": RETRY_AFTER})
+        return JSONResponse(process_result(result))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -56,7 +56,16 @@ class Settings:
     max_tokens: int = 3000
     max_page_size: int = 100
     max_body_bytes: int = 1_000_000
+    # Worst case of objects a document may ask for: the product of page sizes along nested lists.
+    max_query_nodes: int = 10_000
     default_page_size: int = 20
+    # Connections per process: a request holds at most one at a time.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    # Seconds a request waits for a pooled connection before it answers 503.
+    db_pool_timeout: float = 5.0
+    # How long a statement waits for a row or database lock before it answers 503.
+    db_lock_timeout_ms: int = 10_000
     ticket_auto_close_days: int = 7
     log_level: str = "INFO"
     # Browser origins (e.g. the dashboard's) allowed to call the API; none by default.
@@ -88,6 +97,11 @@ class Settings:
             max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens),
             max_page_size=_int(env, "MAX_PAGE_SIZE", cls.max_page_size),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            max_query_nodes=_int(env, "MAX_QUERY_NODES", cls.max_query_nodes),
+            db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size),
+            db_max_overflow=_int(env, "DB_MAX_OVERFLOW", cls.db_max_overflow, minimum=0),
+            db_pool_timeout=_int(env, "DB_POOL_TIMEOUT_SECONDS", int(cls.db_pool_timeout)),
+            db_lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
             ticket_auto_close_days=_int(env, "TICKET_AUTO_CLOSE_DAYS", cls.ticket_auto_close_days),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),

@@ -21,7 +21,7 @@ from services.enums import (
     TicketPriority,
     TicketStatus,
 )
-from services.errors import Forbidden
+from services.errors import DomainError, Forbidden
 from services.pagination import Page, PageArgs, fetch_pages
 
 
@@ -32,6 +32,8 @@ class InvoiceFilter:
 
 
 WAITING = (TicketStatus.OPEN, TicketStatus.IN_PROGRESS)
+# Longer search text finds nothing a person would type, and costs a scan per character.
+MAX_SEARCH = 200
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ def _ticket_filter(stmt: Any, f: TicketFilter) -> Any:
         )
     if f.search and f.search.strip():
         words = f.search.strip().lower()
+        if len(words) > MAX_SEARCH:
+            raise DomainError(
+                "INVALID_SEARCH", f"search must be at most {MAX_SEARCH} characters, got {len(words):,}.", ["filter", "search"]
+            )
         # Escape the escape character first, so a trailing backslash stays literal.
         for char in ("\\", "%", "_"):
             words = words.replace(char, "\\" + char)

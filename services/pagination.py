@@ -73,13 +73,35 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, width: int, field: str) -> list[Any]:
+_BIGINT = 2**63
+
+
+def _cursor_value(raw: Any, column: InstrumentedAttribute[Any]) -> Any:
+    """One sort-key value of a cursor, of exactly the column's type, or ValueError."""
+    kind = column.type.python_type
+    if kind is datetime:
+        if not isinstance(raw, dict) or set(raw) != {"dt"} or not isinstance(raw["dt"], str):
+            raise ValueError
+        value = datetime.fromisoformat(raw["dt"])
+        if value.tzinfo is None:
+            raise ValueError
+        return value
+    if kind is int:
+        if type(raw) is not int or not -_BIGINT <= raw < _BIGINT:
+            raise ValueError
+        return raw
+    raise ValueError  # no list sorts by another type; a cursor cannot name one
+
+
+def decode_cursor(cursor: str, order: Order, field: str) -> list[Any]:
+    """The sort key in a cursor, checked value by value against the list's order:
+    a cursor made for another list, or by hand, is INVALID_CURSOR, never a fault."""
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(raw, list) or len(raw) != width:
+        if not isinstance(raw, list) or len(raw) != len(order):
             raise ValueError
-        return [datetime.fromisoformat(v["dt"]) if isinstance(v, dict) else v for v in raw]
-    except (ValueError, TypeError, KeyError):
+        return [_cursor_value(v, column) for v, (column, _) in zip(raw, order, strict=True)]
+    except (ValueError, TypeError, RecursionError):
         raise DomainError("INVALID_CURSOR", f"{field} is not a valid cursor.", field) from None
 
 
@@ -125,7 +147,7 @@ async def fetch_pages(
         key = partition
         stmt = stmt.where(partition.in_(list(parent_ids)))
     if cursor is not None:
-        values = decode_cursor(cursor, len(order), "after" if args.forward else "before")
+        values = decode_cursor(cursor, order, "after" if args.forward else "before")
         stmt = stmt.where(_beyond(walk, values, after=True))
     rank = func.row_number().over(
         partition_by=partition, order_by=[c.desc() if d else c.asc() for c, d in walk]

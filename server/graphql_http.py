@@ -1,0 +1,129 @@
+"""GraphQL over HTTP: reading a request strictly, and the shape of every refusal.
+
+Anything wrong with the request itself (not JSON, not an object, not UTF-8, too
+large, too deep, text no database can store) is answered here with a 4xx and a
+GraphQL-shaped error, before any resolver runs or any connection is taken.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+# Deeper than any input of the schema; JSON nested deeper is refused, not recursed into.
+MAX_JSON_DEPTH = 32
+JSON_TYPES = ("application/json", "application/graphql+json", "application/graphql-response+json")
+
+
+def graphql_error(status: int, code: str, message: str, **headers: str) -> Response:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+class BadRequest(Exception):
+    """The request cannot be a GraphQL request; answered with `status` and `code`."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "BAD_REQUEST", **headers: str) -> None:
+        super().__init__(message)
+        self.message, self.status, self.code, self.headers = message, status, code, headers
+
+    def response(self) -> Response:
+        return graphql_error(self.status, self.code, self.message, **self.headers)
+
+
+@dataclass(frozen=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply.") from None
+    except ValueError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc}.") from None
+
+
+def check_text(value: Any, path: str, depth: int = 0) -> None:
+    """Every string must be storable text: no lone surrogates (not Unicode), no NUL."""
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(f"{path} is nested deeper than {MAX_JSON_DEPTH} levels.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest(f"{path} must not contain NUL (\\u0000).")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"{path} is not valid Unicode (it holds a lone surrogate).") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, f"{path} key", depth + 1)
+            check_text(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_text(item, f"{path}[{i}]", depth + 1)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes `limit` bytes, chunked or not."""
+    too_large = BadRequest(
+        f"The request body is larger than {limit} bytes.", status=413, code="REQUEST_TOO_LARGE"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():  # raises ClientDisconnect if the client hangs up
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
+    if request.method == "GET":
+        params = request.query_params
+        variables = params.get("variables")
+        data: Any = {
+            "query": params.get("query"),
+            "variables": _json(variables, "variables") if variables else None,
+            "operationName": params.get("operationName"),
+        }
+    else:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in JSON_TYPES:
+            raise BadRequest(
+                "Send the request as JSON (Content-Type: application/json).",
+                status=415, code="UNSUPPORTED_MEDIA_TYPE",
+            )
+        raw = await _body(request, max_body_bytes)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The request body is not valid UTF-8.") from None
+        data = _json(text, "The request body")
+    if not isinstance(data, dict):
+        raise BadRequest('The request body must be a JSON object such as {"query": "..."}.')
+    query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise BadRequest("query must be a non-empty string holding a GraphQL document.")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadRequest("variables must be an object or null.")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest("operationName must be a string or null.")
+    check_text(query, "query")
+    check_text(name, "operationName")
+    check_text(variables, "variables")
+    return GraphQLRequest(query, variables, name or None)
