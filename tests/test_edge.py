@@ -137,7 +137,7 @@ async def test_faults_stay_masked_when_requests_overlap(ro_api: Api, monkeypatch
     monkeypatch.setattr(plans, "catalogue", broken)
     faulty = [ro_api.post("{ plans { code } }", as_=OWNER) for _ in range(40)]
     fine = [ro_api.post("{ viewer { user { email } } }", as_=OWNER) for _ in range(40)]
-    responses = await asyncio.gather(*[r for pair in zip(faulty, fine) for r in pair])
+    responses = await asyncio.gather(*[r for pair in zip(faulty, fine, strict=True) for r in pair])
     bodies = [r.json() for r in responses]
     assert all("secret" not in json.dumps(b) and "RuntimeError" not in json.dumps(b) for b in bodies)
     assert [b["errors"][0]["message"] for b in bodies[0::2]] == ["Internal server error."] * 40
