@@ -169,8 +169,9 @@ class Api:
         return self.app.app.state.revampd.db
 
 
-async def _api(url: str) -> Api:
-    settings = Settings(database_url=url)
+async def make_api(url: str, **settings_: Any) -> Api:
+    """A client of an app on `url`, with these settings changed."""
+    settings = Settings(database_url=url, **settings_)
     app = create_app(settings)
     engine = create_engine(url)
     try:
@@ -187,7 +188,7 @@ async def _api(url: str) -> Api:
 @pytest.fixture
 async def api(databases: Databases) -> AsyncIterator[Api]:
     """A fresh copy of the demo database: for tests that change data."""
-    client = await _api(await databases.clone())
+    client = await make_api(await databases.clone())
     yield client
     await client.http.aclose()
     await client.engine.dispose()
@@ -196,7 +197,7 @@ async def api(databases: Databases) -> AsyncIterator[Api]:
 @pytest.fixture(scope="session")
 async def ro_api(databases: Databases) -> AsyncIterator[Api]:
     """One shared copy of the demo database: for tests that only read."""
-    client = await _api(await databases.clone())
+    client = await make_api(await databases.clone())
     yield client
     await client.http.aclose()
     await client.engine.dispose()
