@@ -574,7 +574,7 @@ class TicketMessage(Base):
 
 
 class IdempotencyKey(Base):
-    """First result of a money-moving mutation, replayed for the same key."""
+    """First result of a creating mutation, replayed for the same key (services/idempotency.py)."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (UniqueConstraint("user_id", "key"),)

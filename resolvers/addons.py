@@ -23,7 +23,8 @@ class AddOnMutations:
     async def add_add_on(self, info: strawberry.Info, input: AddAddOnInput) -> AddAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.add(
-            session, principal, decode_id(input.product_id, "AddOnProduct", "productId"), input.quantity
+            session, principal, decode_id(input.product_id, "AddOnProduct", "productId"), input.quantity,
+            idempotency_key=input.idempotency_key,
         ))
         return AddAddOnPayload.of(result, errors, input.client_mutation_id)
 

@@ -89,6 +89,7 @@ class TicketMutations:
                 description=input.description,
                 priority=input.priority,
                 subject=_subject(input.subject_id),
+                idempotency_key=input.idempotency_key,
             ),
         )
         return _payload(SubmitTicketPayload, input, ticket, errors)
@@ -98,7 +99,10 @@ class TicketMutations:
     )
     async def reply_to_ticket(self, info: strawberry.Info, input: ReplyToTicketInput) -> ReplyToTicketPayload:
         p = ctx(info).principal
-        result, errors = await run_write(info, lambda s: tickets.reply(s, p, _ticket_id(input), input.body))
+        result, errors = await run_write(
+            info,
+            lambda s: tickets.reply(s, p, _ticket_id(input), input.body, idempotency_key=input.idempotency_key),
+        )
         return _message_payload(ReplyToTicketPayload, input, result, errors)
 
     @strawberry.mutation(description="Close a ticket, whatever its status. Closed is final.")
@@ -135,5 +139,8 @@ class TicketMutations:
     @strawberry.mutation(description="SUPPORT: an internal note, never shown to the Partner.")
     async def add_ticket_note(self, info: strawberry.Info, input: AddTicketNoteInput) -> AddTicketNotePayload:
         p = ctx(info).principal
-        result, errors = await run_write(info, lambda s: tickets.add_note(s, p, _ticket_id(input), input.body))
+        result, errors = await run_write(
+            info,
+            lambda s: tickets.add_note(s, p, _ticket_id(input), input.body, idempotency_key=input.idempotency_key),
+        )
         return _message_payload(AddTicketNotePayload, input, result, errors)

@@ -9,6 +9,7 @@ import strawberry
 
 from db import models as m
 from schema.base import Money, Node, UserError, ctx, node_type, to_global_id
+from schema.idempotency import idempotency_key_field
 from schema.invoices import InvoiceLineItem
 from services import addons as svc
 from services import plans as plan_service
@@ -131,6 +132,7 @@ class ProjectedInvoice:
 class AddAddOnInput:
     product_id: strawberry.ID
     quantity: int = strawberry.field(description="From 1 to the product's maxQuantity.")
+    idempotency_key: str | None = idempotency_key_field()
     client_mutation_id: str | None = None
 
 

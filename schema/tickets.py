@@ -19,6 +19,7 @@ from schema.base import (
     to_global_id,
 )
 from schema.enums import TicketPriority, TicketStatus
+from schema.idempotency import idempotency_key_field
 from schema.users import User
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ class SubmitTicketInput:
     subject_id: strawberry.ID | None = strawberry.field(
         default=None, description="The Invoice or Payout of this connection the ticket is about."
     )
+    idempotency_key: str | None = idempotency_key_field()
     client_mutation_id: str | None = None
 
 
@@ -195,6 +197,7 @@ class SubmitTicketInput:
 class ReplyToTicketInput:
     ticket_id: strawberry.ID
     body: str = strawberry.field(description="1 to 10,000 characters, trimmed.")
+    idempotency_key: str | None = idempotency_key_field()
     client_mutation_id: str | None = None
 
 
@@ -225,6 +228,7 @@ class UpdateTicketStatusInput:
 class AddTicketNoteInput:
     ticket_id: strawberry.ID
     body: str = strawberry.field(description="1 to 10,000 characters; never shown to the Partner.")
+    idempotency_key: str | None = idempotency_key_field()
     client_mutation_id: str | None = None
 
 

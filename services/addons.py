@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from services import idempotency
 from services.access import Principal, Role
 from services.errors import DomainError, NotFound
 
@@ -66,14 +67,38 @@ async def _locked_addon(session: AsyncSession, principal: Principal, addon_id: i
     return addon
 
 
+async def _replay_add(session: AsyncSession, principal: Principal, addon_id: int) -> m.AddOn:
+    """The add-on an earlier addAddOn made under the same idempotency key, as it now is."""
+    addon = await session.get(m.AddOn, addon_id)
+    if addon is None or not principal.sees_connection(addon.connection_id):
+        raise NotFound("Add-on")
+    return addon
+
+
+ADD = idempotency.Operation[m.AddOn]("addAddOn", "AddOn", lambda a: a.id, _replay_add)
+
+
 async def add(
     session: AsyncSession,
     principal: Principal,
     product_id: int,
     quantity: int,
     now: datetime | None = None,
+    *,
+    idempotency_key: str | None = None,
 ) -> m.AddOn:
-    """Start paying for a product; usable at once, billed from the next invoice."""
+    """Start paying for a product; usable at once, billed from the next invoice.
+
+    A retry with the same idempotency key gets the same add-on back."""
+    return await idempotency.once(
+        session, principal, ADD, idempotency_key, {"product": product_id, "quantity": quantity},
+        lambda: _add(session, principal, product_id, quantity, now),
+    )
+
+
+async def _add(
+    session: AsyncSession, principal: Principal, product_id: int, quantity: int, now: datetime | None
+) -> m.AddOn:
     principal.require(Role.PARTNER_ADMIN)
     # One writer per connection at a time, so two adds cannot race past the check.
     connection = await session.scalar(

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from services import idempotency
 from services.access import Principal, Role
 from services.enums import TicketPriority, TicketStatus
 from services.errors import DomainError, NotFound
@@ -105,6 +106,32 @@ async def _message(
     return message
 
 
+async def _visible_ticket(session: AsyncSession, principal: Principal, ticket_id: int) -> m.Ticket:
+    ticket = await session.get(m.Ticket, ticket_id)
+    if ticket is None or not principal.sees_connection(ticket.connection_id):
+        raise NotFound("Ticket")
+    return ticket
+
+
+async def _replay_message(
+    session: AsyncSession, principal: Principal, message_id: int
+) -> tuple[m.Ticket, m.TicketMessage]:
+    """A reply or note made earlier under the same idempotency key, and its ticket as it now is."""
+    message = await session.get(m.TicketMessage, message_id)
+    if message is None or (message.internal and not principal.sees_internal_notes):
+        raise NotFound("Ticket message")
+    return await _visible_ticket(session, principal, message.ticket_id), message
+
+
+SUBMIT = idempotency.Operation[m.Ticket]("submitTicket", "Ticket", lambda t: t.id, _visible_ticket)
+REPLY = idempotency.Operation[tuple[m.Ticket, m.TicketMessage]](
+    "replyToTicket", "TicketMessage", lambda r: r[1].id, _replay_message
+)
+NOTE = idempotency.Operation[tuple[m.Ticket, m.TicketMessage]](
+    "addTicketNote", "TicketMessage", lambda r: r[1].id, _replay_message
+)
+
+
 async def submit(
     session: AsyncSession,
     principal: Principal,
@@ -113,9 +140,33 @@ async def submit(
     description: str,
     priority: TicketPriority,
     subject: tuple[SubjectKind, int] | None = None,
+    idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> m.Ticket:
-    """A new OPEN, unassigned ticket numbered from its connection's counter."""
+    """A new OPEN, unassigned ticket numbered from its connection's counter.
+
+    A retry with the same idempotency key gets the same ticket back."""
+    request = {
+        "title": title,
+        "description": description,
+        "priority": priority.value,
+        "subject": list(subject) if subject is not None else None,
+    }
+    return await idempotency.once(
+        session, principal, SUBMIT, idempotency_key, request,
+        lambda: _open(session, principal, title, description, priority, subject, now),
+    )
+
+
+async def _open(
+    session: AsyncSession,
+    principal: Principal,
+    title: str,
+    description: str,
+    priority: TicketPriority,
+    subject: tuple[SubjectKind, int] | None,
+    now: datetime | None,
+) -> m.Ticket:
     principal.require(Role.PARTNER_ADMIN, Role.PARTNER_MEMBER)
     connection_id = principal.connection_id
     if connection_id is None:
@@ -160,9 +211,26 @@ async def submit(
 
 
 async def reply(
-    session: AsyncSession, principal: Principal, ticket_id: int, body: str, now: datetime | None = None
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: int,
+    body: str,
+    now: datetime | None = None,
+    *,
+    idempotency_key: str | None = None,
 ) -> tuple[m.Ticket, m.TicketMessage]:
-    """A message in the conversation; a Partner's reply reopens a RESOLVED ticket."""
+    """A message in the conversation; a Partner's reply reopens a RESOLVED ticket.
+
+    A retry with the same idempotency key gets the same message back."""
+    return await idempotency.once(
+        session, principal, REPLY, idempotency_key, {"ticket": ticket_id, "body": body},
+        lambda: _reply(session, principal, ticket_id, body, now),
+    )
+
+
+async def _reply(
+    session: AsyncSession, principal: Principal, ticket_id: int, body: str, now: datetime | None
+) -> tuple[m.Ticket, m.TicketMessage]:
     ticket = await _locked_ticket(session, principal, ticket_id)
     _refuse_if_closed(ticket, "takes no more replies")
     now = now or _now()
@@ -238,10 +306,26 @@ async def update_status(
 
 
 async def add_note(
-    session: AsyncSession, principal: Principal, ticket_id: int, body: str, now: datetime | None = None
+    session: AsyncSession,
+    principal: Principal,
+    ticket_id: int,
+    body: str,
+    now: datetime | None = None,
+    *,
+    idempotency_key: str | None = None,
 ) -> tuple[m.Ticket, m.TicketMessage]:
     """An internal note. It leaves the ticket's timestamps alone: a Partner must not
-    be able to tell that one was written."""
+    be able to tell that one was written. A retry with the same idempotency key gets
+    the same note back."""
+    return await idempotency.once(
+        session, principal, NOTE, idempotency_key, {"ticket": ticket_id, "body": body},
+        lambda: _note(session, principal, ticket_id, body, now),
+    )
+
+
+async def _note(
+    session: AsyncSession, principal: Principal, ticket_id: int, body: str, now: datetime | None
+) -> tuple[m.Ticket, m.TicketMessage]:
     principal.require(Role.SUPPORT)
     ticket = await _locked_ticket(session, principal, ticket_id)
     message = await _message(session, ticket, principal, body, internal=True, now=now or _now())
