@@ -18,27 +18,8 @@ from strawberry.extensions import (
 )
 
 from resolvers.query import Query
-from schema import addons, invoices, partners, payouts, plans, tickets, users, wallet
+from schema.base import node_types  # every Node type, so that `node` can return any of them
 from server.settings import Settings
-
-# Every Node type, so that `node` can return any of them even if no field names it.
-NODE_TYPES: list[Any] = [
-    users.User,
-    partners.Partner,
-    partners.RevampdConnection,
-    plans.Plan,
-    addons.AddOnProduct,
-    addons.AddOn,
-    invoices.Invoice,
-    wallet.WalletEntry,
-    wallet.AffiliatePayout,
-    payouts.Payout,
-    payouts.BankTransfer,
-    payouts.BankAccount,
-    payouts.SubOrgTransaction,
-    tickets.Ticket,
-    tickets.TicketMessage,
-]
 
 
 class RecordOperation(SchemaExtension):
@@ -83,5 +64,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     from resolvers.mutation import Mutation
 
     return strawberry.Schema(
-        query=Query, mutation=Mutation, types=NODE_TYPES, extensions=extensions
+        query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions
     )

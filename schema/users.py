@@ -7,16 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import strawberry
 
 from db import models as m
-from schema.base import Node, ctx, node_type, to_global_id
+from schema.base import Node, ctx, to_global_id
 from schema.enums import Role
 
 if TYPE_CHECKING:
     from schema.partners import Partner
 
 
-@node_type("User")
 @strawberry.type
-class User(Node):
+class User(Node, model=m.User):
     name: str
     email: str
     model: strawberry.Private[m.User]
@@ -24,15 +23,6 @@ class User(Node):
     @classmethod
     def of(cls, u: m.User) -> "User":
         return cls(id=to_global_id("User", u.id), name=u.name, email=u.email, model=u)
-
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int | None) -> "User | None":
-        if pk is None:
-            return None
-        u = await ctx(info).loaders.user.load(pk)
-        if u is None or not ctx(info).principal.sees_user(u.partner_id):
-            return None
-        return cls.of(u)
 
     @strawberry.field(description="True for Revampd staff (support representatives, billing).")
     def is_revampd_staff(self) -> bool:
