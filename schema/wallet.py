@@ -46,7 +46,10 @@ class WalletEntry(Node, model=m.WalletEntry):
         wallet = await ctx(info).loaders.by_id(m.Wallet).load(e.wallet_id)
         return cls.of(e, wallet.currency_code)
 
-    @strawberry.field(description="Who made it (staff for manual adjustments); null for the system.")
+    @strawberry.field(
+        description="Who made it (staff for manual adjustments); null for the system, "
+        "or for a Revampd staff member the viewer may not see."
+    )
     async def created_by(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.model.created_by_id)
 

@@ -54,8 +54,21 @@ def _ticket_message(p: Principal) -> ColumnElement[bool]:
 
 
 def _user(p: Principal) -> ColumnElement[bool]:
-    """The users of its own Partner, and Revampd staff."""
-    return or_(m.User.partner_id.is_(None), _is(m.User.partner_id, p.partner_id))
+    """The users of its own Partner; a Revampd staff member only where they appear on its
+    own tickets: assigned to one, or author of a message it may read (not an internal note)."""
+    on_its_tickets = or_(
+        m.User.id.in_(
+            select(m.Ticket.assigned_to_id).where(visible(m.Ticket, p), m.Ticket.assigned_to_id.is_not(None))
+        ),
+        m.User.id.in_(select(m.TicketMessage.author_id).where(visible(m.TicketMessage, p))),
+    )
+    return or_(_is(m.User.partner_id, p.partner_id), and_(m.User.partner_id.is_(None), on_its_tickets))
+
+
+def sees_email(principal: Principal, user: m.User) -> bool:
+    """Staff see every user's email; a Partner user those of its own Partner's users only,
+    so a staff member it may see shows by name alone."""
+    return principal.is_staff or (user.partner_id is not None and user.partner_id == principal.partner_id)
 
 
 RULES: dict[type[Any], Rule] = {

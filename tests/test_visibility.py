@@ -1,16 +1,23 @@
-"""Who reads what by ID: a Partner its own objects, Revampd staff everything."""
+"""Who reads what by ID: a Partner its own objects, Revampd staff everything.
+
+A Partner sees a Revampd staff member only where that person shows on its own
+tickets (assigned, or author of a message it can read), and then by name only.
+"""
 
 from __future__ import annotations
 
 import gc
 from collections import deque
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import ForeignKey, Select, select
+from sqlalchemy import ForeignKey, Select, select, union
 
 from db import models as m
+from db.engine import create_engine, write_sessions
 from schema.base import Node, node_types, to_global_id
+from server.auth import issue_dev_token
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -18,8 +25,12 @@ MEMBER = "member@northwind.example"
 BLUEBIRD = "owner@bluebird.example"
 SUPPORT = "support@revampd.example"
 BILLING = "billing@revampd.example"
+CASEY = "casey@revampd.example"
 
 NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+USERS = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on User { id name email isRevampdStaff } } }"
+TICKET = """query($id: ID!) { node(id: $id) { ... on Ticket { assignedTo { id name email }
+  messages(first: 100) { edges { node { internal author { id name email } } } } } } }"""
 
 
 # ---- Every Node type --------------------------------------------------------------
@@ -100,3 +111,107 @@ def test_a_node_type_needs_a_visibility_rule_for_its_model() -> None:
             pass
     gc.collect()  # the half-made class must not be found as a Node type
     assert "Secret" not in node_types()
+
+
+# ---- People --------------------------------------------------------------------------
+
+async def add_support_rep(api: Api, email: str, name: str) -> str:
+    """A new support representative who has not touched any ticket yet; returns its ID.
+    (No service creates staff users: they come from Revampd's own directory.)"""
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as session, session.begin():
+            user = m.User(email=email, name=name, role="SUPPORT", partner_id=None,
+                          created_at=datetime.now(timezone.utc))
+            session.add(user)
+            await session.flush()
+            uid = user.id
+    finally:
+        await engine.dispose()
+    api.ids[email] = uid
+    api.tokens[email] = issue_dev_token(api.settings, uid, None, ["SUPPORT"])
+    return to_global_id("User", uid)
+
+
+async def user(api: Api, gid: str, *, as_: str) -> dict[str, Any] | None:
+    node = (await api.gql(USERS, {"ids": [gid]}, as_=as_))["nodes"][0]
+    return dict(node) if node is not None else None
+
+
+async def mutation(api: Api, name: str, input: dict[str, Any], result: str, *, as_: str) -> dict[str, Any]:
+    type_name = name[0].upper() + name[1:] + "Input"
+    q = f"mutation($input: {type_name}!) {{ {name}(input: $input) {{ {result} userErrors {{ code }} }} }}"
+    payload = (await api.gql(q, {"input": input}, as_=as_))[name]
+    assert payload["userErrors"] == [], payload
+    return dict(payload)
+
+
+async def new_ticket(api: Api) -> str:
+    input = {"title": "Webhook retries", "description": "Our endpoint sees no retries.", "priority": "HIGH"}
+    return str((await mutation(api, "submitTicket", input, "ticket { id }", as_=MEMBER))["ticket"]["id"])
+
+
+async def test_a_partner_sees_the_rep_assigned_to_its_ticket_by_name_only(api: Api) -> None:
+    casey = await add_support_rep(api, CASEY, "Casey Morgan")
+    assert await user(api, casey, as_=OWNER) is None, "not on any of Northwind's tickets yet"
+    ticket = await new_ticket(api)
+    await mutation(api, "assignTicket", {"ticketId": ticket, "assigneeId": casey}, "ticket { id }", as_=SUPPORT)
+
+    name_only = {"id": casey, "name": "Casey Morgan", "email": None}
+    seen = (await api.gql(TICKET, {"id": ticket}, as_=MEMBER))["node"]
+    assert seen["assignedTo"] == name_only
+    assert await user(api, casey, as_=OWNER) == {**name_only, "isRevampdStaff": True}
+    assert await user(api, casey, as_=BLUEBIRD) is None, "Casey is on none of Bluebird's tickets"
+    assert (await user(api, casey, as_=SUPPORT) or {}).get("email") == CASEY
+
+
+async def test_a_rep_who_only_wrote_internal_notes_stays_invisible_to_the_partner(api: Api) -> None:
+    casey = await add_support_rep(api, CASEY, "Casey Morgan")
+    ticket = await new_ticket(api)
+    await mutation(api, "addTicketNote", {"ticketId": ticket, "body": "Looks like a queue issue."},
+                   "ticket { id }", as_=CASEY)
+
+    assert await user(api, casey, as_=OWNER) is None
+    seen = (await api.gql(TICKET, {"id": ticket}, as_=OWNER))["node"]
+    assert seen["messages"]["edges"] == [] and seen["assignedTo"] is None
+
+    # A reply the Partner can read shows who wrote it, by name.
+    await mutation(api, "replyToTicket", {"ticketId": ticket, "body": "Fixed on our side."},
+                   "ticket { id }", as_=CASEY)
+    seen = (await api.gql(TICKET, {"id": ticket}, as_=OWNER))["node"]
+    authors = [e["node"]["author"] for e in seen["messages"]["edges"]]
+    assert authors == [{"id": casey, "name": "Casey Morgan", "email": None}]
+    assert (await user(api, casey, as_=OWNER) or {}).get("name") == "Casey Morgan"
+
+
+async def test_a_partner_reads_staff_on_its_tickets_by_name_and_no_one_else(ro_api: Api) -> None:
+    """Its own users with email; staff on its tickets by name; other staff and other
+    Partners' users not at all."""
+    cid = await ro_api.connection_id(OWNER)
+    partner_id = (await ro_api.rows(select(m.Connection.partner_id).where(m.Connection.id == cid)))[0][0]
+    on_its_tickets = {r[0] for r in await ro_api.rows(union(
+        select(m.Ticket.assigned_to_id).where(m.Ticket.connection_id == cid),
+        select(m.TicketMessage.author_id).join(m.Ticket)
+        .where(m.Ticket.connection_id == cid, m.TicketMessage.internal.is_(False)),
+    ))}
+    users = await ro_api.rows(select(m.User.id, m.User.name, m.User.email, m.User.partner_id))
+    seen = (await ro_api.gql(USERS, {"ids": [to_global_id("User", u.id) for u in users]}, as_=OWNER))["nodes"]
+
+    staff = {u.id for u in users if u.partner_id is None}
+    assert staff & on_its_tickets and staff - on_its_tickets, "the demo data has staff on and off its tickets"
+    assert ro_api.ids[BILLING] in staff - on_its_tickets
+    for u, node in zip(users, seen, strict=True):
+        if u.partner_id == partner_id:
+            assert node is not None and node["email"] == u.email
+        elif u.id in staff & on_its_tickets:
+            assert node is not None and (node["name"], node["email"]) == (u.name, None)
+        else:
+            assert node is None, u.email
+
+
+async def test_staff_read_every_user_with_email(ro_api: Api) -> None:
+    users = await ro_api.rows(select(m.User.id, m.User.email).order_by(m.User.id))
+    ids = [to_global_id("User", u.id) for u in users]
+    for viewer in (SUPPORT, BILLING):
+        seen = (await ro_api.gql(USERS, {"ids": ids}, as_=viewer))["nodes"]
+        assert [n["email"] for n in seen] == [u.email for u in users]
