@@ -29,7 +29,7 @@ class Context:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.db)
+        self.loaders = Loaders(self.db, self.principal)
 
     async def release_reads(self) -> None:
         """End the read transaction, returning its connection to the pool; the next
@@ -39,4 +39,4 @@ class Context:
     async def after_write(self) -> None:
         """A mutation committed: later reads in this request must see it."""
         self.db.expunge_all()
-        self.loaders = Loaders(self.db)
+        self.loaders = Loaders(self.db, self.principal)

@@ -1,7 +1,9 @@
 """Per-request DataLoaders: every nested field reads through one of these.
 
 Each loader turns the keys gathered in one tick of the event loop into one
-statement, and returns results in key order with a miss as None.
+statement, and returns results in key order with a miss as None. Loaders know
+the caller: each statement carries `services.visibility`'s condition for the
+rows it reads, so a row the caller may not see is never returned, nor primed.
 """
 
 from __future__ import annotations
@@ -11,33 +13,38 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
 from services import lists
+from services.access import Principal
 from services.errors import DomainError
 from services.pagination import Page, PageArgs
+from services.visibility import visible
 
 T = TypeVar("T")
 
 
 class ByColumn(DataLoader[Any, Any], Generic[T]):
-    """One row per key (or None) where `column` equals the key."""
+    """One row per key (or None) where `column` equals the key and the caller may see it."""
 
     def __init__(
         self,
         session: AsyncSession,
+        principal: Principal,
         model: type[T],
         column: InstrumentedAttribute[Any],
         by_id: "ByColumn[T] | None" = None,
     ):
         super().__init__()
-        self.session, self.model, self.column, self.by_id = session, model, column, by_id
+        self.session, self.principal, self.model, self.column = session, principal, model, column
+        self.by_id = by_id
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[T | None]:
-        rows = list(await self.session.scalars(select(self.model).where(self.column.in_(set(keys)))))
+        stmt = select(self.model).where(self.column.in_(set(keys)), visible(self.model, self.principal))
+        rows = list(await self.session.scalars(stmt))
         if self.by_id is not None:  # a row found by another key is now known by id too
             for r in rows:
                 self.by_id.prime(r.id, r)  # type: ignore[attr-defined]
@@ -51,28 +58,37 @@ class ListByColumn(DataLoader[Any, Any], Generic[T]):
     def __init__(
         self,
         session: AsyncSession,
+        principal: Principal,
         model: type[T],
         column: InstrumentedAttribute[Any],
         *order: Any,
         with_parent: tuple[InstrumentedAttribute[Any], ByColumn[Any]] | None = None,
     ):
         """`with_parent=(foreign key, loader of what it points to)` reads those rows in the
-        same statement and primes their loader, saving the next round trip."""
+        same statement, where the caller may see them, and primes their loader, saving
+        the next round trip."""
         super().__init__()
-        self.session, self.model, self.column, self.order = session, model, column, order
-        self.with_parent = with_parent
+        self.session, self.principal, self.model, self.column = session, principal, model, column
+        self.order, self.with_parent = order, with_parent
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[list[T]]:
-        stmt = select(self.model).where(self.column.in_(set(keys))).order_by(*self.order)
+        stmt = (
+            select(self.model)
+            .where(self.column.in_(set(keys)), visible(self.model, self.principal))
+            .order_by(*self.order)
+        )
         grouped: dict[Any, list[T]] = defaultdict(list)
         if self.with_parent is None:
             for r in await self.session.scalars(stmt):
                 grouped[getattr(r, self.column.key)].append(r)
         else:
             fk, parents = self.with_parent
-            stmt = stmt.add_columns(parents.model).join(parents.model, parents.column == fk)
+            stmt = stmt.add_columns(parents.model).outerjoin(
+                parents.model, and_(parents.column == fk, visible(parents.model, self.principal))
+            )
             for r, parent in (await self.session.execute(stmt)).all():
-                parents.prime(getattr(parent, parents.column.key), parent)
+                if parent is not None:
+                    parents.prime(getattr(parent, parents.column.key), parent)
                 grouped[getattr(r, self.column.key)].append(r)
         return [grouped.get(k, []) for k in keys]
 
@@ -104,49 +120,43 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
         return [results[k] for k in keys]
 
 
-class MessageStats(DataLoader[tuple[int, bool], tuple[int, m.TicketMessage | None]]):
-    """(count, last message) per (ticket id, include internal notes)."""
+class MessageStats(DataLoader[int, tuple[int, m.TicketMessage | None]]):
+    """(count, last message) per ticket, of the messages the caller may see; the last
+    message's author comes along and is primed into the user loader."""
 
-    def __init__(self, session: AsyncSession, users: ByColumn[m.User]):
+    def __init__(self, session: AsyncSession, principal: Principal, users: ByColumn[m.User]):
         super().__init__()
-        self.session, self.users = session, users
+        self.session, self.principal, self.users = session, principal, users
 
-    async def batch_load_fn(
-        self, keys: Sequence[tuple[int, bool]]
-    ) -> list[tuple[int, m.TicketMessage | None]]:
-        out: dict[tuple[int, bool], tuple[int, m.TicketMessage | None]] = {}
-        for internal in {k[1] for k in keys}:
-            ids = {k[0] for k in keys if k[1] == internal}
-            visible = [m.TicketMessage.ticket_id.in_(ids)]
-            if not internal:
-                visible.append(m.TicketMessage.internal.is_(False))
-            ranked = (
-                select(
-                    m.TicketMessage.id,
-                    func.count().over(partition_by=m.TicketMessage.ticket_id).label("n"),
-                    func.row_number()
-                    .over(
-                        partition_by=m.TicketMessage.ticket_id,
-                        order_by=[m.TicketMessage.created_at.desc(), m.TicketMessage.id.desc()],
-                    )
-                    .label("r"),
+    async def batch_load_fn(self, keys: Sequence[int]) -> list[tuple[int, m.TicketMessage | None]]:
+        ranked = (
+            select(
+                m.TicketMessage.id,
+                func.count().over(partition_by=m.TicketMessage.ticket_id).label("n"),
+                func.row_number()
+                .over(
+                    partition_by=m.TicketMessage.ticket_id,
+                    order_by=[m.TicketMessage.created_at.desc(), m.TicketMessage.id.desc()],
                 )
-                .where(*visible)
-                .subquery()
+                .label("r"),
             )
-            rows = await self.session.execute(
-                select(m.TicketMessage, ranked.c.n, m.User)
-                .join(ranked, ranked.c.id == m.TicketMessage.id)
-                .join(m.User, m.User.id == m.TicketMessage.author_id)
-                .where(ranked.c.r == 1)
+            .where(m.TicketMessage.ticket_id.in_(set(keys)), visible(m.TicketMessage, self.principal))
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(m.TicketMessage, ranked.c.n, m.User)
+            .join(ranked, ranked.c.id == m.TicketMessage.id)
+            .outerjoin(
+                m.User, and_(m.User.id == m.TicketMessage.author_id, visible(m.User, self.principal))
             )
-            found = {}
-            for msg, n, author in rows.all():
-                self.users.prime(author.id, author)  # the author is shown with the message
-                found[msg.ticket_id] = (n, msg)
-            for tid in ids:
-                out[(tid, internal)] = found.get(tid, (0, None))
-        return [out[k] for k in keys]
+            .where(ranked.c.r == 1)
+        )
+        found = {}
+        for msg, n, author in rows.all():
+            if author is not None:  # the author is shown with the message
+                self.users.prime(author.id, author)
+            found[msg.ticket_id] = (n, msg)
+        return [found.get(k, (0, None)) for k in keys]
 
 
 @dataclass(frozen=True)
@@ -162,18 +172,19 @@ class StateByConnection(DataLoader[int, ConnectionState]):
     """Subscription, usage and wallet of each connection in one statement; the
     subscription's plan comes along and is primed into the plan loader."""
 
-    def __init__(self, session: AsyncSession, plans: ByColumn[m.Plan]):
+    def __init__(self, session: AsyncSession, principal: Principal, plans: ByColumn[m.Plan]):
         super().__init__()
-        self.session, self.plans = session, plans
+        self.session, self.principal, self.plans = session, principal, plans
 
     async def batch_load_fn(self, keys: Sequence[int]) -> list[ConnectionState]:
+        p = self.principal
         rows = await self.session.execute(
             select(m.Connection.id, m.Subscription, m.Plan, m.Usage, m.Wallet)
             .outerjoin(m.Subscription, m.Subscription.connection_id == m.Connection.id)
-            .outerjoin(m.Plan, m.Plan.id == m.Subscription.plan_id)
+            .outerjoin(m.Plan, and_(m.Plan.id == m.Subscription.plan_id, visible(m.Plan, p)))
             .outerjoin(m.Usage, m.Usage.connection_id == m.Connection.id)
             .outerjoin(m.Wallet, m.Wallet.connection_id == m.Connection.id)
-            .where(m.Connection.id.in_(set(keys)))
+            .where(m.Connection.id.in_(set(keys)), visible(m.Connection, p))
         )
         found = {}
         for cid, subscription, plan, usage, wallet in rows.all():
@@ -184,52 +195,46 @@ class StateByConnection(DataLoader[int, ConnectionState]):
 
 
 class Loaders:
-    """Created per request; never shared between requests or users."""
+    """Created per request for one caller; never shared between requests or users.
 
-    def __init__(self, session: AsyncSession) -> None:
-        s = session
-        self.user = ByColumn(s, m.User, m.User.id)
-        self.partner = ByColumn(s, m.Partner, m.Partner.id)
-        self.connection = ByColumn(s, m.Connection, m.Connection.id)
+    The page loaders (services.lists) are keyed by parents the caller has already
+    read through a loader here, and leave out internal notes unless asked by staff."""
+
+    def __init__(self, session: AsyncSession, principal: Principal) -> None:
+        self.session, self.principal = session, principal
+        self._by_id: dict[type[Any], ByColumn[Any]] = {}
+        s, p = session, principal
+        self.user = self.by_id(m.User)
+        self.partner = self.by_id(m.Partner)
+        self.connection = self.by_id(m.Connection)
         self.connection_by_partner = ByColumn(
-            s, m.Connection, m.Connection.partner_id, by_id=self.connection
+            s, p, m.Connection, m.Connection.partner_id, by_id=self.connection
         )
-        self.plan = ByColumn(s, m.Plan, m.Plan.id)
-        self.connection_state = StateByConnection(s, self.plan)
-        self.wallet = ByColumn(s, m.Wallet, m.Wallet.id)
-        self.addon_product = ByColumn(s, m.AddOnProduct, m.AddOnProduct.id)
-        self.addon = ByColumn(s, m.AddOn, m.AddOn.id)
+        self.plan = self.by_id(m.Plan)
+        self.connection_state = StateByConnection(s, p, self.plan)
+        self.addon_product = self.by_id(m.AddOnProduct)
         self.addons_by_connection = ListByColumn(
-            s, m.AddOn, m.AddOn.connection_id, m.AddOn.created_at, m.AddOn.id,
+            s, p, m.AddOn, m.AddOn.connection_id, m.AddOn.created_at, m.AddOn.id,
             with_parent=(m.AddOn.product_id, self.addon_product),
         )
-        self.invoice = ByColumn(s, m.Invoice, m.Invoice.id)
         self.line_items_by_invoice = ListByColumn(
-            s, m.InvoiceLineItem, m.InvoiceLineItem.invoice_id, m.InvoiceLineItem.id
+            s, p, m.InvoiceLineItem, m.InvoiceLineItem.invoice_id, m.InvoiceLineItem.id
         )
         self.payments_by_invoice = ListByColumn(
-            s, m.InvoicePayment, m.InvoicePayment.invoice_id, m.InvoicePayment.created_at, m.InvoicePayment.id
+            s, p, m.InvoicePayment, m.InvoicePayment.invoice_id, m.InvoicePayment.created_at, m.InvoicePayment.id
         )
-        self.wallet_entry = ByColumn(s, m.WalletEntry, m.WalletEntry.id)
-        self.affiliate_payout = ByColumn(s, m.AffiliatePayout, m.AffiliatePayout.id)
-        self.payout = ByColumn(s, m.Payout, m.Payout.id)
-        self.bank_account = ByColumn(s, m.BankAccount, m.BankAccount.id)
         self.transfers_by_payout = ListByColumn(
-            s, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at, m.BankTransfer.id,
-            with_parent=(m.BankTransfer.bank_account_id, self.bank_account),
+            s, p, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at, m.BankTransfer.id,
+            with_parent=(m.BankTransfer.bank_account_id, self.by_id(m.BankAccount)),
         )
         self.transactions_by_payout = ListByColumn(
-            s, m.SubOrgTransaction, m.SubOrgTransaction.payout_id,
+            s, p, m.SubOrgTransaction, m.SubOrgTransaction.payout_id,
             m.SubOrgTransaction.occurred_at, m.SubOrgTransaction.id,
         )
-        self.bank_transfer = ByColumn(s, m.BankTransfer, m.BankTransfer.id)
         self.bank_accounts_by_connection = ListByColumn(
-            s, m.BankAccount, m.BankAccount.connection_id, m.BankAccount.created_at, m.BankAccount.id
+            s, p, m.BankAccount, m.BankAccount.connection_id, m.BankAccount.created_at, m.BankAccount.id
         )
-        self.ticket = ByColumn(s, m.Ticket, m.Ticket.id)
-        self.ticket_message = ByColumn(s, m.TicketMessage, m.TicketMessage.id)
-        self.message_stats = MessageStats(s, self.user)
-        self.sub_org_transaction = ByColumn(s, m.SubOrgTransaction, m.SubOrgTransaction.id)
+        self.message_stats = MessageStats(s, p, self.user)
 
         self.invoice_pages = PageLoader(s, lists.invoices)
         self.ticket_pages = PageLoader(s, lists.connection_tickets)
@@ -241,3 +246,9 @@ class Loaders:
             s, lambda sess, ids, _extra, args: lists.affiliate_payouts(sess, ids, args)
         )
         self.payout_pages = PageLoader(s, lists.payouts)
+
+    def by_id(self, model: type[T]) -> ByColumn[T]:
+        """The loader of `model`'s rows by primary key (those the caller may see), made once."""
+        if model not in self._by_id:
+            self._by_id[model] = ByColumn(self.session, self.principal, model, model.id)  # type: ignore[attr-defined]
+        return self._by_id[model]

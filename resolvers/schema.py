@@ -41,30 +41,11 @@ from strawberry.types import ExecutionContext
 
 from db.engine import is_busy
 from resolvers.query import Query
-from schema import addons, invoices, partners, payouts, plans, tickets, users, wallet
+from schema.base import node_types  # every Node type, so that `node` can return any of them
 from server.settings import Settings
 from services.errors import DomainError
 
 log = logging.getLogger("revampd.graphql")
-
-# Every Node type, so that `node` can return any of them even if no field names it.
-NODE_TYPES: list[Any] = [
-    users.User,
-    partners.Partner,
-    partners.RevampdConnection,
-    plans.Plan,
-    addons.AddOnProduct,
-    addons.AddOn,
-    invoices.Invoice,
-    wallet.WalletEntry,
-    wallet.AffiliatePayout,
-    payouts.Payout,
-    payouts.BankTransfer,
-    payouts.BankAccount,
-    payouts.SubOrgTransaction,
-    tickets.Ticket,
-    tickets.TicketMessage,
-]
 
 INTERNAL_ERROR = "Internal server error."
 BUSY_ERROR = "The service is busy; retry in a moment."
@@ -289,4 +270,4 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     from resolvers.mutation import Mutation
 
-    return Schema(query=Query, mutation=Mutation, types=NODE_TYPES, extensions=extensions)
+    return Schema(query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions)

@@ -8,16 +8,15 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, ctx, node_type, to_global_id
+from schema.base import Money, Node, UserError, ctx, to_global_id
 from schema.idempotency import idempotency_key_field
 from schema.invoices import InvoiceLineItem
 from services import addons as svc
 from services import plans as plan_service
 
 
-@node_type("AddOnProduct")
 @strawberry.type
-class AddOnProduct(Node):
+class AddOnProduct(Node, model=m.AddOnProduct):
     code: str
     name: str
     description: str
@@ -37,15 +36,9 @@ class AddOnProduct(Node):
             model=p,
         )
 
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "AddOnProduct | None":
-        p = await ctx(info).loaders.addon_product.load(pk)
-        return cls.of(p) if p is not None else None
 
-
-@node_type("AddOn")
 @strawberry.type
-class AddOn(Node):
+class AddOn(Node, model=m.AddOn):
     quantity: int
     pending_quantity: int | None = strawberry.field(
         description="A scheduled decrease (0 = removal), applied at pendingEffectiveAt."
@@ -62,13 +55,6 @@ class AddOn(Node):
             pending_effective_at=a.pending_effective_at,
             model=a,
         )
-
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "AddOn | None":
-        a = await ctx(info).loaders.addon.load(pk)
-        if a is None or not ctx(info).principal.sees_connection(a.connection_id):
-            return None
-        return cls.of(a)
 
     async def _product(self, info: strawberry.Info) -> m.AddOnProduct:
         p = await ctx(info).loaders.addon_product.load(self.model.product_id)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import importlib
+import pkgutil
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Self, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError
 
-from services import money
+from services import money, visibility
 from services.errors import DomainError
 from services.pagination import Page, PageArgs
 
@@ -56,30 +59,59 @@ def decode_id(gid: str, expected: str, field: str) -> int:
     return parsed[1]
 
 
-Loader = Callable[[strawberry.Info, int], Awaitable[Any]]
-NODE_LOADERS: dict[str, Loader] = {}
-
-
 @strawberry.interface(description="An object with a global ID, fetchable with `node(id:)`.")
 class Node:
+    """`class Invoice(Node, model=m.Invoice)`: a Node type names the model whose rows it
+    shows, and reads them only through the caller's loaders, which apply that model's
+    rule in services.visibility. A model without a rule cannot back a Node type."""
+
     id: strawberry.ID
+    node_model: ClassVar[type[Any]]
+
+    def __init_subclass__(cls, model: type[Any] | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if model is None:
+            raise TypeError(f"{cls.__name__} must name its model: class {cls.__name__}(Node, model=...)")
+        if not visibility.has_rule(model):
+            raise TypeError(f"{cls.__name__} shows {model.__name__}, which has no rule in services/visibility.py")
+        cls.node_model = model
+
+    @classmethod
+    async def load(cls, info: strawberry.Info, pk: int | None) -> Self | None:
+        """The object, if it exists and the caller may see it."""
+        if pk is None:
+            return None
+        row = await ctx(info).loaders.by_id(cls.node_model).load(pk)
+        return None if row is None else await cls.from_model(info, row)
+
+    @classmethod
+    async def from_model(cls, info: strawberry.Info, row: Any) -> Self:
+        """Wrap a row the caller may see; a type that needs more than the row (its
+        currency) reads it here."""
+        return cast(Self, cls.of(row))  # type: ignore[attr-defined]
 
 
-def node_type(name: str) -> Callable[[type[T]], type[T]]:
-    """Register a type's `load(info, pk)` (which checks access) for `node`/`nodes`."""
+@functools.cache
+def node_types() -> dict[str, type[Node]]:
+    """Every Node type by name: Node's subclasses once each module of `schema` is imported."""
+    import schema
 
-    def register(cls: type[T]) -> type[T]:
-        NODE_LOADERS[name] = cls.load  # type: ignore[attr-defined]
-        return cls
+    for module in pkgutil.iter_modules(schema.__path__):
+        importlib.import_module(f"schema.{module.name}")
+    found: dict[str, type[Node]] = {}
+    todo = Node.__subclasses__()
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        found[cls.__strawberry_definition__.name] = cls  # type: ignore[attr-defined]
+    return found
 
-    return register
 
-
-async def resolve_node(info: strawberry.Info, gid: str) -> Any:
+async def resolve_node(info: strawberry.Info, gid: str) -> Node | None:
     parsed = from_global_id(gid)
-    if parsed is None or parsed[0] not in NODE_LOADERS:
+    if parsed is None or parsed[0] not in node_types():
         return None
-    return await NODE_LOADERS[parsed[0]](info, parsed[1])
+    return await node_types()[parsed[0]].load(info, parsed[1])
 
 
 # ---- Money -------------------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, ctx, node_type, to_global_id
+from schema.base import Money, Node, ctx, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
 from services import invoices
 
@@ -33,9 +33,8 @@ class InvoiceFilter:
     type: list[InvoiceType] | None = None
 
 
-@node_type("Invoice")
 @strawberry.type
-class Invoice(Node):
+class Invoice(Node, model=m.Invoice):
     number: str
     type: InvoiceType
     status: InvoiceStatus
@@ -73,13 +72,6 @@ class Invoice(Node):
             void_reason=i.void_reason,
             model=i,
         )
-
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "Invoice | None":
-        i = await ctx(info).loaders.invoice.load(pk)
-        if i is None or not ctx(info).principal.sees_connection(i.connection_id):
-            return None
-        return cls.of(i)
 
     @strawberry.field
     async def line_items(self, info: strawberry.Info) -> list[InvoiceLineItem]:

@@ -15,7 +15,6 @@ from schema.base import (
     ctx,
     decode_id,
     load_page,
-    node_type,
     page_args,
     to_global_id,
 )
@@ -30,9 +29,8 @@ from services import plans as plan_service
 from services.errors import DomainError
 
 
-@node_type("RevampdConnection")
 @strawberry.type(description="A Partner's direct connection with Revampd: plan, billing, wallet, payouts.")
-class RevampdConnection(Node):
+class RevampdConnection(Node, model=m.Connection):
     currency_code: str
     created_at: datetime
     model: strawberry.Private[m.Connection]
@@ -45,13 +43,6 @@ class RevampdConnection(Node):
             created_at=c.created_at,
             model=c,
         )
-
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "RevampdConnection | None":
-        c = await ctx(info).loaders.connection.load(pk)
-        if c is None or not ctx(info).principal.sees_connection(c.id):
-            return None
-        return cls.of(c)
 
     @strawberry.field
     async def partner(self, info: strawberry.Info) -> "Partner":
@@ -181,17 +172,13 @@ class RevampdConnection(Node):
         return [BankAccount.of(b) for b in rows if b.removed_at is None]
 
 
-@node_type("Partner")
 @strawberry.type
-class Partner(Node):
+class Partner(Node, model=m.Partner):
     name: str
     model: strawberry.Private[m.Partner]
 
     @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "Partner | None":
-        p = await ctx(info).loaders.partner.load(pk)
-        if p is None or not ctx(info).principal.sees_partner(p.id):
-            return None
+    def of(cls, p: m.Partner) -> "Partner":
         return cls(id=to_global_id("Partner", p.id), name=p.name, model=p)
 
     @strawberry.field

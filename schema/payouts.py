@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, ctx, node_type, to_global_id
+from schema.base import Money, Node, ctx, to_global_id
 from schema.enums import PayoutDisposition, PayoutStatus, TransferStatus
 
 
@@ -16,9 +16,8 @@ class PayoutFilter:
     status: list[PayoutStatus] | None = None
 
 
-@node_type("BankAccount")
 @strawberry.type(description="A linked bank account; only the last four digits are ever shown.")
-class BankAccount(Node):
+class BankAccount(Node, model=m.BankAccount):
     holder_name: str
     bank_name: str
     last4: str
@@ -38,17 +37,9 @@ class BankAccount(Node):
             model=b,
         )
 
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "BankAccount | None":
-        b = await ctx(info).loaders.bank_account.load(pk)
-        if b is None or not ctx(info).principal.sees_connection(b.connection_id):
-            return None
-        return cls.of(b)
 
-
-@node_type("BankTransfer")
 @strawberry.type
-class BankTransfer(Node):
+class BankTransfer(Node, model=m.BankTransfer):
     amount: Money
     status: TransferStatus
     failure_reason: str | None
@@ -69,20 +60,17 @@ class BankTransfer(Node):
         )
 
     @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "BankTransfer | None":
-        t = await ctx(info).loaders.bank_transfer.load(pk)
-        payout = await Payout.load(info, t.payout_id) if t is not None else None
-        return cls.of(t, payout.model.currency_code) if t is not None and payout else None
+    async def from_model(cls, info: strawberry.Info, t: m.BankTransfer) -> "BankTransfer":
+        payout = await ctx(info).loaders.by_id(m.Payout).load(t.payout_id)
+        return cls.of(t, payout.currency_code)
 
     @strawberry.field
     async def bank_account(self, info: strawberry.Info) -> BankAccount | None:
-        b = await ctx(info).loaders.bank_account.load(self.model.bank_account_id)
-        return BankAccount.of(b) if b is not None else None
+        return await BankAccount.load(info, self.model.bank_account_id)
 
 
-@node_type("SubOrgTransaction")
 @strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share.")
-class SubOrgTransaction(Node):
+class SubOrgTransaction(Node, model=m.SubOrgTransaction):
     sub_org_name: str
     description: str
     kind: str
@@ -103,18 +91,13 @@ class SubOrgTransaction(Node):
         )
 
     @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "SubOrgTransaction | None":
-        c = ctx(info)
-        t = await c.loaders.sub_org_transaction.load(pk)
-        if t is None or not c.principal.sees_connection(t.connection_id):
-            return None
-        conn = await c.loaders.connection.load(t.connection_id)
+    async def from_model(cls, info: strawberry.Info, t: m.SubOrgTransaction) -> "SubOrgTransaction":
+        conn = await ctx(info).loaders.connection.load(t.connection_id)
         return cls.of(t, conn.currency_code)
 
 
-@node_type("Payout")
 @strawberry.type
-class Payout(Node):
+class Payout(Node, model=m.Payout):
     period_start: datetime
     period_end: datetime
     amount: Money
@@ -144,13 +127,6 @@ class Payout(Node):
             updated_at=p.updated_at,
             model=p,
         )
-
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "Payout | None":
-        p = await ctx(info).loaders.payout.load(pk)
-        if p is None or not ctx(info).principal.sees_connection(p.connection_id):
-            return None
-        return cls.of(p)
 
     @strawberry.field
     async def transfers(self, info: strawberry.Info) -> list[BankTransfer]:

@@ -9,7 +9,7 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, ctx, node_type, to_global_id
+from schema.base import Money, Node, UserError, to_global_id
 from schema.enums import PlanChangeKind, SubscriptionStatus
 from services import plans as svc
 
@@ -21,9 +21,8 @@ class PlanLimits:
     workflows: int | None
 
 
-@node_type("Plan")
 @strawberry.type
-class Plan(Node):
+class Plan(Node, model=m.Plan):
     code: str
     name: str
     monthly_price: Money
@@ -48,11 +47,6 @@ class Plan(Node):
             retired=p.retired,
             model=p,
         )
-
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int | None) -> "Plan | None":
-        p = await ctx(info).loaders.plan.load(pk) if pk is not None else None
-        return cls.of(p) if p is not None else None
 
 
 @strawberry.type

@@ -14,7 +14,6 @@ from schema.base import (
     UserError,
     ctx,
     load_page,
-    node_type,
     page_args,
     to_global_id,
 )
@@ -45,9 +44,8 @@ class SupportTicketFilter:
     unassigned: bool | None = None
 
 
-@node_type("TicketMessage")
 @strawberry.type
-class TicketMessage(Node):
+class TicketMessage(Node, model=m.TicketMessage):
     body: str
     internal: bool = strawberry.field(description="An internal note; only Revampd staff see these.")
     created_at: datetime
@@ -63,24 +61,13 @@ class TicketMessage(Node):
             model=msg,
         )
 
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "TicketMessage | None":
-        c = ctx(info)
-        msg = await c.loaders.ticket_message.load(pk)
-        if msg is None or (msg.internal and not c.principal.sees_internal_notes):
-            return None
-        if await Ticket.load(info, msg.ticket_id) is None:
-            return None
-        return cls.of(msg)
-
     @strawberry.field
     async def author(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.model.author_id)
 
 
-@node_type("Ticket")
 @strawberry.type
-class Ticket(Node):
+class Ticket(Node, model=m.Ticket):
     title: str
     description: str
     status: TicketStatus
@@ -108,13 +95,6 @@ class Ticket(Node):
             model=t,
         )
 
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "Ticket | None":
-        t = await ctx(info).loaders.ticket.load(pk)
-        if t is None or not ctx(info).principal.sees_connection(t.connection_id):
-            return None
-        return cls.of(t)
-
     @strawberry.field(description="Readable number, unique per connection (RVP-1042).")
     async def number(self, info: strawberry.Info) -> str:
         conn = await ctx(info).loaders.connection.load(self.model.connection_id)
@@ -139,14 +119,12 @@ class Ticket(Node):
 
     @strawberry.field(description="Messages visible to the viewer (internal notes for staff only).")
     async def message_count(self, info: strawberry.Info) -> int:
-        c = ctx(info)
-        count, _ = await c.loaders.message_stats.load((self.model.id, c.principal.sees_internal_notes))
+        count, _ = await ctx(info).loaders.message_stats.load(self.model.id)
         return int(count)
 
     @strawberry.field
     async def last_message(self, info: strawberry.Info) -> TicketMessage | None:
-        c = ctx(info)
-        _, last = await c.loaders.message_stats.load((self.model.id, c.principal.sees_internal_notes))
+        _, last = await ctx(info).loaders.message_stats.load(self.model.id)
         return TicketMessage.of(last) if last is not None else None
 
     @strawberry.field(description="The conversation, oldest first.")

@@ -7,32 +7,29 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import strawberry
 
 from db import models as m
-from schema.base import Node, ctx, node_type, to_global_id
+from schema.base import Node, ctx, to_global_id
 from schema.enums import Role
+from services import visibility
 
 if TYPE_CHECKING:
     from schema.partners import Partner
 
 
-@node_type("User")
 @strawberry.type
-class User(Node):
+class User(Node, model=m.User):
     name: str
-    email: str
     model: strawberry.Private[m.User]
 
     @classmethod
     def of(cls, u: m.User) -> "User":
-        return cls(id=to_global_id("User", u.id), name=u.name, email=u.email, model=u)
+        return cls(id=to_global_id("User", u.id), name=u.name, model=u)
 
-    @classmethod
-    async def load(cls, info: strawberry.Info, pk: int | None) -> "User | None":
-        if pk is None:
-            return None
-        u = await ctx(info).loaders.user.load(pk)
-        if u is None or not ctx(info).principal.sees_user(u.partner_id):
-            return None
-        return cls.of(u)
+    @strawberry.field(
+        description="Null where the viewer may not see it: Revampd staff see every user's email; "
+        "a Partner user sees those of its own Partner's users, and a Revampd staff member by name only."
+    )
+    def email(self, info: strawberry.Info) -> str | None:
+        return self.model.email if visibility.sees_email(ctx(info).principal, self.model) else None
 
     @strawberry.field(description="True for Revampd staff (support representatives, billing).")
     def is_revampd_staff(self) -> bool:

@@ -13,7 +13,6 @@ from schema.base import (
     Node,
     ctx,
     load_page,
-    node_type,
     page_args,
     to_global_id,
 )
@@ -21,9 +20,8 @@ from schema.enums import CreditStatus, PayoutPeriodType, WalletEntryKind
 from schema.users import User
 
 
-@node_type("WalletEntry")
 @strawberry.type
-class WalletEntry(Node):
+class WalletEntry(Node, model=m.WalletEntry):
     amount: Money = strawberry.field(description="Signed: credits positive, debits negative.")
     kind: WalletEntryKind
     balance_after: Money
@@ -44,15 +42,14 @@ class WalletEntry(Node):
         )
 
     @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "WalletEntry | None":
-        c = ctx(info)
-        e = await c.loaders.wallet_entry.load(pk)
-        wallet = await c.loaders.wallet.load(e.wallet_id) if e is not None else None
-        if e is None or wallet is None or not c.principal.sees_connection(wallet.connection_id):
-            return None
+    async def from_model(cls, info: strawberry.Info, e: m.WalletEntry) -> "WalletEntry":
+        wallet = await ctx(info).loaders.by_id(m.Wallet).load(e.wallet_id)
         return cls.of(e, wallet.currency_code)
 
-    @strawberry.field(description="Who made it (staff for manual adjustments); null for the system.")
+    @strawberry.field(
+        description="Who made it (staff for manual adjustments); null for the system, "
+        "or for a Revampd staff member the viewer may not see."
+    )
     async def created_by(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.model.created_by_id)
 
@@ -81,9 +78,8 @@ class Wallet:
         return Connection.of(page, lambda e: WalletEntry.of(e, cur))
 
 
-@node_type("AffiliatePayout")
 @strawberry.type
-class AffiliatePayout(Node):
+class AffiliatePayout(Node, model=m.AffiliatePayout):
     period_type: PayoutPeriodType
     period_start: datetime
     period_end: datetime
@@ -106,12 +102,8 @@ class AffiliatePayout(Node):
         )
 
     @classmethod
-    async def load(cls, info: strawberry.Info, pk: int) -> "AffiliatePayout | None":
-        c = ctx(info)
-        a = await c.loaders.affiliate_payout.load(pk)
-        if a is None or not c.principal.sees_connection(a.connection_id):
-            return None
-        conn = await c.loaders.connection.load(a.connection_id)
+    async def from_model(cls, info: strawberry.Info, a: m.AffiliatePayout) -> "AffiliatePayout":
+        conn = await ctx(info).loaders.connection.load(a.connection_id)
         return cls.of(a, conn.currency_code)
 
     @strawberry.field(description="The wallet credit it became, once applied.")

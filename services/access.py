@@ -1,4 +1,4 @@
-"""Who is asking, and what they may see. Every read and write checks through here."""
+"""Who is asking, and what they may do. Which rows they may read is services.visibility."""
 
 from __future__ import annotations
 
@@ -45,13 +45,6 @@ class Principal:
         return self.is_staff or (
             self.connection_id is not None and self.connection_id == connection_id
         )
-
-    def sees_partner(self, partner_id: int) -> bool:
-        return self.is_staff or self.partner_id == partner_id
-
-    def sees_user(self, user_partner_id: int | None) -> bool:
-        """Staff users (support reps) are visible to all; Partner users to their own."""
-        return user_partner_id is None or self.sees_partner(user_partner_id)
 
     @property
     def sees_internal_notes(self) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import event, func, select
 
 from db import models as m
-from schema.base import NODE_LOADERS, to_global_id
+from schema.base import to_global_id
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -58,36 +58,6 @@ async def test_catalogue_queries_answer_for_any_user(ro_api: Api) -> None:
     rows = {r["feature"]: r["values"] for r in data["planComparison"]["rows"]}
     assert rows["subOrgs"][-1] == "Unlimited" and all(len(v) == 4 for v in rows.values())
     assert {p["code"] for p in data["addOnProducts"]} == {"LOCAL_NUMBER", "TOLL_FREE_NUMBER"}
-
-
-async def test_another_partners_ids_answer_null(ro_api: Api) -> None:
-    cid = await ro_api.connection_id(BLUEBIRD)
-    pid = select(m.Connection.partner_id).where(m.Connection.id == cid).scalar_subquery()
-    ids = {
-        "Partner": select(m.Partner.id).where(m.Partner.id == pid),
-        "User": select(m.User.id).where(m.User.partner_id == pid),
-        "RevampdConnection": select(m.Connection.id).where(m.Connection.id == cid),
-        "AddOn": select(m.AddOn.id).where(m.AddOn.connection_id == cid),
-        "Invoice": select(m.Invoice.id).where(m.Invoice.connection_id == cid),
-        "WalletEntry": select(m.WalletEntry.id).join(m.Wallet).where(m.Wallet.connection_id == cid),
-        "AffiliatePayout": select(m.AffiliatePayout.id).where(m.AffiliatePayout.connection_id == cid),
-        "Payout": select(m.Payout.id).where(m.Payout.connection_id == cid),
-        "BankTransfer": select(m.BankTransfer.id).join(m.Payout).where(m.Payout.connection_id == cid),
-        "BankAccount": select(m.BankAccount.id).where(m.BankAccount.connection_id == cid),
-        "SubOrgTransaction": select(m.SubOrgTransaction.id).where(m.SubOrgTransaction.connection_id == cid),
-        "Ticket": select(m.Ticket.id).where(m.Ticket.connection_id == cid),
-        "TicketMessage": select(m.TicketMessage.id).join(m.Ticket).where(
-            m.Ticket.connection_id == cid, m.TicketMessage.internal.is_(False)
-        ),
-    }
-    assert set(ids) | {"Plan", "AddOnProduct"} == set(NODE_LOADERS), "every Node type is checked"
-    gids = [to_global_id(t, (await ro_api.rows(stmt.limit(1)))[0][0]) for t, stmt in ids.items()]
-    q = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
-    assert (await ro_api.gql(q, {"ids": gids}, as_=OWNER))["nodes"] == [None] * len(gids)
-    assert all(n is not None for n in (await ro_api.gql(q, {"ids": gids}, as_=BLUEBIRD))["nodes"])
-    # Garbage and unknown IDs read the same way.
-    nodes = (await ro_api.gql(q, {"ids": ["garbage", to_global_id("Invoice", 10**9)]}, as_=OWNER))["nodes"]
-    assert nodes == [None, None]
 
 
 async def test_partners_never_see_internal_notes(ro_api: Api) -> None:

@@ -266,7 +266,8 @@ async def test_partner_ticket_list_is_newest_activity_first_with_assignee_count_
     )
     assert [t["id"] for t in listed] == [to_global_id("Ticket", r[0]) for r in expected]
     assigned = [t for t in listed if t["assignedTo"] is not None]
-    assert assigned and {t["assignedTo"]["email"] for t in assigned} <= {SUPPORT, SUPPORT2}
+    assert assigned and {t["assignedTo"]["id"] for t in assigned} <= {_user(ro_api, SUPPORT), _user(ro_api, SUPPORT2)}
+    assert all(t["assignedTo"]["email"] is None for t in assigned), "a Partner sees support reps by name only"
     with_messages = [t for t in listed if t["messageCount"]]
     assert with_messages and all(t["lastMessage"] and not t["lastMessage"]["internal"] for t in with_messages)
 
@@ -352,7 +353,7 @@ async def test_support_assigns_a_ticket_to_a_support_representative(api: Api) ->
     assigned = (await ok(api, "assignTicket", {"ticketId": ticket["id"], "assigneeId": _user(api, SUPPORT2)}, as_=SUPPORT))["ticket"]
     assert assigned["assignedTo"]["email"] == SUPPORT2 and assigned["updatedAt"] > ticket["updatedAt"]
     partner_view = await read_ticket(api, ticket["id"], as_=MEMBER)
-    assert partner_view is not None and partner_view["assignedTo"]["email"] == SUPPORT2
+    assert partner_view is not None and partner_view["assignedTo"] == {"id": _user(api, SUPPORT2), "email": None}
     assert [t["id"] for t in await queue(api, {"assigneeId": _user(api, SUPPORT2), "status": ["OPEN"]})][-1] == ticket["id"]
 
 

@@ -1,0 +1,93 @@
+"""Which rows a caller may read: one SQL condition per model, and nowhere else.
+
+The request's loaders put `visible(model, principal)` in the WHERE clause of the
+statement that reads the rows, so another Partner's row never leaves the
+database. Revampd staff read everything; a Partner user reads what hangs off
+its own connection. A model without a rule here cannot be read through a loader.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute
+
+from db import models as m
+from services.access import Principal
+
+Rule = Callable[[Principal], ColumnElement[bool]]
+
+
+def visible(model: type[Any], principal: Principal) -> ColumnElement[bool]:
+    """The condition on `model`'s rows that `principal` may read."""
+    rule = RULES[model]
+    return true() if principal.is_staff else rule(principal)
+
+
+def has_rule(model: type[Any]) -> bool:
+    return model in RULES
+
+
+def _is(column: InstrumentedAttribute[Any], value: int | None) -> ColumnElement[bool]:
+    return column == value if value is not None else false()
+
+
+def _public(_: Principal) -> ColumnElement[bool]:
+    """The catalogue: the same for every caller."""
+    return true()
+
+
+def _own_connection(column: InstrumentedAttribute[Any]) -> Rule:
+    """Rows of the caller's own connection."""
+    return lambda p: _is(column, p.connection_id)
+
+
+def _via(foreign_key: InstrumentedAttribute[Any], parent: type[Any]) -> Rule:
+    """Rows whose parent (through `foreign_key`) the caller may read."""
+    return lambda p: foreign_key.in_(select(parent.id).where(visible(parent, p)))
+
+
+def _ticket_message(p: Principal) -> ColumnElement[bool]:
+    """Messages of its own tickets, never an internal note."""
+    return and_(_via(m.TicketMessage.ticket_id, m.Ticket)(p), m.TicketMessage.internal.is_(False))
+
+
+def _user(p: Principal) -> ColumnElement[bool]:
+    """The users of its own Partner; a Revampd staff member only where they appear on its
+    own tickets: assigned to one, or author of a message it may read (not an internal note)."""
+    on_its_tickets = or_(
+        m.User.id.in_(
+            select(m.Ticket.assigned_to_id).where(visible(m.Ticket, p), m.Ticket.assigned_to_id.is_not(None))
+        ),
+        m.User.id.in_(select(m.TicketMessage.author_id).where(visible(m.TicketMessage, p))),
+    )
+    return or_(_is(m.User.partner_id, p.partner_id), and_(m.User.partner_id.is_(None), on_its_tickets))
+
+
+def sees_email(principal: Principal, user: m.User) -> bool:
+    """Staff see every user's email; a Partner user those of its own Partner's users only,
+    so a staff member it may see shows by name alone."""
+    return principal.is_staff or (user.partner_id is not None and user.partner_id == principal.partner_id)
+
+
+RULES: dict[type[Any], Rule] = {
+    m.Plan: _public,
+    m.AddOnProduct: _public,
+    m.Partner: lambda p: _is(m.Partner.id, p.partner_id),
+    m.Connection: lambda p: _is(m.Connection.id, p.connection_id),
+    m.User: _user,
+    m.AddOn: _own_connection(m.AddOn.connection_id),
+    m.Invoice: _own_connection(m.Invoice.connection_id),
+    m.InvoiceLineItem: _via(m.InvoiceLineItem.invoice_id, m.Invoice),
+    m.InvoicePayment: _via(m.InvoicePayment.invoice_id, m.Invoice),
+    m.Wallet: _own_connection(m.Wallet.connection_id),
+    m.WalletEntry: _via(m.WalletEntry.wallet_id, m.Wallet),
+    m.AffiliatePayout: _own_connection(m.AffiliatePayout.connection_id),
+    m.Payout: _own_connection(m.Payout.connection_id),
+    m.BankAccount: _own_connection(m.BankAccount.connection_id),
+    m.BankTransfer: _via(m.BankTransfer.payout_id, m.Payout),
+    m.SubOrgTransaction: _own_connection(m.SubOrgTransaction.connection_id),
+    m.Ticket: _own_connection(m.Ticket.connection_id),
+    m.TicketMessage: _ticket_message,
+}
