@@ -34,11 +34,17 @@ def to_global_id(type_name: str, pk: int) -> strawberry.ID:
     return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
 
 
+# Longer than any type name and an 18-digit key encode to; anything longer is not ours.
+MAX_ID_LENGTH = 64
+
+
 def from_global_id(gid: str) -> tuple[str, int] | None:
     """(type name, primary key), or None for anything that is not one of our IDs.
 
     Only the exact text `to_global_id` makes is accepted, so each object has one ID
     (no padding, no leading zeros, no non-ASCII digits)."""
+    if len(gid) > MAX_ID_LENGTH:
+        return None
     try:
         raw = base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):

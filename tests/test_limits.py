@@ -80,6 +80,14 @@ async def test_each_object_has_exactly_one_id(ro_api: Api, variant: str) -> None
     assert (await ro_api.gql(q, {"id": variant}, as_=SUPPORT))["node"] is None
 
 
+async def test_an_overlong_id_reads_as_nothing(ro_api: Api) -> None:
+    q = "query($id: ID!) { node(id: $id) { id } }"
+    assert (await ro_api.gql(q, {"id": b64("Ticket:" + "1" * 100_000)}, as_=SUPPORT))["node"] is None
+    reply = """mutation($id: ID!) { replyToTicket(input: {ticketId: $id, body: "x"}) { userErrors { field code } } }"""
+    errors = (await ro_api.gql(reply, {"id": "VGlja2V0OjE" * 10_000}, as_=SUPPORT))["replyToTicket"]["userErrors"]
+    assert errors == [{"field": ["input", "ticketId"], "code": "NOT_FOUND"}]
+
+
 SEARCH = "query($q: String) { viewer { partner { revampdConnection { tickets(filter: {search: $q}) %s } } } }" % EDGES
 
 
