@@ -33,9 +33,12 @@ def create_engine(
     max_overflow: int | None = None,
     pool_timeout: float | None = None,
     lock_timeout_ms: int = 10_000,
+    foreign_keys: bool = True,
 ) -> AsyncEngine:
     """An engine whose waits are bounded: for a pooled connection (`pool_timeout`
-    seconds) and for a row or database lock (`lock_timeout_ms`)."""
+    seconds) and for a row or database lock (`lock_timeout_ms`). `foreign_keys=False`
+    is for migrations only: SQLite rebuilds a table to alter it, which a table
+    referencing it would refuse (the migration checks the keys afterwards)."""
     pool = {
         k: v
         for k, v in (("pool_size", pool_size), ("max_overflow", max_overflow), ("pool_timeout", pool_timeout))
@@ -45,7 +48,7 @@ def create_engine(
         pool["connect_args"] = {"server_settings": {"lock_timeout": str(lock_timeout_ms)}}
     engine = create_async_engine(url, **pool)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, lock_timeout_ms)
+        _configure_sqlite(engine, lock_timeout_ms, foreign_keys)
     return engine
 
 
@@ -63,7 +66,7 @@ def is_busy(exc: BaseException) -> bool:
     return False
 
 
-def _configure_sqlite(engine: AsyncEngine, lock_timeout_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine, lock_timeout_ms: int, foreign_keys: bool) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -71,7 +74,7 @@ def _configure_sqlite(engine: AsyncEngine, lock_timeout_ms: int) -> None:
         # Let SQLAlchemy (not the driver) decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()

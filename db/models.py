@@ -332,53 +332,132 @@ class InvoicePayment(Base):
     method: Mapped[str] = mapped_column(String(20), nullable=False)
     created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
     created_at: Mapped[datetime] = _created()
+    # The ledger transfer that moved this payment.
+    transfer_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), nullable=False, unique=True
+    )
 
 
-WALLET_ENTRY_KINDS = (
+# Accounts of the double-entry ledger (services/ledger.py). A Partner's accounts
+# (its WALLET, one PAYOUT per payout) never go below zero; RECEIVABLE (one per
+# invoice: minus what is still due) and Revampd's own accounts may.
+PARTNER_ACCOUNT_KINDS = ("WALLET", "PAYOUT")
+CONNECTION_ACCOUNT_KINDS = (*PARTNER_ACCOUNT_KINDS, "RECEIVABLE")
+SYSTEM_ACCOUNT_KINDS = (
+    "SUB_ORG_EARNINGS",
+    "AFFILIATE_PROGRAM",
+    "REVENUE_SHARE",
+    "ADJUSTMENTS",
+    "CARD_PROCESSOR",
+    "BANK_OUT",
+    "REVAMPD_REVENUE",
+)
+TRANSFER_KINDS = (
+    "INVOICE_ISSUED",
+    "INVOICE_PAYMENT",
+    "INVOICE_VOID",
+    "INVOICE_UNCOLLECTIBLE",
     "AFFILIATE_PAYOUT",
     "REVENUE_SHARE",
     "MANUAL_ADJUSTMENT",
-    "PAYOUT_CREDIT",
-    "INVOICE_PAYMENT",
     "REVERSAL",
+    "PAYOUT_FUNDING",
+    "PAYOUT_CREDIT",
+    "BANK_TRANSFER",
 )
+# POSTED moves money at once. PENDING reserves it on the debit account; exactly one
+# later transfer naming it (pending_id) posts it (POST_PENDING) or releases it (VOID_PENDING).
+TRANSFER_PHASES = ("POSTED", "PENDING", "POST_PENDING", "VOID_PENDING")
 
 
-class Wallet(Base):
-    __tablename__ = "wallets"
-    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
-    id: Mapped[int] = _id()
-    connection_id: Mapped[int] = mapped_column(
-        PK, ForeignKey("connections.id", ondelete="RESTRICT"), nullable=False, unique=True
-    )
-    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
-    # Cached sum of entries, updated with each entry under a row lock.
-    balance: Mapped[int] = mapped_column(Money, nullable=False, default=0)
-
-
-class WalletEntry(Base):
-    """Append-only ledger line. (source_type, source_id) is credited at most once."""
-
-    __tablename__ = "wallet_entries"
+class LedgerAccount(Base):
+    __tablename__ = "ledger_accounts"
     __table_args__ = (
-        _enum_check("kind", WALLET_ENTRY_KINDS, "kind_known"),
-        CheckConstraint("amount <> 0", name="amount_not_zero"),
-        CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+        _enum_check("kind", CONNECTION_ACCOUNT_KINDS + SYSTEM_ACCOUNT_KINDS, "kind_known"),
+        CheckConstraint("pending >= 0", name="pending_not_negative"),
+        CheckConstraint("allow_negative OR balance - pending >= 0", name="no_overdraft"),
         CheckConstraint(
-            "(source_type IS NULL) = (source_id IS NULL)", name="source_whole"
+            "(kind IN ('WALLET', 'PAYOUT', 'RECEIVABLE')) = (connection_id IS NOT NULL)",
+            name="owner_known",
         ),
-        UniqueConstraint("source_type", "source_id", name="uq_wallet_entries_source"),
-        Index("ix_wallet_entries_wallet_created", "wallet_id", "created_at", "id"),
+        CheckConstraint("(kind = 'RECEIVABLE') = (invoice_id IS NOT NULL)", name="receivable_has_invoice"),
+        CheckConstraint("(kind = 'PAYOUT') = (payout_id IS NOT NULL)", name="payout_has_payout"),
     )
     id: Mapped[int] = _id()
-    wallet_id: Mapped[int] = _fk("wallets.id", index=False)
-    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    # One account per code: "wallet:<connection>", "receivable:<invoice>", "payout:<payout>",
+    # "<KIND>:<currency>" for Revampd's own.
+    code: Mapped[str] = mapped_column(String(80), nullable=False, unique=True)
     kind: Mapped[str] = mapped_column(String(30), nullable=False)
-    balance_after: Mapped[int] = mapped_column(Money, nullable=False)
-    source_type: Mapped[str | None] = mapped_column(String(40))
-    source_id: Mapped[str | None] = mapped_column(String(80))
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    connection_id: Mapped[int | None] = _fk("connections.id", nullable=True)
+    invoice_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("invoices.id", ondelete="RESTRICT"), unique=True
+    )
+    payout_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("payouts.id", ondelete="RESTRICT"), unique=True
+    )
+    allow_negative: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    # Posted balance (credits minus debits), and what PENDING transfers reserve from it.
+    balance: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    pending: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    # The sequence number of the account's last entry.
+    entry_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = _created()
+
+
+class LedgerTransfer(Base):
+    """An immutable movement of `amount` from the debit account to the credit account."""
+
+    __tablename__ = "ledger_transfers"
+    __table_args__ = (
+        _enum_check("kind", TRANSFER_KINDS, "kind_known"),
+        _enum_check("phase", TRANSFER_PHASES, "phase_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
+        CheckConstraint(
+            "(phase IN ('POST_PENDING', 'VOID_PENDING')) = (pending_id IS NOT NULL)",
+            name="resolution_names_pending",
+        ),
+    )
+    id: Mapped[int] = _id()
+    # At most one transfer per key: a retry can never move money twice.
+    key: Mapped[str] = mapped_column(String(250), nullable=False, unique=True)
+    kind: Mapped[str] = mapped_column(String(30), nullable=False)
+    phase: Mapped[str] = mapped_column(String(20), nullable=False)
+    # Unique: a pending transfer is posted or voided at most once.
+    pending_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), unique=True
+    )
+    debit_account_id: Mapped[int] = _fk("ledger_accounts.id")
+    credit_account_id: Mapped[int] = _fk("ledger_accounts.id")
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    # What the money moved for, shown on statements.
+    invoice_id: Mapped[int | None] = _fk("invoices.id", nullable=True)
+    affiliate_payout_id: Mapped[int | None] = _fk("affiliate_payouts.id", nullable=True, index=False)
+    payout_id: Mapped[int | None] = _fk("payouts.id", nullable=True)
     memo: Mapped[str] = mapped_column(String(500), nullable=False, default="")
     created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class LedgerEntry(Base):
+    """One side of a posted transfer on one account, with the balance after it."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint("sequence > 0", name="sequence_positive"),
+        UniqueConstraint("account_id", "sequence"),
+        Index("ix_ledger_entries_account_created", "account_id", "created_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    account_id: Mapped[int] = _fk("ledger_accounts.id", index=False)
+    transfer_id: Mapped[int] = _fk("ledger_transfers.id")
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Signed: credits positive, debits negative.
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    balance_after: Mapped[int] = mapped_column(Money, nullable=False)
     created_at: Mapped[datetime] = _created()
 
 
@@ -393,7 +472,7 @@ class AffiliatePayout(Base):
             "(credit_status = 'APPLIED') = (applied_at IS NOT NULL)", name="applied_has_time"
         ),
         CheckConstraint(
-            "(credit_status = 'APPLIED') = (wallet_entry_id IS NOT NULL)", name="applied_has_entry"
+            "(credit_status = 'APPLIED') = (transfer_id IS NOT NULL)", name="applied_has_transfer"
         ),
         UniqueConstraint("connection_id", "period_type", "period_start"),
     )
@@ -405,8 +484,9 @@ class AffiliatePayout(Base):
     amount: Mapped[int] = mapped_column(Money, nullable=False)
     credit_status: Mapped[str] = mapped_column(String(10), nullable=False)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    wallet_entry_id: Mapped[int | None] = mapped_column(
-        PK, ForeignKey("wallet_entries.id", ondelete="RESTRICT"), unique=True
+    # The transfer that credited it to the wallet (exactly once).
+    transfer_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT", use_alter=True), unique=True
     )
     created_at: Mapped[datetime] = _created()
 

@@ -36,8 +36,6 @@ from db.models import (
     TicketMessage,
     Usage,
     User,
-    Wallet,
-    WalletEntry,
 )
 
 SEED = 20260101
@@ -91,25 +89,16 @@ class _Pay:
 
 @dataclass
 class _Entry:
-    """A planned non-payment wallet entry.
-
-    `ref` is the source id, or the row whose id it is (read once the row is
-    written); an AffiliatePayout ref is also linked back to the entry.
-    """
+    """A planned wallet movement other than a payment; `ref` is what it came from
+    (an AffiliatePayout is marked APPLIED with the transfer that credits it)."""
 
     at: datetime
     amount: int
     kind: str
     memo: str
-    source_type: str | None = None
-    ref: str | Payout | AffiliatePayout | _Entry | None = None
+    ref: Payout | AffiliatePayout | None = None
     by: int | None = None
     hold: int = 0  # credit that invoice payments may not spend (about to be reversed)
-    written: WalletEntry | None = None
-
-    def source_id(self) -> str | None:
-        ref = self.ref.written if isinstance(self.ref, _Entry) else self.ref
-        return ref if ref is None or isinstance(ref, str) else str(ref.id)
 
 
 async def seed_demo(session: AsyncSession, today: date) -> bool:
@@ -217,11 +206,9 @@ class _PartnerSeeder:
         self.session.add(self.conn)
         await self.session.flush()
         cid, m0, m1 = self.conn.id, self.month(0), self.month(1)
-        self.wallet = Wallet(connection_id=cid, currency_code=USD, balance=0)
         pending = self.plans[spec.pending_downgrade_to] if spec.pending_downgrade_to else None
         sub_orgs, campaigns, workflows = spec.usage
         self.session.add_all([
-            self.wallet,
             Usage(connection_id=cid, sub_orgs=sub_orgs, campaigns=campaigns, workflows=workflows,
                   updated_at=self.now - 2 * HOUR),
             Subscription(
@@ -309,16 +296,10 @@ class _PartnerSeeder:
                 inv.void_reason = f"Duplicate of {twin.number}" if twin else "Issued in error"
         self.session.add_all(inv for inv, _, _ in self.invoices)
         await self.session.flush()
-        for inv, lines, pays in self.invoices:
+        for inv, lines, _ in self.invoices:
             for line in lines:
                 line.invoice_id = inv.id
             self.session.add_all(lines)
-            # Payments were settled against the wallet by now (see _settle).
-            for pay in pays:
-                pay.row = InvoicePayment(invoice_id=inv.id, amount=pay.amount, method=pay.method,
-                                         created_by_id=self.admin.id if pay.method == "WALLET"
-                                         else None, created_at=pay.at)
-                self.session.add(pay.row)
         await self.session.flush()
 
     # -- wallet credits ---------------------------------------------------------------
@@ -329,17 +310,14 @@ class _PartnerSeeder:
             if at <= self.now:
                 self.timeline.append(_Entry(
                     at, self.rng.randint(low, high), "REVENUE_SHARE",
-                    f"Revenue share, {self.month(k - 1):%B %Y}",
-                    "revenue_share", f"{spec.code}-{self.month(k - 1):%Y-%m}"))
-        for n, (days_ago, amount, memo, reversal_memo) in enumerate(spec.adjustments, 1):
+                    f"Revenue share, {self.month(k - 1):%B %Y}"))
+        for days_ago, amount, memo, reversal_memo in spec.adjustments:
             at, held = self.now - days_ago * DAY + 11 * HOUR, amount if reversal_memo else 0
-            adjustment = _Entry(at, amount, "MANUAL_ADJUSTMENT", memo, "adjustment",
-                                f"seed-{spec.code.lower()}-{n}", self.billing.id, hold=held)
+            adjustment = _Entry(at, amount, "MANUAL_ADJUSTMENT", memo, by=self.billing.id, hold=held)
             self.timeline.append(adjustment)
             if reversal_memo:
                 self.timeline.append(_Entry(at + HOUR, -amount, "REVERSAL", reversal_memo,
-                                            "wallet_entry", adjustment, self.billing.id,
-                                            hold=-held))
+                                            by=self.billing.id, hold=-held))
 
     def _settle(self) -> list[_Pay | _Entry]:
         """Replay the timeline: wallet payments the balance cannot cover go to the card."""
@@ -367,24 +345,63 @@ class _PartnerSeeder:
         return ledger
 
     async def _write_ledger(self, ledger: list[_Pay | _Entry]) -> None:
-        balance = 0
-        for item in ledger:
-            if isinstance(item, _Pay):
-                assert item.row is not None
-                item = _Entry(item.at, -item.amount, "INVOICE_PAYMENT",
-                              f"Payment of {item.invoice.number}", "invoice_payment",
-                              str(item.row.id), self.admin.id)
-            balance += item.amount
-            item.written = WalletEntry(
-                wallet_id=self.wallet.id, amount=item.amount, kind=item.kind,
-                balance_after=balance, memo=item.memo, created_by_id=item.by,
-                source_type=item.source_type, source_id=item.source_id(), created_at=item.at)
-            self.session.add(item.written)
-            await self.session.flush()
-            if isinstance(item.ref, AffiliatePayout):  # PENDING -> APPLIED, as the service does
-                item.ref.credit_status, item.ref.applied_at = "APPLIED", item.at
-                item.ref.wallet_entry_id = item.written.id
-        self.wallet.balance = balance
+        """Post every movement through the ledger, in time order, as the services do."""
+        from services import ledger as L
+
+        wallet = await L.wallet_account(self.session, self.conn, self.conn.created_at)
+        events: list[tuple[datetime, int, Any]] = []
+        for inv, _, pays in self.invoices:
+            if inv.status != "DRAFT":
+                events.append((inv.issued_at, 0, ("issue", inv)))
+            events += [(p.at, 1, p) for p in pays if p.method != "WALLET"]
+            if inv.status in ("VOID", "UNCOLLECTIBLE"):
+                events.append((inv.voided_at or inv.issued_at, 2, ("close", inv)))
+        events += [(item.at, 1, item) for item in ledger]
+        for n, (at, _, item) in enumerate(sorted(events, key=lambda e: (e[0], e[1]))):
+            if isinstance(item, tuple):
+                what, inv = item
+                receivable = await L.receivable_account(self.session, inv, at)
+                revenue = await L.system_account(self.session, "REVAMPD_REVENUE", inv.currency_code, at)
+                if what == "issue":
+                    await L.post(self.session, [L.Transfer(
+                        f"invoice:{inv.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, inv.total,
+                        memo=f"Invoice {inv.number}", invoice_id=inv.id)], now=at)
+                elif receivable.balance < 0:
+                    kind = "INVOICE_VOID" if inv.status == "VOID" else "INVOICE_UNCOLLECTIBLE"
+                    await L.post(self.session, [L.Transfer(
+                        f"invoice:{inv.id}:closed", kind, revenue.id, receivable.id, -receivable.balance,
+                        memo=f"Invoice {inv.number} {inv.status.lower()}", invoice_id=inv.id)], now=at)
+            elif isinstance(item, _Pay):
+                inv = item.invoice
+                receivable = await L.receivable_account(self.session, inv, at)
+                source = wallet if item.method == "WALLET" else await L.system_account(
+                    self.session, "CARD_PROCESSOR", inv.currency_code, at)
+                by = self.admin.id if item.method == "WALLET" else None
+                [t] = await L.post(self.session, [L.Transfer(
+                    f"seed:{self.conn.id}:{n}", "INVOICE_PAYMENT", source.id, receivable.id, item.amount,
+                    memo=f"Payment of {inv.number}", invoice_id=inv.id, created_by_id=by)], now=at)
+                item.row = InvoicePayment(invoice_id=inv.id, amount=item.amount, method=item.method,
+                                          created_by_id=by, created_at=at, transfer_id=t.id)
+                self.session.add(item.row)
+            else:
+                kind, other = {
+                    "AFFILIATE_PAYOUT": ("AFFILIATE_PAYOUT", "AFFILIATE_PROGRAM"),
+                    "REVENUE_SHARE": ("REVENUE_SHARE", "REVENUE_SHARE"),
+                    "MANUAL_ADJUSTMENT": ("MANUAL_ADJUSTMENT", "ADJUSTMENTS"),
+                    "REVERSAL": ("REVERSAL", "ADJUSTMENTS"),
+                    "PAYOUT_CREDIT": ("PAYOUT_CREDIT", "SUB_ORG_EARNINGS"),
+                }[item.kind]
+                system = await L.system_account(self.session, other, USD, at)
+                debit, credit = (system, wallet) if item.amount > 0 else (wallet, system)
+                ref = item.ref
+                [t] = await L.post(self.session, [L.Transfer(
+                    f"seed:{self.conn.id}:{n}", kind, debit.id, credit.id, abs(item.amount), memo=item.memo,
+                    created_by_id=item.by,
+                    affiliate_payout_id=ref.id if isinstance(ref, AffiliatePayout) else None,
+                    payout_id=ref.id if isinstance(ref, Payout) else None)], now=at)
+                if isinstance(ref, AffiliatePayout):  # PENDING -> APPLIED, as the service does
+                    ref.credit_status, ref.applied_at, ref.transfer_id = "APPLIED", at, t.id
+        await self.session.flush()
 
     # -- affiliate payouts and sub-org payouts ------------------------------------------
     def _plan_affiliate_payouts(self) -> None:
@@ -406,7 +423,7 @@ class _PartnerSeeder:
                 self.timeline.append(_Entry(
                     created + 2 * DAY, ap.amount, "AFFILIATE_PAYOUT",
                     f"Affiliate payout ({period_type.lower()}, {start:%b %d} to {end - DAY:%b %d, %Y})",
-                    "affiliate_payout", ap))
+                    ap))
 
     def _plan_payouts(self) -> None:
         states = self.spec.payout_states
@@ -453,7 +470,7 @@ class _PartnerSeeder:
         if wallet:
             self.timeline.append(_Entry(at, wallet, "PAYOUT_CREDIT",
                                         f"Payout for {p.period_start:%B %Y} credited to wallet",
-                                        "payout", p, self.admin.id))
+                                        p, self.admin.id))
         bank, plan = p.amount - wallet, []
         default, other = (self.banks[0], self.banks[-1]) if self.banks else (None, None)
         if state in ("TRANSFER", "SPLIT"):

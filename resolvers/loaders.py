@@ -165,7 +165,7 @@ class ConnectionState:
 
     subscription: m.Subscription | None
     usage: m.Usage | None
-    wallet: m.Wallet | None
+    wallet: m.LedgerAccount | None
 
 
 class StateByConnection(DataLoader[int, ConnectionState]):
@@ -179,11 +179,14 @@ class StateByConnection(DataLoader[int, ConnectionState]):
     async def batch_load_fn(self, keys: Sequence[int]) -> list[ConnectionState]:
         p = self.principal
         rows = await self.session.execute(
-            select(m.Connection.id, m.Subscription, m.Plan, m.Usage, m.Wallet)
+            select(m.Connection.id, m.Subscription, m.Plan, m.Usage, m.LedgerAccount)
             .outerjoin(m.Subscription, m.Subscription.connection_id == m.Connection.id)
             .outerjoin(m.Plan, and_(m.Plan.id == m.Subscription.plan_id, visible(m.Plan, p)))
             .outerjoin(m.Usage, m.Usage.connection_id == m.Connection.id)
-            .outerjoin(m.Wallet, m.Wallet.connection_id == m.Connection.id)
+            .outerjoin(
+                m.LedgerAccount,
+                and_(m.LedgerAccount.connection_id == m.Connection.id, m.LedgerAccount.kind == "WALLET"),
+            )
             .where(m.Connection.id.in_(set(keys)), visible(m.Connection, p))
         )
         found = {}
@@ -235,6 +238,7 @@ class Loaders:
             s, p, m.BankAccount, m.BankAccount.connection_id, m.BankAccount.created_at, m.BankAccount.id
         )
         self.message_stats = MessageStats(s, p, self.user)
+        self.entries_by_transfer = ListByColumn(s, p, m.LedgerEntry, m.LedgerEntry.transfer_id, m.LedgerEntry.id)
 
         self.invoice_pages = PageLoader(s, lists.invoices)
         self.ticket_pages = PageLoader(s, lists.connection_tickets)

@@ -134,8 +134,7 @@ class RevampdConnection(Node, model=m.Connection):
     @strawberry.field
     async def wallet(self, info: strawberry.Info) -> Wallet:
         w = (await ctx(info).loaders.connection_state.load(self.model.id)).wallet
-        assert w is not None, "every connection has a wallet"
-        return Wallet.of(w)
+        return Wallet.of(w, self.model.currency_code)
 
     @strawberry.field(description="Affiliate payouts issued by Revampd, newest period first.")
     async def affiliate_payouts(

@@ -1,4 +1,4 @@
-"""The wallet: a balance and its append-only ledger; affiliate payouts that feed it."""
+"""The wallet: a ledger account and its entries; affiliate payouts that feed it."""
 
 from __future__ import annotations
 
@@ -18,52 +18,79 @@ from schema.base import (
 )
 from schema.enums import CreditStatus, PayoutPeriodType, WalletEntryKind
 from schema.users import User
+from services import enums as services_enums
+from services.pagination import Page
+
+# What a transfer was for, as a line of the wallet's statement.
+_ENTRY_KINDS = {k.value: k for k in services_enums.WalletEntryKind}
 
 
-@strawberry.type
-class WalletEntry(Node, model=m.WalletEntry):
+@strawberry.type(description="A line of the wallet's statement: one side of a ledger transfer.")
+class WalletEntry(Node, model=m.LedgerEntry):
     amount: Money = strawberry.field(description="Signed: credits positive, debits negative.")
     kind: WalletEntryKind
     balance_after: Money
     memo: str
     created_at: datetime
-    model: strawberry.Private[m.WalletEntry]
+    model: strawberry.Private[m.LedgerEntry]
+    transfer: strawberry.Private[m.LedgerTransfer]
 
     @classmethod
-    def of(cls, e: m.WalletEntry, currency: str) -> "WalletEntry":
+    def of(cls, e: m.LedgerEntry, t: m.LedgerTransfer) -> "WalletEntry":
+        currency = t.currency_code
         return cls(
             id=to_global_id("WalletEntry", e.id),
             amount=Money.of(e.amount, currency),
-            kind=WalletEntryKind(e.kind),
+            kind=WalletEntryKind(_ENTRY_KINDS[t.kind]),
             balance_after=Money.of(e.balance_after, currency),
-            memo=e.memo,
+            memo=t.memo,
             created_at=e.created_at,
             model=e,
+            transfer=t,
         )
 
     @classmethod
-    async def from_model(cls, info: strawberry.Info, e: m.WalletEntry) -> "WalletEntry":
-        wallet = await ctx(info).loaders.by_id(m.Wallet).load(e.wallet_id)
-        return cls.of(e, wallet.currency_code)
+    async def from_model(cls, info: strawberry.Info, e: m.LedgerEntry) -> "WalletEntry":
+        t = await ctx(info).loaders.by_id(m.LedgerTransfer).load(e.transfer_id)
+        return cls.of(e, t)
+
+    @classmethod
+    async def of_many(cls, info: strawberry.Info, entries: list[m.LedgerEntry]) -> list["WalletEntry"]:
+        transfers = await ctx(info).loaders.by_id(m.LedgerTransfer).load_many([e.transfer_id for e in entries])
+        return [cls.of(e, t) for e, t in zip(entries, transfers, strict=True)]
 
     @strawberry.field(
         description="Who made it (staff for manual adjustments); null for the system, "
         "or for a Revampd staff member the viewer may not see."
     )
     async def created_by(self, info: strawberry.Info) -> User | None:
-        return await User.load(info, self.model.created_by_id)
+        return await User.load(info, self.transfer.created_by_id)
+
+    @strawberry.field(description="What the money moved for: an Invoice, an AffiliatePayout or a Payout.")
+    async def source(self, info: strawberry.Info) -> Node | None:
+        from schema.invoices import Invoice
+        from schema.payouts import Payout
+
+        t = self.transfer
+        if t.invoice_id is not None:
+            return await Invoice.load(info, t.invoice_id)
+        if t.affiliate_payout_id is not None:
+            return await AffiliatePayout.load(info, t.affiliate_payout_id)
+        if t.payout_id is not None:
+            return await Payout.load(info, t.payout_id)
+        return None
 
 
-@strawberry.type
+@strawberry.type(description="Credit with Revampd that pays this connection's invoices, and nothing else.")
 class Wallet:
     balance: Money
-    model: strawberry.Private[m.Wallet]
+    account: strawberry.Private[m.LedgerAccount | None]
 
     @classmethod
-    def of(cls, w: m.Wallet) -> "Wallet":
-        return cls(balance=Money.of(w.balance, w.currency_code), model=w)
+    def of(cls, account: m.LedgerAccount | None, currency: str) -> "Wallet":
+        return cls(balance=Money.of(account.balance if account else 0, currency), account=account)
 
-    @strawberry.field(description="The ledger, newest first.")
+    @strawberry.field(description="The statement, newest first.")
     async def entries(
         self,
         info: strawberry.Info,
@@ -73,9 +100,11 @@ class Wallet:
         before: str | None = None,
     ) -> Connection[WalletEntry]:
         args = page_args(info, first, after, last, before)
-        page = await load_page(ctx(info).loaders.wallet_entry_pages, (self.model.id, None, args))
-        cur = self.model.currency_code
-        return Connection.of(page, lambda e: WalletEntry.of(e, cur))
+        if self.account is None:
+            return Connection.of(Page([], False, False), lambda e: e)
+        page = await load_page(ctx(info).loaders.wallet_entry_pages, (self.account.id, None, args))
+        lines = {line.model.id: line for line in await WalletEntry.of_many(info, [e for e, _ in page.items])}
+        return Connection.of(page, lambda e: lines[e.id])
 
 
 @strawberry.type
@@ -108,6 +137,8 @@ class AffiliatePayout(Node, model=m.AffiliatePayout):
 
     @strawberry.field(description="The wallet credit it became, once applied.")
     async def wallet_entry(self, info: strawberry.Info) -> WalletEntry | None:
-        if self.model.wallet_entry_id is None:
+        if self.model.transfer_id is None:
             return None
-        return await WalletEntry.load(info, self.model.wallet_entry_id)
+        entries = await ctx(info).loaders.entries_by_transfer.load(self.model.transfer_id)
+        credit = next((e for e in entries if e.amount > 0), None)  # the wallet's side
+        return await WalletEntry.from_model(info, credit) if credit is not None else None

@@ -127,6 +127,22 @@ def cmd_tickets_auto_close(args: argparse.Namespace) -> None:
     print(f"closed {closed} ticket{'' if closed == 1 else 's'} resolved more than {days} days ago")
 
 
+async def _verify_ledger() -> list[str]:
+    from services.ledger import verify
+
+    async with _session(_settings()) as session:
+        return await verify(session)
+
+
+def cmd_ledger_verify(_: argparse.Namespace) -> None:
+    problems = asyncio.run(_verify_ledger())
+    for problem in problems:
+        print(problem)
+    if problems:
+        sys.exit(f"ledger verify: {len(problems)} problem{'' if len(problems) == 1 else 's'}")
+    print("ledger verify: every balance, sum, invoice and affiliate payout agrees with the entries")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="revampd-bff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     auto_close.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
     auto_close.set_defaults(func=cmd_tickets_auto_close)
+    ledger = sub.add_parser("ledger", help="the money ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_sub.add_parser(
+        "verify", help="check every ledger invariant; exits non-zero and prints what is wrong if any fails"
+    ).set_defaults(func=cmd_ledger_verify)
     return parser
 
 

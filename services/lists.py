@@ -140,11 +140,12 @@ async def ticket_messages(
 
 
 async def wallet_entries(
-    session: AsyncSession, wallet_ids: Sequence[int], args: PageArgs
-) -> dict[int, Page[m.WalletEntry]]:
-    order = [(m.WalletEntry.created_at, True), (m.WalletEntry.id, True)]
+    session: AsyncSession, account_ids: Sequence[int], args: PageArgs
+) -> dict[int, Page[m.LedgerEntry]]:
+    """A wallet account's entries (its statement), newest first."""
+    order = [(m.LedgerEntry.created_at, True), (m.LedgerEntry.id, True)]
     return await fetch_pages(
-        session, select(m.WalletEntry), m.WalletEntry, m.WalletEntry.wallet_id, wallet_ids, order, args
+        session, select(m.LedgerEntry), m.LedgerEntry, m.LedgerEntry.account_id, account_ids, order, args
     )
 
 

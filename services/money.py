@@ -13,3 +13,8 @@ def exponent(currency: str) -> int:
 
 def to_decimal(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-exponent(currency))
+
+
+def format(minor: int, currency: str) -> str:
+    """`1234, "USD"` -> `12.34 USD`, for messages."""
+    return f"{to_decimal(minor, currency):,.{exponent(currency)}f} {currency}"

@@ -22,7 +22,12 @@ Rule = Callable[[Principal], ColumnElement[bool]]
 def visible(model: type[Any], principal: Principal) -> ColumnElement[bool]:
     """The condition on `model`'s rows that `principal` may read."""
     rule = RULES[model]
-    return true() if principal.is_staff else rule(principal)
+    return and_(shown(model), true() if principal.is_staff else rule(principal))
+
+
+def shown(model: type[Any]) -> ColumnElement[bool]:
+    """The rows of `model` the graph shows at all, whoever asks."""
+    return SHOWN[model]() if model in SHOWN else true()
 
 
 def has_rule(model: type[Any]) -> bool:
@@ -71,6 +76,14 @@ def sees_email(principal: Principal, user: m.User) -> bool:
     return principal.is_staff or (user.partner_id is not None and user.partner_id == principal.partner_id)
 
 
+# Of the ledger's entries the graph shows the wallets' (as WalletEntry); the other
+# accounts' entries are Revampd's books, read by `revampd-bff ledger verify`.
+SHOWN: dict[type[Any], Callable[[], ColumnElement[bool]]] = {
+    m.LedgerEntry: lambda: m.LedgerEntry.account_id.in_(
+        select(m.LedgerAccount.id).where(m.LedgerAccount.kind == "WALLET")
+    ),
+}
+
 RULES: dict[type[Any], Rule] = {
     m.Plan: _public,
     m.AddOnProduct: _public,
@@ -81,8 +94,12 @@ RULES: dict[type[Any], Rule] = {
     m.Invoice: _own_connection(m.Invoice.connection_id),
     m.InvoiceLineItem: _via(m.InvoiceLineItem.invoice_id, m.Invoice),
     m.InvoicePayment: _via(m.InvoicePayment.invoice_id, m.Invoice),
-    m.Wallet: _own_connection(m.Wallet.connection_id),
-    m.WalletEntry: _via(m.WalletEntry.wallet_id, m.Wallet),
+    m.LedgerAccount: _own_connection(m.LedgerAccount.connection_id),
+    m.LedgerEntry: _via(m.LedgerEntry.account_id, m.LedgerAccount),
+    m.LedgerTransfer: lambda p: or_(
+        _via(m.LedgerTransfer.debit_account_id, m.LedgerAccount)(p),
+        _via(m.LedgerTransfer.credit_account_id, m.LedgerAccount)(p),
+    ),
     m.AffiliatePayout: _own_connection(m.AffiliatePayout.connection_id),
     m.Payout: _own_connection(m.Payout.connection_id),
     m.BankAccount: _own_connection(m.BankAccount.connection_id),

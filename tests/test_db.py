@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from db import models as m
 from db.engine import create_engine, write_sessions
@@ -47,26 +47,49 @@ async def _first(api: Api, model: Any) -> Any:
 
 
 async def test_a_wallet_balance_can_never_go_negative(api: Api) -> None:
-    wallet = await _first(api, m.Wallet)
-    await _violates(api, update(m.Wallet).where(m.Wallet.id == wallet.id).values(balance=-1))
+    wallet = await _wallet(api)
+    await _violates(api, update(m.LedgerAccount).where(m.LedgerAccount.id == wallet.id).values(balance=-1))
 
 
-async def test_a_source_is_credited_at_most_once(api: Api) -> None:
-    wallet = await _first(api, m.Wallet)
+async def _wallet(api: Api) -> m.LedgerAccount:
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as s:
+            stmt = select(m.LedgerAccount).where(m.LedgerAccount.kind == "WALLET").order_by(m.LedgerAccount.id)
+            return (await s.scalars(stmt)).first()  # type: ignore[return-value]
+    finally:
+        await engine.dispose()
 
-    def entry() -> m.WalletEntry:
-        return m.WalletEntry(
-            wallet_id=wallet.id, amount=100, kind="PAYOUT_CREDIT", balance_after=wallet.balance + 100,
-            source_type="payout", source_id="dup-test", memo="", created_at=NOW,
-        )
 
-    async def twice(s: Any) -> None:
-        s.add(entry())
+async def test_a_transfer_key_moves_money_at_most_once(api: Api) -> None:
+    wallet = await _wallet(api)
+    used = await _first(api, m.LedgerTransfer)
+
+    async def again(s: Any) -> None:
+        s.add(m.LedgerTransfer(
+            key=used.key, kind="MANUAL_ADJUSTMENT", phase="POSTED", debit_account_id=used.debit_account_id,
+            credit_account_id=wallet.id, amount=1, currency_code="USD", memo="", created_at=NOW,
+        ))
         await s.flush()
-        s.add(entry())
-        await s.flush()
 
-    await _violates(api, twice)
+    await _violates(api, again)
+
+
+@pytest.mark.parametrize("model", [m.LedgerTransfer, m.LedgerEntry])
+async def test_ledger_rows_can_be_neither_changed_nor_removed(api: Api, model: Any) -> None:
+    """A trigger refuses UPDATE and DELETE, on both databases, whatever the statement."""
+    row = await _first(api, model)
+    engine = create_engine(api.settings.database_url)
+    try:
+        for stmt in (update(model).where(model.id == row.id).values(amount=row.amount + 1),
+                     delete(model).where(model.id == row.id)):
+            with pytest.raises(DBAPIError, match="immutable"):
+                async with write_sessions(engine)() as s, s.begin():
+                    await s.execute(stmt)
+        async with write_sessions(engine)() as s:
+            assert (await s.get(model, row.id)).amount == row.amount
+    finally:
+        await engine.dispose()
 
 
 async def test_orphans_and_broken_sums_are_refused(api: Api) -> None:

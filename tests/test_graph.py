@@ -30,7 +30,8 @@ async def test_dashboard_overview_shows_the_partners_own_data(ro_api: Api) -> No
     assert conn["usage"]["phoneNumbers"] == sum(a["quantity"] for a in conn["addOns"])
 
     cid = await ro_api.connection_id(OWNER)
-    (balance,) = (await ro_api.rows(select(m.Wallet.balance).where(m.Wallet.connection_id == cid)))[0]
+    (balance,) = (await ro_api.rows(select(m.LedgerAccount.balance).where(
+        m.LedgerAccount.connection_id == cid, m.LedgerAccount.kind == "WALLET")))[0]
     assert conn["wallet"]["balance"]["amount"] == f"{balance / 100:.2f}"
 
     invoices = [e["node"] for e in conn["invoices"]["edges"]]

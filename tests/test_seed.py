@@ -23,10 +23,10 @@ from db.models import (
     TICKET_PRIORITIES,
     TICKET_STATUSES,
     TRANSFER_STATUSES,
-    WALLET_ENTRY_KINDS,
     Base,
 )
 from db.seed import DEMO_USERS, seed_demo
+from services.enums import WalletEntryKind
 
 TODAY = date(2026, 11, 25)
 Tables = dict[str, list[dict[str, Any]]]
@@ -92,21 +92,35 @@ def _by(rows: list[dict], key: str) -> dict[Any, list[dict]]:
 
 # -- invariants, shared by the tests below and by the sweep over awkward dates -------
 def check_wallets(db: Tables) -> None:
-    entries = _by(db["wallet_entries"], "wallet_id")
-    for wallet in db["wallets"]:
+    """The ledger: entries follow one another on each account and add up to its balance,
+    no Partner account ever goes below zero, and each currency sums to zero."""
+    entries = _by(db["ledger_entries"], "account_id")
+    for account in db["ledger_accounts"]:
+        rows = sorted(entries[account["id"]], key=lambda e: e["sequence"])
+        assert [e["sequence"] for e in rows] == list(range(1, len(rows) + 1))
         running = 0
-        for entry in sorted(entries[wallet["id"]], key=lambda e: (e["created_at"], e["id"])):
+        for entry in rows:
             running += entry["amount"]
-            assert entry["balance_after"] == running >= 0, entry
-        assert wallet["balance"] == running == sum(e["amount"] for e in entries[wallet["id"]])
-    sources = [(e["source_type"], e["source_id"]) for e in db["wallet_entries"] if e["source_type"]]
-    assert len(sources) == len(set(sources))
+            assert entry["balance_after"] == running, entry
+            assert account["allow_negative"] or running >= 0, entry
+        assert account["balance"] == running and account["entry_count"] == len(rows)
+        if account["kind"] == "WALLET":  # a statement reads in time order
+            assert rows == sorted(rows, key=lambda e: (e["created_at"], e["id"]))
+    assert sum(e["amount"] for e in db["ledger_entries"]) == 0
+    by_transfer = _by(db["ledger_entries"], "transfer_id")
+    for t in db["ledger_transfers"]:
+        assert sorted(e["amount"] for e in by_transfer[t["id"]]) == [-t["amount"], t["amount"]]
+    assert len({t["key"] for t in db["ledger_transfers"]}) == len(db["ledger_transfers"])
+
+
+def _transfers(db: Tables) -> dict[int, dict[str, Any]]:
+    return {t["id"]: t for t in db["ledger_transfers"]}
 
 
 def check_invoices(db: Tables) -> None:
     lines, payments = _by(db["invoice_line_items"], "invoice_id"), _by(db["invoice_payments"], "invoice_id")
-    wallet_sources = {e["source_id"]: e for e in db["wallet_entries"]
-                      if e["source_type"] == "invoice_payment"}
+    accounts, transfers = {a["id"]: a for a in db["ledger_accounts"]}, _transfers(db)
+    receivables = {a["invoice_id"]: a for a in db["ledger_accounts"] if a["kind"] == "RECEIVABLE"}
     for inv in db["invoices"]:
         assert inv["total"] == sum(line["amount"] for line in lines[inv["id"]]) > 0
         assert all(line["amount"] == line["quantity"] * line["unit_amount"] for line in lines[inv["id"]])
@@ -121,27 +135,34 @@ def check_invoices(db: Tables) -> None:
             assert inv["voided_at"] and inv["void_reason"]
         if inv["status"] == "OPEN":
             assert 0 <= inv["amount_paid"] < inv["total"]
+        # What the ledger says is still due.
+        due = -receivables[inv["id"]]["balance"] if inv["id"] in receivables else 0
+        owed = inv["status"] in ("OPEN", "PAID")
+        assert due == (inv["total"] - inv["amount_paid"] if owed else 0), inv
+        assert (inv["id"] in receivables) == (inv["status"] != "DRAFT")
+    paid_by = {t["id"] for t in transfers.values() if t["kind"] == "INVOICE_PAYMENT"}
     for pay in db["invoice_payments"]:
-        entry = wallet_sources.pop(str(pay["id"]), None)
-        if pay["method"] == "WALLET":
-            assert entry is not None and entry["kind"] == "INVOICE_PAYMENT"
-            assert entry["amount"] == -pay["amount"] and entry["created_at"] == pay["created_at"]
-        else:
-            assert entry is None
-    assert not wallet_sources, "wallet payments without an invoice payment"
+        t = transfers[pay["transfer_id"]]
+        paid_by.discard(t["id"])
+        assert (t["kind"], t["amount"], t["invoice_id"], t["created_at"]) == (
+            "INVOICE_PAYMENT", pay["amount"], pay["invoice_id"], pay["created_at"])
+        source = accounts[t["debit_account_id"]]["kind"]
+        assert source == ("WALLET" if pay["method"] == "WALLET" else "CARD_PROCESSOR")
+    assert not paid_by, "payments in the ledger without an invoice payment"
     assert len({inv["number"] for inv in db["invoices"]}) == len(db["invoices"])
 
 
 def check_payouts(db: Tables) -> None:
-    txs, transfers = _by(db["sub_org_transactions"], "payout_id"), _by(db["bank_transfers"], "payout_id")
-    credits = {e["source_id"]: e for e in db["wallet_entries"] if e["source_type"] == "payout"}
+    txs, transfers_ = _by(db["sub_org_transactions"], "payout_id"), _by(db["bank_transfers"], "payout_id")
+    transfers = _transfers(db)
+    credits = {t["payout_id"]: t for t in transfers.values() if t["kind"] == "PAYOUT_CREDIT"}
     for p in db["payouts"]:
         assert p["available_amount"] + p["wallet_amount"] + p["bank_amount"] == p["amount"] > 0
         assert p["amount"] == sum(t["partner_amount"] for t in txs[p["id"]])
         assert 3 <= len(txs[p["id"]]) <= 8
-        live = [t for t in transfers[p["id"]] if t["status"] != "FAILED"]
+        live = [t for t in transfers_[p["id"]] if t["status"] != "FAILED"]
         assert p["bank_amount"] == sum(t["amount"] for t in live)
-        credit = credits.get(str(p["id"]))
+        credit = credits.get(p["id"])
         assert p["wallet_amount"] == (credit["amount"] if credit else 0)
         in_flight = any(t["status"] in ("PENDING", "IN_TRANSIT") for t in live)
         expected = ("PROCESSING" if in_flight else "AVAILABLE" if p["available_amount"]
@@ -150,17 +171,15 @@ def check_payouts(db: Tables) -> None:
         assert (p["disposition"] is None) == (p["status"] == "AVAILABLE")
     for tx in db["sub_org_transactions"]:
         assert 0 <= tx["partner_amount"] <= tx["gross_amount"]
-    applied = {str(a["id"]): a for a in db["affiliate_payouts"] if a["credit_status"] == "APPLIED"}
-    entries = {e["id"]: e for e in db["wallet_entries"]}
+    credited = _by([t for t in transfers.values() if t["kind"] == "AFFILIATE_PAYOUT"], "affiliate_payout_id")
     for a in db["affiliate_payouts"]:
-        entry = entries.get(a["wallet_entry_id"])
         if a["credit_status"] == "APPLIED":
-            assert entry is not None and a["applied_at"] == entry["created_at"]
-            assert entry["kind"] == "AFFILIATE_PAYOUT" and entry["amount"] == a["amount"]
-            assert entry["source_id"] == str(a["id"])
+            [t] = credited.pop(a["id"])
+            assert t["id"] == a["transfer_id"] and t["amount"] == a["amount"]
+            assert a["applied_at"] == t["created_at"]
         else:
-            assert entry is None and a["applied_at"] is None
-    assert len(applied) == sum(e["kind"] == "AFFILIATE_PAYOUT" for e in db["wallet_entries"])
+            assert a["transfer_id"] is None and a["applied_at"] is None and a["id"] not in credited
+    assert not credited, "affiliate credits without an affiliate payout"
 
 
 def check_tickets(db: Tables) -> None:
@@ -220,7 +239,9 @@ async def test_same_today_gives_the_same_data(tmp_path: Path, db: Tables) -> Non
 
 async def test_wallet_balances_are_running_sums_and_never_negative(db: Tables) -> None:
     check_wallets(db)
-    assert {e["kind"] for e in db["wallet_entries"]} == set(WALLET_ENTRY_KINDS)
+    wallets = {a["id"] for a in db["ledger_accounts"] if a["kind"] == "WALLET"}
+    kinds = {t["kind"] for t in db["ledger_transfers"] if wallets & {t["debit_account_id"], t["credit_account_id"]}}
+    assert kinds == {k.value for k in WalletEntryKind}
 
 
 async def test_invoices_add_up(db: Tables) -> None:

@@ -18,6 +18,7 @@ from db import models as m
 from db.engine import create_engine, write_sessions
 from schema.base import Node, node_types, to_global_id
 from server.auth import issue_dev_token
+from services import visibility
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -75,7 +76,7 @@ async def ids_of_every_node_type(api: Api, email: str, *, internal: bool) -> tup
         if hops is None:
             public.append(name)
             continue
-        stmt = owned_by(cls.node_model, hops, pid)
+        stmt = owned_by(cls.node_model, hops, pid).where(visibility.shown(cls.node_model))
         if "internal" in cls.node_model.__table__.c and not internal:
             stmt = stmt.where(cls.node_model.__table__.c.internal.is_(False))
         rows = await api.rows(stmt.order_by(cls.node_model.__table__.c.id).limit(3))

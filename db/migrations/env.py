@@ -23,10 +23,15 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"migration left rows whose foreign keys point nowhere: {broken[:5]}")
 
 
 async def _run_async() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    # SQLite checks foreign keys once at the end (above): altering a table rebuilds it.
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), foreign_keys=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -1,0 +1,430 @@
+"""The one place money moves: a double-entry ledger.
+
+Every amount that moves is a transfer from a debit account to a credit account
+(ARCHITECTURE.md, "Money moves through one double-entry ledger"). `post()` is
+the only code that writes transfers, entries or balances. In the caller's
+transaction it:
+
+- locks every account it touches, in id order (`FOR UPDATE`; SQLite's write
+  transactions are already serial, see db.engine), so concurrent posts take turns
+  and cannot deadlock;
+- looks up each transfer's key: a key already used for the same transfer is a
+  replay and moves nothing; a key used for another transfer is refused;
+- refuses a transfer between two connections' accounts, between currencies, of a
+  non-positive amount, or one that would take a Partner's account below zero;
+- writes the transfers, one entry per side with the running balance and the
+  account's next sequence number, and the new balances, all or nothing.
+
+Balances are credits minus debits. A Partner's WALLET holds what it may spend; a
+RECEIVABLE holds minus what its invoice still owes; Revampd's own accounts go
+negative as they fund credits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from db import models as m
+from services import money
+from services.errors import DomainError
+
+PARTNER_KINDS = frozenset(m.PARTNER_ACCOUNT_KINDS)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A movement to post: `amount` minor units from `debit` to `credit` (account ids).
+
+    With `pending`, the amount is only reserved on the debit account, until a later
+    transfer with `resolves` set posts it (`void=False`) or releases it (`void=True`).
+    """
+
+    key: str
+    kind: str
+    debit: int
+    credit: int
+    amount: int
+    memo: str = ""
+    invoice_id: int | None = None
+    affiliate_payout_id: int | None = None
+    payout_id: int | None = None
+    created_by_id: int | None = None
+    pending: bool = False
+    resolves: int | None = None
+    void: bool = False
+
+    @property
+    def phase(self) -> str:
+        if self.resolves is not None:
+            return "VOID_PENDING" if self.void else "POST_PENDING"
+        return "PENDING" if self.pending else "POSTED"
+
+    def same_as(self, row: m.LedgerTransfer) -> bool:
+        return (row.kind, row.phase, row.debit_account_id, row.credit_account_id, row.amount, row.pending_id) == (
+            self.kind, self.phase, self.debit, self.credit, self.amount, self.resolves
+        )
+
+
+class InsufficientFunds(DomainError):
+    def __init__(self, account: m.LedgerAccount, short: int) -> None:
+        what = "wallet" if account.kind == "WALLET" else "payout"
+        super().__init__(
+            "INSUFFICIENT_FUNDS",
+            f"The {what} does not hold enough: {money.format(short, account.currency_code)} more is needed.",
+        )
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(timezone.utc)
+
+
+async def post(
+    session: AsyncSession, transfers: Sequence[Transfer], *, now: datetime | None = None
+) -> list[m.LedgerTransfer]:
+    """Post `transfers` together, or none of them; returns their rows in order.
+
+    Posting the same transfers again with the same keys returns the first rows and
+    moves nothing."""
+    if not transfers:
+        return []
+    if len({t.key for t in transfers}) != len(transfers):
+        raise DomainError("TRANSFER_KEY_REUSED", "Each transfer needs a key of its own.")
+    for t in transfers:
+        if type(t.amount) is not int or t.amount <= 0:
+            raise DomainError("INVALID_AMOUNT", "A transfer moves a positive whole number of minor units.", "amount")
+        if t.debit == t.credit:
+            raise DomainError("SAME_ACCOUNT", "A transfer needs two different accounts.")
+    ids = sorted({t.debit for t in transfers} | {t.credit for t in transfers})
+    locked = (
+        await session.scalars(
+            select(m.LedgerAccount).where(m.LedgerAccount.id.in_(ids)).order_by(m.LedgerAccount.id).with_for_update()
+        )
+    ).all()
+    accounts = {a.id: a for a in locked}
+    if len(accounts) != len(ids):
+        raise DomainError("NOT_FOUND", "Account not found.")
+
+    # Under the locks, a key already used is either this very transfer (a replay) or a conflict.
+    used = {
+        row.key: row
+        for row in await session.scalars(
+            select(m.LedgerTransfer).where(m.LedgerTransfer.key.in_([t.key for t in transfers]))
+        )
+    }
+    if used:
+        if len(used) == len(transfers) and all(t.same_as(used[t.key]) for t in transfers):
+            return [used[t.key] for t in transfers]
+        raise DomainError(
+            "TRANSFER_KEY_REUSED", "These transfer keys were already used for other transfers; nothing moved."
+        )
+
+    pendings = await _pending_transfers(session, transfers)
+    for t in transfers:
+        _check_pair(accounts[t.debit], accounts[t.credit])
+        if t.resolves is not None:
+            p = pendings[t.resolves]
+            if (p.debit_account_id, p.credit_account_id, p.amount) != (t.debit, t.credit, t.amount):
+                raise DomainError("PENDING_MISMATCH", "A resolution must name its pending transfer's accounts and amount.")
+
+    at = _now(now)
+    rows: list[m.LedgerTransfer] = []
+    for t in transfers:
+        debit, credit = accounts[t.debit], accounts[t.credit]
+        row = m.LedgerTransfer(
+            key=t.key, kind=t.kind, phase=t.phase, pending_id=t.resolves, debit_account_id=debit.id,
+            credit_account_id=credit.id, amount=t.amount, currency_code=debit.currency_code,
+            invoice_id=t.invoice_id, affiliate_payout_id=t.affiliate_payout_id, payout_id=t.payout_id,
+            memo=t.memo, created_by_id=t.created_by_id, created_at=at,
+        )
+        rows.append(row)
+        if t.phase == "PENDING":
+            debit.pending += t.amount
+            continue
+        if t.resolves is not None:
+            debit.pending -= t.amount
+            if t.void:
+                continue
+        debit.balance -= t.amount
+        credit.balance += t.amount
+    for account in locked:
+        short = account.pending - account.balance
+        if not account.allow_negative and short > 0:
+            raise InsufficientFunds(account, short)
+
+    try:
+        async with session.begin_nested():
+            session.add_all(rows)
+            await session.flush()
+    except IntegrityError:
+        # A transfer of another account pair took one of these keys meanwhile.
+        raise DomainError(
+            "TRANSFER_KEY_REUSED", "These transfer keys were already used for other transfers; nothing moved."
+        ) from None
+    _write_entries(session, rows, accounts, at)
+    await session.flush()
+    return rows
+
+
+async def _pending_transfers(
+    session: AsyncSession, transfers: Sequence[Transfer]
+) -> dict[int, m.LedgerTransfer]:
+    """The pending transfers these resolve, each still unresolved."""
+    wanted = [t.resolves for t in transfers if t.resolves is not None]
+    if not wanted:
+        return {}
+    if len(set(wanted)) != len(wanted):
+        raise DomainError("PENDING_RESOLVED", "A pending transfer is posted or voided once.")
+    found = {
+        row.id: row
+        for row in await session.scalars(
+            select(m.LedgerTransfer).where(m.LedgerTransfer.id.in_(wanted), m.LedgerTransfer.phase == "PENDING")
+        )
+    }
+    if len(found) != len(wanted):
+        raise DomainError("NOT_FOUND", "Pending transfer not found.")
+    resolved = await session.scalar(select(m.LedgerTransfer.id).where(m.LedgerTransfer.pending_id.in_(wanted)))
+    if resolved is not None:
+        raise DomainError("PENDING_RESOLVED", "This pending transfer was already posted or voided.")
+    return found
+
+
+def _check_pair(debit: m.LedgerAccount, credit: m.LedgerAccount) -> None:
+    if debit.currency_code != credit.currency_code:
+        raise DomainError("CURRENCY_MISMATCH", "Money moves only between accounts of one currency.")
+    if (
+        debit.connection_id is not None
+        and credit.connection_id is not None
+        and debit.connection_id != credit.connection_id
+    ):
+        raise DomainError(
+            "CROSS_CONNECTION", "Credits of one connection can only be used within that connection."
+        )
+
+
+def _write_entries(
+    session: AsyncSession, rows: list[m.LedgerTransfer], accounts: dict[int, m.LedgerAccount], at: datetime
+) -> None:
+    """Two entries per posted transfer, with each account's running balance."""
+    running = {a.id: a.balance for a in accounts.values()}
+    # Walk back from the final balances to the balance before these transfers.
+    for row in rows:
+        if _moves(row):
+            running[row.debit_account_id] += row.amount
+            running[row.credit_account_id] -= row.amount
+    for row in rows:
+        if not _moves(row):
+            continue
+        for account_id, signed in ((row.debit_account_id, -row.amount), (row.credit_account_id, row.amount)):
+            account = accounts[account_id]
+            account.entry_count += 1
+            running[account_id] += signed
+            session.add(
+                m.LedgerEntry(
+                    account_id=account_id, transfer_id=row.id, sequence=account.entry_count,
+                    amount=signed, balance_after=running[account_id], created_at=at,
+                )
+            )
+
+
+def _moves(row: m.LedgerTransfer) -> bool:
+    return row.phase in ("POSTED", "POST_PENDING")
+
+
+# ---- Accounts ------------------------------------------------------------------
+
+async def account(
+    session: AsyncSession,
+    code: str,
+    kind: str,
+    currency: str,
+    *,
+    connection_id: int | None = None,
+    invoice_id: int | None = None,
+    payout_id: int | None = None,
+    now: datetime | None = None,
+) -> m.LedgerAccount:
+    """The account with this code, made on first use (safe under concurrency)."""
+    found = await session.scalar(select(m.LedgerAccount).where(m.LedgerAccount.code == code))
+    if found is not None:
+        return found
+    values = dict(
+        code=code, kind=kind, currency_code=currency, connection_id=connection_id, invoice_id=invoice_id,
+        payout_id=payout_id, allow_negative=kind not in PARTNER_KINDS, balance=0, pending=0, entry_count=0,
+        created_at=_now(now),
+    )
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(m.LedgerAccount).values(**values).on_conflict_do_nothing(index_elements=["code"]))
+    made = await session.scalar(select(m.LedgerAccount).where(m.LedgerAccount.code == code))
+    assert made is not None
+    return made
+
+
+async def system_account(
+    session: AsyncSession, kind: str, currency: str, now: datetime | None = None
+) -> m.LedgerAccount:
+    """One of Revampd's own accounts in `currency`."""
+    assert kind in m.SYSTEM_ACCOUNT_KINDS, kind
+    return await account(session, f"{kind}:{currency}", kind, currency, now=now)
+
+
+async def wallet_account(
+    session: AsyncSession, connection: m.Connection, now: datetime | None = None
+) -> m.LedgerAccount:
+    return await account(
+        session, f"wallet:{connection.id}", "WALLET", connection.currency_code, connection_id=connection.id,
+        now=now,
+    )
+
+
+async def receivable_account(
+    session: AsyncSession, invoice: m.Invoice, now: datetime | None = None
+) -> m.LedgerAccount:
+    return await account(
+        session, f"receivable:{invoice.id}", "RECEIVABLE", invoice.currency_code,
+        connection_id=invoice.connection_id, invoice_id=invoice.id, now=now,
+    )
+
+
+# ---- Verification --------------------------------------------------------------
+
+async def verify(session: AsyncSession) -> list[str]:
+    """Every invariant of the ledger, checked in the database; what is wrong, or nothing.
+
+    Each account's balance and entry count equal its entries, whose running balances
+    and sequence numbers follow one another; each currency's entries sum to zero; no
+    Partner account is below zero; each posted transfer has its two entries, each
+    pending one is resolved at most once and reserved on its account until then;
+    each invoice's amount paid, each payment and each affiliate payout's status agree
+    with the ledger."""
+    problems: list[str] = []
+    E, A, T = m.LedgerEntry, m.LedgerAccount, m.LedgerTransfer
+    sums = (
+        select(E.account_id, func.coalesce(func.sum(E.amount), 0).label("total"), func.count().label("n"),
+               func.max(E.sequence).label("last"))
+        .group_by(E.account_id)
+        .subquery()
+    )
+    for code, balance, count, total, n, last in await session.execute(
+        select(A.code, A.balance, A.entry_count, sums.c.total, sums.c.n, sums.c.last)
+        .outerjoin(sums, sums.c.account_id == A.id)
+        .where(or_(A.balance != func.coalesce(sums.c.total, 0), A.entry_count != func.coalesce(sums.c.n, 0),
+                   A.entry_count != func.coalesce(sums.c.last, 0)))
+    ):
+        problems.append(f"account {code}: balance {balance} and {count} entries, but its entries sum to "
+                        f"{total or 0} over {n or 0} entries numbered up to {last or 0}")
+    running = select(
+        E.id, E.account_id, E.balance_after,
+        func.sum(E.amount).over(partition_by=E.account_id, order_by=E.sequence).label("run"),
+    ).subquery()
+    for entry_id, account_id, after, run in await session.execute(
+        select(running).where(running.c.balance_after != running.c.run)
+    ):
+        problems.append(f"entry {entry_id} of account {account_id}: balance after {after}, running sum {run}")
+    for currency, total in await session.execute(
+        select(A.currency_code, func.sum(E.amount)).join(E, E.account_id == A.id)
+        .group_by(A.currency_code).having(func.sum(E.amount) != 0)
+    ):
+        problems.append(f"{currency}: entries sum to {total}, not zero")
+    for code, balance, pending in await session.execute(
+        select(A.code, A.balance, A.pending).where(A.allow_negative.is_(False), A.balance - A.pending < 0)
+    ):
+        problems.append(f"account {code} is overdrawn: balance {balance}, pending {pending}")
+    for code, balance_after in await session.execute(
+        select(A.code, func.min(E.balance_after)).join(E, E.account_id == A.id)
+        .where(A.allow_negative.is_(False)).group_by(A.code).having(func.min(E.balance_after) < 0)
+    ):
+        problems.append(f"account {code} went below zero ({balance_after})")
+    sides = (
+        select(E.transfer_id, func.count().label("n"), func.sum(E.amount).label("net"))
+        .group_by(E.transfer_id).subquery()
+    )
+    for key, phase, n, net in await session.execute(
+        select(T.key, T.phase, sides.c.n, sides.c.net).outerjoin(sides, sides.c.transfer_id == T.id).where(
+            or_(
+                and_(T.phase.in_(("POSTED", "POST_PENDING")), or_(sides.c.n.is_(None), sides.c.n != 2, sides.c.net != 0)),
+                and_(T.phase.in_(("PENDING", "VOID_PENDING")), sides.c.n.is_not(None)),
+            )
+        )
+    ):
+        problems.append(f"transfer {key} ({phase}) has {n or 0} entries summing to {net or 0}")
+    resolution = aliased(T)
+    open_pending = (
+        select(T.debit_account_id.label("account_id"), func.sum(T.amount).label("reserved"))
+        .outerjoin(resolution, resolution.pending_id == T.id)
+        .where(T.phase == "PENDING", resolution.id.is_(None))
+        .group_by(T.debit_account_id).subquery()
+    )
+    for code, pending, reserved in await session.execute(
+        select(A.code, A.pending, open_pending.c.reserved).outerjoin(open_pending, open_pending.c.account_id == A.id)
+        .where(A.pending != func.coalesce(open_pending.c.reserved, 0))
+    ):
+        problems.append(f"account {code}: pending {pending}, but open pending transfers reserve {reserved or 0}")
+    problems += await _verify_invoices(session)
+    problems += await _verify_affiliate_payouts(session)
+    return problems
+
+
+async def _verify_invoices(session: AsyncSession) -> list[str]:
+    problems: list[str] = []
+    T, A, Inv, P = m.LedgerTransfer, m.LedgerAccount, m.Invoice, m.InvoicePayment
+    paid = (
+        select(
+            A.invoice_id,
+            func.sum(case((and_(T.kind == "INVOICE_PAYMENT", T.credit_account_id == A.id), T.amount), else_=0)
+                     - case((and_(T.kind == "REVERSAL", T.debit_account_id == A.id), T.amount), else_=0))
+            .label("paid"),
+        )
+        .join(T, or_(T.credit_account_id == A.id, T.debit_account_id == A.id))
+        .where(A.kind == "RECEIVABLE", T.phase.in_(("POSTED", "POST_PENDING")))
+        .group_by(A.invoice_id).subquery()
+    )
+    for number, status, total, amount_paid, ledger_paid, due in await session.execute(
+        select(Inv.number, Inv.status, Inv.total, Inv.amount_paid, paid.c.paid, -A.balance)
+        .outerjoin(paid, paid.c.invoice_id == Inv.id)
+        .outerjoin(A, A.invoice_id == Inv.id)
+    ):
+        ledger_paid = ledger_paid or 0
+        expected_due = 0 if status in ("VOID", "UNCOLLECTIBLE") or (status == "DRAFT" and due is None) else total - amount_paid
+        if amount_paid != ledger_paid:
+            problems.append(f"invoice {number}: amount paid {amount_paid}, the ledger says {ledger_paid}")
+        elif (due or 0) != expected_due:
+            problems.append(f"invoice {number} ({status}): {due or 0} still due in the ledger, expected {expected_due}")
+    for pid, number, amount, t_amount, kind in await session.execute(
+        select(P.id, Inv.number, P.amount, T.amount, T.kind).join(Inv, Inv.id == P.invoice_id)
+        .join(T, T.id == P.transfer_id).where(or_(T.amount != P.amount, T.kind != "INVOICE_PAYMENT", T.invoice_id != P.invoice_id))
+    ):
+        problems.append(f"payment {pid} of invoice {number}: {amount}, but its transfer is a {kind} of {t_amount}")
+    return problems
+
+
+async def _verify_affiliate_payouts(session: AsyncSession) -> list[str]:
+    problems: list[str] = []
+    T, AP, A = m.LedgerTransfer, m.AffiliatePayout, m.LedgerAccount
+    credits = (
+        select(T.affiliate_payout_id, func.count().label("n"), func.min(T.id).label("tid"))
+        .where(T.kind == "AFFILIATE_PAYOUT").group_by(T.affiliate_payout_id).subquery()
+    )
+    for ap_id, status, transfer_id, n, tid in await session.execute(
+        select(AP.id, AP.credit_status, AP.transfer_id, credits.c.n, credits.c.tid)
+        .outerjoin(credits, credits.c.affiliate_payout_id == AP.id)
+    ):
+        if status == "APPLIED" and (n != 1 or tid != transfer_id):
+            problems.append(f"affiliate payout {ap_id} is APPLIED but was credited {n or 0} times")
+        if status == "PENDING" and n:
+            problems.append(f"affiliate payout {ap_id} is PENDING but was credited {n} times")
+    for ap_id, amount, t_amount in await session.execute(
+        select(AP.id, AP.amount, T.amount)
+        .join(T, T.id == AP.transfer_id).join(A, A.id == T.credit_account_id)
+        .where(or_(T.amount != AP.amount, A.kind != "WALLET", A.connection_id != AP.connection_id))
+    ):
+        problems.append(f"affiliate payout {ap_id} of {amount} was credited {t_amount} to another account")
+    return problems
