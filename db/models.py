@@ -133,6 +133,15 @@ class Connection(Base):
     currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
     ticket_prefix: Mapped[str] = mapped_column(String(8), nullable=False, default="RVP")
     next_ticket_number: Mapped[int] = mapped_column(Integer, nullable=False, default=1001)
+    # Invoice numbers are "<invoice_prefix>-<n>", n from this gap-free counter (taken under a row lock).
+    invoice_prefix: Mapped[str] = mapped_column(String(12), nullable=False, server_default="INV")
+    next_invoice_number: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    # The card on file: a processor's token and what may be shown of the card, never its number.
+    card_token: Mapped[str | None] = mapped_column(String(200))
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    card_exp_month: Mapped[int | None] = mapped_column(Integer)
+    card_exp_year: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
 
 
@@ -284,6 +293,9 @@ class Invoice(Base):
             name="payment_method_known",
         ),
         Index("ix_invoices_connection_issued", "connection_id", "issued_at", "id"),
+        # The billing run's backstop: one subscription invoice per connection and period.
+        UniqueConstraint("connection_id", "type", "period_start", name="uq_invoices_one_per_period"),
+        CheckConstraint("payment_attempts >= 0", name="attempts_not_negative"),
     )
     id: Mapped[int] = _id()
     connection_id: Mapped[int] = _fk("connections.id", index=False)
@@ -302,6 +314,13 @@ class Invoice(Base):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     void_reason: Mapped[str | None] = mapped_column(Text)
+    # DRAFT -> OPEN (opened_at) -> PAID (paid_at) / VOID (voided_at) / UNCOLLECTIBLE (uncollectible_at).
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    uncollectible_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Card charges: how many were tried, why the last was declined, when the next is due.
+    payment_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    payment_error: Mapped[str | None] = mapped_column(Text)
+    next_payment_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class InvoiceLineItem(Base):

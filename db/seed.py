@@ -285,10 +285,13 @@ class _PartnerSeeder:
 
     async def _write_invoices(self) -> None:
         self.invoices.sort(key=lambda item: item[0].issued_at)
-        per_year: dict[int, int] = {}
-        for inv, _, _ in self.invoices:
-            per_year[inv.issued_at.year] = per_year.get(inv.issued_at.year, 0) + 1
-            inv.number = f"INV-{self.spec.code}-{inv.issued_at.year}-{per_year[inv.issued_at.year]:04d}"
+        # Numbered from the connection's counter, in the order they were issued, as the services do.
+        self.conn.invoice_prefix = f"INV-{self.spec.code}"
+        for n, (inv, _, _) in enumerate(self.invoices, 1):
+            inv.number = f"{self.conn.invoice_prefix}-{n:04d}"
+            inv.opened_at = inv.issued_at if inv.status != "DRAFT" else None
+            inv.uncollectible_at = self.past(inv.issued_at + 30 * DAY) if inv.status == "UNCOLLECTIBLE" else None
+        self.conn.next_invoice_number = len(self.invoices) + 1
         for inv, lines, _ in self.invoices:
             if inv.status == "VOID":
                 twin = next((i for i, ls, _ in self.invoices if i is not inv and i.type == inv.type
@@ -355,7 +358,7 @@ class _PartnerSeeder:
                 events.append((inv.issued_at, 0, ("issue", inv)))
             events += [(p.at, 1, p) for p in pays if p.method != "WALLET"]
             if inv.status in ("VOID", "UNCOLLECTIBLE"):
-                events.append((inv.voided_at or inv.issued_at, 2, ("close", inv)))
+                events.append((inv.voided_at or inv.uncollectible_at or inv.issued_at, 2, ("close", inv)))
         events += [(item.at, 1, item) for item in ledger]
         for n, (at, _, item) in enumerate(sorted(events, key=lambda e: (e[0], e[1]))):
             if isinstance(item, tuple):

@@ -6,6 +6,8 @@ Create Date: ${create_date}
 """
 from alembic import op
 import sqlalchemy as sa
+
+import db.models  # noqa: F401 - autogenerate names db.models types
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}
