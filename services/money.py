@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+
+from services.errors import DomainError
 
 _EXPONENTS = {"JPY": 0, "KRW": 0, "BHD": 3, "KWD": 3, "JOD": 3}
 
@@ -18,3 +20,32 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 def format(minor: int, currency: str) -> str:
     """`1234, "USD"` -> `12.34 USD`, for messages."""
     return f"{to_decimal(minor, currency):,.{exponent(currency)}f} {currency}"
+
+
+MAX_AMOUNT = 10**12  # minor units; more than any invoice or wallet will ever hold
+
+
+def parse(text: str, currency: str, field: str, *, signed: bool = False) -> int:
+    """A decimal string ("12.34") as minor units of `currency`, or a DomainError naming
+    `field`: not a number, more decimals than the currency has, zero, negative (unless
+    `signed`), or absurdly large."""
+    places = exponent(currency)
+    raw = text.strip() if isinstance(text, str) else ""
+    try:
+        value = Decimal(raw)
+    except (InvalidOperation, ValueError):
+        value = Decimal("NaN")
+    if not raw or not value.is_finite() or "e" in raw.lower():
+        raise DomainError("INVALID_AMOUNT", f"{field} must be a decimal amount such as \"12.50\", got {text!r}.", field)
+    if value.as_tuple().exponent < -places:  # type: ignore[operator]
+        raise DomainError(
+            "INVALID_AMOUNT", f"{field} has more decimals than {currency} allows ({places}).", field
+        )
+    minor = int(value.scaleb(places))
+    if minor == 0:
+        raise DomainError("INVALID_AMOUNT", f"{field} must not be zero.", field)
+    if minor < 0 and not signed:
+        raise DomainError("INVALID_AMOUNT", f"{field} must be positive.", field)
+    if abs(minor) > MAX_AMOUNT:
+        raise DomainError("INVALID_AMOUNT", f"{field} is too large.", field)
+    return minor
