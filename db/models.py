@@ -289,7 +289,7 @@ class Invoice(Base):
         ),
         CheckConstraint("(status = 'VOID') = (voided_at IS NOT NULL)", name="void_has_time"),
         CheckConstraint(
-            "payment_method IS NULL OR payment_method IN ('WALLET', 'CARD', 'BANK_TRANSFER')",
+            "payment_method IS NULL OR payment_method IN ('WALLET', 'CARD', 'BANK_TRANSFER', 'MIXED')",
             name="payment_method_known",
         ),
         Index("ix_invoices_connection_issued", "connection_id", "issued_at", "id"),

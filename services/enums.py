@@ -34,6 +34,8 @@ class PaymentMethod(str, Enum):
     WALLET = "WALLET"
     CARD = "CARD"
     BANK_TRANSFER = "BANK_TRANSFER"
+    # An invoice paid by more than one method (never a single payment's).
+    MIXED = "MIXED"
 
 
 class WalletEntryKind(str, Enum):

@@ -1,14 +1,313 @@
-"""Invoices: what is still owed on one."""
+"""Invoices: DRAFT -> OPEN -> PAID / VOID / UNCOLLECTIBLE, and every payment into one.
+
+An OPEN invoice owes its total through its RECEIVABLE ledger account (the
+INVOICE_ISSUED transfer); each payment is one ledger transfer into that account
+(from the wallet, the card processor or a bank), recorded as an InvoicePayment
+with the transfer it moved. Amounts here are integer minor units; the ledger
+(services/ledger.py post()) refuses any movement that would break a rule.
+"""
 
 from __future__ import annotations
 
-from db import models as m
-from services.enums import InvoiceStatus
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import models as m
+from services import idempotency, ledger, money
+from services.access import Principal, Role
+from services.enums import InvoiceStatus, InvoiceType, PaymentMethod
+from services.errors import DomainError, NotFound
+
+S = InvoiceStatus
 # Nothing more is collected on these.
-SETTLED = (InvoiceStatus.PAID.value, InvoiceStatus.VOID.value)
+SETTLED = (S.PAID.value, S.VOID.value, S.UNCOLLECTIBLE.value)
+MAX_REASON = 500
 
 
 def amount_due(invoice: m.Invoice) -> int:
-    """total - amount paid, in minor units; zero once paid or void."""
+    """total - amount paid, in minor units; zero once paid, void or written off."""
     return 0 if invoice.status in SETTLED else invoice.total - invoice.amount_paid
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Line:
+    description: str
+    quantity: int
+    unit_amount: int
+    plan_id: int | None = None
+    addon_product_id: int | None = None
+
+
+async def locked_connection(session: AsyncSession, connection_id: int) -> m.Connection:
+    connection = await session.scalar(
+        select(m.Connection).where(m.Connection.id == connection_id).with_for_update()
+    )
+    if connection is None:
+        raise NotFound("RevampdConnection", "connectionId")
+    return connection
+
+
+async def create(
+    session: AsyncSession,
+    connection: m.Connection,
+    *,
+    type: InvoiceType,
+    lines: Sequence[Line],
+    due_at: datetime | None,
+    period: tuple[datetime, datetime] | None = None,
+    open: bool = True,
+    now: datetime | None = None,
+) -> m.Invoice:
+    """A new invoice numbered from `connection`'s counter, which the caller holds locked
+    (numbers are gap-free: a rolled-back transaction gives its number back). OPEN at
+    once unless `open` is False (then DRAFT)."""
+    if not lines or any(li.quantity <= 0 or li.unit_amount <= 0 for li in lines):
+        raise DomainError(
+            "INVALID_LINE_ITEMS", "An invoice needs line items, each of a positive quantity and amount.", "lineItems"
+        )
+    at = _now(now)
+    number = f"{connection.invoice_prefix}-{connection.next_invoice_number:04d}"
+    connection.next_invoice_number += 1
+    invoice = m.Invoice(
+        connection_id=connection.id, number=number, type=type.value, status=S.DRAFT.value,
+        currency_code=connection.currency_code, total=sum(li.quantity * li.unit_amount for li in lines),
+        amount_paid=0, issued_at=at, due_at=due_at, period_start=period[0] if period else None,
+        period_end=period[1] if period else None, payment_attempts=0,
+    )
+    session.add(invoice)
+    await session.flush()
+    session.add_all(
+        m.InvoiceLineItem(
+            invoice_id=invoice.id, description=li.description, quantity=li.quantity, unit_amount=li.unit_amount,
+            amount=li.quantity * li.unit_amount, plan_id=li.plan_id, addon_product_id=li.addon_product_id,
+        )
+        for li in lines
+    )
+    if open:
+        await finalize(session, invoice, now=at)
+    await session.flush()
+    return invoice
+
+
+async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime | None = None) -> None:
+    """DRAFT -> OPEN: from now on the invoice's total is owed (its receivable is charged)."""
+    if invoice.status != S.DRAFT.value:
+        raise DomainError("INVOICE_NOT_DRAFT", f"Invoice {invoice.number} is {invoice.status}, not DRAFT.", "invoiceId")
+    at = _now(now)
+    receivable = await ledger.receivable_account(session, invoice, at)
+    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
+    await ledger.post(session, [ledger.Transfer(
+        f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, invoice.total,
+        memo=f"Invoice {invoice.number}", invoice_id=invoice.id,
+    )], now=at)
+    invoice.status, invoice.opened_at = S.OPEN.value, at
+
+
+async def locked_invoice(session: AsyncSession, principal: Principal | None, invoice_id: int) -> m.Invoice:
+    """The invoice, row-locked; another Partner's reads exactly like a missing one."""
+    invoice = await session.scalar(select(m.Invoice).where(m.Invoice.id == invoice_id).with_for_update())
+    if invoice is None or (principal is not None and not principal.sees_connection(invoice.connection_id)):
+        raise NotFound("Invoice", "invoiceId")
+    return invoice
+
+
+def _require_open(invoice: m.Invoice) -> None:
+    if invoice.status != S.OPEN.value:
+        what = {
+            S.PAID.value: "is already paid",
+            S.VOID.value: "is void",
+            S.UNCOLLECTIBLE.value: "was written off as uncollectible",
+            S.DRAFT.value: "is a draft and not due yet",
+        }[invoice.status]
+        raise DomainError("INVOICE_NOT_OPEN", f"Invoice {invoice.number} {what}; nothing can be paid on it.", "invoiceId")
+
+
+async def pay(
+    session: AsyncSession,
+    invoice: m.Invoice,
+    *,
+    source: m.LedgerAccount,
+    amount: int,
+    method: PaymentMethod,
+    key: str,
+    by: int | None,
+    now: datetime | None = None,
+) -> m.InvoicePayment:
+    """`amount` from `source` into the (locked, OPEN) invoice: one ledger transfer under
+    `key`, its payment record, and PAID once nothing is due. The same key again is the
+    same payment."""
+    at = _now(now)
+    existing = await session.scalar(
+        select(m.InvoicePayment).join(m.LedgerTransfer, m.LedgerTransfer.id == m.InvoicePayment.transfer_id)
+        .where(m.LedgerTransfer.key == key)
+    )
+    if existing is not None:
+        return existing
+    _require_open(invoice)
+    due = amount_due(invoice)
+    if amount > due:
+        raise DomainError(
+            "OVERPAYMENT",
+            f"Only {money.format(due, invoice.currency_code)} is due on {invoice.number}; "
+            f"{money.format(amount, invoice.currency_code)} is more.",
+            "amount",
+        )
+    receivable = await ledger.receivable_account(session, invoice, at)
+    [transfer] = await ledger.post(session, [ledger.Transfer(
+        key, "INVOICE_PAYMENT", source.id, receivable.id, amount, memo=f"Payment of {invoice.number}",
+        invoice_id=invoice.id, created_by_id=by,
+    )], now=at)
+    payment = m.InvoicePayment(
+        invoice_id=invoice.id, amount=amount, method=method.value, created_by_id=by, created_at=at,
+        transfer_id=transfer.id,
+    )
+    session.add(payment)
+    first = invoice.amount_paid == 0
+    invoice.amount_paid += amount
+    if first or invoice.payment_method == method.value:
+        invoice.payment_method = method.value
+    else:
+        invoice.payment_method = PaymentMethod.MIXED.value
+    if invoice.amount_paid == invoice.total:
+        invoice.status, invoice.paid_at = S.PAID.value, at
+        invoice.next_payment_attempt_at = None
+    await session.flush()
+    return payment
+
+
+@dataclass(frozen=True)
+class Paid:
+    invoice: m.Invoice
+    payment: m.InvoicePayment
+    wallet: m.LedgerAccount
+
+
+async def _replay_payment(session: AsyncSession, principal: Principal, payment_id: int) -> Paid:
+    payment = await session.get(m.InvoicePayment, payment_id)
+    if payment is None:
+        raise NotFound("Payment")
+    invoice = await locked_invoice(session, principal, payment.invoice_id)
+    connection = await session.get(m.Connection, invoice.connection_id)
+    assert connection is not None
+    return Paid(invoice, payment, await ledger.wallet_account(session, connection))
+
+
+PAY_FROM_WALLET = idempotency.Operation[Paid]("payInvoice", "InvoicePayment", lambda p: p.payment.id, _replay_payment)
+
+
+async def pay_from_wallet(
+    session: AsyncSession,
+    principal: Principal,
+    invoice_id: int,
+    amount: str | None,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> Paid:
+    """PARTNER_ADMIN: pay an OPEN invoice of its own connection from its wallet, all that
+    is due or `amount` of it; by default as much as the wallet covers."""
+    request = {"invoice": invoice_id, "amount": amount}
+
+    async def work() -> Paid:
+        principal.require(Role.PARTNER_ADMIN)
+        invoice = await locked_invoice(session, principal, invoice_id)
+        _require_open(invoice)
+        connection = await session.get(m.Connection, invoice.connection_id)
+        assert connection is not None
+        wallet = await ledger.wallet_account(session, connection)
+        # Read under the lock post() takes too, so the default is never stale.
+        await session.refresh(wallet, with_for_update=True)
+        available = wallet.balance - wallet.pending
+        due = amount_due(invoice)
+        if amount is None:
+            if available <= 0:
+                raise DomainError("WALLET_EMPTY", "The wallet holds no credit to pay with.", "amount")
+            minor = min(due, available)
+        else:
+            minor = money.parse(amount, invoice.currency_code, "amount")
+        key = f"invoice:{invoice.id}:wallet:{principal.user_id}:{idempotency_key}"
+        payment = await pay(
+            session, invoice, source=wallet, amount=minor, method=PaymentMethod.WALLET, key=key,
+            by=principal.user_id, now=now,
+        )
+        return Paid(invoice, payment, wallet)
+
+    return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work)
+
+
+async def void(
+    session: AsyncSession, principal: Principal, invoice_id: int, reason: str, now: datetime | None = None
+) -> m.Invoice:
+    """BILLING_ADMIN: an OPEN invoice is void. What the wallet paid into it goes back to the
+    wallet (REVERSAL), and what was still due is no longer owed; both posted together."""
+    principal.require(Role.BILLING_ADMIN)
+    text = reason.strip()
+    if not text or len(text) > MAX_REASON:
+        raise DomainError("INVALID_REASON", f"reason must be 1 to {MAX_REASON} characters.", "reason")
+    invoice = await locked_invoice(session, principal, invoice_id)
+    if invoice.status != S.OPEN.value:
+        raise DomainError("INVOICE_NOT_OPEN", f"Only an OPEN invoice can be voided; {invoice.number} is {invoice.status}.", "invoiceId")
+    at = _now(now)
+    connection = await session.get(m.Connection, invoice.connection_id)
+    assert connection is not None
+    receivable = await ledger.receivable_account(session, invoice, at)
+    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
+    wallet = await ledger.wallet_account(session, connection, at)
+    from_wallet = sum(
+        p.amount for p in await session.scalars(
+            select(m.InvoicePayment).where(m.InvoicePayment.invoice_id == invoice.id, m.InvoicePayment.method == "WALLET")
+        )
+    )
+    transfers = []
+    if from_wallet:
+        transfers.append(ledger.Transfer(
+            f"invoice:{invoice.id}:void:refund", "REVERSAL", receivable.id, wallet.id, from_wallet,
+            memo=f"Refund of {invoice.number} (void)", invoice_id=invoice.id, created_by_id=principal.user_id,
+        ))
+    written_off = amount_due(invoice) + from_wallet
+    if written_off:
+        transfers.append(ledger.Transfer(
+            f"invoice:{invoice.id}:void", "INVOICE_VOID", revenue.id, receivable.id, written_off,
+            memo=f"Invoice {invoice.number} void: {text}", invoice_id=invoice.id, created_by_id=principal.user_id,
+        ))
+    await ledger.post(session, transfers, now=at)
+    invoice.amount_paid -= from_wallet
+    invoice.status, invoice.voided_at, invoice.void_reason = S.VOID.value, at, text
+    invoice.next_payment_attempt_at = None
+    await session.flush()
+    return invoice
+
+
+async def mark_uncollectible(
+    session: AsyncSession, principal: Principal | None, invoice_id: int, now: datetime | None = None
+) -> m.Invoice:
+    """An OPEN invoice will not be paid: what is still due is written off. BILLING_ADMIN,
+    or the billing run (principal None) after the last declined charge."""
+    if principal is not None:
+        principal.require(Role.BILLING_ADMIN)
+    invoice = await locked_invoice(session, principal, invoice_id)
+    if invoice.status != S.OPEN.value:
+        raise DomainError(
+            "INVOICE_NOT_OPEN", f"Only an OPEN invoice can be written off; {invoice.number} is {invoice.status}.",
+            "invoiceId",
+        )
+    at = _now(now)
+    due = amount_due(invoice)
+    receivable = await ledger.receivable_account(session, invoice, at)
+    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
+    await ledger.post(session, [ledger.Transfer(
+        f"invoice:{invoice.id}:uncollectible", "INVOICE_UNCOLLECTIBLE", revenue.id, receivable.id, due,
+        memo=f"Invoice {invoice.number} uncollectible", invoice_id=invoice.id,
+        created_by_id=principal.user_id if principal else None,
+    )], now=at)
+    invoice.status, invoice.uncollectible_at = S.UNCOLLECTIBLE.value, at
+    invoice.next_payment_attempt_at = None
+    await session.flush()
+    return invoice
