@@ -135,31 +135,34 @@ async def post(
             if (p.debit_account_id, p.credit_account_id, p.amount) != (t.debit, t.credit, t.amount):
                 raise DomainError("PENDING_MISMATCH", "A resolution must name its pending transfer's accounts and amount.")
 
-    at = _now(now)
-    rows: list[m.LedgerTransfer] = []
+    # Work out every new balance first: nothing changes unless all of it may.
+    balance = {a.id: a.balance for a in locked}
+    pending = {a.id: a.pending for a in locked}
     for t in transfers:
-        debit, credit = accounts[t.debit], accounts[t.credit]
-        row = m.LedgerTransfer(
-            key=t.key, kind=t.kind, phase=t.phase, pending_id=t.resolves, debit_account_id=debit.id,
-            credit_account_id=credit.id, amount=t.amount, currency_code=debit.currency_code,
-            invoice_id=t.invoice_id, affiliate_payout_id=t.affiliate_payout_id, payout_id=t.payout_id,
-            memo=t.memo, created_by_id=t.created_by_id, created_at=at,
-        )
-        rows.append(row)
         if t.phase == "PENDING":
-            debit.pending += t.amount
+            pending[t.debit] += t.amount
             continue
         if t.resolves is not None:
-            debit.pending -= t.amount
+            pending[t.debit] -= t.amount
             if t.void:
                 continue
-        debit.balance -= t.amount
-        credit.balance += t.amount
+        balance[t.debit] -= t.amount
+        balance[t.credit] += t.amount
     for account in locked:
-        short = account.pending - account.balance
+        short = pending[account.id] - balance[account.id]
         if not account.allow_negative and short > 0:
             raise InsufficientFunds(account, short)
 
+    at = _now(now)
+    rows = [
+        m.LedgerTransfer(
+            key=t.key, kind=t.kind, phase=t.phase, pending_id=t.resolves, debit_account_id=t.debit,
+            credit_account_id=t.credit, amount=t.amount, currency_code=accounts[t.debit].currency_code,
+            invoice_id=t.invoice_id, affiliate_payout_id=t.affiliate_payout_id, payout_id=t.payout_id,
+            memo=t.memo, created_by_id=t.created_by_id, created_at=at,
+        )
+        for t in transfers
+    ]
     try:
         async with session.begin_nested():
             session.add_all(rows)
@@ -170,6 +173,8 @@ async def post(
             "TRANSFER_KEY_REUSED", "These transfer keys were already used for other transfers; nothing moved."
         ) from None
     _write_entries(session, rows, accounts, at)
+    for account in locked:
+        account.balance, account.pending = balance[account.id], pending[account.id]
     await session.flush()
     return rows
 
@@ -213,13 +218,8 @@ def _check_pair(debit: m.LedgerAccount, credit: m.LedgerAccount) -> None:
 def _write_entries(
     session: AsyncSession, rows: list[m.LedgerTransfer], accounts: dict[int, m.LedgerAccount], at: datetime
 ) -> None:
-    """Two entries per posted transfer, with each account's running balance."""
+    """Two entries per posted transfer, with each account's running balance from where it stood."""
     running = {a.id: a.balance for a in accounts.values()}
-    # Walk back from the final balances to the balance before these transfers.
-    for row in rows:
-        if _moves(row):
-            running[row.debit_account_id] += row.amount
-            running[row.credit_account_id] -= row.amount
     for row in rows:
         if not _moves(row):
             continue
