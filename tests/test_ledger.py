@@ -1,0 +1,73 @@
+"""The ledger as operations see it: `revampd-bff ledger verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from db import models as m
+from db.engine import create_engine, write_sessions
+from tests.conftest import Api
+
+ROOT = Path(__file__).resolve().parent.parent
+NORTHWIND = "owner@northwind.example"
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+async def cli(api: Api, *args: str) -> Run:
+    """`revampd-bff ARGS` in a process of its own, on the test's database."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli", *args, cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": api.settings.database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+async def write(api: Api, work: Any) -> Any:
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+async def test_ledger_verify_finds_nothing_wrong_with_the_demo_data(api: Api) -> None:
+    run = await cli(api, "ledger", "verify")
+    assert run.code == 0, run.err
+    assert "ledger verify: every balance, sum, invoice and affiliate payout agrees" in run.out
+
+
+async def test_ledger_verify_reports_a_tampered_balance_and_exits_non_zero(api: Api) -> None:
+    cid = await api.connection_id(NORTHWIND)
+    code = f"wallet:{cid}"
+    (balance,) = (await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == code)))[0]
+
+    # A cached balance can be changed behind the ledger's back (entries and transfers cannot).
+    async def tamper(session: Any) -> None:
+        await session.execute(
+            update(m.LedgerAccount).where(m.LedgerAccount.code == code).values(balance=balance + 100)
+        )
+
+    await write(api, tamper)
+    run = await cli(api, "ledger", "verify")
+    assert run.code != 0
+    assert f"account {code}: balance {balance + 100} and " in run.out
+    assert f"but its entries sum to {balance} over " in run.out
+    assert "ledger verify: 1 problem" in run.err
+
