@@ -11,7 +11,8 @@ transaction it:
 - looks up each transfer's key: a key already used for the same transfer is a
   replay and moves nothing; a key used for another transfer is refused;
 - refuses a transfer between two connections' accounts, between currencies, of a
-  non-positive amount, or one that would take a Partner's account below zero;
+  non-positive amount, or one that would take a Partner's account below zero (even
+  for a moment, between two transfers of one set);
 - writes the transfers, one entry per side with the running balance and the
   account's next sequence number, and the new balances, all or nothing.
 
@@ -148,17 +149,18 @@ async def post(
         rows.append(row)
         if t.phase == "PENDING":
             debit.pending += t.amount
-            continue
-        if t.resolves is not None:
+        elif t.phase == "VOID_PENDING":
             debit.pending -= t.amount
-            if t.void:
-                continue
-        debit.balance -= t.amount
-        credit.balance += t.amount
-    for account in locked:
-        short = account.pending - account.balance
-        if not account.allow_negative and short > 0:
-            raise InsufficientFunds(account, short)
+        else:
+            if t.phase == "POST_PENDING":
+                debit.pending -= t.amount
+            debit.balance -= t.amount
+            credit.balance += t.amount
+        # After each transfer, not only after the set: every entry records its running
+        # balance, and none of a Partner's may be below zero.
+        short = debit.pending - debit.balance
+        if not debit.allow_negative and short > 0:
+            raise InsufficientFunds(debit, short)
 
     try:
         async with session.begin_nested():

@@ -1,4 +1,4 @@
-"""The ledger as operations see it: `revampd-bff ledger verify`."""
+"""The ledger as operations see it: `revampd-bff ledger verify`, and post()'s refusals."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import func, select, update
 
 from db import models as m
 from db.engine import create_engine, write_sessions
+from services import ledger
+from services.errors import DomainError
 from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,3 +74,28 @@ async def test_ledger_verify_reports_a_tampered_balance_and_exits_non_zero(api: 
     assert f"but its entries sum to {balance} over " in run.out
     assert "ledger verify: 1 problem" in run.err
 
+
+async def test_a_set_of_transfers_moves_nothing_when_its_first_overdraws(api: Api) -> None:
+    """Posted together, a debit of more than the wallet holds followed by a credit that
+    would cover it is refused: the debit's entry would show the wallet below zero."""
+    cid = await api.connection_id(NORTHWIND)
+    code = f"wallet:{cid}"
+    (held,) = (await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == code)))[0]
+
+    async def overdraw_then_cover(session: Any) -> None:
+        connection = await session.get(m.Connection, cid)
+        wallet = await ledger.wallet_account(session, connection)
+        adjustments = await ledger.system_account(session, "ADJUSTMENTS", connection.currency_code)
+        await ledger.post(session, [
+            ledger.Transfer("test:overdraw:debit", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, held + 500),
+            ledger.Transfer("test:overdraw:credit", "MANUAL_ADJUSTMENT", adjustments.id, wallet.id, 1000),
+        ])
+
+    with pytest.raises(DomainError) as refused:
+        await write(api, overdraw_then_cover)
+    assert refused.value.code == "INSUFFICIENT_FUNDS"
+    assert "5.00 USD more is needed" in refused.value.message
+    moved = await api.rows(select(func.count()).select_from(m.LedgerTransfer)
+                           .where(m.LedgerTransfer.key.like("test:overdraw:%")))
+    assert moved == [(0,)]
+    assert await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == code)) == [(held,)]
