@@ -105,9 +105,12 @@ async def post(
         if t.debit == t.credit:
             raise DomainError("SAME_ACCOUNT", "A transfer needs two different accounts.")
     ids = sorted({t.debit for t in transfers} | {t.credit for t in transfers})
+    # populate_existing: an account the caller read before the lock is refreshed to
+    # what the lock found, or a post committed meanwhile would be lost.
     locked = (
         await session.scalars(
             select(m.LedgerAccount).where(m.LedgerAccount.id.in_(ids)).order_by(m.LedgerAccount.id).with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).all()
     accounts = {a.id: a for a in locked}

@@ -99,3 +99,39 @@ async def test_a_set_of_transfers_moves_nothing_when_its_first_overdraws(api: Ap
                            .where(m.LedgerTransfer.key.like("test:overdraw:%")))
     assert moved == [(0,)]
     assert await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == code)) == [(held,)]
+
+
+@pytest.mark.postgres
+async def test_post_works_from_the_locked_balance_not_one_read_before_the_lock(api: Api) -> None:
+    """A transaction that read a wallet (as `wallet_account` does) before another one
+    debited it must post from the balance it finds under the lock, or the debit is lost.
+    (PostgreSQL only: on SQLite a write transaction holds the database from its start.)"""
+    cid = await api.connection_id(NORTHWIND)
+    code = f"wallet:{cid}"
+    (held,) = (await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == code)))[0]
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as early, early.begin():
+            connection = await early.get(m.Connection, cid)
+            wallet = await ledger.wallet_account(early, connection)  # read, not locked
+            adjustments = await ledger.system_account(early, "ADJUSTMENTS", connection.currency_code)
+            assert wallet.balance == held
+
+            async def debit(session: Any) -> None:  # another request, committed meanwhile
+                await ledger.post(session, [ledger.Transfer(
+                    "test:stale:debit", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, 300)])
+
+            await write(api, debit)
+            await ledger.post(early, [ledger.Transfer(
+                "test:stale:credit", "MANUAL_ADJUSTMENT", adjustments.id, wallet.id, 1000)])
+    finally:
+        await engine.dispose()
+    assert await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == code)) == [
+        (held - 300 + 1000,)
+    ]
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as session:
+            assert await ledger.verify(session) == []
+    finally:
+        await engine.dispose()
