@@ -19,6 +19,7 @@ from schema.base import (
     to_global_id,
 )
 from schema.enums import CreditStatus, PayoutPeriodType, WalletAdjustmentKind, WalletEntryKind
+from schema.idempotency import idempotency_key_field
 from schema.users import User
 from services import enums as services_enums
 from services import wallet as wallet_service
@@ -182,6 +183,36 @@ class AdjustWalletPayload:
         return cls(
             wallet=Wallet.of(result.account, result.account.currency_code) if result else None,
             wallet_entry=WalletEntry.of(result.entry, result.transfer) if result else None,
+            user_errors=errors,
+            client_mutation_id=cmid,
+        )
+
+
+@strawberry.input
+class ApplyAffiliatePayoutInput:
+    affiliate_payout_id: strawberry.ID = strawberry.field(description="A PENDING affiliate payout.")
+    idempotency_key: str | None = idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class ApplyAffiliatePayoutPayload:
+    affiliate_payout: AffiliatePayout | None = strawberry.field(description="Now APPLIED.")
+    wallet_entry: WalletEntry | None = strawberry.field(description="The credit on the wallet's statement.")
+    wallet: Wallet | None = strawberry.field(description="The wallet as it now stands.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, result: wallet_service.Applied | None, errors: list[UserError], cmid: str | None) -> Self:
+        if result is None:
+            return cls(affiliate_payout=None, wallet_entry=None, wallet=None, user_errors=errors,
+                       client_mutation_id=cmid)
+        account = result.movement.account
+        return cls(
+            affiliate_payout=AffiliatePayout.of(result.payout, account.currency_code),
+            wallet_entry=WalletEntry.of(result.movement.entry, result.movement.transfer),
+            wallet=Wallet.of(account, account.currency_code),
             user_errors=errors,
             client_mutation_id=cmid,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +13,10 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from db import models as m
-from db.engine import create_engine, read_sessions
+from db.engine import create_engine, read_sessions, write_sessions
 from schema.base import to_global_id
 from services import ledger
+from services import wallet as wallet_service
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -279,4 +281,143 @@ async def test_20_concurrent_debits_never_overdraw_the_wallet(api: Api) -> None:
     assert outcomes == {"moved": 9, "INSUFFICIENT_FUNDS": 11}
     assert await balance(api) == before - 9 * step >= 0
     assert await transfers(api) == count + 9
+    assert await ledger_problems(api) == []
+
+
+# ---- applyAffiliatePayout --------------------------------------------------------------
+
+APPLY = """mutation($input: ApplyAffiliatePayoutInput!) { applyAffiliatePayout(input: $input) {
+  affiliatePayout { id creditStatus appliedAt amount { amount } walletEntry { id } }
+  walletEntry { id amount { amount currencyCode } kind memo createdBy { email }
+    source { __typename ... on AffiliatePayout { id creditStatus } } }
+  wallet { balance { amount } }
+  userErrors { field code message } clientMutationId } }"""
+PAYOUTS = """{ viewer { partner { revampdConnection { affiliatePayouts(first: 50) {
+  nodes { id creditStatus appliedAt amount { amount } walletEntry { id amount { amount } } } } } } } }"""
+
+
+async def affiliate_payouts(api: Api, email: str, status: str | None = None) -> list[tuple[int, int]]:
+    """(id, amount) of `email`'s connection's affiliate payouts, oldest first."""
+    stmt = select(m.AffiliatePayout.id, m.AffiliatePayout.amount).where(
+        m.AffiliatePayout.connection_id == await api.connection_id(email)
+    ).order_by(m.AffiliatePayout.period_end, m.AffiliatePayout.id)
+    if status is not None:
+        stmt = stmt.where(m.AffiliatePayout.credit_status == status)
+    return [(r[0], r[1]) for r in await api.rows(stmt)]
+
+
+async def apply(api: Api, payout_id: int, *, as_: str = BILLING, **input: Any) -> dict[str, Any]:
+    fields = {"affiliatePayoutId": to_global_id("AffiliatePayout", payout_id), **input}
+    return dict((await api.gql(APPLY, {"input": fields}, as_=as_))["applyAffiliatePayout"])
+
+
+async def as_partner_sees(api: Api, email: str) -> dict[str, dict[str, Any]]:
+    data = await api.gql(PAYOUTS, as_=email)
+    return {n["id"]: n for n in data["viewer"]["partner"]["revampdConnection"]["affiliatePayouts"]["nodes"]}
+
+
+async def test_applying_a_pending_affiliate_payout_credits_its_wallet(api: Api) -> None:
+    [(pid, amount), *_] = await affiliate_payouts(api, OWNER, "PENDING")
+    before, program = await balance(api), await system_balance(api, "AFFILIATE_PROGRAM")
+    payload = await apply(api, pid, clientMutationId="ap-1")
+    assert payload["userErrors"] == [] and payload["clientMutationId"] == "ap-1"
+    gid = to_global_id("AffiliatePayout", pid)
+    credited = Decimal(amount) / 100
+    assert payload["affiliatePayout"]["id"] == gid and payload["affiliatePayout"]["creditStatus"] == "APPLIED"
+    assert payload["affiliatePayout"]["appliedAt"] is not None
+    entry = payload["walletEntry"]
+    assert entry["kind"] == "AFFILIATE_PAYOUT" and Decimal(entry["amount"]["amount"]) == credited
+    assert entry["memo"].startswith("Affiliate payout (") and entry["createdBy"] == {"email": BILLING}
+    assert entry["source"] == {"__typename": "AffiliatePayout", "id": gid, "creditStatus": "APPLIED"}
+    assert payload["affiliatePayout"]["walletEntry"] == {"id": entry["id"]}
+    assert Decimal(payload["wallet"]["balance"]["amount"]) == before + credited == await balance(api)
+    assert await system_balance(api, "AFFILIATE_PROGRAM") == program - amount
+    # The Partner sees it applied, with the credit on its statement.
+    seen = (await as_partner_sees(api, OWNER))[gid]
+    assert seen["creditStatus"] == "APPLIED" and seen["walletEntry"]["id"] == entry["id"]
+    assert (await wallet(api))["entries"]["nodes"][0]["id"] == entry["id"]
+    rows = await api.rows(select(m.LedgerTransfer.key, m.LedgerTransfer.affiliate_payout_id)
+                          .where(m.LedgerTransfer.affiliate_payout_id == pid))
+    assert rows == [(f"affiliate_payout:{pid}:credit", pid)]
+    assert await ledger_problems(api) == []
+
+
+async def test_an_applied_affiliate_payout_is_refused_and_moves_nothing(api: Api) -> None:
+    [(pid, _), *_] = await affiliate_payouts(api, OWNER, "PENDING")
+    first = await apply(api, pid)
+    after, count = await balance(api), await transfers(api)
+    again = await apply(api, pid)
+    assert only_error(again) == ("ALREADY_APPLIED", ["input", "affiliatePayoutId"])
+    assert again["affiliatePayout"] is None and again["walletEntry"] is None
+    [(old, _), *_] = await affiliate_payouts(api, OWNER, "APPLIED")  # applied by the demo history
+    assert only_error(await apply(api, old)) == ("ALREADY_APPLIED", ["input", "affiliatePayoutId"])
+    assert await balance(api) == after and await transfers(api) == count
+    assert first["affiliatePayout"]["appliedAt"] == (await as_partner_sees(api, OWNER))[
+        first["affiliatePayout"]["id"]]["appliedAt"], "applied once, at the first time"
+
+
+async def test_a_retry_with_its_idempotency_key_answers_with_the_first_application(api: Api) -> None:
+    [(pid, _), *_] = await affiliate_payouts(api, BLUEBIRD, "PENDING")
+    first = await apply(api, pid, idempotencyKey="apply-1")
+    after, count = await balance(api, BLUEBIRD), await transfers(api)
+    again = await apply(api, pid, idempotencyKey="apply-1")
+    assert again["userErrors"] == [] and again["walletEntry"] == first["walletEntry"]
+    assert again["affiliatePayout"] == first["affiliatePayout"]
+    assert await balance(api, BLUEBIRD) == after and await transfers(api) == count
+    [(other, _), *_] = await affiliate_payouts(api, BLUEBIRD, "PENDING")
+    assert only_error(await apply(api, other, idempotencyKey="apply-1")) == (
+        "IDEMPOTENCY_KEY_REUSED", ["input", "idempotencyKey"])
+
+
+@pytest.mark.parametrize("who", [OWNER, MEMBER, SUPPORT])
+async def test_only_billing_admins_apply_affiliate_payouts(api: Api, who: str) -> None:
+    [(pid, _), *_] = await affiliate_payouts(api, OWNER, "PENDING")
+    before, count = await balance(api), await transfers(api)
+    payload = await apply(api, pid, as_=who)
+    assert only_error(payload) == ("FORBIDDEN", None) and payload["affiliatePayout"] is None
+    assert await balance(api) == before and await transfers(api) == count
+    assert (await as_partner_sees(api, OWNER))[to_global_id("AffiliatePayout", pid)]["creditStatus"] == "PENDING"
+
+
+async def test_an_affiliate_payout_that_does_not_exist_is_not_found(api: Api) -> None:
+    for gid in (to_global_id("AffiliatePayout", 10**6), to_global_id("Payout", 1), "nonsense"):
+        payload = dict((await api.gql(APPLY, {"input": {"affiliatePayoutId": gid}}, as_=BILLING))
+                       ["applyAffiliatePayout"])
+        assert only_error(payload) == ("NOT_FOUND", ["input", "affiliatePayoutId"])
+
+
+async def test_20_concurrent_applications_credit_the_payout_once(api: Api) -> None:
+    """Runs on whichever database the suite runs on (SQLite, or PostgreSQL with TEST_DATABASE_URL)."""
+    [(pid, amount), *_] = await affiliate_payouts(api, OWNER, "PENDING")
+    before, count = await balance(api), await transfers(api)
+    variables = {"input": {"affiliatePayoutId": to_global_id("AffiliatePayout", pid)}}
+    responses = await asyncio.gather(*(api.post(APPLY, variables, as_=BILLING) for _ in range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    payloads = [r.json()["data"]["applyAffiliatePayout"] for r in responses]
+    outcomes = Counter(p["userErrors"][0]["code"] if p["userErrors"] else "applied" for p in payloads)
+    assert outcomes == {"applied": 1, "ALREADY_APPLIED": 19}
+    assert await balance(api) == before + Decimal(amount) / 100
+    assert await transfers(api) == count + 1
+    assert await ledger_problems(api) == []
+
+
+async def test_the_billing_run_applies_every_pending_payout_of_one_connection(api: Api) -> None:
+    """services.wallet.apply_pending_affiliate_payouts, as the billing run calls it."""
+    pending = await affiliate_payouts(api, OWNER, "PENDING")
+    others = await affiliate_payouts(api, BLUEBIRD, "PENDING")
+    assert len(pending) >= 2 and others
+    before = await balance(api)
+    cid, now = await api.connection_id(OWNER), datetime.now(timezone.utc)
+    engine = create_engine(api.settings.database_url)
+    try:
+        for expected in (pending, []):  # a second run finds nothing left to apply
+            async with write_sessions(engine)() as session, session.begin():
+                applied = await wallet_service.apply_pending_affiliate_payouts(session, cid, now)
+            assert [(a.payout.id, a.movement.entry.amount) for a in applied] == expected
+    finally:
+        await engine.dispose()
+    assert await balance(api) == before + Decimal(sum(amount for _, amount in pending)) / 100
+    seen = await as_partner_sees(api, OWNER)
+    assert {n["creditStatus"] for n in seen.values()} == {"APPLIED"}
+    assert await affiliate_payouts(api, BLUEBIRD, "PENDING") == others, "another connection's stay pending"
     assert await ledger_problems(api) == []
