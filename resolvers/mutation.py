@@ -11,5 +11,6 @@ from strawberry.tools import merge_types
 from resolvers.addons import AddOnMutations
 from resolvers.plans import PlanMutations
 from resolvers.tickets import TicketMutations
+from resolvers.wallet import WalletMutations
 
-Mutation = merge_types("Mutation", (PlanMutations, AddOnMutations, TicketMutations))
+Mutation = merge_types("Mutation", (PlanMutations, AddOnMutations, TicketMutations, WalletMutations))

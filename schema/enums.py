@@ -19,3 +19,4 @@ PayoutDisposition = strawberry.enum(enums.PayoutDisposition, name="PayoutDisposi
 TransferStatus = strawberry.enum(enums.TransferStatus, name="TransferStatus")
 TicketStatus = strawberry.enum(enums.TicketStatus, name="TicketStatus")
 TicketPriority = strawberry.enum(enums.TicketPriority, name="TicketPriority")
+WalletAdjustmentKind = strawberry.enum(enums.WalletAdjustmentKind, name="WalletAdjustmentKind")

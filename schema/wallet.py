@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Self
 
 import strawberry
 
@@ -11,14 +12,17 @@ from schema.base import (
     Connection,
     Money,
     Node,
+    UserError,
     ctx,
     load_page,
     page_args,
     to_global_id,
 )
-from schema.enums import CreditStatus, PayoutPeriodType, WalletEntryKind
+from schema.enums import CreditStatus, PayoutPeriodType, WalletAdjustmentKind, WalletEntryKind
+from schema.idempotency import idempotency_key_field
 from schema.users import User
 from services import enums as services_enums
+from services import wallet as wallet_service
 from services.pagination import Page
 
 # What a transfer was for, as a line of the wallet's statement.
@@ -142,3 +146,73 @@ class AffiliatePayout(Node, model=m.AffiliatePayout):
         entries = await ctx(info).loaders.entries_by_transfer.load(self.model.transfer_id)
         credit = next((e for e in entries if e.amount > 0), None)  # the wallet's side
         return await WalletEntry.from_model(info, credit) if credit is not None else None
+
+
+# ---- Mutations: inputs and payloads -------------------------------------------
+
+@strawberry.input
+class AdjustWalletInput:
+    connection_id: strawberry.ID = strawberry.field(description="The RevampdConnection whose wallet to adjust.")
+    amount: str = strawberry.field(
+        description="Signed decimal string in the connection's currency: \"25.00\" credits the wallet, "
+        "\"-25.00\" takes credit back (never below zero). Not zero; no more decimals than the currency has."
+    )
+    kind: WalletAdjustmentKind = strawberry.field(
+        description="MANUAL_ADJUSTMENT moves money from Revampd's adjustments account, REVENUE_SHARE from "
+        "its revenue-share account (and back, for a negative amount)."
+    )
+    memo: str = strawberry.field(description="Why, shown on the statement: 1 to 500 characters, trimmed.")
+    idempotency_key: str = strawberry.field(
+        description="Required: a key you choose for this adjustment (1 to 200 characters, no control "
+        "characters; a UUID will do). A retry with the same key and the same input moves nothing and "
+        "answers with the first entry; the same key with other input is refused with "
+        "IDEMPOTENCY_KEY_REUSED. Keys are per user; a refused request leaves its key unused."
+    )
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class AdjustWalletPayload:
+    wallet: Wallet | None = strawberry.field(description="The wallet as it now stands.")
+    wallet_entry: WalletEntry | None = strawberry.field(description="The adjustment on the wallet's statement.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, result: wallet_service.Movement | None, errors: list[UserError], cmid: str | None) -> Self:
+        return cls(
+            wallet=Wallet.of(result.account, result.account.currency_code) if result else None,
+            wallet_entry=WalletEntry.of(result.entry, result.transfer) if result else None,
+            user_errors=errors,
+            client_mutation_id=cmid,
+        )
+
+
+@strawberry.input
+class ApplyAffiliatePayoutInput:
+    affiliate_payout_id: strawberry.ID = strawberry.field(description="A PENDING affiliate payout.")
+    idempotency_key: str | None = idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class ApplyAffiliatePayoutPayload:
+    affiliate_payout: AffiliatePayout | None = strawberry.field(description="Now APPLIED.")
+    wallet_entry: WalletEntry | None = strawberry.field(description="The credit on the wallet's statement.")
+    wallet: Wallet | None = strawberry.field(description="The wallet as it now stands.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, result: wallet_service.Applied | None, errors: list[UserError], cmid: str | None) -> Self:
+        if result is None:
+            return cls(affiliate_payout=None, wallet_entry=None, wallet=None, user_errors=errors,
+                       client_mutation_id=cmid)
+        account = result.movement.account
+        return cls(
+            affiliate_payout=AffiliatePayout.of(result.payout, account.currency_code),
+            wallet_entry=WalletEntry.of(result.movement.entry, result.movement.transfer),
+            wallet=Wallet.of(account, account.currency_code),
+            user_errors=errors,
+            client_mutation_id=cmid,
+        )

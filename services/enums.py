@@ -87,3 +87,10 @@ class TicketPriority(str, Enum):
     LOW = "LOW"
     MEDIUM = "MEDIUM"
     HIGH = "HIGH"
+
+
+class WalletAdjustmentKind(str, Enum):
+    """What Revampd billing credits (or takes back): the kinds of adjustWallet."""
+
+    MANUAL_ADJUSTMENT = "MANUAL_ADJUSTMENT"
+    REVENUE_SHARE = "REVENUE_SHARE"

@@ -11,7 +11,8 @@ transaction it:
 - looks up each transfer's key: a key already used for the same transfer is a
   replay and moves nothing; a key used for another transfer is refused;
 - refuses a transfer between two connections' accounts, between currencies, of a
-  non-positive amount, or one that would take a Partner's account below zero;
+  non-positive amount, or one that would take a Partner's account below zero (even
+  for a moment, between two transfers of one set);
 - writes the transfers, one entry per side with the running balance and the
   account's next sequence number, and the new balances, all or nothing.
 
@@ -104,9 +105,12 @@ async def post(
         if t.debit == t.credit:
             raise DomainError("SAME_ACCOUNT", "A transfer needs two different accounts.")
     ids = sorted({t.debit for t in transfers} | {t.credit for t in transfers})
+    # populate_existing: an account the caller read before the lock is refreshed to
+    # what the lock found, or a post committed meanwhile would be lost.
     locked = (
         await session.scalars(
             select(m.LedgerAccount).where(m.LedgerAccount.id.in_(ids)).order_by(m.LedgerAccount.id).with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).all()
     accounts = {a.id: a for a in locked}
@@ -141,17 +145,19 @@ async def post(
     for t in transfers:
         if t.phase == "PENDING":
             pending[t.debit] += t.amount
-            continue
-        if t.resolves is not None:
+        elif t.phase == "VOID_PENDING":
             pending[t.debit] -= t.amount
-            if t.void:
-                continue
-        balance[t.debit] -= t.amount
-        balance[t.credit] += t.amount
-    for account in locked:
-        short = pending[account.id] - balance[account.id]
-        if not account.allow_negative and short > 0:
-            raise InsufficientFunds(account, short)
+        else:
+            if t.phase == "POST_PENDING":
+                pending[t.debit] -= t.amount
+            balance[t.debit] -= t.amount
+            balance[t.credit] += t.amount
+        # After each transfer, not only after the set: every entry records its running
+        # balance, and none of a Partner's may be below zero.
+        debit = accounts[t.debit]
+        short = pending[t.debit] - balance[t.debit]
+        if not debit.allow_negative and short > 0:
+            raise InsufficientFunds(debit, short)
 
     at = _now(now)
     rows = [
