@@ -9,6 +9,7 @@ import strawberry
 from db import models as m
 from schema.base import Money, Node, ctx, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
+from schema.users import User
 from services import invoices
 
 
@@ -20,11 +21,24 @@ class InvoiceLineItem:
     amount: Money
 
 
-@strawberry.type
+@strawberry.type(description="Money paid into an invoice: from the wallet, a card or a bank.")
 class InvoicePayment:
     amount: Money
     method: PaymentMethod
     created_at: datetime
+    model: strawberry.Private[m.InvoicePayment]
+
+    @classmethod
+    def of(cls, p: m.InvoicePayment, currency: str) -> "InvoicePayment":
+        return cls(
+            amount=Money.of(p.amount, currency), method=PaymentMethod(p.method), created_at=p.created_at, model=p
+        )
+
+    @strawberry.field(
+        description="Who paid: the Partner user who paid from the wallet; null for an automatic charge."
+    )
+    async def created_by(self, info: strawberry.Info) -> User | None:
+        return await User.load(info, self.model.created_by_id)
 
 
 @strawberry.input
@@ -40,15 +54,23 @@ class Invoice(Node, model=m.Invoice):
     status: InvoiceStatus
     total: Money
     amount_paid: Money
-    amount_due: Money = strawberry.field(description="total - amountPaid; zero once void.")
-    payment_method: PaymentMethod | None
+    amount_due: Money = strawberry.field(description="total - amountPaid; zero once PAID, VOID or UNCOLLECTIBLE.")
+    payment_method: PaymentMethod | None = strawberry.field(
+        description="How it was paid; MIXED when by more than one method."
+    )
     period_start: datetime | None
     period_end: datetime | None
     issued_at: datetime
+    opened_at: datetime | None = strawberry.field(description="When it became OPEN (due); null while a DRAFT.")
     due_at: datetime | None
     paid_at: datetime | None
     voided_at: datetime | None
     void_reason: str | None
+    uncollectible_at: datetime | None = strawberry.field(description="When it was written off as UNCOLLECTIBLE.")
+    payment_error: str | None = strawberry.field(description="Why the last card charge was declined, if one was.")
+    next_payment_attempt_at: datetime | None = strawberry.field(
+        description="When the card is charged again; null when no charge is planned."
+    )
     model: strawberry.Private[m.Invoice]
 
     @classmethod
@@ -66,10 +88,14 @@ class Invoice(Node, model=m.Invoice):
             period_start=i.period_start,
             period_end=i.period_end,
             issued_at=i.issued_at,
+            opened_at=i.opened_at,
             due_at=i.due_at,
             paid_at=i.paid_at,
             voided_at=i.voided_at,
             void_reason=i.void_reason,
+            uncollectible_at=i.uncollectible_at,
+            payment_error=i.payment_error,
+            next_payment_attempt_at=i.next_payment_attempt_at,
             model=i,
         )
 
@@ -87,11 +113,7 @@ class Invoice(Node, model=m.Invoice):
             for r in rows
         ]
 
-    @strawberry.field
+    @strawberry.field(description="Payments into it, oldest first.")
     async def payments(self, info: strawberry.Info) -> list[InvoicePayment]:
-        cur = self.model.currency_code
         rows = await ctx(info).loaders.payments_by_invoice.load(self.model.id)
-        return [
-            InvoicePayment(amount=Money.of(r.amount, cur), method=PaymentMethod(r.method), created_at=r.created_at)
-            for r in rows
-        ]
+        return [InvoicePayment.of(r, self.model.currency_code) for r in rows]
