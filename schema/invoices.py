@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Self
 
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, ctx, to_global_id
+from schema.base import Money, Node, UserError, ctx, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
+from schema.idempotency import required_idempotency_key_field
 from schema.users import User
+from schema.wallet import Wallet
 from services import invoices
 
 
@@ -117,3 +120,36 @@ class Invoice(Node, model=m.Invoice):
     async def payments(self, info: strawberry.Info) -> list[InvoicePayment]:
         rows = await ctx(info).loaders.payments_by_invoice.load(self.model.id)
         return [InvoicePayment.of(r, self.model.currency_code) for r in rows]
+
+
+# ---- Mutations: inputs and payloads -------------------------------------------
+
+@strawberry.input
+class PayInvoiceInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice of your connection.")
+    amount: str | None = strawberry.field(
+        default=None,
+        description="A decimal string in the invoice's currency, such as \"12.50\": at most what is due and "
+        "what the wallet holds. Without it the wallet pays all that is due, or all it holds if that is less.",
+    )
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class PayInvoicePayload:
+    invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
+    payment: InvoicePayment | None
+    wallet: Wallet | None = strawberry.field(description="The wallet it was paid from, as it now stands.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, paid: invoices.Paid | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
+        return cls(
+            invoice=Invoice.of(paid.invoice) if paid else None,
+            payment=InvoicePayment.of(paid.payment, paid.invoice.currency_code) if paid else None,
+            wallet=Wallet.of(paid.wallet, paid.wallet.currency_code) if paid else None,
+            user_errors=errors,
+            client_mutation_id=client_mutation_id,
+        )

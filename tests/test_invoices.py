@@ -3,13 +3,22 @@ Revampd billing issues, voids and writes off."""
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, TypeVar
 
-from sqlalchemy import event, update
+import pytest
+from sqlalchemy import event, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
-from schema.base import from_global_id
+from db.engine import create_engine, read_sessions, write_sessions
+from schema.base import from_global_id, to_global_id
+from services import invoices as invoice_service
+from services import ledger
+from services.enums import InvoiceType, PaymentMethod
 from tests.conftest import Api
+
+T = TypeVar("T")
 
 OWNER = "owner@northwind.example"
 MEMBER = "member@northwind.example"
@@ -109,3 +118,268 @@ async def test_payments_and_who_made_them_cost_the_same_statements_for_10_or_100
     payers = [p["createdBy"] for e in edges for p in e["node"]["payments"] if p["createdBy"]]
     assert len(edges) > 10 and payers and {p["name"] for p in payers} == {"Maya Patel"}
     assert ten == hundred, f"{ten} statements for 10 invoices, {hundred} for 100"
+
+
+# ---- paying from the wallet -----------------------------------------------------------
+
+PAY = f"""mutation($input: PayInvoiceInput!) {{ payInvoice(input: $input) {{
+  invoice {{ {INVOICE} }}
+  payment {{ amount {{ amount currencyCode }} method createdAt createdBy {{ email }} }}
+  wallet {{ balance {{ amount }} entries(first: 1) {{ edges {{ node {{ amount {{ amount }} kind memo
+    source {{ __typename ... on Invoice {{ id }} }} }} }} }} }}
+  userErrors {{ field code message }} clientMutationId }} }}"""
+AMOUNT = ["input", "amount"]
+INVOICE_ID = ["input", "invoiceId"]
+KEY = ["input", "idempotencyKey"]
+
+
+async def pay(api: Api, invoice_id: str, amount: str | None = None, *, key: str = "pay-1",
+              as_: str = OWNER, **extra: Any) -> dict[str, Any]:
+    input = {"invoiceId": invoice_id, "idempotencyKey": key, **extra}
+    if amount is not None:
+        input["amount"] = amount
+    return dict((await api.gql(PAY, {"input": input}, as_=as_))["payInvoice"])
+
+
+def refusal(payload: dict[str, Any]) -> tuple[str, list[str] | None]:
+    """The one user error of a refused money mutation, which gives back no objects."""
+    assert len(payload["userErrors"]) == 1, payload
+    assert [payload.get(k) for k in ("invoice", "payment", "wallet") if k in payload] == [None] * len(
+        [k for k in ("invoice", "payment", "wallet") if k in payload]
+    ), payload
+    return payload["userErrors"][0]["code"], payload["userErrors"][0]["field"]
+
+
+async def balance(api: Api, as_: str) -> Decimal:
+    q = "{ viewer { partner { revampdConnection { wallet { balance { amount } } } } } }"
+    data = await api.gql(q, as_=as_)
+    return Decimal(data["viewer"]["partner"]["revampdConnection"]["wallet"]["balance"]["amount"])
+
+
+async def in_transaction(api: Api, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run service code in its own transaction on the app's database, as a worker would."""
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+async def bill(api: Api, email: str, total: int, description: str = "Onboarding workshop") -> str:
+    """A new OPEN one-time invoice of `total` minor units for `email`'s connection."""
+    cid = await api.connection_id(email)
+
+    async def work(session: AsyncSession) -> int:
+        connection = await invoice_service.locked_connection(session, cid)
+        made = await invoice_service.create(
+            session, connection, type=InvoiceType.ONE_TIME, lines=[invoice_service.Line(description, 1, total)],
+            due_at=None,
+        )
+        return made.id
+
+    return to_global_id("Invoice", await in_transaction(api, work))
+
+
+async def ledger_problems(api: Api) -> list[str]:
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with read_sessions(engine)() as session:
+            return await ledger.verify(session)
+    finally:
+        await engine.dispose()
+
+
+async def money_state(api: Api) -> list[Any]:
+    """Everything a money mutation could change: balances, transfers, invoices, payments, keys."""
+    return [
+        await api.rows(select(m.LedgerAccount.code, m.LedgerAccount.balance).order_by(m.LedgerAccount.id)),
+        await api.rows(select(func.count()).select_from(m.LedgerTransfer)),
+        await api.rows(select(m.Invoice.id, m.Invoice.status, m.Invoice.amount_paid, m.Invoice.payment_method)
+                       .order_by(m.Invoice.id)),
+        await api.rows(select(func.count()).select_from(m.InvoicePayment)),
+        await api.rows(select(m.IdempotencyKey.key).order_by(m.IdempotencyKey.id)),
+    ]
+
+
+async def test_the_owner_pays_part_of_an_open_invoice_from_the_wallet(api: Api) -> None:
+    before = await balance(api, OWNER)
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]  # 31.00 due, nothing paid yet
+    paid = await pay(api, add_ons["id"], "10.00", clientMutationId="c-1")
+    assert paid["userErrors"] == [] and paid["clientMutationId"] == "c-1"
+    inv = paid["invoice"]
+    assert (inv["id"], inv["status"], inv["paymentMethod"]) == (add_ons["id"], "OPEN", "WALLET")
+    assert (inv["amountPaid"]["amount"], inv["amountDue"]["amount"]) == ("10.00", "21.00")
+    assert paid["payment"]["amount"] == {"amount": "10.00", "currencyCode": "USD"}
+    assert (paid["payment"]["method"], paid["payment"]["createdBy"]["email"]) == ("WALLET", OWNER)
+    assert [(p["amount"]["amount"], p["method"]) for p in inv["payments"]] == [("10.00", "WALLET")]
+    assert Decimal(paid["wallet"]["balance"]["amount"]) == before - Decimal("10.00") == await balance(api, OWNER)
+    [line] = [e["node"] for e in paid["wallet"]["entries"]["edges"]]
+    assert (line["amount"]["amount"], line["kind"]) == ("-10.00", "INVOICE_PAYMENT")
+    assert line["source"] == {"__typename": "Invoice", "id": add_ons["id"]} and "INV-NW-0027" in line["memo"]
+    assert await ledger_problems(api) == []
+
+
+async def test_without_an_amount_the_wallet_pays_all_that_is_due(api: Api) -> None:
+    before = await balance(api, OWNER)
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    paid = await pay(api, add_ons["id"])
+    inv = paid["invoice"]
+    assert paid["userErrors"] == [] and inv["status"] == "PAID" and inv["paidAt"] is not None
+    assert (inv["amountPaid"]["amount"], inv["amountDue"]["amount"]) == ("31.00", "0.00")
+    assert await balance(api, OWNER) == before - Decimal("31.00")
+    assert await ledger_problems(api) == []
+
+
+async def test_without_an_amount_the_wallet_pays_what_it_holds_of_a_larger_invoice(api: Api) -> None:
+    before = await balance(api, OWNER)
+    big = await bill(api, OWNER, int(before * 100) + 50_000)
+    paid = await pay(api, big)
+    assert paid["userErrors"] == [] and paid["invoice"]["status"] == "OPEN"
+    assert Decimal(paid["payment"]["amount"]["amount"]) == before
+    assert paid["wallet"]["balance"]["amount"] == "0.00" and paid["invoice"]["amountDue"]["amount"] == "500.00"
+    assert await ledger_problems(api) == []
+
+
+async def test_an_invoice_paid_by_card_and_then_from_the_wallet_shows_mixed(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+
+    async def charge_card(session: AsyncSession) -> None:
+        row = await invoice_service.locked_invoice(session, None, pk(add_ons["id"]))
+        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD")
+        await invoice_service.pay(session, row, source=card, amount=1_000, method=PaymentMethod.CARD,
+                                  key="card:test", by=None)
+
+    await in_transaction(api, charge_card)
+    paid = await pay(api, add_ons["id"])
+    inv = paid["invoice"]
+    assert paid["userErrors"] == [] and inv["status"] == "PAID" and inv["paymentMethod"] == "MIXED"
+    assert [(p["amount"]["amount"], p["method"], p["createdBy"]) for p in inv["payments"]] == [
+        ("10.00", "CARD", None), ("21.00", "WALLET", {"id": to_global_id("User", api.ids[OWNER]),
+                                                     "name": "Maya Patel", "email": OWNER})]
+    assert await ledger_problems(api) == []
+
+
+# ---- refusals: each its own code, and nothing moves -------------------------------------
+
+async def test_paying_more_than_is_due_is_refused(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    payload = await pay(api, add_ons["id"], "31.01")
+    assert refusal(payload) == ("OVERPAYMENT", AMOUNT)
+    assert "31.00 USD is due" in payload["userErrors"][0]["message"]
+    assert await money_state(api) == state
+
+
+async def test_only_an_open_invoice_can_be_paid(api: Api) -> None:
+    northwind = await invoices(api, OWNER, "PAID", "VOID", "DRAFT")
+    cedar = await invoices(api, CEDAR, "UNCOLLECTIBLE")
+    cases = [(next(i for i in northwind.values() if i["status"] == s), OWNER) for s in ("PAID", "VOID", "DRAFT")]
+    cases.append((cedar["INV-CD-0009"], CEDAR))
+    state = await money_state(api)
+    for inv, who in cases:
+        payload = await pay(api, inv["id"], "1.00", as_=who)
+        assert refusal(payload) == ("INVOICE_NOT_OPEN", INVOICE_ID), inv["status"]
+        assert inv["number"] in payload["userErrors"][0]["message"]
+    assert await money_state(api) == state
+
+
+@pytest.mark.parametrize("amount", ["0", "0.00", "-5.00", "abc", "", " ", "1.234", "1e3", "NaN", "Infinity",
+                                    "99999999999999"])
+async def test_an_amount_must_be_a_positive_decimal_in_the_currency(api: Api, amount: str) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    payload = await pay(api, add_ons["id"], amount)
+    assert refusal(payload) == ("INVALID_AMOUNT", AMOUNT)
+    assert "amount" in payload["userErrors"][0]["message"]
+    assert await money_state(api) == state
+
+
+async def test_only_the_partner_admin_pays_its_invoices(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    for who in (MEMBER, SUPPORT, BILLING):
+        assert refusal(await pay(api, add_ons["id"], "1.00", as_=who)) == ("FORBIDDEN", None), who
+    assert await money_state(api) == state
+
+
+async def test_another_partners_invoice_reads_like_a_missing_one(api: Api) -> None:
+    theirs = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]["id"]
+    state = await money_state(api)
+    foreign = await pay(api, theirs, "1.00", as_=BLUEBIRD)
+    missing = await pay(api, to_global_id("Invoice", 10**9), "1.00", as_=BLUEBIRD, key="pay-2")
+    assert refusal(foreign) == ("NOT_FOUND", INVOICE_ID)
+    assert foreign["userErrors"] == missing["userErrors"]
+    for wrong in ("nonsense", to_global_id("Ticket", 1)):
+        assert refusal(await pay(api, wrong, "1.00", as_=BLUEBIRD, key="pay-3")) == ("NOT_FOUND", INVOICE_ID)
+    assert await money_state(api) == state
+
+
+# ---- idempotency -------------------------------------------------------------------------
+
+async def test_a_retried_payment_answers_with_the_first_and_moves_nothing(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    first = await pay(api, add_ons["id"], "10.00", key="k-1")
+    state = await money_state(api)
+    retry = await pay(api, add_ons["id"], "10.00", key="k-1", clientMutationId="again")
+    assert retry["userErrors"] == [] and retry["clientMutationId"] == "again"
+    assert {k: retry[k] for k in ("invoice", "payment", "wallet")} == {k: first[k] for k in ("invoice", "payment", "wallet")}
+    assert await money_state(api) == state
+    # Once the rest is paid, the retry still answers with its own payment, and the invoice as it now is.
+    await pay(api, add_ons["id"], key="k-2")
+    late = await pay(api, add_ons["id"], "10.00", key="k-1")
+    assert late["userErrors"] == [] and late["payment"] == first["payment"]
+    assert late["invoice"]["status"] == "PAID" and late["invoice"]["amountPaid"]["amount"] == "31.00"
+    assert await ledger_problems(api) == []
+
+
+async def test_a_retry_of_a_payment_that_settled_the_invoice_is_not_refused(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    first = await pay(api, add_ons["id"], key="all")
+    retry = await pay(api, add_ons["id"], key="all")
+    assert retry["userErrors"] == [] and retry["payment"] == first["payment"]
+    assert retry["invoice"]["status"] == "PAID"
+
+
+async def test_the_same_key_for_another_payment_is_refused_and_moves_nothing(api: Api) -> None:
+    mine = await invoices(api, OWNER, "OPEN")
+    await pay(api, mine["INV-NW-0027"]["id"], "10.00", key="k-1")
+    state = await money_state(api)
+    for invoice_id, amount in ((mine["INV-NW-0027"]["id"], "11.00"), (mine["INV-NW-0027"]["id"], None),
+                               (mine["INV-NW-0026"]["id"], "10.00")):
+        payload = await pay(api, invoice_id, amount, key="k-1")
+        assert refusal(payload) == ("IDEMPOTENCY_KEY_REUSED", KEY)
+    assert await money_state(api) == state
+
+
+async def test_a_key_used_on_another_mutation_is_refused(api: Api) -> None:
+    submit = """mutation { submitTicket(input: {title: "t", description: "d", priority: LOW, idempotencyKey: "k-1"}) {
+      userErrors { code } } }"""
+    assert (await api.gql(submit, as_=OWNER))["submitTicket"]["userErrors"] == []
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    assert refusal(await pay(api, add_ons["id"], "1.00", key="k-1")) == ("IDEMPOTENCY_KEY_REUSED", KEY)
+    assert await money_state(api) == state
+
+
+@pytest.mark.parametrize("key", ["", "   ", "x" * 201, "line\nbreak", "\u0085"])
+async def test_a_payment_needs_a_printable_key_of_1_to_200_characters(api: Api, key: str) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    assert refusal(await pay(api, add_ons["id"], "1.00", key=key)) == ("INVALID_IDEMPOTENCY_KEY", KEY)
+    assert await money_state(api) == state
+
+
+async def test_a_payment_without_a_key_is_not_run(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    errors = await api.errors(PAY, {"input": {"invoiceId": add_ons["id"], "amount": "1.00"}}, as_=OWNER)
+    assert "idempotencyKey" in errors[0]["message"]
+    assert await money_state(api) == state
+
+
+async def test_a_refused_payment_leaves_its_key_unused(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    assert refusal(await pay(api, add_ons["id"], "99.00", key="k-1"))[0] == "OVERPAYMENT"
+    fixed = await pay(api, add_ons["id"], "9.00", key="k-1")
+    assert fixed["userErrors"] == [] and fixed["invoice"]["amountPaid"]["amount"] == "9.00"
