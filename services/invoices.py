@@ -225,18 +225,19 @@ async def pay_from_wallet(
         # Read under the lock post() takes too, so the default is never stale.
         await session.refresh(wallet, with_for_update=True)
         available = wallet.balance - wallet.pending
-        due = amount_due(invoice)
-        if amount is None:
-            if available <= 0:
-                raise DomainError("WALLET_EMPTY", "The wallet holds no credit to pay with.", "amount")
-            minor = min(due, available)
-        else:
-            minor = money.parse(amount, invoice.currency_code, "amount")
+        minor = None if amount is None else money.parse(amount, invoice.currency_code, "amount")
+        if available <= 0:
+            raise DomainError("WALLET_EMPTY", "The wallet holds no credit to pay with.", "amount")
+        if minor is None:
+            minor = min(amount_due(invoice), available)
         key = f"invoice:{invoice.id}:wallet:{principal.user_id}:{idempotency_key}"
-        payment = await pay(
-            session, invoice, source=wallet, amount=minor, method=PaymentMethod.WALLET, key=key,
-            by=principal.user_id, now=now,
-        )
+        try:
+            payment = await pay(
+                session, invoice, source=wallet, amount=minor, method=PaymentMethod.WALLET, key=key,
+                by=principal.user_id, now=now,
+            )
+        except ledger.InsufficientFunds as err:  # the amount asked for is what does not fit
+            raise DomainError(err.code, err.message, "amount") from None
         return Paid(invoice, payment, wallet)
 
     return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work)

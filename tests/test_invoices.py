@@ -295,6 +295,28 @@ async def test_an_amount_must_be_a_positive_decimal_in_the_currency(api: Api, am
     assert await money_state(api) == state
 
 
+async def test_an_empty_wallet_pays_nothing(api: Api) -> None:
+    everything = await bill(api, OWNER, int(await balance(api, OWNER) * 100))
+    assert (await pay(api, everything, key="drain"))["invoice"]["status"] == "PAID"
+    assert await balance(api, OWNER) == 0
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    for amount in (None, "5.00"):
+        payload = await pay(api, add_ons["id"], amount)
+        assert refusal(payload) == ("WALLET_EMPTY", AMOUNT)
+    assert await money_state(api) == state
+
+
+async def test_paying_more_than_the_wallet_holds_is_refused(api: Api) -> None:
+    held = await balance(api, OWNER)
+    big = await bill(api, OWNER, int(held * 100) + 50_000)
+    state = await money_state(api)
+    payload = await pay(api, big, f"{held + Decimal('0.01')}")
+    assert refusal(payload) == ("INSUFFICIENT_FUNDS", AMOUNT)
+    assert "0.01 USD more" in payload["userErrors"][0]["message"]
+    assert await money_state(api) == state
+
+
 async def test_only_the_partner_admin_pays_its_invoices(api: Api) -> None:
     add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
     state = await money_state(api)
