@@ -7,7 +7,14 @@ import strawberry
 
 from resolvers.common import run_write
 from schema.base import ctx, decode_id
-from schema.invoices import PayInvoiceInput, PayInvoicePayload
+from schema.invoices import (
+    MarkInvoiceUncollectibleInput,
+    MarkInvoiceUncollectiblePayload,
+    PayInvoiceInput,
+    PayInvoicePayload,
+    VoidInvoiceInput,
+    VoidInvoicePayload,
+)
 from services import invoices
 
 
@@ -22,3 +29,27 @@ class InvoiceMutations:
             s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"), input.amount, input.idempotency_key,
         ))
         return PayInvoicePayload.of(paid, errors, input.client_mutation_id)
+
+    @strawberry.mutation(
+        description="BILLING_ADMIN: an OPEN invoice is void and owed no more; what the wallet paid into it "
+        "goes back to the wallet."
+    )
+    async def void_invoice(self, info: strawberry.Info, input: VoidInvoiceInput) -> VoidInvoicePayload:
+        p = ctx(info).principal
+        invoice, errors = await run_write(info, lambda s: invoices.void(
+            s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"), input.reason,
+        ))
+        return VoidInvoicePayload.of(invoice, errors, input.client_mutation_id)
+
+    @strawberry.mutation(
+        description="BILLING_ADMIN: an OPEN invoice will not be paid; what is still due is written off, "
+        "what was paid stays paid."
+    )
+    async def mark_invoice_uncollectible(
+        self, info: strawberry.Info, input: MarkInvoiceUncollectibleInput
+    ) -> MarkInvoiceUncollectiblePayload:
+        p = ctx(info).principal
+        invoice, errors = await run_write(info, lambda s: invoices.mark_uncollectible(
+            s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"),
+        ))
+        return MarkInvoiceUncollectiblePayload.of(invoice, errors, input.client_mutation_id)

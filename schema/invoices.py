@@ -153,3 +153,41 @@ class PayInvoicePayload:
             user_errors=errors,
             client_mutation_id=client_mutation_id,
         )
+
+
+@strawberry.input
+class VoidInvoiceInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
+    reason: str = strawberry.field(description="Why it is void, shown on the invoice: 1 to 500 characters, trimmed.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class MarkInvoiceUncollectibleInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class InvoicePayload:
+    invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, invoice: m.Invoice | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
+        return cls(
+            invoice=Invoice.of(invoice) if invoice is not None else None,
+            user_errors=errors,
+            client_mutation_id=client_mutation_id,
+        )
+
+
+@strawberry.type
+class VoidInvoicePayload(InvoicePayload):
+    pass
+
+
+@strawberry.type
+class MarkInvoiceUncollectiblePayload(InvoicePayload):
+    pass

@@ -405,3 +405,121 @@ async def test_a_refused_payment_leaves_its_key_unused(api: Api) -> None:
     assert refusal(await pay(api, add_ons["id"], "99.00", key="k-1"))[0] == "OVERPAYMENT"
     fixed = await pay(api, add_ons["id"], "9.00", key="k-1")
     assert fixed["userErrors"] == [] and fixed["invoice"]["amountPaid"]["amount"] == "9.00"
+
+
+# ---- voiding and writing off ---------------------------------------------------------------
+
+VOID = f"""mutation($input: VoidInvoiceInput!) {{ voidInvoice(input: $input) {{
+  invoice {{ {INVOICE} }} userErrors {{ field code message }} clientMutationId }} }}"""
+UNCOLLECTIBLE = f"""mutation($input: MarkInvoiceUncollectibleInput!) {{ markInvoiceUncollectible(input: $input) {{
+  invoice {{ {INVOICE} }} userErrors {{ field code message }} clientMutationId }} }}"""
+
+
+async def void(api: Api, invoice_id: str, reason: str = "Issued in error", *, as_: str = BILLING,
+               **extra: Any) -> dict[str, Any]:
+    input = {"invoiceId": invoice_id, "reason": reason, **extra}
+    return dict((await api.gql(VOID, {"input": input}, as_=as_))["voidInvoice"])
+
+
+async def write_off(api: Api, invoice_id: str, *, as_: str = BILLING, **extra: Any) -> dict[str, Any]:
+    input = {"invoiceId": invoice_id, **extra}
+    return dict((await api.gql(UNCOLLECTIBLE, {"input": input}, as_=as_))["markInvoiceUncollectible"])
+
+
+async def newest_wallet_line(api: Api, as_: str) -> dict[str, Any]:
+    q = """{ viewer { partner { revampdConnection { wallet { entries(first: 1) { edges { node {
+      id amount { amount } kind balanceAfter { amount } memo source { __typename ... on Invoice { id number } } } } } } } } } }"""
+    data = await api.gql(q, as_=as_)
+    return dict(data["viewer"]["partner"]["revampdConnection"]["wallet"]["entries"]["edges"][0]["node"])
+
+
+async def test_voiding_an_invoice_gives_the_wallet_back_what_it_paid(api: Api) -> None:
+    workshop = (await invoices(api, OWNER, "OPEN"))["INV-NW-0028"]  # 900.00, 400.00 of it from the wallet
+    assert (workshop["amountPaid"]["amount"], workshop["paymentMethod"]) == ("400.00", "WALLET")
+    before = await balance(api, OWNER)
+    voided = await void(api, workshop["id"], "  Workshop canceled by Revampd  ", clientMutationId="v-1")
+    assert voided["userErrors"] == [] and voided["clientMutationId"] == "v-1"
+    inv = voided["invoice"]
+    assert (inv["status"], inv["voidReason"]) == ("VOID", "Workshop canceled by Revampd")
+    assert inv["voidedAt"] is not None and inv["amountPaid"]["amount"] == inv["amountDue"]["amount"] == "0.00"
+    assert await balance(api, OWNER) == before + Decimal("400.00")
+    line = await newest_wallet_line(api, OWNER)
+    assert (line["kind"], line["amount"]["amount"]) == ("REVERSAL", "400.00")
+    assert Decimal(line["balanceAfter"]["amount"]) == before + Decimal("400.00")
+    assert line["source"] == {"__typename": "Invoice", "id": workshop["id"], "number": "INV-NW-0028"}
+    assert await invoice(api, workshop["id"], as_=OWNER) == {**inv}
+    assert await ledger_problems(api) == []
+
+
+async def test_voiding_returns_only_the_wallets_part_of_an_invoice_also_paid_by_card(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+
+    async def charge_card(session: AsyncSession) -> None:
+        row = await invoice_service.locked_invoice(session, None, pk(add_ons["id"]))
+        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD")
+        await invoice_service.pay(session, row, source=card, amount=1_000, method=PaymentMethod.CARD,
+                                  key="card:test", by=None)
+
+    await in_transaction(api, charge_card)
+    await pay(api, add_ons["id"], "5.00")
+    before = await balance(api, OWNER)
+    inv = (await void(api, add_ons["id"]))["invoice"]
+    assert (inv["status"], inv["amountPaid"]["amount"], inv["amountDue"]["amount"]) == ("VOID", "10.00", "0.00")
+    assert await balance(api, OWNER) == before + Decimal("5.00")
+    assert await ledger_problems(api) == []
+
+
+async def test_voiding_an_unpaid_invoice_moves_no_wallet_money(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    before, line = await balance(api, OWNER), await newest_wallet_line(api, OWNER)
+    inv = (await void(api, add_ons["id"]))["invoice"]
+    assert (inv["status"], inv["amountDue"]["amount"]) == ("VOID", "0.00")
+    assert await balance(api, OWNER) == before and await newest_wallet_line(api, OWNER) == line
+    assert refusal(await pay(api, add_ons["id"], "1.00"))[0] == "INVOICE_NOT_OPEN"
+    assert await ledger_problems(api) == []
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 501])
+async def test_a_void_needs_a_reason_of_1_to_500_characters(api: Api, reason: str) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    assert refusal(await void(api, add_ons["id"], reason)) == ("INVALID_REASON", ["input", "reason"])
+    assert await money_state(api) == state
+
+
+async def test_writing_off_an_invoice_leaves_what_was_paid_and_owes_nothing_more(api: Api) -> None:
+    current = (await invoices(api, OWNER, "OPEN"))["INV-NW-0026"]  # 399.00, 200.00 paid
+    before = await balance(api, OWNER)
+    written = await write_off(api, current["id"], clientMutationId="w-1")
+    assert written["userErrors"] == [] and written["clientMutationId"] == "w-1"
+    inv = written["invoice"]
+    assert (inv["status"], inv["amountPaid"]["amount"], inv["amountDue"]["amount"]) == ("UNCOLLECTIBLE", "200.00", "0.00")
+    assert inv["uncollectibleAt"] is not None and inv["voidedAt"] is None
+    assert await balance(api, OWNER) == before
+    assert refusal(await pay(api, current["id"], "1.00"))[0] == "INVOICE_NOT_OPEN"
+    assert await invoice(api, current["id"], as_=OWNER) == {**inv}
+    assert await ledger_problems(api) == []
+
+
+async def test_only_an_open_invoice_can_be_voided_or_written_off(api: Api) -> None:
+    settled = await invoices(api, OWNER, "PAID", "VOID", "DRAFT")
+    cases = [next(i for i in settled.values() if i["status"] == s) for s in ("PAID", "VOID", "DRAFT")]
+    cases.append((await invoices(api, CEDAR, "UNCOLLECTIBLE"))["INV-CD-0009"])
+    state = await money_state(api)
+    for inv in cases:
+        for payload in (await void(api, inv["id"]), await write_off(api, inv["id"])):
+            assert refusal(payload) == ("INVOICE_NOT_OPEN", INVOICE_ID), inv["status"]
+            assert inv["number"] in payload["userErrors"][0]["message"]
+    assert await money_state(api) == state
+
+
+async def test_only_billing_admins_void_or_write_off(api: Api) -> None:
+    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
+    state = await money_state(api)
+    for who in (OWNER, MEMBER, SUPPORT):
+        assert refusal(await void(api, add_ons["id"], as_=who)) == ("FORBIDDEN", None), who
+        assert refusal(await write_off(api, add_ons["id"], as_=who)) == ("FORBIDDEN", None), who
+    for missing in (to_global_id("Invoice", 10**9), "nonsense"):
+        assert refusal(await void(api, missing)) == ("NOT_FOUND", INVOICE_ID)
+        assert refusal(await write_off(api, missing)) == ("NOT_FOUND", INVOICE_ID)
+    assert await money_state(api) == state
