@@ -8,6 +8,8 @@ import strawberry
 from resolvers.common import run_write
 from schema.base import ctx, decode_id
 from schema.invoices import (
+    IssueInvoiceInput,
+    IssueInvoicePayload,
     MarkInvoiceUncollectibleInput,
     MarkInvoiceUncollectiblePayload,
     PayInvoiceInput,
@@ -53,3 +55,15 @@ class InvoiceMutations:
             s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"),
         ))
         return MarkInvoiceUncollectiblePayload.of(invoice, errors, input.client_mutation_id)
+
+    @strawberry.mutation(
+        description="BILLING_ADMIN: a ONE_TIME invoice for a connection, OPEN at once, numbered after its last."
+    )
+    async def issue_invoice(self, info: strawberry.Info, input: IssueInvoiceInput) -> IssueInvoicePayload:
+        p = ctx(info).principal
+        lines = [invoices.LineInput(li.description, li.quantity, li.unit_amount) for li in input.line_items]
+        invoice, errors = await run_write(info, lambda s: invoices.issue(
+            s, p, decode_id(input.connection_id, "RevampdConnection", "connectionId"), lines, input.due_at,
+            input.idempotency_key,
+        ))
+        return IssueInvoicePayload.of(invoice, errors, input.client_mutation_id)

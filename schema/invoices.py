@@ -191,3 +191,26 @@ class VoidInvoicePayload(InvoicePayload):
 @strawberry.type
 class MarkInvoiceUncollectiblePayload(InvoicePayload):
     pass
+
+
+@strawberry.input
+class InvoiceLineItemInput:
+    description: str = strawberry.field(description="1 to 300 characters, trimmed.")
+    quantity: int = strawberry.field(description="From 1 to 10,000.")
+    unit_amount: str = strawberry.field(
+        description="A positive decimal string in the connection's currency, such as \"150.00\"."
+    )
+
+
+@strawberry.input
+class IssueInvoiceInput:
+    connection_id: strawberry.ID = strawberry.field(description="The RevampdConnection to bill.")
+    line_items: list[InvoiceLineItemInput] = strawberry.field(description="1 to 100 lines.")
+    due_at: datetime = strawberry.field(description="Not in the past; a time without a zone is UTC.")
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class IssueInvoicePayload(InvoicePayload):
+    pass

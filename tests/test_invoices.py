@@ -3,6 +3,7 @@ Revampd billing issues, voids and writes off."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -523,3 +524,141 @@ async def test_only_billing_admins_void_or_write_off(api: Api) -> None:
         assert refusal(await void(api, missing)) == ("NOT_FOUND", INVOICE_ID)
         assert refusal(await write_off(api, missing)) == ("NOT_FOUND", INVOICE_ID)
     assert await money_state(api) == state
+
+
+# ---- issuing one-time invoices ------------------------------------------------------------
+
+ISSUE = f"""mutation($input: IssueInvoiceInput!) {{ issueInvoice(input: $input) {{
+  invoice {{ {INVOICE} }} userErrors {{ field code message }} clientMutationId }} }}"""
+LINES = [
+    {"description": "Custom onboarding session", "quantity": 2, "unitAmount": "150.00"},
+    {"description": "Data migration", "quantity": 1, "unitAmount": "99.99"},
+]
+
+
+def in_days(days: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(days=days)).isoformat()
+
+
+async def issue(api: Api, email: str = OWNER, lines: list[dict[str, Any]] | None = None, *, key: str = "issue-1",
+                due_at: str | None = None, as_: str = BILLING, **extra: Any) -> dict[str, Any]:
+    """issueInvoice for `email`'s connection."""
+    input = {"connectionId": to_global_id("RevampdConnection", await api.connection_id(email)),
+             "lineItems": LINES if lines is None else lines, "dueAt": due_at or in_days(14),
+             "idempotencyKey": key, **extra}
+    return dict((await api.gql(ISSUE, {"input": input}, as_=as_))["issueInvoice"])
+
+
+async def next_number(api: Api, email: str) -> str:
+    [(prefix, n)] = await api.rows(select(m.Connection.invoice_prefix, m.Connection.next_invoice_number)
+                                   .where(m.Connection.id == await api.connection_id(email)))
+    return f"{prefix}-{n:04d}"
+
+
+async def test_billing_issues_a_one_time_invoice_that_is_open_at_once_with_the_next_number(api: Api) -> None:
+    number, due = await next_number(api, OWNER), in_days(14)
+    issued = await issue(api, due_at=due, clientMutationId="i-1")
+    assert issued["userErrors"] == [] and issued["clientMutationId"] == "i-1"
+    inv = issued["invoice"]
+    assert (inv["number"], inv["type"], inv["status"]) == (number, "ONE_TIME", "OPEN")
+    assert inv["total"] == {"amount": "399.99", "currencyCode": "USD"}
+    assert (inv["amountDue"]["amount"], inv["amountPaid"]["amount"]) == ("399.99", "0.00")
+    assert inv["openedAt"] == inv["issuedAt"] and datetime.fromisoformat(inv["dueAt"]) == datetime.fromisoformat(due)
+    assert inv["lineItems"] == [
+        {"description": "Custom onboarding session", "quantity": 2, "unitAmount": {"amount": "150.00"},
+         "amount": {"amount": "300.00"}},
+        {"description": "Data migration", "quantity": 1, "unitAmount": {"amount": "99.99"},
+         "amount": {"amount": "99.99"}},
+    ]
+    # The Partner sees it among its open invoices and can pay it.
+    assert (await invoices(api, OWNER, "OPEN"))[number] == inv
+    paid = await pay(api, inv["id"])
+    assert paid["userErrors"] == [] and paid["invoice"]["status"] == "PAID"
+    assert await next_number(api, OWNER) > number
+    assert await ledger_problems(api) == []
+
+
+async def test_every_bad_line_is_named_at_once_and_nothing_is_issued(api: Api) -> None:
+    number, state = await next_number(api, OWNER), await money_state(api)
+    lines = [
+        {"description": "Fine", "quantity": 1, "unitAmount": "10.00"},
+        {"description": "   ", "quantity": 1, "unitAmount": "10.00"},
+        {"description": "Too precise", "quantity": 1, "unitAmount": "12.345"},
+        {"description": "None of it", "quantity": 0, "unitAmount": "10.00"},
+        {"description": "Far too many", "quantity": 10_001, "unitAmount": "-1"},
+        {"description": "x" * 301, "quantity": 1, "unitAmount": "abc"},
+    ]
+    payload = await issue(api, lines=lines, due_at=in_days(-1))
+    assert payload["invoice"] is None
+    line = ["input", "lineItems"]
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
+        ("INVALID_DESCRIPTION", [*line, "1", "description"]),
+        ("INVALID_AMOUNT", [*line, "2", "unitAmount"]),
+        ("INVALID_QUANTITY", [*line, "3", "quantity"]),
+        ("INVALID_QUANTITY", [*line, "4", "quantity"]),
+        ("INVALID_AMOUNT", [*line, "4", "unitAmount"]),
+        ("INVALID_DESCRIPTION", [*line, "5", "description"]),
+        ("INVALID_AMOUNT", [*line, "5", "unitAmount"]),
+        ("INVALID_DUE_AT", ["input", "dueAt"]),
+    ]
+    assert all(e["message"] for e in payload["userErrors"])
+    assert await next_number(api, OWNER) == number and await money_state(api) == state
+
+
+@pytest.mark.parametrize(("line", "code", "field"), [
+    ({"description": "", "quantity": 1, "unitAmount": "1.00"}, "INVALID_DESCRIPTION", "description"),
+    ({"description": "d", "quantity": -1, "unitAmount": "1.00"}, "INVALID_QUANTITY", "quantity"),
+    ({"description": "d", "quantity": 1, "unitAmount": "0"}, "INVALID_AMOUNT", "unitAmount"),
+    ({"description": "d", "quantity": 1, "unitAmount": "0.001"}, "INVALID_AMOUNT", "unitAmount"),
+    ({"description": "d", "quantity": 1, "unitAmount": "1e2"}, "INVALID_AMOUNT", "unitAmount"),
+    ({"description": "d", "quantity": 1, "unitAmount": ""}, "INVALID_AMOUNT", "unitAmount"),
+])
+async def test_each_line_needs_a_description_a_quantity_and_a_positive_unit_amount(
+    api: Api, line: dict[str, Any], code: str, field: str
+) -> None:
+    payload = await issue(api, lines=[LINES[0], line])
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [(code, ["input", "lineItems", "1", field])]
+    assert payload["invoice"] is None
+
+
+async def test_lines_may_be_as_long_and_as_many_as_the_limits_allow(api: Api) -> None:
+    lines = [{"description": "d" * 300, "quantity": 10_000, "unitAmount": "0.01"}] * 100
+    inv = (await issue(api, lines=lines))["invoice"]
+    assert inv["total"]["amount"] == "10000.00" and len(inv["lineItems"]) == 100
+
+
+async def test_an_invoice_has_1_to_100_lines_and_a_sensible_total(api: Api) -> None:
+    number = await next_number(api, OWNER)
+    for lines in ([], [LINES[1]] * 101, [{"description": "d", "quantity": 10_000, "unitAmount": "9999999999.99"}]):
+        payload = await issue(api, lines=lines)
+        assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [("INVALID_LINE_ITEMS", ["input", "lineItems"])]
+    assert await next_number(api, OWNER) == number
+
+
+async def test_a_due_date_without_a_time_zone_is_utc(api: Api) -> None:
+    due = (datetime.now(timezone.utc) + timedelta(days=3)).replace(tzinfo=None, microsecond=0)
+    inv = (await issue(api, due_at=due.isoformat()))["invoice"]
+    assert datetime.fromisoformat(inv["dueAt"]) == due.replace(tzinfo=timezone.utc)
+
+
+async def test_only_billing_admins_issue_invoices(api: Api) -> None:
+    number, state = await next_number(api, OWNER), await money_state(api)
+    for who in (OWNER, MEMBER, SUPPORT):
+        assert refusal(await issue(api, as_=who)) == ("FORBIDDEN", None), who
+    bad = {"connectionId": to_global_id("RevampdConnection", 10**9)}
+    assert refusal(await issue(api, **bad)) == ("NOT_FOUND", ["input", "connectionId"])
+    assert await next_number(api, OWNER) == number and await money_state(api) == state
+
+
+async def test_a_retried_issue_answers_with_the_first_invoice_and_takes_no_number(api: Api) -> None:
+    due = in_days(30)
+    first = (await issue(api, key="k-1", due_at=due))["invoice"]
+    state = await money_state(api)
+    retry = await issue(api, key="k-1", due_at=due)
+    assert retry["userErrors"] == [] and retry["invoice"] == first
+    assert await money_state(api) == state
+    for other in ({"lines": LINES[:1], "due_at": due}, {"due_at": in_days(31)}, {"email": CEDAR, "due_at": due}):
+        assert refusal(await issue(api, key="k-1", **other)) == ("IDEMPOTENCY_KEY_REUSED", KEY)
+    assert await money_state(api) == state
+    nxt = (await issue(api, key="k-2"))["invoice"]
+    assert int(nxt["number"].rsplit("-", 1)[1]) == int(first["number"].rsplit("-", 1)[1]) + 1
