@@ -41,6 +41,23 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(timezone.utc)
 
 
+async def _post(
+    session: AsyncSession,
+    accounts: Sequence[m.LedgerAccount],
+    transfers: Sequence[ledger.Transfer],
+    now: datetime,
+) -> list[m.LedgerTransfer]:
+    """ledger.post() of `transfers` between `accounts`, from the accounts' rows as it locks them.
+
+    post() locks its accounts FOR UPDATE, but SQLAlchemy keeps what this session read of
+    them before the lock: on PostgreSQL a transfer another transaction committed in
+    between would be overwritten, and its entry's sequence number taken twice. Expiring
+    the moving parts first makes post() read them from the locked rows."""
+    for account in accounts:
+        session.expire(account, ["balance", "pending", "entry_count"])
+    return await ledger.post(session, transfers, now=now)
+
+
 @dataclass(frozen=True)
 class Line:
     description: str
@@ -108,10 +125,10 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
     at = _now(now)
     receivable = await ledger.receivable_account(session, invoice, at)
     revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
-    await ledger.post(session, [ledger.Transfer(
+    await _post(session, [receivable, revenue], [ledger.Transfer(
         f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, invoice.total,
         memo=f"Invoice {invoice.number}", invoice_id=invoice.id,
-    )], now=at)
+    )], at)
     invoice.status, invoice.opened_at = S.OPEN.value, at
 
 
@@ -165,10 +182,10 @@ async def pay(
             "amount",
         )
     receivable = await ledger.receivable_account(session, invoice, at)
-    [transfer] = await ledger.post(session, [ledger.Transfer(
+    [transfer] = await _post(session, [source, receivable], [ledger.Transfer(
         key, "INVOICE_PAYMENT", source.id, receivable.id, amount, memo=f"Payment of {invoice.number}",
         invoice_id=invoice.id, created_by_id=by,
-    )], now=at)
+    )], at)
     payment = m.InvoicePayment(
         invoice_id=invoice.id, amount=amount, method=method.value, created_by_id=by, created_at=at,
         transfer_id=transfer.id,
@@ -282,7 +299,7 @@ async def void(
             f"invoice:{invoice.id}:void", "INVOICE_VOID", revenue.id, receivable.id, written_off,
             memo=f"Invoice {invoice.number} void: {text}", invoice_id=invoice.id, created_by_id=principal.user_id,
         ))
-    await ledger.post(session, transfers, now=at)
+    await _post(session, [receivable, revenue, wallet], transfers, at)
     invoice.amount_paid -= from_wallet
     invoice.status, invoice.voided_at, invoice.void_reason = S.VOID.value, at, text
     invoice.next_payment_attempt_at = None
@@ -307,11 +324,11 @@ async def mark_uncollectible(
     due = amount_due(invoice)
     receivable = await ledger.receivable_account(session, invoice, at)
     revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
-    await ledger.post(session, [ledger.Transfer(
+    await _post(session, [receivable, revenue], [ledger.Transfer(
         f"invoice:{invoice.id}:uncollectible", "INVOICE_UNCOLLECTIBLE", revenue.id, receivable.id, due,
         memo=f"Invoice {invoice.number} uncollectible", invoice_id=invoice.id,
         created_by_id=principal.user_id if principal else None,
-    )], now=at)
+    )], at)
     invoice.status, invoice.uncollectible_at = S.UNCOLLECTIBLE.value, at
     invoice.next_payment_attempt_at = None
     await session.flush()

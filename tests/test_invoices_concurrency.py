@@ -16,11 +16,13 @@ from schema.base import to_global_id
 from tests.conftest import Api
 from tests.test_invoices import (
     BILLING,
+    BLUEBIRD,
     CEDAR,
     ISSUE,
     LINES,
     OWNER,
     PAY,
+    VOID,
     balance,
     in_days,
     invoices,
@@ -104,4 +106,22 @@ async def test_20_concurrent_issues_on_one_connection_take_consecutive_numbers(a
     numbers = sorted(p["invoice"]["number"] for p in payloads if p["invoice"])
     assert numbers == [f"{prefix}-{n:04d}" for n in range(int(start), int(start) + 20)]
     assert await next_number(api, CEDAR) == f"{prefix}-{int(start) + 20:04d}"
+    assert await ledger_problems(api) == []
+
+
+async def test_issues_payments_and_voids_at_once_across_connections_keep_the_ledger_whole(api: Api) -> None:
+    """Every connection's invoices book into Revampd's one revenue account; a void and
+    payments draw on one wallet at the same time."""
+    before = await balance(api, OWNER)
+    workshop = (await invoices(api, OWNER, "OPEN"))["INV-NW-0028"]  # 400.00 paid from the wallet
+    cids = {who: to_global_id("RevampdConnection", await api.connection_id(who)) for who in (OWNER, BLUEBIRD, CEDAR)}
+    issues = [(ISSUE, {"connectionId": cids[who], "lineItems": LINES, "dueAt": in_days(7),
+                       "idempotencyKey": f"{who}-{n}"}, BILLING) for n in range(5) for who in cids]
+    small = [(await issue(api, OWNER, [{"description": f"Item {n}", "quantity": 1, "unitAmount": "10.00"}],
+                          key=f"small-{n}"))["invoice"]["id"] for n in range(10)]
+    pays = [(PAY, {"invoiceId": gid, "idempotencyKey": f"p-{gid}"}, OWNER) for gid in small]
+    voids = [(VOID, {"invoiceId": workshop["id"], "reason": "Canceled"}, BILLING)]
+    payloads = await storm(api, issues + pays + voids)
+    assert [outcome(p) for p in payloads] == ["ok"] * len(payloads)
+    assert await balance(api, OWNER) == before + Decimal("400.00") - Decimal("100.00")
     assert await ledger_problems(api) == []
