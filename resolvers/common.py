@@ -17,7 +17,8 @@ async def run_write(
     info: strawberry.Info, work: Callable[[AsyncSession], Awaitable[R]]
 ) -> tuple[R | None, list[UserError]]:
     """Run `work` in its own transaction; a DomainError rolls it all back and
-    becomes a userError (an InvalidInput one per field it names). Later fields of the request read the committed state."""
+    becomes a userError (an InvalidInput one per field it names). Later fields of
+    the request read the committed state."""
     context = ctx(info)
     # Give back the read connection first: a request never waits on the pool for a
     # second connection while it holds one.
