@@ -8,7 +8,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.base import UserError, ctx
-from services.errors import DomainError
+from services.errors import DomainError, InvalidInput
 
 R = TypeVar("R")
 
@@ -17,7 +17,8 @@ async def run_write(
     info: strawberry.Info, work: Callable[[AsyncSession], Awaitable[R]]
 ) -> tuple[R | None, list[UserError]]:
     """Run `work` in its own transaction; a DomainError rolls it all back and
-    becomes a userError. Later fields of the request read the committed state."""
+    becomes a userError (an InvalidInput one per field it names). Later fields of
+    the request read the committed state."""
     context = ctx(info)
     # Give back the read connection first: a request never waits on the pool for a
     # second connection while it holds one.
@@ -26,6 +27,6 @@ async def run_write(
         async with context.writes() as session, session.begin():
             result = await work(session)
     except DomainError as err:
-        return None, [UserError.of(err)]
+        return None, [UserError.of(e) for e in (err.errors if isinstance(err, InvalidInput) else [err])]
     await context.after_write()
     return result, []

@@ -224,7 +224,8 @@ class Loaders:
             s, p, m.InvoiceLineItem, m.InvoiceLineItem.invoice_id, m.InvoiceLineItem.id
         )
         self.payments_by_invoice = ListByColumn(
-            s, p, m.InvoicePayment, m.InvoicePayment.invoice_id, m.InvoicePayment.created_at, m.InvoicePayment.id
+            s, p, m.InvoicePayment, m.InvoicePayment.invoice_id, m.InvoicePayment.created_at, m.InvoicePayment.id,
+            with_parent=(m.InvoicePayment.created_by_id, self.user),
         )
         self.transfers_by_payout = ListByColumn(
             s, p, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at, m.BankTransfer.id,

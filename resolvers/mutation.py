@@ -9,8 +9,11 @@ from __future__ import annotations
 from strawberry.tools import merge_types
 
 from resolvers.addons import AddOnMutations
+from resolvers.invoices import InvoiceMutations
 from resolvers.plans import PlanMutations
 from resolvers.tickets import TicketMutations
 from resolvers.wallet import WalletMutations
 
-Mutation = merge_types("Mutation", (PlanMutations, AddOnMutations, TicketMutations, WalletMutations))
+Mutation = merge_types(
+    "Mutation", (PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations)
+)

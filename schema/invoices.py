@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Self
 
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, ctx, to_global_id
+from schema.base import Money, Node, UserError, ctx, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
+from schema.idempotency import required_idempotency_key_field
+from schema.users import User
+from schema.wallet import Wallet
 from services import invoices
 
 
@@ -20,11 +24,24 @@ class InvoiceLineItem:
     amount: Money
 
 
-@strawberry.type
+@strawberry.type(description="Money paid into an invoice: from the wallet, a card or a bank.")
 class InvoicePayment:
     amount: Money
     method: PaymentMethod
     created_at: datetime
+    model: strawberry.Private[m.InvoicePayment]
+
+    @classmethod
+    def of(cls, p: m.InvoicePayment, currency: str) -> "InvoicePayment":
+        return cls(
+            amount=Money.of(p.amount, currency), method=PaymentMethod(p.method), created_at=p.created_at, model=p
+        )
+
+    @strawberry.field(
+        description="Who paid: the Partner user who paid from the wallet; null for an automatic charge."
+    )
+    async def created_by(self, info: strawberry.Info) -> User | None:
+        return await User.load(info, self.model.created_by_id)
 
 
 @strawberry.input
@@ -40,15 +57,23 @@ class Invoice(Node, model=m.Invoice):
     status: InvoiceStatus
     total: Money
     amount_paid: Money
-    amount_due: Money = strawberry.field(description="total - amountPaid; zero once void.")
-    payment_method: PaymentMethod | None
+    amount_due: Money = strawberry.field(description="total - amountPaid; zero once PAID, VOID or UNCOLLECTIBLE.")
+    payment_method: PaymentMethod | None = strawberry.field(
+        description="How it was paid; MIXED when by more than one method."
+    )
     period_start: datetime | None
     period_end: datetime | None
     issued_at: datetime
+    opened_at: datetime | None = strawberry.field(description="When it became OPEN (due); null while a DRAFT.")
     due_at: datetime | None
     paid_at: datetime | None
     voided_at: datetime | None
     void_reason: str | None
+    uncollectible_at: datetime | None = strawberry.field(description="When it was written off as UNCOLLECTIBLE.")
+    payment_error: str | None = strawberry.field(description="Why the last card charge was declined, if one was.")
+    next_payment_attempt_at: datetime | None = strawberry.field(
+        description="When the card is charged again; null when no charge is planned."
+    )
     model: strawberry.Private[m.Invoice]
 
     @classmethod
@@ -66,10 +91,14 @@ class Invoice(Node, model=m.Invoice):
             period_start=i.period_start,
             period_end=i.period_end,
             issued_at=i.issued_at,
+            opened_at=i.opened_at,
             due_at=i.due_at,
             paid_at=i.paid_at,
             voided_at=i.voided_at,
             void_reason=i.void_reason,
+            uncollectible_at=i.uncollectible_at,
+            payment_error=i.payment_error,
+            next_payment_attempt_at=i.next_payment_attempt_at,
             model=i,
         )
 
@@ -87,11 +116,101 @@ class Invoice(Node, model=m.Invoice):
             for r in rows
         ]
 
-    @strawberry.field
+    @strawberry.field(description="Payments into it, oldest first.")
     async def payments(self, info: strawberry.Info) -> list[InvoicePayment]:
-        cur = self.model.currency_code
         rows = await ctx(info).loaders.payments_by_invoice.load(self.model.id)
-        return [
-            InvoicePayment(amount=Money.of(r.amount, cur), method=PaymentMethod(r.method), created_at=r.created_at)
-            for r in rows
-        ]
+        return [InvoicePayment.of(r, self.model.currency_code) for r in rows]
+
+
+# ---- Mutations: inputs and payloads -------------------------------------------
+
+@strawberry.input
+class PayInvoiceInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice of your connection.")
+    amount: str | None = strawberry.field(
+        default=None,
+        description="A decimal string in the invoice's currency, such as \"12.50\": at most what is due and "
+        "what the wallet holds. Without it the wallet pays all that is due, or all it holds if that is less.",
+    )
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class PayInvoicePayload:
+    invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
+    payment: InvoicePayment | None
+    wallet: Wallet | None = strawberry.field(description="The wallet it was paid from, as it now stands.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, paid: invoices.Paid | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
+        return cls(
+            invoice=Invoice.of(paid.invoice) if paid else None,
+            payment=InvoicePayment.of(paid.payment, paid.invoice.currency_code) if paid else None,
+            wallet=Wallet.of(paid.wallet, paid.wallet.currency_code) if paid else None,
+            user_errors=errors,
+            client_mutation_id=client_mutation_id,
+        )
+
+
+@strawberry.input
+class VoidInvoiceInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
+    reason: str = strawberry.field(description="Why it is void, shown on the invoice: 1 to 500 characters, trimmed.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class MarkInvoiceUncollectibleInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class InvoicePayload:
+    invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, invoice: m.Invoice | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
+        return cls(
+            invoice=Invoice.of(invoice) if invoice is not None else None,
+            user_errors=errors,
+            client_mutation_id=client_mutation_id,
+        )
+
+
+@strawberry.type
+class VoidInvoicePayload(InvoicePayload):
+    pass
+
+
+@strawberry.type
+class MarkInvoiceUncollectiblePayload(InvoicePayload):
+    pass
+
+
+@strawberry.input
+class InvoiceLineItemInput:
+    description: str = strawberry.field(description="1 to 300 characters, trimmed.")
+    quantity: int = strawberry.field(description="From 1 to 10,000.")
+    unit_amount: str = strawberry.field(
+        description="A positive decimal string in the connection's currency, such as \"150.00\"."
+    )
+
+
+@strawberry.input
+class IssueInvoiceInput:
+    connection_id: strawberry.ID = strawberry.field(description="The RevampdConnection to bill.")
+    line_items: list[InvoiceLineItemInput] = strawberry.field(description="1 to 100 lines.")
+    due_at: datetime = strawberry.field(description="Not in the past; a time without a zone is UTC.")
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class IssueInvoicePayload(InvoicePayload):
+    pass

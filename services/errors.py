@@ -23,3 +23,12 @@ class NotFound(DomainError):
 class Forbidden(DomainError):
     def __init__(self, message: str = "You do not have permission to do this.") -> None:
         super().__init__("FORBIDDEN", message)
+
+
+class InvalidInput(DomainError):
+    """Several fields of one input refused together, so that a form can mark each of them
+    at once; `errors` in the order of the input's fields."""
+
+    def __init__(self, errors: list[DomainError]) -> None:
+        super().__init__(errors[0].code, errors[0].message, errors[0].field)
+        self.errors = errors

@@ -20,12 +20,16 @@ from db import models as m
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.enums import InvoiceStatus, InvoiceType, PaymentMethod
-from services.errors import DomainError, NotFound
+from services.errors import DomainError, InvalidInput, NotFound
 
 S = InvoiceStatus
 # Nothing more is collected on these.
 SETTLED = (S.PAID.value, S.VOID.value, S.UNCOLLECTIBLE.value)
 MAX_REASON = 500
+# Limits of an invoice issued by hand (issue()).
+MAX_LINES = 100
+MAX_DESCRIPTION = 300
+MAX_QUANTITY = 10_000
 
 
 def amount_due(invoice: m.Invoice) -> int:
@@ -225,18 +229,19 @@ async def pay_from_wallet(
         # Read under the lock post() takes too, so the default is never stale.
         await session.refresh(wallet, with_for_update=True)
         available = wallet.balance - wallet.pending
-        due = amount_due(invoice)
-        if amount is None:
-            if available <= 0:
-                raise DomainError("WALLET_EMPTY", "The wallet holds no credit to pay with.", "amount")
-            minor = min(due, available)
-        else:
-            minor = money.parse(amount, invoice.currency_code, "amount")
+        minor = None if amount is None else money.parse(amount, invoice.currency_code, "amount")
+        if available <= 0:
+            raise DomainError("WALLET_EMPTY", "The wallet holds no credit to pay with.", "amount")
+        if minor is None:
+            minor = min(amount_due(invoice), available)
         key = f"invoice:{invoice.id}:wallet:{principal.user_id}:{idempotency_key}"
-        payment = await pay(
-            session, invoice, source=wallet, amount=minor, method=PaymentMethod.WALLET, key=key,
-            by=principal.user_id, now=now,
-        )
+        try:
+            payment = await pay(
+                session, invoice, source=wallet, amount=minor, method=PaymentMethod.WALLET, key=key,
+                by=principal.user_id, now=now,
+            )
+        except ledger.InsufficientFunds as err:  # the amount asked for is what does not fit
+            raise DomainError(err.code, err.message, "amount") from None
         return Paid(invoice, payment, wallet)
 
     return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work)
@@ -311,3 +316,92 @@ async def mark_uncollectible(
     invoice.next_payment_attempt_at = None
     await session.flush()
     return invoice
+
+
+@dataclass(frozen=True)
+class LineInput:
+    """A line as a person typed it: the unit amount is a decimal string."""
+
+    description: str
+    quantity: int
+    unit_amount: str
+
+
+def _checked_lines(lines: Sequence[LineInput], currency: str) -> tuple[list[Line], list[DomainError]]:
+    """The lines in minor units, and an error for each field that is wrong."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        return [], [DomainError(
+            "INVALID_LINE_ITEMS", f"An invoice has 1 to {MAX_LINES} line items, got {len(lines)}.", "lineItems"
+        )]
+    checked: list[Line] = []
+    errors: list[DomainError] = []
+    for i, li in enumerate(lines):
+        path = ["lineItems", str(i)]
+        description = li.description.strip()
+        if not 1 <= len(description) <= MAX_DESCRIPTION:
+            errors.append(DomainError(
+                "INVALID_DESCRIPTION", f"A line's description must be 1 to {MAX_DESCRIPTION} characters, "
+                f"got {len(description):,}.", [*path, "description"],
+            ))
+        if not 1 <= li.quantity <= MAX_QUANTITY:
+            errors.append(DomainError(
+                "INVALID_QUANTITY", f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}.", [*path, "quantity"]
+            ))
+        try:
+            unit_amount = money.parse(li.unit_amount, currency, "unitAmount")
+        except DomainError as err:
+            errors.append(DomainError(err.code, err.message, [*path, "unitAmount"]))
+            continue
+        checked.append(Line(description, li.quantity, unit_amount))
+    total = sum(li.quantity * li.unit_amount for li in checked)
+    if not errors and total > money.MAX_AMOUNT:
+        errors.append(DomainError(
+            "INVALID_LINE_ITEMS", f"The total, {money.format(total, currency)}, is too large for one invoice.",
+            "lineItems",
+        ))
+    return checked, errors
+
+
+def _utc(at: datetime) -> datetime:
+    """A time without a zone is taken as UTC."""
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
+async def _replay_invoice(session: AsyncSession, principal: Principal, invoice_id: int) -> m.Invoice:
+    return await locked_invoice(session, principal, invoice_id)
+
+
+ISSUE = idempotency.Operation[m.Invoice]("issueInvoice", "Invoice", lambda i: i.id, _replay_invoice)
+
+
+async def issue(
+    session: AsyncSession,
+    principal: Principal,
+    connection_id: int,
+    lines: Sequence[LineInput],
+    due_at: datetime,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> m.Invoice:
+    """BILLING_ADMIN: a ONE_TIME invoice for a connection, OPEN at once, numbered from its
+    counter. Every line is checked in the connection's currency; all that is wrong is
+    refused together (InvalidInput), and nothing is issued."""
+    due = _utc(due_at)
+    request = {
+        "connection": connection_id,
+        "lines": [[li.description, li.quantity, li.unit_amount] for li in lines],
+        "dueAt": due.isoformat(),
+    }
+
+    async def work() -> m.Invoice:
+        principal.require(Role.BILLING_ADMIN)
+        connection = await locked_connection(session, connection_id)
+        at = _now(now)
+        checked, errors = _checked_lines(lines, connection.currency_code)
+        if due < at:
+            errors.append(DomainError("INVALID_DUE_AT", "dueAt must not be in the past.", "dueAt"))
+        if errors:
+            raise InvalidInput(errors)
+        return await create(session, connection, type=InvoiceType.ONE_TIME, lines=checked, due_at=due, now=at)
+
+    return await idempotency.once(session, principal, ISSUE, idempotency_key, request, work)
