@@ -9,7 +9,8 @@ from __future__ import annotations
 from strawberry.tools import merge_types
 
 from resolvers.addons import AddOnMutations
+from resolvers.billing import BillingMutations
 from resolvers.plans import PlanMutations
 from resolvers.tickets import TicketMutations
 
-Mutation = merge_types("Mutation", (PlanMutations, AddOnMutations, TicketMutations))
+Mutation = merge_types("Mutation", (PlanMutations, AddOnMutations, TicketMutations, BillingMutations))
