@@ -328,6 +328,17 @@ async def _collect(
         invoice.payment_attempts = attempt
         charge = await _charge(gateway, connection, rest, f"billing:{invoice.id}:card:{attempt}")
     # From here on Revampd's shared accounts are locked: post, and let the caller commit.
+    retries = settings.billing_retry_days
+    write_off = charge is not None and not charge.success and attempt > len(retries)
+    currency = invoice.currency_code
+    codes = [f"receivable:{invoice.id}"]
+    if invoice.status == InvoiceStatus.DRAFT.value or write_off:
+        codes.append(f"REVAMPD_REVENUE:{currency}")
+    if charge is not None and charge.success:
+        codes.append(f"CARD_PROCESSOR:{currency}")
+    if wallet is not None and done.from_wallet:
+        codes.append(wallet.code)
+    await _lock_accounts(session, codes)
     if invoice.status == InvoiceStatus.DRAFT.value:
         await invoices.finalize(session, invoice, now=now)
     if wallet is not None and done.from_wallet:
@@ -337,22 +348,23 @@ async def _collect(
             by=None, now=now,
         )
     if charge is None:
-        invoice.payment_error = None  # the wallet paid it all
+        if attempt > 1:
+            invoice.payment_error = None  # the wallet paid what the card could not
         await session.flush()
         return done
     if charge.success:
-        processor = await ledger.system_account(session, "CARD_PROCESSOR", invoice.currency_code, now)
+        processor = await ledger.system_account(session, "CARD_PROCESSOR", currency, now)
         await invoices.pay(
             session, invoice, source=processor, amount=rest, method=PaymentMethod.CARD,
             key=f"billing:{invoice.id}:card:{attempt}", by=None, now=now,
         )
-        invoice.payment_error = None
+        if attempt > 1:
+            invoice.payment_error = None
         done.charged = rest
         log.debug("%s: charged %s to the card (%s)", invoice.number, rest, charge.charge_id)
         return done
     done.declined = invoice.payment_error = charge.decline_reason or "The card was declined."
-    retries = settings.billing_retry_days
-    if attempt > len(retries):
+    if write_off:
         await invoices.mark_uncollectible(session, None, invoice.id, now=now)
         done.uncollectible = True
         log.info("%s: card declined: %s", invoice.number, done.declined)
@@ -363,6 +375,20 @@ async def _collect(
                  invoice.next_payment_attempt_at.isoformat())
     await session.flush()
     return done
+
+
+async def _lock_accounts(session: AsyncSession, codes: Sequence[str]) -> None:
+    """Lock the accounts about to be posted to (those that exist yet), in id order as
+    ledger.post() does, and read them again under the lock. post() locks them too but
+    keeps what the session had loaded before (tests/test_ledger_stale_lock.py): a
+    transfer another run posted to a shared account meanwhile would be missed."""
+    await session.execute(
+        select(m.LedgerAccount)
+        .where(m.LedgerAccount.code.in_(codes))
+        .order_by(m.LedgerAccount.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 async def _charge(gateway: PaymentGateway, connection: m.Connection, amount: int, key: str) -> ChargeResult:
