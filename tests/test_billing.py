@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import func, select, update
 
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
@@ -440,3 +441,59 @@ async def test_a_progress_bar_is_drawn_only_on_a_terminal(api: Api) -> None:
 async def test_workers_must_be_a_positive_number(api: Api) -> None:
     run = await billing_run(api, datetime.now(timezone.utc), "--workers", "0")
     assert run.code == 2 and "--workers" in run.err
+
+
+# ---- Several runs at once --------------------------------------------------------
+
+async def add_due(api: Api, n: int) -> tuple[datetime, list[int]]:
+    """`n` more connections due at the same time as the demo's; (when they are due, every due connection)."""
+    from tests.bench.billing import add_due_connections
+
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as s, s.begin():
+            sub = await s.scalar(select(m.Subscription).limit(1))
+            assert sub is not None
+            await add_due_connections(s, n, sub.current_period_start, sub.current_period_end)
+            everyone = list(await s.scalars(select(m.Subscription.connection_id)))
+            return sub.current_period_end, everyone
+    finally:
+        await engine.dispose()
+
+
+async def concurrent_runs(api: Api, processes: int, workers: int, extra: int) -> None:
+    end, everyone = await add_due(api, extra)
+    runs = await asyncio.gather(*(billing_run(api, end + DAY, "--workers", str(workers)) for _ in range(processes)))
+    assert [r.code for r in runs] == [0] * processes, [r.err[-2000:] for r in runs if r.code]
+    assert sum(summary(r)["billed"] for r in runs) == len(everyone), "each connection billed by exactly one run"
+    charged = sum(summary(r)["charged"] for r in runs)
+    declined = sum(summary(r)["declined"] for r in runs)
+
+    i, p = m.Invoice, m.InvoicePayment
+    per_connection = dict(await api.rows(
+        select(i.connection_id, func.count()).where(i.type == "SUBSCRIPTION", i.period_start == end)
+        .group_by(i.connection_id)
+    ))
+    assert per_connection == {cid: 1 for cid in everyone}
+    starts = {start for (start,) in await api.rows(select(m.Subscription.current_period_start))}
+    assert starts == {end}, "every period moved on once"
+    card_payments = dict(await api.rows(
+        select(p.invoice_id, func.count()).join(i, i.id == p.invoice_id)
+        .where(p.method == "CARD", i.period_start == end).group_by(p.invoice_id)
+    ))
+    assert set(card_payments.values()) <= {1} and len(card_payments) == charged
+    assert declined == (await api.rows(select(func.count()).where(i.period_start == end, i.status == "OPEN")))[0][0]
+    assert await verify(api) == []
+
+    again = await asyncio.gather(*(billing_run(api, end + DAY) for _ in range(processes)))
+    assert [summary(r)["billed"] for r in again] == [0] * processes
+    assert await verify(api) == []
+
+
+@pytest.mark.postgres
+async def test_three_runs_at_once_in_separate_processes_bill_each_connection_exactly_once(api: Api) -> None:
+    await concurrent_runs(api, processes=3, workers=2, extra=150)
+
+
+async def test_two_runs_at_once_take_turns_and_bill_each_connection_exactly_once(api: Api) -> None:
+    await concurrent_runs(api, processes=2, workers=2, extra=40)
