@@ -6,8 +6,8 @@ Usage: make bench-billing  (or: python -m tests.bench.billing [--connections N]
 Builds one migrated database with the demo data and N more connections whose
 period has ended (a plan, phone-number add-ons on most, wallet credit on some, a
 card on file on most, some that decline), then bills a fresh copy of it once per
-worker count with the same code `revampd-bff billing run` runs, and prints
-connections billed per second. Checks afterwards that every connection was billed
+worker count with the same code `revampd-bff billing run` runs, then with that
+command in two processes at once, and prints connections billed per second. Checks afterwards that every connection was billed
 exactly once and that `ledger verify` finds nothing wrong.
 
 Defaults: 100,000 connections on PostgreSQL (`--database-url postgresql+asyncpg://
@@ -20,8 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
+import re
 import shutil
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -209,6 +212,24 @@ async def bill(url: str, now: datetime, workers: int) -> tuple[billing.RunSummar
         await engine.dispose()
 
 
+async def bill_in_processes(url: str, now: datetime, processes: int) -> tuple[int, float]:
+    """`revampd-bff billing run` in `processes` processes at once; (billed in all, seconds)."""
+    started = time.perf_counter()
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server.cli", "billing", "run", "--now", now.isoformat(),
+            env={**os.environ, "DATABASE_URL": url}, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
+    outputs = [(await p.communicate())[0].decode() for p in procs]
+    seconds = time.perf_counter() - started
+    assert all(p.returncode == 0 for p in procs), outputs
+    billed = sum(int(re.search(r"billed (\d+)", out).group(1)) for out in outputs)  # type: ignore[union-attr]
+    return billed, seconds
+
+
 async def check(url: str, now: datetime, due: int) -> list[str]:
     engine = create_engine(url)
     try:
@@ -231,7 +252,7 @@ async def check(url: str, now: datetime, due: int) -> list[str]:
     return problems
 
 
-async def main(n: int | None, url: str | None, workers: list[int]) -> None:
+async def main(n: int | None, url: str | None, workers: list[int], processes: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     store = Store(url)
     n = n if n is not None else 100_000 if store.pg else 2_000
@@ -250,6 +271,13 @@ async def main(n: int | None, url: str | None, workers: list[int]) -> None:
             problems = await check(copy, now, due)
             assert summary.billed == due and not summary.failed, summary
             assert not problems, problems[:10]
+        if processes > 1:
+            copy = await store.create(store.name(f"p{processes}"), template)
+            billed, seconds = await bill_in_processes(copy, now, processes)
+            print(f"  {processes} processes of 1 worker each: {billed:,} billed in {seconds:.1f} s = "
+                  f"{billed / seconds:,.0f} connections/s")
+            problems = await check(copy, now, due)
+            assert billed == due and not problems, (billed, problems[:10])
         print("  every connection billed exactly once; ledger verify finds nothing wrong")
     finally:
         await store.drop_all()
@@ -260,5 +288,7 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, help="default 100,000 on PostgreSQL, 2,000 on SQLite")
     parser.add_argument("--database-url", help="postgresql+asyncpg://user@host/name (default: SQLite in a temp dir)")
     parser.add_argument("--workers", default="1,2", help="worker counts to time, comma-separated (default 1,2)")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="then time this many `billing run` processes at once (default 2; 1: skip)")
     a = parser.parse_args()
-    asyncio.run(main(a.connections, a.database_url, [int(w) for w in a.workers.split(",")]))
+    asyncio.run(main(a.connections, a.database_url, [int(w) for w in a.workers.split(",")], a.processes))
