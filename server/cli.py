@@ -166,7 +166,7 @@ class _ProgressBar:
 
 
 async def _billing_run(now: datetime, workers: int, progress: _ProgressBar | None) -> "RunSummary":
-    from db.engine import create_engine, read_sessions, write_sessions
+    from db.engine import create_engine, is_busy, read_sessions, write_sessions
     from services.billing import run
     from services.payments import gateway_named
 
@@ -177,7 +177,7 @@ async def _billing_run(now: datetime, workers: int, progress: _ProgressBar | Non
     try:
         return await run(
             read_sessions(engine), write_sessions(engine), now, gateway_named(settings.payment_gateway), settings,
-            workers=workers, progress=progress,
+            workers=workers, progress=progress, busy=is_busy,
         )
     finally:
         await engine.dispose()

@@ -24,9 +24,10 @@ import asyncio
 import calendar
 import logging
 import re
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import AsyncIterator, Awaitable, Callable, Protocol, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -424,6 +425,8 @@ async def retry_invoice(
 # ---- The billing run -----------------------------------------------------------
 
 BATCH_SIZE = 100
+BUSY_ATTEMPTS = 3
+R = TypeVar("R")
 
 
 @dataclass
@@ -464,6 +467,7 @@ async def run(
     workers: int = 1,
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
+    busy: Callable[[BaseException], bool] = lambda exc: False,
 ) -> RunSummary:
     """Bill every period ended by `now` and retry every declined charge due by then.
 
@@ -476,7 +480,8 @@ async def run(
     the due rows again until a pass claims nothing, so periods missed for months are
     billed one after the other and a row skipped while locked is billed once free. A
     failure is logged with its traceback and counted; it stops nothing else, and its
-    row stays due for the next run."""
+    row stays due for the next run. What `busy` says is a busy database (a lock not
+    had in time: db.engine.is_busy) is tried again first, up to BUSY_ATTEMPTS times."""
     summary = RunSummary()
     failed_connections: set[int] = set()
     failed_invoices: set[int] = set()
@@ -494,43 +499,63 @@ async def run(
         if progress:
             progress(done, total)
 
+    # SQLite has one writer at a time and its waiters poll: this process's workers take
+    # turns here instead, so that none of them waits out the busy timeout.
+    sqlite = writes.kw["bind"].dialect.name == "sqlite"
+    turns: AbstractAsyncContextManager[Any] = asyncio.Lock() if sqlite else nullcontext()
+
+    async def transact(what: str, work: Callable[[AsyncSession], Awaitable[R]]) -> tuple[bool, R | None]:
+        """`work` in a transaction of its own: (True, its result), or (False, None) once it
+        failed (logged). A busy database is tried again, as nothing was committed (a card
+        charge is asked again with the same key)."""
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            try:
+                async with turns, writes() as session, session.begin():
+                    return True, await work(session)
+            except Exception as exc:
+                if busy(exc) and attempt < BUSY_ATTEMPTS:
+                    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                    log.warning("billing: %s: the database is busy (%s); trying again", what, reason)
+                    continue
+                log.exception("billing: %s failed", what)
+                return False, None
+        raise AssertionError("unreachable")
+
     async def retry(row: tuple[int, int]) -> bool:
         invoice_id, connection_id = row
         if invoice_id in failed_invoices:
             return False
-        try:
-            async with writes() as session, session.begin():
-                collection = await retry_invoice(session, invoice_id, now, gateway, settings)
-        except Exception:
-            log.exception("billing: invoice %s of connection %s failed", invoice_id, connection_id)
+        ok, collection = await transact(
+            f"invoice {invoice_id} of connection {connection_id}",
+            lambda session: retry_invoice(session, invoice_id, now, gateway, settings),
+        )
+        if not ok:
             summary.failed.append(("invoice", invoice_id))
             failed_invoices.add(invoice_id)
-            return False
         if collection is None:
             return False
         summary.retried += 1
         summary.count(collection)
         return True
 
+    async def claim_and_bill(session: AsyncSession, subscription_id: int, connection_id: int) -> Billed | None:
+        claimed = await session.scalar(
+            select(m.Subscription.id)
+            .where(m.Subscription.id == subscription_id, _period_due(now))
+            .with_for_update(skip_locked=True)
+        )
+        return None if claimed is None else await bill_connection(session, connection_id, now, gateway, settings)
+
     async def bill(row: tuple[int, int]) -> bool:
         subscription_id, connection_id = row
         if connection_id in failed_connections:
             return False
-        try:
-            async with writes() as session, session.begin():
-                claimed = await session.scalar(
-                    select(m.Subscription.id)
-                    .where(m.Subscription.id == subscription_id, _period_due(now))
-                    .with_for_update(skip_locked=True)
-                )
-                billed = None if claimed is None else await bill_connection(
-                    session, connection_id, now, gateway, settings
-                )
-        except Exception:
-            log.exception("billing: connection %s failed", connection_id)
+        ok, billed = await transact(
+            f"connection {connection_id}", lambda session: claim_and_bill(session, subscription_id, connection_id)
+        )
+        if not ok:
             summary.failed.append(("connection", connection_id))
             failed_connections.add(connection_id)
-            return False
         if billed is None:
             return False
         if billed.canceled:

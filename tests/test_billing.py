@@ -497,3 +497,37 @@ async def test_three_runs_at_once_in_separate_processes_bill_each_connection_exa
 
 async def test_two_runs_at_once_take_turns_and_bill_each_connection_exactly_once(api: Api) -> None:
     await concurrent_runs(api, processes=2, workers=2, extra=40)
+
+
+async def test_a_connection_locked_for_a_while_is_tried_again_and_billed(api: Api) -> None:
+    """Another writer holds Cedar's connection (PostgreSQL; SQLite: the database) past the
+    lock timeout: the run says the database is busy, tries again and bills it."""
+    cid = await api.connection_id(CEDAR)
+    end = await period_end(api, CEDAR)
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as holder:
+            await holder.begin()
+            await holder.execute(select(m.Connection).where(m.Connection.id == cid).with_for_update())
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "server.cli", "billing", "run", "--now", (end + DAY).isoformat(),
+                cwd=ROOT, env={**os.environ, "DATABASE_URL": api.settings.database_url, "DB_LOCK_TIMEOUT_MS": "1000"},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            assert proc.stderr is not None
+            seen = b""
+            while b"the database is busy" not in seen:
+                line = await proc.stderr.readline()
+                assert line, seen.decode()
+                seen += line
+            await holder.commit()
+        out, err = await proc.communicate()
+    finally:
+        await engine.dispose()
+    assert proc.returncode == 0, (seen + err).decode()
+    run = Run(0, out.decode(), (seen + err).decode())
+    assert summary(run)["billed"] == 3 and summary(run)["failed"] == 0
+    which = cid if "postgresql" in api.settings.database_url else 1  # SQLite: the first one waits
+    assert f"connection {which}: the database is busy (" in run.err and "); trying again" in run.err
+    assert (await connection(api, CEDAR))["subscription"]["currentPeriodStart"] == end.isoformat()
+    assert await verify(api) == []

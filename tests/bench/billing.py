@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from db import models as m
-from db.engine import create_engine, read_sessions, write_sessions
+from db.engine import create_engine, is_busy, read_sessions, write_sessions
 from db.migrate import upgrade
 from db.seed import seed_demo
 from server.settings import Settings
@@ -205,7 +205,7 @@ async def bill(url: str, now: datetime, workers: int) -> tuple[billing.RunSummar
         started = time.perf_counter()
         summary = await billing.run(
             read_sessions(engine), write_sessions(engine), now, SandboxGateway(), Settings(database_url=url),
-            workers=workers,
+            workers=workers, busy=is_busy,
         )
         return summary, time.perf_counter() - started
     finally:
