@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup clean schema bench lint
+.PHONY: run test setup clean schema bench bench-billing lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.dashboard
+
+# BENCH_ARGS="--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench --connections 10000"
+bench-billing: $(STAMP)
+	$(BIN)/python -m tests.bench.billing $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) revampd.db*

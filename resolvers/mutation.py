@@ -9,11 +9,13 @@ from __future__ import annotations
 from strawberry.tools import merge_types
 
 from resolvers.addons import AddOnMutations
+from resolvers.billing import BillingMutations
 from resolvers.invoices import InvoiceMutations
 from resolvers.plans import PlanMutations
 from resolvers.tickets import TicketMutations
 from resolvers.wallet import WalletMutations
 
 Mutation = merge_types(
-    "Mutation", (PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations)
+    "Mutation",
+    (PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations),
 )

@@ -18,6 +18,7 @@ from schema.base import (
     page_args,
     to_global_id,
 )
+from schema.billing import PaymentCard
 from schema.invoices import Invoice, InvoiceFilter
 from schema.payouts import BankAccount, Payout, PayoutFilter
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
@@ -71,6 +72,10 @@ class RevampdConnection(Node, model=m.Connection):
         except DomainError as err:
             raise bad_request(err) from None
         return PlanChangePreview.of(preview)
+
+    @strawberry.field(description="The card the billing run charges for what the wallet does not cover; null when none.")
+    def payment_method(self) -> PaymentCard | None:
+        return PaymentCard.of(self.model)
 
     @strawberry.field
     async def usage(self, info: strawberry.Info) -> Usage:

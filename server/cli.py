@@ -8,12 +8,15 @@ import logging
 import sys
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from services.billing import RunSummary
 
 
 def _settings() -> Settings:
@@ -143,6 +146,71 @@ def cmd_ledger_verify(_: argparse.Namespace) -> None:
     print("ledger verify: every balance, sum, invoice and affiliate payout agrees with the entries")
 
 
+class _ProgressBar:
+    """`billing [#######.............]  350/1000` redrawn in place, on a terminal only."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        sys.stdout.write(f"\rbilling [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}")
+        sys.stdout.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stdout.write("\n")
+
+
+async def _billing_run(now: datetime, workers: int, progress: _ProgressBar | None) -> "RunSummary":
+    from db.engine import create_engine, is_busy, read_sessions, write_sessions
+    from services.billing import run
+    from services.payments import gateway_named
+
+    settings = _settings()
+    engine = create_engine(
+        settings.database_url, pool_size=workers + 1, max_overflow=1, lock_timeout_ms=settings.db_lock_timeout_ms
+    )
+    try:
+        return await run(
+            read_sessions(engine), write_sessions(engine), now, gateway_named(settings.payment_gateway), settings,
+            workers=workers, progress=progress, busy=is_busy,
+        )
+    finally:
+        await engine.dispose()
+
+
+def cmd_billing_run(args: argparse.Namespace) -> None:
+    now = args.now or datetime.now(timezone.utc)
+    bar = _ProgressBar() if sys.stdout.isatty() else None
+    try:
+        s = asyncio.run(_billing_run(now, args.workers, bar))
+    finally:
+        if bar:
+            bar.close()
+    print(
+        f"billing run at {now.isoformat()}: billed {s.billed}, charged {s.charged}, declined {s.declined}, "
+        f"failed {len(s.failed)}; canceled {s.canceled}, retried {s.retried}, uncollectible {s.uncollectible}"
+    )
+    if s.failed:
+        what = ", ".join(f"{kind} {pk}" for kind, pk in s.failed[:20]) + (", ..." if len(s.failed) > 20 else "")
+        sys.exit(f"billing run: {len(s.failed)} failed ({what}); everything else was billed. "
+                 "The log has each failure with its traceback; the next run tries them again.")
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="revampd-bff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     auto_close.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
     auto_close.set_defaults(func=cmd_tickets_auto_close)
+    billing = sub.add_parser("billing", help="subscription billing")
+    billing_sub = billing.add_subparsers(dest="billing_command", required=True)
+    billing_run = billing_sub.add_parser(
+        "run",
+        help="bill every subscription whose period has ended and retry declined charges that are due; "
+        "safe to run in several processes at once, and again",
+    )
+    billing_run.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    billing_run.add_argument(
+        "--workers", type=_positive, default=1, help="connections billed at once in this process (default 1)"
+    )
+    billing_run.set_defaults(func=cmd_billing_run)
     ledger = sub.add_parser("ledger", help="the money ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser(

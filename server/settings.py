@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from services.payments import GATEWAYS
+
 DEV_JWT_SECRET = "revampd-dev-secret-do-not-use-in-production-0123456789"
 
 
@@ -35,6 +37,27 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(name) or default
+    if raw not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
+def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A comma-separated list of whole days, each at least 1: "1,3,5"."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        days = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be whole days separated by commas, such as 1,3,5; got {raw!r}") from None
+    if any(d < 1 for d in days):
+        raise SettingsError(f"{name} must list days of at least 1, got {raw!r}")
+    return days
 
 
 @dataclass(frozen=True)
@@ -67,6 +90,12 @@ class Settings:
     # How long a statement waits for a row or database lock before it answers 503.
     db_lock_timeout_ms: int = 10_000
     ticket_auto_close_days: int = 7
+    # The processor that holds the cards on file (services.payments.GATEWAYS).
+    payment_gateway: str = "sandbox"
+    # The billing run pays a new invoice from the wallet before it charges the card.
+    billing_pay_from_wallet: bool = True
+    # Days from a declined charge to the next try; after the last retry the invoice is uncollectible.
+    billing_retry_days: tuple[int, ...] = (1, 3, 5)
     log_level: str = "INFO"
     # Browser origins (e.g. the dashboard's) allowed to call the API; none by default.
     cors_origins: tuple[str, ...] = ()
@@ -103,6 +132,9 @@ class Settings:
             db_pool_timeout=_int(env, "DB_POOL_TIMEOUT_SECONDS", int(cls.db_pool_timeout)),
             db_lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
             ticket_auto_close_days=_int(env, "TICKET_AUTO_CLOSE_DAYS", cls.ticket_auto_close_days),
+            payment_gateway=_choice(env, "PAYMENT_GATEWAY", cls.payment_gateway, GATEWAYS),
+            billing_pay_from_wallet=_bool(env, "BILLING_PAY_FROM_WALLET", cls.billing_pay_from_wallet),
+            billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
         )

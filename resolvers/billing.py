@@ -1,0 +1,28 @@
+"""Billing mutations: the card on file."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers.common import run_write
+from schema.base import ctx
+from schema.billing import UpdatePaymentMethodInput, UpdatePaymentMethodPayload
+from services import billing as svc
+from services.payments import gateway_named
+
+
+@strawberry.type
+class BillingMutations:
+    @strawberry.mutation(
+        description="Put a card on file from the payment processor's token; the billing run charges it "
+        "for what the wallet does not cover. Only brand, last 4 and expiry are kept."
+    )
+    async def update_payment_method(
+        self, info: strawberry.Info, input: UpdatePaymentMethodInput
+    ) -> UpdatePaymentMethodPayload:
+        context = ctx(info)
+        gateway = gateway_named(context.settings.payment_gateway)
+        result, errors = await run_write(info, lambda session: svc.update_payment_method(
+            session, context.principal, gateway, input.card_token
+        ))
+        return UpdatePaymentMethodPayload.of(result, errors, input.client_mutation_id)

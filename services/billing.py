@@ -1,0 +1,615 @@
+"""The card on file, and billing: each subscription invoiced and collected when its period ends.
+
+`bill_connection` bills one connection whose period has ended, in the caller's one
+transaction: the pending plan change (or cancellation) and add-on decreases take
+effect, ONE SUBSCRIPTION invoice for the new period is issued (a line for the plan,
+one per add-on), paid from the wallet first and the rest charged to the card on
+file, and the next period opens. `retry_invoice` tries a declined charge again when
+it is due. `run` is the billing run: it finds the work that is due and does each
+piece in a transaction of its own, claimed with `FOR UPDATE SKIP LOCKED`, so that
+several runs at once (in as many processes or machines) never bill anything twice.
+
+Collecting never holds a lock on Revampd's shared ledger accounts (revenue, card
+processor) while it waits for the processor: the card is charged first, then the
+invoice is opened and the payments posted, just before the commit.
+
+The processor is asked with the key of the ledger transfer that records the charge
+(`billing:<invoice>:card:<attempt>`): when the transaction does not commit after a
+charge, the next run asks again with the same key and records that first charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import re
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
+
+from db import models as m
+from services import invoices, ledger
+from services.access import Principal, Role
+from services.enums import InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
+from services.errors import DomainError, NotFound
+from services.payments import ChargeResult, PaymentGateway
+from services.wallet import apply_pending_affiliate_payouts
+
+log = logging.getLogger("revampd.billing")
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(timezone.utc)
+
+
+# ---- The card on file ----------------------------------------------------------
+
+MAX_TOKEN = 200
+_CARD_NUMBER = re.compile(r"[0-9][0-9 -]{10,22}[0-9]")
+
+
+def _checked_token(token: str) -> str:
+    if _CARD_NUMBER.fullmatch(token) and 12 <= sum(ch.isdigit() for ch in token) <= 19:
+        raise DomainError(
+            "INVALID_CARD_TOKEN",
+            "Send the token the payment processor gave for the card, never a card number.",
+            "cardToken",
+        )
+    if not 1 <= len(token) <= MAX_TOKEN or not token.isprintable() or token != token.strip():
+        raise DomainError(
+            "INVALID_CARD_TOKEN",
+            f"cardToken must be a token from the payment processor (1 to {MAX_TOKEN} characters, no spaces).",
+            "cardToken",
+        )
+    return token
+
+
+async def update_payment_method(
+    session: AsyncSession,
+    principal: Principal,
+    gateway: PaymentGateway,
+    card_token: str,
+    now: datetime | None = None,
+) -> m.Connection:
+    """PARTNER_ADMIN: the card behind `card_token` becomes the connection's card on file.
+    Only the token, brand, last 4 and expiry are kept. An invoice whose charge was
+    declined is tried on the new card at the next billing run."""
+    principal.require(Role.PARTNER_ADMIN)
+    token = _checked_token(card_token)
+    card = await gateway.card(token)  # before any lock: a processor may be slow
+    if principal.connection_id is None:
+        raise NotFound("RevampdConnection")
+    connection = await invoices.locked_connection(session, principal.connection_id)
+    connection.card_token = token
+    connection.card_brand, connection.card_last4 = card.brand, card.last4
+    connection.card_exp_month, connection.card_exp_year = card.exp_month, card.exp_year
+    at = _now(now)
+    await session.execute(
+        update(m.Invoice)
+        .where(
+            m.Invoice.connection_id == connection.id,
+            m.Invoice.status == InvoiceStatus.OPEN.value,
+            m.Invoice.next_payment_attempt_at > at,
+        )
+        .values(next_payment_attempt_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    return connection
+
+
+# ---- Periods -------------------------------------------------------------------
+
+def next_period_end(start: datetime, end: datetime) -> datetime:
+    """The end of the monthly period after [start, end): one month after `end`, on the
+    period's anchor day where the month has it, else on the month's last day, at the
+    same time of day. The anchor is `end`'s day, unless `end` was cut short to the
+    last day of its month (then it is `start`'s): Jan 31 -> Feb 28 -> Mar 31 -> Apr 30."""
+    last = calendar.monthrange(end.year, end.month)[1]
+    anchor = start.day if end.day == last and start.day > end.day else end.day
+    year, month = divmod(end.year * 12 + end.month, 12)  # the month after end's, 0-based
+    month += 1
+    return end.replace(year=year, month=month, day=min(anchor, calendar.monthrange(year, month)[1]))
+
+
+# ---- Billing one connection ----------------------------------------------------
+
+class BillingPolicy(Protocol):
+    """The settings billing reads (server.settings.Settings has them)."""
+
+    @property
+    def billing_pay_from_wallet(self) -> bool: ...
+
+    @property
+    def billing_retry_days(self) -> tuple[int, ...]: ...
+
+
+NO_CARD = "No card on file."
+
+
+@dataclass
+class Collection:
+    """What collecting an invoice did."""
+
+    invoice: m.Invoice
+    from_wallet: int = 0
+    charged: int = 0  # to the card
+    declined: str | None = None  # the processor's reason
+    uncollectible: bool = False
+
+
+@dataclass
+class Billed:
+    """A connection's period billed: the subscription ended, or the next period opened
+    with its invoice (none when nothing is owed for it)."""
+
+    connection_id: int
+    canceled: bool = False
+    collection: Collection | None = None
+
+
+async def bill_connection(
+    session: AsyncSession,
+    connection_id: int,
+    now: datetime,
+    gateway: PaymentGateway,
+    settings: BillingPolicy,
+) -> Billed | None:
+    """Bill the period of `connection_id` that ended at or before `now`, in the caller's
+    transaction; None when no period has ended (or the subscription has). Billing the
+    same period twice is impossible: the subscription row is locked and moves on to the
+    next period in this transaction, and the database allows one SUBSCRIPTION invoice
+    per connection and period."""
+    subscription = await session.scalar(
+        select(m.Subscription).where(m.Subscription.connection_id == connection_id).with_for_update()
+    )
+    if subscription is None:
+        raise NotFound("Subscription")
+    if subscription.status != SubscriptionStatus.ACTIVE.value or subscription.current_period_end > now:
+        return None
+    connection = await invoices.locked_connection(session, connection_id)
+    boundary = subscription.current_period_end
+    _apply_plan_change(subscription, boundary)
+    addons = await _apply_addon_changes(session, connection_id, boundary, now)
+    if subscription.status == SubscriptionStatus.CANCELED.value:
+        await session.flush()
+        return Billed(connection_id, canceled=True)
+    start, end = boundary, next_period_end(subscription.current_period_start, boundary)
+    plan = await session.get(m.Plan, subscription.plan_id)
+    assert plan is not None
+    billed = Billed(connection_id)
+    lines = _lines(connection, plan, addons, start)
+    if lines:
+        invoice = await _period_invoice(session, connection, lines, (start, end), now)
+        # Credits first, so that the wallet pays the new invoice with them.
+        await apply_pending_affiliate_payouts(session, connection.id, now)
+        billed.collection = await _collect(session, connection, invoice, now, gateway, settings)
+    subscription.current_period_start, subscription.current_period_end = start, end
+    await session.flush()
+    return billed
+
+
+def _apply_plan_change(subscription: m.Subscription, boundary: datetime) -> None:
+    """The pending upgrade or downgrade (the new plan) or cancellation (the end)."""
+    effective = subscription.pending_effective_at
+    if subscription.pending_kind is None or effective is None or effective > boundary:
+        return
+    if subscription.pending_kind == PlanChangeKind.CANCEL.value:
+        subscription.status = SubscriptionStatus.CANCELED.value
+    else:
+        assert subscription.pending_plan_id is not None
+        subscription.plan_id = subscription.pending_plan_id
+    subscription.pending_kind = subscription.pending_plan_id = None
+    subscription.pending_effective_at = subscription.pending_requested_at = None
+
+
+async def _apply_addon_changes(
+    session: AsyncSession, connection_id: int, boundary: datetime, now: datetime
+) -> list[tuple[m.AddOn, m.AddOnProduct]]:
+    """Pending decreases take effect (a removal deletes the add-on); the add-ons kept."""
+    rows = (
+        await session.execute(
+            select(m.AddOn, m.AddOnProduct)
+            .join(m.AddOnProduct, m.AddOnProduct.id == m.AddOn.product_id)
+            .where(m.AddOn.connection_id == connection_id)
+            .order_by(m.AddOn.created_at, m.AddOn.id)
+            .with_for_update(of=m.AddOn)
+        )
+    ).tuples().all()
+    kept = []
+    for addon, product in rows:
+        effective = addon.pending_effective_at
+        if addon.pending_quantity is not None and effective is not None and effective <= boundary:
+            if addon.pending_quantity == 0:
+                await session.delete(addon)
+                continue
+            addon.quantity, addon.pending_quantity, addon.pending_effective_at = addon.pending_quantity, None, None
+            addon.updated_at = now
+        kept.append((addon, product))
+    return kept
+
+
+def _lines(
+    connection: m.Connection, plan: m.Plan, addons: Sequence[tuple[m.AddOn, m.AddOnProduct]], start: datetime
+) -> list[invoices.Line]:
+    """A line for the plan and one per add-on, as projected (services.addons)."""
+    month = f"{start:%b %Y}"
+    for name, currency in ((plan.name, plan.currency_code), *((p.name, p.currency_code) for _, p in addons)):
+        if currency != connection.currency_code:
+            raise DomainError(
+                "CURRENCY_MISMATCH", f"{name} is priced in {currency}; the connection is billed in "
+                f"{connection.currency_code}."
+            )
+    lines = []
+    if plan.monthly_price > 0:
+        lines.append(invoices.Line(f"{plan.name} plan, {month}", 1, plan.monthly_price, plan_id=plan.id))
+    lines += [
+        invoices.Line(f"{product.name}, {month}", addon.quantity, product.monthly_price, addon_product_id=product.id)
+        for addon, product in addons
+    ]
+    return lines
+
+
+async def _period_invoice(
+    session: AsyncSession,
+    connection: m.Connection,
+    lines: list[invoices.Line],
+    period: tuple[datetime, datetime],
+    now: datetime,
+) -> m.Invoice:
+    """The period's SUBSCRIPTION invoice, still a DRAFT: a new one, or the draft made
+    ahead of time for the period (brought up to date, keeping its number)."""
+    start, end = period
+    existing = await session.scalar(
+        select(m.Invoice).where(
+            m.Invoice.connection_id == connection.id,
+            m.Invoice.type == InvoiceType.SUBSCRIPTION.value,
+            m.Invoice.period_start == start,
+        ).with_for_update()
+    )
+    if existing is None:
+        return await invoices.create(
+            session, connection, type=InvoiceType.SUBSCRIPTION, lines=lines, due_at=start, period=period,
+            open=False, now=now,
+        )
+    if existing.status != InvoiceStatus.DRAFT.value:
+        raise DomainError(
+            "ALREADY_INVOICED",
+            f"{existing.number} ({existing.status}) already invoices the period from {start.isoformat()}.",
+        )
+    await session.execute(delete(m.InvoiceLineItem).where(m.InvoiceLineItem.invoice_id == existing.id))
+    session.add_all(
+        m.InvoiceLineItem(
+            invoice_id=existing.id, description=li.description, quantity=li.quantity, unit_amount=li.unit_amount,
+            amount=li.quantity * li.unit_amount, plan_id=li.plan_id, addon_product_id=li.addon_product_id,
+        )
+        for li in lines
+    )
+    existing.total = sum(li.quantity * li.unit_amount for li in lines)
+    existing.issued_at, existing.due_at, existing.period_end = now, start, end
+    await session.flush()
+    return existing
+
+
+async def _collect(
+    session: AsyncSession,
+    connection: m.Connection,
+    invoice: m.Invoice,
+    now: datetime,
+    gateway: PaymentGateway,
+    settings: BillingPolicy,
+) -> Collection:
+    """Pay what is due on `invoice` (a DRAFT, opened here, or OPEN) from the wallet as far
+    as it goes, then charge the rest to the card on file. A decline leaves it OPEN with
+    the reason and the next attempt due, or after the last retry UNCOLLECTIBLE."""
+    done = Collection(invoice)
+    due = invoice.total - invoice.amount_paid
+    wallet = None
+    if settings.billing_pay_from_wallet:
+        wallet = await ledger.wallet_account(session, connection, now)
+        await session.refresh(wallet, with_for_update=True)
+        done.from_wallet = max(0, min(due, wallet.balance - wallet.pending))
+    rest = due - done.from_wallet
+    attempt = invoice.payment_attempts + 1
+    charge: ChargeResult | None = None
+    if rest > 0:
+        invoice.payment_attempts = attempt
+        charge = await _charge(gateway, connection, rest, f"billing:{invoice.id}:card:{attempt}")
+    # From here on Revampd's shared accounts are locked: post, and let the caller commit.
+    retries = settings.billing_retry_days
+    write_off = charge is not None and not charge.success and attempt > len(retries)
+    currency = invoice.currency_code
+    codes = [f"receivable:{invoice.id}"]
+    if invoice.status == InvoiceStatus.DRAFT.value or write_off:
+        codes.append(f"REVAMPD_REVENUE:{currency}")
+    if charge is not None and charge.success:
+        codes.append(f"CARD_PROCESSOR:{currency}")
+    if wallet is not None and done.from_wallet:
+        codes.append(wallet.code)
+    await _lock_accounts(session, codes)
+    if invoice.status == InvoiceStatus.DRAFT.value:
+        await invoices.finalize(session, invoice, now=now)
+    if wallet is not None and done.from_wallet:
+        key = f"billing:{invoice.id}:wallet" + (f":{attempt}" if attempt > 1 else "")
+        await invoices.pay(
+            session, invoice, source=wallet, amount=done.from_wallet, method=PaymentMethod.WALLET, key=key,
+            by=None, now=now,
+        )
+    if charge is None:
+        if attempt > 1:
+            invoice.payment_error = None  # the wallet paid what the card could not
+        await session.flush()
+        return done
+    if charge.success:
+        processor = await ledger.system_account(session, "CARD_PROCESSOR", currency, now)
+        await invoices.pay(
+            session, invoice, source=processor, amount=rest, method=PaymentMethod.CARD,
+            key=f"billing:{invoice.id}:card:{attempt}", by=None, now=now,
+        )
+        if attempt > 1:
+            invoice.payment_error = None
+        done.charged = rest
+        log.debug("%s: charged %s to the card (%s)", invoice.number, rest, charge.charge_id)
+        return done
+    done.declined = invoice.payment_error = charge.decline_reason or "The card was declined."
+    if write_off:
+        await invoices.mark_uncollectible(session, None, invoice.id, now=now)
+        done.uncollectible = True
+        log.info("%s: card declined: %s", invoice.number, done.declined)
+        log.info("%s: uncollectible after %d declined charges", invoice.number, attempt)
+    else:
+        invoice.next_payment_attempt_at = now + timedelta(days=retries[attempt - 1])
+        log.info("%s: card declined: %s (next attempt %s)", invoice.number, done.declined,
+                 invoice.next_payment_attempt_at.isoformat())
+    await session.flush()
+    return done
+
+
+async def _lock_accounts(session: AsyncSession, codes: Sequence[str]) -> None:
+    """Lock every account this collection posts to (those that exist yet), up front and in
+    id order. post() locks the accounts of each of its calls in id order, but several calls
+    in one transaction would take Revampd's shared accounts (REVAMPD_REVENUE,
+    CARD_PROCESSOR) in different orders on different workers, and deadlock."""
+    await session.execute(
+        select(m.LedgerAccount)
+        .where(m.LedgerAccount.code.in_(codes))
+        .order_by(m.LedgerAccount.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _charge(gateway: PaymentGateway, connection: m.Connection, amount: int, key: str) -> ChargeResult:
+    if connection.card_token is None:
+        return ChargeResult(False, decline_code="no_card", decline_reason=NO_CARD)
+    return await gateway.charge(connection.card_token, amount, connection.currency_code, key)
+
+
+def _retry_due(now: datetime) -> ColumnElement[bool]:
+    return and_(m.Invoice.status == InvoiceStatus.OPEN.value, m.Invoice.next_payment_attempt_at <= now)
+
+
+async def retry_invoice(
+    session: AsyncSession,
+    invoice_id: int,
+    now: datetime,
+    gateway: PaymentGateway,
+    settings: BillingPolicy,
+) -> Collection | None:
+    """Try the declined charge of an OPEN invoice again, if it is due by `now` (the wallet
+    first, when it holds credit now); None when it is not due."""
+    invoice = await session.scalar(
+        select(m.Invoice).where(m.Invoice.id == invoice_id, _retry_due(now)).with_for_update()
+    )
+    if invoice is None:
+        return None
+    connection = await session.get(m.Connection, invoice.connection_id)
+    assert connection is not None
+    invoice.next_payment_attempt_at = None
+    return await _collect(session, connection, invoice, now, gateway, settings)
+
+
+# ---- The billing run -----------------------------------------------------------
+
+BATCH_SIZE = 100
+BUSY_ATTEMPTS = 3
+R = TypeVar("R")
+
+
+@dataclass
+class RunSummary:
+    billed: int = 0  # periods billed (a new period opened)
+    canceled: int = 0  # subscriptions that ended
+    charged: int = 0  # card charges that went through
+    declined: int = 0  # card charges declined (no card on file counts)
+    uncollectible: int = 0  # invoices written off after the last retry
+    retried: int = 0  # declined charges tried again
+    # What failed: ("connection", id) or ("invoice", id); each is logged with its traceback.
+    failed: list[tuple[str, int]] = field(default_factory=list)
+
+    def count(self, collection: Collection | None) -> None:
+        if collection is None:
+            return
+        self.charged += collection.charged > 0
+        self.declined += collection.declined is not None
+        self.uncollectible += collection.uncollectible
+
+
+Progress = Callable[[int, int], None]
+
+
+def _period_due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        m.Subscription.status == SubscriptionStatus.ACTIVE.value, m.Subscription.current_period_end <= now
+    )
+
+
+async def run(
+    reads: async_sessionmaker[AsyncSession],
+    writes: async_sessionmaker[AsyncSession],
+    now: datetime,
+    gateway: PaymentGateway,
+    settings: BillingPolicy,
+    *,
+    workers: int = 1,
+    batch_size: int = BATCH_SIZE,
+    progress: Progress | None = None,
+    busy: Callable[[BaseException], bool] = lambda exc: False,
+) -> RunSummary:
+    """Bill every period ended by `now` and retry every declined charge due by then.
+
+    `writes` must make write sessions (db.engine.write_sessions: BEGIN IMMEDIATE on
+    SQLite). Due rows are listed in batches, in id order; `workers` tasks take them one
+    at a time, each in a transaction of its own that claims its row with
+    `SELECT ... FOR UPDATE SKIP LOCKED` and checks it is still due: a row another run
+    holds is skipped (that run bills it), one already billed is no longer due. On
+    SQLite, which has no row locks, write transactions take turns. The run goes over
+    the due rows again until a pass claims nothing, so periods missed for months are
+    billed one after the other and a row skipped while locked is billed once free. A
+    failure is logged with its traceback and counted; it stops nothing else, and its
+    row stays due for the next run. What `busy` says is a busy database (a lock not
+    had in time: db.engine.is_busy) is tried again first, up to BUSY_ATTEMPTS times."""
+    summary = RunSummary()
+    failed_connections: set[int] = set()
+    failed_invoices: set[int] = set()
+    done = total = 0
+    async with reads() as session:
+        total += await session.scalar(select(func.count()).select_from(m.Invoice).where(_retry_due(now))) or 0
+        total += await session.scalar(select(func.count()).select_from(m.Subscription).where(_period_due(now))) or 0
+    if progress:
+        progress(0, total)
+
+    def step() -> None:
+        nonlocal done, total
+        done += 1
+        total = max(total, done)
+        if progress:
+            progress(done, total)
+
+    # SQLite has one writer at a time and its waiters poll: this process's workers take
+    # turns here instead, so that none of them waits out the busy timeout.
+    sqlite = writes.kw["bind"].dialect.name == "sqlite"
+    turns: AbstractAsyncContextManager[Any] = asyncio.Lock() if sqlite else nullcontext()
+
+    async def transact(what: str, work: Callable[[AsyncSession], Awaitable[R]]) -> tuple[bool, R | None]:
+        """`work` in a transaction of its own: (True, its result), or (False, None) once it
+        failed (logged). A busy database is tried again, as nothing was committed (a card
+        charge is asked again with the same key)."""
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            try:
+                async with turns, writes() as session, session.begin():
+                    return True, await work(session)
+            except Exception as exc:
+                if busy(exc) and attempt < BUSY_ATTEMPTS:
+                    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                    log.warning("billing: %s: the database is busy (%s); trying again", what, reason)
+                    continue
+                log.exception("billing: %s failed", what)
+                return False, None
+        raise AssertionError("unreachable")
+
+    async def retry(row: tuple[int, int]) -> bool:
+        invoice_id, connection_id = row
+        if invoice_id in failed_invoices:
+            return False
+        ok, collection = await transact(
+            f"invoice {invoice_id} of connection {connection_id}",
+            lambda session: retry_invoice(session, invoice_id, now, gateway, settings),
+        )
+        if not ok:
+            summary.failed.append(("invoice", invoice_id))
+            failed_invoices.add(invoice_id)
+        if collection is None:
+            return False
+        summary.retried += 1
+        summary.count(collection)
+        return True
+
+    async def claim_and_bill(session: AsyncSession, subscription_id: int, connection_id: int) -> Billed | None:
+        claimed = await session.scalar(
+            select(m.Subscription.id)
+            .where(m.Subscription.id == subscription_id, _period_due(now))
+            .with_for_update(skip_locked=True)
+        )
+        return None if claimed is None else await bill_connection(session, connection_id, now, gateway, settings)
+
+    async def bill(row: tuple[int, int]) -> bool:
+        subscription_id, connection_id = row
+        if connection_id in failed_connections:
+            return False
+        ok, billed = await transact(
+            f"connection {connection_id}", lambda session: claim_and_bill(session, subscription_id, connection_id)
+        )
+        if not ok:
+            summary.failed.append(("connection", connection_id))
+            failed_connections.add(connection_id)
+        if billed is None:
+            return False
+        if billed.canceled:
+            summary.canceled += 1
+        else:
+            summary.billed += 1
+            summary.count(billed.collection)
+        return True
+
+    retries = select(m.Invoice.id, m.Invoice.connection_id).where(_retry_due(now))
+    periods = select(m.Subscription.id, m.Subscription.connection_id).where(_period_due(now))
+    while True:
+        claimed = await _work(_due_rows(reads, retries, m.Invoice.id, batch_size), retry, workers, step)
+        claimed += await _work(_due_rows(reads, periods, m.Subscription.id, batch_size), bill, workers, step)
+        if claimed == 0:
+            return summary
+
+
+async def _due_rows(
+    reads: async_sessionmaker[AsyncSession],
+    stmt: Select[int, int],
+    key: InstrumentedAttribute[int],
+    batch_size: int,
+) -> AsyncIterator[list[tuple[int, int]]]:
+    """The rows of `stmt`, `batch_size` at a time in `key` order (its first column), each
+    batch read in a short transaction of its own."""
+    after = 0
+    while True:
+        async with reads() as session:
+            rows = [(a, b) for a, b in await session.execute(stmt.where(key > after).order_by(key).limit(batch_size))]
+        if not rows:
+            return
+        yield rows
+        after = rows[-1][0]
+
+
+async def _work(
+    batches: AsyncIterator[list[tuple[int, int]]],
+    job: Callable[[tuple[int, int]], Awaitable[bool]],
+    workers: int,
+    step: Callable[[], None],
+) -> int:
+    """`job` on every row of `batches`, on `workers` tasks; how many did something."""
+    queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue(maxsize=2 * workers)
+    did = 0
+
+    async def worker() -> None:
+        nonlocal did
+        while (row := await queue.get()) is not None:
+            did += await job(row)
+            step()
+
+    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+    try:
+        async for rows in batches:
+            for row in rows:
+                await queue.put(row)
+        for _ in tasks:
+            await queue.put(None)
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+    return did

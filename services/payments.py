@@ -1,0 +1,126 @@
+"""Charging the card on file: the gateway a processor plugs in behind, and its sandbox.
+
+A Partner's browser gives its card to the processor and sends us the processor's
+token; we keep only the token and what may be shown of the card (brand, last 4,
+expiry), never its number. The billing run charges the token through a
+`PaymentGateway`.
+
+`charge` is idempotent by `idempotency_key`, as processors are: the billing run
+charges inside the transaction that records the payment, so when that
+transaction does not commit (a crash, a lost connection) the next run asks again
+with the same key and gets the first answer back instead of a second charge.
+
+`SandboxGateway` acts like a processor's test mode: the test cards in
+`SANDBOX_CARDS` (listed in the README) succeed, decline with a reason, or fail
+as an unreachable processor would. Deterministic, no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.errors import DomainError
+
+
+@dataclass(frozen=True)
+class Card:
+    """What may be kept and shown of a card."""
+
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """A processor's answer: charged (with its charge id), or declined and why."""
+
+    success: bool
+    charge_id: str | None = None
+    decline_code: str | None = None
+    decline_reason: str | None = None
+
+
+class GatewayError(Exception):
+    """The processor did not answer: whether the card was charged is unknown. Ask again
+    with the same idempotency key to learn it (never a new key)."""
+
+
+class PaymentGateway(Protocol):
+    async def card(self, token: str) -> Card:
+        """The card behind `token`; a DomainError INVALID_CARD_TOKEN if the processor
+        knows no such token."""
+        ...
+
+    async def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:
+        """Charge `amount` minor units of `currency` to the card behind `token`; the same
+        key again answers the first charge's result."""
+        ...
+
+
+@dataclass(frozen=True)
+class SandboxCard:
+    card: Card
+    # None: charges succeed. Otherwise the decline reason (or, for `unreachable`, the error).
+    outcome: str | None = None
+    decline_code: str | None = None
+    unreachable: bool = False
+
+
+_EXPIRY = (12, 2034)
+
+
+def _card(brand: str, last4: str) -> Card:
+    return Card(brand, last4, *_EXPIRY)
+
+
+# The test cards of the sandbox, as a processor's test mode documents them (README,
+# "Sandbox test cards"; tests/test_payments.py keeps the two in step).
+SANDBOX_CARDS: dict[str, SandboxCard] = {
+    "tok_visa_4242": SandboxCard(_card("Visa", "4242")),
+    "tok_mastercard_4444": SandboxCard(_card("Mastercard", "4444")),
+    "tok_amex_0005": SandboxCard(_card("American Express", "0005")),
+    "tok_chargeDeclined_0002": SandboxCard(_card("Visa", "0002"), "Your card was declined.", "card_declined"),
+    "tok_insufficientFunds_9995": SandboxCard(_card("Visa", "9995"), "Insufficient funds.", "insufficient_funds"),
+    "tok_expiredCard_0069": SandboxCard(_card("Visa", "0069"), "Your card has expired.", "expired_card"),
+    "tok_processorDown_0000": SandboxCard(
+        _card("Visa", "0000"), "The payment processor did not answer.", unreachable=True
+    ),
+}
+UNKNOWN_TOKEN = "This card is not known to the payment processor."
+
+
+class SandboxGateway:
+    """The processor's test mode: the cards of SANDBOX_CARDS, answered at once."""
+
+    async def card(self, token: str) -> Card:
+        found = SANDBOX_CARDS.get(token)
+        if found is None:
+            raise DomainError("INVALID_CARD_TOKEN", UNKNOWN_TOKEN, "cardToken")
+        return found.card
+
+    async def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:
+        if amount <= 0:
+            raise ValueError(f"a charge must be positive, got {amount}")
+        found = SANDBOX_CARDS.get(token)
+        if found is None:
+            return ChargeResult(False, decline_code="invalid_token", decline_reason=UNKNOWN_TOKEN)
+        if found.unreachable:
+            raise GatewayError(found.outcome)
+        if found.outcome is not None:
+            return ChargeResult(False, decline_code=found.decline_code, decline_reason=found.outcome)
+        digest = hashlib.sha256(f"{token}\0{idempotency_key}".encode()).hexdigest()[:24]
+        return ChargeResult(True, charge_id=f"ch_sandbox_{digest}")
+
+
+GATEWAYS = ("sandbox",)
+
+
+def gateway_named(name: str) -> PaymentGateway:
+    """The gateway the PAYMENT_GATEWAY setting names."""
+    if name == "sandbox":
+        return SandboxGateway()
+    raise ValueError(f"unknown payment gateway {name!r}; known: {', '.join(GATEWAYS)}")
