@@ -514,13 +514,18 @@ async def run(
                 return False, None
         raise AssertionError("unreachable")
 
+    async def claim_and_retry(session: AsyncSession, invoice_id: int) -> Collection | None:
+        claimed = await session.scalar(
+            select(m.Invoice.id).where(m.Invoice.id == invoice_id, _retry_due(now)).with_for_update(skip_locked=True)
+        )
+        return None if claimed is None else await retry_invoice(session, invoice_id, now, gateway, settings)
+
     async def retry(row: tuple[int, int]) -> bool:
         invoice_id, connection_id = row
         if invoice_id in failed_invoices:
             return False
         ok, collection = await transact(
-            f"invoice {invoice_id} of connection {connection_id}",
-            lambda session: retry_invoice(session, invoice_id, now, gateway, settings),
+            f"invoice {invoice_id} of connection {connection_id}", lambda session: claim_and_retry(session, invoice_id)
         )
         if not ok:
             summary.failed.append(("invoice", invoice_id))

@@ -503,6 +503,15 @@ async def concurrent_runs(api: Api, processes: int, workers: int, extra: int) ->
     assert [summary(r)["billed"] for r in again] == [0] * processes
     assert await verify(api) == []
 
+    # The declined charges are due again a day later: each is tried once more, by one run.
+    retries = await asyncio.gather(*(billing_run(api, end + 2 * DAY, "--workers", str(workers))
+                                     for _ in range(processes)))
+    assert [r.code for r in retries] == [0] * processes
+    assert sum(summary(r)["retried"] for r in retries) == declined > 0
+    attempts = [n for (n,) in await api.rows(select(i.payment_attempts).where(i.period_start == end, i.status == "OPEN"))]
+    assert attempts == [2] * declined
+    assert await verify(api) == []
+
 
 @pytest.mark.postgres
 async def test_three_runs_at_once_in_separate_processes_bill_each_connection_exactly_once(api: Api) -> None:
