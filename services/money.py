@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from services.errors import DomainError
@@ -22,6 +23,7 @@ def format(minor: int, currency: str) -> str:
     return f"{to_decimal(minor, currency):,.{exponent(currency)}f} {currency}"
 
 
+_DECIMAL = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 MAX_AMOUNT = 10**12  # minor units; more than any invoice or wallet will ever hold
 
 
@@ -31,12 +33,16 @@ def parse(text: str, currency: str, field: str, *, signed: bool = False) -> int:
     `signed`), or absurdly large."""
     places = exponent(currency)
     raw = text.strip() if isinstance(text, str) else ""
+    # ASCII digits only: Decimal() would also take "1_000", "١٢" and "1e3".
+    if len(raw) > 40 or not _DECIMAL.fullmatch(raw):
+        raw = ""
     try:
         value = Decimal(raw)
     except (InvalidOperation, ValueError):
         value = Decimal("NaN")
-    if not raw or not value.is_finite() or "e" in raw.lower():
-        raise DomainError("INVALID_AMOUNT", f"{field} must be a decimal amount such as \"12.50\", got {text!r}.", field)
+    if not raw or not value.is_finite():
+        shown = repr(text) if len(text) <= 40 else f"{len(text):,} characters"
+        raise DomainError("INVALID_AMOUNT", f"{field} must be a decimal amount such as \"12.50\", got {shown}.", field)
     if value.as_tuple().exponent < -places:  # type: ignore[operator]
         raise DomainError(
             "INVALID_AMOUNT", f"{field} has more decimals than {currency} allows ({places}).", field

@@ -284,7 +284,7 @@ async def test_only_an_open_invoice_can_be_paid(api: Api) -> None:
 
 
 @pytest.mark.parametrize("amount", ["0", "0.00", "-5.00", "abc", "", " ", "1.234", "1e3", "NaN", "Infinity",
-                                    "99999999999999"])
+                                    "99999999999999", "\u0661\u0662", "1_0", "1.", ".5", "9" * 100_000])
 async def test_an_amount_must_be_a_positive_decimal_in_the_currency(api: Api, amount: str) -> None:
     add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]
     state = await money_state(api)
