@@ -76,11 +76,15 @@ class Transfer:
 
 
 class InsufficientFunds(DomainError):
-    def __init__(self, account: m.LedgerAccount, short: int) -> None:
+    """A Partner's account would go below zero; says what it holds and what is missing."""
+
+    def __init__(self, account: m.LedgerAccount, available: int, short: int) -> None:
         what = "wallet" if account.kind == "WALLET" else "payout"
+        cur = account.currency_code
         super().__init__(
             "INSUFFICIENT_FUNDS",
-            f"The {what} does not hold enough: {money.format(short, account.currency_code)} more is needed.",
+            f"The {what} holds {money.format(available, cur)}; {money.format(short, cur)} more is needed. "
+            f"A {what} never goes below zero.",
         )
 
 
@@ -157,7 +161,7 @@ async def post(
         debit = accounts[t.debit]
         short = pending[t.debit] - balance[t.debit]
         if not debit.allow_negative and short > 0:
-            raise InsufficientFunds(debit, short)
+            raise InsufficientFunds(debit, debit.balance - debit.pending, short)
 
     at = _now(now)
     rows = [

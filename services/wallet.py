@@ -150,8 +150,8 @@ async def _adjust(
     )
     try:
         [row] = await ledger.post(session, [transfer], now=now)
-    except ledger.InsufficientFunds:
-        raise await _short(session, wallet, abs(minor)) from None
+    except ledger.InsufficientFunds as err:  # the amount asked for is what does not fit
+        raise DomainError(err.code, err.message, "amount") from None
     except DomainError as err:
         if err.code != "TRANSFER_KEY_REUSED":
             raise
@@ -162,22 +162,6 @@ async def _adjust(
             idempotency.FIELD,
         ) from None
     return await _movement(session, row.id)
-
-
-async def _short(session: AsyncSession, wallet: m.LedgerAccount, amount: int) -> DomainError:
-    """The refusal of a debit the wallet cannot cover, with the numbers (read under the
-    lock post() took, without flushing what it had begun to change)."""
-    with session.no_autoflush:
-        held = await session.scalar(
-            select(m.LedgerAccount.balance - m.LedgerAccount.pending).where(m.LedgerAccount.id == wallet.id)
-        )
-    currency = wallet.currency_code
-    return DomainError(
-        "INSUFFICIENT_FUNDS",
-        f"The wallet holds {money.format(held or 0, currency)}; a debit of {money.format(amount, currency)} "
-        f"needs {money.format(amount - (held or 0), currency)} more. A wallet never goes below zero.",
-        "amount",
-    )
 
 
 # ---- affiliate payouts ---------------------------------------------------------------
