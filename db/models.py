@@ -125,7 +125,16 @@ class Connection(Base):
     """A Partner's one connection with Revampd: everything money is scoped to it."""
 
     __tablename__ = "connections"
-    __table_args__ = (CheckConstraint("length(currency_code) = 3", name="currency_iso"),)
+    __table_args__ = (
+        CheckConstraint("length(currency_code) = 3", name="currency_iso"),
+        _enum_check("payout_period_type", ("WEEKLY", "MONTHLY"), "payout_period_type_known"),
+        CheckConstraint(
+            "(payout_mode IS NULL AND payout_wallet_percent IS NULL) OR "
+            "(payout_mode IN ('CREDIT', 'TRANSFER') AND payout_wallet_percent IS NULL) OR "
+            "(payout_mode = 'SPLIT' AND payout_wallet_percent BETWEEN 1 AND 99)",
+            name="payout_preference_known",
+        ),
+    )
     id: Mapped[int] = _id()
     partner_id: Mapped[int] = mapped_column(
         PK, ForeignKey("partners.id", ondelete="RESTRICT"), nullable=False, unique=True
@@ -142,6 +151,12 @@ class Connection(Base):
     card_last4: Mapped[str | None] = mapped_column(String(4))
     card_exp_month: Mapped[int | None] = mapped_column(Integer)
     card_exp_year: Mapped[int | None] = mapped_column(Integer)
+    # Payouts of Sub-Org earnings: the period they gather (services/earnings.py), and what to do
+    # with a new payout (services/payouts.py): nothing (the Partner decides), CREDIT it to the
+    # wallet, TRANSFER it to the default bank account, or SPLIT it, payout_wallet_percent to the wallet.
+    payout_period_type: Mapped[str] = mapped_column(String(10), nullable=False, server_default="MONTHLY")
+    payout_mode: Mapped[str | None] = mapped_column(String(10))
+    payout_wallet_percent: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
 
 
@@ -510,46 +525,62 @@ class AffiliatePayout(Base):
     created_at: Mapped[datetime] = _created()
 
 
-PAYOUT_STATUSES = ("AVAILABLE", "PROCESSING", "COMPLETED")
+PAYOUT_STATUSES = ("AVAILABLE", "PARTIALLY_DISPOSED", "PROCESSING", "COMPLETED")
 PAYOUT_DISPOSITIONS = ("CREDIT", "TRANSFER", "SPLIT")
-TRANSFER_STATUSES = ("PENDING", "IN_TRANSIT", "PAID", "FAILED")
+TRANSFER_STATUSES = ("PENDING", "IN_TRANSIT", "PAID", "FAILED", "CANCELED")
+IN_FLIGHT = ("PENDING", "IN_TRANSIT")
 
 
 class Payout(Base):
     """A Partner's earnings from Sub-Org transactions for a period.
 
-    available_amount is what is still to be disposed of; wallet_amount and
-    bank_amount are what went to each side. bank_amount counts transfers sent or
-    in flight: a failed transfer moves its amount back to available_amount.
+    Its ledger account (kind PAYOUT) holds what is not yet paid out. The parts
+    here are kept with every movement, in the same transaction, and
+    `ledger verify` checks them against the ledger: available_amount is the
+    account's balance less what transfers in flight reserve, bank_in_flight_amount
+    is that reservation, bank_paid_amount and wallet_amount what left the account
+    to a bank and to the wallet. A failed or canceled transfer's amount returns to
+    available_amount.
     """
 
     __tablename__ = "payouts"
     __table_args__ = (
         _enum_check("status", PAYOUT_STATUSES, "status_known"),
+        _enum_check("period_type", ("WEEKLY", "MONTHLY"), "period_type_known"),
         CheckConstraint(
             "disposition IS NULL OR disposition IN ('CREDIT', 'TRANSFER', 'SPLIT')",
             name="disposition_known",
         ),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("fee_amount >= 0 AND gross_amount - fee_amount = amount", name="net_of_fees"),
         CheckConstraint(
-            "available_amount >= 0 AND wallet_amount >= 0 AND bank_amount >= 0",
+            "available_amount >= 0 AND wallet_amount >= 0 AND bank_in_flight_amount >= 0 "
+            "AND bank_paid_amount >= 0",
             name="parts_not_negative",
         ),
         CheckConstraint(
-            "available_amount + wallet_amount + bank_amount = amount", name="parts_sum"
+            "available_amount + wallet_amount + bank_in_flight_amount + bank_paid_amount = amount",
+            name="parts_sum",
         ),
         CheckConstraint("period_end > period_start", name="period_order"),
+        # One payout per connection and period, however many processes close it.
+        UniqueConstraint("connection_id", "period_end", name="uq_payouts_one_per_period"),
         Index("ix_payouts_connection_period", "connection_id", "period_end", "id"),
     )
     id: Mapped[int] = _id()
     connection_id: Mapped[int] = _fk("connections.id", index=False)
+    period_type: Mapped[str] = mapped_column(String(10), nullable=False, server_default="MONTHLY")
     period_start: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     period_end: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    # Of its transactions: their gross, Revampd's fees, and the Partner's share (amount).
+    gross_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    fee_amount: Mapped[int] = mapped_column(Money, nullable=False)
     amount: Mapped[int] = mapped_column(Money, nullable=False)
     available_amount: Mapped[int] = mapped_column(Money, nullable=False)
     wallet_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
-    bank_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    bank_in_flight_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    bank_paid_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     disposition: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = _created()
@@ -557,23 +588,39 @@ class Payout(Base):
 
 
 class SubOrgTransaction(Base):
+    """A Sub-Org charge processed through Revampd; the Partner's share is the gross less
+    Revampd's transaction fee (fee_bps of the Partner's plan when it was recorded)."""
+
     __tablename__ = "sub_org_transactions"
     __table_args__ = (
         CheckConstraint("gross_amount > 0", name="gross_positive"),
         CheckConstraint(
             "partner_amount >= 0 AND partner_amount <= gross_amount", name="share_within_gross"
         ),
+        CheckConstraint("fee_amount >= 0 AND partner_amount + fee_amount = gross_amount", name="share_plus_fee"),
+        CheckConstraint("fee_bps >= 0 AND fee_bps <= 10000", name="fee_range"),
         _enum_check("kind", ("SUBSCRIPTION", "USAGE"), "kind_known"),
+        # A transaction arrives once: a repeated external id is the same transaction.
+        UniqueConstraint("connection_id", "external_id", name="uq_sub_org_transactions_external_id"),
+        Index(
+            "ix_sub_org_transactions_unpaid", "connection_id", "occurred_at",
+            sqlite_where=text("payout_id IS NULL"), postgresql_where=text("payout_id IS NULL"),
+        ),
     )
     id: Mapped[int] = _id()
     connection_id: Mapped[int] = _fk("connections.id")
     payout_id: Mapped[int | None] = _fk("payouts.id", nullable=True)
+    external_id: Mapped[str] = mapped_column(String(100), nullable=False)
     sub_org_name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str] = mapped_column(String(300), nullable=False)
     kind: Mapped[str] = mapped_column(String(20), nullable=False)  # SUBSCRIPTION / USAGE
     gross_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    # Basis points of the plan's fee when it was recorded (250 = 2.50 %), and the fee itself.
+    fee_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    fee_amount: Mapped[int] = mapped_column(Money, nullable=False)
     partner_amount: Mapped[int] = mapped_column(Money, nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    recorded_at: Mapped[datetime] = _created()
 
 
 class BankAccount(Base):
@@ -595,7 +642,7 @@ class BankAccount(Base):
     bank_name: Mapped[str] = mapped_column(String(200), nullable=False)
     routing_number: Mapped[str] = mapped_column(String(20), nullable=False)
     account_last4: Mapped[str] = mapped_column(String(4), nullable=False)
-    # Opaque token from the payment processor; the full number is never stored.
+    # Opaque token from the bank transfer processor; the full number is never stored.
     account_token: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = _created()
@@ -603,19 +650,95 @@ class BankAccount(Base):
 
 
 class BankTransfer(Base):
+    """Part of a payout sent to a bank: a PENDING ledger transfer (pending_transfer_id)
+    from the payout's account until the processor says PAID (posted) or FAILED, or the
+    Partner cancels it (voided: the amount is available on the payout again)."""
+
     __tablename__ = "bank_transfers"
     __table_args__ = (
         _enum_check("status", TRANSFER_STATUSES, "status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        Index(
+            "ix_bank_transfers_in_flight", "id",
+            sqlite_where=text("status IN ('PENDING', 'IN_TRANSIT')"),
+            postgresql_where=text("status IN ('PENDING', 'IN_TRANSIT')"),
+        ),
     )
     id: Mapped[int] = _id()
     payout_id: Mapped[int] = _fk("payouts.id")
     bank_account_id: Mapped[int] = _fk("bank_accounts.id")
     amount: Mapped[int] = mapped_column(Money, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
+    # The ledger transfer that reserves the amount; its resolution posts or voids it.
+    pending_transfer_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), nullable=False, unique=True
+    )
+    # The processor's id for it, once it has accepted it.
+    gateway_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
+    failure_code: Mapped[str | None] = mapped_column(String(40))
     failure_reason: Mapped[str | None] = mapped_column(String(300))
+    created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    in_transit_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PayoutDisposition(Base):
+    """One decision about a payout: what went to the wallet and what to a bank, by whom
+    (null: the connection's payout preference, applied when the payout was made)."""
+
+    __tablename__ = "payout_dispositions"
+    __table_args__ = (
+        _enum_check("kind", PAYOUT_DISPOSITIONS, "kind_known"),
+        CheckConstraint("wallet_amount >= 0 AND bank_amount >= 0", name="parts_not_negative"),
+        CheckConstraint(
+            "(kind = 'CREDIT' AND wallet_amount > 0 AND bank_amount = 0) OR "
+            "(kind = 'TRANSFER' AND wallet_amount = 0 AND bank_amount > 0) OR "
+            "(kind = 'SPLIT' AND wallet_amount > 0 AND bank_amount > 0)",
+            name="parts_match_kind",
+        ),
+        CheckConstraint("(wallet_amount > 0) = (credit_transfer_id IS NOT NULL)", name="credit_has_transfer"),
+        CheckConstraint("(bank_amount > 0) = (bank_transfer_id IS NOT NULL)", name="bank_has_transfer"),
+    )
+    id: Mapped[int] = _id()
+    payout_id: Mapped[int] = _fk("payouts.id")
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)
+    wallet_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    bank_amount: Mapped[int] = mapped_column(Money, nullable=False)
+    credit_transfer_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), unique=True
+    )
+    bank_transfer_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("bank_transfers.id", ondelete="RESTRICT"), unique=True
+    )
+    created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class BankTransferEvent(Base):
+    """A status change of a bank transfer as it arrived: a processor's webhook event, a
+    poll of the processor, or the Partner's cancel. Each event id is handled once;
+    `applied` says whether it moved the transfer (a late or repeated one does not)."""
+
+    __tablename__ = "bank_transfer_events"
+    __table_args__ = (
+        _enum_check("source", ("WEBHOOK", "SYNC", "GATEWAY", "PARTNER"), "source_known"),
+        _enum_check("status", TRANSFER_STATUSES, "status_known"),
+    )
+    id: Mapped[int] = _id()
+    event_id: Mapped[str] = mapped_column(String(120), nullable=False, unique=True)
+    bank_transfer_id: Mapped[int | None] = _fk("bank_transfers.id", nullable=True)
+    source: Mapped[str] = mapped_column(String(10), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    applied: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    received_at: Mapped[datetime] = _created()
 
 
 TICKET_STATUSES = ("OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED")

@@ -23,12 +23,15 @@ from db.models import (
     AffiliatePayout,
     BankAccount,
     BankTransfer,
+    BankTransferEvent,
     Connection,
     Invoice,
     InvoiceLineItem,
     InvoicePayment,
+    LedgerTransfer,
     Partner,
     Payout,
+    PayoutDisposition,
     Plan,
     SubOrgTransaction,
     Subscription,
@@ -37,6 +40,10 @@ from db.models import (
     Usage,
     User,
 )
+
+# The seed moves money as the services do, through the one ledger (a layering exception).
+from services import ledger as L
+from services import money, payouts
 
 SEED = 20260101
 USD = "USD"
@@ -99,6 +106,19 @@ class _Entry:
     ref: Payout | AffiliatePayout | None = None
     by: int | None = None
     hold: int = 0  # credit that invoice payments may not spend (about to be reversed)
+    transfer: LedgerTransfer | None = None  # once posted
+
+
+@dataclass
+class _Disposal:
+    """A planned disposition of a payout: its wallet part (an _Entry) and its bank transfer."""
+
+    payout: Payout
+    at: datetime
+    credit: _Entry | None
+    bank: BankTransfer | None
+    events: list[tuple[str, datetime]]  # the bank transfer's later statuses and when
+    by: int
 
 
 async def seed_demo(session: AsyncSession, today: date) -> bool:
@@ -174,7 +194,8 @@ class _PartnerSeeder:
         self.subjects: dict[str, Invoice | Payout] = {}  # what the linked tickets are about
         self.rows: list[AffiliatePayout | Payout] = []
         self.transactions: list[tuple[SubOrgTransaction, Payout | None]] = []
-        self.transfers: list[tuple[BankTransfer, Payout]] = []
+        self.disposals: list[_Disposal] = []
+        self.external_ids = 0
 
     def past(self, at: datetime) -> datetime:
         return min(at, self.now)
@@ -195,6 +216,7 @@ class _PartnerSeeder:
         await self._write_invoices()
         await self._write_rows()
         await self._write_ledger(ledger)
+        await self._write_disposals()
         await self._write_tickets()
         await self.session.flush()
 
@@ -224,7 +246,7 @@ class _PartnerSeeder:
         self.banks = [
             BankAccount(connection_id=cid, holder_name=f"{spec.name} LLC", bank_name=bank,
                         routing_number=routing, account_last4=last4, is_default=i == 0,
-                        account_token=f"tok_{spec.code.lower()}_{i + 1}",
+                        account_token=f"btok_sandbox_ok_{spec.code.lower()}{i + 1}",
                         created_at=created + (10 + 30 * i) * DAY)
             for i, (bank, routing, last4) in enumerate(spec.banks)]
         self.session.add_all(self.banks)
@@ -349,8 +371,6 @@ class _PartnerSeeder:
 
     async def _write_ledger(self, ledger: list[_Pay | _Entry]) -> None:
         """Post every movement through the ledger, in time order, as the services do."""
-        from services import ledger as L
-
         wallet = await L.wallet_account(self.session, self.conn, self.conn.created_at)
         events: list[tuple[datetime, int, Any]] = []
         for inv, _, pays in self.invoices:
@@ -392,9 +412,9 @@ class _PartnerSeeder:
                     "REVENUE_SHARE": ("REVENUE_SHARE", "REVENUE_SHARE"),
                     "MANUAL_ADJUSTMENT": ("MANUAL_ADJUSTMENT", "ADJUSTMENTS"),
                     "REVERSAL": ("REVERSAL", "ADJUSTMENTS"),
-                    "PAYOUT_CREDIT": ("PAYOUT_CREDIT", "SUB_ORG_EARNINGS"),
-                }[item.kind]
-                system = await L.system_account(self.session, other, USD, at)
+                }.get(item.kind, (item.kind, ""))
+                system = (await L.account(self.session, f"payout:{item.ref.id}", "PAYOUT", USD)
+                          if item.kind == "PAYOUT_CREDIT" else await L.system_account(self.session, other, USD, at))
                 debit, credit = (system, wallet) if item.amount > 0 else (wallet, system)
                 ref = item.ref
                 [t] = await L.post(self.session, [L.Transfer(
@@ -404,6 +424,7 @@ class _PartnerSeeder:
                     payout_id=ref.id if isinstance(ref, Payout) else None)], now=at)
                 if isinstance(ref, AffiliatePayout):  # PENDING -> APPLIED, as the service does
                     ref.credit_status, ref.applied_at, ref.transfer_id = "APPLIED", at, t.id
+                item.transfer = t
         await self.session.flush()
 
     # -- affiliate payouts and sub-org payouts ------------------------------------------
@@ -434,9 +455,10 @@ class _PartnerSeeder:
             start, end, idx = self.month(k), self.month(k + 1), -1 - k
             txs = [self._transaction(start, end) for _ in range(self.rng.randint(3, 8))]
             amount, created = sum(t.partner_amount for t in txs), self.past(end + 2 * HOUR)
-            payout = Payout(connection_id=self.conn.id, period_start=start, period_end=end,
-                            currency_code=USD, amount=amount, available_amount=amount,
-                            wallet_amount=0, bank_amount=0, status="AVAILABLE",
+            payout = Payout(connection_id=self.conn.id, period_type="MONTHLY", period_start=start, period_end=end,
+                            currency_code=USD, gross_amount=sum(t.gross_amount for t in txs),
+                            fee_amount=sum(t.fee_amount for t in txs), amount=amount, available_amount=amount,
+                            wallet_amount=0, bank_in_flight_amount=0, bank_paid_amount=0, status="AVAILABLE",
                             created_at=created, updated_at=created)
             self.rows.append(payout)
             self.transactions += [(t, payout) for t in txs]
@@ -446,66 +468,69 @@ class _PartnerSeeder:
             self.transactions.append((self._transaction(self.month(0), self.now), None))
 
     def _transaction(self, start: datetime, end: datetime) -> SubOrgTransaction:
+        """A Sub-Org charge; the Partner's share is the gross less the plan's fee, as services.earnings takes it."""
         rng, name = self.rng, self.rng.choice(self.spec.sub_orgs)
         if rng.random() < 0.5:
-            kind, gross, share = "SUBSCRIPTION", rng.choice((9700, 14900, 29700, 49700)), rng.randint(20, 35)
+            kind, gross = "SUBSCRIPTION", rng.choice((9700, 14900, 29700, 49700))
             description = f"{rng.choice(('Essentials', 'Pro', 'Premium'))} plan subscription"
         else:
-            kind, gross, share = "USAGE", rng.randint(500, 8000), rng.randint(10, 30)
+            kind, gross = "USAGE", rng.randint(500, 8000)
             description = rng.choice(("SMS usage", "Voice minutes", "Email sends", "AI assistant usage"))
         seconds = int((end - start).total_seconds() * rng.random())
-        return SubOrgTransaction(connection_id=self.conn.id, sub_org_name=name, kind=kind,
-                                 description=description, gross_amount=gross,
-                                 partner_amount=gross * share // 100,
-                                 occurred_at=start + timedelta(seconds=seconds))
+        bps = self.plans[self.spec.plan].transaction_fee_bps
+        fee = money.basis_points_of(gross, bps)
+        self.external_ids += 1
+        at = start + timedelta(seconds=seconds)
+        return SubOrgTransaction(connection_id=self.conn.id, external_id=f"txn_{self.spec.code.lower()}_{self.external_ids:05d}",
+                                 sub_org_name=name, kind=kind, description=description, gross_amount=gross,
+                                 fee_bps=bps, fee_amount=fee, partner_amount=gross - fee, occurred_at=at,
+                                 recorded_at=self.past(at + HOUR))
 
     def _dispose(self, p: Payout, state: str) -> None:
         """Apply a disposition state: CREDIT, TRANSFER, SPLIT, PROCESSING (in transit),
-        PROCESSING_SPLIT (bank part pending), FAILED (back to available), TRANSFER_RETRY."""
+        PROCESSING_SPLIT (bank part pending), FAILED (back to available), TRANSFER_RETRY,
+        PARTIAL (part credited, the rest available), CANCELED (a transfer canceled while PENDING)."""
         if state == "AVAILABLE":
             return
-        lag = {"PROCESSING": 2, "PROCESSING_SPLIT": 1, "FAILED": 12}.get(state)
+        lag = {"PROCESSING": 2, "PROCESSING_SPLIT": 1, "FAILED": 12, "PARTIAL": 20}.get(state)
         at = (self.past(max(p.created_at + DAY, self.now - lag * DAY)) if lag else
               self.past(p.created_at + self.rng.randint(1, 5) * DAY + self.hours(8, 17)))
         wallet = (p.amount if state == "CREDIT" else
                   max(1, min(p.amount - 1, p.amount * self.rng.randint(3, 7) // 10))
-                  if "SPLIT" in state else 0)
+                  if "SPLIT" in state or state == "PARTIAL" else 0)
+        credit = None
         if wallet:
-            self.timeline.append(_Entry(at, wallet, "PAYOUT_CREDIT",
-                                        f"Payout for {p.period_start:%B %Y} credited to wallet",
-                                        p, self.admin.id))
-        bank, plan = p.amount - wallet, []
+            credit = _Entry(at, wallet, "PAYOUT_CREDIT", f"Payout for {p.period_start:%B %Y} credited to wallet",
+                            p, self.admin.id)
+            self.timeline.append(credit)
+        bank, plan = (0 if state == "PARTIAL" else p.amount - wallet), []
         default, other = (self.banks[0], self.banks[-1]) if self.banks else (None, None)
         if state in ("TRANSFER", "SPLIT"):
-            plan = [(default, "PAID", at, at + 2 * DAY)]
+            plan = [(default, at, [("IN_TRANSIT", at + DAY), ("PAID", at + 2 * DAY)])]
         elif state == "PROCESSING":
-            plan = [(default, "IN_TRANSIT", at, at + DAY)]
+            plan = [(default, at, [("IN_TRANSIT", at + DAY)])]
         elif state == "PROCESSING_SPLIT":
-            plan = [(default, "PENDING", at, at)]
+            plan = [(default, at, [])]
         elif state in ("FAILED", "TRANSFER_RETRY"):
-            plan = [(other, "FAILED", at, at + 3 * DAY)]
+            plan = [(other, at, [("IN_TRANSIT", at + DAY), ("FAILED", at + 3 * DAY)])]
             if state == "TRANSFER_RETRY":
-                plan.append((default, "PAID", at + 4 * DAY, at + 6 * DAY))
-        for account, status, created, updated in plan:
-            failed = status == "FAILED"
+                plan.append((default, at + 4 * DAY, [("IN_TRANSIT", at + 5 * DAY), ("PAID", at + 6 * DAY)]))
+        elif state == "CANCELED":
+            plan = [(default, at, [("CANCELED", at + 2 * HOUR)])]
+        if credit and not plan:
+            self.disposals.append(_Disposal(p, at, credit, None, [], self.admin.id))
+        for account, created, events in plan:
             assert account is not None, "a bank transfer needs a bank account"
-            transfer = BankTransfer(
-                bank_account_id=account.id, amount=bank, status=status,
-                failure_reason="Returned by the receiving bank: R03 no account/unable to locate "
-                               "account" if failed else None,
-                created_at=created, updated_at=self.past(updated))
-            self.transfers.append((transfer, p))
-            p.updated_at = transfer.updated_at
-        p.wallet_amount = wallet
-        p.bank_amount = 0 if state == "FAILED" else bank
-        p.available_amount = p.amount - p.wallet_amount - p.bank_amount
-        p.status = ("AVAILABLE" if state == "FAILED" else
-                    "PROCESSING" if state.startswith("PROCESSING") else "COMPLETED")
-        p.disposition = (None if state == "FAILED" else "CREDIT" if state == "CREDIT" else
-                         "SPLIT" if "SPLIT" in state else "TRANSFER")
-        p.updated_at = max(p.updated_at, at)
+            events = [(status, self.past(when)) for status, when in events if when <= self.now]
+            transfer = BankTransfer(bank_account_id=account.id, amount=bank, status="PENDING",
+                                    created_by_id=self.admin.id, created_at=created, updated_at=created)
+            self.disposals.append(_Disposal(p, created, credit, transfer, events, self.admin.id))
+            credit = None
         if state == "FAILED":
             self.subjects["payout"] = p
+        # The payout's times, for the tickets that talk about it (its parts follow the ledger).
+        last = max((when for d in self.disposals if d.payout is p for _, when in d.events), default=at)
+        p.updated_at = max(p.updated_at, at, last)
 
     async def _write_rows(self) -> None:
         self.rows.sort(key=lambda r: (isinstance(r, Payout), r.period_end))
@@ -513,11 +538,67 @@ class _PartnerSeeder:
         await self.session.flush()
         for tx, payout in self.transactions:
             tx.payout_id = payout.id if payout else None
-        for transfer, payout in self.transfers:
-            transfer.payout_id = payout.id
         self.session.add_all(t for t, _ in sorted(self.transactions, key=lambda x: x[0].occurred_at))
-        self.session.add_all(t for t, _ in self.transfers)
         await self.session.flush()
+        # Each payout's account, funded from Sub-Org earnings when it is made (services.earnings).
+        earnings = await L.system_account(self.session, "SUB_ORG_EARNINGS", USD, self.conn.created_at)
+        for p in self.rows:
+            if isinstance(p, Payout):
+                own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD, connection_id=self.conn.id,
+                                      payout_id=p.id, now=p.created_at)
+                await L.post(self.session, [L.Transfer(
+                    f"payout:{p.id}:funding", "PAYOUT_FUNDING", earnings.id, own.id, p.amount,
+                    memo=f"Sub-Org earnings, {p.period_start:%B %Y}", payout_id=p.id)], now=p.created_at)
+
+    async def _write_disposals(self) -> None:
+        """Bank transfers reserve their amount on the payout's account and are posted when PAID
+        or voided when FAILED, as services.payouts does; each disposal is recorded."""
+        bank_out = await L.system_account(self.session, "BANK_OUT", USD, self.conn.created_at)
+        for d in sorted(self.disposals, key=lambda d: d.at):
+            p, b = d.payout, d.bank
+            own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD)
+            if b is not None:
+                b.payout_id = p.id
+                [reserve] = await L.post(self.session, [L.Transfer(
+                    f"seed:bank_transfer:{p.id}:{d.at.timestamp():.0f}", "BANK_TRANSFER", own.id, bank_out.id,
+                    b.amount, memo=f"Bank transfer of the payout for {p.period_start:%B %Y}", payout_id=p.id,
+                    created_by_id=d.by, pending=True)], now=d.at)
+                b.pending_transfer_id, b.submitted_at = reserve.id, d.at
+                self.session.add(b)
+                await self.session.flush()
+                b.gateway_ref = f"sbt_sandbox_ok_bt{b.id}"
+                for status, when in d.events:
+                    b.status, b.updated_at = status, when
+                    if status == "IN_TRANSIT":
+                        b.in_transit_at = when
+                    elif status == "PAID":
+                        b.paid_at = when
+                    elif status == "CANCELED":
+                        b.canceled_at = when
+                    else:
+                        b.failed_at, b.failure_code = when, "no_account"
+                        b.failure_reason = "Returned by the receiving bank: R03 no account/unable to locate account."
+                    self.session.add(BankTransferEvent(
+                        event_id=f"evt_seed_{b.id}_{status.lower()}", bank_transfer_id=b.id,
+                        source="PARTNER" if status == "CANCELED" else "WEBHOOK", status=status,
+                        failure_code=b.failure_code if status == "FAILED" else None,
+                        failure_reason=b.failure_reason if status == "FAILED" else None, applied=True,
+                        occurred_at=when, received_at=when))
+                    if status in ("PAID", "FAILED", "CANCELED"):
+                        await L.post(self.session, [L.Transfer(
+                            f"bank_transfer:{b.id}:{'paid' if status == 'PAID' else 'void'}", "BANK_TRANSFER",
+                            own.id, bank_out.id, b.amount, memo=reserve.memo, payout_id=p.id,
+                            resolves=reserve.id, void=status != "PAID")], now=when)
+            credit = d.credit.transfer if d.credit else None
+            wallet, bank = (credit.amount if credit else 0), (b.amount if b else 0)
+            self.session.add(PayoutDisposition(
+                payout_id=p.id, kind="SPLIT" if wallet and bank else "CREDIT" if wallet else "TRANSFER",
+                wallet_amount=wallet, bank_amount=bank, credit_transfer_id=credit.id if credit else None,
+                bank_transfer_id=b.id if b else None, created_by_id=d.by, created_at=d.at))
+        await self.session.flush()
+        for p in self.rows:
+            if isinstance(p, Payout):
+                await payouts.refresh(self.session, p)
 
     # -- tickets ------------------------------------------------------------------------
     async def _write_tickets(self) -> None:
@@ -709,7 +790,7 @@ PARTNERS = [
         adjustments=((245, 3000, "Goodwill credit: delayed number port", None),),
         sub_orgs=("Sunrise Yoga", "Metro Movers", "Bella Salon", "Greenleaf Landscaping"),
         banks=(("Bank of America", "026009593", "0394"),),
-        payout_states=("PROCESSING_SPLIT", "CREDIT", "SPLIT", "TRANSFER"),
+        payout_states=("PROCESSING_SPLIT", "PARTIAL", "CANCELED", "CREDIT", "SPLIT", "TRANSFER"),
         tickets=(
             TicketSpec(
                 "Porting an existing number to Revampd",

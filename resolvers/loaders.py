@@ -231,6 +231,10 @@ class Loaders:
             s, p, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at, m.BankTransfer.id,
             with_parent=(m.BankTransfer.bank_account_id, self.by_id(m.BankAccount)),
         )
+        self.dispositions_by_payout = ListByColumn(
+            s, p, m.PayoutDisposition, m.PayoutDisposition.payout_id, m.PayoutDisposition.created_at,
+            m.PayoutDisposition.id,
+        )
         self.transactions_by_payout = ListByColumn(
             s, p, m.SubOrgTransaction, m.SubOrgTransaction.payout_id,
             m.SubOrgTransaction.occurred_at, m.SubOrgTransaction.id,

@@ -12,7 +12,7 @@ from schema.base import Money, Node, UserError, ctx, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
 from schema.idempotency import required_idempotency_key_field
 from schema.users import User
-from schema.wallet import Wallet
+from schema.wallet import Wallet, WalletEntry
 from services import invoices
 
 
@@ -42,6 +42,13 @@ class InvoicePayment:
     )
     async def created_by(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.model.created_by_id)
+
+    @strawberry.field(
+        description="For a payment from the wallet, its line on the wallet's statement; its `fundedBy` leads "
+        "back to the credits (and payouts) that paid it. Null for a card payment."
+    )
+    async def wallet_entry(self, info: strawberry.Info) -> WalletEntry | None:
+        return await WalletEntry.of_transfer(info, self.model.transfer_id)
 
 
 @strawberry.input

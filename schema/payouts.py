@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 
 from db import models as m
 from schema.base import Money, Node, ctx, to_global_id
-from schema.enums import PayoutDisposition, PayoutStatus, TransferStatus
+from schema.enums import (
+    PayoutDispositionKind,
+    PayoutPeriodType,
+    PayoutStatus,
+    SubOrgTransactionKind,
+    TransferStatus,
+)
+from schema.users import User
+from schema.wallet import WalletEntry
 
 
 @strawberry.input
@@ -38,13 +48,23 @@ class BankAccount(Node, model=m.BankAccount):
         )
 
 
-@strawberry.type
+@strawberry.type(
+    description="Part of a payout on its way to a bank: PENDING (accepted, not yet sent; the Partner may "
+    "cancel it) -> IN_TRANSIT -> PAID, or FAILED with a reason. A FAILED or CANCELED transfer's amount is "
+    "available on its payout again."
+)
 class BankTransfer(Node, model=m.BankTransfer):
     amount: Money
     status: TransferStatus
+    failure_code: str | None = strawberry.field(description="The processor's code when FAILED, e.g. no_account.")
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    submitted_at: datetime | None = strawberry.field(description="When the processor accepted it.")
+    in_transit_at: datetime | None
+    paid_at: datetime | None
+    failed_at: datetime | None
+    canceled_at: datetime | None
     model: strawberry.Private[m.BankTransfer]
 
     @classmethod
@@ -53,9 +73,15 @@ class BankTransfer(Node, model=m.BankTransfer):
             id=to_global_id("BankTransfer", t.id),
             amount=Money.of(t.amount, currency),
             status=TransferStatus(t.status),
+            failure_code=t.failure_code,
             failure_reason=t.failure_reason,
             created_at=t.created_at,
             updated_at=t.updated_at,
+            submitted_at=t.submitted_at,
+            in_transit_at=t.in_transit_at,
+            paid_at=t.paid_at,
+            failed_at=t.failed_at,
+            canceled_at=t.canceled_at,
             model=t,
         )
 
@@ -68,26 +94,46 @@ class BankTransfer(Node, model=m.BankTransfer):
     async def bank_account(self, info: strawberry.Info) -> BankAccount | None:
         return await BankAccount.load(info, self.model.bank_account_id)
 
+    @strawberry.field
+    async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
+        return await Payout.load(info, self.model.payout_id)
 
-@strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share.")
+    @strawberry.field(description="Who sent it; null when the payout preference did.")
+    async def created_by(self, info: strawberry.Info) -> User | None:
+        return await User.load(info, self.model.created_by_id)
+
+
+@strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share of it.")
 class SubOrgTransaction(Node, model=m.SubOrgTransaction):
+    external_id: str = strawberry.field(description="Its id in the feed it came from; unique per connection.")
     sub_org_name: str
     description: str
-    kind: str
+    kind: SubOrgTransactionKind
     gross_amount: Money
-    partner_amount: Money
+    fee_percent: Decimal = strawberry.field(
+        description="Revampd's transaction fee when it was recorded: the Partner's plan's, in percent (2.5 = 2.5 %)."
+    )
+    fee_amount: Money = strawberry.field(description="gross x feePercent, rounded half-even to the minor unit.")
+    partner_amount: Money = strawberry.field(description="grossAmount - feeAmount: the Partner's share.")
     occurred_at: datetime
+    recorded_at: datetime
+    model: strawberry.Private[m.SubOrgTransaction]
 
     @classmethod
     def of(cls, t: m.SubOrgTransaction, currency: str) -> "SubOrgTransaction":
         return cls(
             id=to_global_id("SubOrgTransaction", t.id),
+            external_id=t.external_id,
             sub_org_name=t.sub_org_name,
             description=t.description,
-            kind=t.kind,
+            kind=SubOrgTransactionKind(t.kind),
             gross_amount=Money.of(t.gross_amount, currency),
+            fee_percent=Decimal(t.fee_bps).scaleb(-2),
+            fee_amount=Money.of(t.fee_amount, currency),
             partner_amount=Money.of(t.partner_amount, currency),
             occurred_at=t.occurred_at,
+            recorded_at=t.recorded_at,
+            model=t,
         )
 
     @classmethod
@@ -95,17 +141,70 @@ class SubOrgTransaction(Node, model=m.SubOrgTransaction):
         conn = await ctx(info).loaders.connection.load(t.connection_id)
         return cls.of(t, conn.currency_code)
 
+    @strawberry.field(description="The payout that paid it out; null until its period is closed.")
+    async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
+        return await Payout.load(info, self.model.payout_id)
 
-@strawberry.type
+
+@strawberry.type(
+    description="One decision about a payout: what went to the wallet and what to a bank, when and by whom."
+)
+class PayoutDisposition(Node, model=m.PayoutDisposition):
+    kind: PayoutDispositionKind
+    wallet_amount: Money
+    bank_amount: Money
+    by_preference: bool = strawberry.field(
+        description="Made by the connection's payout preference when the payout was created, not by a user."
+    )
+    created_at: datetime
+    model: strawberry.Private[m.PayoutDisposition]
+
+    @classmethod
+    def of(cls, d: m.PayoutDisposition, currency: str) -> "PayoutDisposition":
+        return cls(
+            id=to_global_id("PayoutDisposition", d.id),
+            kind=PayoutDispositionKind(d.kind),
+            wallet_amount=Money.of(d.wallet_amount, currency),
+            bank_amount=Money.of(d.bank_amount, currency),
+            by_preference=d.created_by_id is None,
+            created_at=d.created_at,
+            model=d,
+        )
+
+    @classmethod
+    async def from_model(cls, info: strawberry.Info, d: m.PayoutDisposition) -> "PayoutDisposition":
+        payout = await ctx(info).loaders.by_id(m.Payout).load(d.payout_id)
+        return cls.of(d, payout.currency_code)
+
+    @strawberry.field(description="Who decided; null when the payout preference did.")
+    async def created_by(self, info: strawberry.Info) -> User | None:
+        return await User.load(info, self.model.created_by_id)
+
+    @strawberry.field(description="The wallet credit, when some went to the wallet.")
+    async def wallet_entry(self, info: strawberry.Info) -> WalletEntry | None:
+        return await WalletEntry.of_transfer(info, self.model.credit_transfer_id)
+
+    @strawberry.field(description="The bank transfer, when some went to a bank.")
+    async def bank_transfer(self, info: strawberry.Info) -> BankTransfer | None:
+        return await BankTransfer.load(info, self.model.bank_transfer_id)
+
+
+@strawberry.type(description="The Partner's earnings from Sub-Org transactions for a period.")
 class Payout(Node, model=m.Payout):
+    period_type: PayoutPeriodType
     period_start: datetime
     period_end: datetime
-    amount: Money
+    gross_amount: Money = strawberry.field(description="What the Sub-Orgs paid, in all.")
+    fee_amount: Money = strawberry.field(description="Revampd's transaction fees on it.")
+    amount: Money = strawberry.field(description="grossAmount - feeAmount: the Partner's earnings.")
     available_amount: Money = strawberry.field(description="Still to be credited or transferred.")
     wallet_amount: Money = strawberry.field(description="Credited to the wallet.")
-    bank_amount: Money = strawberry.field(description="Sent, or on its way, to a bank.")
+    bank_amount_in_flight: Money = strawberry.field(description="On its way to a bank (PENDING or IN_TRANSIT).")
+    bank_amount_paid: Money = strawberry.field(description="Paid into a bank account.")
     status: PayoutStatus
-    disposition: PayoutDisposition | None
+    disposition: PayoutDispositionKind | None = strawberry.field(
+        description="Where it went so far: CREDIT (wallet only), TRANSFER (bank only) or SPLIT (both)."
+    )
     created_at: datetime
     updated_at: datetime
     model: strawberry.Private[m.Payout]
@@ -115,23 +214,32 @@ class Payout(Node, model=m.Payout):
         cur = p.currency_code
         return cls(
             id=to_global_id("Payout", p.id),
+            period_type=PayoutPeriodType(p.period_type),
             period_start=p.period_start,
             period_end=p.period_end,
+            gross_amount=Money.of(p.gross_amount, cur),
+            fee_amount=Money.of(p.fee_amount, cur),
             amount=Money.of(p.amount, cur),
             available_amount=Money.of(p.available_amount, cur),
             wallet_amount=Money.of(p.wallet_amount, cur),
-            bank_amount=Money.of(p.bank_amount, cur),
+            bank_amount_in_flight=Money.of(p.bank_in_flight_amount, cur),
+            bank_amount_paid=Money.of(p.bank_paid_amount, cur),
             status=PayoutStatus(p.status),
-            disposition=PayoutDisposition(p.disposition) if p.disposition else None,
+            disposition=PayoutDispositionKind(p.disposition) if p.disposition else None,
             created_at=p.created_at,
             updated_at=p.updated_at,
             model=p,
         )
 
-    @strawberry.field
+    @strawberry.field(description="Its bank transfers, oldest first, whatever became of them.")
     async def transfers(self, info: strawberry.Info) -> list[BankTransfer]:
         rows = await ctx(info).loaders.transfers_by_payout.load(self.model.id)
         return [BankTransfer.of(t, self.model.currency_code) for t in rows]
+
+    @strawberry.field(description="Every disposition, oldest first, with its time and user.")
+    async def dispositions(self, info: strawberry.Info) -> list[PayoutDisposition]:
+        rows = await ctx(info).loaders.dispositions_by_payout.load(self.model.id)
+        return [PayoutDisposition.of(d, self.model.currency_code) for d in rows]
 
     @strawberry.field(description="The Sub-Org transactions this payout is made of.")
     async def source_transactions(self, info: strawberry.Info) -> list[SubOrgTransaction]:

@@ -22,6 +22,7 @@ from schema.enums import CreditStatus, PayoutPeriodType, WalletAdjustmentKind, W
 from schema.idempotency import idempotency_key_field
 from schema.users import User
 from services import enums as services_enums
+from services import ledger
 from services import wallet as wallet_service
 from services.pagination import Page
 
@@ -63,6 +64,31 @@ class WalletEntry(Node, model=m.LedgerEntry):
         transfers = await ctx(info).loaders.by_id(m.LedgerTransfer).load_many([e.transfer_id for e in entries])
         return [cls.of(e, t) for e, t in zip(entries, transfers, strict=True)]
 
+    @classmethod
+    async def of_transfer(cls, info: strawberry.Info, transfer_id: int | None) -> "WalletEntry | None":
+        """The wallet's side of a ledger transfer (the only side the graph shows)."""
+        if transfer_id is None:
+            return None
+        entries = await ctx(info).loaders.entries_by_transfer.load(transfer_id)
+        return await cls.from_model(info, entries[0]) if entries else None
+
+    @strawberry.field(
+        description="Where a debit's money came from: the earlier credits it spent, oldest first (first in, "
+        "first out), each with the part of it spent here; from a payout credit, `source` leads on to the "
+        "payout and its Sub-Org transactions. Empty for a credit."
+    )
+    async def funded_by(self, info: strawberry.Info) -> list["WalletFunding"]:
+        if self.model.amount >= 0:
+            return []
+        parts = await ledger.funded_by(ctx(info).db, self.model)
+        entries = await ctx(info).loaders.by_id(m.LedgerEntry).load_many([entry_id for entry_id, _ in parts])
+        lines = await WalletEntry.of_many(info, [e for e in entries if e is not None])
+        by_id = {line.model.id: line for line in lines}
+        return [
+            WalletFunding(amount=Money.of(amount, self.transfer.currency_code), entry=by_id[entry_id])
+            for entry_id, amount in parts if entry_id in by_id
+        ]
+
     @strawberry.field(
         description="Who made it (staff for manual adjustments); null for the system, "
         "or for a Revampd staff member the viewer may not see."
@@ -83,6 +109,12 @@ class WalletEntry(Node, model=m.LedgerEntry):
         if t.payout_id is not None:
             return await Payout.load(info, t.payout_id)
         return None
+
+
+@strawberry.type(description="The part of an earlier wallet credit that a debit spent.")
+class WalletFunding:
+    amount: Money
+    entry: WalletEntry = strawberry.field(description="The credit it came from.")
 
 
 @strawberry.type(description="Credit with Revampd that pays this connection's invoices, and nothing else.")
@@ -141,11 +173,7 @@ class AffiliatePayout(Node, model=m.AffiliatePayout):
 
     @strawberry.field(description="The wallet credit it became, once applied.")
     async def wallet_entry(self, info: strawberry.Info) -> WalletEntry | None:
-        if self.model.transfer_id is None:
-            return None
-        entries = await ctx(info).loaders.entries_by_transfer.load(self.model.transfer_id)
-        credit = next((e for e in entries if e.amount > 0), None)  # the wallet's side
-        return await WalletEntry.from_model(info, credit) if credit is not None else None
+        return await WalletEntry.of_transfer(info, self.model.transfer_id)
 
 
 # ---- Mutations: inputs and payloads -------------------------------------------

@@ -58,7 +58,11 @@ class CreditStatus(str, Enum):
 
 
 class PayoutStatus(str, Enum):
+    """AVAILABLE: nothing disposed of yet; PARTIALLY_DISPOSED: some still available;
+    PROCESSING: none available, a bank transfer in flight; COMPLETED: all paid out."""
+
     AVAILABLE = "AVAILABLE"
+    PARTIALLY_DISPOSED = "PARTIALLY_DISPOSED"
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
 
@@ -74,6 +78,12 @@ class TransferStatus(str, Enum):
     IN_TRANSIT = "IN_TRANSIT"
     PAID = "PAID"
     FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class SubOrgTransactionKind(str, Enum):
+    SUBSCRIPTION = "SUBSCRIPTION"
+    USAGE = "USAGE"
 
 
 class TicketStatus(str, Enum):

@@ -304,6 +304,33 @@ async def receivable_account(
     )
 
 
+# ---- Provenance ------------------------------------------------------------------
+
+async def funded_by(session: AsyncSession, debit: m.LedgerEntry) -> list[tuple[int, int]]:
+    """The credits of a Partner's account that a debit entry spent, first in first out:
+    (credit entry id, amount spent from it), oldest first.
+
+    Credits fill the account in sequence order and debits drain it in the same order,
+    so a debit of X, after debits totalling D, spent the credits' cumulative range
+    [D, D + X). The account never goes below zero, so that range is always covered."""
+    E = m.LedgerEntry
+    spent_before = await session.scalar(
+        select(func.coalesce(-func.sum(E.amount), 0)).where(
+            E.account_id == debit.account_id, E.sequence < debit.sequence, E.amount < 0
+        )
+    )
+    low, high = int(spent_before or 0), int(spent_before or 0) - debit.amount
+    credits = select(
+        E.id, E.amount, func.sum(E.amount).over(order_by=E.sequence).label("upto")
+    ).where(E.account_id == debit.account_id, E.sequence < debit.sequence, E.amount > 0).subquery()
+    rows = await session.execute(
+        select(credits.c.id, credits.c.amount, credits.c.upto)
+        .where(credits.c.upto > low, credits.c.upto - credits.c.amount < high)
+        .order_by(credits.c.upto)
+    )
+    return [(entry_id, min(upto, high) - max(upto - amount, low)) for entry_id, amount, upto in rows]
+
+
 # ---- Verification --------------------------------------------------------------
 
 async def verify(session: AsyncSession) -> list[str]:

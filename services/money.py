@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from services.errors import DomainError
 
@@ -55,3 +55,8 @@ def parse(text: str, currency: str, field: str, *, signed: bool = False) -> int:
     if abs(minor) > MAX_AMOUNT:
         raise DomainError("INVALID_AMOUNT", f"{field} is too large.", field)
     return minor
+
+
+def basis_points_of(minor: int, bps: int) -> int:
+    """`bps` basis points of `minor` units (250 = 2.50 %), rounded half-even to a whole unit."""
+    return int((Decimal(minor) * bps / 10000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))

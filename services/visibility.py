@@ -104,6 +104,7 @@ RULES: dict[type[Any], Rule] = {
     m.Payout: _own_connection(m.Payout.connection_id),
     m.BankAccount: _own_connection(m.BankAccount.connection_id),
     m.BankTransfer: _via(m.BankTransfer.payout_id, m.Payout),
+    m.PayoutDisposition: _via(m.PayoutDisposition.payout_id, m.Payout),
     m.SubOrgTransaction: _own_connection(m.SubOrgTransaction.connection_id),
     m.Ticket: _own_connection(m.Ticket.connection_id),
     m.TicketMessage: _ticket_message,

@@ -109,7 +109,8 @@ def check_wallets(db: Tables) -> None:
     assert sum(e["amount"] for e in db["ledger_entries"]) == 0
     by_transfer = _by(db["ledger_entries"], "transfer_id")
     for t in db["ledger_transfers"]:
-        assert sorted(e["amount"] for e in by_transfer[t["id"]]) == [-t["amount"], t["amount"]]
+        moved = t["phase"] in ("POSTED", "POST_PENDING")  # a reservation or its release writes no entries
+        assert sorted(e["amount"] for e in by_transfer[t["id"]]) == ([-t["amount"], t["amount"]] if moved else [])
     assert len({t["key"] for t in db["ledger_transfers"]}) == len(db["ledger_transfers"])
 
 
@@ -155,22 +156,35 @@ def check_invoices(db: Tables) -> None:
 def check_payouts(db: Tables) -> None:
     txs, transfers_ = _by(db["sub_org_transactions"], "payout_id"), _by(db["bank_transfers"], "payout_id")
     transfers = _transfers(db)
-    credits = {t["payout_id"]: t for t in transfers.values() if t["kind"] == "PAYOUT_CREDIT"}
+    accounts = {a["payout_id"]: a for a in db["ledger_accounts"] if a["kind"] == "PAYOUT"}
+    credits = _by([t for t in transfers.values() if t["kind"] == "PAYOUT_CREDIT"], "payout_id")
+    dispositions = _by(db["payout_dispositions"], "payout_id")
     for p in db["payouts"]:
-        assert p["available_amount"] + p["wallet_amount"] + p["bank_amount"] == p["amount"] > 0
+        parts = p["wallet_amount"] + p["bank_in_flight_amount"] + p["bank_paid_amount"]
+        assert p["available_amount"] + parts == p["amount"] > 0
         assert p["amount"] == sum(t["partner_amount"] for t in txs[p["id"]])
+        assert p["gross_amount"] == sum(t["gross_amount"] for t in txs[p["id"]])
+        assert p["fee_amount"] == sum(t["fee_amount"] for t in txs[p["id"]])
         assert 3 <= len(txs[p["id"]]) <= 8
-        live = [t for t in transfers_[p["id"]] if t["status"] != "FAILED"]
-        assert p["bank_amount"] == sum(t["amount"] for t in live)
-        credit = credits.get(p["id"])
-        assert p["wallet_amount"] == (credit["amount"] if credit else 0)
-        in_flight = any(t["status"] in ("PENDING", "IN_TRANSIT") for t in live)
-        expected = ("PROCESSING" if in_flight else "AVAILABLE" if p["available_amount"]
-                    else "COMPLETED")
+        by_status = _by(transfers_[p["id"]], "status")
+        assert p["bank_in_flight_amount"] == sum(t["amount"] for s in ("PENDING", "IN_TRANSIT") for t in by_status[s])
+        assert p["bank_paid_amount"] == sum(t["amount"] for t in by_status["PAID"])
+        assert p["wallet_amount"] == sum(t["amount"] for t in credits[p["id"]])
+        # Its ledger account holds what is available, and reserves what is in flight.
+        account = accounts[p["id"]]
+        assert (account["balance"] - account["pending"], account["pending"]) == (
+            p["available_amount"], p["bank_in_flight_amount"])
+        expected = ("AVAILABLE" if p["available_amount"] == p["amount"] else "PARTIALLY_DISPOSED"
+                    if p["available_amount"] else "PROCESSING" if p["bank_in_flight_amount"] else "COMPLETED")
         assert p["status"] == expected, p
-        assert (p["disposition"] is None) == (p["status"] == "AVAILABLE")
+        assert (p["disposition"] is None) == (parts == 0)
+        # Every transfer and credit belongs to one recorded disposition.
+        assert sum(d["wallet_amount"] for d in dispositions[p["id"]]) == p["wallet_amount"]
+        assert sorted(d["bank_transfer_id"] for d in dispositions[p["id"]] if d["bank_transfer_id"]) == sorted(
+            t["id"] for t in transfers_[p["id"]])
     for tx in db["sub_org_transactions"]:
         assert 0 <= tx["partner_amount"] <= tx["gross_amount"]
+        assert tx["partner_amount"] + tx["fee_amount"] == tx["gross_amount"]
     credited = _by([t for t in transfers.values() if t["kind"] == "AFFILIATE_PAYOUT"], "affiliate_payout_id")
     for a in db["affiliate_payouts"]:
         if a["credit_status"] == "APPLIED":

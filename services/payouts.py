@@ -1,0 +1,562 @@
+"""Payouts of Sub-Org earnings: credit to the wallet, transfer to a bank, or split.
+
+A payout's ledger account (kind PAYOUT, funded from SUB_ORG_EARNINGS when
+services.earnings makes the payout) holds what is not yet paid out. Every
+disposition is one `ledger.post` in the caller's transaction, after the payout's
+row lock, so that concurrent dispositions of one payout take turns:
+
+- to the wallet: PAYOUT_CREDIT, payout -> WALLET, posted at once;
+- to a bank: BANK_TRANSFER, payout -> BANK_OUT, PENDING: it reserves the amount
+  until the processor says PAID (posted) or FAILED, or the Partner cancels it
+  (voided: the amount is available on the payout again);
+- a split posts both together, or neither.
+
+The processor is told after the disposition commits (`submit`, a transaction of
+its own), so that a refused or failed disposition never reaches a bank; a
+transfer left unsubmitted by a crash is submitted by `revampd-bff payouts sync`.
+Status changes arrive as events (`record_event`, from the webhook, the sync or
+the processor's first answer), each event id handled once; a transfer only ever
+moves forward (PENDING -> IN_TRANSIT -> PAID / FAILED / CANCELED), so late and
+repeated events change nothing.
+
+Locks are always taken in one order: the payout's row, then its bank transfer's
+row, then (in `ledger.post`) the accounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import models as m
+from services import idempotency, ledger, money
+from services.access import Principal, Role
+from services.bank_gateway import BankTransferGateway, GatewayTransfer, GatewayUnavailable
+from services.errors import DomainError, InvalidInput, NotFound
+
+# A transfer's statuses in the order it may move through them: never backwards.
+RANK = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2}
+FINAL = ("PAID", "FAILED", "CANCELED")
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Disposed:
+    """A disposition of a payout, with the payout as it now stands."""
+
+    payout: m.Payout
+    disposition: m.PayoutDisposition
+    bank_transfer: m.BankTransfer | None
+
+
+# ---- reading and keeping a payout's parts ----------------------------------------------
+
+def account_code(payout_id: int) -> str:
+    return f"payout:{payout_id}"
+
+
+async def payout_account(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.LedgerAccount:
+    return await ledger.account(
+        session, account_code(payout.id), "PAYOUT", payout.currency_code, connection_id=payout.connection_id,
+        payout_id=payout.id, now=now,
+    )
+
+
+async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.Payout:
+    """Set the payout's parts, status and disposition from the ledger and its transfers
+    (in the caller's transaction, after a movement)."""
+    account = await session.scalar(
+        select(m.LedgerAccount).where(m.LedgerAccount.code == account_code(payout.id))
+        .execution_options(populate_existing=True)
+    )
+    assert account is not None, f"payout {payout.id} has no ledger account"
+    credited = await session.scalar(
+        select(func.coalesce(func.sum(m.LedgerTransfer.amount), 0)).where(
+            m.LedgerTransfer.payout_id == payout.id, m.LedgerTransfer.kind == "PAYOUT_CREDIT"
+        )
+    )
+    paid = await session.scalar(
+        select(func.coalesce(func.sum(m.BankTransfer.amount), 0)).where(
+            m.BankTransfer.payout_id == payout.id, m.BankTransfer.status == "PAID"
+        )
+    )
+    payout.available_amount = account.balance - account.pending
+    payout.bank_in_flight_amount = account.pending
+    payout.wallet_amount = int(credited or 0)
+    payout.bank_paid_amount = int(paid or 0)
+    payout.status = status_of(payout)
+    bank = payout.bank_in_flight_amount + payout.bank_paid_amount
+    payout.disposition = (
+        "SPLIT" if payout.wallet_amount and bank else "CREDIT" if payout.wallet_amount
+        else "TRANSFER" if bank else None
+    )
+    if now is not None:
+        payout.updated_at = now
+    await session.flush()
+    return payout
+
+
+def status_of(p: m.Payout) -> str:
+    if p.available_amount == p.amount:
+        return "AVAILABLE"
+    if p.available_amount > 0:
+        return "PARTIALLY_DISPOSED"
+    return "PROCESSING" if p.bank_in_flight_amount > 0 else "COMPLETED"
+
+
+async def _locked_payout(session: AsyncSession, payout_id: int) -> m.Payout | None:
+    return await session.scalar(
+        select(m.Payout).where(m.Payout.id == payout_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+# ---- disposing of a payout ---------------------------------------------------------------
+
+async def _replay(session: AsyncSession, principal: Principal, disposition_id: int) -> Disposed:
+    d = await session.get(m.PayoutDisposition, disposition_id)
+    if d is None:
+        raise NotFound("Payout disposition")
+    payout = await session.get(m.Payout, d.payout_id)
+    assert payout is not None
+    transfer = await session.get(m.BankTransfer, d.bank_transfer_id) if d.bank_transfer_id else None
+    return Disposed(payout, d, transfer)
+
+
+def _operation(name: str) -> idempotency.Operation[Disposed]:
+    return idempotency.Operation[Disposed](name, "PayoutDisposition", lambda r: r.disposition.id, _replay)
+
+
+CREDIT, TRANSFER, SPLIT = _operation("creditPayout"), _operation("transferPayout"), _operation("splitPayout")
+
+
+async def credit(
+    session: AsyncSession, principal: Principal, payout_id: int, *, amount: str | None, idempotency_key: str,
+    now: datetime | None = None,
+) -> Disposed:
+    """PARTNER_ADMIN: credit `amount` (default: all that is available) to the wallet."""
+    principal.require(Role.PARTNER_ADMIN)
+    key = idempotency.checked_key(idempotency_key)
+    request = {"payout": payout_id, "amount": amount}
+    return await idempotency.once(session, principal, CREDIT, key, request, lambda: _dispose(
+        session, principal, payout_id, "CREDIT", amount=amount, key=key, now=_now(now)))
+
+
+async def transfer(
+    session: AsyncSession, principal: Principal, payout_id: int, *, bank_account_id: int | None,
+    amount: str | None, idempotency_key: str, now: datetime | None = None,
+) -> Disposed:
+    """PARTNER_ADMIN: send `amount` (default: all that is available) to a linked bank
+    account (default: the default one)."""
+    principal.require(Role.PARTNER_ADMIN)
+    key = idempotency.checked_key(idempotency_key)
+    request = {"payout": payout_id, "amount": amount, "bankAccount": bank_account_id}
+    return await idempotency.once(session, principal, TRANSFER, key, request, lambda: _dispose(
+        session, principal, payout_id, "TRANSFER", amount=amount, bank_account_id=bank_account_id, key=key,
+        now=_now(now)))
+
+
+async def split(
+    session: AsyncSession, principal: Principal, payout_id: int, *, wallet_amount: str,
+    bank_account_id: int | None, idempotency_key: str, now: datetime | None = None,
+) -> Disposed:
+    """PARTNER_ADMIN: `wallet_amount` to the wallet and the rest of what is available to
+    a bank account, both parts positive, posted together."""
+    principal.require(Role.PARTNER_ADMIN)
+    key = idempotency.checked_key(idempotency_key)
+    request = {"payout": payout_id, "walletAmount": wallet_amount, "bankAccount": bank_account_id}
+    return await idempotency.once(session, principal, SPLIT, key, request, lambda: _dispose(
+        session, principal, payout_id, "SPLIT", amount=wallet_amount, bank_account_id=bank_account_id, key=key,
+        now=_now(now)))
+
+
+async def _dispose(
+    session: AsyncSession, principal: Principal, payout_id: int, kind: str, *, amount: str | None, key: str,
+    now: datetime, bank_account_id: int | None = None,
+) -> Disposed:
+    payout = await _locked_payout(session, payout_id)
+    if payout is None or payout.connection_id != principal.connection_id:
+        raise NotFound("Payout", "payoutId")
+    field = "walletAmount" if kind == "SPLIT" else "amount"
+    errors: list[DomainError] = []
+    asked: int | None = None
+    if amount is not None:
+        try:
+            asked = money.parse(amount, payout.currency_code, field)
+        except DomainError as err:
+            errors.append(err)
+    account: m.BankAccount | None = None
+    if kind != "CREDIT":
+        try:
+            account = await _bank_account(session, payout.connection_id, bank_account_id)
+        except DomainError as err:
+            errors.append(err)
+    if errors:
+        raise InvalidInput(errors)
+    available = payout.available_amount
+    if available == 0:
+        raise DomainError("NOTHING_AVAILABLE", _nothing_available(payout), "payoutId")
+    if kind == "SPLIT":
+        assert asked is not None
+        if asked >= available:
+            raise DomainError(
+                "SPLIT_LEAVES_NOTHING_FOR_BANK",
+                f"walletAmount must be less than the {money.format(available, payout.currency_code)} available, "
+                "so that the rest goes to the bank; to credit it all, use creditPayout.",
+                field,
+            )
+        wallet_part, bank_part = asked, available - asked
+    else:
+        part = available if asked is None else asked
+        if part > available:
+            raise DomainError(
+                "EXCEEDS_AVAILABLE",
+                f"{field} is {money.format(part, payout.currency_code)}, but only "
+                f"{money.format(available, payout.currency_code)} of this payout is available.",
+                field,
+            )
+        wallet_part, bank_part = (part, 0) if kind == "CREDIT" else (0, part)
+    return await dispose(
+        session, payout, wallet_part, bank_part, account, key=f"{principal.user_id}:{key}",
+        created_by_id=principal.user_id, now=now,
+    )
+
+
+def _nothing_available(p: m.Payout) -> str:
+    cur = p.currency_code
+    parts = [f"{money.format(v, cur)} {what}" for v, what in (
+        (p.wallet_amount, "credited to the wallet"), (p.bank_in_flight_amount, "on its way to the bank"),
+        (p.bank_paid_amount, "paid to the bank"),
+    ) if v]
+    return f"Nothing of this payout is available: {', '.join(parts)}."
+
+
+async def _bank_account(session: AsyncSession, connection_id: int, bank_account_id: int | None) -> m.BankAccount:
+    if bank_account_id is None:
+        account = await session.scalar(select(m.BankAccount).where(
+            m.BankAccount.connection_id == connection_id, m.BankAccount.is_default.is_(True),
+            m.BankAccount.removed_at.is_(None),
+        ))
+        if account is None:
+            raise DomainError(
+                "NO_BANK_ACCOUNT", "No default bank account: link one, or name one in bankAccountId.", "bankAccountId"
+            )
+        return account
+    account = await session.get(m.BankAccount, bank_account_id)
+    if account is None or account.connection_id != connection_id:
+        raise NotFound("Bank account", "bankAccountId")
+    if account.removed_at is not None:
+        raise DomainError(
+            "BANK_ACCOUNT_REMOVED", f"The bank account ending {account.account_last4} was unlinked.", "bankAccountId"
+        )
+    return account
+
+
+async def dispose(
+    session: AsyncSession, payout: m.Payout, wallet_part: int, bank_part: int, account: m.BankAccount | None,
+    *, key: str, created_by_id: int | None, now: datetime,
+) -> Disposed:
+    """Move `wallet_part` to the wallet and reserve `bank_part` for a transfer to
+    `account`, together, from a payout row-locked by the caller. `key` makes the
+    ledger keys: the same key never moves money twice."""
+    assert wallet_part >= 0 and bank_part >= 0 and wallet_part + bank_part > 0
+    own = await payout_account(session, payout, now)
+    connection = await session.get(m.Connection, payout.connection_id)
+    assert connection is not None
+    moves = []
+    label = f"Payout for {payout.period_start:%b %d} to {payout.period_end:%b %d, %Y}"
+    if wallet_part:
+        wallet = await ledger.wallet_account(session, connection, now)
+        moves.append(ledger.Transfer(
+            f"payout:{payout.id}:{key}:wallet", "PAYOUT_CREDIT", own.id, wallet.id, wallet_part,
+            memo=f"{label} credited to wallet", payout_id=payout.id, created_by_id=created_by_id,
+        ))
+    if bank_part:
+        assert account is not None
+        bank_out = await ledger.system_account(session, "BANK_OUT", payout.currency_code, now)
+        moves.append(ledger.Transfer(
+            f"payout:{payout.id}:{key}:bank", "BANK_TRANSFER", own.id, bank_out.id, bank_part,
+            memo=f"{label} to the bank account ending {account.account_last4}", payout_id=payout.id,
+            created_by_id=created_by_id, pending=True,
+        ))
+    try:
+        rows = await ledger.post(session, moves, now=now)
+    except DomainError as err:
+        if err.code != "TRANSFER_KEY_REUSED":
+            raise
+        raise DomainError(
+            "IDEMPOTENCY_KEY_REUSED",
+            "This idempotencyKey was already used for another disposition of this payout; send a new key.",
+            idempotency.FIELD,
+        ) from None
+    credit_row = rows[0] if wallet_part else None
+    bank_transfer = None
+    if bank_part:
+        assert account is not None
+        bank_transfer = m.BankTransfer(
+            payout_id=payout.id, bank_account_id=account.id, amount=bank_part, status="PENDING",
+            pending_transfer_id=rows[-1].id, created_by_id=created_by_id, created_at=now, updated_at=now,
+        )
+        session.add(bank_transfer)
+        await session.flush()
+    disposition = m.PayoutDisposition(
+        payout_id=payout.id, kind="SPLIT" if wallet_part and bank_part else "CREDIT" if wallet_part else "TRANSFER",
+        wallet_amount=wallet_part, bank_amount=bank_part, credit_transfer_id=credit_row.id if credit_row else None,
+        bank_transfer_id=bank_transfer.id if bank_transfer else None, created_by_id=created_by_id, created_at=now,
+    )
+    session.add(disposition)
+    await refresh(session, payout, now)
+    return Disposed(payout, disposition, bank_transfer)
+
+
+# ---- the payout preference ---------------------------------------------------------------
+
+async def apply_preference(
+    session: AsyncSession, connection: m.Connection, payout: m.Payout, now: datetime
+) -> Disposed | None:
+    """Dispose of a new payout (row-locked or just made by the caller) as its connection
+    prefers: nothing, CREDIT it all, TRANSFER it all to the default bank account, or
+    SPLIT it, payout_wallet_percent (rounded half-even) to the wallet. Without a default
+    bank account a transfer, or a split's bank part, stays available for the Partner."""
+    mode, available = connection.payout_mode, payout.available_amount
+    if mode is None or available == 0:
+        return None
+    wallet_part = (
+        available if mode == "CREDIT" else 0 if mode == "TRANSFER"
+        else money.basis_points_of(available, 100 * (connection.payout_wallet_percent or 0))
+    )
+    bank_part = available - wallet_part
+    account = None
+    if bank_part:
+        try:
+            account = await _bank_account(session, connection.id, None)
+        except DomainError:
+            bank_part = 0
+    if wallet_part + bank_part == 0:
+        return None
+    return await dispose(session, payout, wallet_part, bank_part, account, key="preference", created_by_id=None,
+                         now=now)
+
+
+PAYOUT_MODES = ("MANUAL", "CREDIT", "TRANSFER", "SPLIT")
+
+
+async def set_preference(
+    session: AsyncSession, principal: Principal, *, mode: str, wallet_percent: int | None,
+    period_type: str | None, now: datetime | None = None,
+) -> m.Connection:
+    """PARTNER_ADMIN: what to do with each new payout, and how often payouts are made."""
+    principal.require(Role.PARTNER_ADMIN)
+    connection = await session.scalar(
+        select(m.Connection).where(m.Connection.id == principal.connection_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if connection is None:
+        raise NotFound("RevampdConnection")
+    errors: list[DomainError] = []
+    if mode == "SPLIT":
+        if wallet_percent is None or not 1 <= wallet_percent <= 99:
+            errors.append(DomainError(
+                "INVALID_PERCENT", "walletPercent must be a whole number from 1 to 99 for SPLIT.", "walletPercent"
+            ))
+    elif wallet_percent is not None:
+        errors.append(DomainError(
+            "INVALID_PERCENT", f"walletPercent is only for SPLIT; leave it out for {mode}.", "walletPercent"
+        ))
+    if mode in ("TRANSFER", "SPLIT"):
+        try:
+            await _bank_account(session, connection.id, None)
+        except DomainError as err:
+            errors.append(DomainError(err.code, f"{mode} needs a default bank account: link one first.", "mode"))
+    if errors:
+        raise InvalidInput(errors)
+    connection.payout_mode = None if mode == "MANUAL" else mode
+    connection.payout_wallet_percent = wallet_percent if mode == "SPLIT" else None
+    if period_type is not None:
+        connection.payout_period_type = period_type
+    await session.flush()
+    return connection
+
+
+# ---- bank transfers: the processor, events, cancel ---------------------------------------
+
+async def _locked_transfer(session: AsyncSession, transfer_id: int) -> tuple[m.Payout, m.BankTransfer] | None:
+    """A bank transfer and its payout, locked in order: the payout, then the transfer."""
+    payout_id = await session.scalar(select(m.BankTransfer.payout_id).where(m.BankTransfer.id == transfer_id))
+    if payout_id is None:
+        return None
+    payout = await _locked_payout(session, payout_id)
+    transfer = await session.scalar(
+        select(m.BankTransfer).where(m.BankTransfer.id == transfer_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert payout is not None and transfer is not None
+    return payout, transfer
+
+
+async def submit(
+    session: AsyncSession, gateway: BankTransferGateway, transfer_id: int, now: datetime | None = None
+) -> m.BankTransfer | None:
+    """Send a PENDING transfer not yet sent to the processor (idempotent by its id there),
+    and record its answer; a transfer refused at once is FAILED and its amount available
+    again. Processor unreachable: left for `payouts sync`."""
+    at = _now(now)
+    found = await _locked_transfer(session, transfer_id)
+    if found is None:
+        return None
+    payout, transfer = found
+    if transfer.gateway_ref is not None or transfer.status != "PENDING":
+        return transfer
+    account = await session.get(m.BankAccount, transfer.bank_account_id)
+    assert account is not None
+    try:
+        answer = await gateway.create_transfer(f"bt{transfer.id}", account.account_token, transfer.amount,
+                                               payout.currency_code)
+    except GatewayUnavailable:
+        return transfer
+    transfer.gateway_ref, transfer.submitted_at = answer.ref, at
+    await session.flush()
+    if answer.status != "PENDING":
+        await _record(session, f"gateway:{answer.ref}:{answer.status}", "GATEWAY", payout, transfer, answer, at, at)
+    return transfer
+
+
+async def _apply(
+    session: AsyncSession, payout: m.Payout, transfer: m.BankTransfer, answer: GatewayTransfer, at: datetime,
+    now: datetime,
+) -> bool:
+    """Move a locked transfer to `answer.status` if that is forward; post or void its
+    reservation when final. False (nothing changed) for a status it is past."""
+    status = answer.status
+    if RANK[status] <= RANK[transfer.status]:
+        return False
+    transfer.status, transfer.updated_at = status, now
+    if status == "IN_TRANSIT":
+        transfer.in_transit_at = at
+    elif status == "PAID":
+        transfer.paid_at = at
+    elif status == "FAILED":
+        transfer.failed_at = at
+        transfer.failure_code = answer.failure_code or "failed"
+        transfer.failure_reason = (answer.failure_reason or "The bank transfer failed.")[:300]
+    else:
+        transfer.canceled_at = at
+    if status in FINAL:
+        reservation = await session.get(m.LedgerTransfer, transfer.pending_transfer_id)
+        assert reservation is not None
+        paid = status == "PAID"
+        await ledger.post(session, [ledger.Transfer(
+            f"bank_transfer:{transfer.id}:{'paid' if paid else 'void'}", "BANK_TRANSFER",
+            reservation.debit_account_id, reservation.credit_account_id, reservation.amount,
+            memo=reservation.memo if paid else f"{reservation.memo}: {status.lower()}, available again",
+            payout_id=payout.id, resolves=reservation.id, void=not paid,
+        )], now=now)
+    await refresh(session, payout, now)
+    return True
+
+
+async def _record(
+    session: AsyncSession, event_id: str, source: str, payout: m.Payout | None, transfer: m.BankTransfer | None,
+    answer: GatewayTransfer, at: datetime, now: datetime,
+) -> str:
+    """Handle an event once: 'applied', 'stale' (the transfer is past it), 'unknown'
+    (no such transfer) or 'duplicate' (this event id was handled before)."""
+    event = m.BankTransferEvent(
+        event_id=event_id, bank_transfer_id=transfer.id if transfer else None, source=source,
+        status=answer.status, failure_code=answer.failure_code, failure_reason=(answer.failure_reason or None)
+        and answer.failure_reason[:300], applied=False, occurred_at=at, received_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(event)
+            await session.flush()
+    except IntegrityError:
+        return "duplicate"
+    if payout is None or transfer is None:
+        return "unknown"
+    event.applied = await _apply(session, payout, transfer, answer, at, now)
+    await session.flush()
+    return "applied" if event.applied else "stale"
+
+
+async def record_event(
+    session: AsyncSession, event_id: str, source: str, answer: GatewayTransfer, at: datetime,
+    now: datetime | None = None,
+) -> str:
+    """A status change the processor reports (webhook or poll) for its transfer `answer.ref`."""
+    if await session.scalar(select(m.BankTransferEvent.id).where(m.BankTransferEvent.event_id == event_id)):
+        return "duplicate"
+    transfer_id = await session.scalar(select(m.BankTransfer.id).where(m.BankTransfer.gateway_ref == answer.ref))
+    found = await _locked_transfer(session, transfer_id) if transfer_id is not None else None
+    payout, transfer = found if found else (None, None)
+    return await _record(session, event_id, source, payout, transfer, answer, at, _now(now))
+
+
+async def cancel(
+    session: AsyncSession, principal: Principal, gateway: BankTransferGateway, transfer_id: int,
+    now: datetime | None = None,
+) -> tuple[m.Payout, m.BankTransfer]:
+    """PARTNER_ADMIN: cancel a PENDING transfer; its amount is available on the payout again."""
+    principal.require(Role.PARTNER_ADMIN)
+    at = _now(now)
+    found = await _locked_transfer(session, transfer_id)
+    if found is None or found[0].connection_id != principal.connection_id:
+        raise NotFound("Bank transfer", "bankTransferId")
+    payout, transfer = found
+    if transfer.status != "PENDING":
+        raise DomainError(
+            "NOT_CANCELABLE",
+            f"This transfer is {transfer.status.replace('_', ' ').lower()}; only a PENDING one can be canceled.",
+            "bankTransferId",
+        )
+    answer = GatewayTransfer(transfer.gateway_ref or f"unsent:bt{transfer.id}", "CANCELED")
+    if transfer.gateway_ref is not None:
+        try:
+            answer = await gateway.cancel_transfer(transfer.gateway_ref)
+        except GatewayUnavailable:
+            raise DomainError(
+                "GATEWAY_UNAVAILABLE", "The bank transfer processor did not answer; try again.", "bankTransferId"
+            ) from None
+        if answer.status != "CANCELED":
+            raise DomainError(
+                "NOT_CANCELABLE", "The processor has already sent this transfer; it can no longer be canceled.",
+                "bankTransferId",
+            )
+    await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, answer, at, at)
+    return payout, transfer
+
+
+async def in_flight(session: AsyncSession) -> list[int]:
+    """Ids of the transfers still PENDING or IN_TRANSIT, oldest first."""
+    return list(await session.scalars(
+        select(m.BankTransfer.id).where(m.BankTransfer.status.in_(m.IN_FLIGHT)).order_by(m.BankTransfer.id)
+    ))
+
+
+async def sync_one(
+    session: AsyncSession, gateway: BankTransferGateway, transfer_id: int, now: datetime | None = None
+) -> str:
+    """Poll the processor about one transfer in flight (submitting it first if it never
+    was); what happened: 'submitted', 'applied', 'unchanged' or 'unavailable'."""
+    at = _now(now)
+    transfer = await session.get(m.BankTransfer, transfer_id)
+    if transfer is None or transfer.status not in m.IN_FLIGHT:
+        return "unchanged"
+    if transfer.gateway_ref is None:
+        sent = await submit(session, gateway, transfer_id, at)
+        return "submitted" if sent is not None and sent.gateway_ref else "unavailable"
+    try:
+        answer = await gateway.retrieve_transfer(transfer.gateway_ref)
+    except GatewayUnavailable:
+        return "unavailable"
+    if answer.status == transfer.status:
+        return "unchanged"
+    outcome = await record_event(session, f"sync:{answer.ref}:{answer.status}", "SYNC", answer, at, at)
+    return "applied" if outcome == "applied" else "unchanged"
