@@ -6,9 +6,12 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from services.bank_gateway import BANK_GATEWAYS
 from services.payments import GATEWAYS
 
 DEV_JWT_SECRET = "revampd-dev-secret-do-not-use-in-production-0123456789"
+# Signs the sandbox's bank transfer webhooks in development; set BANK_WEBHOOK_SECRET in production.
+DEV_WEBHOOK_SECRET = "whsec_revampd_dev_do_not_use_in_production"
 
 
 class SettingsError(ValueError):
@@ -96,6 +99,10 @@ class Settings:
     billing_pay_from_wallet: bool = True
     # Days from a declined charge to the next try; after the last retry the invoice is uncollectible.
     billing_retry_days: tuple[int, ...] = (1, 3, 5)
+    # The processor that sends payouts to banks (services.bank_gateway.BANK_GATEWAYS), and the
+    # secret its webhooks are signed with (server/webhooks.py).
+    bank_gateway: str = "sandbox"
+    bank_webhook_secret: str = DEV_WEBHOOK_SECRET
     log_level: str = "INFO"
     # Browser origins (e.g. the dashboard's) allowed to call the API; none by default.
     cors_origins: tuple[str, ...] = ()
@@ -135,6 +142,8 @@ class Settings:
             payment_gateway=_choice(env, "PAYMENT_GATEWAY", cls.payment_gateway, GATEWAYS),
             billing_pay_from_wallet=_bool(env, "BILLING_PAY_FROM_WALLET", cls.billing_pay_from_wallet),
             billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
+            bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
+            bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
         )
