@@ -11,11 +11,13 @@ from strawberry.tools import merge_types
 from resolvers.addons import AddOnMutations
 from resolvers.billing import BillingMutations
 from resolvers.invoices import InvoiceMutations
+from resolvers.payouts import PayoutMutations
 from resolvers.plans import PlanMutations
 from resolvers.tickets import TicketMutations
 from resolvers.wallet import WalletMutations
 
 Mutation = merge_types(
     "Mutation",
-    (PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations),
+    (PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations,
+     PayoutMutations),
 )

@@ -16,6 +16,7 @@ PayoutPeriodType = strawberry.enum(enums.PayoutPeriodType, name="PayoutPeriodTyp
 CreditStatus = strawberry.enum(enums.CreditStatus, name="CreditStatus")
 PayoutStatus = strawberry.enum(enums.PayoutStatus, name="PayoutStatus")
 PayoutDispositionKind = strawberry.enum(enums.PayoutDisposition, name="PayoutDispositionKind")
+PayoutMode = strawberry.enum(enums.PayoutMode, name="PayoutMode")
 SubOrgTransactionKind = strawberry.enum(enums.SubOrgTransactionKind, name="SubOrgTransactionKind")
 TransferStatus = strawberry.enum(enums.TransferStatus, name="TransferStatus")
 TicketStatus = strawberry.enum(enums.TicketStatus, name="TicketStatus")

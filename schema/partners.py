@@ -20,7 +20,7 @@ from schema.base import (
 )
 from schema.billing import PaymentCard
 from schema.invoices import Invoice, InvoiceFilter
-from schema.payouts import BankAccount, Payout, PayoutFilter
+from schema.payouts import BankAccount, Payout, PayoutFilter, PayoutPreference
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
 from schema.tickets import Ticket, TicketFilter
 from schema.wallet import AffiliatePayout, Wallet
@@ -154,6 +154,10 @@ class RevampdConnection(Node, model=m.Connection):
         page = await load_page(ctx(info).loaders.affiliate_payout_pages, (self.model.id, None, args))
         cur = self.model.currency_code
         return Connection.of(page, lambda a: AffiliatePayout.of(a, cur))
+
+    @strawberry.field(description="What happens to each new payout, and how often payouts are made.")
+    def payout_preference(self) -> PayoutPreference:
+        return PayoutPreference.of(self.model)
 
     @strawberry.field(description="Payouts of Sub-Org earnings, newest period first.")
     async def payouts(

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Self
 
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, ctx, to_global_id
+from schema.base import Money, Node, UserError, ctx, to_global_id
 from schema.enums import (
     PayoutDispositionKind,
+    PayoutMode,
     PayoutPeriodType,
     PayoutStatus,
     SubOrgTransactionKind,
     TransferStatus,
 )
+from schema.idempotency import required_idempotency_key_field
 from schema.users import User
-from schema.wallet import WalletEntry
+from schema.wallet import Wallet, WalletEntry
+from services import payouts
 
 
 @strawberry.input
@@ -245,3 +248,142 @@ class Payout(Node, model=m.Payout):
     async def source_transactions(self, info: strawberry.Info) -> list[SubOrgTransaction]:
         rows = await ctx(info).loaders.transactions_by_payout.load(self.model.id)
         return [SubOrgTransaction.of(t, self.model.currency_code) for t in rows]
+
+
+@strawberry.type(description="What happens to each new payout, and how often payouts are made.")
+class PayoutPreference:
+    mode: PayoutMode = strawberry.field(
+        description="MANUAL: the Partner decides each payout; CREDIT: all to the wallet; TRANSFER: all to the "
+        "default bank account; SPLIT: walletPercent to the wallet, the rest to the default bank account."
+    )
+    wallet_percent: int | None = strawberry.field(description="For SPLIT: the whole percent (1-99) to the wallet.")
+    period_type: PayoutPeriodType = strawberry.field(description="Payouts gather a WEEKLY or MONTHLY period.")
+
+    @classmethod
+    def of(cls, c: m.Connection) -> "PayoutPreference":
+        return cls(
+            mode=PayoutMode(c.payout_mode or "MANUAL"),
+            wallet_percent=c.payout_wallet_percent,
+            period_type=PayoutPeriodType(c.payout_period_type),
+        )
+
+
+# ---- Mutations: inputs and payloads -------------------------------------------
+
+@strawberry.input
+class CreditPayoutInput:
+    payout_id: strawberry.ID
+    amount: str | None = strawberry.field(
+        default=None,
+        description="Decimal string in the payout's currency, at most what is available; default: all of it.",
+    )
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class TransferPayoutInput:
+    payout_id: strawberry.ID
+    bank_account_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A linked bank account of the connection; default: the default one."
+    )
+    amount: str | None = strawberry.field(
+        default=None,
+        description="Decimal string in the payout's currency, at most what is available; default: all of it.",
+    )
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class SplitPayoutInput:
+    payout_id: strawberry.ID
+    wallet_amount: str = strawberry.field(
+        description="Decimal string: this much to the wallet; the rest of what is available goes to the bank. "
+        "Both parts must be positive."
+    )
+    bank_account_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A linked bank account of the connection; default: the default one."
+    )
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = None
+
+
+@strawberry.type(description="A payout disposed of: the payout as it now stands and what was done.")
+class DisposePayoutPayload:
+    payout: Payout | None
+    disposition: PayoutDisposition | None
+    wallet: Wallet | None = strawberry.field(description="The wallet as it now stands, when credited.")
+    bank_transfer: BankTransfer | None = strawberry.field(description="The transfer to the bank, when one was sent.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, result: payouts.Disposed | None, errors: list[UserError], cmid: str | None) -> Self:
+        if result is None:
+            return cls(payout=None, disposition=None, wallet=None, bank_transfer=None, user_errors=errors,
+                       client_mutation_id=cmid)
+        cur = result.payout.currency_code
+        return cls(
+            payout=Payout.of(result.payout),
+            disposition=PayoutDisposition.of(result.disposition, cur),
+            wallet=Wallet.of(result.wallet, cur) if result.wallet else None,
+            bank_transfer=BankTransfer.of(result.bank_transfer, cur) if result.bank_transfer else None,
+            user_errors=errors,
+            client_mutation_id=cmid,
+        )
+
+
+@strawberry.input
+class CancelBankTransferInput:
+    bank_transfer_id: strawberry.ID = strawberry.field(description="A PENDING transfer of one of your payouts.")
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class CancelBankTransferPayload:
+    bank_transfer: BankTransfer | None = strawberry.field(description="Now CANCELED.")
+    payout: Payout | None = strawberry.field(description="With the amount available again.")
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(
+        cls, result: tuple[m.Payout, m.BankTransfer] | None, errors: list[UserError], cmid: str | None
+    ) -> Self:
+        if result is None:
+            return cls(bank_transfer=None, payout=None, user_errors=errors, client_mutation_id=cmid)
+        payout, transfer = result
+        return cls(
+            bank_transfer=BankTransfer.of(transfer, payout.currency_code),
+            payout=Payout.of(payout),
+            user_errors=errors,
+            client_mutation_id=cmid,
+        )
+
+
+@strawberry.input
+class SetPayoutPreferenceInput:
+    mode: PayoutMode
+    wallet_percent: int | None = strawberry.field(
+        default=None, description="For SPLIT only: the whole percent (1-99) of each payout to the wallet."
+    )
+    period_type: PayoutPeriodType | None = strawberry.field(
+        default=None, description="WEEKLY or MONTHLY payouts; unchanged when left out."
+    )
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class SetPayoutPreferencePayload:
+    payout_preference: PayoutPreference | None
+    user_errors: list[UserError]
+    client_mutation_id: str | None
+
+    @classmethod
+    def of(cls, result: m.Connection | None, errors: list[UserError], cmid: str | None) -> Self:
+        return cls(
+            payout_preference=PayoutPreference.of(result) if result else None,
+            user_errors=errors,
+            client_mutation_id=cmid,
+        )

@@ -33,6 +33,7 @@ from resolvers.loaders import Loaders
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
 from server.auth import AuthError, Claims, TokenVerifier
 from server.graphql_http import BadRequest, graphql_error, read_request
+from server import webhooks
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -282,6 +283,8 @@ def create_app(settings: Settings) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", ASGIEndpoint(graphql), methods=["GET", "POST"]),
+            Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
+                  methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -201,6 +201,93 @@ def cmd_billing_run(args: argparse.Namespace) -> None:
                  "The log has each failure with its traceback; the next run tries them again.")
 
 
+async def _payouts_sync(now: datetime) -> dict[str, int]:
+    from db.engine import create_engine, write_sessions
+    from services import payouts
+    from services.bank_gateway import bank_gateway_named
+
+    settings = _settings()
+    gateway = bank_gateway_named(settings.bank_gateway)
+    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
+    counts: dict[str, int] = {}
+    try:
+        sessions = write_sessions(engine)
+        async with sessions() as session:
+            ids = await payouts.in_flight(session)
+        for transfer_id in ids:  # one short transaction each: a slow processor holds no lock on the rest
+            async with sessions() as session, session.begin():
+                outcome = await payouts.sync_one(session, gateway, transfer_id, now)
+            counts[outcome] = counts.get(outcome, 0) + 1
+    finally:
+        await engine.dispose()
+    return counts
+
+
+def cmd_payouts_sync(args: argparse.Namespace) -> None:
+    counts = asyncio.run(_payouts_sync(args.now or datetime.now(timezone.utc)))
+    total = sum(counts.values())
+    print(f"payouts sync: asked the processor about {total} transfer{'' if total == 1 else 's'} in flight: "
+          f"{counts.get('applied', 0)} moved on, {counts.get('submitted', 0)} sent, "
+          f"{counts.get('unchanged', 0)} unchanged, {counts.get('unavailable', 0)} not answered")
+
+
+async def _sandbox_events(transfer: int | None) -> list[tuple[str, str, object]]:
+    from db import models as m
+    from services.bank_gateway import SandboxBankGateway
+    from services.payouts import RANK
+
+    sandbox = SandboxBankGateway()
+    async with _session(_settings()) as session:
+        stmt = select(m.BankTransfer).where(
+            m.BankTransfer.status.in_(m.IN_FLIGHT), m.BankTransfer.gateway_ref.like("sbt_sandbox_%")
+        ).order_by(m.BankTransfer.id)
+        if transfer is not None:
+            stmt = stmt.where(m.BankTransfer.id == transfer)
+        rows = list(await session.scalars(stmt))
+    return [
+        (t.gateway_ref, t.status, event) for t in rows if t.gateway_ref
+        for event in sandbox.events(t.gateway_ref) if RANK[event.status] > RANK[t.status]
+    ]
+
+
+def cmd_payouts_sandbox_webhooks(args: argparse.Namespace) -> None:
+    """Send the signed webhooks the sandbox processor would send for the transfers in flight."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    from schema.base import from_global_id
+    from server.webhooks import SIGNATURE_HEADER, sign
+
+    transfer = None
+    if args.transfer:
+        parsed = from_global_id(args.transfer)
+        transfer = parsed[1] if parsed and parsed[0] == "BankTransfer" else int(args.transfer) if args.transfer.isdigit() else -1
+    settings = _settings()
+    events = asyncio.run(_sandbox_events(transfer))
+    if not events:
+        print("no sandbox bank transfer in flight" + (" with that id" if args.transfer else ""))
+        return
+    for ref, _, event in events:
+        now = int(time.time())
+        body = json.dumps({
+            "id": f"evt_{ref}_{event.status.lower()}", "type": event.type, "created": now,  # type: ignore[attr-defined]
+            "data": {"object": {"id": ref, "failure_code": event.failure_code,  # type: ignore[attr-defined]
+                                "failure_message": event.failure_reason}},  # type: ignore[attr-defined]
+        }).encode()
+        request = urllib.request.Request(args.url, data=body, method="POST", headers={
+            "Content-Type": "application/json", SIGNATURE_HEADER: sign(settings.bank_webhook_secret, now, body)})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = f"{response.status} {response.read().decode()}"
+        except urllib.error.HTTPError as exc:
+            answer = f"{exc.code} {exc.read().decode()}"
+        except urllib.error.URLError as exc:
+            sys.exit(f"could not reach {args.url}: {exc.reason} (is `revampd-bff serve` running?)")
+        print(f"{event.type} for {ref} -> {answer}")  # type: ignore[attr-defined]
+
+
 def _positive(value: str) -> int:
     try:
         number = int(value)
@@ -244,6 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_positive, default=1, help="connections billed at once in this process (default 1)"
     )
     billing_run.set_defaults(func=cmd_billing_run)
+    payouts = sub.add_parser("payouts", help="payouts of Sub-Org earnings and their bank transfers")
+    payouts_sub = payouts.add_subparsers(dest="payouts_command", required=True)
+    sync = payouts_sub.add_parser(
+        "sync", help="ask the bank transfer processor about every transfer in flight (a fallback for "
+        "missed webhooks) and send any never sent"
+    )
+    sync.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    sync.set_defaults(func=cmd_payouts_sync)
+    hooks = payouts_sub.add_parser(
+        "sandbox-webhooks", help="send the signed webhooks the sandbox processor would send for the "
+        "transfers in flight (development)"
+    )
+    hooks.add_argument("--url", default="http://127.0.0.1:8000/webhooks/bank-transfers")
+    hooks.add_argument("--transfer", help="only this BankTransfer (its ID)")
+    hooks.set_defaults(func=cmd_payouts_sandbox_webhooks)
     ledger = sub.add_parser("ledger", help="the money ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser(

@@ -73,6 +73,15 @@ class PayoutDisposition(str, Enum):
     SPLIT = "SPLIT"
 
 
+class PayoutMode(str, Enum):
+    """What happens to a new payout (a connection's payout preference)."""
+
+    MANUAL = "MANUAL"
+    CREDIT = "CREDIT"
+    TRANSFER = "TRANSFER"
+    SPLIT = "SPLIT"
+
+
 class TransferStatus(str, Enum):
     PENDING = "PENDING"
     IN_TRANSIT = "IN_TRANSIT"

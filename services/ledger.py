@@ -407,6 +407,7 @@ async def verify(session: AsyncSession) -> list[str]:
         problems.append(f"account {code}: pending {pending}, but open pending transfers reserve {reserved or 0}")
     problems += await _verify_invoices(session)
     problems += await _verify_affiliate_payouts(session)
+    problems += await _verify_payouts(session)
     return problems
 
 
@@ -464,4 +465,63 @@ async def _verify_affiliate_payouts(session: AsyncSession) -> list[str]:
         .where(or_(T.amount != AP.amount, A.kind != "WALLET", A.connection_id != AP.connection_id))
     ):
         problems.append(f"affiliate payout {ap_id} of {amount} was credited {t_amount} to another account")
+    return problems
+
+
+async def _verify_payouts(session: AsyncSession) -> list[str]:
+    """Each payout's parts agree with its account and transfers, its amounts with its Sub-Org
+    transactions, and each bank transfer's status with its reservation in the ledger."""
+    problems: list[str] = []
+    T, A, P, B, S = m.LedgerTransfer, m.LedgerAccount, m.Payout, m.BankTransfer, m.SubOrgTransaction
+    moved = (
+        select(
+            T.payout_id,
+            func.sum(case((T.kind == "PAYOUT_CREDIT", T.amount), else_=0)).label("credited"),
+            func.sum(case((and_(T.kind == "BANK_TRANSFER", T.phase == "POST_PENDING"), T.amount), else_=0))
+            .label("paid"),
+        )
+        .where(T.payout_id.is_not(None)).group_by(T.payout_id).subquery()
+    )
+    earned = (
+        select(S.payout_id, func.sum(S.gross_amount).label("gross"), func.sum(S.fee_amount).label("fees"),
+               func.sum(S.partner_amount).label("net"))
+        .where(S.payout_id.is_not(None)).group_by(S.payout_id).subquery()
+    )
+    for row in await session.execute(
+        select(P.id, P.amount, P.gross_amount, P.fee_amount, P.available_amount, P.wallet_amount,
+               P.bank_in_flight_amount, P.bank_paid_amount, A.id.label("account"), A.balance, A.pending,
+               moved.c.credited, moved.c.paid, earned.c.gross, earned.c.fees, earned.c.net)
+        .outerjoin(A, A.payout_id == P.id).outerjoin(moved, moved.c.payout_id == P.id)
+        .outerjoin(earned, earned.c.payout_id == P.id)
+    ):
+        if row.account is None:
+            problems.append(f"payout {row.id} has no ledger account")
+            continue
+        if (row.available_amount, row.bank_in_flight_amount) != (row.balance - row.pending, row.pending):
+            problems.append(
+                f"payout {row.id}: {row.available_amount} available and {row.bank_in_flight_amount} in flight, "
+                f"but its account holds {row.balance - row.pending} available and reserves {row.pending}"
+            )
+        if row.wallet_amount != (row.credited or 0) or row.bank_paid_amount != (row.paid or 0):
+            problems.append(
+                f"payout {row.id}: {row.wallet_amount} to the wallet and {row.bank_paid_amount} paid to banks, "
+                f"but the ledger moved {row.credited or 0} and {row.paid or 0}"
+            )
+        if row.net is not None and (row.gross_amount, row.fee_amount, row.amount) != (row.gross, row.fees, row.net):
+            problems.append(
+                f"payout {row.id}: gross {row.gross_amount}, fees {row.fee_amount}, net {row.amount}, but its "
+                f"transactions add up to {row.gross}, {row.fees} and {row.net}"
+            )
+    resolution = aliased(T)
+    expected = {"PENDING": None, "IN_TRANSIT": None, "PAID": "POST_PENDING", "FAILED": "VOID_PENDING",
+                "CANCELED": "VOID_PENDING"}
+    for transfer_id, status, amount, reserved, phase in await session.execute(
+        select(B.id, B.status, B.amount, T.amount, resolution.phase)
+        .join(T, T.id == B.pending_transfer_id).outerjoin(resolution, resolution.pending_id == T.id)
+    ):
+        if amount != reserved or phase != expected[status]:
+            problems.append(
+                f"bank transfer {transfer_id} of {amount} is {status}, but its reservation of {reserved} is "
+                f"{'resolved as ' + phase if phase else 'unresolved'}"
+            )
     return problems

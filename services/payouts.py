@@ -54,6 +54,8 @@ class Disposed:
     payout: m.Payout
     disposition: m.PayoutDisposition
     bank_transfer: m.BankTransfer | None
+    # The wallet as it stands after a credit.
+    wallet: m.LedgerAccount | None
 
 
 # ---- reading and keeping a payout's parts ----------------------------------------------
@@ -127,7 +129,9 @@ async def _replay(session: AsyncSession, principal: Principal, disposition_id: i
     payout = await session.get(m.Payout, d.payout_id)
     assert payout is not None
     transfer = await session.get(m.BankTransfer, d.bank_transfer_id) if d.bank_transfer_id else None
-    return Disposed(payout, d, transfer)
+    wallet = await session.scalar(select(m.LedgerAccount).where(
+        m.LedgerAccount.code == f"wallet:{payout.connection_id}")) if d.credit_transfer_id else None
+    return Disposed(payout, d, transfer, wallet)
 
 
 def _operation(name: str) -> idempotency.Operation[Disposed]:
@@ -239,17 +243,21 @@ def _nothing_available(p: m.Payout) -> str:
 
 
 async def _bank_account(session: AsyncSession, connection_id: int, bank_account_id: int | None) -> m.BankAccount:
+    """The live bank account to send to, row-locked so that it cannot be unlinked meanwhile."""
     if bank_account_id is None:
         account = await session.scalar(select(m.BankAccount).where(
             m.BankAccount.connection_id == connection_id, m.BankAccount.is_default.is_(True),
             m.BankAccount.removed_at.is_(None),
-        ))
+        ).with_for_update().execution_options(populate_existing=True))
         if account is None:
             raise DomainError(
                 "NO_BANK_ACCOUNT", "No default bank account: link one, or name one in bankAccountId.", "bankAccountId"
             )
         return account
-    account = await session.get(m.BankAccount, bank_account_id)
+    account = await session.scalar(
+        select(m.BankAccount).where(m.BankAccount.id == bank_account_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if account is None or account.connection_id != connection_id:
         raise NotFound("Bank account", "bankAccountId")
     if account.removed_at is not None:
@@ -271,6 +279,7 @@ async def dispose(
     connection = await session.get(m.Connection, payout.connection_id)
     assert connection is not None
     moves = []
+    wallet = None
     label = f"Payout for {payout.period_start:%b %d} to {payout.period_end:%b %d, %Y}"
     if wallet_part:
         wallet = await ledger.wallet_account(session, connection, now)
@@ -313,7 +322,7 @@ async def dispose(
     )
     session.add(disposition)
     await refresh(session, payout, now)
-    return Disposed(payout, disposition, bank_transfer)
+    return Disposed(payout, disposition, bank_transfer, wallet)
 
 
 # ---- the payout preference ---------------------------------------------------------------
@@ -344,8 +353,6 @@ async def apply_preference(
     return await dispose(session, payout, wallet_part, bank_part, account, key="preference", created_by_id=None,
                          now=now)
 
-
-PAYOUT_MODES = ("MANUAL", "CREDIT", "TRANSFER", "SPLIT")
 
 
 async def set_preference(
@@ -426,6 +433,17 @@ async def submit(
     if answer.status != "PENDING":
         await _record(session, f"gateway:{answer.ref}:{answer.status}", "GATEWAY", payout, transfer, answer, at, at)
     return transfer
+
+
+async def submit_and_read(
+    session: AsyncSession, gateway: BankTransferGateway, transfer_id: int, disposed: Disposed
+) -> Disposed:
+    """`submit`, then the disposition as it now stands (for the mutation's answer)."""
+    transfer = await submit(session, gateway, transfer_id)
+    payout = await session.get(m.Payout, disposed.payout.id, populate_existing=True)
+    assert payout is not None
+    wallet = disposed.wallet and await session.get(m.LedgerAccount, disposed.wallet.id)
+    return Disposed(payout, disposed.disposition, transfer, wallet)
 
 
 async def _apply(

@@ -1,0 +1,108 @@
+"""Payout mutations: credit to the wallet, transfer to a bank, split, cancel a transfer, the preference.
+
+Every rule of money is services.payouts; these fields decode IDs, run the work in one
+transaction, and then hand a new bank transfer to the processor in a second one, so
+that nothing refused ever reaches a bank.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from resolvers.common import run_write
+from schema.base import ctx, decode_id
+from schema.payouts import (
+    CancelBankTransferInput,
+    CancelBankTransferPayload,
+    CreditPayoutInput,
+    DisposePayoutPayload,
+    SetPayoutPreferenceInput,
+    SetPayoutPreferencePayload,
+    SplitPayoutInput,
+    TransferPayoutInput,
+)
+from services import payouts
+from services.bank_gateway import bank_gateway_named
+
+log = logging.getLogger("revampd.payouts")
+
+
+async def _dispose(
+    info: strawberry.Info, work: Callable[[AsyncSession], Awaitable[payouts.Disposed]], cmid: str | None
+) -> DisposePayoutPayload:
+    result, errors = await run_write(info, work)
+    if result is not None and result.bank_transfer is not None and result.bank_transfer.gateway_ref is None:
+        gateway = bank_gateway_named(ctx(info).settings.bank_gateway)
+        transfer_id = result.bank_transfer.id
+        try:
+            sent, _ = await run_write(info, lambda s: payouts.submit_and_read(s, gateway, transfer_id, result))
+        except Exception:  # the disposition stands; `payouts sync` sends it
+            log.exception("bank transfer %s was recorded but not sent to the processor", transfer_id)
+            sent = None
+        result = sent or result
+    return DisposePayoutPayload.of(result, errors, cmid)
+
+
+def _bank_account_id(gid: strawberry.ID | None) -> int | None:
+    return None if gid is None else decode_id(gid, "BankAccount", "bankAccountId")
+
+
+@strawberry.type
+class PayoutMutations:
+    @strawberry.mutation(description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet.")
+    async def credit_payout(self, info: strawberry.Info, input: CreditPayoutInput) -> DisposePayoutPayload:
+        p = ctx(info).principal
+        return await _dispose(info, lambda s: payouts.credit(
+            s, p, decode_id(input.payout_id, "Payout", "payoutId"), amount=input.amount,
+            idempotency_key=input.idempotency_key,
+        ), input.client_mutation_id)
+
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: send a payout (all that is available, or `amount`) to a linked bank account."
+    )
+    async def transfer_payout(self, info: strawberry.Info, input: TransferPayoutInput) -> DisposePayoutPayload:
+        p = ctx(info).principal
+        return await _dispose(info, lambda s: payouts.transfer(
+            s, p, decode_id(input.payout_id, "Payout", "payoutId"),
+            bank_account_id=_bank_account_id(input.bank_account_id), amount=input.amount,
+            idempotency_key=input.idempotency_key,
+        ), input.client_mutation_id)
+
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: `walletAmount` to the wallet and the rest of what is available to a bank "
+        "account, together or not at all."
+    )
+    async def split_payout(self, info: strawberry.Info, input: SplitPayoutInput) -> DisposePayoutPayload:
+        p = ctx(info).principal
+        return await _dispose(info, lambda s: payouts.split(
+            s, p, decode_id(input.payout_id, "Payout", "payoutId"), wallet_amount=input.wallet_amount,
+            bank_account_id=_bank_account_id(input.bank_account_id), idempotency_key=input.idempotency_key,
+        ), input.client_mutation_id)
+
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: cancel a PENDING bank transfer; its amount is available on the payout again."
+    )
+    async def cancel_bank_transfer(
+        self, info: strawberry.Info, input: CancelBankTransferInput
+    ) -> CancelBankTransferPayload:
+        p = ctx(info).principal
+        gateway = bank_gateway_named(ctx(info).settings.bank_gateway)
+        result, errors = await run_write(info, lambda s: payouts.cancel(
+            s, p, gateway, decode_id(input.bank_transfer_id, "BankTransfer", "bankTransferId"),
+        ))
+        return CancelBankTransferPayload.of(result, errors, input.client_mutation_id)
+
+    @strawberry.mutation(description="PARTNER_ADMIN: what happens to each new payout, and how often they are made.")
+    async def set_payout_preference(
+        self, info: strawberry.Info, input: SetPayoutPreferenceInput
+    ) -> SetPayoutPreferencePayload:
+        p = ctx(info).principal
+        result, errors = await run_write(info, lambda s: payouts.set_preference(
+            s, p, mode=input.mode.value, wallet_percent=input.wallet_percent,
+            period_type=input.period_type.value if input.period_type else None,
+        ))
+        return SetPayoutPreferencePayload.of(result, errors, input.client_mutation_id)
