@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, AsyncIterator
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from services.bank_gateway import GatewayEvent
     from services.billing import RunSummary
 
 
@@ -143,7 +145,7 @@ def cmd_ledger_verify(_: argparse.Namespace) -> None:
         print(problem)
     if problems:
         sys.exit(f"ledger verify: {len(problems)} problem{'' if len(problems) == 1 else 's'}")
-    print("ledger verify: every balance, sum, invoice and affiliate payout agrees with the entries")
+    print("ledger verify: every balance, sum, invoice, affiliate payout, payout and bank transfer agrees with the entries")
 
 
 class _ProgressBar:
@@ -231,13 +233,17 @@ def cmd_payouts_sync(args: argparse.Namespace) -> None:
           f"{counts.get('unchanged', 0)} unchanged, {counts.get('unavailable', 0)} not answered")
 
 
-async def _sandbox_events(transfer: int | None) -> list[tuple[str, str, object]]:
+async def _sandbox_events(transfer: int | None, database_url: str | None = None) -> list[tuple[str, "GatewayEvent"]]:
+    """(processor id, event) for each event the sandbox has still to send about transfers in flight."""
     from db import models as m
     from services.bank_gateway import SandboxBankGateway
     from services.payouts import RANK
 
     sandbox = SandboxBankGateway()
-    async with _session(_settings()) as session:
+    settings = _settings()
+    if database_url is not None:
+        settings = replace(settings, database_url=database_url)
+    async with _session(settings) as session:
         stmt = select(m.BankTransfer).where(
             m.BankTransfer.status.in_(m.IN_FLIGHT), m.BankTransfer.gateway_ref.like("sbt_sandbox_%")
         ).order_by(m.BankTransfer.id)
@@ -245,39 +251,51 @@ async def _sandbox_events(transfer: int | None) -> list[tuple[str, str, object]]
             stmt = stmt.where(m.BankTransfer.id == transfer)
         rows = list(await session.scalars(stmt))
     return [
-        (t.gateway_ref, t.status, event) for t in rows if t.gateway_ref
+        (t.gateway_ref, event) for t in rows if t.gateway_ref
         for event in sandbox.events(t.gateway_ref) if RANK[event.status] > RANK[t.status]
     ]
 
 
+def sandbox_webhook(secret: str, ref: str, event: "GatewayEvent", now: int) -> tuple[bytes, str]:
+    """The body and signature header the sandbox processor sends for `event` of transfer `ref`."""
+    import json
+
+    from server.webhooks import sign
+
+    body = json.dumps({
+        "id": f"evt_{ref}_{event.status.lower()}", "type": event.type, "created": now,
+        "data": {"object": {"id": ref, "failure_code": event.failure_code, "failure_message": event.failure_reason}},
+    }).encode()
+    return body, sign(secret, now, body)
+
+
 def cmd_payouts_sandbox_webhooks(args: argparse.Namespace) -> None:
     """Send the signed webhooks the sandbox processor would send for the transfers in flight."""
-    import json
     import time
     import urllib.error
     import urllib.request
 
     from schema.base import from_global_id
-    from server.webhooks import SIGNATURE_HEADER, sign
+    from server.webhooks import SIGNATURE_HEADER
 
     transfer = None
     if args.transfer:
         parsed = from_global_id(args.transfer)
-        transfer = parsed[1] if parsed and parsed[0] == "BankTransfer" else int(args.transfer) if args.transfer.isdigit() else -1
+        if parsed and parsed[0] == "BankTransfer":
+            transfer = parsed[1]
+        elif args.transfer.isdigit():
+            transfer = int(args.transfer)
+        else:
+            sys.exit(f"--transfer must be a BankTransfer's ID, got {args.transfer!r}")
     settings = _settings()
     events = asyncio.run(_sandbox_events(transfer))
     if not events:
-        print("no sandbox bank transfer in flight" + (" with that id" if args.transfer else ""))
+        print("no sandbox bank transfer in flight" + (" with that ID" if args.transfer else ""))
         return
-    for ref, _, event in events:
-        now = int(time.time())
-        body = json.dumps({
-            "id": f"evt_{ref}_{event.status.lower()}", "type": event.type, "created": now,  # type: ignore[attr-defined]
-            "data": {"object": {"id": ref, "failure_code": event.failure_code,  # type: ignore[attr-defined]
-                                "failure_message": event.failure_reason}},  # type: ignore[attr-defined]
-        }).encode()
+    for ref, event in events:
+        body, header = sandbox_webhook(settings.bank_webhook_secret, ref, event, int(time.time()))
         request = urllib.request.Request(args.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", SIGNATURE_HEADER: sign(settings.bank_webhook_secret, now, body)})
+            "Content-Type": "application/json", SIGNATURE_HEADER: header})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 answer = f"{response.status} {response.read().decode()}"
@@ -285,7 +303,7 @@ def cmd_payouts_sandbox_webhooks(args: argparse.Namespace) -> None:
             answer = f"{exc.code} {exc.read().decode()}"
         except urllib.error.URLError as exc:
             sys.exit(f"could not reach {args.url}: {exc.reason} (is `revampd-bff serve` running?)")
-        print(f"{event.type} for {ref} -> {answer}")  # type: ignore[attr-defined]
+        print(f"{event.type} for {ref} -> {answer}")
 
 
 def _positive(value: str) -> int:

@@ -53,7 +53,7 @@ async def write(api: Api, work: Any) -> Any:
 async def test_ledger_verify_finds_nothing_wrong_with_the_demo_data(api: Api) -> None:
     run = await cli(api, "ledger", "verify")
     assert run.code == 0, run.err
-    assert "ledger verify: every balance, sum, invoice and affiliate payout agrees" in run.out
+    assert "ledger verify: every balance, sum, invoice, affiliate payout, payout and bank transfer agrees" in run.out
 
 
 async def test_ledger_verify_reports_a_tampered_balance_and_exits_non_zero(api: Api) -> None:

@@ -430,3 +430,22 @@ async def test_an_invoice_payment_leads_back_to_the_payout_and_sub_org_transacti
     assert (funding["entry"]["kind"], funding["entry"]["source"]["id"]) == ("PAYOUT_CREDIT", payout)
     txs = funding["entry"]["source"]["sourceTransactions"]
     assert sum(cents(t["partnerAmount"]) for t in txs) == available and all(t["externalId"] for t in txs)
+
+
+async def test_the_sandboxs_webhooks_settle_its_transfers_as_its_test_accounts_say(api: Api) -> None:
+    """What `revampd-bff payouts sandbox-webhooks` sends: for the account that fails after going in
+    transit, in_transit then failed; delivered twice, the second time changes nothing."""
+    payout, available = await available_payout(api)
+    await with_bank_account(api, OWNER, "faillater")
+    transfer = (await call(api, TRANSFER, payoutId=payout, idempotencyKey="t"))["bankTransfer"]["id"]
+    ref = await gateway_ref(api, transfer)
+    events = [e for r, e in await cli._sandbox_events(None, api.settings.database_url) if r == ref]
+    assert [e.type for e in events] == ["bank_transfer.in_transit", "bank_transfer.failed"]
+    for round_ in range(2):
+        for event in events:
+            body, header = cli.sandbox_webhook(api.settings.bank_webhook_secret, ref, event, int(time.time()))
+            response = await api.http.post("/webhooks/bank-transfers", content=body, headers={SIGNATURE_HEADER: header})
+            assert response.json()["result"] == ("applied" if round_ == 0 else "duplicate")
+    p = await read(api, payout)
+    assert (p["transfers"][0]["status"], p["transfers"][0]["failureCode"], parts(p)) == (
+        "FAILED", "no_account", (available, 0, 0, 0))
