@@ -31,9 +31,9 @@ from db.engine import create_engine, is_busy, read_sessions, write_sessions
 from resolvers.context import Context
 from resolvers.loaders import Loaders
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
+from server import webhooks
 from server.auth import AuthError, Claims, TokenVerifier
 from server.graphql_http import BadRequest, graphql_error, read_request
-from server import webhooks
 from server.settings import Settings
 from services.access import Principal, Role
 

@@ -112,15 +112,21 @@ def endpoint(secret: str, writes: Any) -> Any:
     """The Starlette endpoint; `writes()` gives the write session factory."""
 
     async def bank_transfers(request: Request) -> Response:
-        if request.headers.get("content-length", "0").isdigit() and int(
-            request.headers.get("content-length", "0")
-        ) > MAX_BODY_BYTES:
-            return JSONResponse({"error": "body too large"}, status_code=413)
+        too_large = JSONResponse({"error": f"the body must be at most {MAX_BODY_BYTES} bytes"}, status_code=413)
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return too_large
+        chunks, size = [], 0
         try:
-            body = await request.body()
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return too_large
+                chunks.append(chunk)
         except ClientDisconnect:
             log.info("webhook sender went away before its whole body")
             return Response(status_code=400)
+        body = b"".join(chunks)
         try:
             verify(secret, request.headers.get(SIGNATURE_HEADER, ""), body, time.time())
             event_id, kind, answer, at = _event(body)

@@ -449,3 +449,25 @@ async def test_the_sandboxs_webhooks_settle_its_transfers_as_its_test_accounts_s
     p = await read(api, payout)
     assert (p["transfers"][0]["status"], p["transfers"][0]["failureCode"], parts(p)) == (
         "FAILED", "no_account", (available, 0, 0, 0))
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    (b"[1, 2]", 400, "JSON object"),
+    (b"\xff\xfe", 400, "JSON object"),
+    (json.dumps({"id": "evt_1", "type": "bank_transfer.paid", "data": {"object": {"id": "x"}}}).encode(), 400,
+     "created"),
+    (json.dumps({"id": "evt_1", "type": "bank_transfer.paid", "created": 1, "data": {}}).encode(), 400,
+     "data.object.id"),
+    (json.dumps({"id": "", "type": "bank_transfer.paid", "created": 1}).encode(), 400, "id must be"),
+    (b"{" + b" " * 70_000 + b"}", 413, "at most"),
+])
+async def test_a_signed_but_malformed_webhook_is_refused_saying_why(api: Api, body: bytes, status: int, says: str) -> None:
+    now = int(time.time())
+    response = await api.http.post("/webhooks/bank-transfers", content=body, headers={
+        SIGNATURE_HEADER: sign(api.settings.bank_webhook_secret, now, body)})
+    assert response.status_code == status and says in response.json()["error"]
+
+
+async def test_a_webhook_of_another_kind_is_acknowledged_and_ignored(api: Api) -> None:
+    response = await webhook(api, "evt_other", "customer.created", "cus_1")
+    assert response.status_code == 200 and response.json()["handled"] is False
