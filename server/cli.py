@@ -51,6 +51,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
         logging.getLogger("revampd").warning(
             "signing tokens with the built-in development JWT secret; set JWT_SECRET in production"
         )
+    if settings.uses_dev_webhook_secret:
+        logging.getLogger("revampd").warning(
+            "checking bank transfer webhooks with the built-in development secret; set BANK_WEBHOOK_SECRET "
+            "in production"
+        )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=settings.log_level.lower())
 
 

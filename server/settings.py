@@ -152,5 +152,9 @@ class Settings:
         return settings
 
     @property
+    def uses_dev_webhook_secret(self) -> bool:
+        return self.bank_webhook_secret == DEV_WEBHOOK_SECRET
+
+    @property
     def uses_dev_secret(self) -> bool:
         return "HS256" in self.jwt_algorithms and self.jwt_secret == DEV_JWT_SECRET
