@@ -77,7 +77,7 @@ def checked_routing_number(value: str) -> str:
     if not aba_checksum_ok(value):
         raise DomainError(
             code, "routingNumber is not a valid ABA routing number: its check digit does not match. "
-            "Copy it from a cheque or from your bank.", field,
+            "Copy it from a check or from your bank.", field,
         )
     return value
 
