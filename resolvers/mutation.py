@@ -9,6 +9,7 @@ from __future__ import annotations
 from strawberry.tools import merge_types
 
 from resolvers.addons import AddOnMutations
+from resolvers.bank_accounts import BankAccountMutations
 from resolvers.billing import BillingMutations
 from resolvers.invoices import InvoiceMutations
 from resolvers.payouts import PayoutMutations
@@ -18,6 +19,8 @@ from resolvers.wallet import WalletMutations
 
 Mutation = merge_types(
     "Mutation",
-    (PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations,
-     PayoutMutations),
+    (
+        PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations,
+        PayoutMutations, BankAccountMutations,
+    ),
 )

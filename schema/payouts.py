@@ -34,8 +34,14 @@ class BankAccount(Node, model=m.BankAccount):
     holder_name: str
     bank_name: str
     last4: str
+    routing_number_last4: str = strawberry.field(
+        description="The last four digits of the routing number, to tell accounts apart."
+    )
     is_default: bool
     created_at: datetime
+    removed_at: datetime | None = strawberry.field(
+        description="When it was unlinked; an unlinked account receives nothing and is no longer listed."
+    )
     model: strawberry.Private[m.BankAccount]
 
     @classmethod
@@ -45,8 +51,10 @@ class BankAccount(Node, model=m.BankAccount):
             holder_name=b.holder_name,
             bank_name=b.bank_name,
             last4=b.account_last4,
+            routing_number_last4=b.routing_number[-4:],
             is_default=b.is_default,
             created_at=b.created_at,
+            removed_at=b.removed_at,
             model=b,
         )
 
