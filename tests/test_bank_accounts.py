@@ -537,3 +537,14 @@ async def test_20_concurrent_links_that_each_ask_to_be_the_default_leave_one(api
     payloads = [r.json()["data"]["linkBankAccount"] for r in responses]
     assert all(p["userErrors"] == [] for p in payloads)
     assert len(await listed(api)) == 20 and len(await defaults(api, CEDAR)) == 1
+
+
+async def test_an_account_number_sent_as_a_number_never_reaches_the_log(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    query = """mutation { linkBankAccount(input: {holderName: "A", routingNumber: "110000000",
+        accountNumber: 987654321012}) { bankAccount { id } } }"""
+    with caplog.at_level(logging.INFO):
+        response = await api.post(query, as_=OWNER)
+    assert response.json()["errors"]  # refused: accountNumber is a String
+    assert "987654321012" not in caplog.text and "[12 digits]" in caplog.text
