@@ -10,6 +10,7 @@ from strawberry.tools import merge_types
 
 from resolvers.addons import AddOnMutations
 from resolvers.billing import BillingMutations
+from resolvers.earnings import EarningsMutations
 from resolvers.invoices import InvoiceMutations
 from resolvers.plans import PlanMutations
 from resolvers.tickets import TicketMutations
@@ -17,5 +18,8 @@ from resolvers.wallet import WalletMutations
 
 Mutation = merge_types(
     "Mutation",
-    (PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations),
+    (
+        PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations,
+        EarningsMutations,
+    ),
 )
