@@ -423,14 +423,18 @@ async def import_feed(
         connection, problem = await _feed_connection(session, data, names, connection_id_of)
         if problem is not None:
             errors.append(FeedError(number, *problem))
+        values = [data.get(key) for key in FEED_FIELDS[2:]]
+        item = TransactionInput(*(v if isinstance(v, str) else None for v in values))
         if connection is None or problems:
+            # Not to be recorded, but every other field is still checked: all errors at once.
+            skip = {e.field for e in problems} | ({"grossAmount"} if connection is None else set())
+            _, found = _check_one(item, connection.currency_code if connection else "USD", at)
+            errors += [FeedError(number, e.field[-1], e.message) for e in found
+                       if e.field and e.field[-1] not in skip]
             continue
         group = groups.setdefault(connection.id, _Group(connection))
         group.lines.append(number)
-        group.items.append(TransactionInput(
-            data.get("externalId"), data.get("subOrgName"), data.get("kind"), data.get("grossAmount"),
-            data.get("occurredAt"), data.get("description"),
-        ))
+        group.items.append(item)
     checked: dict[int, list[_Checked]] = {}
     for cid, group in groups.items():
         checked[cid], problems_ = check(group.items, group.connection.currency_code, at)
