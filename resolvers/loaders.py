@@ -255,6 +255,7 @@ class Loaders:
             s, lambda sess, ids, _extra, args: lists.affiliate_payouts(sess, ids, args)
         )
         self.payout_pages = PageLoader(s, lists.payouts)
+        self.sub_org_transaction_pages = PageLoader(s, lists.sub_org_transactions)
 
     def by_id(self, model: type[T]) -> ByColumn[T]:
         """The loader of `model`'s rows by primary key (those the caller may see), made once."""

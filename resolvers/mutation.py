@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 from resolvers.addons import AddOnMutations
 from resolvers.bank_accounts import BankAccountMutations
 from resolvers.billing import BillingMutations
+from resolvers.earnings import EarningsMutations
 from resolvers.invoices import InvoiceMutations
 from resolvers.payouts import PayoutMutations
 from resolvers.plans import PlanMutations
@@ -21,6 +22,6 @@ Mutation = merge_types(
     "Mutation",
     (
         PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations,
-        PayoutMutations, BankAccountMutations,
+        PayoutMutations, BankAccountMutations, EarningsMutations,
     ),
 )

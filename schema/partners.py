@@ -19,8 +19,9 @@ from schema.base import (
     to_global_id,
 )
 from schema.billing import PaymentCard
+from schema.earnings import SubOrgTransactionFilter
 from schema.invoices import Invoice, InvoiceFilter
-from schema.payouts import BankAccount, Payout, PayoutFilter, PayoutPreference
+from schema.payouts import BankAccount, Payout, PayoutFilter, PayoutPreference, SubOrgTransaction
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
 from schema.tickets import Ticket, TicketFilter
 from schema.wallet import AffiliatePayout, Wallet
@@ -173,6 +174,22 @@ class RevampdConnection(Node, model=m.Connection):
         args = page_args(info, first, after, last, before)
         page = await load_page(ctx(info).loaders.payout_pages, (self.model.id, f, args))
         return Connection.of(page, Payout.of)
+
+    @strawberry.field(description="Sub-Org transactions processed through Revampd, newest first.")
+    async def sub_org_transactions(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: SubOrgTransactionFilter | None = None,
+    ) -> Connection[SubOrgTransaction]:
+        f = lists.SubOrgTransactionFilter(unpaid=filter.unpaid if filter else None)
+        args = page_args(info, first, after, last, before)
+        page = await load_page(ctx(info).loaders.sub_org_transaction_pages, (self.model.id, f, args))
+        cur = self.model.currency_code
+        return Connection.of(page, lambda t: SubOrgTransaction.of(t, cur))
 
     @strawberry.field
     async def bank_accounts(self, info: strawberry.Info) -> list[BankAccount]:

@@ -19,6 +19,7 @@ from server.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from services.bank_gateway import GatewayEvent
     from services.billing import RunSummary
+    from services.earnings import CloseSummary, Imported
 
 
 def _settings() -> Settings:
@@ -309,6 +310,74 @@ def cmd_payouts_sandbox_webhooks(args: argparse.Namespace) -> None:
         except urllib.error.URLError as exc:
             sys.exit(f"could not reach {args.url}: {exc.reason} (is `revampd-bff serve` running?)")
         print(f"{event.type} for {ref} -> {answer}")
+def _connection_pk(gid: str) -> int | None:
+    """A RevampdConnection's global ID in a feed, as its number."""
+    from schema.base import from_global_id
+
+    parsed = from_global_id(gid)
+    return parsed[1] if parsed is not None and parsed[0] == "RevampdConnection" else None
+
+
+async def _payouts_import(lines: list[str]) -> "Imported":
+    from services.earnings import import_feed
+
+    settings = _settings()
+    async with _session(settings, write=True) as session, session.begin():
+        return await import_feed(session, lines, connection_id_of=_connection_pk)
+
+
+def cmd_payouts_import(args: argparse.Namespace) -> None:
+    from services.earnings import FeedRefused
+
+    name = "standard input" if args.file == "-" else args.file
+    try:
+        if args.file == "-":
+            text = sys.stdin.buffer.read().decode("utf-8")
+        else:
+            with open(args.file, encoding="utf-8") as feed:
+                text = feed.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        sys.exit(f"payouts import: cannot read {name}: {exc}")
+    try:
+        # Lines end at \n only: JSON strings may hold U+2028 and the like, which splitlines() splits at.
+        done = asyncio.run(_payouts_import([line.removesuffix("\r") for line in text.split("\n")]))
+    except FeedRefused as refused:
+        for error in refused.errors:
+            print(error, file=sys.stderr)
+        n = len(refused.errors)
+        sys.exit(f"payouts import: {n} error{'' if n == 1 else 's'} in {name}; nothing was recorded")
+    recorded, duplicates = len(done.recorded), len(done.duplicates)
+    print(f"payouts import: {name}: recorded {recorded} transaction{'' if recorded == 1 else 's'}, "
+          f"{duplicates} duplicate{'' if duplicates == 1 else 's'} ignored")
+    for line, external_id in done.duplicates:
+        print(f"  duplicate, already recorded: line {line}: {external_id}")
+
+
+async def _payouts_close_period(now: datetime) -> "CloseSummary":
+    from db.engine import create_engine, is_busy, read_sessions, write_sessions
+    from services.bank_gateway import bank_gateway_named
+    from services.earnings import close_period
+
+    settings = _settings()
+    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
+    try:
+        return await close_period(
+            read_sessions(engine), write_sessions(engine), now, bank_gateway_named(settings.bank_gateway),
+            report=lambda closed: print(closed.describe(), flush=True), busy=is_busy,
+        )
+    finally:
+        await engine.dispose()
+
+
+def cmd_payouts_close_period(args: argparse.Namespace) -> None:
+    now = args.now or datetime.now(timezone.utc)
+    s = asyncio.run(_payouts_close_period(now))
+    print(f"payouts close-period at {now.isoformat()}: made {len(s.made)}, already made {s.exists}, "
+          f"nothing to pay {s.nothing}, failed {len(s.failed)}")
+    if s.failed:
+        what = ", ".join(str(cid) for cid in s.failed[:20]) + (", ..." if len(s.failed) > 20 else "")
+        sys.exit(f"payouts close-period: {len(s.failed)} connection{'' if len(s.failed) == 1 else 's'} failed "
+                 f"({what}); the log has each with its traceback, and the next run tries them again.")
 
 
 def _positive(value: str) -> int:
@@ -369,6 +438,18 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--url", default="http://127.0.0.1:8000/webhooks/bank-transfers")
     hooks.add_argument("--transfer", help="only this BankTransfer (its ID)")
     hooks.set_defaults(func=cmd_payouts_sandbox_webhooks)
+    feed = payouts_sub.add_parser(
+        "import", help="record the Sub-Org transactions of a JSON-lines feed, all or nothing (README: "
+        "\"Earnings and payouts\"); a transaction already recorded is ignored"
+    )
+    feed.add_argument("file", help="the feed, one JSON object per line; - reads standard input")
+    feed.set_defaults(func=cmd_payouts_import)
+    close = payouts_sub.add_parser(
+        "close-period", help="make each connection's payout of its last completed period (monthly or weekly) "
+        "and apply its payout preference; safe to run in several processes at once, and again",
+    )
+    close.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    close.set_defaults(func=cmd_payouts_close_period)
     ledger = sub.add_parser("ledger", help="the money ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser(

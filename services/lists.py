@@ -51,6 +51,11 @@ class PayoutFilter:
     status: tuple[PayoutStatus, ...] = ()
 
 
+@dataclass(frozen=True)
+class SubOrgTransactionFilter:
+    unpaid: bool | None = None
+
+
 async def invoices(
     session: AsyncSession, connection_ids: Sequence[int], f: InvoiceFilter, args: PageArgs
 ) -> dict[int, Page[m.Invoice]]:
@@ -172,3 +177,17 @@ async def payouts(
         stmt = stmt.where(m.Payout.status.in_([s.value for s in f.status]))
     order = [(m.Payout.period_end, True), (m.Payout.id, True)]
     return await fetch_pages(session, stmt, m.Payout, m.Payout.connection_id, connection_ids, order, args)
+
+
+async def sub_org_transactions(
+    session: AsyncSession, connection_ids: Sequence[int], f: SubOrgTransactionFilter, args: PageArgs
+) -> dict[int, Page[m.SubOrgTransaction]]:
+    """Newest first (by when they occurred)."""
+    stmt = select(m.SubOrgTransaction)
+    if f.unpaid is not None:
+        paid_by = m.SubOrgTransaction.payout_id
+        stmt = stmt.where(paid_by.is_(None) if f.unpaid else paid_by.is_not(None))
+    order = [(m.SubOrgTransaction.occurred_at, True), (m.SubOrgTransaction.id, True)]
+    return await fetch_pages(
+        session, stmt, m.SubOrgTransaction, m.SubOrgTransaction.connection_id, connection_ids, order, args
+    )
