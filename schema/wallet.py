@@ -73,9 +73,10 @@ class WalletEntry(Node, model=m.LedgerEntry):
         return await cls.from_model(info, entries[0]) if entries else None
 
     @strawberry.field(
-        description="Where a debit's money came from: the earlier credits it spent, oldest first (first in, "
-        "first out), each with the part of it spent here; from a payout credit, `source` leads on to the "
-        "payout and its Sub-Org transactions. Empty for a credit."
+        description="Where a debit's money came from: the earlier credits it spent, each with the part of it "
+        "spent here, the most recent first (last in, first out: a payment made just after a payout was "
+        "credited is traced to that payout). From a payout credit, `source` leads on to the payout and its "
+        "Sub-Org transactions. Empty for a credit."
     )
     async def funded_by(self, info: strawberry.Info) -> list["WalletFunding"]:
         if self.model.amount >= 0:

@@ -307,28 +307,35 @@ async def receivable_account(
 # ---- Provenance ------------------------------------------------------------------
 
 async def funded_by(session: AsyncSession, debit: m.LedgerEntry) -> list[tuple[int, int]]:
-    """The credits of a Partner's account that a debit entry spent, first in first out:
-    (credit entry id, amount spent from it), oldest first.
+    """The credits of a Partner's account that a debit entry spent: (credit entry id, amount
+    spent from it), the most recent credit first.
 
-    Credits fill the account in sequence order and debits drain it in the same order,
-    so a debit of X, after debits totalling D, spent the credits' cumulative range
-    [D, D + X). The account never goes below zero, so that range is always covered."""
+    Last in, first out: replaying the account's entries in sequence, each debit spends the
+    most recent credits not yet spent. So a payment made just after a payout was credited
+    to the wallet is traced to that payout, as the Partner who credited it to pay the
+    invoice expects. The account never goes below zero, so a debit is always covered."""
     E = m.LedgerEntry
-    spent_before = await session.scalar(
-        select(func.coalesce(-func.sum(E.amount), 0)).where(
-            E.account_id == debit.account_id, E.sequence < debit.sequence, E.amount < 0
-        )
-    )
-    low, high = int(spent_before or 0), int(spent_before or 0) - debit.amount
-    credits = select(
-        E.id, E.amount, func.sum(E.amount).over(order_by=E.sequence).label("upto")
-    ).where(E.account_id == debit.account_id, E.sequence < debit.sequence, E.amount > 0).subquery()
     rows = await session.execute(
-        select(credits.c.id, credits.c.amount, credits.c.upto)
-        .where(credits.c.upto > low, credits.c.upto - credits.c.amount < high)
-        .order_by(credits.c.upto)
+        select(E.id, E.amount).where(E.account_id == debit.account_id, E.sequence <= debit.sequence)
+        .order_by(E.sequence)
     )
-    return [(entry_id, min(upto, high) - max(upto - amount, low)) for entry_id, amount, upto in rows]
+    unspent: list[list[int]] = []  # [credit entry id, what is left of it], oldest at the bottom
+    spent: list[tuple[int, int]] = []
+    for entry_id, amount in rows:
+        if amount > 0:
+            unspent.append([entry_id, amount])
+            continue
+        need, target = -amount, entry_id == debit.id
+        while need and unspent:
+            top = unspent[-1]
+            take = min(need, top[1])
+            if target:
+                spent.append((top[0], take))
+            top[1] -= take
+            need -= take
+            if not top[1]:
+                unspent.pop()
+    return spent
 
 
 # ---- Verification --------------------------------------------------------------

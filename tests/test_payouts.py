@@ -405,14 +405,7 @@ PROVENANCE = """query($id: ID!) { node(id: $id) { ... on Invoice { payments { me
 async def test_an_invoice_payment_leads_back_to_the_payout_and_sub_org_transactions(api: Api) -> None:
     cid = await api.connection_id(CEDAR)
     payout, available = await available_payout(api, CEDAR)
-    # Empty the wallet first, so that the payout's credit is what pays (first in, first out).
-    spare = await wallet_balance(api, CEDAR)
-    if spare:
-        adjust = """mutation($input: AdjustWalletInput!) { adjustWallet(input: $input) { userErrors { code } } }"""
-        done = await api.gql(adjust, {"input": {
-            "connectionId": to_global_id("RevampdConnection", cid), "amount": f"-{dollars(spare)}",
-            "kind": "MANUAL_ADJUSTMENT", "memo": "test", "idempotencyKey": "drain"}}, as_=BILLING)
-        assert done["adjustWallet"]["userErrors"] == []
+    assert await wallet_balance(api, CEDAR) > 0  # older credits are there too: the newest is spent first
     (invoice_id, due) = (await api.rows(
         select(m.Invoice.id, m.Invoice.total - m.Invoice.amount_paid)
         .where(m.Invoice.connection_id == cid, m.Invoice.status == "OPEN").order_by(m.Invoice.id)))[0]
@@ -425,7 +418,7 @@ async def test_an_invoice_payment_leads_back_to_the_payout_and_sub_org_transacti
     data = await api.gql(PROVENANCE, {"id": to_global_id("Invoice", invoice_id)}, as_=CEDAR)
     entry = data["node"]["payments"][-1]["walletEntry"]
     assert cents(entry["amount"]) == -amount
-    [funding] = entry["fundedBy"]
+    [funding] = entry["fundedBy"]  # all of it from the payout's credit
     assert cents(funding["amount"]) == amount
     assert (funding["entry"]["kind"], funding["entry"]["source"]["id"]) == ("PAYOUT_CREDIT", payout)
     txs = funding["entry"]["source"]["sourceTransactions"]
@@ -471,3 +464,24 @@ async def test_a_signed_but_malformed_webhook_is_refused_saying_why(api: Api, bo
 async def test_a_webhook_of_another_kind_is_acknowledged_and_ignored(api: Api) -> None:
     response = await webhook(api, "evt_other", "customer.created", "cus_1")
     assert response.status_code == 200 and response.json()["handled"] is False
+
+
+async def test_a_payment_larger_than_the_newest_credit_is_traced_to_older_credits_too(api: Api) -> None:
+    """Last in, first out, and every cent of a debit is accounted for: a payment of more than the
+    payout's credit spends it all, then the credits before it, newest first."""
+    cid = await api.connection_id(OWNER)
+    payout, _ = await available_payout(api)
+    credited = 1000
+    await call(api, CREDIT, payoutId=payout, amount=dollars(credited), idempotencyKey="c")
+    (invoice_id, due) = (await api.rows(
+        select(m.Invoice.id, m.Invoice.total - m.Invoice.amount_paid)
+        .where(m.Invoice.connection_id == cid, m.Invoice.status == "OPEN",
+               m.Invoice.total - m.Invoice.amount_paid > credited)
+        .order_by(m.Invoice.id)))[0]
+    pay = """mutation($input: PayInvoiceInput!) { payInvoice(input: $input) { userErrors { code } } }"""
+    await api.gql(pay, {"input": {"invoiceId": to_global_id("Invoice", invoice_id), "idempotencyKey": "p"}}, as_=OWNER)
+    data = await api.gql(PROVENANCE, {"id": to_global_id("Invoice", invoice_id)}, as_=OWNER)
+    entry = data["node"]["payments"][-1]["walletEntry"]
+    parts_ = [cents(f["amount"]) for f in entry["fundedBy"]]
+    assert sum(parts_) == -cents(entry["amount"]) == due and len(parts_) >= 2
+    assert parts_[0] == credited and entry["fundedBy"][0]["entry"]["source"]["id"] == payout
