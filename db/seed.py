@@ -44,6 +44,7 @@ from db.models import (
 # The seed moves money as the services do, through the one ledger (a layering exception).
 from services import ledger as L
 from services import money, payouts
+from services.bank_gateway import GatewayTransfer
 
 SEED = 20260101
 USD = "USD"
@@ -568,16 +569,9 @@ class _PartnerSeeder:
                 await self.session.flush()
                 b.gateway_ref = f"sbt_sandbox_ok_bt{b.id}"
                 for status, when in d.events:
-                    b.status, b.updated_at = status, when
-                    if status == "IN_TRANSIT":
-                        b.in_transit_at = when
-                    elif status == "PAID":
-                        b.paid_at = when
-                    elif status == "CANCELED":
-                        b.canceled_at = when
-                    else:
-                        b.failed_at, b.failure_code = when, "no_account"
-                        b.failure_reason = "Returned by the receiving bank: R03 no account/unable to locate account."
+                    failure = ("no_account", "Returned by the receiving bank: R03 no account/unable to locate "
+                               "account.") if status == "FAILED" else (None, None)
+                    payouts.stamp(b, GatewayTransfer(b.gateway_ref, status, *failure), when, when)
                     self.session.add(BankTransferEvent(
                         event_id=f"evt_seed_{b.id}_{status.lower()}", bank_transfer_id=b.id,
                         source="PARTNER" if status == "CANCELED" else "WEBHOOK", status=status,

@@ -446,6 +446,21 @@ async def submit_and_read(
     return Disposed(payout, disposed.disposition, transfer, wallet)
 
 
+def stamp(transfer: m.BankTransfer, answer: GatewayTransfer, at: datetime, now: datetime) -> None:
+    """Set a transfer's status, the time it reached it and, when FAILED, why."""
+    transfer.status, transfer.updated_at = answer.status, now
+    if answer.status == "IN_TRANSIT":
+        transfer.in_transit_at = at
+    elif answer.status == "PAID":
+        transfer.paid_at = at
+    elif answer.status == "FAILED":
+        transfer.failed_at = at
+        transfer.failure_code = answer.failure_code or "failed"
+        transfer.failure_reason = (answer.failure_reason or "The bank transfer failed.")[:300]
+    else:
+        transfer.canceled_at = at
+
+
 async def _apply(
     session: AsyncSession, payout: m.Payout, transfer: m.BankTransfer, answer: GatewayTransfer, at: datetime,
     now: datetime,
@@ -455,17 +470,7 @@ async def _apply(
     status = answer.status
     if RANK[status] <= RANK[transfer.status]:
         return False
-    transfer.status, transfer.updated_at = status, now
-    if status == "IN_TRANSIT":
-        transfer.in_transit_at = at
-    elif status == "PAID":
-        transfer.paid_at = at
-    elif status == "FAILED":
-        transfer.failed_at = at
-        transfer.failure_code = answer.failure_code or "failed"
-        transfer.failure_reason = (answer.failure_reason or "The bank transfer failed.")[:300]
-    else:
-        transfer.canceled_at = at
+    stamp(transfer, answer, at, now)
     if status in FINAL:
         reservation = await session.get(m.LedgerTransfer, transfer.pending_transfer_id)
         assert reservation is not None
