@@ -243,19 +243,20 @@ def _nothing_available(p: m.Payout) -> str:
 
 
 async def _bank_account(session: AsyncSession, connection_id: int, bank_account_id: int | None) -> m.BankAccount:
-    """The live bank account to send to, row-locked so that it cannot be unlinked meanwhile."""
+    """The live bank account to send to, share-locked so that it cannot be unlinked meanwhile
+    (unlinking takes the row FOR UPDATE) while transfers to it need not wait for one another."""
     if bank_account_id is None:
         account = await session.scalar(select(m.BankAccount).where(
             m.BankAccount.connection_id == connection_id, m.BankAccount.is_default.is_(True),
             m.BankAccount.removed_at.is_(None),
-        ).with_for_update().execution_options(populate_existing=True))
+        ).with_for_update(read=True).execution_options(populate_existing=True))
         if account is None:
             raise DomainError(
                 "NO_BANK_ACCOUNT", "No default bank account: link one, or name one in bankAccountId.", "bankAccountId"
             )
         return account
     account = await session.scalar(
-        select(m.BankAccount).where(m.BankAccount.id == bank_account_id).with_for_update()
+        select(m.BankAccount).where(m.BankAccount.id == bank_account_id).with_for_update(read=True)
         .execution_options(populate_existing=True)
     )
     if account is None or account.connection_id != connection_id:
