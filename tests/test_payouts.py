@@ -485,3 +485,19 @@ async def test_a_payment_larger_than_the_newest_credit_is_traced_to_older_credit
     parts_ = [cents(f["amount"]) for f in entry["fundedBy"]]
     assert sum(parts_) == -cents(entry["amount"]) == due and len(parts_) >= 2
     assert parts_[0] == credited and entry["fundedBy"][0]["entry"]["source"]["id"] == payout
+
+
+@pytest.mark.parametrize("who", [MEMBER, "support@revampd.example", BILLING])
+async def test_every_payout_mutation_is_the_partner_admins_alone(api: Api, who: str) -> None:
+    payout, available = await available_payout(api)
+    transfer = (await call(api, TRANSFER, payoutId=payout, amount="1.00", idempotencyKey="t"))["bankTransfer"]["id"]
+    refused = [
+        await call(api, CREDIT, who, payoutId=payout, idempotencyKey="k"),
+        await call(api, TRANSFER, who, payoutId=payout, idempotencyKey="k"),
+        await call(api, SPLIT, who, payoutId=payout, walletAmount="1.00", idempotencyKey="k"),
+        await call(api, CANCEL, who, bankTransferId=transfer),
+        await call(api, PREFERENCE, who, mode="CREDIT"),
+    ]
+    assert [error(r)[0] for r in refused] == ["FORBIDDEN"] * 5
+    p = await read(api, payout)
+    assert parts(p) == (available - 100, 0, 100, 0) and p["transfers"][0]["status"] == "PENDING"
