@@ -1,13 +1,34 @@
-"""The ledger under random sequences of post() calls (pgledger's property test, in Python).
+"""The ledger under random sequences of post() calls and payouts (pgledger's property test, in Python).
 
 A hypothesis state machine posts credits and debits between the wallets of two
 connections and Revampd's accounts, issues and pays invoices, posts sets of two
 transfers together, replays keys, reuses keys for other transfers, tries to move
 money between connections, and reserves money with pending transfers that it later
-posts or voids. A plain Python model says what each attempt must do (move, move
-nothing, or be refused with which code) and what every account must then hold.
-After every step the database must agree with the model and `ledger.verify()` must
-find nothing wrong.
+posts or voids.
+
+It also makes payouts (funded from SUB_ORG_EARNINGS) and disposes of them through
+the real payout service (services/payouts.py), as the API does: credit to the
+wallet, transfer to a bank, split, each with an idempotency key, for part of what is
+available, all of it, more than it, nothing sensible (an invalid amount), to the
+default bank account, a named one, one whose transfers the sandbox refuses at once,
+another connection's or none, and now and then as the other connection's admin.
+A disposition is replayed with its key (nothing moves, the same disposition comes
+back), its key is reused with other input (IDEMPOTENCY_KEY_REUSED), and a refused
+attempt's key is used again for real. A new bank transfer is handed to the sandbox
+processor in a transaction of its own, as the app does (sometimes "the process
+dies" first, and `payouts sync` or a replay sends it later). The processor's
+webhooks arrive with any status, for known, not yet submitted or unknown transfers,
+and sometimes with an event id already handled; the Partner cancels transfers, and
+`payouts sync` polls them.
+
+A plain Python model says what each attempt must do (move what, move nothing, or be
+refused with which code) and what every account must then hold; after a service
+call, the ledger transfers it posted must be exactly the ones the model expects,
+and are then recorded in the model. After every step the database must agree with
+the model and `ledger.verify()` must find nothing wrong; every payout's parts
+(available + wallet + in flight + paid = amount), its status and its disposition,
+every bank transfer's status, and the payout credits of every wallet must be the
+model's.
 
 Each example runs on its own copy of a freshly migrated SQLite database.
 """
@@ -19,12 +40,12 @@ import itertools
 import os
 import shutil
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -40,7 +61,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import models as m
 from db.engine import create_engine, write_sessions
 from db.migrate import upgrade
-from services import ledger
+from services import ledger, payouts
+from services.access import Principal, Role
+from services.bank_gateway import GatewayTransfer, SandboxBankGateway
 from services.errors import DomainError
 from services.ledger import Transfer
 
@@ -52,16 +75,47 @@ CONNECTIONS = 2
 FUNDING = {"ADJUSTMENTS": "MANUAL_ADJUSTMENT", "REVENUE_SHARE": "REVENUE_SHARE", "SUB_ORG_EARNINGS": "PAYOUT_CREDIT"}
 SYSTEM = (*FUNDING, "BANK_OUT", "REVAMPD_REVENUE")
 START = 100_000  # each wallet's credit at the start
+# Each connection's bank accounts, by what the sandbox does with a transfer to them.
+BANKS = {"ok": ("6789", True), "failnow": ("1116", False)}
 _examples = itertools.count(1)  # names each example's copy of the template
 
 amounts = st.integers(min_value=1, max_value=50_000)
 connections = st.integers(min_value=0, max_value=CONNECTIONS - 1)
 funding = st.sampled_from(sorted(FUNDING))
 
+# ---- payouts ----
+OPERATIONS = ("credit", "transfer", "split")
+# How much to ask for: part of what is available, exactly all of it, more, none
+# (= all; a split always names its wallet amount) or text that is no amount.
+sizes = st.sampled_from(["part", "part", "part", "exact", "more", "all", "invalid"])
+INVALID_AMOUNTS = ("0", "0.00", "-1.00", "1.234", "0.001", "abc", "", "1e3", "12,50", "1_000", "99999999999.99")
+# Which bank account a transfer or split names: the default (none named), the
+# default by id, the one the sandbox fails at once, the other connection's, none.
+bank_choices = st.sampled_from(["default", "default", "default", "default by id", "failnow", "foreign", "missing"])
+# The key of a disposition: a new one, one an attempt that was refused used, blank.
+key_kinds = st.sampled_from(["fresh", "fresh", "fresh", "fresh", "fresh", "refused", "blank"])
+# Sometimes the caller is the other connection's admin.
+strangers = st.sampled_from([False] * 7 + [True])
+# Sometimes the process dies between the disposition and telling the processor.
+sent = st.sampled_from([True, True, True, False])
+# A bank transfer only moves forward: PENDING < IN_TRANSIT < PAID / FAILED / CANCELED, which are final.
+ORDER = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2}
+FINAL = ("PAID", "FAILED", "CANCELED")
+EVENT_STATUSES = st.sampled_from(["PENDING", "IN_TRANSIT", "IN_TRANSIT", "PAID", "FAILED", "CANCELED"])
+NO_SUCH_BANK_ACCOUNT = 10**6
+
+
+def usd(cents: int, short: bool = False) -> str:
+    """Minor units as the API's decimal string: 1234 -> "12.34" (short: 1230 -> "12.3", 1200 -> "12")."""
+    assert cents > 0
+    text = f"{cents // 100}.{cents % 100:02d}"
+    return text.rstrip("0").rstrip(".") if short else text
+
 
 async def _seed(url: str) -> None:
-    """Two Partners with a connection each, whose wallets start with some credit, and
-    Revampd's accounts."""
+    """Two Partners with a connection each, whose wallets start with some credit, an
+    admin and two bank accounts (the default one, and one whose transfers the sandbox
+    fails at once) each; and Revampd's accounts."""
     engine = create_engine(url)
     try:
         async with write_sessions(engine)() as session, session.begin():
@@ -72,7 +126,15 @@ async def _seed(url: str) -> None:
                 await session.flush()
                 connection = m.Connection(partner_id=partner.id, currency_code=CURRENCY, created_at=NOW)
                 session.add(connection)
+                session.add(m.User(email=f"admin{n}@partner{n}.example", name=f"Admin {n}", partner_id=partner.id,
+                                   role="PARTNER_ADMIN", created_at=NOW))
                 await session.flush()
+                session.add_all([
+                    m.BankAccount(connection_id=connection.id, holder_name=f"Partner {n} LLC", bank_name="Sandbox Bank",
+                                  routing_number="110000000", account_last4=last4, is_default=default,
+                                  account_token=f"btok_sandbox_{outcome}_{n}", created_at=NOW)
+                    for outcome, (last4, default) in BANKS.items()
+                ])
                 wallet = await ledger.wallet_account(session, connection, NOW)
                 await ledger.post(session, [Transfer(
                     f"start:{n}", "MANUAL_ADJUSTMENT", system["ADJUSTMENTS"].id, wallet.id, START,
@@ -190,6 +252,55 @@ class Invoice:
         return self.total - self.paid
 
 
+@dataclass
+class Payout:
+    """A payout as the model sees it: its account, its amount, what went to the wallet."""
+
+    id: int
+    connection: int  # index into LedgerMachine.wallets
+    account: int
+    amount: int
+    wallet: int = 0
+
+
+@dataclass
+class BankTransfer:
+    """A bank transfer of a payout, as the model sees it."""
+
+    id: int
+    payout: Payout
+    amount: int
+    outcome: str  # what the sandbox does with it: "ok", or "failnow" (FAILED when submitted)
+    pending_id: int  # its reservation in the ledger
+    status: str = "PENDING"
+    ref: str | None = None  # the processor's id, once submitted
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An idempotency key's first use, which disposed of a payout: the input, and the
+    disposition a replay must give back."""
+
+    connection: int  # whose admin sent it
+    key: str
+    operation: str
+    payout_id: int
+    amount: str | None
+    bank_account_id: int | None
+    disposition: int
+    bank: BankTransfer | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    code: str
+
+
+def _move(t: Transfer) -> tuple[Any, ...]:
+    """What a service's transfer must be (its key is the service's business)."""
+    return (*_sig(t), t.payout_id)
+
+
 class LedgerMachine(RuleBasedStateMachine):
     def __init__(self, template: Path) -> None:
         super().__init__()
@@ -201,6 +312,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model = Model()
         self.invoices: list[Invoice] = []
         self.keys = itertools.count(1)
+        self.payouts: list[Payout] = []
+        self.bank_transfers: list[BankTransfer] = []
+        self.claims: list[Claim] = []
+        self.refused: list[tuple[int, str]] = []  # (connection, idempotency key) of refused attempts
+        self.dispositions = 0
+        self.events: set[str] = set()  # event ids handled
+        self.gateway = SandboxBankGateway()
         self.run(self._accounts())
 
     def run(self, work: Awaitable[T]) -> T:
@@ -217,7 +335,17 @@ class LedgerMachine(RuleBasedStateMachine):
         async with self.sessions() as session:
             accounts = list(await session.scalars(select(m.LedgerAccount).order_by(m.LedgerAccount.id)))
             transfers = list(await session.scalars(select(m.LedgerTransfer).order_by(m.LedgerTransfer.id)))
-            self.connection_ids = list(await session.scalars(select(m.Connection.id).order_by(m.Connection.id)))
+            connections = list(await session.scalars(select(m.Connection).order_by(m.Connection.id)))
+            users = {u.partner_id: u.id for u in await session.scalars(select(m.User).where(m.User.role == "PARTNER_ADMIN"))}
+            banks = list(await session.scalars(select(m.BankAccount).order_by(m.BankAccount.id)))
+        self.connection_ids = [c.id for c in connections]
+        self.principals = [
+            Principal(users[c.partner_id], c.partner_id, c.id, frozenset({Role.PARTNER_ADMIN})) for c in connections
+        ]
+        # Each connection's bank accounts by what the sandbox does with them ("ok", "failnow").
+        self.banks = [
+            {b.account_token.split("_")[2]: b.id for b in banks if b.connection_id == c.id} for c in connections
+        ]
         for account in accounts:
             self.model.add_account(account)
             self.model.balance[account.id] = account.balance
@@ -412,18 +540,412 @@ class LedgerMachine(RuleBasedStateMachine):
         outcome = self.attempt([hold])
         assert (outcome == "INSUFFICIENT_FUNDS") == (amount > available)
 
-    @precondition(lambda self: self.model.pendings)
+    def reservations(self) -> list[int]:
+        """Pending transfers posted here (not a bank transfer's, which only the payout
+        service resolves, or the payout would disagree with the ledger)."""
+        theirs = {b.pending_id for b in self.bank_transfers}
+        return sorted(pid for pid in self.model.pendings if pid not in theirs)
+
+    @precondition(lambda self: self.reservations())
     @rule(data=st.data(), how=st.sampled_from(["post", "void", "another amount"]))
     def resolve_a_reservation(self, data: st.DataObject, how: str) -> None:
         """The bank's answer posts or voids a pending transfer, once; a second answer, or
         one for another amount, is refused."""
-        pid = data.draw(st.sampled_from(sorted(self.model.pendings)))
+        pid = data.draw(st.sampled_from(self.reservations()))
         p = self.model.pendings[pid]
         already = pid in self.model.resolved
         amount = p.amount + 1 if how == "another amount" else p.amount
         settle = Transfer(self.key(), p.kind, p.debit, p.credit, amount, resolves=pid, void=how == "void")
         outcome = self.attempt([settle])
         assert outcome == ("PENDING_RESOLVED" if already else "PENDING_MISMATCH" if how == "another amount" else None)
+
+    # ---- payouts: the service, checked against the model --------------------------------
+
+    def service(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T | Refused:
+        """Run a service call in a write transaction of its own, as the API does; a
+        DomainError rolls it back and comes back as Refused(code)."""
+
+        async def go() -> T | Refused:
+            try:
+                async with self.sessions() as session, session.begin():
+                    return await work(session)
+            except DomainError as err:
+                return Refused(err.code)
+
+        return self.run(go())
+
+    def absorb(self, expected: list[Transfer]) -> list[m.LedgerTransfer]:
+        """The ledger transfers posted since the model's last one must be `expected`
+        (in order; keys aside); they are recorded in the model."""
+
+        async def read() -> list[m.LedgerTransfer]:
+            async with self.sessions() as session:
+                since = max(self.model.ids.values())
+                return list(await session.scalars(
+                    select(m.LedgerTransfer).where(m.LedgerTransfer.id > since).order_by(m.LedgerTransfer.id)
+                ))
+
+        rows = self.run(read())
+        posted = [
+            Transfer(r.key, r.kind, r.debit_account_id, r.credit_account_id, r.amount, payout_id=r.payout_id,
+                     pending=r.phase == "PENDING", resolves=r.pending_id, void=r.phase == "VOID_PENDING")
+            for r in rows
+        ]
+        assert [_move(t) for t in posted] == [_move(t) for t in expected], (
+            f"the service posted {posted}, expected {expected}"
+        )
+        assert not any(t.key in self.model.transfers for t in posted)
+        self.model.record(posted, rows)
+        return rows
+
+    def new_bank_transfers(self) -> list[m.BankTransfer]:
+        async def read() -> list[m.BankTransfer]:
+            async with self.sessions() as session:
+                since = max((b.id for b in self.bank_transfers), default=0)
+                return list(await session.scalars(
+                    select(m.BankTransfer).where(m.BankTransfer.id > since).order_by(m.BankTransfer.id)
+                ))
+
+        return self.run(read())
+
+    def in_flight(self, p: Payout) -> int:
+        return sum(b.amount for b in self.bank_transfers if b.payout is p and b.status in m.IN_FLIGHT)
+
+    def paid(self, p: Payout) -> int:
+        return sum(b.amount for b in self.bank_transfers if b.payout is p and b.status == "PAID")
+
+    def status(self, p: Payout) -> str:
+        """The payout's status, as services.payouts.status_of says from the model's numbers."""
+        return payouts.status_of(m.Payout(
+            amount=p.amount, available_amount=self.model.available(p.account), bank_in_flight_amount=self.in_flight(p),
+        ))
+
+    def advance(self, b: BankTransfer, status: str) -> list[Transfer]:
+        """Move a transfer forward to `status`; what the ledger must post for it (PAID
+        posts its reservation, FAILED and CANCELED void it)."""
+        assert ORDER[status] > ORDER[b.status]
+        b.status = status
+        if status not in FINAL:
+            return []
+        return [Transfer("", "BANK_TRANSFER", b.payout.account, self.system["BANK_OUT"], b.amount,
+                         payout_id=b.payout.id, resolves=b.pending_id, void=status != "PAID")]
+
+    def submitted(self, b: BankTransfer) -> list[Transfer]:
+        """What telling the sandbox about `b` does: nothing once sent or no longer PENDING;
+        else it gets its ref, and a transfer to the "failnow" account FAILS at once."""
+        if b.ref is not None or b.status != "PENDING":
+            return []
+        b.ref = f"sbt_sandbox_{b.outcome}_bt{b.id}"
+        if b.outcome == "failnow":
+            self.events.add(f"gateway:{b.ref}:FAILED")
+            return self.advance(b, "FAILED")
+        return []
+
+    def submit(self, b: BankTransfer) -> None:
+        """`payouts.submit`, in a transaction of its own, as the app does after a disposition."""
+
+        async def work(session: AsyncSession) -> tuple[str | None, str]:
+            t = await payouts.submit(session, self.gateway, b.id, NOW)
+            assert t is not None
+            return t.gateway_ref, t.status
+
+        result = self.service(work)
+        self.absorb(self.submitted(b))
+        assert result == (b.ref, b.status)
+
+    def principal(self, conn: int, stranger: bool) -> tuple[int, Principal]:
+        who = (conn + 1) % CONNECTIONS if stranger else conn
+        return who, self.principals[who]
+
+    async def _call(
+        self, session: AsyncSession, principal: Principal, operation: str, payout_id: int, amount: str | None,
+        bank_account_id: int | None, key: str,
+    ) -> tuple[int, str, int, int, int | None, int, str, int | None]:
+        """A disposition through the service, and what it answers: the disposition's id,
+        kind and parts, its bank transfer, the payout's available amount and status, the
+        wallet's balance after a credit."""
+        if operation == "credit":
+            d = await payouts.credit(session, principal, payout_id, amount=amount, idempotency_key=key, now=NOW)
+        elif operation == "transfer":
+            d = await payouts.transfer(session, principal, payout_id, bank_account_id=bank_account_id, amount=amount,
+                                       idempotency_key=key, now=NOW)
+        else:
+            assert amount is not None
+            d = await payouts.split(session, principal, payout_id, wallet_amount=amount,
+                                    bank_account_id=bank_account_id, idempotency_key=key, now=NOW)
+        return (d.disposition.id, d.disposition.kind, d.disposition.wallet_amount, d.disposition.bank_amount,
+                d.bank_transfer.id if d.bank_transfer else None, d.payout.available_amount, d.payout.status,
+                d.wallet.balance if d.wallet else None)
+
+    def predict(
+        self, operation: str, p: Payout, key: str, cents: int | None, invalid: bool, bank: str, stranger: bool
+    ) -> str | tuple[int, int]:
+        """The refusal's code, or the (wallet, bank) parts a disposition moves."""
+        if not key.strip():
+            return "INVALID_IDEMPOTENCY_KEY"
+        if stranger:
+            return "NOT_FOUND"
+        if invalid:
+            return "INVALID_AMOUNT"
+        if operation != "credit" and bank in ("foreign", "missing"):
+            return "NOT_FOUND"
+        available = self.model.available(p.account)
+        if available == 0:
+            return "NOTHING_AVAILABLE"
+        if operation == "split":
+            assert cents is not None
+            return "SPLIT_LEAVES_NOTHING_FOR_BANK" if cents >= available else (cents, available - cents)
+        part = available if cents is None else cents
+        if part > available:
+            return "EXCEEDS_AVAILABLE"
+        return (part, 0) if operation == "credit" else (0, part)
+
+    @initialize(data=st.data(), conn=connections, amount=st.integers(min_value=2, max_value=50_000))
+    def a_payout_partly_on_its_way_to_the_bank(self, data: st.DataObject, conn: int, amount: int) -> None:
+        self.make_a_payout(conn, amount)
+        self.dispose("transfer", data, "part", False, "default", "fresh", False, True)
+
+    @rule(conn=connections, amount=amounts)
+    def make_a_payout(self, conn: int, amount: int) -> None:
+        """A payout of the connection's earnings, funded from SUB_ORG_EARNINGS: all of it available."""
+        period_end = NOW - timedelta(days=len(self.payouts) + 1)  # one payout per connection and period
+
+        async def make() -> tuple[int, m.LedgerAccount]:
+            async with self.sessions() as session, session.begin():
+                p = m.Payout(
+                    connection_id=self.connection_ids[conn], period_type="MONTHLY",
+                    period_start=period_end - timedelta(days=30), period_end=period_end, currency_code=CURRENCY,
+                    gross_amount=amount, fee_amount=0, amount=amount, available_amount=amount, wallet_amount=0,
+                    bank_in_flight_amount=0, bank_paid_amount=0, status="AVAILABLE", created_at=NOW, updated_at=NOW,
+                )
+                session.add(p)
+                await session.flush()
+                return p.id, await payouts.payout_account(session, p, NOW)
+
+        payout_id, own = self.run(make())
+        self.model.add_account(own)
+
+        async def refresh(session: AsyncSession, rows: list[m.LedgerTransfer]) -> None:
+            p = await session.get(m.Payout, payout_id)
+            assert p is not None
+            await payouts.refresh(session, p, NOW)
+
+        funding = Transfer(f"payout:{payout_id}:funding", "PAYOUT_FUNDING", self.system["SUB_ORG_EARNINGS"], own.id,
+                           amount, payout_id=payout_id)
+        assert self.attempt([funding], refresh) is None
+        self.payouts.append(Payout(payout_id, conn, own.id, amount))
+
+    def dispose(
+        self, operation: str, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool,
+        send: bool,
+    ) -> None:
+        p = data.draw(st.sampled_from(self.payouts))
+        available = self.model.available(p.account)
+        invalid, cents, amount = False, None, None
+        if size == "invalid":
+            invalid, amount = True, data.draw(st.sampled_from(INVALID_AMOUNTS))
+        elif size != "all" or operation == "split":
+            top = max(1, available - 1 if operation == "split" else available)
+            cents = (
+                data.draw(st.integers(min_value=1, max_value=top)) if size in ("part", "all")
+                else max(1, available) if size == "exact"
+                else available + data.draw(st.integers(min_value=1, max_value=10_000))
+            )
+            amount = usd(cents, short)
+        who, principal = self.principal(p.connection, stranger)
+        refused = [k for c, k in self.refused if c == who]
+        key = (
+            " " if key_kind == "blank" else data.draw(st.sampled_from(refused)) if key_kind == "refused" and refused
+            else f"idem-{self.key()}"
+        )
+        bank_account_id = None if operation == "credit" else {
+            "default": None, "default by id": self.banks[p.connection]["ok"], "failnow": self.banks[p.connection]["failnow"],
+            "foreign": self.banks[(p.connection + 1) % CONNECTIONS]["ok"], "missing": NO_SUCH_BANK_ACCOUNT,
+        }[bank]
+        expected = self.predict(operation, p, key, cents, invalid, bank, stranger)
+
+        result = self.service(lambda s: self._call(s, principal, operation, p.id, amount, bank_account_id, key))
+        event(f"{operation}: {expected if isinstance(expected, str) else 'moved'}")
+        if isinstance(expected, str):
+            assert result == Refused(expected), f"{operation} {amount!r} of {available} available: {result}, expected {expected}"
+            self.absorb([])
+            assert self.new_bank_transfers() == []
+            if key.strip() and (who, key) not in self.refused:
+                self.refused.append((who, key))
+            return
+        assert not isinstance(result, Refused), f"{operation} {amount!r} of {available} available: refused {result}"
+        wallet_part, bank_part = expected
+        moves = []
+        if wallet_part:
+            moves.append(Transfer("", "PAYOUT_CREDIT", p.account, self.wallets[p.connection], wallet_part,
+                                  payout_id=p.id))
+        if bank_part:
+            moves.append(Transfer("", "BANK_TRANSFER", p.account, self.system["BANK_OUT"], bank_part, payout_id=p.id,
+                                  pending=True))
+        rows = self.absorb(moves)
+        p.wallet += wallet_part
+        new = self.new_bank_transfers()
+        b = None
+        if bank_part:
+            [row] = new
+            outcome = "failnow" if bank == "failnow" else "ok"
+            assert (row.payout_id, row.amount, row.status, row.bank_account_id, row.pending_transfer_id, row.gateway_ref) \
+                == (p.id, bank_part, "PENDING", self.banks[p.connection][outcome], rows[-1].id, None)
+            b = BankTransfer(row.id, p, bank_part, outcome, rows[-1].id)
+            self.bank_transfers.append(b)
+        else:
+            assert new == []
+        disposition, kind, wallet_amount, bank_amount, transfer_id, left, status, wallet = result
+        assert (kind, wallet_amount, bank_amount) == (
+            "SPLIT" if wallet_part and bank_part else "CREDIT" if wallet_part else "TRANSFER", wallet_part, bank_part
+        )
+        assert transfer_id == (b.id if b else None)
+        assert (left, status) == (available - wallet_part - bank_part, self.status(p))
+        assert wallet == (self.model.balance[self.wallets[p.connection]] if wallet_part else None)
+        self.dispositions += 1
+        if (who, key) in self.refused:
+            self.refused.remove((who, key))
+        self.claims.append(Claim(who, key, operation, p.id, amount, bank_account_id, disposition, b))
+        if b is not None and send:
+            self.submit(b)
+
+    @precondition(lambda self: self.payouts)
+    @rule(data=st.data(), size=sizes, short=st.booleans(), key_kind=key_kinds, stranger=strangers)
+    def credit_a_payout(self, data: st.DataObject, size: str, short: bool, key_kind: str, stranger: bool) -> None:
+        self.dispose("credit", data, size, short, "default", key_kind, stranger, True)
+
+    @precondition(lambda self: self.payouts)
+    @rule(data=st.data(), size=sizes, short=st.booleans(), bank=bank_choices, key_kind=key_kinds,
+          stranger=strangers, send=sent)
+    def transfer_a_payout(
+        self, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool, send: bool
+    ) -> None:
+        self.dispose("transfer", data, size, short, bank, key_kind, stranger, send)
+
+    @precondition(lambda self: self.payouts)
+    @rule(data=st.data(), size=sizes, short=st.booleans(), bank=bank_choices, key_kind=key_kinds,
+          stranger=strangers, send=sent)
+    def split_a_payout(
+        self, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool, send: bool
+    ) -> None:
+        self.dispose("split", data, size, short, bank, key_kind, stranger, send)
+
+    @precondition(lambda self: self.claims)
+    @rule(data=st.data())
+    def replay_a_disposition(self, data: st.DataObject) -> None:
+        """The same key with the same input moves nothing and answers with the first
+        disposition, as it now stands; like the app, a bank transfer never sent is sent now."""
+        c = data.draw(st.sampled_from(self.claims))
+        p = next(p for p in self.payouts if p.id == c.payout_id)
+        result = self.service(lambda s: self._call(
+            s, self.principals[c.connection], c.operation, c.payout_id, c.amount, c.bank_account_id, c.key))
+        assert not isinstance(result, Refused), f"replay of {c}: refused {result}"
+        self.absorb([])
+        assert self.new_bank_transfers() == []
+        disposition, _, _, _, transfer_id, left, status, _ = result
+        assert (disposition, transfer_id) == (c.disposition, c.bank.id if c.bank else None)
+        assert (left, status) == (self.model.available(p.account), self.status(p))
+        if c.bank is not None and c.bank.ref is None:
+            self.submit(c.bank)
+
+    @precondition(lambda self: self.claims)
+    @rule(data=st.data(), change=st.sampled_from(["operation", "payout", "amount", "bank"]))
+    def reuse_an_idempotency_key(self, data: st.DataObject, change: str) -> None:
+        """The same key with other input is refused, and moves nothing."""
+        c = data.draw(st.sampled_from(self.claims))
+        operation, payout_id, amount, bank_account_id = c.operation, c.payout_id, c.amount, c.bank_account_id
+        if change == "operation":
+            operation = data.draw(st.sampled_from([o for o in OPERATIONS if o != c.operation]))
+            amount = amount or "1.00"
+        elif change == "payout":
+            payout_id = data.draw(st.sampled_from([p.id for p in self.payouts if p.id != c.payout_id] or [0]))
+        elif change == "bank" and operation != "credit":
+            bank_account_id = data.draw(st.sampled_from([
+                b for b in (None, *self.banks[c.connection].values(), NO_SUCH_BANK_ACCOUNT) if b != c.bank_account_id
+            ]))
+        else:
+            amount = data.draw(st.sampled_from([
+                a for a in ((None,) if operation != "split" else ()) + ("1.00", "2.00") if a != c.amount
+            ]))
+        result = self.service(lambda s: self._call(
+            s, self.principals[c.connection], operation, payout_id, amount, bank_account_id, c.key))
+        assert result == Refused("IDEMPOTENCY_KEY_REUSED"), f"{c} again as {operation} {payout_id} {amount} " \
+            f"{bank_account_id}: {result}"
+        self.absorb([])
+        assert self.new_bank_transfers() == []
+
+    @precondition(lambda self: self.bank_transfers)
+    @rule(data=st.data(), status=EVENT_STATUSES, repeat=st.sampled_from([False, False, True]))
+    def an_event_from_the_processor(self, data: st.DataObject, status: str, repeat: bool) -> None:
+        """A webhook: applied if it moves its transfer forward, else stale; unknown for a
+        transfer the processor was never told of; a repeated event id changes nothing."""
+        b = data.draw(st.sampled_from([*self.bank_transfers, None]))
+        ref = f"sbt_sandbox_{b.outcome}_bt{b.id}" if b is not None else "sbt_sandbox_ok_nowhere"
+        event_id = data.draw(st.sampled_from(sorted(self.events))) if repeat and self.events else f"evt_{self.key()}"
+        failure = ("no_account", "Returned by the receiving bank.") if status == "FAILED" else (None, None)
+        moves: list[Transfer] = []
+        if event_id in self.events:
+            expected = "duplicate"
+        elif b is None or b.ref is None:
+            expected = "unknown"
+        elif ORDER[status] <= ORDER[b.status]:
+            expected = "stale"
+        else:
+            expected = "applied"
+        result = self.service(lambda s: payouts.record_event(
+            s, event_id, "WEBHOOK", GatewayTransfer(ref, status, *failure), NOW, NOW))
+        assert result == expected, f"{event_id} {status} for {b}: {result}, expected {expected}"
+        event(f"webhook: {expected}")
+        if expected == "applied":
+            assert b is not None
+            moves = self.advance(b, status)
+        self.events.add(event_id)
+        self.absorb(moves)
+
+    @precondition(lambda self: self.bank_transfers)
+    @rule(data=st.data(), stranger=strangers)
+    def cancel_a_bank_transfer(self, data: st.DataObject, stranger: bool) -> None:
+        """Only a PENDING transfer can be canceled, by its own Partner: its amount is available again."""
+        b = data.draw(st.sampled_from(self.bank_transfers))
+        _, principal = self.principal(b.payout.connection, stranger)
+        expected = (
+            "NOT_FOUND" if stranger else "NOT_CANCELABLE" if b.status != "PENDING"
+            else "NOT_CANCELABLE" if b.ref is not None and b.outcome == "failnow" else None
+        )
+
+        async def work(session: AsyncSession) -> tuple[int, str]:
+            payout, transfer = await payouts.cancel(session, principal, self.gateway, b.id, NOW)
+            return payout.available_amount, transfer.status
+
+        result = self.service(work)
+        event(f"cancel: {expected or 'CANCELED'}")
+        if expected is not None:
+            assert result == Refused(expected), f"cancel of {b}: {result}, expected {expected}"
+            self.absorb([])
+            return
+        self.absorb(self.advance(b, "CANCELED"))
+        self.events.add(f"partner:bt{b.id}:canceled")
+        assert result == (self.model.available(b.payout.account), "CANCELED")
+
+    @precondition(lambda self: self.bank_transfers)
+    @rule(data=st.data())
+    def sync_a_bank_transfer(self, data: st.DataObject) -> None:
+        """`payouts sync`: sends a transfer never sent; else asks the sandbox, where it is PAID."""
+        b = data.draw(st.sampled_from(self.bank_transfers))
+        moves: list[Transfer] = []
+        if b.status not in m.IN_FLIGHT:
+            expected = "unchanged"
+        elif b.ref is None:
+            expected, moves = "submitted", self.submitted(b)
+        elif f"sync:{b.ref}:PAID" in self.events:
+            expected = "unchanged"
+        else:
+            self.events.add(f"sync:{b.ref}:PAID")
+            expected, moves = "applied", self.advance(b, "PAID")
+        result = self.service(lambda s: payouts.sync_one(s, self.gateway, b.id, NOW))
+        assert result == expected, f"sync of {b}: {result}, expected {expected}"
+        event(f"sync: {expected}")
+        self.absorb(moves)
 
     # ---- after every step ------------------------------------------------------------
 
@@ -445,6 +967,43 @@ class LedgerMachine(RuleBasedStateMachine):
         for a in self.model.partner:
             assert self.model.available(a) >= 0
 
+
+    @invariant()
+    def payouts_agree_with_the_model(self) -> None:
+        async def read() -> tuple[dict[int, m.Payout], dict[int, m.BankTransfer], int, int, dict[int, int]]:
+            async with self.sessions() as session:
+                rows = {p.id: p for p in await session.scalars(select(m.Payout))}
+                transfers = {b.id: b for b in await session.scalars(select(m.BankTransfer))}
+                dispositions = await session.scalar(select(func.count()).select_from(m.PayoutDisposition))
+                events = await session.scalar(select(func.count()).select_from(m.BankTransferEvent))
+                T = m.LedgerTransfer
+                credited = dict((await session.execute(
+                    select(T.credit_account_id, func.sum(T.amount))
+                    .where(T.kind == "PAYOUT_CREDIT", T.payout_id.is_not(None)).group_by(T.credit_account_id)
+                )).all())
+                return rows, transfers, int(dispositions or 0), int(events or 0), credited
+
+        rows, transfers, dispositions, events, credited = self.run(read())
+        assert sorted(rows) == sorted(p.id for p in self.payouts)
+        for p in self.payouts:
+            available, in_flight, paid = self.model.available(p.account), self.in_flight(p), self.paid(p)
+            assert available + p.wallet + in_flight + paid == p.amount
+            row = rows[p.id]
+            assert (row.amount, row.available_amount, row.wallet_amount, row.bank_in_flight_amount,
+                    row.bank_paid_amount) == (p.amount, available, p.wallet, in_flight, paid), f"payout {p}"
+            assert row.status == self.status(p), f"payout {p} is {row.status}"
+            bank = in_flight + paid
+            assert row.disposition == (
+                "SPLIT" if p.wallet and bank else "CREDIT" if p.wallet else "TRANSFER" if bank else None
+            )
+        assert {b.id: (b.payout.id, b.amount, b.status, b.ref, b.pending_id) for b in self.bank_transfers} == {
+            b.id: (b.payout_id, b.amount, b.status, b.gateway_ref, b.pending_transfer_id) for b in transfers.values()
+        }
+        assert dispositions == self.dispositions
+        assert events == len(self.events)
+        # A wallet gets from payouts only what the model's dispositions credited to it.
+        expected = {self.wallets[c]: sum(p.wallet for p in self.payouts if p.connection == c) for c in range(CONNECTIONS)}
+        assert credited == {w: n for w, n in expected.items() if n}
 
 def test_random_sequences_of_transfers_keep_every_ledger_invariant(template: Path) -> None:
     run_state_machine_as_test(
