@@ -1,4 +1,4 @@
-"""The ledger under random sequences of post() calls and payouts (pgledger's property test, in Python).
+"""The ledger, payouts and bank transfers under random sequences of operations (pgledger's property test, in Python).
 
 A hypothesis state machine posts credits and debits between the wallets of two
 connections and Revampd's accounts, issues and pays invoices, posts sets of two
@@ -6,31 +6,45 @@ transfers together, replays keys, reuses keys for other transfers, tries to move
 money between connections, and reserves money with pending transfers that it later
 posts or voids.
 
-It also makes payouts (funded from SUB_ORG_EARNINGS) and disposes of them through
-the real payout service (services/payouts.py), as the API does: credit to the
-wallet, transfer to a bank, split, each with an idempotency key, for part of what is
-available, all of it, more than it, nothing sensible (an invalid amount), to the
-default bank account, a named one, one whose transfers the sandbox refuses at once,
-another connection's or none, and now and then as the other connection's admin.
-A disposition is replayed with its key (nothing moves, the same disposition comes
-back), its key is reused with other input (IDEMPOTENCY_KEY_REUSED), and a refused
-attempt's key is used again for real. A new bank transfer is handed to the sandbox
-processor in a transaction of its own, as the app does (sometimes "the process
-dies" first, and `payouts sync` or a replay sends it later). The processor's
-webhooks arrive with any status, for known, not yet submitted or unknown transfers,
-and sometimes with an event id already handled; the Partner cancels transfers, and
-`payouts sync` polls them.
+It also makes payouts (each funded from SUB_ORG_EARNINGS into its own PAYOUT
+account) and disposes of them through the real payout service (services/payouts.py)
+as each connection's PARTNER_ADMIN, the way the API does:
+
+- creditPayout, transferPayout and splitPayout, each with an idempotency key, for
+  part of what is available, exactly all of it, more than it, nothing named (= all)
+  or text that is no amount, written "12.34" or "12.3"; to the default bank
+  account, the default by id, an account whose transfers the sandbox fails at
+  once, another connection's or none; now and then as the other connection's
+  admin or with a blank key;
+- a disposition's key used again with the same input (nothing moves, the same
+  disposition comes back) or with other input (IDEMPOTENCY_KEY_REUSED), and a
+  refused attempt's key used again for real;
+- a new bank transfer handed to the sandbox processor in a transaction of its own,
+  as the app does; sometimes the process dies first or the processor cannot be
+  reached, and `payouts sync` or a replay sends it later;
+- webhooks: the sandbox's own (IN_TRANSIT, then PAID), and any status for any
+  transfer, one never sent, or none, sometimes with an event id already handled;
+  the Partner cancelling transfers (the processor reachable or not); `payouts sync`.
 
 A plain Python model says what each attempt must do (move what, move nothing, or be
-refused with which code) and what every account must then hold; after a service
-call, the ledger transfers it posted must be exactly the ones the model expects,
-and are then recorded in the model. After every step the database must agree with
-the model and `ledger.verify()` must find nothing wrong; every payout's parts
-(available + wallet + in flight + paid = amount), its status and its disposition,
-every bank transfer's status, and the payout credits of every wallet must be the
+refused with which code) and what every account must then hold. A bank transfer
+only moves forward (PENDING < IN_TRANSIT < PAID / FAILED / CANCELED, final ones
+never change): PAID posts its reservation, FAILED and CANCELED void it, making the
+amount available on the payout again; only a PENDING one can be canceled. After a
+service call, the ledger transfers it posted must be exactly the ones the model
+expects; they are then recorded in the model.
+
+After every step the database must agree with the model and `ledger.verify()` must
+find nothing wrong; for every payout, available + wallet + in flight + paid must be
+its amount, available its account's balance less what it reserves, and its status
+(as services.payouts.status_of says from the model's numbers) and disposition the
+model's; every bank transfer's status and processor ref, the number of dispositions
+and of processor events, and what payouts credited to each wallet must be the
 model's.
 
 Each example runs on its own copy of a freshly migrated SQLite database.
+LEDGER_EXAMPLES (default 30) and LEDGER_STEPS (default 20) set how many sequences
+are tried and how long each is; run with LEDGER_EXAMPLES=200 or more to search harder.
 """
 
 from __future__ import annotations
@@ -63,7 +77,7 @@ from db.engine import create_engine, write_sessions
 from db.migrate import upgrade
 from services import ledger, payouts
 from services.access import Principal, Role
-from services.bank_gateway import GatewayTransfer, SandboxBankGateway
+from services.bank_gateway import GatewayTransfer, GatewayUnavailable, SandboxBankGateway
 from services.errors import DomainError
 from services.ledger import Transfer
 
@@ -83,7 +97,7 @@ amounts = st.integers(min_value=1, max_value=50_000)
 connections = st.integers(min_value=0, max_value=CONNECTIONS - 1)
 funding = st.sampled_from(sorted(FUNDING))
 
-# ---- payouts ----
+# Payouts.
 OPERATIONS = ("credit", "transfer", "split")
 # How much to ask for: part of what is available, exactly all of it, more, none
 # (= all; a split always names its wallet amount) or text that is no amount.
@@ -96,12 +110,16 @@ bank_choices = st.sampled_from(["default", "default", "default", "default by id"
 key_kinds = st.sampled_from(["fresh", "fresh", "fresh", "fresh", "fresh", "refused", "blank"])
 # Sometimes the caller is the other connection's admin.
 strangers = st.sampled_from([False] * 7 + [True])
-# Sometimes the process dies between the disposition and telling the processor.
-sent = st.sampled_from([True, True, True, False])
+# After a disposition the processor is told of its bank transfer; sometimes the
+# process dies first, or the processor cannot be reached (either way it is not sent).
+sending = st.sampled_from(["sent", "sent", "sent", "process dies", "unreachable"])
+# Whether the processor answers (sync, cancel).
+reachable = st.sampled_from([True, True, True, False])
 # A bank transfer only moves forward: PENDING < IN_TRANSIT < PAID / FAILED / CANCELED, which are final.
 ORDER = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2}
+IN_FLIGHT = ("PENDING", "IN_TRANSIT")
 FINAL = ("PAID", "FAILED", "CANCELED")
-EVENT_STATUSES = st.sampled_from(["PENDING", "IN_TRANSIT", "IN_TRANSIT", "PAID", "FAILED", "CANCELED"])
+EVENT_STATUSES = st.sampled_from(["PENDING", "IN_TRANSIT", "IN_TRANSIT", "IN_TRANSIT", "PAID", "FAILED", "CANCELED"])
 NO_SUCH_BANK_ACCOUNT = 10**6
 
 
@@ -110,6 +128,19 @@ def usd(cents: int, short: bool = False) -> str:
     assert cents > 0
     text = f"{cents // 100}.{cents % 100:02d}"
     return text.rstrip("0").rstrip(".") if short else text
+
+
+class UnreachableGateway(SandboxBankGateway):
+    """The sandbox processor when it cannot be reached."""
+
+    async def create_transfer(self, reference: str, account_token: str, amount: int, currency: str) -> GatewayTransfer:
+        raise GatewayUnavailable("unreachable")
+
+    async def retrieve_transfer(self, ref: str) -> GatewayTransfer:
+        raise GatewayUnavailable("unreachable")
+
+    async def cancel_transfer(self, ref: str) -> GatewayTransfer:
+        raise GatewayUnavailable("unreachable")
 
 
 async def _seed(url: str) -> None:
@@ -318,7 +349,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.refused: list[tuple[int, str]] = []  # (connection, idempotency key) of refused attempts
         self.dispositions = 0
         self.events: set[str] = set()  # event ids handled
-        self.gateway = SandboxBankGateway()
+        self.gateways = {True: SandboxBankGateway(), False: UnreachableGateway()}
         self.run(self._accounts())
 
     def run(self, work: Awaitable[T]) -> T:
@@ -336,7 +367,8 @@ class LedgerMachine(RuleBasedStateMachine):
             accounts = list(await session.scalars(select(m.LedgerAccount).order_by(m.LedgerAccount.id)))
             transfers = list(await session.scalars(select(m.LedgerTransfer).order_by(m.LedgerTransfer.id)))
             connections = list(await session.scalars(select(m.Connection).order_by(m.Connection.id)))
-            users = {u.partner_id: u.id for u in await session.scalars(select(m.User).where(m.User.role == "PARTNER_ADMIN"))}
+            admins = select(m.User).where(m.User.role == "PARTNER_ADMIN")
+            users = {u.partner_id: u.id for u in await session.scalars(admins)}
             banks = list(await session.scalars(select(m.BankAccount).order_by(m.BankAccount.id)))
         self.connection_ids = [c.id for c in connections]
         self.principals = [
@@ -608,8 +640,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
         return self.run(read())
 
+    def flying(self) -> list[BankTransfer]:
+        """The bank transfers still in flight (the webhook and cancel rules pick them twice as often)."""
+        return [b for b in self.bank_transfers if b.status in IN_FLIGHT]
+
     def in_flight(self, p: Payout) -> int:
-        return sum(b.amount for b in self.bank_transfers if b.payout is p and b.status in m.IN_FLIGHT)
+        return sum(b.amount for b in self.bank_transfers if b.payout is p and b.status in IN_FLIGHT)
 
     def paid(self, p: Payout) -> int:
         return sum(b.amount for b in self.bank_transfers if b.payout is p and b.status == "PAID")
@@ -630,10 +666,11 @@ class LedgerMachine(RuleBasedStateMachine):
         return [Transfer("", "BANK_TRANSFER", b.payout.account, self.system["BANK_OUT"], b.amount,
                          payout_id=b.payout.id, resolves=b.pending_id, void=status != "PAID")]
 
-    def submitted(self, b: BankTransfer) -> list[Transfer]:
-        """What telling the sandbox about `b` does: nothing once sent or no longer PENDING;
-        else it gets its ref, and a transfer to the "failnow" account FAILS at once."""
-        if b.ref is not None or b.status != "PENDING":
+    def submitted(self, b: BankTransfer, reachable: bool = True) -> list[Transfer]:
+        """What telling the sandbox about `b` does: nothing once sent, no longer PENDING,
+        or when the processor cannot be reached; else it gets its ref, and a transfer to
+        the "failnow" account FAILS at once."""
+        if b.ref is not None or b.status != "PENDING" or not reachable:
             return []
         b.ref = f"sbt_sandbox_{b.outcome}_bt{b.id}"
         if b.outcome == "failnow":
@@ -641,16 +678,16 @@ class LedgerMachine(RuleBasedStateMachine):
             return self.advance(b, "FAILED")
         return []
 
-    def submit(self, b: BankTransfer) -> None:
+    def submit(self, b: BankTransfer, reachable: bool = True) -> None:
         """`payouts.submit`, in a transaction of its own, as the app does after a disposition."""
 
         async def work(session: AsyncSession) -> tuple[str | None, str]:
-            t = await payouts.submit(session, self.gateway, b.id, NOW)
+            t = await payouts.submit(session, self.gateways[reachable], b.id, NOW)
             assert t is not None
             return t.gateway_ref, t.status
 
         result = self.service(work)
-        self.absorb(self.submitted(b))
+        self.absorb(self.submitted(b, reachable))
         assert result == (b.ref, b.status)
 
     def principal(self, conn: int, stranger: bool) -> tuple[int, Principal]:
@@ -700,10 +737,11 @@ class LedgerMachine(RuleBasedStateMachine):
             return "EXCEEDS_AVAILABLE"
         return (part, 0) if operation == "credit" else (0, part)
 
-    @initialize(data=st.data(), conn=connections, amount=st.integers(min_value=2, max_value=50_000))
-    def a_payout_partly_on_its_way_to_the_bank(self, data: st.DataObject, conn: int, amount: int) -> None:
+    @initialize(data=st.data(), conn=connections, amount=amounts)
+    def a_payout_on_its_way_to_the_bank(self, data: st.DataObject, conn: int, amount: int) -> None:
+        """A payout, part or all of it sent to the bank (so the processor's rules have work from the start)."""
         self.make_a_payout(conn, amount)
-        self.dispose("transfer", data, "part", False, "default", "fresh", False, True)
+        self.dispose("transfer", data, "part", False, "default", "fresh", False, "sent")
 
     @rule(conn=connections, amount=amounts)
     def make_a_payout(self, conn: int, amount: int) -> None:
@@ -737,8 +775,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def dispose(
         self, operation: str, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool,
-        send: bool,
+        send: str,
     ) -> None:
+        """Dispose of a payout through the service (`operation`: credit, transfer or split),
+        as the model predicts: moved (the ledger transfers, the bank transfer, the
+        disposition and the payout as it now stands, then the processor told) or refused
+        with which code, moving nothing."""
         p = data.draw(st.sampled_from(self.payouts))
         available = self.model.available(p.account)
         invalid, cents, amount = False, None, None
@@ -758,16 +800,19 @@ class LedgerMachine(RuleBasedStateMachine):
             " " if key_kind == "blank" else data.draw(st.sampled_from(refused)) if key_kind == "refused" and refused
             else f"idem-{self.key()}"
         )
+        mine, theirs = self.banks[p.connection], self.banks[(p.connection + 1) % CONNECTIONS]
         bank_account_id = None if operation == "credit" else {
-            "default": None, "default by id": self.banks[p.connection]["ok"], "failnow": self.banks[p.connection]["failnow"],
-            "foreign": self.banks[(p.connection + 1) % CONNECTIONS]["ok"], "missing": NO_SUCH_BANK_ACCOUNT,
+            "default": None, "default by id": mine["ok"], "failnow": mine["failnow"], "foreign": theirs["ok"],
+            "missing": NO_SUCH_BANK_ACCOUNT,
         }[bank]
         expected = self.predict(operation, p, key, cents, invalid, bank, stranger)
 
         result = self.service(lambda s: self._call(s, principal, operation, p.id, amount, bank_account_id, key))
         event(f"{operation}: {expected if isinstance(expected, str) else 'moved'}")
         if isinstance(expected, str):
-            assert result == Refused(expected), f"{operation} {amount!r} of {available} available: {result}, expected {expected}"
+            assert result == Refused(expected), (
+                f"{operation} {amount!r} of {available} available: {result}, expected {expected}"
+            )
             self.absorb([])
             assert self.new_bank_transfers() == []
             if key.strip() and (who, key) not in self.refused:
@@ -789,8 +834,8 @@ class LedgerMachine(RuleBasedStateMachine):
         if bank_part:
             [row] = new
             outcome = "failnow" if bank == "failnow" else "ok"
-            assert (row.payout_id, row.amount, row.status, row.bank_account_id, row.pending_transfer_id, row.gateway_ref) \
-                == (p.id, bank_part, "PENDING", self.banks[p.connection][outcome], rows[-1].id, None)
+            assert (row.payout_id, row.amount, row.status, row.bank_account_id, row.pending_transfer_id,
+                    row.gateway_ref) == (p.id, bank_part, "PENDING", mine[outcome], rows[-1].id, None)
             b = BankTransfer(row.id, p, bank_part, outcome, rows[-1].id)
             self.bank_transfers.append(b)
         else:
@@ -806,52 +851,36 @@ class LedgerMachine(RuleBasedStateMachine):
         if (who, key) in self.refused:
             self.refused.remove((who, key))
         self.claims.append(Claim(who, key, operation, p.id, amount, bank_account_id, disposition, b))
-        if b is not None and send:
-            self.submit(b)
+        if b is not None and send != "process dies":
+            self.submit(b, reachable=send == "sent")
 
     @precondition(lambda self: self.payouts)
     @rule(data=st.data(), size=sizes, short=st.booleans(), key_kind=key_kinds, stranger=strangers)
     def credit_a_payout(self, data: st.DataObject, size: str, short: bool, key_kind: str, stranger: bool) -> None:
-        self.dispose("credit", data, size, short, "default", key_kind, stranger, True)
+        self.dispose("credit", data, size, short, "default", key_kind, stranger, "sent")
 
     @precondition(lambda self: self.payouts)
     @rule(data=st.data(), size=sizes, short=st.booleans(), bank=bank_choices, key_kind=key_kinds,
-          stranger=strangers, send=sent)
+          stranger=strangers, send=sending)
     def transfer_a_payout(
-        self, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool, send: bool
+        self, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool, send: str
     ) -> None:
         self.dispose("transfer", data, size, short, bank, key_kind, stranger, send)
 
     @precondition(lambda self: self.payouts)
     @rule(data=st.data(), size=sizes, short=st.booleans(), bank=bank_choices, key_kind=key_kinds,
-          stranger=strangers, send=sent)
+          stranger=strangers, send=sending)
     def split_a_payout(
-        self, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool, send: bool
+        self, data: st.DataObject, size: str, short: bool, bank: str, key_kind: str, stranger: bool, send: str
     ) -> None:
         self.dispose("split", data, size, short, bank, key_kind, stranger, send)
 
     @precondition(lambda self: self.claims)
-    @rule(data=st.data())
-    def replay_a_disposition(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), change=st.sampled_from(["nothing", "nothing", "operation", "payout", "amount", "bank"]))
+    def use_an_idempotency_key_again(self, data: st.DataObject, change: str) -> None:
         """The same key with the same input moves nothing and answers with the first
-        disposition, as it now stands; like the app, a bank transfer never sent is sent now."""
-        c = data.draw(st.sampled_from(self.claims))
-        p = next(p for p in self.payouts if p.id == c.payout_id)
-        result = self.service(lambda s: self._call(
-            s, self.principals[c.connection], c.operation, c.payout_id, c.amount, c.bank_account_id, c.key))
-        assert not isinstance(result, Refused), f"replay of {c}: refused {result}"
-        self.absorb([])
-        assert self.new_bank_transfers() == []
-        disposition, _, _, _, transfer_id, left, status, _ = result
-        assert (disposition, transfer_id) == (c.disposition, c.bank.id if c.bank else None)
-        assert (left, status) == (self.model.available(p.account), self.status(p))
-        if c.bank is not None and c.bank.ref is None:
-            self.submit(c.bank)
-
-    @precondition(lambda self: self.claims)
-    @rule(data=st.data(), change=st.sampled_from(["operation", "payout", "amount", "bank"]))
-    def reuse_an_idempotency_key(self, data: st.DataObject, change: str) -> None:
-        """The same key with other input is refused, and moves nothing."""
+        disposition, as it now stands (like the app, a bank transfer never sent is sent
+        now); with other input it is refused, and moves nothing."""
         c = data.draw(st.sampled_from(self.claims))
         operation, payout_id, amount, bank_account_id = c.operation, c.payout_id, c.amount, c.bank_account_id
         if change == "operation":
@@ -863,23 +892,35 @@ class LedgerMachine(RuleBasedStateMachine):
             bank_account_id = data.draw(st.sampled_from([
                 b for b in (None, *self.banks[c.connection].values(), NO_SUCH_BANK_ACCOUNT) if b != c.bank_account_id
             ]))
-        else:
+        elif change != "nothing":  # "amount", or "bank" for a credit, which names none
             amount = data.draw(st.sampled_from([
                 a for a in ((None,) if operation != "split" else ()) + ("1.00", "2.00") if a != c.amount
             ]))
         result = self.service(lambda s: self._call(
             s, self.principals[c.connection], operation, payout_id, amount, bank_account_id, c.key))
-        assert result == Refused("IDEMPOTENCY_KEY_REUSED"), f"{c} again as {operation} {payout_id} {amount} " \
-            f"{bank_account_id}: {result}"
+        event(f"{c.operation} again, {change} changed: {'refused' if isinstance(result, Refused) else 'replayed'}")
         self.absorb([])
         assert self.new_bank_transfers() == []
+        if change != "nothing":
+            assert result == Refused("IDEMPOTENCY_KEY_REUSED"), (
+                f"{c} again as {operation} of payout {payout_id}, amount {amount}, bank account {bank_account_id}: "
+                f"{result}"
+            )
+            return
+        assert not isinstance(result, Refused), f"replay of {c}: refused {result}"
+        p = next(p for p in self.payouts if p.id == c.payout_id)
+        disposition, _, _, _, transfer_id, left, status, _ = result
+        assert (disposition, transfer_id) == (c.disposition, c.bank.id if c.bank else None)
+        assert (left, status) == (self.model.available(p.account), self.status(p))
+        if c.bank is not None and c.bank.ref is None:
+            self.submit(c.bank)
 
     @precondition(lambda self: self.bank_transfers)
     @rule(data=st.data(), status=EVENT_STATUSES, repeat=st.sampled_from([False, False, True]))
     def an_event_from_the_processor(self, data: st.DataObject, status: str, repeat: bool) -> None:
         """A webhook: applied if it moves its transfer forward, else stale; unknown for a
         transfer the processor was never told of; a repeated event id changes nothing."""
-        b = data.draw(st.sampled_from([*self.bank_transfers, None]))
+        b = data.draw(st.sampled_from([*self.bank_transfers, *self.flying(), None]))
         ref = f"sbt_sandbox_{b.outcome}_bt{b.id}" if b is not None else "sbt_sandbox_ok_nowhere"
         event_id = data.draw(st.sampled_from(sorted(self.events))) if repeat and self.events else f"evt_{self.key()}"
         failure = ("no_account", "Returned by the receiving bank.") if status == "FAILED" else (None, None)
@@ -895,30 +936,53 @@ class LedgerMachine(RuleBasedStateMachine):
         result = self.service(lambda s: payouts.record_event(
             s, event_id, "WEBHOOK", GatewayTransfer(ref, status, *failure), NOW, NOW))
         assert result == expected, f"{event_id} {status} for {b}: {result}, expected {expected}"
-        event(f"webhook: {expected}")
+        event(f"webhook {status}: {expected}")
         if expected == "applied":
             assert b is not None
             moves = self.advance(b, status)
         self.events.add(event_id)
         self.absorb(moves)
 
+    def sent(self) -> list[BankTransfer]:
+        return [b for b in self.flying() if b.ref is not None]
+
+    @precondition(lambda self: self.sent())
+    @rule(data=st.data())
+    def the_processor_sends_its_next_webhook(self, data: st.DataObject) -> None:
+        """The sandbox's own webhooks for a transfer it was sent, in its order (IN_TRANSIT,
+        then PAID), each with the event id a processor gives it."""
+        b = data.draw(st.sampled_from(self.sent()))
+        assert b.ref is not None
+        e = next(e for e in self.gateways[True].events(b.ref) if ORDER[e.status] > ORDER[b.status])
+        event_id = f"{b.ref}:{e.type}"
+        assert event_id not in self.events
+        answer = GatewayTransfer(b.ref, e.status, e.failure_code, e.failure_reason)
+        result = self.service(lambda s: payouts.record_event(s, event_id, "WEBHOOK", answer, NOW, NOW))
+        assert result == "applied", f"{event_id} for {b}: {result}"
+        event(f"next webhook {e.status}: {result}")
+        self.events.add(event_id)
+        self.absorb(self.advance(b, e.status))
+
     @precondition(lambda self: self.bank_transfers)
-    @rule(data=st.data(), stranger=strangers)
-    def cancel_a_bank_transfer(self, data: st.DataObject, stranger: bool) -> None:
-        """Only a PENDING transfer can be canceled, by its own Partner: its amount is available again."""
-        b = data.draw(st.sampled_from(self.bank_transfers))
+    @rule(data=st.data(), stranger=strangers, reachable=reachable)
+    def cancel_a_bank_transfer(self, data: st.DataObject, stranger: bool, reachable: bool) -> None:
+        """Only a PENDING transfer can be canceled, by its own Partner, and once sent only
+        if the processor answers that it stopped it: its amount is available again."""
+        b = data.draw(st.sampled_from([*self.bank_transfers, *self.flying()]))
         _, principal = self.principal(b.payout.connection, stranger)
         expected = (
             "NOT_FOUND" if stranger else "NOT_CANCELABLE" if b.status != "PENDING"
-            else "NOT_CANCELABLE" if b.ref is not None and b.outcome == "failnow" else None
+            else None if b.ref is None  # never sent: nothing to ask the processor
+            else "GATEWAY_UNAVAILABLE" if not reachable
+            else "NOT_CANCELABLE" if b.outcome == "failnow" else None
         )
 
         async def work(session: AsyncSession) -> tuple[int, str]:
-            payout, transfer = await payouts.cancel(session, principal, self.gateway, b.id, NOW)
+            payout, transfer = await payouts.cancel(session, principal, self.gateways[reachable], b.id, NOW)
             return payout.available_amount, transfer.status
 
+        event(f"cancel {b.status}{'' if b.ref else ' unsent'}: {expected or 'CANCELED'}")
         result = self.service(work)
-        event(f"cancel: {expected or 'CANCELED'}")
         if expected is not None:
             assert result == Refused(expected), f"cancel of {b}: {result}, expected {expected}"
             self.absorb([])
@@ -928,13 +992,17 @@ class LedgerMachine(RuleBasedStateMachine):
         assert result == (self.model.available(b.payout.account), "CANCELED")
 
     @precondition(lambda self: self.bank_transfers)
-    @rule(data=st.data())
-    def sync_a_bank_transfer(self, data: st.DataObject) -> None:
-        """`payouts sync`: sends a transfer never sent; else asks the sandbox, where it is PAID."""
+    @rule(data=st.data(), reachable=reachable)
+    def sync_a_bank_transfer(self, data: st.DataObject, reachable: bool) -> None:
+        """`payouts sync`: sends a transfer never sent; else asks the sandbox, where it is
+        PAID; nothing changes while the processor cannot be reached."""
         b = data.draw(st.sampled_from(self.bank_transfers))
+        before = b.status
         moves: list[Transfer] = []
-        if b.status not in m.IN_FLIGHT:
+        if b.status not in IN_FLIGHT:
             expected = "unchanged"
+        elif not reachable:
+            expected = "unavailable"
         elif b.ref is None:
             expected, moves = "submitted", self.submitted(b)
         elif f"sync:{b.ref}:PAID" in self.events:
@@ -942,9 +1010,9 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             self.events.add(f"sync:{b.ref}:PAID")
             expected, moves = "applied", self.advance(b, "PAID")
-        result = self.service(lambda s: payouts.sync_one(s, self.gateway, b.id, NOW))
+        event(f"sync {before}{'' if b.ref or moves else ' unsent'}: {expected}")
+        result = self.service(lambda s: payouts.sync_one(s, self.gateways[reachable], b.id, NOW))
         assert result == expected, f"sync of {b}: {result}, expected {expected}"
-        event(f"sync: {expected}")
         self.absorb(moves)
 
     # ---- after every step ------------------------------------------------------------
@@ -966,7 +1034,6 @@ class LedgerMachine(RuleBasedStateMachine):
         assert count == len(self.model.transfers)
         for a in self.model.partner:
             assert self.model.available(a) >= 0
-
 
     @invariant()
     def payouts_agree_with_the_model(self) -> None:
@@ -1002,15 +1069,18 @@ class LedgerMachine(RuleBasedStateMachine):
         assert dispositions == self.dispositions
         assert events == len(self.events)
         # A wallet gets from payouts only what the model's dispositions credited to it.
-        expected = {self.wallets[c]: sum(p.wallet for p in self.payouts if p.connection == c) for c in range(CONNECTIONS)}
+        expected = {
+            self.wallets[c]: sum(p.wallet for p in self.payouts if p.connection == c) for c in range(CONNECTIONS)
+        }
         assert credited == {w: n for w, n in expected.items() if n}
+
 
 def test_random_sequences_of_transfers_keep_every_ledger_invariant(template: Path) -> None:
     run_state_machine_as_test(
         lambda: LedgerMachine(template),
         settings=settings(
             max_examples=int(os.environ.get("LEDGER_EXAMPLES", "30")),
-            stateful_step_count=int(os.environ.get("LEDGER_STEPS", "15")),
+            stateful_step_count=int(os.environ.get("LEDGER_STEPS", "20")),
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
