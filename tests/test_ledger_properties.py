@@ -100,7 +100,8 @@ funding = st.sampled_from(sorted(FUNDING))
 # Payouts.
 OPERATIONS = ("credit", "transfer", "split")
 # How much to ask for: part of what is available, exactly all of it, more, none
-# (= all; a split always names its wallet amount) or text that is no amount.
+# (= all; a split always names its wallet amount, so for it "all" is exactly all
+# of it), or text that is no amount.
 sizes = st.sampled_from(["part", "part", "part", "exact", "more", "all", "invalid"])
 INVALID_AMOUNTS = ("0", "0.00", "-1.00", "1.234", "0.001", "abc", "", "1e3", "12,50", "1_000", "99999999999.99")
 # Which bank account a transfer or split names: the default (none named), the
@@ -788,9 +789,9 @@ class LedgerMachine(RuleBasedStateMachine):
             invalid, amount = True, data.draw(st.sampled_from(INVALID_AMOUNTS))
         elif size != "all" or operation == "split":
             top = max(1, available - 1 if operation == "split" else available)
-            cents = (
-                data.draw(st.integers(min_value=1, max_value=top)) if size in ("part", "all")
-                else max(1, available) if size == "exact"
+            cents = (  # a split's "all" is a wallet amount of all that is available: nothing left for the bank
+                data.draw(st.integers(min_value=1, max_value=top)) if size == "part"
+                else max(1, available) if size in ("exact", "all")
                 else available + data.draw(st.integers(min_value=1, max_value=10_000))
             )
             amount = usd(cents, short)
