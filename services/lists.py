@@ -7,9 +7,9 @@ services.pagination), so DataLoaders can batch them.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import String, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
@@ -60,27 +60,32 @@ async def invoices(
     session: AsyncSession, connection_ids: Sequence[int], f: InvoiceFilter, args: PageArgs
 ) -> dict[int, Page[m.Invoice]]:
     """Newest issued first."""
-    stmt = select(m.Invoice)
-    if f.status:
-        stmt = stmt.where(m.Invoice.status.in_([s.value for s in f.status]))
-    if f.type:
-        stmt = stmt.where(m.Invoice.type.in_([t.value for t in f.type]))
+    def build() -> Any:
+        stmt = select(m.Invoice)
+        if f.status:
+            stmt = stmt.where(m.Invoice.status.in_(bindparam("status", expanding=True)))
+        if f.type:
+            stmt = stmt.where(m.Invoice.type.in_(bindparam("type", expanding=True)))
+        return stmt
+
+    params = {"status": [s.value for s in f.status], "type": [t.value for t in f.type]}
     order = [(m.Invoice.issued_at, True), (m.Invoice.id, True)]
-    return await fetch_pages(session, stmt, m.Invoice, m.Invoice.connection_id, connection_ids, order, args)
+    return await fetch_pages(
+        session, ("invoices", bool(f.status), bool(f.type)), build, params,
+        m.Invoice, m.Invoice.connection_id, connection_ids, order, args,
+    )
 
 
-def _ticket_filter(stmt: Any, f: TicketFilter) -> Any:
-    if f.status:
-        stmt = stmt.where(m.Ticket.status.in_([s.value for s in f.status]))
-    if f.priority:
-        stmt = stmt.where(m.Ticket.priority.in_([p.value for p in f.priority]))
-    if f.assignee_id is not None:
-        stmt = stmt.where(m.Ticket.assigned_to_id == f.assignee_id)
-    if f.unassigned is not None:
-        stmt = stmt.where(
-            m.Ticket.assigned_to_id.is_(None) if f.unassigned else m.Ticket.assigned_to_id.is_not(None)
-        )
-    if f.search and f.search.strip():
+def _ticket_filter(f: TicketFilter) -> tuple[Any, dict[str, Any], Callable[[Any], Any]]:
+    """(shape, parameters, where) of a ticket filter: `where` adds its conditions to a statement."""
+    params: dict[str, Any] = {
+        "status": [s.value for s in f.status],
+        "priority": [p.value for p in f.priority],
+        "assignee": f.assignee_id,
+    }
+    search = bool(f.search and f.search.strip())
+    if search:
+        assert f.search is not None
         words = f.search.strip().lower()
         if len(words) > MAX_SEARCH:
             raise DomainError(
@@ -89,14 +94,31 @@ def _ticket_filter(stmt: Any, f: TicketFilter) -> Any:
         # Escape the escape character first, so a trailing backslash stays literal.
         for char in ("\\", "%", "_"):
             words = words.replace(char, "\\" + char)
-        pattern = f"%{words}%"
-        stmt = stmt.where(
-            or_(
-                m.Ticket.title.ilike(pattern, escape="\\"),
-                m.Ticket.description.ilike(pattern, escape="\\"),
+        params["pattern"] = f"%{words}%"
+    shape = (bool(f.status), bool(f.priority), f.assignee_id is not None, f.unassigned, search)
+
+    def where(stmt: Any) -> Any:
+        if f.status:
+            stmt = stmt.where(m.Ticket.status.in_(bindparam("status", expanding=True)))
+        if f.priority:
+            stmt = stmt.where(m.Ticket.priority.in_(bindparam("priority", expanding=True)))
+        if f.assignee_id is not None:
+            stmt = stmt.where(m.Ticket.assigned_to_id == bindparam("assignee"))
+        if f.unassigned is not None:
+            stmt = stmt.where(
+                m.Ticket.assigned_to_id.is_(None) if f.unassigned else m.Ticket.assigned_to_id.is_not(None)
             )
-        )
-    return stmt
+        if search:
+            pattern = bindparam("pattern", type_=String)
+            stmt = stmt.where(
+                or_(
+                    m.Ticket.title.ilike(pattern, escape="\\"),
+                    m.Ticket.description.ilike(pattern, escape="\\"),
+                )
+            )
+        return stmt
+
+    return shape, params, where
 
 
 async def connection_tickets(
@@ -104,8 +126,11 @@ async def connection_tickets(
 ) -> dict[int, Page[m.Ticket]]:
     """A Partner's tickets, newest activity first."""
     order = [(m.Ticket.last_activity_at, True), (m.Ticket.id, True)]
-    stmt = _ticket_filter(select(m.Ticket), f)
-    return await fetch_pages(session, stmt, m.Ticket, m.Ticket.connection_id, connection_ids, order, args)
+    shape, params, where = _ticket_filter(f)
+    return await fetch_pages(
+        session, ("tickets", shape), lambda: where(select(m.Ticket)), params,
+        m.Ticket, m.Ticket.connection_id, connection_ids, order, args,
+    )
 
 
 async def support_queue(
@@ -119,15 +144,24 @@ async def support_queue(
         raise Forbidden("Only Revampd staff can read the support queue.")
     if not f.status:
         f = replace(f, status=WAITING)
-    stmt = _ticket_filter(select(m.Ticket), f)
-    if f.partner_id is not None:
-        stmt = stmt.where(
-            exists().where(
-                m.Connection.id == m.Ticket.connection_id, m.Connection.partner_id == f.partner_id
+    shape, params, where = _ticket_filter(f)
+
+    def build() -> Any:
+        stmt = where(select(m.Ticket))
+        if f.partner_id is not None:
+            stmt = stmt.where(
+                exists().where(
+                    m.Connection.id == m.Ticket.connection_id, m.Connection.partner_id == bindparam("partner")
+                )
             )
-        )
+        return stmt
+
+    params["partner"] = f.partner_id
     order = [(m.Ticket.last_activity_at, False), (m.Ticket.id, False)]
-    pages = await fetch_pages(session, stmt, m.Ticket, None, [0], order, args)
+    pages = await fetch_pages(
+        session, ("support_queue", shape, f.partner_id is not None), build, params,
+        m.Ticket, None, [0], order, args,
+    )
     return pages[0]
 
 
@@ -135,12 +169,14 @@ async def ticket_messages(
     session: AsyncSession, ticket_ids: Sequence[int], include_internal: bool, args: PageArgs
 ) -> dict[int, Page[m.TicketMessage]]:
     """Oldest first, as a conversation reads."""
-    stmt = select(m.TicketMessage)
-    if not include_internal:
-        stmt = stmt.where(m.TicketMessage.internal.is_(False))
+    def build() -> Any:
+        stmt = select(m.TicketMessage)
+        return stmt if include_internal else stmt.where(m.TicketMessage.internal.is_(False))
+
     order = [(m.TicketMessage.created_at, False), (m.TicketMessage.id, False)]
     return await fetch_pages(
-        session, stmt, m.TicketMessage, m.TicketMessage.ticket_id, ticket_ids, order, args
+        session, ("ticket_messages", include_internal), build, {},
+        m.TicketMessage, m.TicketMessage.ticket_id, ticket_ids, order, args,
     )
 
 
@@ -150,7 +186,8 @@ async def wallet_entries(
     """A wallet account's entries (its statement), newest first."""
     order = [(m.LedgerEntry.created_at, True), (m.LedgerEntry.id, True)]
     return await fetch_pages(
-        session, select(m.LedgerEntry), m.LedgerEntry, m.LedgerEntry.account_id, account_ids, order, args
+        session, "wallet_entries", lambda: select(m.LedgerEntry), {},
+        m.LedgerEntry, m.LedgerEntry.account_id, account_ids, order, args,
     )
 
 
@@ -160,7 +197,9 @@ async def affiliate_payouts(
     order = [(m.AffiliatePayout.period_end, True), (m.AffiliatePayout.id, True)]
     return await fetch_pages(
         session,
-        select(m.AffiliatePayout),
+        "affiliate_payouts",
+        lambda: select(m.AffiliatePayout),
+        {},
         m.AffiliatePayout,
         m.AffiliatePayout.connection_id,
         connection_ids,
@@ -172,22 +211,30 @@ async def affiliate_payouts(
 async def payouts(
     session: AsyncSession, connection_ids: Sequence[int], f: PayoutFilter, args: PageArgs
 ) -> dict[int, Page[m.Payout]]:
-    stmt = select(m.Payout)
-    if f.status:
-        stmt = stmt.where(m.Payout.status.in_([s.value for s in f.status]))
+    def build() -> Any:
+        stmt = select(m.Payout)
+        return stmt.where(m.Payout.status.in_(bindparam("status", expanding=True))) if f.status else stmt
+
     order = [(m.Payout.period_end, True), (m.Payout.id, True)]
-    return await fetch_pages(session, stmt, m.Payout, m.Payout.connection_id, connection_ids, order, args)
+    return await fetch_pages(
+        session, ("payouts", bool(f.status)), build, {"status": [s.value for s in f.status]},
+        m.Payout, m.Payout.connection_id, connection_ids, order, args,
+    )
 
 
 async def sub_org_transactions(
     session: AsyncSession, connection_ids: Sequence[int], f: SubOrgTransactionFilter, args: PageArgs
 ) -> dict[int, Page[m.SubOrgTransaction]]:
     """Newest first (by when they occurred)."""
-    stmt = select(m.SubOrgTransaction)
-    if f.unpaid is not None:
+    def build() -> Any:
+        stmt = select(m.SubOrgTransaction)
+        if f.unpaid is None:
+            return stmt
         paid_by = m.SubOrgTransaction.payout_id
-        stmt = stmt.where(paid_by.is_(None) if f.unpaid else paid_by.is_not(None))
+        return stmt.where(paid_by.is_(None) if f.unpaid else paid_by.is_not(None))
+
     order = [(m.SubOrgTransaction.occurred_at, True), (m.SubOrgTransaction.id, True)]
     return await fetch_pages(
-        session, stmt, m.SubOrgTransaction, m.SubOrgTransaction.connection_id, connection_ids, order, args
+        session, ("sub_org_transactions", f.unpaid), build, {},
+        m.SubOrgTransaction, m.SubOrgTransaction.connection_id, connection_ids, order, args,
     )

@@ -12,9 +12,9 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Hashable, Sequence, TypeVar
 
-from sqlalchemy import Select, and_, func, literal, or_, select
+from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -115,18 +115,30 @@ def _beyond(order: Order, values: list[Any], after: bool) -> Any:
     return or_(*clauses)
 
 
+# Statements by shape, built once: a page of the same list with other parents, cursor
+# values, filter values or size is the same statement with other bound parameters.
+# Building a statement (and its cache key) costs more than running it on SQLite.
+_STATEMENTS: dict[Any, Select[Any]] = {}
+
+
 async def fetch_pages(
     session: AsyncSession,
-    stmt: Select[Any],
+    shape: Hashable,
+    build: Callable[[], Select[Any]],
+    params: dict[str, Any],
     model: type[T],
     partition: InstrumentedAttribute[Any] | None,
     parent_ids: Sequence[Any],
     order: Order,
     args: PageArgs,
 ) -> dict[Any, Page[T]]:
-    """The page `args` of `stmt`'s rows for each parent, keyed by parent id.
+    """The page `args` of the rows of `build()` for each parent, keyed by parent id.
 
-    With no `partition`, the whole of `stmt` is one list, keyed by parent_ids[0].
+    `build()` makes the list's statement with `bindparam`s for whatever varies (its
+    values in `params`), and `shape` names that statement: one `shape` always builds
+    the same statement. With no `partition`, the whole list is one list, keyed by
+    parent_ids[0]. One parent (the common case) reads `LIMIT size + 1` rows of it;
+    several read their pages together, numbered by ROW_NUMBER over the parent.
     """
     pages: dict[Any, Page[T]] = {
         pid: Page(
@@ -138,31 +150,28 @@ async def fetch_pages(
     }
     if args.size == 0 or not parent_ids:
         return pages
-    # Walking backwards is walking forwards over the reversed order.
-    walk = list(order) if args.forward else [(c, not d) for c, d in order]
     cursor = args.after if args.forward else args.before
-    if partition is None:
-        key: Any = literal(parent_ids[0])
-    else:
-        key = partition
-        stmt = stmt.where(partition.in_(list(parent_ids)))
+    single = partition is None or len(parent_ids) == 1
+    key = (shape, model, partition, tuple(order), args.forward, cursor is not None, single)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = _page_statement(build(), model, partition, order, args.forward, cursor, single)
+    params = {**params, "page_limit": args.size + 1}
     if cursor is not None:
         values = decode_cursor(cursor, order, "after" if args.forward else "before")
-        stmt = stmt.where(_beyond(walk, values, after=True))
-    rank = func.row_number().over(
-        partition_by=partition, order_by=[c.desc() if d else c.asc() for c, d in walk]
-    )
-    inner = stmt.add_columns(key.label("page_key"), rank.label("page_rank")).subquery()
-    row = aliased(model, inner)
-    rows = await session.execute(
-        select(row, inner.c.page_key)
-        .where(inner.c.page_rank <= args.size + 1)
-        .order_by(inner.c.page_key, inner.c.page_rank)
-    )
+        params.update({f"page_cursor_{i}": v for i, v in enumerate(values)})
     grouped: dict[Any, list[T]] = {}
-    for item, pid in rows.all():
-        grouped.setdefault(pid, []).append(item)
+    if single:
+        if partition is not None:
+            params["page_parent"] = parent_ids[0]
+        grouped[parent_ids[0]] = list((await session.scalars(stmt, params)).all())
+    else:
+        params["page_parents"] = list(parent_ids)
+        for item, pid in (await session.execute(stmt, params)).all():
+            grouped.setdefault(pid, []).append(item)
     for pid, items in grouped.items():
+        if not items:
+            continue
         more = len(items) > args.size
         items = items[: args.size]
         if not args.forward:
@@ -174,3 +183,35 @@ async def fetch_pages(
         else:
             page.has_previous_page = more
     return pages
+
+
+def _page_statement(
+    stmt: Select[Any],
+    model: type[Any],
+    partition: InstrumentedAttribute[Any] | None,
+    order: Order,
+    forward: bool,
+    cursor: str | None,
+    single: bool,
+) -> Select[Any]:
+    # Walking backwards is walking forwards over the reversed order.
+    walk = list(order) if forward else [(c, not d) for c, d in order]
+    if cursor is not None:
+        values = [bindparam(f"page_cursor_{i}", type_=c.type) for i, (c, _) in enumerate(order)]
+        stmt = stmt.where(_beyond(walk, values, after=True))
+    by = [c.desc() if d else c.asc() for c, d in walk]
+    limit = bindparam("page_limit", type_=Integer)
+    if single:
+        if partition is not None:
+            stmt = stmt.where(partition == bindparam("page_parent"))
+        return stmt.order_by(*by).limit(limit)
+    assert partition is not None
+    stmt = stmt.where(partition.in_(bindparam("page_parents", expanding=True)))
+    rank = func.row_number().over(partition_by=partition, order_by=by)
+    inner = stmt.add_columns(partition.label("page_key"), rank.label("page_rank")).subquery()
+    row = aliased(model, inner)
+    return (
+        select(row, inner.c.page_key)
+        .where(inner.c.page_rank <= limit)
+        .order_by(inner.c.page_key, inner.c.page_rank)
+    )
