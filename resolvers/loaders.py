@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -22,9 +22,30 @@ from services import lists
 from services.access import Principal
 from services.errors import DomainError
 from services.pagination import Page, PageArgs
+from services import visibility as vis
 from services.visibility import visible
 
 T = TypeVar("T")
+
+# Each loader's statement, built once per kind of caller (staff or Partner user) and
+# run with the keys and the caller's ids as bound parameters (services.visibility).
+_STATEMENTS: dict[Any, Any] = {}
+
+
+def _statement(key: Any, principal: Principal, build: Callable[[Principal], Any]) -> Any:
+    shape = vis.shape_of(principal)
+    stmt = _STATEMENTS.get((key, shape))
+    if stmt is None:
+        stmt = _STATEMENTS[(key, shape)] = build(shape)
+    return stmt
+
+
+def _params(principal: Principal, keys: Sequence[Any]) -> dict[str, Any]:
+    return {"keys": list(set(keys)), **vis.params(principal)}
+
+
+def _in_keys(column: Any) -> Any:
+    return column.in_(bindparam("keys", expanding=True))
 
 
 class ByColumn(DataLoader[Any, Any], Generic[T]):
@@ -43,8 +64,11 @@ class ByColumn(DataLoader[Any, Any], Generic[T]):
         self.by_id = by_id
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[T | None]:
-        stmt = select(self.model).where(self.column.in_(set(keys)), visible(self.model, self.principal))
-        rows = list(await self.session.scalars(stmt))
+        stmt = _statement(
+            ("by", self.model, self.column.key), self.principal,
+            lambda p: select(self.model).where(_in_keys(self.column), visible(self.model, p)),
+        )
+        rows = list(await self.session.scalars(stmt, _params(self.principal, keys)))
         if self.by_id is not None:  # a row found by another key is now known by id too
             for r in rows:
                 self.by_id.prime(r.id, r)  # type: ignore[attr-defined]
@@ -72,21 +96,25 @@ class ListByColumn(DataLoader[Any, Any], Generic[T]):
         self.order, self.with_parent = order, with_parent
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[list[T]]:
-        stmt = (
-            select(self.model)
-            .where(self.column.in_(set(keys)), visible(self.model, self.principal))
-            .order_by(*self.order)
-        )
+        def build(p: Principal) -> Any:
+            stmt = select(self.model).where(_in_keys(self.column), visible(self.model, p)).order_by(*self.order)
+            if self.with_parent is not None:
+                fk, parents = self.with_parent
+                stmt = stmt.add_columns(parents.model).outerjoin(
+                    parents.model, and_(parents.column == fk, visible(parents.model, p))
+                )
+            return stmt
+
+        parent_key = None if self.with_parent is None else (self.with_parent[0], self.with_parent[1].model)
+        stmt = _statement(("list", self.model, self.column.key, self.order, parent_key), self.principal, build)
+        params = _params(self.principal, keys)
         grouped: dict[Any, list[T]] = defaultdict(list)
         if self.with_parent is None:
-            for r in await self.session.scalars(stmt):
+            for r in await self.session.scalars(stmt, params):
                 grouped[getattr(r, self.column.key)].append(r)
         else:
-            fk, parents = self.with_parent
-            stmt = stmt.add_columns(parents.model).outerjoin(
-                parents.model, and_(parents.column == fk, visible(parents.model, self.principal))
-            )
-            for r, parent in (await self.session.execute(stmt)).all():
+            parents = self.with_parent[1]
+            for r, parent in (await self.session.execute(stmt, params)).all():
                 if parent is not None:
                     parents.prime(getattr(parent, parents.column.key), parent)
                 grouped[getattr(r, self.column.key)].append(r)
@@ -129,6 +157,17 @@ class MessageStats(DataLoader[int, tuple[int, m.TicketMessage | None]]):
         self.session, self.principal, self.users = session, principal, users
 
     async def batch_load_fn(self, keys: Sequence[int]) -> list[tuple[int, m.TicketMessage | None]]:
+        stmt = _statement("message_stats", self.principal, self._build)
+        rows = await self.session.execute(stmt, _params(self.principal, keys))
+        found = {}
+        for msg, n, author in rows.all():
+            if author is not None:  # the author is shown with the message
+                self.users.prime(author.id, author)
+            found[msg.ticket_id] = (n, msg)
+        return [found.get(k, (0, None)) for k in keys]
+
+    @staticmethod
+    def _build(p: Principal) -> Any:
         ranked = (
             select(
                 m.TicketMessage.id,
@@ -140,23 +179,15 @@ class MessageStats(DataLoader[int, tuple[int, m.TicketMessage | None]]):
                 )
                 .label("r"),
             )
-            .where(m.TicketMessage.ticket_id.in_(set(keys)), visible(m.TicketMessage, self.principal))
+            .where(_in_keys(m.TicketMessage.ticket_id), visible(m.TicketMessage, p))
             .subquery()
         )
-        rows = await self.session.execute(
+        return (
             select(m.TicketMessage, ranked.c.n, m.User)
             .join(ranked, ranked.c.id == m.TicketMessage.id)
-            .outerjoin(
-                m.User, and_(m.User.id == m.TicketMessage.author_id, visible(m.User, self.principal))
-            )
+            .outerjoin(m.User, and_(m.User.id == m.TicketMessage.author_id, visible(m.User, p)))
             .where(ranked.c.r == 1)
         )
-        found = {}
-        for msg, n, author in rows.all():
-            if author is not None:  # the author is shown with the message
-                self.users.prime(author.id, author)
-            found[msg.ticket_id] = (n, msg)
-        return [found.get(k, (0, None)) for k in keys]
 
 
 @dataclass(frozen=True)
@@ -177,8 +208,18 @@ class StateByConnection(DataLoader[int, ConnectionState]):
         self.session, self.principal, self.plans = session, principal, plans
 
     async def batch_load_fn(self, keys: Sequence[int]) -> list[ConnectionState]:
-        p = self.principal
-        rows = await self.session.execute(
+        stmt = _statement("connection_state", self.principal, self._build)
+        rows = await self.session.execute(stmt, _params(self.principal, keys))
+        found = {}
+        for cid, subscription, plan, usage, wallet in rows.all():
+            if plan is not None:
+                self.plans.prime(plan.id, plan)
+            found[cid] = ConnectionState(subscription, usage, wallet)
+        return [found.get(k, ConnectionState(None, None, None)) for k in keys]
+
+    @staticmethod
+    def _build(p: Principal) -> Any:
+        return (
             select(m.Connection.id, m.Subscription, m.Plan, m.Usage, m.LedgerAccount)
             .outerjoin(m.Subscription, m.Subscription.connection_id == m.Connection.id)
             .outerjoin(m.Plan, and_(m.Plan.id == m.Subscription.plan_id, visible(m.Plan, p)))
@@ -187,14 +228,8 @@ class StateByConnection(DataLoader[int, ConnectionState]):
                 m.LedgerAccount,
                 and_(m.LedgerAccount.connection_id == m.Connection.id, m.LedgerAccount.kind == "WALLET"),
             )
-            .where(m.Connection.id.in_(set(keys)), visible(m.Connection, p))
+            .where(_in_keys(m.Connection.id), visible(m.Connection, p))
         )
-        found = {}
-        for cid, subscription, plan, usage, wallet in rows.all():
-            if plan is not None:
-                self.plans.prime(plan.id, plan)
-            found[cid] = ConnectionState(subscription, usage, wallet)
-        return [found.get(k, ConnectionState(None, None, None)) for k in keys]
 
 
 class Loaders:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
-from services.access import Principal
+from services.access import STAFF_ROLES, Principal
 
 Rule = Callable[[Principal], ColumnElement[bool]]
 
@@ -34,8 +34,26 @@ def has_rule(model: type[Any]) -> bool:
     return model in RULES
 
 
-def _is(column: InstrumentedAttribute[Any], value: int | None) -> ColumnElement[bool]:
-    return column == value if value is not None else false()
+# The caller's ids enter every condition as these bound parameters, so that a loader
+# can build its statement once and run it for any caller with `params(principal)`.
+# A statement run without them compares with NULL and reads nothing.
+def _is(column: InstrumentedAttribute[Any], key: str, value: int | None) -> ColumnElement[bool]:
+    return column == bindparam(key, value, type_=Integer)
+
+
+def params(principal: Principal) -> dict[str, int | None]:
+    """The values of the bound parameters in `visible(model, principal)`."""
+    return {"vis_partner": principal.partner_id, "vis_connection": principal.connection_id}
+
+
+# Stand-ins for any staff / any Partner caller: a statement built with one of these
+# is the same for every caller of its kind (run it with `params(principal)`).
+ANY_STAFF = Principal(user_id=0, partner_id=None, connection_id=None, roles=STAFF_ROLES)
+ANY_PARTNER_USER = Principal(user_id=0, partner_id=None, connection_id=None, roles=frozenset())
+
+
+def shape_of(principal: Principal) -> Principal:
+    return ANY_STAFF if principal.is_staff else ANY_PARTNER_USER
 
 
 def _public(_: Principal) -> ColumnElement[bool]:
@@ -45,7 +63,7 @@ def _public(_: Principal) -> ColumnElement[bool]:
 
 def _own_connection(column: InstrumentedAttribute[Any]) -> Rule:
     """Rows of the caller's own connection."""
-    return lambda p: _is(column, p.connection_id)
+    return lambda p: _is(column, "vis_connection", p.connection_id)
 
 
 def _via(foreign_key: InstrumentedAttribute[Any], parent: type[Any]) -> Rule:
@@ -67,7 +85,7 @@ def _user(p: Principal) -> ColumnElement[bool]:
         ),
         m.User.id.in_(select(m.TicketMessage.author_id).where(visible(m.TicketMessage, p))),
     )
-    return or_(_is(m.User.partner_id, p.partner_id), and_(m.User.partner_id.is_(None), on_its_tickets))
+    return or_(_is(m.User.partner_id, "vis_partner", p.partner_id), and_(m.User.partner_id.is_(None), on_its_tickets))
 
 
 def sees_email(principal: Principal, user: m.User) -> bool:
@@ -87,8 +105,8 @@ SHOWN: dict[type[Any], Callable[[], ColumnElement[bool]]] = {
 RULES: dict[type[Any], Rule] = {
     m.Plan: _public,
     m.AddOnProduct: _public,
-    m.Partner: lambda p: _is(m.Partner.id, p.partner_id),
-    m.Connection: lambda p: _is(m.Connection.id, p.connection_id),
+    m.Partner: lambda p: _is(m.Partner.id, "vis_partner", p.partner_id),
+    m.Connection: lambda p: _is(m.Connection.id, "vis_connection", p.connection_id),
     m.User: _user,
     m.AddOn: _own_connection(m.AddOn.connection_id),
     m.Invoice: _own_connection(m.Invoice.connection_id),
