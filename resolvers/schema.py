@@ -41,6 +41,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.types import ExecutionContext
 
 from db.engine import is_busy
+from resolvers.executor import FastExecutionContext
 from resolvers.query import Query
 from schema.base import node_types  # every Node type, so that `node` can return any of them
 from server.settings import Settings
@@ -258,7 +259,9 @@ def _redacted(message: str) -> str:
     return _DIGITS.sub(lambda d: f"[{len(d.group())} digits]", message)
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None, *, fast_executor: bool = True) -> strawberry.Schema:
+    """`fast_executor=False` runs every operation through graphql-core's executor alone
+    (resolvers.executor gives up to it where it must); tests compare the two."""
     settings = settings or Settings()
     # Made once: ValidationCache keys on the rules, so they must be the same objects.
     rules = [
@@ -280,4 +283,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     from resolvers.mutation import Mutation
 
-    return Schema(query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions)
+    return Schema(
+        query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions,
+        execution_context_class=FastExecutionContext if fast_executor else None,
+    )

@@ -16,6 +16,7 @@ from schema.base import (
     decode_id,
     load_page,
     page_args,
+    prime,
     to_global_id,
 )
 from schema.billing import PaymentCard
@@ -116,7 +117,9 @@ class RevampdConnection(Node, model=m.Connection):
             search=filter.search if filter else None,
         )
         args = page_args(info, first, after, last, before)
-        page = await load_page(ctx(info).loaders.ticket_pages, (self.model.id, f, args))
+        loaders = ctx(info).loaders
+        page = await load_page(loaders.ticket_pages, (self.model.id, f, args))
+        await prime(info, page, Ticket.primes(loaders))
         return Connection.of(page, Ticket.of)
 
     @strawberry.field(description="Invoices, newest first.")
@@ -172,7 +175,9 @@ class RevampdConnection(Node, model=m.Connection):
     ) -> Connection[Payout]:
         f = lists.PayoutFilter(status=tuple(filter.status or ()) if filter else ())
         args = page_args(info, first, after, last, before)
-        page = await load_page(ctx(info).loaders.payout_pages, (self.model.id, f, args))
+        loaders = ctx(info).loaders
+        page = await load_page(loaders.payout_pages, (self.model.id, f, args))
+        await prime(info, page, Payout.primes(loaders))
         return Connection.of(page, Payout.of)
 
     @strawberry.field(description="Sub-Org transactions processed through Revampd, newest first.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Any, Callable, Self
 
 import strawberry
 
@@ -241,6 +241,14 @@ class Payout(Node, model=m.Payout):
             updated_at=p.updated_at,
             model=p,
         )
+
+    @staticmethod
+    def primes(loaders: Any) -> dict[str, Callable[[list[m.Payout]], Any]]:
+        """What a page of payouts loads at once for the item fields asked (schema.base.prime)."""
+        return {
+            "transfers": lambda rows: loaders.transfers_by_payout.load_many([p.id for p in rows]),
+            "dispositions": lambda rows: loaders.dispositions_by_payout.load_many([p.id for p in rows]),
+        }
 
     @strawberry.field(description="Its bank transfers, oldest first, whatever became of them.")
     async def transfers(self, info: strawberry.Info) -> list[BankTransfer]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import strawberry
 
@@ -94,6 +94,23 @@ class Ticket(Node, model=m.Ticket):
             closed_at=t.closed_at,
             model=t,
         )
+
+    @staticmethod
+    def primes(loaders: Any) -> dict[str, Callable[[list[m.Ticket]], Any]]:
+        """What a page of tickets loads at once for the item fields asked (schema.base.prime)."""
+
+        def stats(rows: list[m.Ticket]) -> Any:
+            return loaders.message_stats.load_many([t.id for t in rows])
+
+        def users(column: str) -> Callable[[list[m.Ticket]], Any]:
+            return lambda rows: loaders.user.load_many(list({getattr(t, column) for t in rows} - {None}))
+
+        return {
+            "messageCount": stats,
+            "lastMessage": stats,
+            "assignedTo": users("assigned_to_id"),
+            "createdBy": users("created_by_id"),
+        }
 
     @strawberry.field(description="Readable number, unique per connection (RVP-1042).")
     async def number(self, info: strawberry.Info) -> str:

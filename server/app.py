@@ -173,10 +173,10 @@ class State:
         return write_sessions(self.db)
 
 
-def create_app(settings: Settings) -> ASGIApp:
+def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     state = State(settings)
     verifier = TokenVerifier(settings)
-    schema = build_schema(settings)
+    schema = build_schema(settings, fast_executor=fast_executor)
     graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
 
     async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
