@@ -23,6 +23,7 @@ compares the two executors document by document.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine
 from typing import Any, Callable, Generator, Iterable, Mapping
 
@@ -201,6 +202,30 @@ class _Field:
             self.pass_info = None if resolver.info_parameter is None else resolver.info_parameter.name
 
 
+@functools.cache
+def _lazy_info(info_class: type[Any]) -> type[Any]:
+    """Strawberry's Info whose graphql-core resolve info is made only if it is read:
+    most resolvers read only `info.context`."""
+
+    class LazyInfo(info_class):  # type: ignore[misc, valid-type]
+        def __init__(self, run: _Run, field: _Field, parent: GraphQLObjectType, path: Path) -> None:
+            self._run, self._where = run, (field, parent, path)
+            self._field = field.strawberry
+
+        @property
+        def context(self) -> Any:
+            return self._run.executor.context_value
+
+        def __getattr__(self, name: str) -> Any:
+            if name != "_raw_info":
+                raise AttributeError(name)
+            field, parent, path = self._where
+            raw = self._raw_info = self._run.executor.build_resolve_info(field.definition, field.nodes, parent, path)
+            return raw
+
+    return LazyInfo
+
+
 class _Run:
     """One execution of one operation on the short path."""
 
@@ -210,7 +235,7 @@ class _Run:
         self.variables = executor.variable_values
         self.is_awaitable = executor.is_awaitable
         strawberry_schema = executor.schema._strawberry_schema  # type: ignore[attr-defined]
-        self.info_class = strawberry_schema.config.info_class
+        self.lazy_info = _lazy_info(strawberry_schema.config.info_class)
         # (awaitable, container, key, field, path): what is left to fill in.
         self.pending: list[tuple[Any, Any, Any, _Field, Path]] = []
 
@@ -284,8 +309,7 @@ class _Run:
             if field.direct is not None:
                 kwargs = {name: source for name in field.pass_source}
                 if field.pass_info is not None:
-                    raw = self.executor.build_resolve_info(field.definition, field.nodes, parent, here)
-                    kwargs[field.pass_info] = self.info_class(_raw_info=raw, _field=field.strawberry)
+                    kwargs[field.pass_info] = self.lazy_info(self, field, parent, here)
                 value = field.direct(source, **kwargs) if field.pass_self else field.direct(**kwargs)
             else:
                 info = self.executor.build_resolve_info(field.definition, field.nodes, parent, here)

@@ -121,6 +121,39 @@ async def resolve_node(info: strawberry.Info, gid: str) -> Node | None:
     return await node_types()[parsed[0]].load(info, parsed[1])
 
 
+# ---- Types read off a row -----------------------------------------------------
+
+_CHECKED: set[type[Any]] = set()
+
+
+class FromRow:
+    """A type shown from one row, made in no time: `made(model=row, ...)` keeps the
+    row, and each field in `from_row` is worked out from the object the first time it
+    is read (then kept), so a page of a hundred pays only for the fields a query
+    selects. A field left out of `from_row` must be given to `made`."""
+
+    from_row: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+
+    @classmethod
+    def made(cls, **given: Any) -> Self:
+        if cls not in _CHECKED:
+            for name in cls.from_row:
+                # A class attribute (a field's default) would be read instead of from_row.
+                if hasattr(cls, name):
+                    raise TypeError(f"{cls.__name__}.{name} has a default; a field read off the row cannot")
+            _CHECKED.add(cls)
+        obj = object.__new__(cls)
+        obj.__dict__.update(given)
+        return obj
+
+    def __getattr__(self, name: str) -> Any:
+        make = type(self).from_row.get(name)
+        if make is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = self.__dict__[name] = make(self)
+        return value
+
+
 # ---- Money -------------------------------------------------------------------
 
 @strawberry.type(description="An amount of money; `amount` is a decimal string, never a float.")

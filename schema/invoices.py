@@ -8,7 +8,7 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, ctx, to_global_id
+from schema.base import FromRow, Money, Node, UserError, ctx, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
 from schema.idempotency import required_idempotency_key_field
 from schema.users import User
@@ -58,7 +58,7 @@ class InvoiceFilter:
 
 
 @strawberry.type
-class Invoice(Node, model=m.Invoice):
+class Invoice(FromRow, Node, model=m.Invoice):
     number: str
     type: InvoiceType
     status: InvoiceStatus
@@ -83,31 +83,31 @@ class Invoice(Node, model=m.Invoice):
     )
     model: strawberry.Private[m.Invoice]
 
+    from_row = {
+        "id": lambda s: to_global_id("Invoice", s.model.id),
+        "number": lambda s: s.model.number,
+        "type": lambda s: InvoiceType(s.model.type),
+        "status": lambda s: InvoiceStatus(s.model.status),
+        "total": lambda s: Money.of(s.model.total, s.model.currency_code),
+        "amount_paid": lambda s: Money.of(s.model.amount_paid, s.model.currency_code),
+        "amount_due": lambda s: Money.of(invoices.amount_due(s.model), s.model.currency_code),
+        "payment_method": lambda s: PaymentMethod(s.model.payment_method) if s.model.payment_method else None,
+        "period_start": lambda s: s.model.period_start,
+        "period_end": lambda s: s.model.period_end,
+        "issued_at": lambda s: s.model.issued_at,
+        "opened_at": lambda s: s.model.opened_at,
+        "due_at": lambda s: s.model.due_at,
+        "paid_at": lambda s: s.model.paid_at,
+        "voided_at": lambda s: s.model.voided_at,
+        "void_reason": lambda s: s.model.void_reason,
+        "uncollectible_at": lambda s: s.model.uncollectible_at,
+        "payment_error": lambda s: s.model.payment_error,
+        "next_payment_attempt_at": lambda s: s.model.next_payment_attempt_at,
+    }
+
     @classmethod
     def of(cls, i: m.Invoice) -> "Invoice":
-        cur = i.currency_code
-        return cls(
-            id=to_global_id("Invoice", i.id),
-            number=i.number,
-            type=InvoiceType(i.type),
-            status=InvoiceStatus(i.status),
-            total=Money.of(i.total, cur),
-            amount_paid=Money.of(i.amount_paid, cur),
-            amount_due=Money.of(invoices.amount_due(i), cur),
-            payment_method=PaymentMethod(i.payment_method) if i.payment_method else None,
-            period_start=i.period_start,
-            period_end=i.period_end,
-            issued_at=i.issued_at,
-            opened_at=i.opened_at,
-            due_at=i.due_at,
-            paid_at=i.paid_at,
-            voided_at=i.voided_at,
-            void_reason=i.void_reason,
-            uncollectible_at=i.uncollectible_at,
-            payment_error=i.payment_error,
-            next_payment_attempt_at=i.next_payment_attempt_at,
-            model=i,
-        )
+        return cls.made(model=i)
 
     @strawberry.field
     async def line_items(self, info: strawberry.Info) -> list[InvoiceLineItem]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Callable, Self
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, ctx, to_global_id
+from schema.base import FromRow, Money, Node, UserError, ctx, to_global_id
 from schema.enums import (
     PayoutDispositionKind,
     PayoutMode,
@@ -64,7 +64,7 @@ class BankAccount(Node, model=m.BankAccount):
     "cancel it) -> IN_TRANSIT -> PAID, or FAILED with a reason. A FAILED or CANCELED transfer's amount is "
     "available on its payout again."
 )
-class BankTransfer(Node, model=m.BankTransfer):
+class BankTransfer(FromRow, Node, model=m.BankTransfer):
     amount: Money
     status: TransferStatus
     failure_code: str | None = strawberry.field(description="The processor's code when FAILED, e.g. no_account.")
@@ -78,23 +78,24 @@ class BankTransfer(Node, model=m.BankTransfer):
     canceled_at: datetime | None
     model: strawberry.Private[m.BankTransfer]
 
+    from_row = {
+        "id": lambda s: to_global_id("BankTransfer", s.model.id),
+        "amount": lambda s: Money.of(s.model.amount, s.currency),
+        "status": lambda s: TransferStatus(s.model.status),
+        "failure_code": lambda s: s.model.failure_code,
+        "failure_reason": lambda s: s.model.failure_reason,
+        "created_at": lambda s: s.model.created_at,
+        "updated_at": lambda s: s.model.updated_at,
+        "submitted_at": lambda s: s.model.submitted_at,
+        "in_transit_at": lambda s: s.model.in_transit_at,
+        "paid_at": lambda s: s.model.paid_at,
+        "failed_at": lambda s: s.model.failed_at,
+        "canceled_at": lambda s: s.model.canceled_at,
+    }
+
     @classmethod
     def of(cls, t: m.BankTransfer, currency: str) -> "BankTransfer":
-        return cls(
-            id=to_global_id("BankTransfer", t.id),
-            amount=Money.of(t.amount, currency),
-            status=TransferStatus(t.status),
-            failure_code=t.failure_code,
-            failure_reason=t.failure_reason,
-            created_at=t.created_at,
-            updated_at=t.updated_at,
-            submitted_at=t.submitted_at,
-            in_transit_at=t.in_transit_at,
-            paid_at=t.paid_at,
-            failed_at=t.failed_at,
-            canceled_at=t.canceled_at,
-            model=t,
-        )
+        return cls.made(model=t, currency=currency)
 
     @classmethod
     async def from_model(cls, info: strawberry.Info, t: m.BankTransfer) -> "BankTransfer":
@@ -201,7 +202,7 @@ class PayoutDisposition(Node, model=m.PayoutDisposition):
 
 
 @strawberry.type(description="The Partner's earnings from Sub-Org transactions for a period.")
-class Payout(Node, model=m.Payout):
+class Payout(FromRow, Node, model=m.Payout):
     period_type: PayoutPeriodType
     period_start: datetime
     period_end: datetime
@@ -220,27 +221,27 @@ class Payout(Node, model=m.Payout):
     updated_at: datetime
     model: strawberry.Private[m.Payout]
 
+    from_row = {
+        "id": lambda s: to_global_id("Payout", s.model.id),
+        "period_type": lambda s: PayoutPeriodType(s.model.period_type),
+        "period_start": lambda s: s.model.period_start,
+        "period_end": lambda s: s.model.period_end,
+        "gross_amount": lambda s: Money.of(s.model.gross_amount, s.model.currency_code),
+        "fee_amount": lambda s: Money.of(s.model.fee_amount, s.model.currency_code),
+        "amount": lambda s: Money.of(s.model.amount, s.model.currency_code),
+        "available_amount": lambda s: Money.of(s.model.available_amount, s.model.currency_code),
+        "wallet_amount": lambda s: Money.of(s.model.wallet_amount, s.model.currency_code),
+        "bank_amount_in_flight": lambda s: Money.of(s.model.bank_in_flight_amount, s.model.currency_code),
+        "bank_amount_paid": lambda s: Money.of(s.model.bank_paid_amount, s.model.currency_code),
+        "status": lambda s: PayoutStatus(s.model.status),
+        "disposition": lambda s: PayoutDispositionKind(s.model.disposition) if s.model.disposition else None,
+        "created_at": lambda s: s.model.created_at,
+        "updated_at": lambda s: s.model.updated_at,
+    }
+
     @classmethod
     def of(cls, p: m.Payout) -> "Payout":
-        cur = p.currency_code
-        return cls(
-            id=to_global_id("Payout", p.id),
-            period_type=PayoutPeriodType(p.period_type),
-            period_start=p.period_start,
-            period_end=p.period_end,
-            gross_amount=Money.of(p.gross_amount, cur),
-            fee_amount=Money.of(p.fee_amount, cur),
-            amount=Money.of(p.amount, cur),
-            available_amount=Money.of(p.available_amount, cur),
-            wallet_amount=Money.of(p.wallet_amount, cur),
-            bank_amount_in_flight=Money.of(p.bank_in_flight_amount, cur),
-            bank_amount_paid=Money.of(p.bank_paid_amount, cur),
-            status=PayoutStatus(p.status),
-            disposition=PayoutDispositionKind(p.disposition) if p.disposition else None,
-            created_at=p.created_at,
-            updated_at=p.updated_at,
-            model=p,
-        )
+        return cls.made(model=p)
 
     @staticmethod
     def primes(loaders: Any) -> dict[str, Callable[[list[m.Payout]], Any]]:

@@ -10,6 +10,7 @@ import strawberry
 from db import models as m
 from schema.base import (
     Connection,
+    FromRow,
     Node,
     UserError,
     ctx,
@@ -67,7 +68,7 @@ class TicketMessage(Node, model=m.TicketMessage):
 
 
 @strawberry.type
-class Ticket(Node, model=m.Ticket):
+class Ticket(FromRow, Node, model=m.Ticket):
     title: str
     description: str
     status: TicketStatus
@@ -79,21 +80,22 @@ class Ticket(Node, model=m.Ticket):
     closed_at: datetime | None
     model: strawberry.Private[m.Ticket]
 
+    from_row = {
+        "id": lambda s: to_global_id("Ticket", s.model.id),
+        "title": lambda s: s.model.title,
+        "description": lambda s: s.model.description,
+        "status": lambda s: TicketStatus(s.model.status),
+        "priority": lambda s: TicketPriority(s.model.priority),
+        "created_at": lambda s: s.model.created_at,
+        "updated_at": lambda s: s.model.updated_at,
+        "last_activity_at": lambda s: s.model.last_activity_at,
+        "resolved_at": lambda s: s.model.resolved_at,
+        "closed_at": lambda s: s.model.closed_at,
+    }
+
     @classmethod
     def of(cls, t: m.Ticket) -> "Ticket":
-        return cls(
-            id=to_global_id("Ticket", t.id),
-            title=t.title,
-            description=t.description,
-            status=TicketStatus(t.status),
-            priority=TicketPriority(t.priority),
-            created_at=t.created_at,
-            updated_at=t.updated_at,
-            last_activity_at=t.last_activity_at,
-            resolved_at=t.resolved_at,
-            closed_at=t.closed_at,
-            model=t,
-        )
+        return cls.made(model=t)
 
     @staticmethod
     def primes(loaders: Any) -> dict[str, Callable[[list[m.Ticket]], Any]]:
