@@ -15,10 +15,14 @@ The cases are generated, not listed: later cases take their cursors and ids from
 earlier answers (an endCursor, the ids on a list page), so a change in what one
 answer holds shows up as a difference in that answer first.
 
-Clock: nothing a query reads depends on the wall clock at query time (checked by
-capturing with the clock moved by days and years: the goldens are the same), only
-on the seeded data, which `seed_demo` derives from FIXED_DATE alone. So no field is
-normalized; `compare` looks at every field.
+Clock: nothing a query reads depends on the wall clock at query time, only on the
+seeded data, which `seed_demo` derives from FIXED_DATE alone (the read path never
+calls datetime.now; projectedNextInvoice.billedAt, planChangePreview.effectiveAt and
+pendingChange.effectiveAt come from the subscription's stored period end, and
+overdue/auto-close/billing are CLI jobs, not reads). Checked by capturing under
+time-machine with the wall clock at the seed day 00:00 and 23:59, 30 days before the
+seed, and 40 days and 3 years after the real date: the goldens were the same. So no
+field is normalized; `compare` looks at every field.
 """
 
 from __future__ import annotations
