@@ -92,27 +92,43 @@ class SerialSession(AsyncSession):
 
     A request's DataLoaders and resolvers run concurrently on one read session;
     a session (and its one connection) can only run one statement at a time.
+
+    A statement, once started, runs to its end even if the coroutine waiting for it
+    is cancelled (graphql-core cancels a field's siblings when the field fails), and
+    the session is rolled back and closed only after it: a driver interrupted in the
+    middle of a statement refuses the rollback ("another operation is in progress").
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._serial = asyncio.Lock()
 
+    async def _one_at_a_time(self, operation: Any) -> Any:
+        await self._serial.acquire()
+        try:
+            running = asyncio.ensure_future(operation)
+        except BaseException:
+            self._serial.release()
+            raise
+        running.add_done_callback(lambda _: self._serial.release())
+        return await asyncio.shield(running)
+
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._serial:
-            return await super().execute(*args, **kwargs)
+        return await self._one_at_a_time(super().execute(*args, **kwargs))
 
     async def scalar(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._serial:
-            return await super().scalar(*args, **kwargs)
+        return await self._one_at_a_time(super().scalar(*args, **kwargs))
 
     async def get(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._serial:
-            return await super().get(*args, **kwargs)
+        return await self._one_at_a_time(super().get(*args, **kwargs))
 
     async def rollback(self) -> None:
         async with self._serial:
             await super().rollback()
+
+    async def close(self) -> None:
+        async with self._serial:
+            await super().close()
 
 
 def read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

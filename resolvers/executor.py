@@ -399,8 +399,8 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, with queries taking the short path when they can."""
 
     def execute_operation(self, serially: bool | None = None) -> Any:
-        general: Callable[[], Any] = lambda: StrawberryGraphQLCoreExecutionContext.execute_operation(  # noqa: E731
-            self, serially
+        general: Callable[[], Any] = lambda: self._settled(  # noqa: E731
+            StrawberryGraphQLCoreExecutionContext.execute_operation(self, serially)
         )
         if (
             self.operation.operation is not OperationType.QUERY
@@ -434,3 +434,20 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return self.build_response(data)
 
         return rest()
+
+    def _settled(self, result: Any) -> Any:
+        """The result once no resolver is still running. When an error nulls a parent,
+        graphql-core answers at once and leaves the parent's other fields running in
+        the background; they still use the request's session, which must not be
+        closed under them (on PostgreSQL that failed the whole request)."""
+        if not self.is_awaitable(result) and not self.background_futures:
+            return result
+
+        async def settled() -> Any:
+            value = await result if self.is_awaitable(result) else result
+            while self.background_futures:
+                await asyncio.wait(list(self.background_futures))
+            return value
+
+        return settled()
+

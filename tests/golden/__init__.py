@@ -321,35 +321,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-# KNOWN BUG (not a normalization of the answers): when a field error nulls a parent
-# while its sibling fields are still reading (PlanChangePreview with a retired plan or
-# a bad id: planChangePreview fails, the non-null chain up to `partner` is nulled, but
-# the `subscription` and `usage` resolvers are still running), schema.execute returns
-# and server/app.py closes the request's session under those running queries. On
-# PostgreSQL asyncpg then refuses the rollback ("another operation is in progress")
-# and the whole request answers 500; on SQLite the connection is only leaked (the
-# SAWarning "non-checked-in connection"). Until that is fixed, a case whose golden
-# answer has errors may instead answer exactly this, on PostgreSQL only; the test
-# warns about each one and test_operations_golden.py has an xfail test of the bug.
-MASKED_500 = {"data": None, "errors": [{"message": "Internal server error.",
-                                        "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}
-
-
-def is_known_race(golden_case: dict[str, Any], actual_case: dict[str, Any]) -> bool:
-    return bool(golden_case["response"].get("errors")) and actual_case["status"] == 500 \
-        and actual_case["response"] == MASKED_500
-
-
-def compare_cases(name: str, golden: list[dict[str, Any]], actual: list[dict[str, Any]],
-                  tolerated: list[str] | None = None) -> str | None:
-    """The first difference between two runs of a document's cases, said clearly, or None.
-
-    With a `tolerated` list, a case answering the known-bug 500 (see MASKED_500) is
-    appended to it instead of being a difference."""
+def compare_cases(name: str, golden: list[dict[str, Any]], actual: list[dict[str, Any]]) -> str | None:
+    """The first difference between two runs of a document's cases, said clearly, or None."""
     for i, (g, a) in enumerate(zip(golden, actual, strict=False)):
-        if tolerated is not None and is_known_race(g, a):
-            tolerated.append(f"operations/{name}.graphql, case #{i} [{g.get('case')}]")
-            continue
         for key in ("case", "user", "variables", "status", "response"):
             found = first_difference(g.get(key), a.get(key), key)
             if found:
