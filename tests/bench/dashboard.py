@@ -451,4 +451,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # everything started is stopped and removed by then
+        sys.exit("interrupted")
