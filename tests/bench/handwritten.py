@@ -220,7 +220,7 @@ async def _partner(session: AsyncSession, caller: Caller, first: int) -> dict[st
                             "paymentMethod": i.payment_method,
                         },
                     }
-                    for (i,), cursor in zip(invoices, invoice_cursors)
+                    for (i,), cursor in zip(invoices, invoice_cursors, strict=True)
                 ],
                 "pageInfo": _page_info(more_invoices, invoice_cursors),
             },

@@ -1,8 +1,8 @@
 """A lean HTTP/1.1 load generator for tests/bench/dashboard.py, run as its own process.
 
 Reads one JSON command per line on stdin: {"port", "request" (the raw request, latin-1),
-"connections", "seconds"}; answers one JSON line on stdout: {"requests", "elapsed",
-"latencies_us", "errors"}. Each connection is kept alive and sends the request again as
+"connections", "seconds"}; answers one JSON line on stdout: {"requests" (answered),
+"ok" (answered 200), "elapsed", "latencies_us", "errors" (a few), "error_count"}. Each connection is kept alive and sends the request again as
 soon as the whole response (by Content-Length) is in. When the time is up each
 connection finishes the request it has in flight: every request the server worked on
 is counted, so the server's CPU time over the run divided by `requests` is its CPU per
@@ -47,9 +47,10 @@ async def run(port: int, request: bytes, connections: int, seconds: float) -> di
         *(_client(port, request, deadline, latencies, errors) for _ in range(connections)), return_exceptions=True
     )
     elapsed = time.perf_counter() - started
+    failed = len(errors)
     errors += [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
-    return {"requests": len(latencies), "elapsed": elapsed, "latencies_us": latencies, "errors": errors[:5],
-            "error_count": len(errors)}
+    return {"requests": len(latencies), "ok": len(latencies) - failed, "elapsed": elapsed,
+            "latencies_us": latencies, "errors": errors[:5], "error_count": len(errors)}
 
 
 def main() -> None:
