@@ -31,8 +31,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict services
 
+# BENCH_ARGS="--markdown --first 10 --connections 8"; PostgreSQL too when TEST_DATABASE_URL or
+# BENCH_DATABASE_URL names a server (a database revampd_bench is made on it and dropped after).
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.dashboard
+	$(BIN)/python -m tests.bench.dashboard $(BENCH_ARGS)
 
 # BENCH_ARGS="--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench --connections 10000"
 bench-billing: $(STAMP)

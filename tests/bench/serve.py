@@ -1,0 +1,34 @@
+"""One benchmark server: `python -m tests.bench.serve graphql|handwritten DATABASE_URL PORT`.
+
+Served as `revampd-bff serve` serves the app: one uvicorn worker on uvloop and
+httptools, with everything made at start-up frozen out of the collector's reach, and
+logging at WARNING so that request log lines do not dominate what is measured.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+
+import uvicorn
+
+from server.settings import Settings
+
+
+def main() -> None:
+    kind, url, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings(database_url=url, log_level="WARNING")
+    if kind == "graphql":
+        from server.app import create_app
+    else:
+        from tests.bench.handwritten import create_app
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools")
+
+
+if __name__ == "__main__":
+    main()
