@@ -43,8 +43,9 @@ async def _session(settings: Settings, *, write: bool = False) -> AsyncIterator[
         await engine.dispose()
 
 
-# How `serve` runs uvicorn: its fast event loop and HTTP parser (the tests serve the same way).
-UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools"}
+# How `serve` runs uvicorn: its fast event loop and HTTP parser (the tests serve the same way);
+# the parser's protocol is uvicorn's, made to notice a hang-up during pipelined requests.
+UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "server.protocol:HangUpAwareHttpToolsProtocol"}
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
