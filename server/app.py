@@ -43,6 +43,10 @@ auth_log = logging.getLogger("revampd.auth")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 QUERIES_ONLY = frozenset({OperationType.QUERY})
 RETRY_AFTER = "1"
+# Set in a request's scope when its client hangs up before the response is all sent
+# (server.protocol); the request is logged with this status, nginx's "client closed request".
+CLIENT_GONE = "revampd.client_gone"
+CLIENT_CLOSED_REQUEST = 499
 
 
 def unauthorized() -> Response:
@@ -96,7 +100,11 @@ async def load_caller(session: AsyncSession, claims: Claims) -> Caller | None:
 
 
 class RequestLog:
-    """One log line per request: request id, operation name, status and duration."""
+    """One log line per request: request id, operation name, status and duration.
+
+    A request whose client hung up before its response was all sent is logged with status 499
+    and "client disconnected", whatever the app answered (nobody received it).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -123,15 +131,17 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            final = CLIENT_CLOSED_REQUEST if scope.get(CLIENT_GONE) else status or info.get("status", 500)
             log.info(
-                "request_id=%s method=%s path=%s user=%s operation=%s status=%s duration_ms=%.1f",
+                "request_id=%s method=%s path=%s user=%s operation=%s status=%s duration_ms=%.1f%s",
                 request_id,
                 scope.get("method"),
                 scope.get("path"),
                 info["user"] or "-",
                 info["operation"] or "-",
-                status or info.get("status", 500),
+                final,
                 (time.perf_counter() - started) * 1000,
+                " client disconnected" if final == CLIENT_CLOSED_REQUEST else "",
             )
 
 
@@ -202,9 +212,8 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
         except BadRequest as exc:
             log.info("bad request: %s", exc.message)
             return exc.response()
-        except ClientDisconnect:
-            log.info("client went away before sending its whole body")
-            log_info["status"] = 499
+        except ClientDisconnect:  # the client hung up before its whole body: nothing to answer
+            log_info["status"] = CLIENT_CLOSED_REQUEST
             return None
         log_info["operation"] = gql.operation_name
         try:
