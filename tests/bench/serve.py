@@ -13,6 +13,7 @@ import sys
 
 import uvicorn
 
+from server.cli import UVICORN_OPTIONS
 from server.settings import Settings
 
 
@@ -27,7 +28,7 @@ def main() -> None:
     app = create_app(settings)
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN_OPTIONS)
 
 
 if __name__ == "__main__":
