@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, AsyncIterator
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -76,16 +76,18 @@ class Caller:
             loaders.connection_by_partner.prime(self.connection.partner_id, self.connection)
 
 
+# Built once; run with the token's user id.
+_CALLER = (
+    select(m.User, m.Partner, m.Connection)
+    .outerjoin(m.Partner, m.Partner.id == m.User.partner_id)
+    .outerjoin(m.Connection, m.Connection.partner_id == m.User.partner_id)
+    .where(m.User.id == bindparam("user_id"))
+)
+
+
 async def load_caller(session: AsyncSession, claims: Claims) -> Caller | None:
     """The caller, if the token's user exists and belongs to the token's Partner."""
-    row = (
-        await session.execute(
-            select(m.User, m.Partner, m.Connection)
-            .outerjoin(m.Partner, m.Partner.id == m.User.partner_id)
-            .outerjoin(m.Connection, m.Connection.partner_id == m.User.partner_id)
-            .where(m.User.id == claims.user_id)
-        )
-    ).first()
+    row = (await session.execute(_CALLER, {"user_id": claims.user_id})).first()
     if row is None:
         return None
     user, partner, connection = row
