@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Coroutine
+from types import GeneratorType
 from typing import Any, Callable, Generator, Iterable, Mapping
 
 from graphql import (
@@ -226,6 +227,10 @@ def _lazy_info(info_class: type[Any]) -> type[Any]:
     return LazyInfo
 
 
+# Types none of whose values can be awaited (a generator's flags are its own).
+_NEVER_AWAITED: set[type[Any]] = set()
+
+
 class _Run:
     """One execution of one operation on the short path."""
 
@@ -238,6 +243,16 @@ class _Run:
         self.lazy_info = _lazy_info(strawberry_schema.config.info_class)
         # (awaitable, container, key, field, path): what is left to fill in.
         self.pending: list[tuple[Any, Any, Any, _Field, Path]] = []
+
+    def awaitable(self, value: Any) -> bool:
+        kind = type(value)
+        if kind in _NEVER_AWAITED:
+            return False
+        if self.is_awaitable(value):
+            return True
+        if kind is not GeneratorType:
+            _NEVER_AWAITED.add(kind)
+        return False
 
     # ---- fields ---------------------------------------------------------------
 
@@ -318,7 +333,7 @@ class _Run:
                 )
                 resolve = field.resolve or self.executor.field_resolver
                 value = resolve(source, info, **arguments)
-            if self.is_awaitable(value):
+            if self.awaitable(value):
                 done, value = _start(value)
                 if not done:
                     result[key] = None
@@ -349,7 +364,7 @@ class _Run:
             assert item is not None
             completed = []
             for i, v in enumerate(value):
-                if self.is_awaitable(v):
+                if self.awaitable(v):
                     raise _GiveUp
                 completed.append(self.complete(item, field, v, Path(path, i, None)))
             return completed

@@ -196,9 +196,10 @@ class PageInfo:
 
 
 @strawberry.type
-class Edge(Generic[T]):
+class Edge(FromRow, Generic[T]):
     cursor: str
     node: T
+    from_row = {"cursor": lambda s: s.page.cursor(s.row)}
 
 
 @strawberry.type(description="A Relay cursor connection (keyset: stable while rows are added).")
@@ -212,7 +213,8 @@ class Connection(Generic[T]):
 
     @classmethod
     def of(cls, page: Page[Any], wrap: Callable[[Any], T]) -> "Connection[T]":
-        edges = [Edge(cursor=c, node=wrap(item)) for item, c in page.items]
+        rows = page.rows
+        edges = [Edge.made(node=wrap(row), page=page, row=row) for row in rows]
         return cls(
             edges=edges,
             page_info=PageInfo(
@@ -276,7 +278,7 @@ async def prime(info: strawberry.Info, page: Page[Any], loads: dict[str, Callabl
     find their data loaded and resolve without waiting, one task for the page instead
     of one per item and field."""
     wanted = item_fields(info)
-    rows = [row for row, _ in page.items]
+    rows = page.rows
     pending = [load(rows) for name, load in loads.items() if name in wanted]
     if rows and pending:
         await asyncio.gather(*pending)

@@ -140,7 +140,7 @@ class Wallet:
         if self.account is None:
             return Connection.of(Page([], False, False), lambda e: e)
         page = await load_page(ctx(info).loaders.wallet_entry_pages, (self.account.id, None, args))
-        lines = {line.model.id: line for line in await WalletEntry.of_many(info, [e for e, _ in page.items])}
+        lines = {line.model.id: line for line in await WalletEntry.of_many(info, page.rows)}
         return Connection.of(page, lambda e: lines[e.id])
 
 

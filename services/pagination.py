@@ -63,9 +63,19 @@ class PageArgs:
 
 @dataclass
 class Page(Generic[T]):
-    items: list[tuple[T, str]]  # (row, cursor)
+    rows: list[T]
     has_next_page: bool
     has_previous_page: bool
+    order: Order = ()
+
+    def cursor(self, row: T) -> str:
+        """The cursor of one of its rows (made when asked for: most are never shown)."""
+        return encode_cursor([getattr(row, c.key) for c, _ in self.order])
+
+    @property
+    def items(self) -> list[tuple[T, str]]:
+        """(row, cursor) of each row."""
+        return [(row, self.cursor(row)) for row in self.rows]
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -177,7 +187,7 @@ async def fetch_pages(
         if not args.forward:
             items.reverse()
         page = pages[pid]
-        page.items = [(i, encode_cursor([getattr(i, c.key) for c, _ in order])) for i in items]
+        page.rows, page.order = items, order
         if args.forward:
             page.has_next_page = more
         else:
