@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Coroutine
 from types import GeneratorType
 from typing import Any, Callable, Generator, Iterable, Mapping
@@ -160,7 +161,7 @@ def _kind(graphql_type: Any) -> _Kind:
 
 
 class _Field:
-    """How to read one field of one object type, worked out once per request."""
+    """How to read one field of one object type, worked out once per operation."""
 
     __slots__ = (
         "name", "definition", "nodes", "attribute", "resolve", "arguments", "kind", "leaf",
@@ -410,6 +411,10 @@ class _Run:
             await asyncio.gather(*(aw for aw, *_ in batch), return_exceptions=True)
 
 
+# Plans by operation (its syntax tree, which the parser cache keeps for each document).
+_PLANS: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], _Field]] = weakref.WeakKeyDictionary()
+
+
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, with queries taking the short path when they can."""
 
@@ -435,7 +440,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return await result if self.is_awaitable(result) else result
 
         try:
-            data = run.object(root, self.root_value, _Field(None, [self.operation]), None)
+            data = run.object(root, self.root_value, self._plan(), None)
         except Exception:
             return again() if run.pending else general()
         if not run.pending:
@@ -449,6 +454,19 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return self.build_response(data)
 
         return rest()
+
+    def _plan(self) -> _Field:
+        """The operation's plan: which fields each object shows and how each is read,
+        made on first use and kept while the (parsed and cached) document lives."""
+        operation, fragments = self.operation, self.fragment_definitions
+        found = _PLANS.get(operation)
+        if found is not None and found[0].keys() == fragments.keys() and all(
+            found[0][name] is fragment for name, fragment in fragments.items()
+        ):
+            return found[1]
+        plan = _Field(None, [operation])
+        _PLANS[operation] = (dict(fragments), plan)
+        return plan
 
     def _settled(self, result: Any) -> Any:
         """The result once no resolver is still running. When an error nulls a parent,
