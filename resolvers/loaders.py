@@ -48,7 +48,26 @@ def _in_keys(column: Any) -> Any:
     return column.in_(bindparam("keys", expanding=True))
 
 
-class ByColumn(DataLoader[Any, Any], Generic[T]):
+MISSING: Any = object()
+
+
+class Loader(DataLoader[Any, Any]):
+    """A DataLoader that can say what it already holds, so that a resolver whose row a
+    page has loaded answers at once instead of awaiting (schema.base.now_or_later)."""
+
+    def __init__(self) -> None:
+        self.known: dict[Any, Any] = {}
+        super().__init__(cache_map=self.known)
+
+    def loaded(self, key: Any) -> Any:
+        """The value for `key` if it has been loaded (None included), else MISSING."""
+        future = self.known.get(key)
+        if future is None or not future.done() or future.cancelled() or future.exception() is not None:
+            return MISSING
+        return future.result()
+
+
+class ByColumn(Loader, Generic[T]):
     """One row per key (or None) where `column` equals the key and the caller may see it."""
 
     def __init__(
@@ -76,7 +95,7 @@ class ByColumn(DataLoader[Any, Any], Generic[T]):
         return [found.get(k) for k in keys]
 
 
-class ListByColumn(DataLoader[Any, Any], Generic[T]):
+class ListByColumn(Loader, Generic[T]):
     """All rows per key where `column` equals the key, in `order`."""
 
     def __init__(
@@ -148,7 +167,7 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
         return [results[k] for k in keys]
 
 
-class MessageStats(DataLoader[int, tuple[int, m.TicketMessage | None]]):
+class MessageStats(Loader):
     """(count, last message) per ticket, of the messages the caller may see; the last
     message's author comes along and is primed into the user loader."""
 

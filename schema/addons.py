@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
+from typing import Callable, Self, TypeVar
 
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, ctx, to_global_id
+from schema.base import Money, Node, UserError, ctx, now_or_later, to_global_id
 from schema.idempotency import idempotency_key_field
 from schema.invoices import InvoiceLineItem
 from services import addons as svc
 from services import plans as plan_service
+
+T = TypeVar("T")
 
 
 @strawberry.type
@@ -56,24 +58,24 @@ class AddOn(Node, model=m.AddOn):
             model=a,
         )
 
-    async def _product(self, info: strawberry.Info) -> m.AddOnProduct:
-        p = await ctx(info).loaders.addon_product.load(self.model.product_id)
-        assert p is not None
-        return p
+    def _with_product(self, info: strawberry.Info, then: Callable[[m.AddOnProduct], T]) -> T:
+        def checked(p: m.AddOnProduct | None) -> T:
+            assert p is not None
+            return then(p)
+
+        return now_or_later(ctx(info).loaders.addon_product, self.model.product_id, checked)  # type: ignore[return-value]
 
     @strawberry.field
-    async def product(self, info: strawberry.Info) -> AddOnProduct:
-        return AddOnProduct.of(await self._product(info))
+    def product(self, info: strawberry.Info) -> AddOnProduct:
+        return self._with_product(info, AddOnProduct.of)
 
     @strawberry.field
-    async def unit_price(self, info: strawberry.Info) -> Money:
-        p = await self._product(info)
-        return Money.of(p.monthly_price, p.currency_code)
+    def unit_price(self, info: strawberry.Info) -> Money:
+        return self._with_product(info, lambda p: Money.of(p.monthly_price, p.currency_code))
 
     @strawberry.field(description="quantity x unit price, billed monthly.")
-    async def monthly_total(self, info: strawberry.Info) -> Money:
-        p = await self._product(info)
-        return Money.of(p.monthly_price * self.model.quantity, p.currency_code)
+    def monthly_total(self, info: strawberry.Info) -> Money:
+        return self._with_product(info, lambda p: Money.of(p.monthly_price * self.model.quantity, p.currency_code))
 
 
 @strawberry.type(description="The next invoice as things stand: the plan and add-ons after every pending change.")

@@ -9,11 +9,12 @@ import functools
 import importlib
 import pkgutil
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generic, Self, TypeVar, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
 
+from resolvers.loaders import MISSING
 from services import money, visibility
 from services.errors import DomainError
 from services.pagination import Page, PageArgs
@@ -92,10 +93,36 @@ class Node:
         return None if row is None else await cls.from_model(info, row)
 
     @classmethod
+    def load_now(cls, info: strawberry.Info, pk: int | None) -> Any:
+        """`load`, answered at once when the row is loaded already and the type needs
+        nothing more than the row (an awaitable otherwise)."""
+        if pk is None:
+            return None
+        if cls.from_model.__func__ is not Node.from_model.__func__:  # type: ignore[attr-defined]
+            return cls.load(info, pk)
+        return now_or_later(
+            ctx(info).loaders.by_id(cls.node_model), pk, lambda row: None if row is None else cls.of(row)  # type: ignore[attr-defined]
+        )
+
+    @classmethod
     async def from_model(cls, info: strawberry.Info, row: Any) -> Self:
         """Wrap a row the caller may see; a type that needs more than the row (its
         currency) reads it here."""
         return cast(Self, cls.of(row))  # type: ignore[attr-defined]
+
+
+def now_or_later(loader: Any, key: Any, then: Callable[[Any], T]) -> T | Awaitable[T]:
+    """then(the loader's value for key): at once when the loader holds it (a page
+    primed it), else an awaitable that loads it first. A resolver returning this is
+    answered without a coroutine in the common case; graphql-core awaits the rest."""
+    value = loader.loaded(key)
+    if value is not MISSING:
+        return then(value)
+
+    async def later() -> T:
+        return then(await loader.load(key))
+
+    return later()
 
 
 @functools.cache
@@ -123,7 +150,23 @@ async def resolve_node(info: strawberry.Info, gid: str) -> Node | None:
 
 # ---- Types read off a row -----------------------------------------------------
 
-_CHECKED: set[type[Any]] = set()
+class _FromRow:
+    """A field worked out from the object the first time it is read, then kept on the
+    object (whose own attribute then hides this descriptor)."""
+
+    __slots__ = ("name", "make")
+
+    def __init__(self, name: str, make: Callable[[Any], Any]) -> None:
+        self.name, self.make = name, make
+
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.make(obj)
+        return value
+
+
+_READY: set[type[Any]] = set()
 
 
 class FromRow:
@@ -136,22 +179,21 @@ class FromRow:
 
     @classmethod
     def made(cls, **given: Any) -> Self:
-        if cls not in _CHECKED:
-            for name in cls.from_row:
-                # A class attribute (a field's default) would be read instead of from_row.
-                if hasattr(cls, name):
-                    raise TypeError(f"{cls.__name__}.{name} has a default; a field read off the row cannot")
-            _CHECKED.add(cls)
+        if cls not in _READY:
+            cls._ready()
         obj = object.__new__(cls)
         obj.__dict__.update(given)
         return obj
 
-    def __getattr__(self, name: str) -> Any:
-        make = type(self).from_row.get(name)
-        if make is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        value = self.__dict__[name] = make(self)
-        return value
+    @classmethod
+    def _ready(cls) -> None:
+        """Put each field of `from_row` on the class as a descriptor, once Strawberry and
+        dataclasses are done with it (a class attribute there would be a default)."""
+        for name, make in cls.from_row.items():
+            if name in cls.__dict__ and not isinstance(cls.__dict__[name], _FromRow):
+                raise TypeError(f"{cls.__name__}.{name} has a default; a field read off the row cannot")
+            setattr(cls, name, _FromRow(name, make))
+        _READY.add(cls)
 
 
 # ---- Money -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Callable, Self
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Money, Node, UserError, ctx, to_global_id
+from schema.base import FromRow, Money, Node, UserError, ctx, now_or_later, to_global_id
 from schema.enums import (
     PayoutDispositionKind,
     PayoutMode,
@@ -103,16 +103,16 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
         return cls.of(t, payout.currency_code)
 
     @strawberry.field
-    async def bank_account(self, info: strawberry.Info) -> BankAccount | None:
-        return await BankAccount.load(info, self.model.bank_account_id)
+    def bank_account(self, info: strawberry.Info) -> BankAccount | None:
+        return BankAccount.load_now(info, self.model.bank_account_id)  # type: ignore[no-any-return]
 
     @strawberry.field
     async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
         return await Payout.load(info, self.model.payout_id)
 
     @strawberry.field(description="Who sent it; null when the payout preference did.")
-    async def created_by(self, info: strawberry.Info) -> User | None:
-        return await User.load(info, self.model.created_by_id)
+    def created_by(self, info: strawberry.Info) -> User | None:
+        return User.load_now(info, self.model.created_by_id)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share of it.")
@@ -252,14 +252,18 @@ class Payout(FromRow, Node, model=m.Payout):
         }
 
     @strawberry.field(description="Its bank transfers, oldest first, whatever became of them.")
-    async def transfers(self, info: strawberry.Info) -> list[BankTransfer]:
-        rows = await ctx(info).loaders.transfers_by_payout.load(self.model.id)
-        return [BankTransfer.of(t, self.model.currency_code) for t in rows]
+    def transfers(self, info: strawberry.Info) -> list[BankTransfer]:
+        return now_or_later(  # type: ignore[return-value]
+            ctx(info).loaders.transfers_by_payout, self.model.id,
+            lambda rows: [BankTransfer.of(t, self.model.currency_code) for t in rows],
+        )
 
     @strawberry.field(description="Every disposition, oldest first, with its time and user.")
-    async def dispositions(self, info: strawberry.Info) -> list[PayoutDisposition]:
-        rows = await ctx(info).loaders.dispositions_by_payout.load(self.model.id)
-        return [PayoutDisposition.of(d, self.model.currency_code) for d in rows]
+    def dispositions(self, info: strawberry.Info) -> list[PayoutDisposition]:
+        return now_or_later(  # type: ignore[return-value]
+            ctx(info).loaders.dispositions_by_payout, self.model.id,
+            lambda rows: [PayoutDisposition.of(d, self.model.currency_code) for d in rows],
+        )
 
     @strawberry.field(description="The Sub-Org transactions this payout is made of.")
     async def source_transactions(self, info: strawberry.Info) -> list[SubOrgTransaction]:

@@ -15,6 +15,7 @@ from schema.base import (
     UserError,
     ctx,
     load_page,
+    now_or_later,
     page_args,
     to_global_id,
 )
@@ -63,8 +64,8 @@ class TicketMessage(Node, model=m.TicketMessage):
         )
 
     @strawberry.field
-    async def author(self, info: strawberry.Info) -> User | None:
-        return await User.load(info, self.model.author_id)
+    def author(self, info: strawberry.Info) -> User | None:
+        return User.load_now(info, self.model.author_id)  # type: ignore[no-any-return]
 
 
 @strawberry.type
@@ -115,17 +116,19 @@ class Ticket(FromRow, Node, model=m.Ticket):
         }
 
     @strawberry.field(description="Readable number, unique per connection (RVP-1042).")
-    async def number(self, info: strawberry.Info) -> str:
-        conn = await ctx(info).loaders.connection.load(self.model.connection_id)
-        return f"{conn.ticket_prefix}-{self.model.number}"
+    def number(self, info: strawberry.Info) -> str:
+        return now_or_later(  # type: ignore[return-value]
+            ctx(info).loaders.connection, self.model.connection_id,
+            lambda conn: f"{conn.ticket_prefix}-{self.model.number}",
+        )
 
     @strawberry.field(description="The Revampd support representative working on it.")
-    async def assigned_to(self, info: strawberry.Info) -> User | None:
-        return await User.load(info, self.model.assigned_to_id)
+    def assigned_to(self, info: strawberry.Info) -> User | None:
+        return User.load_now(info, self.model.assigned_to_id)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def created_by(self, info: strawberry.Info) -> User | None:
-        return await User.load(info, self.model.created_by_id)
+    def created_by(self, info: strawberry.Info) -> User | None:
+        return User.load_now(info, self.model.created_by_id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="The Partner that raised it.")
     async def partner(
@@ -137,14 +140,17 @@ class Ticket(FromRow, Node, model=m.Ticket):
         return await Partner.load(info, conn.partner_id) if conn else None
 
     @strawberry.field(description="Messages visible to the viewer (internal notes for staff only).")
-    async def message_count(self, info: strawberry.Info) -> int:
-        count, _ = await ctx(info).loaders.message_stats.load(self.model.id)
-        return int(count)
+    def message_count(self, info: strawberry.Info) -> int:
+        return now_or_later(  # type: ignore[return-value]
+            ctx(info).loaders.message_stats, self.model.id, lambda stats: int(stats[0])
+        )
 
     @strawberry.field
-    async def last_message(self, info: strawberry.Info) -> TicketMessage | None:
-        _, last = await ctx(info).loaders.message_stats.load(self.model.id)
-        return TicketMessage.of(last) if last is not None else None
+    def last_message(self, info: strawberry.Info) -> TicketMessage | None:
+        return now_or_later(  # type: ignore[return-value]
+            ctx(info).loaders.message_stats, self.model.id,
+            lambda stats: TicketMessage.of(stats[1]) if stats[1] is not None else None,
+        )
 
     @strawberry.field(description="The conversation, oldest first.")
     async def messages(
