@@ -33,7 +33,7 @@ from resolvers.loaders import Loaders
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
 from server import webhooks
 from server.auth import AuthError, Claims, TokenVerifier
-from server.graphql_http import BadRequest, graphql_error, read_request
+from server.graphql_http import BadRequest, GraphQLResponse, graphql_error, read_request
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -255,8 +255,8 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
             log.error("unexpected fault before execution", exc_info=exc)
             return graphql_error(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR)
         if context.busy:
-            return JSONResponse(process_result(result), status_code=503, headers={"Retry-After": RETRY_AFTER})
-        return JSONResponse(process_result(result))
+            return GraphQLResponse(process_result(result), status_code=503, headers={"Retry-After": RETRY_AFTER})
+        return GraphQLResponse(process_result(result))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -3,7 +3,7 @@
 `GET /dashboard?first=N` answers, byte for byte, what `operations/DashboardOverview.graphql`
 answers through `POST /graphql` with `{"first": N}`: the same `{"data": ...}` body, key
 order, global IDs, cursors, decimal strings and ISO dates, serialized by the same
-JSONResponse. On the same stack as the real app: Starlette, the request log middleware,
+response class (server.graphql_http.GraphQLResponse). On the same stack as the real app: Starlette, the request log middleware,
 the bearer token checked by server.auth and the caller read by server.app.load_caller,
 the engine and session factory of db.engine, and the same visibility: only the caller's
 connection's rows, no internal notes.
@@ -34,7 +34,7 @@ from db.engine import create_engine, read_sessions
 from schema.base import to_global_id
 from server.app import Caller, RequestLog, load_caller, unauthorized
 from server.auth import AuthError, TokenVerifier
-from server.graphql_http import graphql_error
+from server.graphql_http import GraphQLResponse, graphql_error
 from server.settings import Settings
 from services import money
 from services.invoices import amount_due
@@ -307,7 +307,7 @@ def create_app(settings: Settings) -> ASGIApp:
             if caller is None:
                 return unauthorized()
             body = await dashboard(session, caller, int(raw))
-        return JSONResponse(body)
+        return GraphQLResponse(body)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
