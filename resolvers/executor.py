@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import weakref
 from collections.abc import Coroutine
 from types import GeneratorType
 from typing import Any, Callable, Generator, Iterable, Mapping
@@ -45,6 +44,8 @@ from graphql import (
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from resolvers.caches import ByIdentity
 
 DEFINITION = "strawberry-definition"
 
@@ -412,7 +413,7 @@ class _Run:
 
 
 # Plans by operation (its syntax tree, which the parser cache keeps for each document).
-_PLANS: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], _Field]] = weakref.WeakKeyDictionary()
+_PLANS: ByIdentity[tuple[dict[str, Any], _Field]] = ByIdentity(256)
 
 
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -464,9 +465,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             found[0][name] is fragment for name, fragment in fragments.items()
         ):
             return found[1]
-        plan = _Field(None, [operation])
-        _PLANS[operation] = (dict(fragments), plan)
-        return plan
+        return _PLANS.put(operation, (dict(fragments), _Field(None, [operation])))[1]
 
     def _settled(self, result: Any) -> Any:
         """The result once no resolver is still running. When an error nulls a parent,

@@ -2,7 +2,7 @@
 
 Strawberry sets `execution_context` on each extension instance it runs, so every
 extension here is made anew for each request (a factory, never a shared instance).
-Parse and validation caches still span requests: they live at module level, and the
+Parse and validation caches still span requests: they live at module level (resolvers.caches), and the
 validation rules are made once so the cache key stays the same.
 """
 
@@ -34,13 +34,13 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.types import ExecutionContext
 
 from db.engine import is_busy
+from resolvers.caches import ValidationCacheByDocument
 from resolvers.executor import FastExecutionContext
 from resolvers.query import Query
 from schema.base import node_types  # every Node type, so that `node` can return any of them
@@ -150,7 +150,7 @@ def query_cost(
 
 class RequestChecks(SchemaExtension):
     """After the (cached) validation: the operation to run is unambiguous, and its
-    worst-case size is within the budget. Listed after ValidationCache, whose
+    worst-case size is within the budget. Listed after ValidationCacheByDocument, whose
     validation has run by the time this one starts."""
 
     def __init__(self, settings: Settings) -> None:
@@ -263,7 +263,7 @@ def build_schema(settings: Settings | None = None, *, fast_executor: bool = True
     """`fast_executor=False` runs every operation through graphql-core's executor alone
     (resolvers.executor gives up to it where it must); tests compare the two."""
     settings = settings or Settings()
-    # Made once: ValidationCache keys on the rules, so they must be the same objects.
+    # Made once: ValidationCacheByDocument keys on the rules, so they must be the same objects.
     rules = [
         max_depth_rule(settings.max_query_depth, None),
         max_aliases_rule(settings.max_aliases),
@@ -275,7 +275,7 @@ def build_schema(settings: Settings | None = None, *, fast_executor: bool = True
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         # Clients send the same few documents: parse and validate each once.
         lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        ValidationCacheByDocument,
         lambda: RequestChecks(settings),
         lambda: ErrorPolicy(mask=settings.mask_errors),
     ]

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -84,6 +84,11 @@ async def build(url: str) -> tuple[str, dict[str, int]]:
             await seed_demo(session, today)
         async with write_sessions(engine)() as session:
             await add_bench_rows(session, today)
+        # Planner statistics, as a database in service has them (autovacuum would
+        # gather them later): without them PostgreSQL plans the rows just loaded badly.
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE"))
+            await conn.commit()
         async with read_sessions(engine)() as session:
             owner = await session.scalar(select(m.User).where(m.User.email == OWNER))
             assert owner is not None
