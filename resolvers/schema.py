@@ -8,6 +8,7 @@ validation rules are made once so the cache key stays the same.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any, Iterator
@@ -40,7 +41,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.types import ExecutionContext
 
 from db.engine import is_busy
-from resolvers.caches import ValidationCacheByDocument
+from resolvers.caches import ByIdentity, ValidationCacheByDocument
 from resolvers.executor import FastExecutionContext
 from resolvers.query import Query
 from schema.base import node_types  # every Node type, so that `node` can return any of them
@@ -168,20 +169,9 @@ class RequestChecks(SchemaExtension):
         operation = _selected_operation(ec)
         if isinstance(operation, GraphQLError):
             return operation
-        schema = ec.schema._schema
-        coerced = get_variable_values(schema, operation.variable_definitions or (), ec.variables or {})
-        if isinstance(coerced, list):  # bad variables: execution reports them
-            return None
-        assert ec.graphql_document is not None
-        fragments = {
-            d.name.value: d for d in ec.graphql_document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
         s = self.settings
-        try:
-            cost = query_cost(schema, operation, fragments, coerced, s.default_page_size, s.max_page_size)
-        except GraphQLError:  # an argument execution will refuse with its own message
-            return None
-        if cost > s.max_query_nodes:
+        cost = self._cost(ec, operation)
+        if cost is not None and cost > s.max_query_nodes:
             return _client_error(
                 f"This query could return up to {cost:,} objects; the limit is {s.max_query_nodes:,}. "
                 "Ask for smaller pages (first/last) or fewer nested lists.",
@@ -190,6 +180,38 @@ class RequestChecks(SchemaExtension):
                 limit=s.max_query_nodes,
             )
         return None
+
+
+    def _cost(self, ec: ExecutionContext, operation: OperationDefinitionNode) -> int | None:
+        """query_cost of the operation with these variables (None when execution will
+        refuse them), worked out once per document, variables and page settings."""
+        s, schema, document = self.settings, ec.schema._schema, ec.graphql_document
+        try:
+            key = (id(schema), operation.name.value if operation.name else None, s.default_page_size,
+                   s.max_page_size, json.dumps(ec.variables or {}, sort_keys=True))
+        except (TypeError, ValueError):
+            key = None
+        known = _COSTS.get(document) or _COSTS.put(document, {})
+        if key is not None and key in known:
+            return known[key]
+        cost: int | None = None
+        coerced = get_variable_values(schema, operation.variable_definitions or (), ec.variables or {})
+        if not isinstance(coerced, list):  # else bad variables: execution reports them
+            assert document is not None
+            fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+            try:
+                cost = query_cost(schema, operation, fragments, coerced, s.default_page_size, s.max_page_size)
+            except GraphQLError:  # an argument execution will refuse with its own message
+                pass
+        if key is not None:
+            if len(known) >= 64:
+                known.clear()
+            known[key] = cost
+        return cost
+
+
+# The costs of each (cached, parsed) document, by schema, operation, page settings and variables.
+_COSTS: ByIdentity[dict[Any, int | None]] = ByIdentity(256)
 
 
 # ---- After execution: what the client is told ----------------------------------
