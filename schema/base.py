@@ -31,6 +31,9 @@ def ctx(info: strawberry.Info) -> "Context":
 
 # ---- Global IDs --------------------------------------------------------------
 
+# A page shows the same objects request after request: remember the IDs of the last
+# few thousand (about 2 MiB) rather than encode them again each time.
+@functools.lru_cache(maxsize=16384)
 def to_global_id(type_name: str, pk: int) -> strawberry.ID:
     raw = f"{type_name}:{pk}".encode()
     return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
