@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
-from services import lists
+from services import ledger, lists
 from services.access import Principal
 from services.errors import DomainError
 from services.pagination import Page, PageArgs
@@ -209,6 +209,22 @@ class MessageStats(Loader):
         )
 
 
+class FundedBy(Loader):
+    """services.ledger.funded_by of wallet debit entries, keyed by the entry; one
+    statement for all the entries asked about together."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__()
+        self.session = session
+
+    def get_cache_key(self, entry: m.LedgerEntry) -> int:  # type: ignore[override]
+        return entry.id
+
+    async def batch_load_fn(self, entries: Sequence[m.LedgerEntry]) -> list[list[tuple[int, int]]]:
+        found = await ledger.funded_by_many(self.session, entries)
+        return [found[e.id] for e in entries]
+
+
 @dataclass(frozen=True)
 class ConnectionState:
     """The rows a connection has exactly one of."""
@@ -298,6 +314,7 @@ class Loaders:
         )
         self.message_stats = MessageStats(s, p, self.user)
         self.entries_by_transfer = ListByColumn(s, p, m.LedgerEntry, m.LedgerEntry.transfer_id, m.LedgerEntry.id)
+        self.funded_by = FundedBy(s)
 
         self.invoice_pages = PageLoader(s, lists.invoices)
         self.ticket_pages = PageLoader(s, lists.connection_tickets)

@@ -81,7 +81,7 @@ class WalletEntry(Node, model=m.LedgerEntry):
     async def funded_by(self, info: strawberry.Info) -> list["WalletFunding"]:
         if self.model.amount >= 0:
             return []
-        parts = await ledger.funded_by(ctx(info).db, self.model)
+        parts = await ctx(info).loaders.funded_by.load(self.model)
         entries = await ctx(info).loaders.by_id(m.LedgerEntry).load_many([entry_id for entry_id, _ in parts])
         lines = await WalletEntry.of_many(info, [e for e in entries if e is not None])
         by_id = {line.model.id: line for line in lines}

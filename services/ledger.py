@@ -306,6 +306,45 @@ async def receivable_account(
 
 # ---- Provenance ------------------------------------------------------------------
 
+async def funded_by_many(
+    session: AsyncSession, debits: Sequence[m.LedgerEntry]
+) -> dict[int, list[tuple[int, int]]]:
+    """funded_by for many debits at once (one statement), by debit entry id."""
+    E = m.LedgerEntry
+    wanted: dict[int, set[int]] = {}  # account id -> ids of the debits asked about
+    last: dict[int, int] = {}  # account id -> the highest sequence needed
+    for d in debits:
+        wanted.setdefault(d.account_id, set()).add(d.id)
+        last[d.account_id] = max(last.get(d.account_id, 0), d.sequence)
+    found: dict[int, list[tuple[int, int]]] = {d.id: [] for d in debits}
+    if not wanted:
+        return found
+    rows = await session.execute(
+        select(E.account_id, E.id, E.amount, E.sequence)
+        .where(E.account_id.in_(list(wanted)), E.sequence <= max(last.values()))
+        .order_by(E.account_id, E.sequence)
+    )
+    replay: dict[int, list[list[int]]] = {}  # account id -> unspent [credit entry id, left], oldest first
+    for account_id, entry_id, amount, sequence in rows:
+        if sequence > last[account_id]:
+            continue
+        unspent = replay.setdefault(account_id, [])
+        if amount > 0:
+            unspent.append([entry_id, amount])
+            continue
+        need, target = -amount, entry_id in wanted[account_id]
+        while need and unspent:
+            top = unspent[-1]
+            take = min(need, top[1])
+            if target:
+                found[entry_id].append((top[0], take))
+            top[1] -= take
+            need -= take
+            if not top[1]:
+                unspent.pop()
+    return found
+
+
 async def funded_by(session: AsyncSession, debit: m.LedgerEntry) -> list[tuple[int, int]]:
     """The credits of a Partner's account that a debit entry spent: (credit entry id, amount
     spent from it), the most recent credit first.
@@ -314,28 +353,7 @@ async def funded_by(session: AsyncSession, debit: m.LedgerEntry) -> list[tuple[i
     most recent credits not yet spent. So a payment made just after a payout was credited
     to the wallet is traced to that payout, as the Partner who credited it to pay the
     invoice expects. The account never goes below zero, so a debit is always covered."""
-    E = m.LedgerEntry
-    rows = await session.execute(
-        select(E.id, E.amount).where(E.account_id == debit.account_id, E.sequence <= debit.sequence)
-        .order_by(E.sequence)
-    )
-    unspent: list[list[int]] = []  # [credit entry id, what is left of it], oldest at the bottom
-    spent: list[tuple[int, int]] = []
-    for entry_id, amount in rows:
-        if amount > 0:
-            unspent.append([entry_id, amount])
-            continue
-        need, target = -amount, entry_id == debit.id
-        while need and unspent:
-            top = unspent[-1]
-            take = min(need, top[1])
-            if target:
-                spent.append((top[0], take))
-            top[1] -= take
-            need -= take
-            if not top[1]:
-                unspent.pop()
-    return spent
+    return (await funded_by_many(session, [debit]))[debit.id]
 
 
 # ---- Verification --------------------------------------------------------------

@@ -123,3 +123,19 @@ ODD_QUERIES = [
 @pytest.mark.parametrize("user", ["owner@northwind.example", "support@revampd.example"])
 async def test_partial_and_failing_queries_answer_the_same(pair: tuple[Api, Api], query: str, user: str) -> None:
     await _same(pair, {"query": query}, user)
+
+
+@pytest.mark.parametrize("document", [p for p in OPERATIONS if "$first" in p.read_text()], ids=lambda p: p.stem)
+async def test_statements_per_operation_do_not_grow_with_the_page_size(pair: tuple[Api, Api], document: Path) -> None:
+    """A page of a hundred costs no more statements than a page of twenty: every list's
+    items are read in the list's statements, never one by one."""
+    fast, _ = pair
+    query = document.read_text()
+    counts = {}
+    for size in (1, 3, 10, 20, 50, 100):
+        status, _body, statements = await _answer(fast, {"query": query, "variables": {"first": size}}, USERS[0])
+        assert status == 200
+        counts[size] = statements
+    # Small pages may show fewer kinds of nested data (and so need fewer statements);
+    # past twenty items nothing new may cost a statement.
+    assert max(counts[50], counts[100]) <= max(counts[s] for s in (1, 3, 10, 20)), f"{document.stem}: {counts}"
