@@ -19,10 +19,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
 from services import ledger, lists
+from services import visibility as vis
 from services.access import Principal
 from services.errors import DomainError
 from services.pagination import Page, PageArgs
-from services import visibility as vis
 from services.visibility import visible
 
 T = TypeVar("T")

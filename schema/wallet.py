@@ -22,7 +22,6 @@ from schema.enums import CreditStatus, PayoutPeriodType, WalletAdjustmentKind, W
 from schema.idempotency import idempotency_key_field
 from schema.users import User
 from services import enums as services_enums
-from services import ledger
 from services import wallet as wallet_service
 from services.pagination import Page
 
