@@ -59,6 +59,14 @@ class Loader(DataLoader[Any, Any]):
         self.known: dict[Any, Any] = {}
         super().__init__(cache_map=self.known)
 
+    async def fill(self, keys: Sequence[Any]) -> None:
+        """Load the keys not loaded yet in one batch, straight into the cache: what a page
+        primes for its items, without a future and a callback per key."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self.known]
+        if missing:
+            for key, value in zip(missing, await self.batch_load_fn(missing), strict=True):
+                self.prime(key, value)
+
     def loaded(self, key: Any) -> Any:
         """The value for `key` if it has been loaded (None included), else MISSING."""
         future = self.known.get(key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import functools
@@ -324,9 +323,10 @@ async def prime(info: strawberry.Info, page: Page[Any], loads: dict[str, Callabl
     of one per item and field."""
     wanted = item_fields(info)
     rows = page.rows
-    pending = [load(rows) for name, load in loads.items() if name in wanted]
-    if rows and pending:
-        await asyncio.gather(*pending)
+    if rows:
+        # One after the other (they share the request's connection anyway), each once.
+        for load in dict.fromkeys(load for name, load in loads.items() if name in wanted):
+            await load(rows)
 
 
 async def load_page(loader: Any, key: Any) -> Page[Any]:

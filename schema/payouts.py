@@ -247,8 +247,8 @@ class Payout(FromRow, Node, model=m.Payout):
     def primes(loaders: Any) -> dict[str, Callable[[list[m.Payout]], Any]]:
         """What a page of payouts loads at once for the item fields asked (schema.base.prime)."""
         return {
-            "transfers": lambda rows: loaders.transfers_by_payout.load_many([p.id for p in rows]),
-            "dispositions": lambda rows: loaders.dispositions_by_payout.load_many([p.id for p in rows]),
+            "transfers": lambda rows: loaders.transfers_by_payout.fill([p.id for p in rows]),
+            "dispositions": lambda rows: loaders.dispositions_by_payout.fill([p.id for p in rows]),
         }
 
     @strawberry.field(description="Its bank transfers, oldest first, whatever became of them.")

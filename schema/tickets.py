@@ -103,17 +103,13 @@ class Ticket(FromRow, Node, model=m.Ticket):
         """What a page of tickets loads at once for the item fields asked (schema.base.prime)."""
 
         def stats(rows: list[m.Ticket]) -> Any:
-            return loaders.message_stats.load_many([t.id for t in rows])
+            return loaders.message_stats.fill([t.id for t in rows])
 
-        def users(column: str) -> Callable[[list[m.Ticket]], Any]:
-            return lambda rows: loaders.user.load_many(list({getattr(t, column) for t in rows} - {None}))
+        def users(rows: list[m.Ticket]) -> Any:
+            ids = [t.assigned_to_id for t in rows] + [t.created_by_id for t in rows]
+            return loaders.user.fill([i for i in ids if i is not None])
 
-        return {
-            "messageCount": stats,
-            "lastMessage": stats,
-            "assignedTo": users("assigned_to_id"),
-            "createdBy": users("created_by_id"),
-        }
+        return {"messageCount": stats, "lastMessage": stats, "assignedTo": users, "createdBy": users}
 
     @strawberry.field(description="Readable number, unique per connection (RVP-1042).")
     def number(self, info: strawberry.Info) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import strawberry
 
 from db import models as m
-from schema.base import Node, ctx, to_global_id
+from schema.base import FromRow, Node, ctx, to_global_id
 from schema.enums import Role
 from services import visibility
 
@@ -16,13 +16,15 @@ if TYPE_CHECKING:
 
 
 @strawberry.type
-class User(Node, model=m.User):
+class User(FromRow, Node, model=m.User):
     name: str
     model: strawberry.Private[m.User]
 
+    from_row = {"id": lambda s: to_global_id("User", s.model.id), "name": lambda s: s.model.name}
+
     @classmethod
     def of(cls, u: m.User) -> "User":
-        return cls(id=to_global_id("User", u.id), name=u.name, model=u)
+        return cls.made(model=u)
 
     @strawberry.field(
         description="Null where the viewer may not see it: Revampd staff see every user's email; "
