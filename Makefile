@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup clean schema bench bench-billing lint
+.PHONY: run test setup clean schema bench bench-profile bench-billing lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: $(STAMP)
 # BENCH_DATABASE_URL names a server (a database revampd_bench is made on it and dropped after).
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.dashboard $(BENCH_ARGS)
+
+# Where the server's CPU goes (py-spy samples it under load): BENCH_ARGS="--first 100 --only sqlite"
+bench-profile: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(BIN)/python -m tests.bench.where $(BENCH_ARGS)
 
 # BENCH_ARGS="--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench --connections 10000"
 bench-billing: $(STAMP)
