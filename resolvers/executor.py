@@ -96,18 +96,20 @@ def _start(value: Any) -> tuple[bool, Any]:
             # future (a loader's, for a key asked for twice) before ours is resumed.
             waiting._asyncio_future_blocking = False
         return False, _Resume(value, waiting)
-    if isinstance(value, asyncio.Future) and value.done():
+    if isinstance(value, asyncio.Future) and value.done() and not value.cancelled():
         return True, value.result()
     return False, value
 
 
-_SERIALIZERS: dict[Any, Callable[[Any], Any]] = {}
+# What is worked out once per type is kept on the type object itself, so that it
+# lives exactly as long as the schema that holds the type.
+_SERIALIZE, _KIND = "_revampd_serialize", "_revampd_kind"
 
 
 def _serializer(kind: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
     """`kind.serialize`, except that a Strawberry enum's members are looked up in a
     table made once (its own serialize scans every value for each call)."""
-    found = _SERIALIZERS.get(kind)
+    found: Callable[[Any], Any] | None = getattr(kind, _SERIALIZE, None)
     if found is None:
         serialize = kind.serialize
         members = getattr(kind, "wrapped_cls", None)
@@ -120,7 +122,7 @@ def _serializer(kind: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], An
                 name = names.get(value) if type(value) is members else None
                 return serialize(value) if name is None else name
 
-        _SERIALIZERS[kind] = found
+        setattr(kind, _SERIALIZE, found)
     return found
 
 
@@ -151,13 +153,11 @@ class _Kind:
             raise _GiveUp
 
 
-_KINDS: dict[Any, _Kind] = {}
-
-
 def _kind(graphql_type: Any) -> _Kind:
-    found = _KINDS.get(graphql_type)
+    found: _Kind | None = getattr(graphql_type, _KIND, None)
     if found is None:
-        found = _KINDS[graphql_type] = _Kind(graphql_type)
+        found = _Kind(graphql_type)
+        setattr(graphql_type, _KIND, found)
     return found
 
 
