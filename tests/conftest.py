@@ -19,7 +19,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from db import models as m
 from db.engine import create_engine, read_sessions
@@ -28,6 +27,7 @@ from db.seed import seed_demo
 from server.app import create_app
 from server.auth import issue_dev_token
 from server.settings import Settings
+from tests.pg import pg_admin
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 REQUIRE_PG = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -57,12 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 async def _pg_admin(sql: str) -> None:
-    engine = create_async_engine(make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql(sql)
-    finally:
-        await engine.dispose()
+    await pg_admin(PG_URL, sql)
 
 
 async def _build(url: str) -> None:

@@ -52,7 +52,6 @@ from typing import IO, Any
 import httpx
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
@@ -61,6 +60,7 @@ from db.seed import seed_demo
 from server.auth import issue_dev_token
 from server.settings import Settings
 from tests.bench.data import OWNER, add_bench_rows
+from tests.pg import pg_admin
 
 ROOT = Path(__file__).parents[2]
 QUERY = (ROOT / "operations" / "DashboardOverview.graphql").read_text()
@@ -104,15 +104,6 @@ async def build(url: str) -> tuple[str, dict[str, int]]:
         await engine.dispose()
     token = issue_dev_token(Settings(database_url=url), owner.id, owner.partner_id, [owner.role])
     return token, {k: int(v or 0) for k, v in sizes.items()}
-
-
-async def _pg_admin(server_url: str, sql: str) -> None:
-    engine = create_async_engine(make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql(sql)
-    finally:
-        await engine.dispose()
 
 
 # ---- requests -----------------------------------------------------------------------
@@ -456,10 +447,10 @@ def main() -> None:
             rows += bench_database("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args, stack)
         if pg and args.only != "sqlite":
             url = make_url(pg).set(database=PG_DATABASE).render_as_string(hide_password=False)
-            asyncio.run(_pg_admin(pg, f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-            asyncio.run(_pg_admin(pg, f'CREATE DATABASE "{PG_DATABASE}"'))
+            asyncio.run(pg_admin(pg, f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
+            asyncio.run(pg_admin(pg, f'CREATE DATABASE "{PG_DATABASE}"'))
             stack.callback(lambda: asyncio.run(
-                _pg_admin(pg, f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')))
+                pg_admin(pg, f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')))
             rows += bench_database("PostgreSQL", url, args, stack)
     report(rows, args.markdown, args)
 

@@ -22,7 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench.dashboard import LOADGEN, _pg_admin, build, free_port, raw_request
+from tests.bench.dashboard import LOADGEN, build, free_port, raw_request
+from tests.pg import pg_admin
 
 # The innermost frame of a sample that matches decides its part.
 PARTS = [
@@ -99,15 +100,15 @@ async def main() -> None:
         if args.only != "sqlite" and args.database_url:
             server = args.database_url
             name = "revampd_bench_where"
-            await _pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await _pg_admin(server, f'CREATE DATABASE "{name}"')
+            await pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await pg_admin(server, f'CREATE DATABASE "{name}"')
             try:
                 from sqlalchemy.engine import make_url
 
                 url = make_url(server).set(database=name).render_as_string(hide_password=False)
                 report("PostgreSQL", args.side, first, await sample(args.side, first, url, args.seconds))
             finally:
-                await _pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def report(database: str, side: str, first: int, shares: collections.Counter[str]) -> None:

@@ -15,18 +15,9 @@ import uuid
 from typing import Any
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import golden
-
-
-async def _pg_admin(server_url: str, sql: str) -> None:
-    engine = create_async_engine(make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql(sql)
-    finally:
-        await engine.dispose()
+from tests.pg import pg_admin
 
 
 async def _run(database_url: str | None) -> dict[str, list[dict[str, Any]]]:
@@ -34,11 +25,11 @@ async def _run(database_url: str | None) -> dict[str, list[dict[str, Any]]]:
         with tempfile.TemporaryDirectory() as tmp:
             return await golden.capture(golden.sqlite_url(tmp))
     name = f"revampd_golden_{uuid.uuid4().hex[:8]}"
-    await _pg_admin(database_url, f'CREATE DATABASE "{name}"')
+    await pg_admin(database_url, f'CREATE DATABASE "{name}"')
     try:
         return await golden.capture(make_url(database_url).set(database=name).render_as_string(hide_password=False))
     finally:
-        await _pg_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await pg_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:
