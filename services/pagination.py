@@ -72,11 +72,6 @@ class Page(Generic[T]):
         """The cursor of one of its rows (made when asked for: most are never shown)."""
         return encode_cursor([getattr(row, c.key) for c, _ in self.order])
 
-    @property
-    def items(self) -> list[tuple[T, str]]:
-        """(row, cursor) of each row."""
-        return [(row, self.cursor(row)) for row in self.rows]
-
 
 def encode_cursor(values: Sequence[Any]) -> str:
     plain = [{"dt": v.isoformat()} if isinstance(v, datetime) else v for v in values]
