@@ -283,7 +283,11 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                # Apollo Client names itself in the first two; traceparent/tracestate carry a trace (W3C).
+                allow_headers=[
+                    "Authorization", "Content-Type", "X-Request-ID", "apollographql-client-name",
+                    "apollographql-client-version", "traceparent", "tracestate",
+                ],
                 expose_headers=["X-Request-ID"],
                 max_age=600,
             )

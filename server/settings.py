@@ -42,6 +42,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+# What the logging module and uvicorn both know.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     raw = env.get(name) or default
     if raw not in allowed:
@@ -144,7 +148,7 @@ class Settings:
             billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
             bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
             bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_level=_choice({"LOG_LEVEL": env.get("LOG_LEVEL", "").upper()}, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
         )
         if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):

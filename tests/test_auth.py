@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import jwt
@@ -238,6 +241,25 @@ async def test_cors_admits_only_the_configured_dashboard_origin(ro_api: Api) -> 
     await app.app.state.revampd.db.dispose()
 
 
+async def test_cors_admits_the_headers_apollo_and_tracing_send(ro_api: Api) -> None:
+    import dataclasses
+
+    import httpx
+
+    from server.app import create_app
+
+    app = create_app(dataclasses.replace(ro_api.settings, cors_origins=("https://dashboard.example",)))
+    sent = "authorization, content-type, apollographql-client-name, apollographql-client-version, traceparent"
+    preflight = {"Origin": "https://dashboard.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": sent}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        answer = await http.options("/graphql", headers=preflight)
+    assert answer.status_code == 200, answer.text
+    allowed = {h.strip().lower() for h in answer.headers["access-control-allow-headers"].split(",")}
+    assert {"apollographql-client-name", "apollographql-client-version", "traceparent"} <= allowed
+    await app.app.state.revampd.db.dispose()
+
+
 async def test_an_oversized_request_body_is_refused_with_413(ro_api: Api) -> None:
     huge = "x" * (ro_api.settings.max_body_bytes + 1)
     r = await ro_api.http.post(
@@ -247,3 +269,16 @@ async def test_an_oversized_request_body_is_refused_with_413(ro_api: Api) -> Non
     )
     assert r.status_code == 413
     assert r.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+
+
+def test_an_unknown_log_level_is_refused_at_start_naming_the_setting() -> None:
+    with pytest.raises(SettingsError, match="LOG_LEVEL must be one of"):
+        Settings.from_env({"LOG_LEVEL": "verbose"})
+    assert Settings.from_env({"LOG_LEVEL": "warning"}).log_level == "WARNING"
+    started = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "1"],
+        env={**os.environ, "LOG_LEVEL": "verbose"}, capture_output=True, text=True, timeout=120,
+    )
+    assert started.returncode != 0
+    assert "configuration error: LOG_LEVEL must be one of" in started.stderr
+    assert "Traceback" not in started.stderr
