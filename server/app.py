@@ -17,12 +17,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
@@ -33,7 +32,9 @@ from resolvers.loaders import Loaders
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
 from server import webhooks
 from server.auth import AuthError, Claims, TokenVerifier
+from server.graphiql import GraphiQL
 from server.graphql_http import BadRequest, GraphQLResponse, graphql_error, read_request
+from server.introspection import PublicIntrospection
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -189,7 +190,9 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     state = State(settings)
     verifier = TokenVerifier(settings)
     schema = build_schema(settings, fast_executor=fast_executor)
-    graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+    graphiql = GraphiQL(settings, lambda: state.reads) if settings.graphiql else None
+    # Introspection needs no token (GraphiQL and codegen ask for the schema before they have one).
+    public = PublicIntrospection(schema, settings) if settings.introspection else None
 
     async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
         response = await answer(Request(scope, receive), scope.setdefault("revampd.log", {}))
@@ -199,10 +202,10 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     async def answer(request: Request, log_info: dict[str, Any]) -> Response | None:
         """The response; the request's one read connection is given back before it is sent."""
         if request.method == "GET" and "text/html" in request.headers.get("accept", "") and not request.query_params.get("query"):
-            return HTMLResponse(graphiql_html) if graphiql_html else PlainTextResponse("Not Found", 404)
+            return await graphiql.page() if graphiql else PlainTextResponse("Not Found", 404)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return unauthorized()
+            return (public and await public.answer(request, log_info)) or unauthorized()
         try:
             claims = await verifier.verify_async(token.strip())
         except AuthError as exc:
@@ -298,6 +301,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", ASGIEndpoint(graphql), methods=["GET", "POST"]),
+            *(graphiql.routes if graphiql else []),
             Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
                   methods=["POST"]),
         ],
