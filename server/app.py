@@ -17,14 +17,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.http import process_result
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from db import models as m
@@ -34,16 +31,18 @@ from resolvers.loaders import Loaders
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
 from server import webhooks
 from server.auth import AuthError, Claims, TokenVerifier
+from server.graphiql import GraphiQL
 from server.graphql_http import (
-    CONTENT_TYPES,
     GRAPHQL_RESPONSE,
     JSON,
+    RETRY_AFTER,
     BadRequest,
-    GraphQLResponse,
     graphql_error,
     negotiate,
     read_request,
+    result_response,
 )
+from server.introspection import PublicIntrospection
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -52,7 +51,6 @@ auth_log = logging.getLogger("revampd.auth")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 QUERIES_ONLY = frozenset({OperationType.QUERY})
-RETRY_AFTER = "1"
 # Set in a request's scope when its client hangs up before the response is all sent
 # (server.protocol); the request is logged with this status, nginx's "client closed request".
 CLIENT_GONE = "revampd.client_gone"
@@ -65,22 +63,6 @@ def unauthorized(media: str = JSON) -> Response:
 
 def busy(media: str = JSON) -> Response:
     return graphql_error(503, "SERVICE_UNAVAILABLE", BUSY_ERROR, media=media, **{"Retry-After": RETRY_AFTER})
-
-
-def result_response(result: ExecutionResult, media: str, db_busy: bool) -> Response:
-    """The result as `media`. As application/json every result that is not a refusal of the
-    database is a 200, as it always was. As application/graphql-response+json (GraphQL over
-    HTTP) a request error (the document did not parse or validate, a variable did not coerce,
-    a limit refused it: nothing ran) is a 400 with no `data` entry, or a 500 if it was our fault."""
-    body = process_result(result)
-    headers = {"Retry-After": RETRY_AFTER} if db_busy else None
-    status = 503 if db_busy else 200
-    if media == GRAPHQL_RESPONSE and result.data is None and result.errors and not any(e.path for e in result.errors):
-        del body["data"]
-        if not db_busy:
-            internal = any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in result.errors)
-            status = 500 if internal else 400
-    return GraphQLResponse(body, status_code=status, headers=headers, media_type=CONTENT_TYPES[media])
 
 
 @dataclass(frozen=True)
@@ -215,7 +197,9 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     state = State(settings)
     verifier = TokenVerifier(settings)
     schema = build_schema(settings, fast_executor=fast_executor)
-    graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+    graphiql = GraphiQL(settings, lambda: state.reads) if settings.graphiql else None
+    # Introspection needs no token (GraphiQL and codegen ask for the schema before they have one).
+    public = PublicIntrospection(schema, settings) if settings.introspection else None
 
     async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
         response = await answer(Request(scope, receive), scope.setdefault("revampd.log", {}))
@@ -226,7 +210,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     async def answer(request: Request, log_info: dict[str, Any]) -> Response | None:
         """The response; the request's one read connection is given back before it is sent."""
         if request.method == "GET" and "text/html" in request.headers.get("accept", "") and not request.query_params.get("query"):
-            return HTMLResponse(graphiql_html) if graphiql_html else PlainTextResponse("Not Found", 404)
+            return await graphiql.page() if graphiql else PlainTextResponse("Not Found", 404)
         media = negotiate(request.headers.get("accept"))
         if media is None:
             log.info("not acceptable: Accept %r", request.headers.get("accept"))
@@ -236,7 +220,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
             )
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return unauthorized(media)
+            return (public and await public.answer(request, log_info, media)) or unauthorized(media)
         try:
             claims = await verifier.verify_async(token.strip())
         except AuthError as exc:
@@ -330,6 +314,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", ASGIEndpoint(graphql), methods=["GET", "POST"]),
+            *(graphiql.routes if graphiql else []),
             Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
                   methods=["POST"]),
         ],

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from strawberry.http import process_result
+from strawberry.types import ExecutionResult
 
 
 class GraphQLResponse(JSONResponse):
@@ -25,6 +27,8 @@ class GraphQLResponse(JSONResponse):
         return orjson.dumps(content)
 
 
+# Seconds a client is asked to wait when the database is too busy to answer (503).
+RETRY_AFTER = "1"
 # Deeper than any input of the schema; JSON nested deeper is refused, not recursed into.
 MAX_JSON_DEPTH = 32
 JSON_TYPES = ("application/json", "application/graphql+json", "application/graphql-response+json")
@@ -196,3 +200,19 @@ async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     check_text(variables, "variables")
     check_text(extensions, "extensions")
     return GraphQLRequest(query, variables, name or None, extensions)
+
+
+def result_response(result: ExecutionResult, media: str, db_busy: bool) -> Response:
+    """The result as `media`. As application/json every result that is not a refusal of the
+    database is a 200, as it always was. As application/graphql-response+json (GraphQL over
+    HTTP) a request error (the document did not parse or validate, a variable did not coerce,
+    a limit refused it: nothing ran) is a 400 with no `data` entry, or a 500 if it was our fault."""
+    body = process_result(result)
+    headers = {"Retry-After": RETRY_AFTER} if db_busy else None
+    status = 503 if db_busy else 200
+    if media == GRAPHQL_RESPONSE and result.data is None and result.errors and not any(e.path for e in result.errors):
+        del body["data"]
+        if not db_busy:
+            internal = any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in result.errors)
+            status = 500 if internal else 400
+    return GraphQLResponse(body, status_code=status, headers=headers, media_type=CONTENT_TYPES[media])

@@ -89,7 +89,7 @@ async def test_refusals_before_execution_follow_the_media_type(ro_api: Api) -> N
     """No token, a body that is not JSON, extensions that are not an object: refused with the
     same status either way, and no data entry as application/graphql-response+json."""
     cases: list[tuple[Any, bool, int, str]] = [
-        ({"query": "{ __typename }"}, False, 401, "Authentication required."),
+        ({"query": "{ viewer { roles } }"}, False, 401, "Authentication required."),
         ({"query": "{ __typename }", "extensions": "yes"}, True, 400, "extensions must be an object or null."),
         ({"query": "{ __typename }", "extensions": [1]}, True, 400, "extensions must be an object or null."),
     ]
