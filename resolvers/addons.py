@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from resolvers.common import run_write
@@ -13,14 +15,14 @@ from schema.addons import (
     UpdateAddOnInput,
     UpdateAddOnPayload,
 )
-from schema.base import ctx, decode_id
+from schema.base import MUTATION_INPUT, ctx, decode_id
 from services import addons as svc
 
 
 @strawberry.type
 class AddOnMutations:
     @strawberry.mutation(description="Start paying for a product: usable at once, billed from the next invoice.")
-    async def add_add_on(self, info: strawberry.Info, input: AddAddOnInput) -> AddAddOnPayload:
+    async def add_add_on(self, info: strawberry.Info, input: Annotated[AddAddOnInput, strawberry.argument(description=MUTATION_INPUT)]) -> AddAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.add(
             session, principal, decode_id(input.product_id, "AddOnProduct", "productId"), input.quantity,
@@ -31,7 +33,7 @@ class AddOnMutations:
     @strawberry.mutation(
         description="Set the quantity: more is usable at once; less takes effect at the end of the period."
     )
-    async def update_add_on(self, info: strawberry.Info, input: UpdateAddOnInput) -> UpdateAddOnPayload:
+    async def update_add_on(self, info: strawberry.Info, input: Annotated[UpdateAddOnInput, strawberry.argument(description=MUTATION_INPUT)]) -> UpdateAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.update(
             session, principal, decode_id(input.add_on_id, "AddOn", "addOnId"), input.quantity
@@ -39,7 +41,7 @@ class AddOnMutations:
         return UpdateAddOnPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(description="Remove an add-on at the end of the period; usable until then.")
-    async def remove_add_on(self, info: strawberry.Info, input: RemoveAddOnInput) -> RemoveAddOnPayload:
+    async def remove_add_on(self, info: strawberry.Info, input: Annotated[RemoveAddOnInput, strawberry.argument(description=MUTATION_INPUT)]) -> RemoveAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.remove(
             session, principal, decode_id(input.add_on_id, "AddOn", "addOnId")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx
+from schema.base import MUTATION_INPUT, ctx
 from schema.billing import UpdatePaymentMethodInput, UpdatePaymentMethodPayload
 from services import billing as svc
 from services.payments import gateway_named
@@ -18,7 +20,7 @@ class BillingMutations:
         "for what the wallet does not cover. Only brand, last 4 and expiry are kept."
     )
     async def update_payment_method(
-        self, info: strawberry.Info, input: UpdatePaymentMethodInput
+        self, info: strawberry.Info, input: Annotated[UpdatePaymentMethodInput, strawberry.argument(description=MUTATION_INPUT)]
     ) -> UpdatePaymentMethodPayload:
         context = ctx(info)
         gateway = gateway_named(context.settings.payment_gateway)

@@ -5,10 +5,12 @@ Who may do what, and every rule, is services.earnings; this field only decodes a
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx, decode_id
+from schema.base import MUTATION_INPUT, ctx, decode_id
 from schema.earnings import RecordSubOrgTransactionsInput, RecordSubOrgTransactionsPayload
 from services import earnings as svc
 
@@ -21,7 +23,7 @@ class EarningsMutations:
         "externalId is recorded once."
     )
     async def record_sub_org_transactions(
-        self, info: strawberry.Info, input: RecordSubOrgTransactionsInput
+        self, info: strawberry.Info, input: Annotated[RecordSubOrgTransactionsInput, strawberry.argument(description=MUTATION_INPUT)]
     ) -> RecordSubOrgTransactionsPayload:
         principal = ctx(info).principal
         items = [

@@ -9,7 +9,11 @@ from graphql import GraphQLError
 
 from schema.addons import AddOnProduct
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
+    Last,
     Node,
     bad_request,
     ctx,
@@ -73,10 +77,10 @@ class Query:
     async def support_tickets(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         filter: SupportTicketFilter | None = None,
     ) -> Connection[Ticket]:
         c = ctx(info)

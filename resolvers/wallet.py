@@ -5,10 +5,12 @@ Who may do what, and every rule of money, is services.wallet; these fields only 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx, decode_id
+from schema.base import MUTATION_INPUT, ctx, decode_id
 from schema.wallet import (
     AdjustWalletInput,
     AdjustWalletPayload,
@@ -24,7 +26,7 @@ class WalletMutations:
     @strawberry.mutation(
         description="BILLING_ADMIN: credit (positive amount) or debit (negative) a connection's wallet."
     )
-    async def adjust_wallet(self, info: strawberry.Info, input: AdjustWalletInput) -> AdjustWalletPayload:
+    async def adjust_wallet(self, info: strawberry.Info, input: Annotated[AdjustWalletInput, strawberry.argument(description=MUTATION_INPUT)]) -> AdjustWalletPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.adjust(
             session, principal,
@@ -40,7 +42,7 @@ class WalletMutations:
         description="BILLING_ADMIN: credit a PENDING affiliate payout to its connection's wallet, once."
     )
     async def apply_affiliate_payout(
-        self, info: strawberry.Info, input: ApplyAffiliatePayoutInput
+        self, info: strawberry.Info, input: Annotated[ApplyAffiliatePayoutInput, strawberry.argument(description=MUTATION_INPUT)]
     ) -> ApplyAffiliatePayoutPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.apply_affiliate_payout(

@@ -8,7 +8,17 @@ from typing import Callable, Self, TypeVar
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, ctx, now_or_later, to_global_id
+from schema.base import (
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    ctx,
+    now_or_later,
+    to_global_id,
+    user_errors_field,
+)
 from schema.idempotency import idempotency_key_field
 from schema.invoices import InvoiceLineItem
 from services import addons as svc
@@ -121,7 +131,7 @@ class AddAddOnInput:
     product_id: strawberry.ID
     quantity: int = strawberry.field(description="From 1 to the product's maxQuantity.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
@@ -131,20 +141,20 @@ class UpdateAddOnInput:
         description="From 1 to the product's maxQuantity. More is usable at once; "
         "less takes effect at the end of the period."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
 class RemoveAddOnInput:
     add_on_id: strawberry.ID
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class AddOnPayload:
     add_on: AddOn | None = strawberry.field(description="The add-on as it now stands; null when refused.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: m.AddOn | None, errors: list[UserError], client_mutation_id: str | None) -> Self:

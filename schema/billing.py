@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Self
 import strawberry
 
 from db import models as m
-from schema.base import UserError
+from schema.base import UserError, client_mutation_id_echo, client_mutation_id_field, user_errors_field
 
 if TYPE_CHECKING:
     from schema.partners import RevampdConnection
@@ -33,15 +33,15 @@ class UpdatePaymentMethodInput:
     card_token: str = strawberry.field(
         description="The token the payment processor gave for the card (never the card number)."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class UpdatePaymentMethodPayload:
     payment_method: PaymentCard | None = strawberry.field(description="The card now on file; null when refused.")
     revampd_connection: Annotated["RevampdConnection", strawberry.lazy("schema.partners")] | None
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: m.Connection | None, errors: list[UserError], client_mutation_id: str | None) -> Self:

@@ -7,7 +7,7 @@ from typing import Self
 
 import strawberry
 
-from schema.base import UserError
+from schema.base import UserError, client_mutation_id_echo, client_mutation_id_field, user_errors_field
 from schema.enums import SubOrgTransactionKind
 from schema.idempotency import idempotency_key_field
 from schema.payouts import SubOrgTransaction
@@ -47,7 +47,7 @@ class RecordSubOrgTransactionsInput:
         "once, e.g. [\"input\", \"transactions\", \"3\", \"grossAmount\"], and then none is recorded."
     )
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
@@ -60,8 +60,8 @@ class RecordSubOrgTransactionsPayload:
         description="The externalIds ignored, in the order sent: recorded before, or sent twice (the first is "
         "recorded). recorded and duplicates together account for every transaction sent."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: earnings.Recorded | None, errors: list[UserError], cmid: str | None) -> Self:

@@ -8,7 +8,17 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Money, Node, UserError, ctx, to_global_id
+from schema.base import (
+    FromRow,
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    ctx,
+    to_global_id,
+    user_errors_field,
+)
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
 from schema.idempotency import required_idempotency_key_field
 from schema.users import User
@@ -140,7 +150,7 @@ class PayInvoiceInput:
         "what the wallet holds. Without it the wallet pays all that is due, or all it holds if that is less.",
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
@@ -148,8 +158,8 @@ class PayInvoicePayload:
     invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
     payment: InvoicePayment | None
     wallet: Wallet | None = strawberry.field(description="The wallet it was paid from, as it now stands.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, paid: invoices.Paid | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
@@ -166,20 +176,20 @@ class PayInvoicePayload:
 class VoidInvoiceInput:
     invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
     reason: str = strawberry.field(description="Why it is void, shown on the invoice: 1 to 500 characters, trimmed.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
 class MarkInvoiceUncollectibleInput:
     invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class InvoicePayload:
     invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, invoice: m.Invoice | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
@@ -215,7 +225,7 @@ class IssueInvoiceInput:
     line_items: list[InvoiceLineItemInput] = strawberry.field(description="1 to 100 lines.")
     due_at: datetime = strawberry.field(description="Not in the past; a time without a zone is UTC.")
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type

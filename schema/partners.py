@@ -9,7 +9,11 @@ import strawberry
 from db import models as m
 from schema.addons import AddOn, ProjectedInvoice
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
+    Last,
     Node,
     bad_request,
     ctx,
@@ -105,10 +109,10 @@ class RevampdConnection(Node, model=m.Connection):
     async def tickets(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         filter: TicketFilter | None = None,
     ) -> Connection[Ticket]:
         f = lists.TicketFilter(
@@ -126,10 +130,10 @@ class RevampdConnection(Node, model=m.Connection):
     async def invoices(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         filter: InvoiceFilter | None = None,
     ) -> Connection[Invoice]:
         f = lists.InvoiceFilter(
@@ -149,10 +153,10 @@ class RevampdConnection(Node, model=m.Connection):
     async def affiliate_payouts(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[AffiliatePayout]:
         args = page_args(info, first, after, last, before)
         page = await load_page(ctx(info).loaders.affiliate_payout_pages, (self.model.id, None, args))
@@ -167,10 +171,10 @@ class RevampdConnection(Node, model=m.Connection):
     async def payouts(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         filter: PayoutFilter | None = None,
     ) -> Connection[Payout]:
         f = lists.PayoutFilter(status=tuple(filter.status or ()) if filter else ())
@@ -184,10 +188,10 @@ class RevampdConnection(Node, model=m.Connection):
     async def sub_org_transactions(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         filter: SubOrgTransactionFilter | None = None,
     ) -> Connection[SubOrgTransaction]:
         f = lists.SubOrgTransactionFilter(unpaid=filter.unpaid if filter else None)

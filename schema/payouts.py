@@ -9,7 +9,18 @@ from typing import Annotated, Any, Callable, Self
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Money, Node, UserError, ctx, now_or_later, to_global_id
+from schema.base import (
+    FromRow,
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    ctx,
+    now_or_later,
+    to_global_id,
+    user_errors_field,
+)
 from schema.enums import (
     PayoutDispositionKind,
     PayoutMode,
@@ -299,7 +310,7 @@ class CreditPayoutInput:
         description="Decimal string in the payout's currency, at most what is available; default: all of it.",
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
@@ -313,7 +324,7 @@ class TransferPayoutInput:
         description="Decimal string in the payout's currency, at most what is available; default: all of it.",
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
@@ -327,7 +338,7 @@ class SplitPayoutInput:
         default=None, description="A linked bank account of the connection; default: the default one."
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type(description="A payout disposed of: the payout as it now stands and what was done.")
@@ -336,8 +347,8 @@ class DisposePayoutPayload:
     disposition: PayoutDisposition | None
     wallet: Wallet | None = strawberry.field(description="The wallet as it now stands, when credited.")
     bank_transfer: BankTransfer | None = strawberry.field(description="The transfer to the bank, when one was sent.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: payouts.Disposed | None, errors: list[UserError], cmid: str | None) -> Self:
@@ -358,15 +369,15 @@ class DisposePayoutPayload:
 @strawberry.input
 class CancelBankTransferInput:
     bank_transfer_id: strawberry.ID = strawberry.field(description="A PENDING transfer of one of your payouts.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class CancelBankTransferPayload:
     bank_transfer: BankTransfer | None = strawberry.field(description="Now CANCELED.")
     payout: Payout | None = strawberry.field(description="With the amount available again.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(
@@ -392,14 +403,14 @@ class SetPayoutPreferenceInput:
     period_type: PayoutPeriodType | None = strawberry.field(
         default=None, description="WEEKLY or MONTHLY payouts; unchanged when left out."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class SetPayoutPreferencePayload:
     payout_preference: PayoutPreference | None
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: m.Connection | None, errors: list[UserError], cmid: str | None) -> Self:

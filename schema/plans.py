@@ -9,7 +9,15 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, to_global_id
+from schema.base import (
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    to_global_id,
+    user_errors_field,
+)
 from schema.enums import PlanChangeKind, SubscriptionStatus
 from services import plans as svc
 
@@ -167,7 +175,7 @@ class PlanChangePreview:
 @strawberry.input
 class UpgradePlanInput:
     plan_id: strawberry.ID = strawberry.field(description="A plan above the current one.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
@@ -175,17 +183,17 @@ class DowngradePlanInput:
     plan_id: strawberry.ID = strawberry.field(
         description="A plan below the current one whose limits fit current usage."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
 class CancelSubscriptionInput:
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
 class WithdrawPlanChangeInput:
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
@@ -197,8 +205,8 @@ class PlanChangePayload:
         description="The pending change this request replaced; null if there was none "
         "or the same change was already pending."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(
@@ -233,8 +241,8 @@ class WithdrawPlanChangePayload:
     withdrawn_change: PendingPlanChange | None = strawberry.field(
         description="The pending change that was dropped."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(

@@ -9,15 +9,22 @@ import strawberry
 
 from db import models as m
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
     FromRow,
+    Last,
     Node,
     UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
     ctx,
     load_page,
     now_or_later,
     page_args,
     to_global_id,
+    user_errors_field,
 )
 from schema.enums import TicketPriority, TicketStatus
 from schema.idempotency import idempotency_key_field
@@ -152,10 +159,10 @@ class Ticket(FromRow, Node, model=m.Ticket):
     async def messages(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[TicketMessage]:
         c = ctx(info)
         args = page_args(info, first, after, last, before)
@@ -189,7 +196,7 @@ class SubmitTicketInput:
         default=None, description="The Invoice or Payout of this connection the ticket is about."
     )
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
@@ -197,20 +204,20 @@ class ReplyToTicketInput:
     ticket_id: strawberry.ID
     body: str = strawberry.field(description="1 to 10,000 characters, trimmed.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
 class CloseTicketInput:
     ticket_id: strawberry.ID
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
 class AssignTicketInput:
     ticket_id: strawberry.ID
     assignee_id: strawberry.ID = strawberry.field(description="A user with the SUPPORT role.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
@@ -220,7 +227,7 @@ class UpdateTicketStatusInput:
         description="OPEN -> IN_PROGRESS or CLOSED; IN_PROGRESS -> RESOLVED or CLOSED; "
         "RESOLVED -> IN_PROGRESS or CLOSED. CLOSED is final."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.input
@@ -228,14 +235,14 @@ class AddTicketNoteInput:
     ticket_id: strawberry.ID
     body: str = strawberry.field(description="1 to 10,000 characters; never shown to the Partner.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class TicketPayload:
     ticket: Ticket | None
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
 
 @strawberry.type

@@ -9,14 +9,21 @@ import strawberry
 
 from db import models as m
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
+    Last,
     Money,
     Node,
     UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
     ctx,
     load_page,
     page_args,
     to_global_id,
+    user_errors_field,
 )
 from schema.enums import CreditStatus, PayoutPeriodType, WalletAdjustmentKind, WalletEntryKind
 from schema.idempotency import idempotency_key_field
@@ -130,10 +137,10 @@ class Wallet:
     async def entries(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[WalletEntry]:
         args = page_args(info, first, after, last, before)
         if self.account is None:
@@ -196,15 +203,15 @@ class AdjustWalletInput:
         "answers with the first entry; the same key with other input is refused with "
         "IDEMPOTENCY_KEY_REUSED. Keys are per user; a refused request leaves its key unused."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class AdjustWalletPayload:
     wallet: Wallet | None = strawberry.field(description="The wallet as it now stands.")
     wallet_entry: WalletEntry | None = strawberry.field(description="The adjustment on the wallet's statement.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: wallet_service.Movement | None, errors: list[UserError], cmid: str | None) -> Self:
@@ -220,7 +227,7 @@ class AdjustWalletPayload:
 class ApplyAffiliatePayoutInput:
     affiliate_payout_id: strawberry.ID = strawberry.field(description="A PENDING affiliate payout.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
@@ -228,8 +235,8 @@ class ApplyAffiliatePayoutPayload:
     affiliate_payout: AffiliatePayout | None = strawberry.field(description="Now APPLIED.")
     wallet_entry: WalletEntry | None = strawberry.field(description="The credit on the wallet's statement.")
     wallet: Wallet | None = strawberry.field(description="The wallet as it now stands.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: wallet_service.Applied | None, errors: list[UserError], cmid: str | None) -> Self:
