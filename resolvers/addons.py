@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from resolvers.common import run_write
@@ -15,14 +13,14 @@ from schema.addons import (
     UpdateAddOnInput,
     UpdateAddOnPayload,
 )
-from schema.base import MUTATION_INPUT, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from services import addons as svc
 
 
 @strawberry.type
 class AddOnMutations:
     @strawberry.mutation(description="Start paying for a product: usable at once, billed from the next invoice.")
-    async def add_add_on(self, info: strawberry.Info, input: Annotated[AddAddOnInput, strawberry.argument(description=MUTATION_INPUT)]) -> AddAddOnPayload:
+    async def add_add_on(self, info: strawberry.Info, input: MutationInput[AddAddOnInput]) -> AddAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.add(
             session, principal, decode_id(input.product_id, "AddOnProduct", "productId"), input.quantity,
@@ -33,7 +31,7 @@ class AddOnMutations:
     @strawberry.mutation(
         description="Set the quantity: more is usable at once; less takes effect at the end of the period."
     )
-    async def update_add_on(self, info: strawberry.Info, input: Annotated[UpdateAddOnInput, strawberry.argument(description=MUTATION_INPUT)]) -> UpdateAddOnPayload:
+    async def update_add_on(self, info: strawberry.Info, input: MutationInput[UpdateAddOnInput]) -> UpdateAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.update(
             session, principal, decode_id(input.add_on_id, "AddOn", "addOnId"), input.quantity
@@ -41,7 +39,7 @@ class AddOnMutations:
         return UpdateAddOnPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(description="Remove an add-on at the end of the period; usable until then.")
-    async def remove_add_on(self, info: strawberry.Info, input: Annotated[RemoveAddOnInput, strawberry.argument(description=MUTATION_INPUT)]) -> RemoveAddOnPayload:
+    async def remove_add_on(self, info: strawberry.Info, input: MutationInput[RemoveAddOnInput]) -> RemoveAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.remove(
             session, principal, decode_id(input.add_on_id, "AddOn", "addOnId")

@@ -5,8 +5,6 @@ Who may do what, and every rule, is services.bank_accounts; these fields only de
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from resolvers.common import run_write
@@ -18,7 +16,7 @@ from schema.bank_accounts import (
     UnlinkBankAccountInput,
     UnlinkBankAccountPayload,
 )
-from schema.base import MUTATION_INPUT, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from services import bank_accounts as svc
 from services.bank_gateway import bank_gateway_named
 
@@ -29,7 +27,9 @@ class BankAccountMutations:
         description="PARTNER_ADMIN: link a bank account for payouts. The processor keeps the account number; "
         "only its last four digits are kept here. The first account becomes the default."
     )
-    async def link_bank_account(self, info: strawberry.Info, input: Annotated[LinkBankAccountInput, strawberry.argument(description=MUTATION_INPUT)]) -> LinkBankAccountPayload:
+    async def link_bank_account(
+        self, info: strawberry.Info, input: MutationInput[LinkBankAccountInput]
+    ) -> LinkBankAccountPayload:
         context = ctx(info)
         gateway = bank_gateway_named(context.settings.bank_gateway)
         result, errors = await run_write(info, lambda session: svc.link(
@@ -47,7 +47,7 @@ class BankAccountMutations:
         description="PARTNER_ADMIN: the account payouts go to when none is named (and the payout preference's)."
     )
     async def set_default_bank_account(
-        self, info: strawberry.Info, input: Annotated[SetDefaultBankAccountInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[SetDefaultBankAccountInput]
     ) -> SetDefaultBankAccountPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.set_default(
@@ -60,7 +60,7 @@ class BankAccountMutations:
         "the oldest remaining account becomes the default."
     )
     async def unlink_bank_account(
-        self, info: strawberry.Info, input: Annotated[UnlinkBankAccountInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[UnlinkBankAccountInput]
     ) -> UnlinkBankAccountPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.unlink(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import MUTATION_INPUT, ctx
+from schema.base import MutationInput, ctx
 from schema.billing import UpdatePaymentMethodInput, UpdatePaymentMethodPayload
 from services import billing as svc
 from services.payments import gateway_named
@@ -20,7 +18,7 @@ class BillingMutations:
         "for what the wallet does not cover. Only brand, last 4 and expiry are kept."
     )
     async def update_payment_method(
-        self, info: strawberry.Info, input: Annotated[UpdatePaymentMethodInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[UpdatePaymentMethodInput]
     ) -> UpdatePaymentMethodPayload:
         context = ctx(info)
         gateway = gateway_named(context.settings.payment_gateway)

@@ -5,12 +5,10 @@ Who may do what, and every rule, is services.earnings; this field only decodes a
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import MUTATION_INPUT, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from schema.earnings import RecordSubOrgTransactionsInput, RecordSubOrgTransactionsPayload
 from services import earnings as svc
 
@@ -23,7 +21,7 @@ class EarningsMutations:
         "externalId is recorded once."
     )
     async def record_sub_org_transactions(
-        self, info: strawberry.Info, input: Annotated[RecordSubOrgTransactionsInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[RecordSubOrgTransactionsInput]
     ) -> RecordSubOrgTransactionsPayload:
         principal = ctx(info).principal
         items = [

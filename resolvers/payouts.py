@@ -8,13 +8,13 @@ that nothing refused ever reaches a bank.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from resolvers.common import run_write
-from schema.base import MUTATION_INPUT, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from schema.payouts import (
     CancelBankTransferInput,
     CancelBankTransferPayload,
@@ -54,7 +54,9 @@ def _bank_account_id(gid: strawberry.ID | None) -> int | None:
 @strawberry.type
 class PayoutMutations:
     @strawberry.mutation(description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet.")
-    async def credit_payout(self, info: strawberry.Info, input: Annotated[CreditPayoutInput, strawberry.argument(description=MUTATION_INPUT)]) -> DisposePayoutPayload:
+    async def credit_payout(
+        self, info: strawberry.Info, input: MutationInput[CreditPayoutInput]
+    ) -> DisposePayoutPayload:
         p = ctx(info).principal
         return await _dispose(info, lambda s: payouts.credit(
             s, p, decode_id(input.payout_id, "Payout", "payoutId"), amount=input.amount,
@@ -64,7 +66,9 @@ class PayoutMutations:
     @strawberry.mutation(
         description="PARTNER_ADMIN: send a payout (all that is available, or `amount`) to a linked bank account."
     )
-    async def transfer_payout(self, info: strawberry.Info, input: Annotated[TransferPayoutInput, strawberry.argument(description=MUTATION_INPUT)]) -> DisposePayoutPayload:
+    async def transfer_payout(
+        self, info: strawberry.Info, input: MutationInput[TransferPayoutInput]
+    ) -> DisposePayoutPayload:
         p = ctx(info).principal
         return await _dispose(info, lambda s: payouts.transfer(
             s, p, decode_id(input.payout_id, "Payout", "payoutId"),
@@ -76,7 +80,7 @@ class PayoutMutations:
         description="PARTNER_ADMIN: `walletAmount` to the wallet and the rest of what is available to a bank "
         "account, together or not at all."
     )
-    async def split_payout(self, info: strawberry.Info, input: Annotated[SplitPayoutInput, strawberry.argument(description=MUTATION_INPUT)]) -> DisposePayoutPayload:
+    async def split_payout(self, info: strawberry.Info, input: MutationInput[SplitPayoutInput]) -> DisposePayoutPayload:
         p = ctx(info).principal
         return await _dispose(info, lambda s: payouts.split(
             s, p, decode_id(input.payout_id, "Payout", "payoutId"), wallet_amount=input.wallet_amount,
@@ -87,7 +91,7 @@ class PayoutMutations:
         description="PARTNER_ADMIN: cancel a PENDING bank transfer; its amount is available on the payout again."
     )
     async def cancel_bank_transfer(
-        self, info: strawberry.Info, input: Annotated[CancelBankTransferInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[CancelBankTransferInput]
     ) -> CancelBankTransferPayload:
         p = ctx(info).principal
         gateway = bank_gateway_named(ctx(info).settings.bank_gateway)
@@ -98,7 +102,7 @@ class PayoutMutations:
 
     @strawberry.mutation(description="PARTNER_ADMIN: what happens to each new payout, and how often they are made.")
     async def set_payout_preference(
-        self, info: strawberry.Info, input: Annotated[SetPayoutPreferenceInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[SetPayoutPreferenceInput]
     ) -> SetPayoutPreferencePayload:
         p = ctx(info).principal
         result, errors = await run_write(info, lambda s: payouts.set_preference(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import MUTATION_INPUT, UserError, ctx, decode_id
+from schema.base import MutationInput, UserError, ctx, decode_id
 from schema.plans import (
     CancelSubscriptionInput,
     CancelSubscriptionPayload,
@@ -36,18 +34,20 @@ async def _change(
 @strawberry.type
 class PlanMutations:
     @strawberry.mutation(description="Move to a higher tier." + NEXT_CYCLE)
-    async def upgrade_plan(self, info: strawberry.Info, input: Annotated[UpgradePlanInput, strawberry.argument(description=MUTATION_INPUT)]) -> UpgradePlanPayload:
+    async def upgrade_plan(self, info: strawberry.Info, input: MutationInput[UpgradePlanInput]) -> UpgradePlanPayload:
         result, errors = await _change(info, input.plan_id, PlanChangeKind.UPGRADE)
         return UpgradePlanPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(description="Move to a lower tier whose limits fit current usage." + NEXT_CYCLE)
-    async def downgrade_plan(self, info: strawberry.Info, input: Annotated[DowngradePlanInput, strawberry.argument(description=MUTATION_INPUT)]) -> DowngradePlanPayload:
+    async def downgrade_plan(
+        self, info: strawberry.Info, input: MutationInput[DowngradePlanInput]
+    ) -> DowngradePlanPayload:
         result, errors = await _change(info, input.plan_id, PlanChangeKind.DOWNGRADE)
         return DowngradePlanPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(description="End the subscription." + NEXT_CYCLE)
     async def cancel_subscription(
-        self, info: strawberry.Info, input: Annotated[CancelSubscriptionInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[CancelSubscriptionInput]
     ) -> CancelSubscriptionPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.cancel(session, principal))
@@ -55,7 +55,7 @@ class PlanMutations:
 
     @strawberry.mutation(description="Drop the pending upgrade, downgrade or cancellation.")
     async def withdraw_plan_change(
-        self, info: strawberry.Info, input: Annotated[WithdrawPlanChangeInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[WithdrawPlanChangeInput]
     ) -> WithdrawPlanChangePayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.withdraw(session, principal))

@@ -5,13 +5,13 @@ Who may do what is decided in services.tickets; these fields only decode and map
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import strawberry
 
 from db import models as m
 from resolvers.common import run_write
-from schema.base import MUTATION_INPUT, UserError, ctx, decode_id, from_global_id
+from schema.base import MutationInput, UserError, ctx, decode_id, from_global_id
 from schema.tickets import (
     AddTicketNoteInput,
     AddTicketNotePayload,
@@ -78,7 +78,9 @@ def _message_payload(
 @strawberry.type
 class TicketMutations:
     @strawberry.mutation(description="Any Partner user: open a support request with Revampd.")
-    async def submit_ticket(self, info: strawberry.Info, input: Annotated[SubmitTicketInput, strawberry.argument(description=MUTATION_INPUT)]) -> SubmitTicketPayload:
+    async def submit_ticket(
+        self, info: strawberry.Info, input: MutationInput[SubmitTicketInput]
+    ) -> SubmitTicketPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
@@ -97,7 +99,9 @@ class TicketMutations:
     @strawberry.mutation(
         description="Add a message. A Partner's reply reopens a RESOLVED ticket; a CLOSED one takes none."
     )
-    async def reply_to_ticket(self, info: strawberry.Info, input: Annotated[ReplyToTicketInput, strawberry.argument(description=MUTATION_INPUT)]) -> ReplyToTicketPayload:
+    async def reply_to_ticket(
+        self, info: strawberry.Info, input: MutationInput[ReplyToTicketInput]
+    ) -> ReplyToTicketPayload:
         p = ctx(info).principal
         result, errors = await run_write(
             info,
@@ -106,13 +110,15 @@ class TicketMutations:
         return _message_payload(ReplyToTicketPayload, input, result, errors)
 
     @strawberry.mutation(description="Close a ticket, whatever its status. Closed is final.")
-    async def close_ticket(self, info: strawberry.Info, input: Annotated[CloseTicketInput, strawberry.argument(description=MUTATION_INPUT)]) -> CloseTicketPayload:
+    async def close_ticket(self, info: strawberry.Info, input: MutationInput[CloseTicketInput]) -> CloseTicketPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(info, lambda s: tickets.close(s, p, _ticket_id(input)))
         return _payload(CloseTicketPayload, input, ticket, errors)
 
     @strawberry.mutation(description="SUPPORT: give a ticket to a support representative.")
-    async def assign_ticket(self, info: strawberry.Info, input: Annotated[AssignTicketInput, strawberry.argument(description=MUTATION_INPUT)]) -> AssignTicketPayload:
+    async def assign_ticket(
+        self, info: strawberry.Info, input: MutationInput[AssignTicketInput]
+    ) -> AssignTicketPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
@@ -127,7 +133,7 @@ class TicketMutations:
 
     @strawberry.mutation(description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED.")
     async def update_ticket_status(
-        self, info: strawberry.Info, input: Annotated[UpdateTicketStatusInput, strawberry.argument(description=MUTATION_INPUT)]
+        self, info: strawberry.Info, input: MutationInput[UpdateTicketStatusInput]
     ) -> UpdateTicketStatusPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(
@@ -137,7 +143,9 @@ class TicketMutations:
         return _payload(UpdateTicketStatusPayload, input, ticket, errors)
 
     @strawberry.mutation(description="SUPPORT: an internal note, never shown to the Partner.")
-    async def add_ticket_note(self, info: strawberry.Info, input: Annotated[AddTicketNoteInput, strawberry.argument(description=MUTATION_INPUT)]) -> AddTicketNotePayload:
+    async def add_ticket_note(
+        self, info: strawberry.Info, input: MutationInput[AddTicketNoteInput]
+    ) -> AddTicketNotePayload:
         p = ctx(info).principal
         result, errors = await run_write(
             info,

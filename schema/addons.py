@@ -27,13 +27,13 @@ from services import plans as plan_service
 T = TypeVar("T")
 
 
-@strawberry.type
+@strawberry.type(description="Something a Partner can add to its plan, such as extra phone numbers.")
 class AddOnProduct(Node, model=m.AddOnProduct):
-    code: str
-    name: str
-    description: str
-    monthly_price: Money
-    max_quantity: int
+    code: str = strawberry.field(description="A stable machine-readable code, such as LOCAL_NUMBER.")
+    name: str = strawberry.field(description="The product's name, for display.")
+    description: str = strawberry.field(description="What the product gives, for display.")
+    monthly_price: Money = strawberry.field(description="The price of one unit per month.")
+    max_quantity: int = strawberry.field(description="The most units one connection may have.")
     model: strawberry.Private[m.AddOnProduct]
 
     @classmethod
@@ -49,13 +49,15 @@ class AddOnProduct(Node, model=m.AddOnProduct):
         )
 
 
-@strawberry.type
+@strawberry.type(description="An add-on product the connection pays for each month, in some quantity.")
 class AddOn(Node, model=m.AddOn):
-    quantity: int
+    quantity: int = strawberry.field(description="How many units are in use and billed now.")
     pending_quantity: int | None = strawberry.field(
         description="A scheduled decrease (0 = removal), applied at pendingEffectiveAt."
     )
-    pending_effective_at: datetime | None
+    pending_effective_at: datetime | None = strawberry.field(
+        description="When pendingQuantity takes effect (the end of the current period); null when none is pending."
+    )
     model: strawberry.Private[m.AddOn]
 
     @classmethod
@@ -75,11 +77,11 @@ class AddOn(Node, model=m.AddOn):
 
         return now_or_later(ctx(info).loaders.addon_product, self.model.product_id, checked)  # type: ignore[return-value]
 
-    @strawberry.field
+    @strawberry.field(description="The product added.")
     def product(self, info: strawberry.Info) -> AddOnProduct:
         return self._with_product(info, AddOnProduct.of)
 
-    @strawberry.field
+    @strawberry.field(description="The product's monthly price for one unit.")
     def unit_price(self, info: strawberry.Info) -> Money:
         return self._with_product(info, lambda p: Money.of(p.monthly_price, p.currency_code))
 
@@ -92,9 +94,9 @@ class AddOn(Node, model=m.AddOn):
 class ProjectedInvoice:
     billed_at: datetime = strawberry.field(description="When it is issued: the end of the current period.")
     plan: Money = strawberry.field(description="The plan's price; zero when a cancellation is pending.")
-    add_ons: Money
-    total: Money
-    lines: list[InvoiceLineItem]
+    add_ons: Money = strawberry.field(description="The add-ons' monthly totals after their pending decreases.")
+    total: Money = strawberry.field(description="plan + addOns: what the invoice will ask for.")
+    lines: list[InvoiceLineItem] = strawberry.field(description="Its lines: the plan first, then each add-on.")
 
     @classmethod
     async def for_connection(cls, info: strawberry.Info, connection: m.Connection) -> "ProjectedInvoice":
@@ -126,17 +128,19 @@ class ProjectedInvoice:
 
 # ---- Mutations: inputs and payloads ------------------------------------------
 
-@strawberry.input
+@strawberry.input(description="The input of addAddOn.")
 class AddAddOnInput:
-    product_id: strawberry.ID
+    product_id: strawberry.ID = strawberry.field(
+        description="The AddOnProduct to add; one the connection does not have yet (else ALREADY_ADDED)."
+    )
     quantity: int = strawberry.field(description="From 1 to the product's maxQuantity.")
     idempotency_key: str | None = idempotency_key_field()
     client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of updateAddOn.")
 class UpdateAddOnInput:
-    add_on_id: strawberry.ID
+    add_on_id: strawberry.ID = strawberry.field(description="An AddOn of your connection.")
     quantity: int = strawberry.field(
         description="From 1 to the product's maxQuantity. More is usable at once; "
         "less takes effect at the end of the period."
@@ -144,9 +148,9 @@ class UpdateAddOnInput:
     client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of removeAddOn.")
 class RemoveAddOnInput:
-    add_on_id: strawberry.ID
+    add_on_id: strawberry.ID = strawberry.field(description="An AddOn of your connection.")
     client_mutation_id: str | None = client_mutation_id_field()
 
 
@@ -165,16 +169,16 @@ class AddOnPayload:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The result of addAddOn.")
 class AddAddOnPayload(AddOnPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of updateAddOn.")
 class UpdateAddOnPayload(AddOnPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of removeAddOn.")
 class RemoveAddOnPayload(AddOnPayload):
     pass

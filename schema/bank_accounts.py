@@ -16,7 +16,7 @@ from schema.payouts import BankAccount
 from services import bank_accounts as bank_accounts_service
 
 
-@strawberry.input
+@strawberry.input(description="The input of linkBankAccount.")
 class LinkBankAccountInput:
     holder_name: str = strawberry.field(
         description="The account holder's name as the bank knows it: 1 to 200 characters, trimmed."
@@ -41,7 +41,7 @@ class LinkBankAccountInput:
     client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of linkBankAccount.")
 class LinkBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(description="The account linked; null when refused.")
     user_errors: list[UserError] = user_errors_field()
@@ -54,13 +54,13 @@ class LinkBankAccountPayload:
         )
 
 
-@strawberry.input
+@strawberry.input(description="The input of setDefaultBankAccount.")
 class SetDefaultBankAccountInput:
     bank_account_id: strawberry.ID = strawberry.field(description="A linked account of your connection.")
     client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of unlinkBankAccount.")
 class UnlinkBankAccountInput:
     bank_account_id: strawberry.ID = strawberry.field(
         description="A linked account of your connection with no transfer still PENDING or IN_TRANSIT to it."
@@ -72,7 +72,7 @@ def _accounts(result: bank_accounts_service.Changed | None) -> list[BankAccount]
     return [BankAccount.of(a) for a in result.accounts] if result else None
 
 
-@strawberry.type
+@strawberry.type(description="The result of setDefaultBankAccount.")
 class SetDefaultBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(description="The new default; null when refused.")
     bank_accounts: list[BankAccount] | None = strawberry.field(
@@ -91,7 +91,7 @@ class SetDefaultBankAccountPayload:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The result of unlinkBankAccount.")
 class UnlinkBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(
         description="The account unlinked, with its removedAt; null when refused."

@@ -245,7 +245,10 @@ def client_mutation_id_echo() -> Any:
     return strawberry.field(description="The input's clientMutationId, unchanged; null when none was sent.")
 
 
-MUTATION_INPUT = "What to change; each field is described on the input type."
+# `input: MutationInput[UpgradePlanInput]`: every mutation's one argument.
+MutationInput = Annotated[
+    T, strawberry.argument(description="What to change; each field is described on the input type.")
+]
 
 
 def bad_request(err: DomainError) -> GraphQLError:
@@ -255,7 +258,9 @@ def bad_request(err: DomainError) -> GraphQLError:
 
 # ---- Pages -------------------------------------------------------------------
 
-@strawberry.type(description="Where a page sits in its list (Relay). It has no id: clients cache it with its connection.")
+@strawberry.type(
+    description="Where a page sits in its list (Relay). It has no id: clients cache it with its connection."
+)
 class PageInfo:
     has_next_page: bool = strawberry.field(
         description="True when more items follow this page: ask for them with `after: endCursor`."
@@ -263,14 +268,17 @@ class PageInfo:
     has_previous_page: bool = strawberry.field(
         description="True when items come before this page: ask for them with `last` and `before: startCursor`."
     )
-    start_cursor: str | None = strawberry.field(description="The cursor of the first item; null when the page is empty.")
+    start_cursor: str | None = strawberry.field(
+        description="The cursor of the first item; null when the page is empty."
+    )
     end_cursor: str | None = strawberry.field(description="The cursor of the last item; null when the page is empty.")
 
 
 @strawberry.type(description="An item of a page, with its cursor.")
 class Edge(FromRow, Generic[T]):
     cursor: str = strawberry.field(
-        description="Opaque: pass it as `after` or `before` to page on from this item. It stays valid while items are added."
+        description="Opaque: pass it as `after` or `before` to page on from this item. It stays valid while "
+        "items are added."
     )
     node: T = strawberry.field(description="The item.")
     from_row = {"cursor": lambda s: s.page.cursor(s.row)}
@@ -278,7 +286,9 @@ class Edge(FromRow, Generic[T]):
 
 @strawberry.type(description="A Relay cursor connection (keyset: stable while rows are added).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]] = strawberry.field(description="The items of this page, each with its cursor, in the list's order.")
+    edges: list[Edge[T]] = strawberry.field(
+        description="The items of this page, each with its cursor, in the list's order."
+    )
     page_info: PageInfo = strawberry.field(description="Whether more pages follow or come before, and their cursors.")
 
     @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")

@@ -107,7 +107,8 @@ TransferStatus = described(enums.TransferStatus, "TransferStatus", "Where a bank
 TicketStatus = described(enums.TicketStatus, "TicketStatus", "Where a support ticket is.", {
     "OPEN": "New: waiting for support.",
     "IN_PROGRESS": "Support is working on it.",
-    "RESOLVED": "Support considers it solved; a Partner's reply reopens it.",
+    "RESOLVED": "Support considers it solved. A Partner's reply reopens it; otherwise it closes by itself "
+    "after TICKET_AUTO_CLOSE_DAYS (7 unless configured).",
     "CLOSED": "Done; it takes no more replies. Final.",
 })
 TicketPriority = described(enums.TicketPriority, "TicketPriority", "How urgent a ticket is.", {
