@@ -19,7 +19,10 @@ from services import addons as svc
 
 @strawberry.type
 class AddOnMutations:
-    @strawberry.mutation(description="Start paying for a product: usable at once, billed from the next invoice.")
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: start paying for a product: usable at once, billed from the next invoice. "
+        "Errors: NOT_FOUND, ALREADY_ADDED, INVALID_QUANTITY."
+    )
     async def add_add_on(self, info: strawberry.Info, input: MutationInput[AddAddOnInput]) -> AddAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.add(
@@ -29,7 +32,8 @@ class AddOnMutations:
         return AddAddOnPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(
-        description="Set the quantity: more is usable at once; less takes effect at the end of the period."
+        description="PARTNER_ADMIN: set the quantity: more is usable at once; less takes effect at the end of the "
+        "period. Errors: NOT_FOUND, INVALID_QUANTITY."
     )
     async def update_add_on(self, info: strawberry.Info, input: MutationInput[UpdateAddOnInput]) -> UpdateAddOnPayload:
         principal = ctx(info).principal
@@ -38,7 +42,9 @@ class AddOnMutations:
         ))
         return UpdateAddOnPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(description="Remove an add-on at the end of the period; usable until then.")
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: remove an add-on at the end of the period; usable until then. Errors: NOT_FOUND."
+    )
     async def remove_add_on(self, info: strawberry.Info, input: MutationInput[RemoveAddOnInput]) -> RemoveAddOnPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.remove(

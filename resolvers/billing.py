@@ -14,7 +14,7 @@ from services.payments import gateway_named
 @strawberry.type
 class BillingMutations:
     @strawberry.mutation(
-        description="Put a card on file from the payment processor's token; the billing run charges it "
+        description="PARTNER_ADMIN: put a card on file from the payment processor's token; the billing run charges it "
         "for what the wallet does not cover. Only brand, last 4 and expiry are kept."
     )
     async def update_payment_method(

@@ -53,7 +53,9 @@ def _bank_account_id(gid: strawberry.ID | None) -> int | None:
 
 @strawberry.type
 class PayoutMutations:
-    @strawberry.mutation(description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet.")
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet."
+    )
     async def credit_payout(
         self, info: strawberry.Info, input: MutationInput[CreditPayoutInput]
     ) -> DisposePayoutPayload:

@@ -77,7 +77,10 @@ def _message_payload(
 
 @strawberry.type
 class TicketMutations:
-    @strawberry.mutation(description="Any Partner user: open a support request with Revampd.")
+    @strawberry.mutation(
+        description="PARTNER_ADMIN or PARTNER_MEMBER: open a support request with Revampd, OPEN and unassigned. "
+        "Errors: INVALID_TITLE, INVALID_DESCRIPTION, NOT_FOUND (subjectId)."
+    )
     async def submit_ticket(
         self, info: strawberry.Info, input: MutationInput[SubmitTicketInput]
     ) -> SubmitTicketPayload:
@@ -97,7 +100,8 @@ class TicketMutations:
         return _payload(SubmitTicketPayload, input, ticket, errors)
 
     @strawberry.mutation(
-        description="Add a message. A Partner's reply reopens a RESOLVED ticket; a CLOSED one takes none."
+        description="A Partner user of the ticket, or staff: add a message. A Partner's reply reopens a RESOLVED "
+        "ticket; a CLOSED one takes none. Errors: NOT_FOUND, INVALID_BODY, TICKET_CLOSED."
     )
     async def reply_to_ticket(
         self, info: strawberry.Info, input: MutationInput[ReplyToTicketInput]
@@ -109,13 +113,19 @@ class TicketMutations:
         )
         return _message_payload(ReplyToTicketPayload, input, result, errors)
 
-    @strawberry.mutation(description="Close a ticket, whatever its status. Closed is final.")
+    @strawberry.mutation(
+        description="A Partner user of the ticket, or staff: close it, whatever its status. Closed is final. "
+        "Errors: NOT_FOUND, TICKET_CLOSED."
+    )
     async def close_ticket(self, info: strawberry.Info, input: MutationInput[CloseTicketInput]) -> CloseTicketPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(info, lambda s: tickets.close(s, p, _ticket_id(input)))
         return _payload(CloseTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(description="SUPPORT: give a ticket to a support representative.")
+    @strawberry.mutation(
+        description="SUPPORT: give a ticket to a support representative. "
+        "Errors: NOT_FOUND, ASSIGNEE_NOT_SUPPORT, TICKET_CLOSED."
+    )
     async def assign_ticket(
         self, info: strawberry.Info, input: MutationInput[AssignTicketInput]
     ) -> AssignTicketPayload:
@@ -131,7 +141,10 @@ class TicketMutations:
         )
         return _payload(AssignTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED.")
+    @strawberry.mutation(
+        description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED. "
+        "Errors: NOT_FOUND, ILLEGAL_STATUS_CHANGE."
+    )
     async def update_ticket_status(
         self, info: strawberry.Info, input: MutationInput[UpdateTicketStatusInput]
     ) -> UpdateTicketStatusPayload:
@@ -142,7 +155,9 @@ class TicketMutations:
         )
         return _payload(UpdateTicketStatusPayload, input, ticket, errors)
 
-    @strawberry.mutation(description="SUPPORT: an internal note, never shown to the Partner.")
+    @strawberry.mutation(
+        description="SUPPORT: add an internal note, never shown to the Partner. Errors: NOT_FOUND, INVALID_BODY."
+    )
     async def add_ticket_note(
         self, info: strawberry.Info, input: MutationInput[AddTicketNoteInput]
     ) -> AddTicketNotePayload:

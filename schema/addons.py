@@ -90,7 +90,10 @@ class AddOn(Node, model=m.AddOn):
         return self._with_product(info, lambda p: Money.of(p.monthly_price * self.model.quantity, p.currency_code))
 
 
-@strawberry.type(description="The next invoice as things stand: the plan and add-ons after every pending change.")
+@strawberry.type(
+    description="The next invoice as things stand: the plan and add-ons after every pending change. It has no "
+    "id: clients cache it with its connection."
+)
 class ProjectedInvoice:
     billed_at: datetime = strawberry.field(description="When it is issued: the end of the current period.")
     plan: Money = strawberry.field(description="The plan's price; zero when a cancellation is pending.")
