@@ -26,7 +26,7 @@ def described(cls: E, name: str, description: str, values: dict[str, str]) -> E:
 Role = described(_Role, "Role", "What a user may do; a token carries one or more.", {
     "PARTNER_ADMIN": "A Partner's administrator: everything a member may, plus the plan, add-ons, invoices, "
     "payment method, payouts and bank accounts.",
-    "PARTNER_MEMBER": "A Partner's user: reads the connection and submits and replies to its tickets.",
+    "PARTNER_MEMBER": "A Partner's user: reads the connection, and submits, replies to and closes its tickets.",
     "SUPPORT": "Revampd support: works the ticket queue of every Partner.",
     "BILLING_ADMIN": "Revampd billing: issues, voids and writes off invoices, adjusts wallets, applies "
     "affiliate payouts and records Sub-Org transactions.",
