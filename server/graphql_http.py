@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from strawberry.http import process_result
+from strawberry.types import ExecutionResult
 
 
 class GraphQLResponse(JSONResponse):
@@ -25,14 +27,68 @@ class GraphQLResponse(JSONResponse):
         return orjson.dumps(content)
 
 
+# Seconds a client is asked to wait when the database is too busy to answer (503).
+RETRY_AFTER = "1"
 # Deeper than any input of the schema; JSON nested deeper is refused, not recursed into.
 MAX_JSON_DEPTH = 32
 JSON_TYPES = ("application/json", "application/graphql+json", "application/graphql-response+json")
 
+# The two media types a result can be sent as (GraphQL over HTTP): the spec's own, for clients
+# that ask for it, and plain JSON, the default, for everyone else.
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+# The Content-Type each is sent with (application/json is UTF-8 by definition; the spec's own names it).
+CONTENT_TYPES = {GRAPHQL_RESPONSE: f"{GRAPHQL_RESPONSE}; charset=utf-8", JSON: JSON}
 
-def graphql_error(status: int, code: str, message: str, **headers: str) -> Response:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status, headers=headers or None)
+
+def _ranges(accept: str) -> list[tuple[str, float]]:
+    """The media ranges of an Accept header with their q-values, in the order sent."""
+    ranges = []
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media:
+            ranges.append((media.lower(), q))
+    return ranges
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer with, or None when the client accepts neither (406).
+
+    No Accept header, `*/*` or `application/*` gets application/json; an explicit
+    application/graphql-response+json is preferred unless application/json is given a
+    higher q-value.
+    """
+    if not accept or not accept.strip():
+        return JSON
+    best: tuple[float, int, str] | None = None
+    for media, q in _ranges(accept):
+        if q <= 0:
+            continue
+        if media == GRAPHQL_RESPONSE:
+            candidate = (q, 1, GRAPHQL_RESPONSE)
+        elif media in (JSON, "application/*", "*/*"):
+            candidate = (q, 0, JSON)
+        else:
+            continue
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    return best[2] if best else None
+
+
+def graphql_error(status: int, code: str, message: str, *, media: str = JSON, **headers: str) -> Response:
+    """A request refused before execution. As application/graphql-response+json it has no
+    `data` entry (the spec's request error); as application/json it keeps `"data": null`."""
+    error = {"message": message, "extensions": {"code": code}}
+    body = {"errors": [error]} if media == GRAPHQL_RESPONSE else {"data": None, "errors": [error]}
+    return GraphQLResponse(body, status_code=status, headers=headers or None, media_type=CONTENT_TYPES[media])
 
 
 class BadRequest(Exception):
@@ -42,8 +98,8 @@ class BadRequest(Exception):
         super().__init__(message)
         self.message, self.status, self.code, self.headers = message, status, code, headers
 
-    def response(self) -> Response:
-        return graphql_error(self.status, self.code, self.message, **self.headers)
+    def response(self, media: str = JSON) -> Response:
+        return graphql_error(self.status, self.code, self.message, media=media, **self.headers)
 
 
 @dataclass(frozen=True)
@@ -51,6 +107,7 @@ class GraphQLRequest:
     query: str
     variables: dict[str, Any] | None
     operation_name: str | None
+    extensions: dict[str, Any] | None = None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -106,11 +163,12 @@ async def _body(request: Request, limit: int) -> bytes:
 async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     if request.method == "GET":
         params = request.query_params
-        variables = params.get("variables")
+        variables, extensions = params.get("variables"), params.get("extensions")
         data: Any = {
             "query": params.get("query"),
             "variables": _json(variables, "variables") if variables else None,
             "operationName": params.get("operationName"),
+            "extensions": _json(extensions, "extensions") if extensions else None,
         }
     else:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -128,13 +186,33 @@ async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     if not isinstance(data, dict):
         raise BadRequest('The request body must be a JSON object such as {"query": "..."}.')
     query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+    extensions = data.get("extensions")
     if not isinstance(query, str) or not query.strip():
         raise BadRequest("query must be a non-empty string holding a GraphQL document.")
     if variables is not None and not isinstance(variables, dict):
         raise BadRequest("variables must be an object or null.")
     if name is not None and not isinstance(name, str):
         raise BadRequest("operationName must be a string or null.")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise BadRequest("extensions must be an object or null.")
     check_text(query, "query")
     check_text(name, "operationName")
     check_text(variables, "variables")
-    return GraphQLRequest(query, variables, name or None)
+    check_text(extensions, "extensions")
+    return GraphQLRequest(query, variables, name or None, extensions)
+
+
+def result_response(result: ExecutionResult, media: str, db_busy: bool) -> Response:
+    """The result as `media`. As application/json every result that is not a refusal of the
+    database is a 200, as it always was. As application/graphql-response+json (GraphQL over
+    HTTP) a request error (the document did not parse or validate, a variable did not coerce,
+    a limit refused it: nothing ran) is a 400 with no `data` entry, or a 500 if it was our fault."""
+    body = process_result(result)
+    headers = {"Retry-After": RETRY_AFTER} if db_busy else None
+    status = 503 if db_busy else 200
+    if media == GRAPHQL_RESPONSE and result.data is None and result.errors and not any(e.path for e in result.errors):
+        del body["data"]
+        if not db_busy:
+            internal = any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in result.errors)
+            status = 500 if internal else 400
+    return GraphQLResponse(body, status_code=status, headers=headers, media_type=CONTENT_TYPES[media])
