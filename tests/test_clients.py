@@ -11,20 +11,16 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import threading
-import time
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import pytest
-import uvicorn
 
-from server.cli import UVICORN_OPTIONS
+from tests import served as _served
 from tests.conftest import Databases, make_api
 from tests.node import ROOT, node
 
 CLIENTS = ROOT / "clients"
-DEADLINE = 30.0
 USER = "owner@bluebird.example"  # on GROWTH with a pending DOWNGRADE: the upgrade replaces it
 
 
@@ -52,32 +48,13 @@ def test_generated_types_compile_under_tsc_strict() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _until(condition: Callable[[], object], what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
 @pytest.fixture
 async def served(databases: Databases) -> AsyncIterator[tuple[str, str]]:
     """(GraphQL URL, USER's token) of a real uvicorn on a fresh copy of the demo data."""
     api = await make_api(await databases.clone())
     await api.http.aclose()
-    config = uvicorn.Config(api.app, host="127.0.0.1", port=0, log_config=None, lifespan="on", **UVICORN_OPTIONS)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    _until(lambda: server.started or not thread.is_alive(), "the server to start")
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with _served.served(api.app) as port:
         yield f"http://127.0.0.1:{port}/graphql", api.tokens[USER]
-    finally:
-        server.should_exit = True
-        thread.join(DEADLINE)
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 @pytest.mark.xfail(strict=True, reason=(
