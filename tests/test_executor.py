@@ -17,9 +17,10 @@ from typing import Any, AsyncIterator
 import pytest
 from sqlalchemy import event
 
+from tests import golden
 from tests.conftest import Api, Databases, make_api
 
-OPERATIONS = sorted((Path(__file__).parents[1] / "operations").glob("*.graphql"))
+OPERATIONS = [golden.OPERATIONS / f"{name}.graphql" for name in golden.documents()]  # the queries
 USERS = ["owner@northwind.example", "member@northwind.example", "owner@bluebird.example", "support@revampd.example"]
 SIZES = [None, 1, 3, 10, 100]
 

@@ -35,6 +35,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from graphql import OperationType, parse
+
 from db.engine import create_engine, read_sessions
 from db.migrate import upgrade
 from db.seed import seed_demo
@@ -101,8 +103,11 @@ ID_DOCUMENTS = {"Ticket", "Invoice", "PlanChangePreview"}
 
 
 def documents() -> dict[str, str]:
-    """Document name (the file's stem) -> its text, for every file in operations/."""
-    return {p.stem: p.read_text() for p in sorted(OPERATIONS.glob("*.graphql"))}
+    """Document name (the file's stem) -> its text, for every query in operations/
+    (the mutations change the data: tests/test_operations.py runs them)."""
+    texts = {p.stem: p.read_text() for p in sorted(OPERATIONS.glob("*.graphql"))}
+    return {name: text for name, text in texts.items()
+            if all(getattr(d, "operation", None) == OperationType.QUERY for d in parse(text).definitions)}
 
 
 def golden_path(name: str) -> Path:
