@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import importlib
 import pkgutil
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generic, Self, TypeVar, cast
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generic, Mapping, Self, TypeVar, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
+from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
+from strawberry.types.scalar import ScalarDefinition
 
 from resolvers.loaders import MISSING
 from services import money, visibility
-from services.errors import DomainError
+from services.errors import DESCRIPTIONS, DomainError, ErrorCode
 from services.pagination import Page, PageArgs
 
 if TYPE_CHECKING:
@@ -65,7 +70,7 @@ def decode_id(gid: str, expected: str, field: str) -> int:
     """The primary key of an ID of type `expected`; a wrong or foreign ID is NOT_FOUND."""
     parsed = from_global_id(gid)
     if parsed is None or parsed[0] != expected:
-        raise DomainError("NOT_FOUND", f"No {expected} with this ID.", field)
+        raise DomainError(ErrorCode.NOT_FOUND, f"No {expected} with this ID.", field)
     return parsed[1]
 
 
@@ -198,12 +203,61 @@ class FromRow:
         _READY.add(cls)
 
 
+# ---- Scalars and shared enums -------------------------------------------------
+
+DATETIME: ScalarDefinition = dataclasses.replace(
+    DateTimeDefinition,
+    description="An instant: an RFC 3339 (ISO 8601) date-time string with its UTC offset. The service always "
+    "answers in UTC, as \"2025-06-16T18:00:00+00:00\" (with microseconds when the instant has them: "
+    "\"2025-06-16T18:00:00.250000+00:00\"). As input, give the offset (\"2025-06-16T20:00:00+02:00\" or "
+    "\"...Z\"); a field that takes a time without one says so.",
+    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
+)
+DECIMAL: ScalarDefinition = dataclasses.replace(
+    DecimalDefinition,
+    description="An exact decimal number as a JSON string, never a float. A money amount has exactly its "
+    "currency's decimals (ISO 4217 minor unit): \"1499.00\" USD, \"1500\" JPY, \"12.500\" BHD; a negative "
+    "one starts with \"-\" (\"-25.00\"). A percentage has the decimals it is kept with (\"2.50\" = 2.5 %). "
+    "Read it with a decimal type (e.g. decimal.js, BigDecimal), not a binary float.",
+)
+# For the schema's `scalar_overrides`.
+SCALARS: dict[object, ScalarDefinition] = {datetime: DATETIME, Decimal: DECIMAL}
+
+E = TypeVar("E", bound=Enum)
+
+
+def described_enum(cls: type[E], name: str, description: str, values: Mapping[Any, str]) -> type[E]:
+    """`cls` as a GraphQL enum with a description for each value (every member needs one)."""
+    missing = [member.name for member in cls if member not in values]
+    if missing:
+        raise TypeError(f"{name} has values without a description: {', '.join(missing)}")
+    wrapped = strawberry.enum(cls, name=name, description=description)
+    for value in wrapped.__strawberry_definition__.values:  # type: ignore[attr-defined]
+        value.description = values[cls(value.value)]
+    return wrapped
+
+
+UserErrorCode = described_enum(
+    ErrorCode, "UserErrorCode",
+    "Why a mutation (or a query's argument) was refused: stable codes to branch on; `message` says the "
+    "same for a person.",
+    DESCRIPTIONS,
+)
+
+CurrencyCode = described_enum(
+    money.Currency, "CurrencyCode",
+    "An ISO 4217 currency code, among those Revampd keeps amounts in. Its amounts have the currency's "
+    "decimals (its minor unit).",
+    {code: f"{name}: {places} decimal{'' if places == 1 else 's'}." for code, (name, places) in money.CURRENCIES.items()},
+)
+
+
 # ---- Money -------------------------------------------------------------------
 
 @strawberry.type(description="An amount of money; `amount` is a decimal string, never a float.")
 class Money:
     amount: Decimal
-    currency_code: str
+    currency_code: CurrencyCode
 
     @classmethod
     def of(cls, minor: int, currency: str) -> "Money":
@@ -215,7 +269,7 @@ class Money:
 @strawberry.type(description="A business rule refused the input; `field` is the path to it.")
 class UserError:
     field: list[str] | None
-    code: str
+    code: UserErrorCode
     message: str
 
     @classmethod

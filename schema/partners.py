@@ -10,6 +10,7 @@ from db import models as m
 from schema.addons import AddOn, ProjectedInvoice
 from schema.base import (
     Connection,
+    CurrencyCode,
     Node,
     bad_request,
     ctx,
@@ -34,7 +35,7 @@ from services.errors import DomainError
 
 @strawberry.type(description="A Partner's direct connection with Revampd: plan, billing, wallet, payouts.")
 class RevampdConnection(Node, model=m.Connection):
-    currency_code: str
+    currency_code: CurrencyCode
     created_at: datetime
     model: strawberry.Private[m.Connection]
 

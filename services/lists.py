@@ -21,7 +21,7 @@ from services.enums import (
     TicketPriority,
     TicketStatus,
 )
-from services.errors import DomainError, Forbidden
+from services.errors import DomainError, ErrorCode, Forbidden
 from services.pagination import Page, PageArgs, fetch_pages
 
 
@@ -89,7 +89,7 @@ def _ticket_filter(f: TicketFilter) -> tuple[Any, dict[str, Any], Callable[[Any]
         words = f.search.strip().lower()
         if len(words) > MAX_SEARCH:
             raise DomainError(
-                "INVALID_SEARCH", f"search must be at most {MAX_SEARCH} characters, got {len(words):,}.", ["filter", "search"]
+                ErrorCode.INVALID_SEARCH, f"search must be at most {MAX_SEARCH} characters, got {len(words):,}.", ["filter", "search"]
             )
         # Escape the escape character first, so a trailing backslash stays literal.
         for char in ("\\", "%", "_"):

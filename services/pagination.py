@@ -18,7 +18,7 @@ from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
 T = TypeVar("T")
 
@@ -35,14 +35,14 @@ class PageArgs:
 
     def validated(self, max_size: int, default_size: int) -> "PageArgs":
         if self.first is not None and self.last is not None:
-            raise DomainError("INVALID_PAGINATION", "Pass first or last, not both.", "first")
+            raise DomainError(ErrorCode.INVALID_PAGINATION, "Pass first or last, not both.", "first")
         for name in ("first", "last"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise DomainError("INVALID_PAGINATION", f"{name} must not be negative.", name)
+                raise DomainError(ErrorCode.INVALID_PAGINATION, f"{name} must not be negative.", name)
             if value is not None and value > max_size:
                 raise DomainError(
-                    "INVALID_PAGINATION", f"{name} must be at most {max_size}, got {value}.", name
+                    ErrorCode.INVALID_PAGINATION, f"{name} must be at most {max_size}, got {value}.", name
                 )
         if self.first is None and self.last is None:
             if self.before is not None:
@@ -107,7 +107,7 @@ def decode_cursor(cursor: str, order: Order, field: str) -> list[Any]:
             raise ValueError
         return [_cursor_value(v, column) for v, (column, _) in zip(raw, order, strict=True)]
     except (ValueError, TypeError, RecursionError):
-        raise DomainError("INVALID_CURSOR", f"{field} is not a valid cursor.", field) from None
+        raise DomainError(ErrorCode.INVALID_CURSOR, f"{field} is not a valid cursor.", field) from None
 
 
 def _beyond(order: Order, values: list[Any], after: bool) -> Any:
