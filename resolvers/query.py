@@ -24,6 +24,7 @@ from services import addons as addon_service
 from services import lists
 from services import plans as plan_service
 from services.errors import DomainError
+from services.pagination import count_rows, fetch_pages
 
 MAX_NODES = 100
 
@@ -91,8 +92,14 @@ class Query:
                 unassigned=f.unassigned,
             )
             args = page_args(info, first, after, last, before)
-            page = await lists.support_queue(c.db, c.principal, service_filter, args)
+            listing = lists.support_queue(c.principal, service_filter)
+            page = (await fetch_pages(c.db, listing, [0], args))[0]
         except DomainError as err:
             raise bad_request(err) from None
+
+        async def total() -> int:
+            return (await count_rows(c.db, listing, [0]))[0]
+
+        page.total = total
         return Connection.of(page, Ticket.of)
 

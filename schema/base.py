@@ -304,10 +304,18 @@ class Edge(FromRow, Generic[T]):
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
+    total: strawberry.Private[Callable[[], Awaitable[int]] | None]
 
     @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")
     def nodes(self) -> list[T]:
         return [e.node for e in self.edges]
+
+    @strawberry.field(
+        description="How many items the whole list holds, on every page, with the same filter (and only "
+        "those the viewer may see); counted only when asked for."
+    )
+    async def total_count(self) -> int:
+        return 0 if self.total is None else await self.total()
 
     @classmethod
     def of(cls, page: Page[Any], wrap: Callable[[Any], T]) -> "Connection[T]":
@@ -315,6 +323,7 @@ class Connection(Generic[T]):
         edges = [Edge.made(node=wrap(row), page=page, row=row) for row in rows]
         return cls(
             edges=edges,
+            total=page.total,
             page_info=PageInfo(
                 has_next_page=page.has_next_page,
                 has_previous_page=page.has_previous_page,
