@@ -16,6 +16,7 @@ from schema.base import (
     decode_id,
     page_args,
     resolve_node,
+    to_global_id,
 )
 from schema.plans import Plan, PlanComparison, PlanComparisonRow
 from schema.tickets import SupportTicketFilter, Ticket
@@ -36,7 +37,7 @@ class Query:
         p = ctx(info).principal
         user = await User.load(info, p.user_id)
         assert user is not None
-        return Viewer(user=user, roles=sorted(p.roles, key=lambda r: r.value))
+        return Viewer(id=to_global_id("Viewer", p.user_id), user=user, roles=sorted(p.roles, key=lambda r: r.value))
 
     @strawberry.field(description="Any object by global ID; null if it does not exist or is not yours.")
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:

@@ -10,7 +10,7 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import UserError
+from schema.base import UserError, changed_connection
 from schema.idempotency import idempotency_key_field
 from schema.payouts import BankAccount
 from services import bank_accounts as bank_accounts_service
@@ -44,6 +44,9 @@ class LinkBankAccountInput:
 @strawberry.type
 class LinkBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(description="The account linked; null when refused.")
+    revampd_connection = changed_connection(
+        lambda p: p.bank_account and p.bank_account.model.connection_id, "bankAccounts"
+    )
     user_errors: list[UserError]
     client_mutation_id: str | None
 
@@ -99,6 +102,9 @@ class UnlinkBankAccountPayload:
     bank_accounts: list[BankAccount] | None = strawberry.field(
         description="The accounts still linked, oldest first, one of them the default (if any remain); "
         "null when refused."
+    )
+    revampd_connection = changed_connection(
+        lambda p: p.bank_account and p.bank_account.model.connection_id, "bankAccounts"
     )
     user_errors: list[UserError]
     client_mutation_id: str | None

@@ -11,7 +11,20 @@ import pkgutil
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generic, Mapping, Self, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Awaitable,
+    Callable,
+    ClassVar,
+    Generic,
+    Mapping,
+    Optional,
+    Self,
+    TypeVar,
+    cast,
+)
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
@@ -25,6 +38,7 @@ from services.pagination import Page, PageArgs
 
 if TYPE_CHECKING:
     from resolvers.context import Context
+    from schema.partners import RevampdConnection
 
 T = TypeVar("T")
 
@@ -203,6 +217,10 @@ class FromRow:
         _READY.add(cls)
 
 
+# Said of each object type without an id.
+VALUE = " A value (no id): a client caches it within the object holding it."
+
+
 # ---- Scalars and shared enums -------------------------------------------------
 
 DATETIME: ScalarDefinition = dataclasses.replace(
@@ -254,7 +272,7 @@ CurrencyCode = described_enum(
 
 # ---- Money -------------------------------------------------------------------
 
-@strawberry.type(description="An amount of money; `amount` is a decimal string, never a float.")
+@strawberry.type(description="An amount of money; `amount` is a decimal string, never a float." + VALUE)
 class Money:
     amount: Decimal
     currency_code: CurrencyCode
@@ -266,7 +284,7 @@ class Money:
 
 # ---- Errors ------------------------------------------------------------------
 
-@strawberry.type(description="A business rule refused the input; `field` is the path to it.")
+@strawberry.type(description="A business rule refused the input; `field` is the path to it." + VALUE)
 class UserError:
     field: list[str] | None
     code: UserErrorCode
@@ -278,6 +296,24 @@ class UserError:
         return cls(field=field, code=err.code, message=err.message)
 
 
+def changed_connection(connection_id: Callable[[Any], int | None], what: str) -> Any:
+    """A payload's `revampdConnection`: the connection whose `what` the mutation changed, as it now
+    stands, so that a client's cache updates those fields from the payload (its ID is on it).
+    `connection_id(payload)` says which; null when refused."""
+
+    async def resolve(
+        root: strawberry.Parent[Any], info: strawberry.Info
+    ) -> Optional[Annotated["RevampdConnection", strawberry.lazy("schema.partners")]]:
+        from schema.partners import RevampdConnection
+
+        return await RevampdConnection.load(info, connection_id(root))
+
+    return strawberry.field(
+        resolver=resolve,
+        description=f"The connection as it now stands, with its {what}; null when refused.",
+    )
+
+
 def bad_request(err: DomainError) -> GraphQLError:
     """For queries (not mutations): a bad argument is a top-level error naming it."""
     return GraphQLError(err.message, extensions={"code": err.code, "field": err.field})
@@ -285,7 +321,7 @@ def bad_request(err: DomainError) -> GraphQLError:
 
 # ---- Pages -------------------------------------------------------------------
 
-@strawberry.type
+@strawberry.type(description="Where a page is in its list." + VALUE)
 class PageInfo:
     has_next_page: bool
     has_previous_page: bool

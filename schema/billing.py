@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Self
 import strawberry
 
 from db import models as m
-from schema.base import UserError
+from schema.base import VALUE, UserError
 
 if TYPE_CHECKING:
     from schema.partners import RevampdConnection
 
 
-@strawberry.type(description="The card on file, as far as it may be shown: never its number.")
+@strawberry.type(description="The card on file, as far as it may be shown: never its number." + VALUE)
 class PaymentCard:
     brand: str = strawberry.field(description="Visa, Mastercard, American Express...")
     last4: str

@@ -8,7 +8,7 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Money, Node, UserError, ctx, to_global_id
+from schema.base import VALUE, FromRow, Money, Node, UserError, changed_connection, ctx, to_global_id
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
 from schema.idempotency import required_idempotency_key_field
 from schema.users import User
@@ -16,7 +16,7 @@ from schema.wallet import Wallet, WalletEntry
 from services import invoices
 
 
-@strawberry.type
+@strawberry.type(description="A line of an invoice." + VALUE)
 class InvoiceLineItem:
     description: str
     quantity: int
@@ -24,7 +24,7 @@ class InvoiceLineItem:
     amount: Money
 
 
-@strawberry.type(description="Money paid into an invoice: from the wallet, a card or a bank.")
+@strawberry.type(description="Money paid into an invoice: from the wallet, a card or a bank." + VALUE)
 class InvoicePayment:
     amount: Money
     method: PaymentMethod
@@ -192,7 +192,11 @@ class InvoicePayload:
 
 @strawberry.type
 class VoidInvoicePayload(InvoicePayload):
-    pass
+    @strawberry.field(
+        description="The wallet as it now stands, with what it had paid into the invoice back; null when refused."
+    )
+    async def wallet(self, info: strawberry.Info) -> Wallet | None:
+        return None if self.invoice is None else await Wallet.load(info, self.invoice.model.connection_id)
 
 
 @strawberry.type
@@ -220,4 +224,4 @@ class IssueInvoiceInput:
 
 @strawberry.type
 class IssueInvoicePayload(InvoicePayload):
-    pass
+    revampd_connection = changed_connection(lambda p: p.invoice and p.invoice.model.connection_id, "invoices")

@@ -27,7 +27,6 @@ from schema.payouts import BankAccount, Payout, PayoutFilter, PayoutPreference, 
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
 from schema.tickets import Ticket, TicketFilter
 from schema.wallet import AffiliatePayout, Wallet
-from services import addons as addon_service
 from services import lists
 from services import plans as plan_service
 from services.errors import DomainError
@@ -82,16 +81,7 @@ class RevampdConnection(Node, model=m.Connection):
 
     @strawberry.field
     async def usage(self, info: strawberry.Info) -> Usage:
-        loaders = ctx(info).loaders
-        u = (await loaders.connection_state.load(self.model.id)).usage
-        addons = await loaders.addons_by_connection.load(self.model.id)
-        products = await loaders.addon_product.load_many([a.product_id for a in addons])
-        return Usage(
-            sub_orgs=u.sub_orgs if u else 0,
-            campaigns=u.campaigns if u else 0,
-            workflows=u.workflows if u else 0,
-            phone_numbers=addon_service.phone_numbers(list(zip(addons, products, strict=True))),
-        )
+        return await Usage.from_model(info, self.model)
 
     @strawberry.field
     async def add_ons(self, info: strawberry.Info) -> list[AddOn]:
@@ -100,7 +90,7 @@ class RevampdConnection(Node, model=m.Connection):
 
     @strawberry.field(description="The next invoice: plan and add-ons after every pending change.")
     async def projected_next_invoice(self, info: strawberry.Info) -> ProjectedInvoice:
-        return await ProjectedInvoice.for_connection(info, self.model)
+        return await ProjectedInvoice.from_model(info, self.model)
 
     @strawberry.field(description="Tickets raised by this Partner, newest activity first.")
     async def tickets(
@@ -144,7 +134,7 @@ class RevampdConnection(Node, model=m.Connection):
     @strawberry.field
     async def wallet(self, info: strawberry.Info) -> Wallet:
         w = (await ctx(info).loaders.connection_state.load(self.model.id)).wallet
-        return Wallet.of(w, self.model.currency_code)
+        return Wallet.of(w, self.model.currency_code, self.model.id)
 
     @strawberry.field(description="Affiliate payouts issued by Revampd, newest period first.")
     async def affiliate_payouts(

@@ -272,7 +272,7 @@ class Payout(FromRow, Node, model=m.Payout):
 
 
 @strawberry.type(description="What happens to each new payout, and how often payouts are made.")
-class PayoutPreference:
+class PayoutPreference(Node, model=m.Connection):
     mode: PayoutMode = strawberry.field(
         description="MANUAL: the Partner decides each payout; CREDIT: all to the wallet; TRANSFER: all to the "
         "default bank account; SPLIT: walletPercent to the wallet, the rest to the default bank account."
@@ -282,7 +282,9 @@ class PayoutPreference:
 
     @classmethod
     def of(cls, c: m.Connection) -> "PayoutPreference":
+        """One per connection, so its ID is the connection's."""
         return cls(
+            id=to_global_id("PayoutPreference", c.id),
             mode=PayoutMode(c.payout_mode or "MANUAL"),
             wallet_percent=c.payout_wallet_percent,
             period_type=PayoutPeriodType(c.payout_period_type),

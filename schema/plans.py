@@ -9,12 +9,13 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, to_global_id
+from schema.base import VALUE, Money, Node, UserError, changed_connection, ctx, to_global_id
 from schema.enums import PlanChangeKind, SubscriptionStatus
+from services import addons as addon_service
 from services import plans as svc
 
 
-@strawberry.type(description="Feature limits of a plan; null means unlimited.")
+@strawberry.type(description="Feature limits of a plan; null means unlimited." + VALUE)
 class PlanLimits:
     sub_orgs: int | None
     campaigns: int | None
@@ -49,20 +50,22 @@ class Plan(Node, model=m.Plan):
         )
 
 
-@strawberry.type
+@strawberry.type(description="One feature of the comparison table." + VALUE)
 class PlanComparisonRow:
     feature: str = strawberry.field(description="The Plan field it shows: monthlyPrice, transactionFeePercent, subOrgs...")
     label: str
     values: list[str] = strawberry.field(description="One value per plan, in the order of `plans`.")
 
 
-@strawberry.type(description="The feature table of the tiers, from the data that enforces the limits.")
+@strawberry.type(description="The feature table of the tiers, from the data that enforces the limits." + VALUE)
 class PlanComparison:
     plans: list[Plan]
     rows: list[PlanComparisonRow]
 
 
-@strawberry.type
+@strawberry.type(
+    description="An upgrade, downgrade or cancellation scheduled for the end of the period." + VALUE
+)
 class PendingPlanChange:
     kind: PlanChangeKind
     effective_at: datetime
@@ -90,7 +93,7 @@ class PendingPlanChange:
 
 
 @strawberry.type
-class PlanSubscription:
+class PlanSubscription(Node, model=m.Connection):
     status: SubscriptionStatus
     current_period_start: datetime
     current_period_end: datetime
@@ -105,7 +108,9 @@ class PlanSubscription:
 
     @classmethod
     def of(cls, s: m.Subscription) -> "PlanSubscription":
+        """A connection has one subscription: its ID is the connection's."""
         return cls(
+            id=to_global_id("PlanSubscription", s.connection_id),
             status=SubscriptionStatus(s.status),
             current_period_start=s.current_period_start,
             current_period_end=s.current_period_end,
@@ -113,16 +118,37 @@ class PlanSubscription:
             model=s,
         )
 
+    @classmethod
+    async def from_model(cls, info: strawberry.Info, c: m.Connection) -> "PlanSubscription":
+        s = (await ctx(info).loaders.connection_state.load(c.id)).subscription
+        assert s is not None, "every connection has a subscription"
+        return cls.of(s)
+
 
 @strawberry.type
-class Usage:
+class Usage(Node, model=m.Connection):
     sub_orgs: int
     campaigns: int
     workflows: int
     phone_numbers: int
 
+    @classmethod
+    async def from_model(cls, info: strawberry.Info, c: m.Connection) -> "Usage":
+        """What the connection uses now; one per connection, so its ID is the connection's."""
+        loaders = ctx(info).loaders
+        u = (await loaders.connection_state.load(c.id)).usage
+        addons = await loaders.addons_by_connection.load(c.id)
+        products = await loaders.addon_product.load_many([a.product_id for a in addons])
+        return cls(
+            id=to_global_id("Usage", c.id),
+            sub_orgs=u.sub_orgs if u else 0,
+            campaigns=u.campaigns if u else 0,
+            workflows=u.workflows if u else 0,
+            phone_numbers=addon_service.phone_numbers(list(zip(addons, products, strict=True))),
+        )
 
-@strawberry.type(description="A limit of the target plan that current usage exceeds.")
+
+@strawberry.type(description="A limit of the target plan that current usage exceeds." + VALUE)
 class PlanChangeBlocker:
     limit: str = strawberry.field(description="The PlanLimits field exceeded: subOrgs, campaigns or workflows.")
     in_use: int
@@ -130,7 +156,7 @@ class PlanChangeBlocker:
     message: str
 
 
-@strawberry.type(description="What moving to a plan would do; nothing is scheduled.")
+@strawberry.type(description="What moving to a plan would do; nothing is scheduled." + VALUE)
 class PlanChangePreview:
     target_plan: Plan
     direction: PlanChangeKind | None = strawberry.field(
@@ -197,6 +223,9 @@ class PlanChangePayload:
         description="The pending change this request replaced; null if there was none "
         "or the same change was already pending."
     )
+    revampd_connection = changed_connection(
+        lambda p: p.subscription and p.subscription.model.connection_id, "pendingChange and projectedNextInvoice"
+    )
     user_errors: list[UserError]
     client_mutation_id: str | None
 
@@ -232,6 +261,9 @@ class WithdrawPlanChangePayload:
     subscription: PlanSubscription | None
     withdrawn_change: PendingPlanChange | None = strawberry.field(
         description="The pending change that was dropped."
+    )
+    revampd_connection = changed_connection(
+        lambda p: p.subscription and p.subscription.model.connection_id, "pendingChange and projectedNextInvoice"
     )
     user_errors: list[UserError]
     client_mutation_id: str | None

@@ -13,6 +13,7 @@ from schema.base import (
     FromRow,
     Node,
     UserError,
+    changed_connection,
     ctx,
     load_page,
     now_or_later,
@@ -245,7 +246,7 @@ class TicketMessagePayload(TicketPayload):
 
 @strawberry.type
 class SubmitTicketPayload(TicketPayload):
-    pass
+    revampd_connection = changed_connection(lambda p: p.ticket and p.ticket.model.connection_id, "tickets")
 
 
 @strawberry.type
