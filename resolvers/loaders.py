@@ -8,9 +8,10 @@ rows it reads, so a row the caller may not see is never returned, nor primed.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from aiodataloader import DataLoader
 from sqlalchemy import and_, bindparam, func, select
@@ -22,7 +23,7 @@ from services import ledger, lists
 from services import visibility as vis
 from services.access import Principal
 from services.errors import DomainError
-from services.pagination import Page, PageArgs
+from services.pagination import Listing, Page, PageArgs, count_rows, fetch_pages
 from services.visibility import visible
 
 T = TypeVar("T")
@@ -148,15 +149,14 @@ class ListByColumn(Loader, Generic[T]):
         return [grouped.get(k, []) for k in keys]
 
 
-PageFetch = Callable[[AsyncSession, Sequence[Any], Any, PageArgs], Awaitable[dict[Any, Page[Any]]]]
-
-
 class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
-    """Pages keyed by (parent id, filter, page args); one statement per distinct filter+args."""
+    """Pages keyed by (parent id, filter, page args); one statement per distinct filter+args.
+    `counts` answers each (parent id, filter)'s whole count, one statement per filter."""
 
-    def __init__(self, session: AsyncSession, fetch: PageFetch):
+    def __init__(self, session: AsyncSession, listing: Callable[[Any], Listing[Any]]):
         super().__init__()
-        self.session, self.fetch = session, fetch
+        self.session, self.listing = session, listing
+        self.counts = CountLoader(session, listing)
 
     async def batch_load_fn(self, keys: Sequence[tuple[Any, Any, PageArgs]]) -> list[Page[Any] | DomainError]:
         groups: dict[tuple[Any, PageArgs], list[Any]] = defaultdict(list)
@@ -166,13 +166,34 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
         for (extra, args), parents in groups.items():
             try:
                 pages: dict[Any, Page[Any] | DomainError] = dict(
-                    await self.fetch(self.session, parents, extra, args)
+                    await fetch_pages(self.session, self.listing(extra), parents, args)
                 )
             except DomainError as err:  # a bad cursor or filter fails its own lists, not the others
                 pages = dict.fromkeys(parents, err)
             for parent in parents:
-                results[(parent, extra, args)] = pages[parent]
+                page = pages[parent]
+                if isinstance(page, Page):
+                    page.total = functools.partial(self.counts.load, (parent, extra))
+                results[(parent, extra, args)] = page
         return [results[k] for k in keys]
+
+
+class CountLoader(DataLoader[tuple[Any, Any], int]):
+    """How many rows each (parent id, filter)'s whole list holds; one statement per filter."""
+
+    def __init__(self, session: AsyncSession, listing: Callable[[Any], Listing[Any]]):
+        super().__init__()
+        self.session, self.listing = session, listing
+
+    async def batch_load_fn(self, keys: Sequence[tuple[Any, Any]]) -> list[int]:
+        groups: dict[Any, list[Any]] = defaultdict(list)
+        for parent, extra in keys:
+            groups[extra].append(parent)
+        found: dict[tuple[Any, Any], int] = {}
+        for extra, parents in groups.items():
+            counts = await count_rows(self.session, self.listing(extra), parents)
+            found.update({(parent, extra): n for parent, n in counts.items()})
+        return [found[k] for k in keys]
 
 
 class MessageStats(Loader):
@@ -327,12 +348,8 @@ class Loaders:
         self.invoice_pages = PageLoader(s, lists.invoices)
         self.ticket_pages = PageLoader(s, lists.connection_tickets)
         self.message_pages = PageLoader(s, lists.ticket_messages)
-        self.wallet_entry_pages = PageLoader(
-            s, lambda sess, ids, _extra, args: lists.wallet_entries(sess, ids, args)
-        )
-        self.affiliate_payout_pages = PageLoader(
-            s, lambda sess, ids, _extra, args: lists.affiliate_payouts(sess, ids, args)
-        )
+        self.wallet_entry_pages = PageLoader(s, lists.wallet_entries)
+        self.affiliate_payout_pages = PageLoader(s, lists.affiliate_payouts)
         self.payout_pages = PageLoader(s, lists.payouts)
         self.sub_org_transaction_pages = PageLoader(s, lists.sub_org_transactions)
 

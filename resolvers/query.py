@@ -21,6 +21,7 @@ from schema.base import (
     decode_id,
     page_args,
     resolve_node,
+    to_global_id,
 )
 from schema.plans import Plan, PlanComparison, PlanComparisonRow
 from schema.tickets import SupportTicketFilter, Ticket
@@ -29,6 +30,7 @@ from services import addons as addon_service
 from services import lists
 from services import plans as plan_service
 from services.errors import DomainError
+from services.pagination import count_rows, fetch_pages
 
 MAX_NODES = 100
 
@@ -40,7 +42,7 @@ class Query:
         p = ctx(info).principal
         user = await User.load(info, p.user_id)
         assert user is not None
-        return Viewer(user=user, roles=sorted(p.roles, key=lambda r: r.value))
+        return Viewer(id=to_global_id("Viewer", p.user_id), user=user, roles=sorted(p.roles, key=lambda r: r.value))
 
     @strawberry.field(description="Any object by global ID; null if it does not exist or is not yours.")
     async def node(
@@ -106,8 +108,14 @@ class Query:
                 unassigned=f.unassigned,
             )
             args = page_args(info, first, after, last, before)
-            page = await lists.support_queue(c.db, c.principal, service_filter, args)
+            listing = lists.support_queue(c.principal, service_filter)
+            page = (await fetch_pages(c.db, listing, [0], args))[0]
         except DomainError as err:
             raise bad_request(err) from None
+
+        async def total() -> int:
+            return (await count_rows(c.db, listing, [0]))[0]
+
+        page.total = total
         return Connection.of(page, Ticket.of)
 

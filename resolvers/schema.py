@@ -44,7 +44,7 @@ from db.engine import is_busy
 from resolvers.caches import ByIdentity, ValidationCacheByDocument
 from resolvers.executor import FastExecutionContext
 from resolvers.query import Query
-from schema.base import node_types  # every Node type, so that `node` can return any of them
+from schema.base import SCALARS, node_types  # every Node type, so that `node` can return any of them
 from server.settings import Settings
 from services.errors import DomainError
 
@@ -308,4 +308,5 @@ def build_schema(settings: Settings | None = None, *, fast_executor: bool = True
     return Schema(
         query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions,
         execution_context_class=FastExecutionContext if fast_executor else None,
+        scalar_overrides=SCALARS,
     )

@@ -12,6 +12,7 @@ from schema.base import (
     Money,
     Node,
     UserError,
+    changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
@@ -91,10 +92,9 @@ class AddOn(Node, model=m.AddOn):
 
 
 @strawberry.type(
-    description="The next invoice as things stand: the plan and add-ons after every pending change. It has no "
-    "id: clients cache it with its connection."
+    description="The next invoice as things stand: the plan and add-ons after every pending change."
 )
-class ProjectedInvoice:
+class ProjectedInvoice(Node, model=m.Connection):
     billed_at: datetime = strawberry.field(description="When it is issued: the end of the current period.")
     plan: Money = strawberry.field(description="The plan's price; zero when a cancellation is pending.")
     add_ons: Money = strawberry.field(description="The add-ons' monthly totals after their pending decreases.")
@@ -102,7 +102,8 @@ class ProjectedInvoice:
     lines: list[InvoiceLineItem] = strawberry.field(description="Its lines: the plan first, then each add-on.")
 
     @classmethod
-    async def for_connection(cls, info: strawberry.Info, connection: m.Connection) -> "ProjectedInvoice":
+    async def from_model(cls, info: strawberry.Info, connection: m.Connection) -> "ProjectedInvoice":
+        """One per connection, so its ID is the connection's."""
         loaders = ctx(info).loaders
         subscription = (await loaders.connection_state.load(connection.id)).subscription
         assert subscription is not None, "every connection has a subscription"
@@ -113,6 +114,7 @@ class ProjectedInvoice:
         p = svc.project_next_invoice(subscription, next_plan, list(zip(rows, products, strict=False)))
         cur = connection.currency_code
         return cls(
+            id=to_global_id("ProjectedInvoice", connection.id),
             billed_at=p.billed_at,
             plan=Money.of(p.plan_total, cur),
             add_ons=Money.of(p.addons_total, cur),
@@ -160,6 +162,9 @@ class RemoveAddOnInput:
 @strawberry.type
 class AddOnPayload:
     add_on: AddOn | None = strawberry.field(description="The add-on as it now stands; null when refused.")
+    revampd_connection = changed_connection(
+        lambda p: p.add_on and p.add_on.model.connection_id, "addOns, usage and projectedNextInvoice"
+    )
     user_errors: list[UserError] = user_errors_field()
     client_mutation_id: str | None = client_mutation_id_echo()
 

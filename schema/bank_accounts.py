@@ -10,7 +10,13 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import UserError, client_mutation_id_echo, client_mutation_id_field, user_errors_field
+from schema.base import (
+    UserError,
+    changed_connection,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    user_errors_field,
+)
 from schema.idempotency import idempotency_key_field
 from schema.payouts import BankAccount
 from services import bank_accounts as bank_accounts_service
@@ -44,6 +50,9 @@ class LinkBankAccountInput:
 @strawberry.type(description="The result of linkBankAccount.")
 class LinkBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(description="The account linked; null when refused.")
+    revampd_connection = changed_connection(
+        lambda p: p.bank_account and p.bank_account.model.connection_id, "bankAccounts"
+    )
     user_errors: list[UserError] = user_errors_field()
     client_mutation_id: str | None = client_mutation_id_echo()
 
@@ -99,6 +108,9 @@ class UnlinkBankAccountPayload:
     bank_accounts: list[BankAccount] | None = strawberry.field(
         description="The accounts still linked, oldest first, one of them the default (if any remain); "
         "null when refused."
+    )
+    revampd_connection = changed_connection(
+        lambda p: p.bank_account and p.bank_account.model.connection_id, "bankAccounts"
     )
     user_errors: list[UserError] = user_errors_field()
     client_mutation_id: str | None = client_mutation_id_echo()

@@ -4,22 +4,41 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import importlib
 import pkgutil
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, ClassVar, Generic, Self, TypeVar, cast
+from enum import Enum
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Awaitable,
+    Callable,
+    ClassVar,
+    Generic,
+    Mapping,
+    Optional,
+    Self,
+    TypeVar,
+    cast,
+)
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
+from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
+from strawberry.types.scalar import ScalarDefinition
 
 from resolvers.loaders import MISSING
 from services import money, visibility
-from services.errors import DomainError
+from services.errors import DESCRIPTIONS, DomainError, ErrorCode
 from services.pagination import Page, PageArgs
 
 if TYPE_CHECKING:
     from resolvers.context import Context
+    from schema.partners import RevampdConnection
 
 T = TypeVar("T")
 
@@ -65,7 +84,7 @@ def decode_id(gid: str, expected: str, field: str) -> int:
     """The primary key of an ID of type `expected`; a wrong or foreign ID is NOT_FOUND."""
     parsed = from_global_id(gid)
     if parsed is None or parsed[0] != expected:
-        raise DomainError("NOT_FOUND", f"No {expected} with this ID.", field)
+        raise DomainError(ErrorCode.NOT_FOUND, f"No {expected} with this ID.", field)
     return parsed[1]
 
 
@@ -201,12 +220,68 @@ class FromRow:
         _READY.add(cls)
 
 
+# Said of each object type without an id.
+VALUE = " A value (no id): a client caches it within the object holding it."
+
+
+# ---- Scalars and shared enums -------------------------------------------------
+
+DATETIME: ScalarDefinition = dataclasses.replace(
+    DateTimeDefinition,
+    description="An instant: an RFC 3339 (ISO 8601) date-time string with its UTC offset. The service always "
+    "answers in UTC, as \"2025-06-16T18:00:00+00:00\" (with microseconds when the instant has them: "
+    "\"2025-06-16T18:00:00.250000+00:00\"). As input, give the offset (\"2025-06-16T20:00:00+02:00\" or "
+    "\"...Z\"); a field that takes a time without one says so.",
+    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
+)
+DECIMAL: ScalarDefinition = dataclasses.replace(
+    DecimalDefinition,
+    description="An exact decimal number as a JSON string, never a float. A money amount has exactly its "
+    "currency's decimals (ISO 4217 minor unit): \"1499.00\" USD, \"1500\" JPY, \"12.500\" BHD; a negative "
+    "one starts with \"-\" (\"-25.00\"). A percentage has the decimals it is kept with (\"2.50\" = 2.5 %). "
+    "Read it with a decimal type (e.g. decimal.js, BigDecimal), not a binary float.",
+)
+# For the schema's `scalar_overrides`.
+SCALARS: dict[object, ScalarDefinition] = {datetime: DATETIME, Decimal: DECIMAL}
+
+E = TypeVar("E", bound=Enum)
+
+
+def described_enum(cls: type[E], name: str, description: str, values: Mapping[Any, str]) -> type[E]:
+    """`cls` as a GraphQL enum with a description for each value (every member needs one)."""
+    missing = [member.name for member in cls if member not in values]
+    if missing:
+        raise TypeError(f"{name} has values without a description: {', '.join(missing)}")
+    wrapped = strawberry.enum(cls, name=name, description=description)
+    for value in wrapped.__strawberry_definition__.values:  # type: ignore[attr-defined]
+        value.description = values[cls(value.value)]
+    return wrapped
+
+
+UserErrorCode = described_enum(
+    ErrorCode, "UserErrorCode",
+    "Why a mutation (or a query's argument) was refused: stable codes to branch on; `message` says the "
+    "same for a person.",
+    DESCRIPTIONS,
+)
+
+CurrencyCode = described_enum(
+    money.Currency, "CurrencyCode",
+    "An ISO 4217 currency code, among those Revampd keeps amounts in. Its amounts have the currency's "
+    "decimals (its minor unit).",
+    {code: f"{name}: {places} decimal{'' if places == 1 else 's'}." for code, (name, places) in money.CURRENCIES.items()},
+)
+
+
 # ---- Money -------------------------------------------------------------------
 
-@strawberry.type(description="An amount of money; `amount` is a decimal string, never a float.")
+@strawberry.type(description="An amount of money; `amount` is a decimal string, never a float." + VALUE)
 class Money:
-    amount: Decimal
-    currency_code: str
+    amount: Decimal = strawberry.field(
+        description='The amount in the currency\'s precision, as a string: "1499.00" USD, "1500" JPY; '
+        "negative for a debit where the field says so."
+    )
+    currency_code: CurrencyCode = strawberry.field(description="The currency of `amount` (ISO 4217).")
 
     @classmethod
     def of(cls, minor: int, currency: str) -> "Money":
@@ -215,11 +290,14 @@ class Money:
 
 # ---- Errors ------------------------------------------------------------------
 
-@strawberry.type(description="A business rule refused the input; `field` is the path to it.")
+@strawberry.type(description="A business rule refused the input; `field` is the path to it." + VALUE)
 class UserError:
-    field: list[str] | None
-    code: str
-    message: str
+    field: list[str] | None = strawberry.field(
+        description='The path to the input field at fault, from the mutation\'s argument: ["input", "planId"]; '
+        "null when the refusal is not about one field."
+    )
+    code: UserErrorCode = strawberry.field(description="Why, as a stable code a client can branch on.")
+    message: str = strawberry.field(description="Why, in English, fit to show the user.")
 
     @classmethod
     def of(cls, err: DomainError) -> "UserError":
@@ -249,6 +327,26 @@ def client_mutation_id_echo() -> Any:
 MutationInput = Annotated[
     T, strawberry.argument(description="What to change; each field is described on the input type.")
 ]
+
+
+
+
+def changed_connection(connection_id: Callable[[Any], int | None], what: str) -> Any:
+    """A payload's `revampdConnection`: the connection whose `what` the mutation changed, as it now
+    stands, so that a client's cache updates those fields from the payload (its ID is on it).
+    `connection_id(payload)` says which; null when refused."""
+
+    async def resolve(
+        root: strawberry.Parent[Any], info: strawberry.Info
+    ) -> Optional[Annotated["RevampdConnection", strawberry.lazy("schema.partners")]]:
+        from schema.partners import RevampdConnection
+
+        return await RevampdConnection.load(info, connection_id(root))
+
+    return strawberry.field(
+        resolver=resolve,
+        description=f"The connection as it now stands, with its {what}; null when refused.",
+    )
 
 
 def bad_request(err: DomainError) -> GraphQLError:
@@ -290,10 +388,18 @@ class Connection(Generic[T]):
         description="The items of this page, each with its cursor, in the list's order."
     )
     page_info: PageInfo = strawberry.field(description="Whether more pages follow or come before, and their cursors.")
+    total: strawberry.Private[Callable[[], Awaitable[int]] | None]
 
     @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")
     def nodes(self) -> list[T]:
         return [e.node for e in self.edges]
+
+    @strawberry.field(
+        description="How many items the whole list holds, on every page, with the same filter (and only "
+        "those the viewer may see); counted only when asked for."
+    )
+    async def total_count(self) -> int:
+        return 0 if self.total is None else await self.total()
 
     @classmethod
     def of(cls, page: Page[Any], wrap: Callable[[Any], T]) -> "Connection[T]":
@@ -301,6 +407,7 @@ class Connection(Generic[T]):
         edges = [Edge.made(node=wrap(row), page=page, row=row) for row in rows]
         return cls(
             edges=edges,
+            total=page.total,
             page_info=PageInfo(
                 has_next_page=page.has_next_page,
                 has_previous_page=page.has_previous_page,

@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Self
 import strawberry
 
 from db import models as m
-from schema.base import UserError, client_mutation_id_echo, client_mutation_id_field, user_errors_field
+from schema.base import (
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    user_errors_field,
+)
 
 if TYPE_CHECKING:
     from schema.partners import RevampdConnection

@@ -7,7 +7,13 @@ from typing import Self
 
 import strawberry
 
-from schema.base import UserError, client_mutation_id_echo, client_mutation_id_field, user_errors_field
+from schema.base import (
+    UserError,
+    changed_connection,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    user_errors_field,
+)
 from schema.enums import SubOrgTransactionKind
 from schema.idempotency import idempotency_key_field
 from schema.payouts import SubOrgTransaction
@@ -60,8 +66,10 @@ class RecordSubOrgTransactionsPayload:
         description="The externalIds ignored, in the order sent: recorded before, or sent twice (the first is "
         "recorded). recorded and duplicates together account for every transaction sent."
     )
+    revampd_connection = changed_connection(lambda p: p.connection_id, "subOrgTransactions")
     user_errors: list[UserError] = user_errors_field()
     client_mutation_id: str | None = client_mutation_id_echo()
+    connection_id: strawberry.Private[int | None] = None
 
     @classmethod
     def of(cls, result: earnings.Recorded | None, errors: list[UserError], cmid: str | None) -> Self:
@@ -71,4 +79,5 @@ class RecordSubOrgTransactionsPayload:
             duplicates=list(result.duplicates) if result else [],
             user_errors=errors,
             client_mutation_id=cmid,
+            connection_id=result.connection.id if result else None,
         )

@@ -13,6 +13,7 @@ from schema.base import (
     Money,
     Node,
     UserError,
+    changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
@@ -213,7 +214,11 @@ class InvoicePayload:
 
 @strawberry.type(description="The result of voidInvoice.")
 class VoidInvoicePayload(InvoicePayload):
-    pass
+    @strawberry.field(
+        description="The wallet as it now stands, with what it had paid into the invoice back; null when refused."
+    )
+    async def wallet(self, info: strawberry.Info) -> Wallet | None:
+        return None if self.invoice is None else await Wallet.load(info, self.invoice.model.connection_id)
 
 
 @strawberry.type(description="The result of markInvoiceUncollectible.")
@@ -241,4 +246,4 @@ class IssueInvoiceInput:
 
 @strawberry.type(description="The result of issueInvoice.")
 class IssueInvoicePayload(InvoicePayload):
-    pass
+    revampd_connection = changed_connection(lambda p: p.invoice and p.invoice.model.connection_id, "invoices")

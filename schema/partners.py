@@ -13,6 +13,7 @@ from schema.base import (
     After,
     Before,
     Connection,
+    CurrencyCode,
     First,
     Last,
     Node,
@@ -31,7 +32,6 @@ from schema.payouts import BankAccount, Payout, PayoutFilter, PayoutPreference, 
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
 from schema.tickets import Ticket, TicketFilter
 from schema.wallet import AffiliatePayout, Wallet
-from services import addons as addon_service
 from services import lists
 from services import plans as plan_service
 from services.errors import DomainError
@@ -39,7 +39,9 @@ from services.errors import DomainError
 
 @strawberry.type(description="A Partner's direct connection with Revampd: plan, billing, wallet, payouts.")
 class RevampdConnection(Node, model=m.Connection):
-    currency_code: str
+    currency_code: CurrencyCode = strawberry.field(
+        description="The currency the connection is billed and paid in; every amount of the connection is in it."
+    )
     created_at: datetime = strawberry.field(description="When the Partner's connection with Revampd began.")
     model: strawberry.Private[m.Connection]
 
@@ -91,16 +93,7 @@ class RevampdConnection(Node, model=m.Connection):
 
     @strawberry.field(description="What the connection uses now, against its plan's limits.")
     async def usage(self, info: strawberry.Info) -> Usage:
-        loaders = ctx(info).loaders
-        u = (await loaders.connection_state.load(self.model.id)).usage
-        addons = await loaders.addons_by_connection.load(self.model.id)
-        products = await loaders.addon_product.load_many([a.product_id for a in addons])
-        return Usage(
-            sub_orgs=u.sub_orgs if u else 0,
-            campaigns=u.campaigns if u else 0,
-            workflows=u.workflows if u else 0,
-            phone_numbers=addon_service.phone_numbers(list(zip(addons, products, strict=True))),
-        )
+        return await Usage.from_model(info, self.model)
 
     @strawberry.field(description="The add-ons it pays for, oldest first.")
     async def add_ons(self, info: strawberry.Info) -> list[AddOn]:
@@ -109,7 +102,7 @@ class RevampdConnection(Node, model=m.Connection):
 
     @strawberry.field(description="The next invoice: plan and add-ons after every pending change.")
     async def projected_next_invoice(self, info: strawberry.Info) -> ProjectedInvoice:
-        return await ProjectedInvoice.for_connection(info, self.model)
+        return await ProjectedInvoice.from_model(info, self.model)
 
     @strawberry.field(description="Tickets raised by this Partner, newest activity first.")
     async def tickets(
@@ -153,7 +146,7 @@ class RevampdConnection(Node, model=m.Connection):
     @strawberry.field(description="The wallet: credit that pays this connection's invoices, and its statement.")
     async def wallet(self, info: strawberry.Info) -> Wallet:
         w = (await ctx(info).loaders.connection_state.load(self.model.id)).wallet
-        return Wallet.of(w, self.model.currency_code)
+        return Wallet.of(w, self.model.currency_code, self.model.id)
 
     @strawberry.field(description="Affiliate payouts issued by Revampd, newest period first.")
     async def affiliate_payouts(

@@ -291,9 +291,8 @@ class Payout(FromRow, Node, model=m.Payout):
         return [SubOrgTransaction.of(t, self.model.currency_code) for t in rows]
 
 
-@strawberry.type(description="What happens to each new payout, and how often payouts are made. It has no id: "
-    "clients cache it with its connection.")
-class PayoutPreference:
+@strawberry.type(description="What happens to each new payout, and how often payouts are made.")
+class PayoutPreference(Node, model=m.Connection):
     mode: PayoutMode = strawberry.field(
         description="MANUAL: the Partner decides each payout; CREDIT: all to the wallet; TRANSFER: all to the "
         "default bank account; SPLIT: walletPercent to the wallet, the rest to the default bank account."
@@ -303,7 +302,9 @@ class PayoutPreference:
 
     @classmethod
     def of(cls, c: m.Connection) -> "PayoutPreference":
+        """One per connection, so its ID is the connection's."""
         return cls(
+            id=to_global_id("PayoutPreference", c.id),
             mode=PayoutMode(c.payout_mode or "MANUAL"),
             wallet_percent=c.payout_wallet_percent,
             period_type=PayoutPeriodType(c.payout_period_type),

@@ -13,12 +13,15 @@ from schema.base import (
     Money,
     Node,
     UserError,
+    changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
+    ctx,
     to_global_id,
     user_errors_field,
 )
 from schema.enums import PlanChangeKind, SubscriptionStatus
+from services import addons as addon_service
 from services import plans as svc
 
 
@@ -79,8 +82,8 @@ class PlanComparison:
 
 
 @strawberry.type(
-    description="A plan change scheduled for the end of the current period. It has no id: clients cache it "
-    "with its subscription."
+    description="An upgrade, downgrade or cancellation scheduled for the end of the current period. It has no "
+    "id: clients cache it with its subscription."
 )
 class PendingPlanChange:
     kind: PlanChangeKind = strawberry.field(description="UPGRADE, DOWNGRADE or CANCEL.")
@@ -109,7 +112,7 @@ class PendingPlanChange:
 
 
 @strawberry.type(description="The connection's subscription to a plan, billed each period.")
-class PlanSubscription:
+class PlanSubscription(Node, model=m.Connection):
     status: SubscriptionStatus = strawberry.field(description="ACTIVE, or CANCELED once a cancellation took effect.")
     current_period_start: datetime = strawberry.field(description="The start of the period being billed.")
     current_period_end: datetime = strawberry.field(
@@ -128,7 +131,9 @@ class PlanSubscription:
 
     @classmethod
     def of(cls, s: m.Subscription) -> "PlanSubscription":
+        """A connection has one subscription: its ID is the connection's."""
         return cls(
+            id=to_global_id("PlanSubscription", s.connection_id),
             status=SubscriptionStatus(s.status),
             current_period_start=s.current_period_start,
             current_period_end=s.current_period_end,
@@ -136,13 +141,34 @@ class PlanSubscription:
             model=s,
         )
 
+    @classmethod
+    async def from_model(cls, info: strawberry.Info, c: m.Connection) -> "PlanSubscription":
+        s = (await ctx(info).loaders.connection_state.load(c.id)).subscription
+        assert s is not None, "every connection has a subscription"
+        return cls.of(s)
+
 
 @strawberry.type(description="What the connection uses now, to compare with its plan's limits.")
-class Usage:
+class Usage(Node, model=m.Connection):
     sub_orgs: int = strawberry.field(description="Sub-Orgs in use.")
     campaigns: int = strawberry.field(description="Campaigns in use.")
     workflows: int = strawberry.field(description="Workflows in use.")
     phone_numbers: int = strawberry.field(description="Phone numbers in use: the quantities of phone-number add-ons.")
+
+    @classmethod
+    async def from_model(cls, info: strawberry.Info, c: m.Connection) -> "Usage":
+        """What the connection uses now; one per connection, so its ID is the connection's."""
+        loaders = ctx(info).loaders
+        u = (await loaders.connection_state.load(c.id)).usage
+        addons = await loaders.addons_by_connection.load(c.id)
+        products = await loaders.addon_product.load_many([a.product_id for a in addons])
+        return cls(
+            id=to_global_id("Usage", c.id),
+            sub_orgs=u.sub_orgs if u else 0,
+            campaigns=u.campaigns if u else 0,
+            workflows=u.workflows if u else 0,
+            phone_numbers=addon_service.phone_numbers(list(zip(addons, products, strict=True))),
+        )
 
 
 @strawberry.type(description="A limit of the target plan that current usage exceeds. It has no id.")
@@ -226,6 +252,9 @@ class PlanChangePayload:
         description="The pending change this request replaced; null if there was none "
         "or the same change was already pending."
     )
+    revampd_connection = changed_connection(
+        lambda p: p.subscription and p.subscription.model.connection_id, "pendingChange and projectedNextInvoice"
+    )
     user_errors: list[UserError] = user_errors_field()
     client_mutation_id: str | None = client_mutation_id_echo()
 
@@ -263,6 +292,9 @@ class WithdrawPlanChangePayload:
     )
     withdrawn_change: PendingPlanChange | None = strawberry.field(
         description="The pending change that was dropped."
+    )
+    revampd_connection = changed_connection(
+        lambda p: p.subscription and p.subscription.model.connection_id, "pendingChange and projectedNextInvoice"
     )
     user_errors: list[UserError] = user_errors_field()
     client_mutation_id: str | None = client_mutation_id_echo()

@@ -17,6 +17,7 @@ from schema.base import (
     Last,
     Node,
     UserError,
+    changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
@@ -272,7 +273,7 @@ class TicketMessagePayload(TicketPayload):
 
 @strawberry.type(description="The result of submitTicket.")
 class SubmitTicketPayload(TicketPayload):
-    pass
+    revampd_connection = changed_connection(lambda p: p.ticket and p.ticket.model.connection_id, "tickets")
 
 
 @strawberry.type(description="The result of replyToTicket.")

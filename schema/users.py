@@ -40,6 +40,10 @@ class User(FromRow, Node, model=m.User):
 
 @strawberry.type(description="Who is asking: the user of the token, its roles and its Partner.")
 class Viewer:
+    id: strawberry.ID = strawberry.field(
+        description="The same for every request of one user (a client caches the viewer under it); not a "
+        "Node ID: `node(id:)` does not take it."
+    )
     user: User = strawberry.field(description="The user the token was issued to.")
     roles: list[Role] = strawberry.field(description="What the user may do, in alphabetical order.")
 

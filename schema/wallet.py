@@ -128,15 +128,27 @@ class WalletFunding:
 
 
 @strawberry.type(description="Credit with Revampd that pays this connection's invoices, and nothing else.")
-class Wallet:
+class Wallet(Node, model=m.Connection):
     balance: Money = strawberry.field(
         description="What the wallet holds now, in the connection's currency; never negative."
     )
     account: strawberry.Private[m.LedgerAccount | None]
 
     @classmethod
-    def of(cls, account: m.LedgerAccount | None, currency: str) -> "Wallet":
-        return cls(balance=Money.of(account.balance if account else 0, currency), account=account)
+    def of(cls, account: m.LedgerAccount | None, currency: str, connection_id: int | None = None) -> "Wallet":
+        """The wallet of `connection_id` (by default the account's): one per connection, so its
+        ID is the connection's."""
+        cid = connection_id if connection_id is not None else account.connection_id if account else None
+        assert cid is not None, "a wallet belongs to a connection"
+        return cls(
+            id=to_global_id("Wallet", cid), balance=Money.of(account.balance if account else 0, currency),
+            account=account,
+        )
+
+    @classmethod
+    async def from_model(cls, info: strawberry.Info, c: m.Connection) -> "Wallet":
+        account = (await ctx(info).loaders.connection_state.load(c.id)).wallet
+        return cls.of(account, c.currency_code, c.id)
 
     @strawberry.field(description="The statement, newest first.")
     async def entries(

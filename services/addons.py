@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import models as m
 from services import idempotency
 from services.access import Principal, Role
-from services.errors import DomainError, NotFound
+from services.errors import DomainError, ErrorCode, NotFound
 
 
 async def catalogue(session: AsyncSession) -> list[m.AddOnProduct]:
@@ -39,7 +39,7 @@ def _now(now: datetime | None) -> datetime:
 def _check_quantity(product: m.AddOnProduct, quantity: int) -> None:
     if not 1 <= quantity <= product.max_quantity:
         raise DomainError(
-            "INVALID_QUANTITY",
+            ErrorCode.INVALID_QUANTITY,
             f"quantity must be a whole number from 1 to {product.max_quantity} for {product.name}.",
             "quantity",
         )
@@ -117,7 +117,7 @@ async def _add(
     )
     if existing is not None:
         raise DomainError(
-            "ALREADY_ADDED",
+            ErrorCode.ALREADY_ADDED,
             f"You already have {product.name}; change its quantity with updateAddOn.",
             "productId",
         )

@@ -31,7 +31,7 @@ from db import models as m
 from services import idempotency, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayUnavailable
-from services.errors import DomainError, InvalidInput, NotFound
+from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 MAX_NAME = 200
 ACCOUNT_DIGITS = (4, 17)
@@ -66,7 +66,7 @@ def aba_checksum_ok(digits: str) -> bool:
 def checked_routing_number(value: str) -> str:
     """Exactly 9 ASCII digits with a valid ABA check digit. Messages never repeat the
     value: a Partner may have typed the account number into this field."""
-    code, field = "INVALID_ROUTING_NUMBER", "routingNumber"
+    code, field = ErrorCode.INVALID_ROUTING_NUMBER, "routingNumber"
     if not _ROUTING.fullmatch(value):
         got = (
             "it is empty" if not value
@@ -85,7 +85,7 @@ def checked_routing_number(value: str) -> str:
 def checked_account_number(value: str) -> str:
     """4 to 17 ASCII digits. Messages never repeat the value."""
     low, high = ACCOUNT_DIGITS
-    code, field = "INVALID_ACCOUNT_NUMBER", "accountNumber"
+    code, field = ErrorCode.INVALID_ACCOUNT_NUMBER, "accountNumber"
     if not _ACCOUNT.fullmatch(value):
         raise DomainError(code, f"accountNumber must be {low} to {high} digits, 0 to 9 only, without spaces "
                           "or dashes.", field)
@@ -94,7 +94,7 @@ def checked_account_number(value: str) -> str:
     return value
 
 
-def _checked_name(value: str, field: str, code: str) -> str:
+def _checked_name(value: str, field: str, code: ErrorCode) -> str:
     text = value.strip()
     if not text:
         raise DomainError(code, f"{field} must not be blank.", field)
@@ -127,7 +127,7 @@ def _checked_link(
     errors: list[DomainError] = []
     holder = routing = account = bank = key = None
     try:
-        holder = _checked_name(holder_name, "holderName", "INVALID_HOLDER_NAME")
+        holder = _checked_name(holder_name, "holderName", ErrorCode.INVALID_HOLDER_NAME)
     except DomainError as err:
         errors.append(err)
     try:
@@ -140,7 +140,7 @@ def _checked_link(
         errors.append(err)
     if bank_name is not None:
         try:
-            bank = _checked_name(bank_name, "bankName", "INVALID_BANK_NAME")
+            bank = _checked_name(bank_name, "bankName", ErrorCode.INVALID_BANK_NAME)
         except DomainError as err:
             errors.append(err)
     if idempotency_key is not None:
@@ -273,7 +273,7 @@ async def _link(
         linked = await gateway.link_account(request.holder_name, request.routing_number, request.account_number)
     except GatewayUnavailable:
         raise DomainError(
-            "GATEWAY_UNAVAILABLE", "The bank transfer processor did not answer; try again.", "accountNumber"
+            ErrorCode.GATEWAY_UNAVAILABLE, "The bank transfer processor did not answer; try again.", "accountNumber"
         ) from None
     connection = await _locked_connection(session, principal)
     has_default = await session.scalar(
@@ -330,7 +330,7 @@ async def unlink(
     if count:
         transfers = "1 transfer is" if count == 1 else f"{count} transfers are"
         raise DomainError(
-            "BANK_ACCOUNT_IN_USE",
+            ErrorCode.BANK_ACCOUNT_IN_USE,
             f"{transfers} still on the way to the bank account ending {account.account_last4} "
             f"({money.format(int(amount), connection.currency_code)}); unlink it once "
             f"{'it has' if count == 1 else 'they have'} been paid, or failed, or canceled.",

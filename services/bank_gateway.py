@@ -30,7 +30,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
 
 @dataclass(frozen=True)
@@ -149,4 +149,4 @@ def bank_gateway_named(name: str) -> BankTransferGateway:
 
 
 def refused(message: str, field: str = "accountNumber") -> DomainError:
-    return DomainError("BANK_ACCOUNT_REFUSED", message, field)
+    return DomainError(ErrorCode.BANK_ACCOUNT_REFUSED, message, field)

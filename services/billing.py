@@ -37,7 +37,7 @@ from db import models as m
 from services import invoices, ledger
 from services.access import Principal, Role
 from services.enums import InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
-from services.errors import DomainError, NotFound
+from services.errors import DomainError, ErrorCode, NotFound
 from services.payments import ChargeResult, PaymentGateway
 from services.wallet import apply_pending_affiliate_payouts
 
@@ -57,13 +57,13 @@ _CARD_NUMBER = re.compile(r"[0-9][0-9 -]{10,22}[0-9]")
 def _checked_token(token: str) -> str:
     if _CARD_NUMBER.fullmatch(token) and 12 <= sum(ch.isdigit() for ch in token) <= 19:
         raise DomainError(
-            "INVALID_CARD_TOKEN",
+            ErrorCode.INVALID_CARD_TOKEN,
             "Send the token the payment processor gave for the card, never a card number.",
             "cardToken",
         )
     if not 1 <= len(token) <= MAX_TOKEN or not token.isprintable() or token != token.strip():
         raise DomainError(
-            "INVALID_CARD_TOKEN",
+            ErrorCode.INVALID_CARD_TOKEN,
             f"cardToken must be a token from the payment processor (1 to {MAX_TOKEN} characters, no spaces).",
             "cardToken",
         )
@@ -243,7 +243,7 @@ def _lines(
     for name, currency in ((plan.name, plan.currency_code), *((p.name, p.currency_code) for _, p in addons)):
         if currency != connection.currency_code:
             raise DomainError(
-                "CURRENCY_MISMATCH", f"{name} is priced in {currency}; the connection is billed in "
+                ErrorCode.CURRENCY_MISMATCH, f"{name} is priced in {currency}; the connection is billed in "
                 f"{connection.currency_code}."
             )
     lines = []
@@ -280,7 +280,7 @@ async def _period_invoice(
         )
     if existing.status != InvoiceStatus.DRAFT.value:
         raise DomainError(
-            "ALREADY_INVOICED",
+            ErrorCode.ALREADY_INVOICED,
             f"{existing.number} ({existing.status}) already invoices the period from {start.isoformat()}.",
         )
     await session.execute(delete(m.InvoiceLineItem).where(m.InvoiceLineItem.invoice_id == existing.id))

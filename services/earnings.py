@@ -38,7 +38,7 @@ from services import idempotency, ledger, money, payouts
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway
 from services.enums import SubOrgTransactionKind
-from services.errors import DomainError, InvalidInput, NotFound
+from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 log = logging.getLogger("revampd.earnings")
 
@@ -88,13 +88,13 @@ class _Checked:
     description: str
 
 
-def _required(value: str | None, name: str, code: str) -> str:
+def _required(value: str | None, name: str, code: ErrorCode) -> str:
     if value is None:
         raise DomainError(code, f"{name} is required.", name)
     return value
 
 
-def _text(value: str, name: str, code: str, limit: int, *, minimum: int = 1) -> str:
+def _text(value: str, name: str, code: ErrorCode, limit: int, *, minimum: int = 1) -> str:
     if not minimum <= len(value) <= limit:
         raise DomainError(code, f"{name} must be {minimum} to {limit} characters, got {len(value):,}.", name)
     if not value.isprintable():
@@ -103,18 +103,18 @@ def _text(value: str, name: str, code: str, limit: int, *, minimum: int = 1) -> 
 
 
 def _external_id(value: str | None) -> str:
-    text = _text(_required(value, "externalId", "INVALID_EXTERNAL_ID"), "externalId", "INVALID_EXTERNAL_ID",
+    text = _text(_required(value, "externalId", ErrorCode.INVALID_EXTERNAL_ID), "externalId", ErrorCode.INVALID_EXTERNAL_ID,
                  MAX_EXTERNAL_ID)
     if text != text.strip():
-        raise DomainError("INVALID_EXTERNAL_ID", "externalId must not begin or end with spaces.", "externalId")
+        raise DomainError(ErrorCode.INVALID_EXTERNAL_ID, "externalId must not begin or end with spaces.", "externalId")
     return text
 
 
 def _kind(value: str | None) -> str:
-    kind = _required(value, "kind", "INVALID_KIND")
+    kind = _required(value, "kind", ErrorCode.INVALID_KIND)
     if kind not in KINDS:
         shown = kind if len(kind) <= 40 else kind[:40] + "..."
-        raise DomainError("INVALID_KIND", f"kind must be {' or '.join(KINDS)}, got {shown!r}.", "kind")
+        raise DomainError(ErrorCode.INVALID_KIND, f"kind must be {' or '.join(KINDS)}, got {shown!r}.", "kind")
     return kind
 
 
@@ -122,26 +122,26 @@ def _occurred_at(value: datetime | str | None, now: datetime) -> datetime:
     if isinstance(value, datetime):
         at: datetime | None = value
     else:
-        text = _required(value, "occurredAt", "INVALID_OCCURRED_AT")
+        text = _required(value, "occurredAt", ErrorCode.INVALID_OCCURRED_AT)
         try:
             at = datetime.fromisoformat(text) if len(text) <= 40 else None
         except ValueError:
             at = None
         if at is None:
             raise DomainError(
-                "INVALID_OCCURRED_AT", "occurredAt must be an ISO 8601 date-time with its UTC offset, "
+                ErrorCode.INVALID_OCCURRED_AT, "occurredAt must be an ISO 8601 date-time with its UTC offset, "
                 "such as \"2026-03-01T12:00:00Z\".", "occurredAt",
             )
     assert at is not None
     if at.tzinfo is None or at.utcoffset() is None:
         raise DomainError(
-            "INVALID_OCCURRED_AT", "occurredAt needs its UTC offset (\"Z\" or \"+02:00\"), or it could fall in "
+            ErrorCode.INVALID_OCCURRED_AT, "occurredAt needs its UTC offset (\"Z\" or \"+02:00\"), or it could fall in "
             "another period.", "occurredAt",
         )
     at = at.astimezone(timezone.utc)
     if at > now + FUTURE_SKEW:
         raise DomainError(
-            "INVALID_OCCURRED_AT", f"occurredAt is in the future ({at.isoformat()}); a transaction is recorded "
+            ErrorCode.INVALID_OCCURRED_AT, f"occurredAt is in the future ({at.isoformat()}); a transaction is recorded "
             "after it happened.", "occurredAt",
         )
     return at
@@ -160,16 +160,16 @@ def _check_one(item: TransactionInput, currency: str, now: datetime) -> tuple[_C
 
     external_id = attempt(lambda: _external_id(item.external_id))
     name = attempt(lambda: _text(
-        _required(item.sub_org_name, "subOrgName", "INVALID_SUB_ORG_NAME").strip(), "subOrgName",
-        "INVALID_SUB_ORG_NAME", MAX_SUB_ORG_NAME,
+        _required(item.sub_org_name, "subOrgName", ErrorCode.INVALID_SUB_ORG_NAME).strip(), "subOrgName",
+        ErrorCode.INVALID_SUB_ORG_NAME, MAX_SUB_ORG_NAME,
     ))
     kind = attempt(lambda: _kind(item.kind))
     gross = attempt(lambda: money.parse(
-        _required(item.gross_amount, "grossAmount", "INVALID_AMOUNT"), currency, "grossAmount"
+        _required(item.gross_amount, "grossAmount", ErrorCode.INVALID_AMOUNT), currency, "grossAmount"
     ))
     occurred_at = attempt(lambda: _occurred_at(item.occurred_at, now))
     description = attempt(lambda: _text(
-        (item.description or "").strip(), "description", "INVALID_DESCRIPTION", MAX_DESCRIPTION, minimum=0
+        (item.description or "").strip(), "description", ErrorCode.INVALID_DESCRIPTION, MAX_DESCRIPTION, minimum=0
     ))
     if errors:
         return None, errors
@@ -213,7 +213,7 @@ async def fee_bps(session: AsyncSession, connection_id: int) -> int:
     )
     if bps is None:
         raise DomainError(
-            "NO_PLAN", "This connection has no plan, so Revampd's transaction fee is unknown.", "connectionId"
+            ErrorCode.NO_PLAN, "This connection has no plan, so Revampd's transaction fee is unknown.", "connectionId"
         )
     return int(bps)
 
@@ -324,7 +324,7 @@ async def record(
         principal.require(Role.BILLING_ADMIN)
     if len(items) > MAX_PER_CALL:
         raise DomainError(
-            "TOO_MANY_TRANSACTIONS", f"Send at most {MAX_PER_CALL:,} transactions at a time, got {len(items):,}.",
+            ErrorCode.TOO_MANY_TRANSACTIONS, f"Send at most {MAX_PER_CALL:,} transactions at a time, got {len(items):,}.",
             "transactions",
         )
     at = _now(now)

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
 from services.access import Principal
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
 MAX_KEY_LENGTH = 200
 FIELD = "idempotencyKey"
@@ -59,16 +59,16 @@ class Operation(Generic[R]):
 def checked_key(key: str) -> str:
     """The key as sent: 1 to 200 characters, not blank, no control characters."""
     if not key.strip():
-        raise DomainError("INVALID_IDEMPOTENCY_KEY", "idempotencyKey must not be blank.", FIELD)
+        raise DomainError(ErrorCode.INVALID_IDEMPOTENCY_KEY, "idempotencyKey must not be blank.", FIELD)
     if len(key) > MAX_KEY_LENGTH:
         raise DomainError(
-            "INVALID_IDEMPOTENCY_KEY",
+            ErrorCode.INVALID_IDEMPOTENCY_KEY,
             f"idempotencyKey must be at most {MAX_KEY_LENGTH} characters, got {len(key):,}.",
             FIELD,
         )
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in key):
         raise DomainError(
-            "INVALID_IDEMPOTENCY_KEY",
+            ErrorCode.INVALID_IDEMPOTENCY_KEY,
             "idempotencyKey must be printable text, without control characters.",
             FIELD,
         )
@@ -170,14 +170,14 @@ async def _replay(
 ) -> R:
     if used.operation != operation.name:
         raise DomainError(
-            "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
             f"This idempotencyKey was already used for {used.operation}; "
             "send a new key for a new request.",
             FIELD,
         )
     if used.request_hash != digest:
         raise DomainError(
-            "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
             f"This idempotencyKey was already used for {used.operation} with other input; "
             "send a new key for a new request.",
             FIELD,

@@ -20,7 +20,7 @@ from db import models as m
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.enums import InvoiceStatus, InvoiceType, PaymentMethod
-from services.errors import DomainError, InvalidInput, NotFound
+from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 S = InvoiceStatus
 # Nothing more is collected on these.
@@ -75,7 +75,7 @@ async def create(
     once unless `open` is False (then DRAFT)."""
     if not lines or any(li.quantity <= 0 or li.unit_amount <= 0 for li in lines):
         raise DomainError(
-            "INVALID_LINE_ITEMS", "An invoice needs line items, each of a positive quantity and amount.", "lineItems"
+            ErrorCode.INVALID_LINE_ITEMS, "An invoice needs line items, each of a positive quantity and amount.", "lineItems"
         )
     at = _now(now)
     number = f"{connection.invoice_prefix}-{connection.next_invoice_number:04d}"
@@ -104,7 +104,7 @@ async def create(
 async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime | None = None) -> None:
     """DRAFT -> OPEN: from now on the invoice's total is owed (its receivable is charged)."""
     if invoice.status != S.DRAFT.value:
-        raise DomainError("INVOICE_NOT_DRAFT", f"Invoice {invoice.number} is {invoice.status}, not DRAFT.", "invoiceId")
+        raise DomainError(ErrorCode.INVOICE_NOT_DRAFT, f"Invoice {invoice.number} is {invoice.status}, not DRAFT.", "invoiceId")
     at = _now(now)
     receivable = await ledger.receivable_account(session, invoice, at)
     revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
@@ -131,7 +131,7 @@ def _require_open(invoice: m.Invoice) -> None:
             S.UNCOLLECTIBLE.value: "was written off as uncollectible",
             S.DRAFT.value: "is a draft and not due yet",
         }[invoice.status]
-        raise DomainError("INVOICE_NOT_OPEN", f"Invoice {invoice.number} {what}; nothing can be paid on it.", "invoiceId")
+        raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Invoice {invoice.number} {what}; nothing can be paid on it.", "invoiceId")
 
 
 async def pay(
@@ -159,7 +159,7 @@ async def pay(
     due = amount_due(invoice)
     if amount > due:
         raise DomainError(
-            "OVERPAYMENT",
+            ErrorCode.OVERPAYMENT,
             f"Only {money.format(due, invoice.currency_code)} is due on {invoice.number}; "
             f"{money.format(amount, invoice.currency_code)} is more.",
             "amount",
@@ -231,7 +231,7 @@ async def pay_from_wallet(
         available = wallet.balance - wallet.pending
         minor = None if amount is None else money.parse(amount, invoice.currency_code, "amount")
         if available <= 0:
-            raise DomainError("WALLET_EMPTY", "The wallet holds no credit to pay with.", "amount")
+            raise DomainError(ErrorCode.WALLET_EMPTY, "The wallet holds no credit to pay with.", "amount")
         if minor is None:
             minor = min(amount_due(invoice), available)
         key = f"invoice:{invoice.id}:wallet:{principal.user_id}:{idempotency_key}"
@@ -255,10 +255,10 @@ async def void(
     principal.require(Role.BILLING_ADMIN)
     text = reason.strip()
     if not text or len(text) > MAX_REASON:
-        raise DomainError("INVALID_REASON", f"reason must be 1 to {MAX_REASON} characters.", "reason")
+        raise DomainError(ErrorCode.INVALID_REASON, f"reason must be 1 to {MAX_REASON} characters.", "reason")
     invoice = await locked_invoice(session, principal, invoice_id)
     if invoice.status != S.OPEN.value:
-        raise DomainError("INVOICE_NOT_OPEN", f"Only an OPEN invoice can be voided; {invoice.number} is {invoice.status}.", "invoiceId")
+        raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Only an OPEN invoice can be voided; {invoice.number} is {invoice.status}.", "invoiceId")
     at = _now(now)
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
@@ -300,7 +300,7 @@ async def mark_uncollectible(
     invoice = await locked_invoice(session, principal, invoice_id)
     if invoice.status != S.OPEN.value:
         raise DomainError(
-            "INVOICE_NOT_OPEN", f"Only an OPEN invoice can be written off; {invoice.number} is {invoice.status}.",
+            ErrorCode.INVOICE_NOT_OPEN, f"Only an OPEN invoice can be written off; {invoice.number} is {invoice.status}.",
             "invoiceId",
         )
     at = _now(now)
@@ -331,7 +331,7 @@ def _checked_lines(lines: Sequence[LineInput], currency: str) -> tuple[list[Line
     """The lines in minor units, and an error for each field that is wrong."""
     if not 1 <= len(lines) <= MAX_LINES:
         return [], [DomainError(
-            "INVALID_LINE_ITEMS", f"An invoice has 1 to {MAX_LINES} line items, got {len(lines)}.", "lineItems"
+            ErrorCode.INVALID_LINE_ITEMS, f"An invoice has 1 to {MAX_LINES} line items, got {len(lines)}.", "lineItems"
         )]
     checked: list[Line] = []
     errors: list[DomainError] = []
@@ -340,12 +340,12 @@ def _checked_lines(lines: Sequence[LineInput], currency: str) -> tuple[list[Line
         description = li.description.strip()
         if not 1 <= len(description) <= MAX_DESCRIPTION:
             errors.append(DomainError(
-                "INVALID_DESCRIPTION", f"A line's description must be 1 to {MAX_DESCRIPTION} characters, "
+                ErrorCode.INVALID_DESCRIPTION, f"A line's description must be 1 to {MAX_DESCRIPTION} characters, "
                 f"got {len(description):,}.", [*path, "description"],
             ))
         if not 1 <= li.quantity <= MAX_QUANTITY:
             errors.append(DomainError(
-                "INVALID_QUANTITY", f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}.", [*path, "quantity"]
+                ErrorCode.INVALID_QUANTITY, f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}.", [*path, "quantity"]
             ))
         try:
             unit_amount = money.parse(li.unit_amount, currency, "unitAmount")
@@ -356,7 +356,7 @@ def _checked_lines(lines: Sequence[LineInput], currency: str) -> tuple[list[Line
     total = sum(li.quantity * li.unit_amount for li in checked)
     if not errors and total > money.MAX_AMOUNT:
         errors.append(DomainError(
-            "INVALID_LINE_ITEMS", f"The total, {money.format(total, currency)}, is too large for one invoice.",
+            ErrorCode.INVALID_LINE_ITEMS, f"The total, {money.format(total, currency)}, is too large for one invoice.",
             "lineItems",
         ))
     return checked, errors
@@ -399,7 +399,7 @@ async def issue(
         at = _now(now)
         checked, errors = _checked_lines(lines, connection.currency_code)
         if due < at:
-            errors.append(DomainError("INVALID_DUE_AT", "dueAt must not be in the past.", "dueAt"))
+            errors.append(DomainError(ErrorCode.INVALID_DUE_AT, "dueAt must not be in the past.", "dueAt"))
         if errors:
             raise InvalidInput(errors)
         return await create(session, connection, type=InvoiceType.ONE_TIME, lines=checked, due_at=due, now=at)

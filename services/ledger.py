@@ -36,7 +36,7 @@ from sqlalchemy.orm import aliased
 
 from db import models as m
 from services import money
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
 PARTNER_KINDS = frozenset(m.PARTNER_ACCOUNT_KINDS)
 
@@ -82,7 +82,7 @@ class InsufficientFunds(DomainError):
         what = "wallet" if account.kind == "WALLET" else "payout"
         cur = account.currency_code
         super().__init__(
-            "INSUFFICIENT_FUNDS",
+            ErrorCode.INSUFFICIENT_FUNDS,
             f"The {what} holds {money.format(available, cur)}; {money.format(short, cur)} more is needed. "
             f"A {what} never goes below zero.",
         )
@@ -102,12 +102,12 @@ async def post(
     if not transfers:
         return []
     if len({t.key for t in transfers}) != len(transfers):
-        raise DomainError("TRANSFER_KEY_REUSED", "Each transfer needs a key of its own.")
+        raise DomainError(ErrorCode.TRANSFER_KEY_REUSED, "Each transfer needs a key of its own.")
     for t in transfers:
         if type(t.amount) is not int or t.amount <= 0:
-            raise DomainError("INVALID_AMOUNT", "A transfer moves a positive whole number of minor units.", "amount")
+            raise DomainError(ErrorCode.INVALID_AMOUNT, "A transfer moves a positive whole number of minor units.", "amount")
         if t.debit == t.credit:
-            raise DomainError("SAME_ACCOUNT", "A transfer needs two different accounts.")
+            raise DomainError(ErrorCode.SAME_ACCOUNT, "A transfer needs two different accounts.")
     ids = sorted({t.debit for t in transfers} | {t.credit for t in transfers})
     # populate_existing: an account the caller read before the lock is refreshed to
     # what the lock found, or a post committed meanwhile would be lost.
@@ -119,7 +119,7 @@ async def post(
     ).all()
     accounts = {a.id: a for a in locked}
     if len(accounts) != len(ids):
-        raise DomainError("NOT_FOUND", "Account not found.")
+        raise DomainError(ErrorCode.NOT_FOUND, "Account not found.")
 
     # Under the locks, a key already used is either this very transfer (a replay) or a conflict.
     used = {
@@ -132,7 +132,7 @@ async def post(
         if len(used) == len(transfers) and all(t.same_as(used[t.key]) for t in transfers):
             return [used[t.key] for t in transfers]
         raise DomainError(
-            "TRANSFER_KEY_REUSED", "These transfer keys were already used for other transfers; nothing moved."
+            ErrorCode.TRANSFER_KEY_REUSED, "These transfer keys were already used for other transfers; nothing moved."
         )
 
     pendings = await _pending_transfers(session, transfers)
@@ -141,7 +141,7 @@ async def post(
         if t.resolves is not None:
             p = pendings[t.resolves]
             if (p.debit_account_id, p.credit_account_id, p.amount) != (t.debit, t.credit, t.amount):
-                raise DomainError("PENDING_MISMATCH", "A resolution must name its pending transfer's accounts and amount.")
+                raise DomainError(ErrorCode.PENDING_MISMATCH, "A resolution must name its pending transfer's accounts and amount.")
 
     # Work out every new balance first: nothing changes unless all of it may.
     balance = {a.id: a.balance for a in locked}
@@ -180,7 +180,7 @@ async def post(
     except IntegrityError:
         # A transfer of another account pair took one of these keys meanwhile.
         raise DomainError(
-            "TRANSFER_KEY_REUSED", "These transfer keys were already used for other transfers; nothing moved."
+            ErrorCode.TRANSFER_KEY_REUSED, "These transfer keys were already used for other transfers; nothing moved."
         ) from None
     _write_entries(session, rows, accounts, at)
     for account in locked:
@@ -197,7 +197,7 @@ async def _pending_transfers(
     if not wanted:
         return {}
     if len(set(wanted)) != len(wanted):
-        raise DomainError("PENDING_RESOLVED", "A pending transfer is posted or voided once.")
+        raise DomainError(ErrorCode.PENDING_RESOLVED, "A pending transfer is posted or voided once.")
     found = {
         row.id: row
         for row in await session.scalars(
@@ -205,23 +205,23 @@ async def _pending_transfers(
         )
     }
     if len(found) != len(wanted):
-        raise DomainError("NOT_FOUND", "Pending transfer not found.")
+        raise DomainError(ErrorCode.NOT_FOUND, "Pending transfer not found.")
     resolved = await session.scalar(select(m.LedgerTransfer.id).where(m.LedgerTransfer.pending_id.in_(wanted)))
     if resolved is not None:
-        raise DomainError("PENDING_RESOLVED", "This pending transfer was already posted or voided.")
+        raise DomainError(ErrorCode.PENDING_RESOLVED, "This pending transfer was already posted or voided.")
     return found
 
 
 def _check_pair(debit: m.LedgerAccount, credit: m.LedgerAccount) -> None:
     if debit.currency_code != credit.currency_code:
-        raise DomainError("CURRENCY_MISMATCH", "Money moves only between accounts of one currency.")
+        raise DomainError(ErrorCode.CURRENCY_MISMATCH, "Money moves only between accounts of one currency.")
     if (
         debit.connection_id is not None
         and credit.connection_id is not None
         and debit.connection_id != credit.connection_id
     ):
         raise DomainError(
-            "CROSS_CONNECTION", "Credits of one connection can only be used within that connection."
+            ErrorCode.CROSS_CONNECTION, "Credits of one connection can only be used within that connection."
         )
 
 

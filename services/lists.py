@@ -1,16 +1,16 @@
 """The paginated lists of a connection: what each holds, filtered and in which order.
 
-Each function answers one page for many parents in one statement (see
-services.pagination), so DataLoaders can batch them.
+Each function says what a list holds for any of its parents (a Listing), so that
+services.pagination answers one page, or the count, of many parents in one
+statement, and DataLoaders can batch them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from sqlalchemy import String, bindparam, exists, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
 from services.access import Principal
@@ -21,8 +21,8 @@ from services.enums import (
     TicketPriority,
     TicketStatus,
 )
-from services.errors import DomainError, Forbidden
-from services.pagination import Page, PageArgs, fetch_pages
+from services.errors import DomainError, ErrorCode, Forbidden
+from services.pagination import Listing
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ class SubOrgTransactionFilter:
     unpaid: bool | None = None
 
 
-async def invoices(
-    session: AsyncSession, connection_ids: Sequence[int], f: InvoiceFilter, args: PageArgs
-) -> dict[int, Page[m.Invoice]]:
+def invoices(f: InvoiceFilter) -> Listing[m.Invoice]:
     """Newest issued first."""
     def build() -> Any:
         stmt = select(m.Invoice)
@@ -70,10 +68,7 @@ async def invoices(
 
     params = {"status": [s.value for s in f.status], "type": [t.value for t in f.type]}
     order = [(m.Invoice.issued_at, True), (m.Invoice.id, True)]
-    return await fetch_pages(
-        session, ("invoices", bool(f.status), bool(f.type)), build, params,
-        m.Invoice, m.Invoice.connection_id, connection_ids, order, args,
-    )
+    return Listing(("invoices", bool(f.status), bool(f.type)), build, params, m.Invoice, m.Invoice.connection_id, order)
 
 
 def _ticket_filter(f: TicketFilter) -> tuple[Any, dict[str, Any], Callable[[Any], Any]]:
@@ -89,7 +84,7 @@ def _ticket_filter(f: TicketFilter) -> tuple[Any, dict[str, Any], Callable[[Any]
         words = f.search.strip().lower()
         if len(words) > MAX_SEARCH:
             raise DomainError(
-                "INVALID_SEARCH", f"search must be at most {MAX_SEARCH} characters, got {len(words):,}.", ["filter", "search"]
+                ErrorCode.INVALID_SEARCH, f"search must be at most {MAX_SEARCH} characters, got {len(words):,}.", ["filter", "search"]
             )
         # Escape the escape character first, so a trailing backslash stays literal.
         for char in ("\\", "%", "_"):
@@ -121,22 +116,15 @@ def _ticket_filter(f: TicketFilter) -> tuple[Any, dict[str, Any], Callable[[Any]
     return shape, params, where
 
 
-async def connection_tickets(
-    session: AsyncSession, connection_ids: Sequence[int], f: TicketFilter, args: PageArgs
-) -> dict[int, Page[m.Ticket]]:
+def connection_tickets(f: TicketFilter) -> Listing[m.Ticket]:
     """A Partner's tickets, newest activity first."""
     order = [(m.Ticket.last_activity_at, True), (m.Ticket.id, True)]
     shape, params, where = _ticket_filter(f)
-    return await fetch_pages(
-        session, ("tickets", shape), lambda: where(select(m.Ticket)), params,
-        m.Ticket, m.Ticket.connection_id, connection_ids, order, args,
-    )
+    return Listing(("tickets", shape), lambda: where(select(m.Ticket)), params, m.Ticket, m.Ticket.connection_id, order)
 
 
-async def support_queue(
-    session: AsyncSession, principal: Principal, f: TicketFilter, args: PageArgs
-) -> Page[m.Ticket]:
-    """Every Partner's tickets for Revampd staff, oldest waiting first.
+def support_queue(principal: Principal, f: TicketFilter) -> Listing[m.Ticket]:
+    """Every Partner's tickets for Revampd staff, oldest waiting first: one list (no parent).
 
     With no status filter the queue holds the tickets waiting on support
     (OPEN, IN_PROGRESS); ask for RESOLVED or CLOSED ones by status."""
@@ -158,73 +146,46 @@ async def support_queue(
 
     params["partner"] = f.partner_id
     order = [(m.Ticket.last_activity_at, False), (m.Ticket.id, False)]
-    pages = await fetch_pages(
-        session, ("support_queue", shape, f.partner_id is not None), build, params,
-        m.Ticket, None, [0], order, args,
-    )
-    return pages[0]
+    return Listing(("support_queue", shape, f.partner_id is not None), build, params, m.Ticket, None, order)
 
 
-async def ticket_messages(
-    session: AsyncSession, ticket_ids: Sequence[int], include_internal: bool, args: PageArgs
-) -> dict[int, Page[m.TicketMessage]]:
+def ticket_messages(include_internal: bool) -> Listing[m.TicketMessage]:
     """Oldest first, as a conversation reads."""
     def build() -> Any:
         stmt = select(m.TicketMessage)
         return stmt if include_internal else stmt.where(m.TicketMessage.internal.is_(False))
 
     order = [(m.TicketMessage.created_at, False), (m.TicketMessage.id, False)]
-    return await fetch_pages(
-        session, ("ticket_messages", include_internal), build, {},
-        m.TicketMessage, m.TicketMessage.ticket_id, ticket_ids, order, args,
-    )
+    return Listing(("ticket_messages", include_internal), build, {}, m.TicketMessage, m.TicketMessage.ticket_id, order)
 
 
-async def wallet_entries(
-    session: AsyncSession, account_ids: Sequence[int], args: PageArgs
-) -> dict[int, Page[m.LedgerEntry]]:
+def wallet_entries(_: None = None) -> Listing[m.LedgerEntry]:
     """A wallet account's entries (its statement), newest first."""
     order = [(m.LedgerEntry.created_at, True), (m.LedgerEntry.id, True)]
-    return await fetch_pages(
-        session, "wallet_entries", lambda: select(m.LedgerEntry), {},
-        m.LedgerEntry, m.LedgerEntry.account_id, account_ids, order, args,
-    )
+    return Listing("wallet_entries", lambda: select(m.LedgerEntry), {}, m.LedgerEntry, m.LedgerEntry.account_id, order)
 
 
-async def affiliate_payouts(
-    session: AsyncSession, connection_ids: Sequence[int], args: PageArgs
-) -> dict[int, Page[m.AffiliatePayout]]:
+def affiliate_payouts(_: None = None) -> Listing[m.AffiliatePayout]:
     order = [(m.AffiliatePayout.period_end, True), (m.AffiliatePayout.id, True)]
-    return await fetch_pages(
-        session,
-        "affiliate_payouts",
-        lambda: select(m.AffiliatePayout),
-        {},
-        m.AffiliatePayout,
-        m.AffiliatePayout.connection_id,
-        connection_ids,
-        order,
-        args,
+    return Listing(
+        "affiliate_payouts", lambda: select(m.AffiliatePayout), {},
+        m.AffiliatePayout, m.AffiliatePayout.connection_id, order,
     )
 
 
-async def payouts(
-    session: AsyncSession, connection_ids: Sequence[int], f: PayoutFilter, args: PageArgs
-) -> dict[int, Page[m.Payout]]:
+def payouts(f: PayoutFilter) -> Listing[m.Payout]:
     def build() -> Any:
         stmt = select(m.Payout)
         return stmt.where(m.Payout.status.in_(bindparam("status", expanding=True))) if f.status else stmt
 
     order = [(m.Payout.period_end, True), (m.Payout.id, True)]
-    return await fetch_pages(
-        session, ("payouts", bool(f.status)), build, {"status": [s.value for s in f.status]},
-        m.Payout, m.Payout.connection_id, connection_ids, order, args,
+    return Listing(
+        ("payouts", bool(f.status)), build, {"status": [s.value for s in f.status]},
+        m.Payout, m.Payout.connection_id, order,
     )
 
 
-async def sub_org_transactions(
-    session: AsyncSession, connection_ids: Sequence[int], f: SubOrgTransactionFilter, args: PageArgs
-) -> dict[int, Page[m.SubOrgTransaction]]:
+def sub_org_transactions(f: SubOrgTransactionFilter) -> Listing[m.SubOrgTransaction]:
     """Newest first (by when they occurred)."""
     def build() -> Any:
         stmt = select(m.SubOrgTransaction)
@@ -234,7 +195,7 @@ async def sub_org_transactions(
         return stmt.where(paid_by.is_(None) if f.unpaid else paid_by.is_not(None))
 
     order = [(m.SubOrgTransaction.occurred_at, True), (m.SubOrgTransaction.id, True)]
-    return await fetch_pages(
-        session, ("sub_org_transactions", f.unpaid), build, {},
-        m.SubOrgTransaction, m.SubOrgTransaction.connection_id, connection_ids, order, args,
+    return Listing(
+        ("sub_org_transactions", f.unpaid), build, {},
+        m.SubOrgTransaction, m.SubOrgTransaction.connection_id, order,
     )

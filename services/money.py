@@ -4,10 +4,40 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from enum import StrEnum
 
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
-_EXPONENTS = {"JPY": 0, "KRW": 0, "BHD": 3, "KWD": 3, "JOD": 3}
+
+class Currency(StrEnum):
+    """The ISO 4217 currencies amounts are kept and shown in (the graph's CurrencyCode)."""
+
+    USD = "USD"
+    EUR = "EUR"
+    GBP = "GBP"
+    CAD = "CAD"
+    AUD = "AUD"
+    JPY = "JPY"
+    KRW = "KRW"
+    BHD = "BHD"
+    JOD = "JOD"
+    KWD = "KWD"
+
+
+# Each currency's name and ISO 4217 minor unit: the decimals of its amounts.
+CURRENCIES: dict[Currency, tuple[str, int]] = {
+    Currency.USD: ("US dollar", 2),
+    Currency.EUR: ("Euro", 2),
+    Currency.GBP: ("Pound sterling", 2),
+    Currency.CAD: ("Canadian dollar", 2),
+    Currency.AUD: ("Australian dollar", 2),
+    Currency.JPY: ("Japanese yen", 0),
+    Currency.KRW: ("South Korean won", 0),
+    Currency.BHD: ("Bahraini dinar", 3),
+    Currency.JOD: ("Jordanian dinar", 3),
+    Currency.KWD: ("Kuwaiti dinar", 3),
+}
+_EXPONENTS: dict[str, int] = {code.value: places for code, (_, places) in CURRENCIES.items()}
 
 
 def exponent(currency: str) -> int:
@@ -42,18 +72,18 @@ def parse(text: str, currency: str, field: str, *, signed: bool = False) -> int:
         value = Decimal("NaN")
     if not raw or not value.is_finite():
         shown = repr(text) if len(text) <= 40 else f"{len(text):,} characters"
-        raise DomainError("INVALID_AMOUNT", f"{field} must be a decimal amount such as \"12.50\", got {shown}.", field)
+        raise DomainError(ErrorCode.INVALID_AMOUNT, f"{field} must be a decimal amount such as \"12.50\", got {shown}.", field)
     if value.as_tuple().exponent < -places:  # type: ignore[operator]
         raise DomainError(
-            "INVALID_AMOUNT", f"{field} has more decimals than {currency} allows ({places}).", field
+            ErrorCode.INVALID_AMOUNT, f"{field} has more decimals than {currency} allows ({places}).", field
         )
     minor = int(value.scaleb(places))
     if minor == 0:
-        raise DomainError("INVALID_AMOUNT", f"{field} must not be zero.", field)
+        raise DomainError(ErrorCode.INVALID_AMOUNT, f"{field} must not be zero.", field)
     if minor < 0 and not signed:
-        raise DomainError("INVALID_AMOUNT", f"{field} must be positive.", field)
+        raise DomainError(ErrorCode.INVALID_AMOUNT, f"{field} must be positive.", field)
     if abs(minor) > MAX_AMOUNT:
-        raise DomainError("INVALID_AMOUNT", f"{field} is too large.", field)
+        raise DomainError(ErrorCode.INVALID_AMOUNT, f"{field} is too large.", field)
     return minor
 
 

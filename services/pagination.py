@@ -2,23 +2,24 @@
 
 One query answers the same page of many parents at once (ROW_NUMBER over a
 partition), so a list of tickets each showing its first messages costs one
-statement, not one per ticket. Cursors hold the sort key of a row, never an
-offset, so pages stay stable while rows are added.
+statement, not one per ticket; one more counts each parent's whole list, when a
+client asks. Cursors hold the sort key of a row, never an offset, so pages stay
+stable while rows are added.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Generic, Hashable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Hashable, Sequence, TypeVar
 
 from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
 T = TypeVar("T")
 
@@ -35,14 +36,14 @@ class PageArgs:
 
     def validated(self, max_size: int, default_size: int) -> "PageArgs":
         if self.first is not None and self.last is not None:
-            raise DomainError("INVALID_PAGINATION", "Pass first or last, not both.", "first")
+            raise DomainError(ErrorCode.INVALID_PAGINATION, "Pass first or last, not both.", "first")
         for name in ("first", "last"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise DomainError("INVALID_PAGINATION", f"{name} must not be negative.", name)
+                raise DomainError(ErrorCode.INVALID_PAGINATION, f"{name} must not be negative.", name)
             if value is not None and value > max_size:
                 raise DomainError(
-                    "INVALID_PAGINATION", f"{name} must be at most {max_size}, got {value}.", name
+                    ErrorCode.INVALID_PAGINATION, f"{name} must be at most {max_size}, got {value}.", name
                 )
         if self.first is None and self.last is None:
             if self.before is not None:
@@ -67,6 +68,8 @@ class Page(Generic[T]):
     has_next_page: bool
     has_previous_page: bool
     order: Order = ()
+    # How many rows the whole list holds (all its pages), counted when first awaited.
+    total: Callable[[], Awaitable[int]] | None = field(default=None, repr=False)
 
     def cursor(self, row: T) -> str:
         """The cursor of one of its rows (made when asked for: most are never shown)."""
@@ -107,7 +110,7 @@ def decode_cursor(cursor: str, order: Order, field: str) -> list[Any]:
             raise ValueError
         return [_cursor_value(v, column) for v, (column, _) in zip(raw, order, strict=True)]
     except (ValueError, TypeError, RecursionError):
-        raise DomainError("INVALID_CURSOR", f"{field} is not a valid cursor.", field) from None
+        raise DomainError(ErrorCode.INVALID_CURSOR, f"{field} is not a valid cursor.", field) from None
 
 
 def _beyond(order: Order, values: list[Any], after: bool) -> Any:
@@ -126,25 +129,34 @@ def _beyond(order: Order, values: list[Any], after: bool) -> Any:
 _STATEMENTS: dict[Any, Select[Any]] = {}
 
 
-async def fetch_pages(
-    session: AsyncSession,
-    shape: Hashable,
-    build: Callable[[], Select[Any]],
-    params: dict[str, Any],
-    model: type[T],
-    partition: InstrumentedAttribute[Any] | None,
-    parent_ids: Sequence[Any],
-    order: Order,
-    args: PageArgs,
-) -> dict[Any, Page[T]]:
-    """The page `args` of the rows of `build()` for each parent, keyed by parent id.
+@dataclass(frozen=True, eq=False)
+class Listing(Generic[T]):
+    """What a list holds, and in which order, for any of its parents.
 
     `build()` makes the list's statement with `bindparam`s for whatever varies (its
     values in `params`), and `shape` names that statement: one `shape` always builds
-    the same statement. With no `partition`, the whole list is one list, keyed by
-    parent_ids[0]. One parent (the common case) reads `LIMIT size + 1` rows of it;
-    several read their pages together, numbered by ROW_NUMBER over the parent.
+    the same statement. `partition` is the column holding the parent's id; with none,
+    the whole list is one list."""
+
+    shape: Hashable
+    build: Callable[[], Select[Any]]
+    params: dict[str, Any]
+    model: type[T]
+    partition: InstrumentedAttribute[Any] | None
+    order: Order
+
+
+async def fetch_pages(
+    session: AsyncSession, listing: Listing[T], parent_ids: Sequence[Any], args: PageArgs
+) -> dict[Any, Page[T]]:
+    """The page `args` of the listing for each parent, keyed by parent id (with no
+    partition, the one list keyed by parent_ids[0]). One parent (the common case)
+    reads `LIMIT size + 1` rows of it; several read their pages together, numbered by
+    ROW_NUMBER over the parent.
     """
+    shape, build, model, partition, order = (
+        listing.shape, listing.build, listing.model, listing.partition, listing.order
+    )
     pages: dict[Any, Page[T]] = {
         pid: Page(
             [],
@@ -161,7 +173,7 @@ async def fetch_pages(
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         stmt = _STATEMENTS[key] = _page_statement(build(), model, partition, order, args.forward, cursor, single)
-    params = {**params, "page_limit": args.size + 1}
+    params = {**listing.params, "page_limit": args.size + 1}
     if cursor is not None:
         values = decode_cursor(cursor, order, "after" if args.forward else "before")
         params.update({f"page_cursor_{i}": v for i, v in enumerate(values)})
@@ -188,6 +200,30 @@ async def fetch_pages(
         else:
             page.has_previous_page = more
     return pages
+
+
+async def count_rows(session: AsyncSession, listing: Listing[Any], parent_ids: Sequence[Any]) -> dict[Any, int]:
+    """How many rows the listing holds for each parent (every page, the same filter and
+    the same rows as its pages): one statement for all the parents."""
+    partition = listing.partition
+    key = (listing.shape, listing.model, partition, "count")
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        base = listing.build()
+        if partition is None:
+            stmt = base.with_only_columns(func.count(), maintain_column_froms=True)
+        else:
+            stmt = (
+                base.where(partition.in_(bindparam("page_parents", expanding=True)))
+                .with_only_columns(partition, func.count(), maintain_column_froms=True)
+                .group_by(partition)
+            )
+        _STATEMENTS[key] = stmt
+    if partition is None:
+        return {pid: int(await session.scalar(stmt, listing.params) or 0) for pid in parent_ids[:1]}
+    rows = await session.execute(stmt, {**listing.params, "page_parents": list(parent_ids)})
+    found = {parent: n for parent, n in rows.all()}
+    return {pid: int(found.get(pid, 0)) for pid in parent_ids}
 
 
 def _page_statement(

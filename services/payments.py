@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.errors import DomainError
+from services.errors import DomainError, ErrorCode
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class SandboxGateway:
     async def card(self, token: str) -> Card:
         found = SANDBOX_CARDS.get(token)
         if found is None:
-            raise DomainError("INVALID_CARD_TOKEN", UNKNOWN_TOKEN, "cardToken")
+            raise DomainError(ErrorCode.INVALID_CARD_TOKEN, UNKNOWN_TOKEN, "cardToken")
         return found.card
 
     async def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:

@@ -36,7 +36,7 @@ from db import models as m
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayTransfer, GatewayUnavailable
-from services.errors import DomainError, InvalidInput, NotFound
+from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 # A transfer's statuses in the order it may move through them: never backwards.
 RANK = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2}
@@ -206,12 +206,12 @@ async def _dispose(
         raise InvalidInput(errors)
     available = payout.available_amount
     if available == 0:
-        raise DomainError("NOTHING_AVAILABLE", _nothing_available(payout), "payoutId")
+        raise DomainError(ErrorCode.NOTHING_AVAILABLE, _nothing_available(payout), "payoutId")
     if kind == "SPLIT":
         assert asked is not None
         if asked >= available:
             raise DomainError(
-                "SPLIT_LEAVES_NOTHING_FOR_BANK",
+                ErrorCode.SPLIT_LEAVES_NOTHING_FOR_BANK,
                 f"walletAmount must be less than the {money.format(available, payout.currency_code)} available, "
                 "so that the rest goes to the bank; to credit it all, use creditPayout.",
                 field,
@@ -221,7 +221,7 @@ async def _dispose(
         part = available if asked is None else asked
         if part > available:
             raise DomainError(
-                "EXCEEDS_AVAILABLE",
+                ErrorCode.EXCEEDS_AVAILABLE,
                 f"{field} is {money.format(part, payout.currency_code)}, but only "
                 f"{money.format(available, payout.currency_code)} of this payout is available.",
                 field,
@@ -252,7 +252,7 @@ async def _bank_account(session: AsyncSession, connection_id: int, bank_account_
         ).with_for_update(read=True).execution_options(populate_existing=True))
         if account is None:
             raise DomainError(
-                "NO_BANK_ACCOUNT", "No default bank account: link one, or name one in bankAccountId.", "bankAccountId"
+                ErrorCode.NO_BANK_ACCOUNT, "No default bank account: link one, or name one in bankAccountId.", "bankAccountId"
             )
         return account
     account = await session.scalar(
@@ -263,7 +263,7 @@ async def _bank_account(session: AsyncSession, connection_id: int, bank_account_
         raise NotFound("Bank account", "bankAccountId")
     if account.removed_at is not None:
         raise DomainError(
-            "BANK_ACCOUNT_REMOVED", f"The bank account ending {account.account_last4} was unlinked.", "bankAccountId"
+            ErrorCode.BANK_ACCOUNT_REMOVED, f"The bank account ending {account.account_last4} was unlinked.", "bankAccountId"
         )
     return account
 
@@ -299,10 +299,10 @@ async def dispose(
     try:
         rows = await ledger.post(session, moves, now=now)
     except DomainError as err:
-        if err.code != "TRANSFER_KEY_REUSED":
+        if err.code != ErrorCode.TRANSFER_KEY_REUSED:
             raise
         raise DomainError(
-            "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
             "This idempotencyKey was already used for another disposition of this payout; send a new key.",
             idempotency.FIELD,
         ) from None
@@ -372,11 +372,11 @@ async def set_preference(
     if mode == "SPLIT":
         if wallet_percent is None or not 1 <= wallet_percent <= 99:
             errors.append(DomainError(
-                "INVALID_PERCENT", "walletPercent must be a whole number from 1 to 99 for SPLIT.", "walletPercent"
+                ErrorCode.INVALID_PERCENT, "walletPercent must be a whole number from 1 to 99 for SPLIT.", "walletPercent"
             ))
     elif wallet_percent is not None:
         errors.append(DomainError(
-            "INVALID_PERCENT", f"walletPercent is only for SPLIT; leave it out for {mode}.", "walletPercent"
+            ErrorCode.INVALID_PERCENT, f"walletPercent is only for SPLIT; leave it out for {mode}.", "walletPercent"
         ))
     if mode in ("TRANSFER", "SPLIT"):
         try:
@@ -536,7 +536,7 @@ async def cancel(
     payout, transfer = found
     if transfer.status != "PENDING":
         raise DomainError(
-            "NOT_CANCELABLE",
+            ErrorCode.NOT_CANCELABLE,
             f"This transfer is {transfer.status.replace('_', ' ').lower()}; only a PENDING one can be canceled.",
             "bankTransferId",
         )
@@ -546,11 +546,11 @@ async def cancel(
             answer = await gateway.cancel_transfer(transfer.gateway_ref)
         except GatewayUnavailable:
             raise DomainError(
-                "GATEWAY_UNAVAILABLE", "The bank transfer processor did not answer; try again.", "bankTransferId"
+                ErrorCode.GATEWAY_UNAVAILABLE, "The bank transfer processor did not answer; try again.", "bankTransferId"
             ) from None
         if answer.status != "CANCELED":
             raise DomainError(
-                "NOT_CANCELABLE", "The processor has already sent this transfer; it can no longer be canceled.",
+                ErrorCode.NOT_CANCELABLE, "The processor has already sent this transfer; it can no longer be canceled.",
                 "bankTransferId",
             )
     await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, answer, at, at)

@@ -17,7 +17,7 @@ from db import models as m
 from services import money
 from services.access import Principal, Role
 from services.enums import PlanChangeKind, SubscriptionStatus
-from services.errors import DomainError, NotFound
+from services.errors import DomainError, ErrorCode, NotFound
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ async def _target(session: AsyncSession, plan_id: int) -> m.Plan:
         raise NotFound("Plan", "planId")
     if plan.retired:
         raise DomainError(
-            "PLAN_RETIRED", f"{plan.name} is retired and can no longer be chosen.", "planId"
+            ErrorCode.PLAN_RETIRED, f"{plan.name} is retired and can no longer be chosen.", "planId"
         )
     return plan
 
@@ -196,7 +196,7 @@ async def _locked_subscription(session: AsyncSession, principal: Principal) -> m
     if subscription is None:
         raise NotFound("Subscription")
     if subscription.status != SubscriptionStatus.ACTIVE.value:
-        raise DomainError("SUBSCRIPTION_CANCELED", "The subscription has already ended.")
+        raise DomainError(ErrorCode.SUBSCRIPTION_CANCELED, "The subscription has already ended.")
     return subscription
 
 
@@ -215,8 +215,8 @@ def _schedule(
 
 
 _WRONG_WAY = {
-    PlanChangeKind.UPGRADE: ("NOT_AN_UPGRADE", "is not above", "downgradePlan"),
-    PlanChangeKind.DOWNGRADE: ("NOT_A_DOWNGRADE", "is not below", "upgradePlan"),
+    PlanChangeKind.UPGRADE: (ErrorCode.NOT_AN_UPGRADE, "is not above", "downgradePlan"),
+    PlanChangeKind.DOWNGRADE: (ErrorCode.NOT_A_DOWNGRADE, "is not below", "upgradePlan"),
 }
 
 
@@ -235,7 +235,7 @@ async def change_plan(
     actual = direction(current, target)
     if actual is None:
         raise DomainError(
-            "SAME_PLAN",
+            ErrorCode.SAME_PLAN,
             f"You are already on {current.name}; to keep it, withdraw the pending change.",
             "planId",
         )
@@ -248,7 +248,7 @@ async def change_plan(
         found = blockers(target, await session.get(m.Usage, subscription.connection_id))
         if found:
             raise DomainError(
-                "USAGE_EXCEEDS_LIMIT", " ".join(b.message for b in found), "planId"
+                ErrorCode.USAGE_EXCEEDS_LIMIT, " ".join(b.message for b in found), "planId"
             )
     return _schedule(subscription, kind, target.id, now)
 
@@ -266,7 +266,7 @@ async def withdraw(session: AsyncSession, principal: Principal) -> PlanChange:
     subscription = await _locked_subscription(session, principal)
     previous = pending_change(subscription)
     if previous is None:
-        raise DomainError("NO_PENDING_CHANGE", "There is no pending plan change to withdraw.")
+        raise DomainError(ErrorCode.NO_PENDING_CHANGE, "There is no pending plan change to withdraw.")
     subscription.pending_kind = None
     subscription.pending_plan_id = None
     subscription.pending_effective_at = None

@@ -18,7 +18,7 @@ from db import models as m
 from services import idempotency
 from services.access import Principal, Role
 from services.enums import TicketPriority, TicketStatus
-from services.errors import DomainError, NotFound
+from services.errors import DomainError, ErrorCode, NotFound
 
 MAX_TITLE = 200
 MAX_TEXT = 10_000
@@ -43,7 +43,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _text(value: str, *, field: str, code: str, what: str, max_len: int) -> str:
+def _text(value: str, *, field: str, code: ErrorCode, what: str, max_len: int) -> str:
     """Trimmed text of 1..max_len characters."""
     text = value.strip()
     if not text:
@@ -77,7 +77,7 @@ def _set_status(ticket: m.Ticket, status: TicketStatus, now: datetime) -> None:
 def _refuse_if_closed(ticket: m.Ticket, action: str) -> None:
     if ticket.status == S.CLOSED.value:
         raise DomainError(
-            "TICKET_CLOSED",
+            ErrorCode.TICKET_CLOSED,
             f"This ticket is closed and {action}; open a new ticket instead.",
             "ticketId",
         )
@@ -97,7 +97,7 @@ async def _message(
     session: AsyncSession, ticket: m.Ticket, principal: Principal, body: str, *, internal: bool,
     now: datetime,
 ) -> m.TicketMessage:
-    text = _text(body, field="body", code="INVALID_BODY", what="The message", max_len=MAX_TEXT)
+    text = _text(body, field="body", code=ErrorCode.INVALID_BODY, what="The message", max_len=MAX_TEXT)
     message = m.TicketMessage(
         ticket_id=ticket.id, author_id=principal.user_id, body=text, internal=internal, created_at=now
     )
@@ -171,9 +171,9 @@ async def _open(
     connection_id = principal.connection_id
     if connection_id is None:
         raise NotFound("RevampdConnection")
-    clean_title = _text(title, field="title", code="INVALID_TITLE", what="The title", max_len=MAX_TITLE)
+    clean_title = _text(title, field="title", code=ErrorCode.INVALID_TITLE, what="The title", max_len=MAX_TITLE)
     clean_description = _text(
-        description, field="description", code="INVALID_DESCRIPTION", what="The description",
+        description, field="description", code=ErrorCode.INVALID_DESCRIPTION, what="The description",
         max_len=MAX_TEXT,
     )
     if subject is not None:
@@ -268,7 +268,7 @@ async def assign(
         raise NotFound("User", "assigneeId")
     if assignee.role != Role.SUPPORT.value:
         raise DomainError(
-            "ASSIGNEE_NOT_SUPPORT",
+            ErrorCode.ASSIGNEE_NOT_SUPPORT,
             f"{assignee.name} is not a Revampd support representative; "
             "tickets can only be assigned to users with the SUPPORT role.",
             "assigneeId",
@@ -300,7 +300,7 @@ async def update_status(
             message = (
                 f"A ticket that is {current.value} can move to {_names(allowed)}, not {status.value}."
             )
-        raise DomainError("ILLEGAL_STATUS_CHANGE", message, "status")
+        raise DomainError(ErrorCode.ILLEGAL_STATUS_CHANGE, message, "status")
     _set_status(ticket, status, now or _now())
     return ticket
 

@@ -24,7 +24,7 @@ from db import models as m
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.enums import CreditStatus, WalletAdjustmentKind
-from services.errors import DomainError, NotFound
+from services.errors import DomainError, ErrorCode, NotFound
 
 MAX_MEMO = 500
 
@@ -77,13 +77,13 @@ async def _movement(session: AsyncSession, transfer_id: int) -> Movement:
 def _memo(memo: str) -> str:
     text = memo.strip()
     if not text:
-        raise DomainError("INVALID_MEMO", "The memo must say why; it must not be blank.", "memo")
+        raise DomainError(ErrorCode.INVALID_MEMO, "The memo must say why; it must not be blank.", "memo")
     if len(text) > MAX_MEMO:
         raise DomainError(
-            "INVALID_MEMO", f"The memo must be at most {MAX_MEMO} characters, got {len(text):,}.", "memo"
+            ErrorCode.INVALID_MEMO, f"The memo must be at most {MAX_MEMO} characters, got {len(text):,}.", "memo"
         )
     if "\x00" in text:
-        raise DomainError("INVALID_MEMO", "The memo must not contain NUL characters.", "memo")
+        raise DomainError(ErrorCode.INVALID_MEMO, "The memo must not contain NUL characters.", "memo")
     return text
 
 
@@ -153,11 +153,11 @@ async def _adjust(
     except ledger.InsufficientFunds as err:  # the amount asked for is what does not fit
         raise DomainError(err.code, err.message, "amount") from None
     except DomainError as err:
-        if err.code != "TRANSFER_KEY_REUSED":
+        if err.code != ErrorCode.TRANSFER_KEY_REUSED:
             raise
         # The idempotency row is gone, but the ledger remembers the key.
         raise DomainError(
-            "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
             "This idempotencyKey was already used for another adjustment; send a new key for a new request.",
             idempotency.FIELD,
         ) from None
@@ -260,7 +260,7 @@ async def _apply_one(session: AsyncSession, principal: Principal, payout_id: int
     if payout.credit_status != CreditStatus.PENDING.value:
         at = f" on {payout.applied_at:%Y-%m-%d %H:%M} UTC" if payout.applied_at else ""
         raise DomainError(
-            "ALREADY_APPLIED",
+            ErrorCode.ALREADY_APPLIED,
             f"This affiliate payout was already credited to the wallet{at}; it is credited once.",
             "affiliatePayoutId",
         )

@@ -117,6 +117,13 @@ ODD_QUERIES = [
     query($with: Boolean = false) { viewer { user { id name @include(if: $with) } } __schema { queryType { name } } }
     """,
     "query { __typename viewer { roles } }",
+    # enums from plain strings (CurrencyCode), counts, and the objects keyed by their connection
+    """
+    query { viewer { id partner { revampdConnection { currencyCode invoices(first: 2) { totalCount nodes { total { currencyCode } } }
+      tickets(first: 2) { totalCount nodes { messages(first: 1) { totalCount } } }
+      subscription { id } usage { id } payoutPreference { id } projectedNextInvoice { id }
+      wallet { id entries(first: 1) { totalCount } } } } } }
+    """,
 ]
 
 

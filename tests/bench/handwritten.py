@@ -66,6 +66,7 @@ async def _page(session: AsyncSession, stmt: Any, first: int) -> tuple[list[Any]
 async def dashboard(session: AsyncSession, caller: Caller, first: int) -> dict[str, Any]:
     user = caller.user
     return {"data": {"viewer": {
+        "id": to_global_id("Viewer", user.id),
         "user": {"id": to_global_id("User", user.id), "name": user.name, "email": user.email},
         "roles": sorted(r.value for r in caller.principal.roles),
         "partner": await _partner(session, caller, first) if caller.partner is not None else None,
@@ -158,6 +159,7 @@ async def _partner(session: AsyncSession, caller: Caller, first: int) -> dict[st
         pending = {
             "kind": sub.pending_kind,
             "effectiveAt": _time(sub.pending_effective_at),
+            "requestedAt": _time(sub.pending_requested_at),
             "targetPlan": {"id": to_global_id("Plan", target_plan.id), "name": target_plan.name}
             if target_plan is not None else None,
         }
@@ -171,6 +173,7 @@ async def _partner(session: AsyncSession, caller: Caller, first: int) -> dict[st
             "id": to_global_id("RevampdConnection", cid),
             "currencyCode": cur,
             "subscription": {
+                "id": to_global_id("PlanSubscription", cid),
                 "status": sub.status,
                 "currentPeriodStart": _time(sub.current_period_start),
                 "currentPeriodEnd": _time(sub.current_period_end),
@@ -189,6 +192,7 @@ async def _partner(session: AsyncSession, caller: Caller, first: int) -> dict[st
                 "pendingChange": pending,
             },
             "usage": {
+                "id": to_global_id("Usage", cid),
                 "subOrgs": usage.sub_orgs if usage else 0,
                 "campaigns": usage.campaigns if usage else 0,
                 "workflows": usage.workflows if usage else 0,
@@ -203,7 +207,7 @@ async def _partner(session: AsyncSession, caller: Caller, first: int) -> dict[st
                 }
                 for a, p in addons
             ],
-            "wallet": {"balance": _money(wallet.balance if wallet else 0, cur)},
+            "wallet": {"id": to_global_id("Wallet", cid), "balance": _money(wallet.balance if wallet else 0, cur)},
             "invoices": {
                 "edges": [
                     {

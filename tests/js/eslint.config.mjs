@@ -12,12 +12,9 @@ const schema = process.env.GRAPHQL_SCHEMA ?? fileURLToPath(new URL("../../schema
 // description says so), has no identity of its own, and Apollo caches it in its parent.
 const valueTypes = [
   "Money", "PageInfo", "UserError", "PaymentCard", "InvoiceLineItem", "InvoicePayment",
-  "PayoutPreference", "PendingPlanChange", "PlanChangeBlocker", "PlanChangePreview",
-  "PlanComparison", "PlanComparisonRow", "PlanLimits", "ProjectedInvoice", "WalletFunding",
+  "PendingPlanChange", "PlanChangeBlocker", "PlanChangePreview",
+  "PlanComparison", "PlanComparisonRow", "PlanLimits", "WalletFunding",
 ];
-// Objects a client does cache that get an `id` on the `schema` branch (issue 11): delete
-// this list when that branch is merged.
-const awaitingIds = ["PlanSubscription", "Usage", "Viewer", "Wallet"];
 
 export default [
   {
@@ -32,7 +29,7 @@ export default [
           acceptedIdNames: ["id"],
           acceptedIdTypes: ["ID"],
           exceptions: {
-            types: [...valueTypes, ...awaitingIds],
+            types: valueTypes,
             // Relay connections and edges, and mutation payloads, are envelopes around
             // objects that have ids; they have no identity of their own.
             suffixes: ["Connection", "Edge", "Payload"],
