@@ -34,6 +34,7 @@ from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
 from server import webhooks
 from server.auth import AuthError, Claims, TokenVerifier
 from server.graphql_http import BadRequest, GraphQLResponse, graphql_error, read_request
+from server.persisted import NO_STORE, Documents, PublicQueries, public
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -190,10 +191,14 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     verifier = TokenVerifier(settings)
     schema = build_schema(settings, fast_executor=fast_executor)
     graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+    documents = Documents(settings)
+    is_public = PublicQueries(schema._schema)
 
     async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
         response = await answer(Request(scope, receive), scope.setdefault("revampd.log", {}))
         if response is not None:
+            # Only the public catalogue may be kept by a cache (server/persisted.py).
+            response.headers.setdefault("Cache-Control", NO_STORE)
             await response(scope, receive, send)
 
     async def answer(request: Request, log_info: dict[str, Any]) -> Response | None:
@@ -211,6 +216,8 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
         # The body is read before a connection is taken: a slow client holds none.
         try:
             gql = await read_request(request, settings.max_body_bytes)
+            # A persisted document is looked up (maybe in Redis) before a connection is taken.
+            document = await documents.resolve(gql)
         except BadRequest as exc:
             log.info("bad request: %s", exc.message)
             return exc.response()
@@ -236,7 +243,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
                 )
                 caller.prime(context.loaders)
                 result = await schema.execute(
-                    gql.query,
+                    document.query,
                     variable_values=gql.variables,
                     context_value=context,
                     operation_name=gql.operation_name,
@@ -256,7 +263,12 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
             return graphql_error(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR)
         if context.busy:
             return GraphQLResponse(process_result(result), status_code=503, headers={"Retry-After": RETRY_AFTER})
-        return GraphQLResponse(process_result(result))
+        if result.data is not None:  # it parsed, validated and ran: clients may name it by hash
+            await documents.register(document)
+        response = GraphQLResponse(process_result(result))
+        if request.method == "GET" and not result.errors and is_public(document.query, gql.operation_name):
+            return public(request, response)
+        return response
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -273,6 +285,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
+        await documents.close()
         if state.engine is not None:
             await state.engine.dispose()
 
@@ -304,4 +317,5 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.revampd = state
+    app.state.documents = documents
     return RequestLog(app)

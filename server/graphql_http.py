@@ -48,9 +48,11 @@ class BadRequest(Exception):
 
 @dataclass(frozen=True)
 class GraphQLRequest:
-    query: str
+    # None when the request names its document by hash only (server/persisted.py finds it).
+    query: str | None
     variables: dict[str, Any] | None
     operation_name: str | None
+    extensions: dict[str, Any] | None = None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -106,11 +108,12 @@ async def _body(request: Request, limit: int) -> bytes:
 async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     if request.method == "GET":
         params = request.query_params
-        variables = params.get("variables")
+        variables, extensions = params.get("variables"), params.get("extensions")
         data: Any = {
             "query": params.get("query"),
             "variables": _json(variables, "variables") if variables else None,
             "operationName": params.get("operationName"),
+            "extensions": _json(extensions, "extensions") if extensions else None,
         }
     else:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -128,7 +131,11 @@ async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     if not isinstance(data, dict):
         raise BadRequest('The request body must be a JSON object such as {"query": "..."}.')
     query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
-    if not isinstance(query, str) or not query.strip():
+    extensions = data.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise BadRequest("extensions must be an object or null.")
+    by_hash = query is None and extensions is not None and "persistedQuery" in extensions
+    if not by_hash and (not isinstance(query, str) or not query.strip()):
         raise BadRequest("query must be a non-empty string holding a GraphQL document.")
     if variables is not None and not isinstance(variables, dict):
         raise BadRequest("variables must be an object or null.")
@@ -137,4 +144,5 @@ async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     check_text(query, "query")
     check_text(name, "operationName")
     check_text(variables, "variables")
-    return GraphQLRequest(query, variables, name or None)
+    check_text(extensions, "extensions")
+    return GraphQLRequest(query, variables, name or None, extensions)
