@@ -32,7 +32,6 @@ import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -68,6 +67,10 @@ from graphql import (
 )
 from graphql.language.block_string import print_block_string
 from graphql.language.print_string import print_string
+from redis.asyncio import from_url as redis_from_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -295,20 +298,14 @@ class RedisStore:
     re-sends its query) and a registration is skipped."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        from redis.asyncio import from_url
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         self.prefix = prefix + "apq:"
         # One retry: a pooled connection Redis closed is replaced once, and no more.
-        self.redis = from_url(
+        self.redis = redis_from_url(
             url, decode_responses=True, socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 1),
         )
 
     async def _call(self, what: str, command: Callable[[], Any]) -> Any:
-        from redis.exceptions import RedisError
-
         try:
             return await command()
         except (RedisError, OSError) as exc:
@@ -437,12 +434,17 @@ NO_STORE = "no-store"
 class PublicQueries:
     """Whether a (valid) query document selects only PUBLIC_FIELDS."""
 
-    def __init__(self, schema: GraphQLSchema) -> None:
-        self.schema = schema
-        self._cached = lru_cache(maxsize=256)(self._public)
+    def __init__(self, schema: GraphQLSchema, remember: int = 256) -> None:
+        self.schema, self.remember = schema, remember
+        self.known: dict[tuple[str, str | None], bool] = {}  # by the document's hash, not its text
 
     def __call__(self, query: str, operation_name: str | None) -> bool:
-        return self._cached(query, operation_name)
+        key = (sha256(query), operation_name)
+        if key not in self.known:
+            if len(self.known) >= self.remember:
+                self.known.clear()
+            self.known[key] = self._public(query, operation_name)
+        return self.known[key]
 
     def _public(self, query: str, operation_name: str | None) -> bool:
         try:

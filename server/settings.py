@@ -52,8 +52,15 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("REDIS_URL") or None
-    if raw is not None and urlsplit(raw).scheme not in REDIS_SCHEMES:
-        raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {raw!r}")
+    if raw is None:
+        return None
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise SettingsError(f"REDIS_URL is not a URL: {exc}") from None
+    if url.scheme not in REDIS_SCHEMES:  # (the URL may hold a password: it is not repeated)
+        raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url.scheme}://")
     return raw
 
 
