@@ -16,7 +16,7 @@ from schema.bank_accounts import (
     UnlinkBankAccountInput,
     UnlinkBankAccountPayload,
 )
-from schema.base import ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from services import bank_accounts as svc
 from services.bank_gateway import bank_gateway_named
 
@@ -27,7 +27,9 @@ class BankAccountMutations:
         description="PARTNER_ADMIN: link a bank account for payouts. The processor keeps the account number; "
         "only its last four digits are kept here. The first account becomes the default."
     )
-    async def link_bank_account(self, info: strawberry.Info, input: LinkBankAccountInput) -> LinkBankAccountPayload:
+    async def link_bank_account(
+        self, info: strawberry.Info, input: MutationInput[LinkBankAccountInput]
+    ) -> LinkBankAccountPayload:
         context = ctx(info)
         gateway = bank_gateway_named(context.settings.bank_gateway)
         result, errors = await run_write(info, lambda session: svc.link(
@@ -45,7 +47,7 @@ class BankAccountMutations:
         description="PARTNER_ADMIN: the account payouts go to when none is named (and the payout preference's)."
     )
     async def set_default_bank_account(
-        self, info: strawberry.Info, input: SetDefaultBankAccountInput
+        self, info: strawberry.Info, input: MutationInput[SetDefaultBankAccountInput]
     ) -> SetDefaultBankAccountPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.set_default(
@@ -58,7 +60,7 @@ class BankAccountMutations:
         "the oldest remaining account becomes the default."
     )
     async def unlink_bank_account(
-        self, info: strawberry.Info, input: UnlinkBankAccountInput
+        self, info: strawberry.Info, input: MutationInput[UnlinkBankAccountInput]
     ) -> UnlinkBankAccountPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.unlink(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx
+from schema.base import MutationInput, ctx
 from schema.billing import UpdatePaymentMethodInput, UpdatePaymentMethodPayload
 from services import billing as svc
 from services.payments import gateway_named
@@ -14,11 +14,11 @@ from services.payments import gateway_named
 @strawberry.type
 class BillingMutations:
     @strawberry.mutation(
-        description="Put a card on file from the payment processor's token; the billing run charges it "
+        description="PARTNER_ADMIN: put a card on file from the payment processor's token; the billing run charges it "
         "for what the wallet does not cover. Only brand, last 4 and expiry are kept."
     )
     async def update_payment_method(
-        self, info: strawberry.Info, input: UpdatePaymentMethodInput
+        self, info: strawberry.Info, input: MutationInput[UpdatePaymentMethodInput]
     ) -> UpdatePaymentMethodPayload:
         context = ctx(info)
         gateway = gateway_named(context.settings.payment_gateway)

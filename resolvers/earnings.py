@@ -8,7 +8,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from schema.earnings import RecordSubOrgTransactionsInput, RecordSubOrgTransactionsPayload
 from services import earnings as svc
 
@@ -21,7 +21,7 @@ class EarningsMutations:
         "externalId is recorded once."
     )
     async def record_sub_org_transactions(
-        self, info: strawberry.Info, input: RecordSubOrgTransactionsInput
+        self, info: strawberry.Info, input: MutationInput[RecordSubOrgTransactionsInput]
     ) -> RecordSubOrgTransactionsPayload:
         principal = ctx(info).principal
         items = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from schema.invoices import (
     IssueInvoiceInput,
     IssueInvoicePayload,
@@ -25,7 +25,7 @@ class InvoiceMutations:
     @strawberry.mutation(
         description="PARTNER_ADMIN: pay an OPEN invoice of your connection from its wallet, in part or in full."
     )
-    async def pay_invoice(self, info: strawberry.Info, input: PayInvoiceInput) -> PayInvoicePayload:
+    async def pay_invoice(self, info: strawberry.Info, input: MutationInput[PayInvoiceInput]) -> PayInvoicePayload:
         p = ctx(info).principal
         paid, errors = await run_write(info, lambda s: invoices.pay_from_wallet(
             s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"), input.amount, input.idempotency_key,
@@ -36,7 +36,7 @@ class InvoiceMutations:
         description="BILLING_ADMIN: an OPEN invoice is void and owed no more; what the wallet paid into it "
         "goes back to the wallet."
     )
-    async def void_invoice(self, info: strawberry.Info, input: VoidInvoiceInput) -> VoidInvoicePayload:
+    async def void_invoice(self, info: strawberry.Info, input: MutationInput[VoidInvoiceInput]) -> VoidInvoicePayload:
         p = ctx(info).principal
         invoice, errors = await run_write(info, lambda s: invoices.void(
             s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"), input.reason,
@@ -48,7 +48,7 @@ class InvoiceMutations:
         "what was paid stays paid."
     )
     async def mark_invoice_uncollectible(
-        self, info: strawberry.Info, input: MarkInvoiceUncollectibleInput
+        self, info: strawberry.Info, input: MutationInput[MarkInvoiceUncollectibleInput]
     ) -> MarkInvoiceUncollectiblePayload:
         p = ctx(info).principal
         invoice, errors = await run_write(info, lambda s: invoices.mark_uncollectible(
@@ -59,7 +59,9 @@ class InvoiceMutations:
     @strawberry.mutation(
         description="BILLING_ADMIN: a ONE_TIME invoice for a connection, OPEN at once, numbered after its last."
     )
-    async def issue_invoice(self, info: strawberry.Info, input: IssueInvoiceInput) -> IssueInvoicePayload:
+    async def issue_invoice(
+        self, info: strawberry.Info, input: MutationInput[IssueInvoiceInput]
+    ) -> IssueInvoicePayload:
         p = ctx(info).principal
         lines = [invoices.LineInput(li.description, li.quantity, li.unit_amount) for li in input.line_items]
         invoice, errors = await run_write(info, lambda s: invoices.issue(

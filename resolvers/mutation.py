@@ -25,3 +25,7 @@ Mutation = merge_types(
         PayoutMutations, BankAccountMutations, EarningsMutations,
     ),
 )
+Mutation.__strawberry_definition__.description = (  # type: ignore[attr-defined]
+    "Everything a client can change. Each mutation takes one `input` and returns a payload whose userErrors "
+    "say why a request was refused (then nothing changed)."
+)

@@ -14,7 +14,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from resolvers.common import run_write
-from schema.base import ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from schema.payouts import (
     CancelBankTransferInput,
     CancelBankTransferPayload,
@@ -53,8 +53,12 @@ def _bank_account_id(gid: strawberry.ID | None) -> int | None:
 
 @strawberry.type
 class PayoutMutations:
-    @strawberry.mutation(description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet.")
-    async def credit_payout(self, info: strawberry.Info, input: CreditPayoutInput) -> DisposePayoutPayload:
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet."
+    )
+    async def credit_payout(
+        self, info: strawberry.Info, input: MutationInput[CreditPayoutInput]
+    ) -> DisposePayoutPayload:
         p = ctx(info).principal
         return await _dispose(info, lambda s: payouts.credit(
             s, p, decode_id(input.payout_id, "Payout", "payoutId"), amount=input.amount,
@@ -64,7 +68,9 @@ class PayoutMutations:
     @strawberry.mutation(
         description="PARTNER_ADMIN: send a payout (all that is available, or `amount`) to a linked bank account."
     )
-    async def transfer_payout(self, info: strawberry.Info, input: TransferPayoutInput) -> DisposePayoutPayload:
+    async def transfer_payout(
+        self, info: strawberry.Info, input: MutationInput[TransferPayoutInput]
+    ) -> DisposePayoutPayload:
         p = ctx(info).principal
         return await _dispose(info, lambda s: payouts.transfer(
             s, p, decode_id(input.payout_id, "Payout", "payoutId"),
@@ -76,7 +82,7 @@ class PayoutMutations:
         description="PARTNER_ADMIN: `walletAmount` to the wallet and the rest of what is available to a bank "
         "account, together or not at all."
     )
-    async def split_payout(self, info: strawberry.Info, input: SplitPayoutInput) -> DisposePayoutPayload:
+    async def split_payout(self, info: strawberry.Info, input: MutationInput[SplitPayoutInput]) -> DisposePayoutPayload:
         p = ctx(info).principal
         return await _dispose(info, lambda s: payouts.split(
             s, p, decode_id(input.payout_id, "Payout", "payoutId"), wallet_amount=input.wallet_amount,
@@ -87,7 +93,7 @@ class PayoutMutations:
         description="PARTNER_ADMIN: cancel a PENDING bank transfer; its amount is available on the payout again."
     )
     async def cancel_bank_transfer(
-        self, info: strawberry.Info, input: CancelBankTransferInput
+        self, info: strawberry.Info, input: MutationInput[CancelBankTransferInput]
     ) -> CancelBankTransferPayload:
         p = ctx(info).principal
         gateway = bank_gateway_named(ctx(info).settings.bank_gateway)
@@ -98,7 +104,7 @@ class PayoutMutations:
 
     @strawberry.mutation(description="PARTNER_ADMIN: what happens to each new payout, and how often they are made.")
     async def set_payout_preference(
-        self, info: strawberry.Info, input: SetPayoutPreferenceInput
+        self, info: strawberry.Info, input: MutationInput[SetPayoutPreferenceInput]
     ) -> SetPayoutPreferencePayload:
         p = ctx(info).principal
         result, errors = await run_write(info, lambda s: payouts.set_preference(

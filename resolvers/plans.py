@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import UserError, ctx, decode_id
+from schema.base import MutationInput, UserError, ctx, decode_id
 from schema.plans import (
     CancelSubscriptionInput,
     CancelSubscriptionPayload,
@@ -20,6 +20,7 @@ from services import plans as svc
 from services.enums import PlanChangeKind
 
 NEXT_CYCLE = " Takes effect at the end of the current billing period; replaces any pending change."
+PLAN_ERRORS = " Errors: NOT_FOUND, PLAN_RETIRED, SAME_PLAN, SUBSCRIPTION_CANCELED"
 
 
 async def _change(
@@ -33,27 +34,39 @@ async def _change(
 
 @strawberry.type
 class PlanMutations:
-    @strawberry.mutation(description="Move to a higher tier." + NEXT_CYCLE)
-    async def upgrade_plan(self, info: strawberry.Info, input: UpgradePlanInput) -> UpgradePlanPayload:
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: move to a higher tier." + NEXT_CYCLE + PLAN_ERRORS + ", NOT_AN_UPGRADE."
+    )
+    async def upgrade_plan(self, info: strawberry.Info, input: MutationInput[UpgradePlanInput]) -> UpgradePlanPayload:
         result, errors = await _change(info, input.plan_id, PlanChangeKind.UPGRADE)
         return UpgradePlanPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(description="Move to a lower tier whose limits fit current usage." + NEXT_CYCLE)
-    async def downgrade_plan(self, info: strawberry.Info, input: DowngradePlanInput) -> DowngradePlanPayload:
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: move to a lower tier whose limits fit current usage." + NEXT_CYCLE
+        + PLAN_ERRORS + ", NOT_A_DOWNGRADE, USAGE_EXCEEDS_LIMIT."
+    )
+    async def downgrade_plan(
+        self, info: strawberry.Info, input: MutationInput[DowngradePlanInput]
+    ) -> DowngradePlanPayload:
         result, errors = await _change(info, input.plan_id, PlanChangeKind.DOWNGRADE)
         return DowngradePlanPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(description="End the subscription." + NEXT_CYCLE)
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: end the subscription." + NEXT_CYCLE + " Errors: SUBSCRIPTION_CANCELED."
+    )
     async def cancel_subscription(
-        self, info: strawberry.Info, input: CancelSubscriptionInput
+        self, info: strawberry.Info, input: MutationInput[CancelSubscriptionInput]
     ) -> CancelSubscriptionPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.cancel(session, principal))
         return CancelSubscriptionPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(description="Drop the pending upgrade, downgrade or cancellation.")
+    @strawberry.mutation(
+        description="PARTNER_ADMIN: drop the pending upgrade, downgrade or cancellation. "
+        "Errors: NO_PENDING_CHANGE, SUBSCRIPTION_CANCELED."
+    )
     async def withdraw_plan_change(
-        self, info: strawberry.Info, input: WithdrawPlanChangeInput
+        self, info: strawberry.Info, input: MutationInput[WithdrawPlanChangeInput]
     ) -> WithdrawPlanChangePayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.withdraw(session, principal))

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
 
 from schema.addons import AddOnProduct
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
+    Last,
     Node,
     bad_request,
     ctx,
@@ -28,7 +33,7 @@ from services.errors import DomainError
 MAX_NODES = 100
 
 
-@strawberry.type
+@strawberry.type(description="Everything a client can read. Every field needs a valid token.")
 class Query:
     @strawberry.field(description="The authenticated caller.")
     async def viewer(self, info: strawberry.Info) -> Viewer:
@@ -38,11 +43,19 @@ class Query:
         return Viewer(user=user, roles=sorted(p.roles, key=lambda r: r.value))
 
     @strawberry.field(description="Any object by global ID; null if it does not exist or is not yours.")
-    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self, info: strawberry.Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The global ID of any Node.")],
+    ) -> Node | None:
         return await resolve_node(info, id)
 
     @strawberry.field(description=f"Objects by global ID, in order; at most {MAX_NODES}.")
-    async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
+    async def nodes(
+        self, info: strawberry.Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(
+            description=f"Up to {MAX_NODES} global IDs; more is a TOO_MANY_IDS error."
+        )],
+    ) -> list[Node | None]:
         if len(ids) > MAX_NODES:
             raise GraphQLError(f"ids may hold at most {MAX_NODES} IDs.", extensions={"code": "TOO_MANY_IDS"})
         return list(await asyncio.gather(*(resolve_node(info, i) for i in ids)))
@@ -62,7 +75,7 @@ class Query:
             ],
         )
 
-    @strawberry.field
+    @strawberry.field(description="The add-on products that can be added now (none retired), in catalogue order.")
     async def add_on_products(self, info: strawberry.Info) -> list[AddOnProduct]:
         return [AddOnProduct.of(p) for p in await addon_service.catalogue(ctx(info).db)]
 
@@ -73,11 +86,13 @@ class Query:
     async def support_tickets(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: SupportTicketFilter | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[SupportTicketFilter | None, strawberry.argument(
+            description="Narrows the queue; without a status it holds OPEN and IN_PROGRESS tickets."
+        )] = None,
     ) -> Connection[Ticket]:
         c = ctx(info)
         try:

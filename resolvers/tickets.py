@@ -11,7 +11,7 @@ import strawberry
 
 from db import models as m
 from resolvers.common import run_write
-from schema.base import UserError, ctx, decode_id, from_global_id
+from schema.base import MutationInput, UserError, ctx, decode_id, from_global_id
 from schema.tickets import (
     AddTicketNoteInput,
     AddTicketNotePayload,
@@ -77,8 +77,13 @@ def _message_payload(
 
 @strawberry.type
 class TicketMutations:
-    @strawberry.mutation(description="Any Partner user: open a support request with Revampd.")
-    async def submit_ticket(self, info: strawberry.Info, input: SubmitTicketInput) -> SubmitTicketPayload:
+    @strawberry.mutation(
+        description="PARTNER_ADMIN or PARTNER_MEMBER: open a support request with Revampd, OPEN and unassigned. "
+        "Errors: INVALID_TITLE, INVALID_DESCRIPTION, NOT_FOUND (subjectId)."
+    )
+    async def submit_ticket(
+        self, info: strawberry.Info, input: MutationInput[SubmitTicketInput]
+    ) -> SubmitTicketPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
@@ -95,9 +100,12 @@ class TicketMutations:
         return _payload(SubmitTicketPayload, input, ticket, errors)
 
     @strawberry.mutation(
-        description="Add a message. A Partner's reply reopens a RESOLVED ticket; a CLOSED one takes none."
+        description="A Partner user of the ticket, or staff: add a message. A Partner's reply reopens a RESOLVED "
+        "ticket; a CLOSED one takes none. Errors: NOT_FOUND, INVALID_BODY, TICKET_CLOSED."
     )
-    async def reply_to_ticket(self, info: strawberry.Info, input: ReplyToTicketInput) -> ReplyToTicketPayload:
+    async def reply_to_ticket(
+        self, info: strawberry.Info, input: MutationInput[ReplyToTicketInput]
+    ) -> ReplyToTicketPayload:
         p = ctx(info).principal
         result, errors = await run_write(
             info,
@@ -105,14 +113,22 @@ class TicketMutations:
         )
         return _message_payload(ReplyToTicketPayload, input, result, errors)
 
-    @strawberry.mutation(description="Close a ticket, whatever its status. Closed is final.")
-    async def close_ticket(self, info: strawberry.Info, input: CloseTicketInput) -> CloseTicketPayload:
+    @strawberry.mutation(
+        description="A Partner user of the ticket, or staff: close it, whatever its status. Closed is final. "
+        "Errors: NOT_FOUND, TICKET_CLOSED."
+    )
+    async def close_ticket(self, info: strawberry.Info, input: MutationInput[CloseTicketInput]) -> CloseTicketPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(info, lambda s: tickets.close(s, p, _ticket_id(input)))
         return _payload(CloseTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(description="SUPPORT: give a ticket to a support representative.")
-    async def assign_ticket(self, info: strawberry.Info, input: AssignTicketInput) -> AssignTicketPayload:
+    @strawberry.mutation(
+        description="SUPPORT: give a ticket to a support representative. "
+        "Errors: NOT_FOUND, ASSIGNEE_NOT_SUPPORT, TICKET_CLOSED."
+    )
+    async def assign_ticket(
+        self, info: strawberry.Info, input: MutationInput[AssignTicketInput]
+    ) -> AssignTicketPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
@@ -125,9 +141,12 @@ class TicketMutations:
         )
         return _payload(AssignTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED.")
+    @strawberry.mutation(
+        description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED. "
+        "Errors: NOT_FOUND, ILLEGAL_STATUS_CHANGE."
+    )
     async def update_ticket_status(
-        self, info: strawberry.Info, input: UpdateTicketStatusInput
+        self, info: strawberry.Info, input: MutationInput[UpdateTicketStatusInput]
     ) -> UpdateTicketStatusPayload:
         p = ctx(info).principal
         ticket, errors = await run_write(
@@ -136,8 +155,12 @@ class TicketMutations:
         )
         return _payload(UpdateTicketStatusPayload, input, ticket, errors)
 
-    @strawberry.mutation(description="SUPPORT: an internal note, never shown to the Partner.")
-    async def add_ticket_note(self, info: strawberry.Info, input: AddTicketNoteInput) -> AddTicketNotePayload:
+    @strawberry.mutation(
+        description="SUPPORT: add an internal note, never shown to the Partner. Errors: NOT_FOUND, INVALID_BODY."
+    )
+    async def add_ticket_note(
+        self, info: strawberry.Info, input: MutationInput[AddTicketNoteInput]
+    ) -> AddTicketNotePayload:
         p = ctx(info).principal
         result, errors = await run_write(
             info,

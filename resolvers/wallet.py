@@ -8,7 +8,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id
 from schema.wallet import (
     AdjustWalletInput,
     AdjustWalletPayload,
@@ -24,7 +24,9 @@ class WalletMutations:
     @strawberry.mutation(
         description="BILLING_ADMIN: credit (positive amount) or debit (negative) a connection's wallet."
     )
-    async def adjust_wallet(self, info: strawberry.Info, input: AdjustWalletInput) -> AdjustWalletPayload:
+    async def adjust_wallet(
+        self, info: strawberry.Info, input: MutationInput[AdjustWalletInput]
+    ) -> AdjustWalletPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.adjust(
             session, principal,
@@ -40,7 +42,7 @@ class WalletMutations:
         description="BILLING_ADMIN: credit a PENDING affiliate payout to its connection's wallet, once."
     )
     async def apply_affiliate_payout(
-        self, info: strawberry.Info, input: ApplyAffiliatePayoutInput
+        self, info: strawberry.Info, input: MutationInput[ApplyAffiliatePayoutInput]
     ) -> ApplyAffiliatePayoutPayload:
         principal = ctx(info).principal
         result, errors = await run_write(info, lambda session: svc.apply_affiliate_payout(

@@ -8,7 +8,17 @@ from typing import Callable, Self, TypeVar
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, ctx, now_or_later, to_global_id
+from schema.base import (
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    ctx,
+    now_or_later,
+    to_global_id,
+    user_errors_field,
+)
 from schema.idempotency import idempotency_key_field
 from schema.invoices import InvoiceLineItem
 from services import addons as svc
@@ -17,13 +27,13 @@ from services import plans as plan_service
 T = TypeVar("T")
 
 
-@strawberry.type
+@strawberry.type(description="Something a Partner can add to its plan, such as extra phone numbers.")
 class AddOnProduct(Node, model=m.AddOnProduct):
-    code: str
-    name: str
-    description: str
-    monthly_price: Money
-    max_quantity: int
+    code: str = strawberry.field(description="A stable machine-readable code, such as LOCAL_NUMBER.")
+    name: str = strawberry.field(description="The product's name, for display.")
+    description: str = strawberry.field(description="What the product gives, for display.")
+    monthly_price: Money = strawberry.field(description="The price of one unit per month.")
+    max_quantity: int = strawberry.field(description="The most units one connection may have.")
     model: strawberry.Private[m.AddOnProduct]
 
     @classmethod
@@ -39,13 +49,15 @@ class AddOnProduct(Node, model=m.AddOnProduct):
         )
 
 
-@strawberry.type
+@strawberry.type(description="An add-on product the connection pays for each month, in some quantity.")
 class AddOn(Node, model=m.AddOn):
-    quantity: int
+    quantity: int = strawberry.field(description="How many units are in use and billed now.")
     pending_quantity: int | None = strawberry.field(
         description="A scheduled decrease (0 = removal), applied at pendingEffectiveAt."
     )
-    pending_effective_at: datetime | None
+    pending_effective_at: datetime | None = strawberry.field(
+        description="When pendingQuantity takes effect (the end of the current period); null when none is pending."
+    )
     model: strawberry.Private[m.AddOn]
 
     @classmethod
@@ -65,11 +77,11 @@ class AddOn(Node, model=m.AddOn):
 
         return now_or_later(ctx(info).loaders.addon_product, self.model.product_id, checked)  # type: ignore[return-value]
 
-    @strawberry.field
+    @strawberry.field(description="The product added.")
     def product(self, info: strawberry.Info) -> AddOnProduct:
         return self._with_product(info, AddOnProduct.of)
 
-    @strawberry.field
+    @strawberry.field(description="The product's monthly price for one unit.")
     def unit_price(self, info: strawberry.Info) -> Money:
         return self._with_product(info, lambda p: Money.of(p.monthly_price, p.currency_code))
 
@@ -78,13 +90,16 @@ class AddOn(Node, model=m.AddOn):
         return self._with_product(info, lambda p: Money.of(p.monthly_price * self.model.quantity, p.currency_code))
 
 
-@strawberry.type(description="The next invoice as things stand: the plan and add-ons after every pending change.")
+@strawberry.type(
+    description="The next invoice as things stand: the plan and add-ons after every pending change. It has no "
+    "id: clients cache it with its connection."
+)
 class ProjectedInvoice:
     billed_at: datetime = strawberry.field(description="When it is issued: the end of the current period.")
     plan: Money = strawberry.field(description="The plan's price; zero when a cancellation is pending.")
-    add_ons: Money
-    total: Money
-    lines: list[InvoiceLineItem]
+    add_ons: Money = strawberry.field(description="The add-ons' monthly totals after their pending decreases.")
+    total: Money = strawberry.field(description="plan + addOns: what the invoice will ask for.")
+    lines: list[InvoiceLineItem] = strawberry.field(description="Its lines: the plan first, then each add-on.")
 
     @classmethod
     async def for_connection(cls, info: strawberry.Info, connection: m.Connection) -> "ProjectedInvoice":
@@ -116,35 +131,37 @@ class ProjectedInvoice:
 
 # ---- Mutations: inputs and payloads ------------------------------------------
 
-@strawberry.input
+@strawberry.input(description="The input of addAddOn.")
 class AddAddOnInput:
-    product_id: strawberry.ID
+    product_id: strawberry.ID = strawberry.field(
+        description="The AddOnProduct to add; one the connection does not have yet (else ALREADY_ADDED)."
+    )
     quantity: int = strawberry.field(description="From 1 to the product's maxQuantity.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of updateAddOn.")
 class UpdateAddOnInput:
-    add_on_id: strawberry.ID
+    add_on_id: strawberry.ID = strawberry.field(description="An AddOn of your connection.")
     quantity: int = strawberry.field(
         description="From 1 to the product's maxQuantity. More is usable at once; "
         "less takes effect at the end of the period."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of removeAddOn.")
 class RemoveAddOnInput:
-    add_on_id: strawberry.ID
-    client_mutation_id: str | None = None
+    add_on_id: strawberry.ID = strawberry.field(description="An AddOn of your connection.")
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class AddOnPayload:
     add_on: AddOn | None = strawberry.field(description="The add-on as it now stands; null when refused.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: m.AddOn | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
@@ -155,16 +172,16 @@ class AddOnPayload:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The result of addAddOn.")
 class AddAddOnPayload(AddOnPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of updateAddOn.")
 class UpdateAddOnPayload(AddOnPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of removeAddOn.")
 class RemoveAddOnPayload(AddOnPayload):
     pass

@@ -10,13 +10,13 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import UserError
+from schema.base import UserError, client_mutation_id_echo, client_mutation_id_field, user_errors_field
 from schema.idempotency import idempotency_key_field
 from schema.payouts import BankAccount
 from services import bank_accounts as bank_accounts_service
 
 
-@strawberry.input
+@strawberry.input(description="The input of linkBankAccount.")
 class LinkBankAccountInput:
     holder_name: str = strawberry.field(
         description="The account holder's name as the bank knows it: 1 to 200 characters, trimmed."
@@ -38,14 +38,14 @@ class LinkBankAccountInput:
         "default whatever this says.",
     )
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of linkBankAccount.")
 class LinkBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(description="The account linked; null when refused.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: m.BankAccount | None, errors: list[UserError], cmid: str | None) -> Self:
@@ -54,32 +54,32 @@ class LinkBankAccountPayload:
         )
 
 
-@strawberry.input
+@strawberry.input(description="The input of setDefaultBankAccount.")
 class SetDefaultBankAccountInput:
     bank_account_id: strawberry.ID = strawberry.field(description="A linked account of your connection.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of unlinkBankAccount.")
 class UnlinkBankAccountInput:
     bank_account_id: strawberry.ID = strawberry.field(
         description="A linked account of your connection with no transfer still PENDING or IN_TRANSIT to it."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 def _accounts(result: bank_accounts_service.Changed | None) -> list[BankAccount] | None:
     return [BankAccount.of(a) for a in result.accounts] if result else None
 
 
-@strawberry.type
+@strawberry.type(description="The result of setDefaultBankAccount.")
 class SetDefaultBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(description="The new default; null when refused.")
     bank_accounts: list[BankAccount] | None = strawberry.field(
         description="Every linked account of the connection now, oldest first; null when refused."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: bank_accounts_service.Changed | None, errors: list[UserError], cmid: str | None) -> Self:
@@ -91,7 +91,7 @@ class SetDefaultBankAccountPayload:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The result of unlinkBankAccount.")
 class UnlinkBankAccountPayload:
     bank_account: BankAccount | None = strawberry.field(
         description="The account unlinked, with its removedAt; null when refused."
@@ -100,8 +100,8 @@ class UnlinkBankAccountPayload:
         description="The accounts still linked, oldest first, one of them the default (if any remain); "
         "null when refused."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: bank_accounts_service.Changed | None, errors: list[UserError], cmid: str | None) -> Self:

@@ -8,7 +8,7 @@ import functools
 import importlib
 import pkgutil
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Generic, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, ClassVar, Generic, Self, TypeVar, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
@@ -75,7 +75,10 @@ class Node:
     shows, and reads them only through the caller's loaders, which apply that model's
     rule in services.visibility. A model without a rule cannot back a Node type."""
 
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="The object's global ID: opaque, stable, and unique across every type. "
+        "Pass it to `node(id:)` or to a mutation."
+    )
     node_model: ClassVar[type[Any]]
 
     def __init_subclass__(cls, model: type[Any] | None = None, **kwargs: Any) -> None:
@@ -224,6 +227,30 @@ class UserError:
         return cls(field=field, code=err.code, message=err.message)
 
 
+# The fields every mutation's input and payload share.
+def user_errors_field() -> Any:
+    return strawberry.field(
+        description="Why the request was refused, one entry per problem (FORBIDDEN when your roles may not do "
+        "this); empty when it succeeded. When there are any, nothing was changed."
+    )
+
+
+def client_mutation_id_field() -> Any:
+    return strawberry.field(
+        default=None, description="Any string you choose (Relay): the payload returns it unchanged."
+    )
+
+
+def client_mutation_id_echo() -> Any:
+    return strawberry.field(description="The input's clientMutationId, unchanged; null when none was sent.")
+
+
+# `input: MutationInput[UpgradePlanInput]`: every mutation's one argument.
+MutationInput = Annotated[
+    T, strawberry.argument(description="What to change; each field is described on the input type.")
+]
+
+
 def bad_request(err: DomainError) -> GraphQLError:
     """For queries (not mutations): a bad argument is a top-level error naming it."""
     return GraphQLError(err.message, extensions={"code": err.code, "field": err.field})
@@ -231,25 +258,38 @@ def bad_request(err: DomainError) -> GraphQLError:
 
 # ---- Pages -------------------------------------------------------------------
 
-@strawberry.type
+@strawberry.type(
+    description="Where a page sits in its list (Relay). It has no id: clients cache it with its connection."
+)
 class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(
+        description="True when more items follow this page: ask for them with `after: endCursor`."
+    )
+    has_previous_page: bool = strawberry.field(
+        description="True when items come before this page: ask for them with `last` and `before: startCursor`."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="The cursor of the first item; null when the page is empty."
+    )
+    end_cursor: str | None = strawberry.field(description="The cursor of the last item; null when the page is empty.")
 
 
-@strawberry.type
+@strawberry.type(description="An item of a page, with its cursor.")
 class Edge(FromRow, Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(
+        description="Opaque: pass it as `after` or `before` to page on from this item. It stays valid while "
+        "items are added."
+    )
+    node: T = strawberry.field(description="The item.")
     from_row = {"cursor": lambda s: s.page.cursor(s.row)}
 
 
 @strawberry.type(description="A Relay cursor connection (keyset: stable while rows are added).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
+    edges: list[Edge[T]] = strawberry.field(
+        description="The items of this page, each with its cursor, in the list's order."
+    )
+    page_info: PageInfo = strawberry.field(description="Whether more pages follow or come before, and their cursors.")
 
     @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")
     def nodes(self) -> list[T]:
@@ -268,6 +308,22 @@ class Connection(Generic[T]):
                 end_cursor=edges[-1].cursor if edges else None,
             ),
         )
+
+
+# The arguments of every connection field (checked by page_args).
+First = Annotated[int | None, strawberry.argument(
+    description="Return the first n items after `after`: 0 up to MAX_PAGE_SIZE (100 unless configured); more is an "
+    "INVALID_PAGINATION error. Without `first` or `last`, a page holds DEFAULT_PAGE_SIZE items (20 unless configured)."
+)]
+After = Annotated[str | None, strawberry.argument(
+    description="Return the items after this cursor (a page's `endCursor` or an edge's `cursor`)."
+)]
+Last = Annotated[int | None, strawberry.argument(
+    description="Return the last n items before `before`: 0 up to MAX_PAGE_SIZE; not together with `first`."
+)]
+Before = Annotated[str | None, strawberry.argument(
+    description="Return the items before this cursor (a page's `startCursor` or an edge's `cursor`)."
+)]
 
 
 def page_args(

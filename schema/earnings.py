@@ -7,14 +7,14 @@ from typing import Self
 
 import strawberry
 
-from schema.base import UserError
+from schema.base import UserError, client_mutation_id_echo, client_mutation_id_field, user_errors_field
 from schema.enums import SubOrgTransactionKind
 from schema.idempotency import idempotency_key_field
 from schema.payouts import SubOrgTransaction
 from services import earnings
 
 
-@strawberry.input
+@strawberry.input(description="Narrows RevampdConnection.subOrgTransactions; a field left out does not narrow.")
 class SubOrgTransactionFilter:
     unpaid: bool | None = strawberry.field(
         default=None, description="true: only those no payout has paid out yet; false: only those paid out."
@@ -28,7 +28,7 @@ class SubOrgTransactionInput:
         "recorded once per connection: the same externalId again is ignored and reported in `duplicates`."
     )
     sub_org_name: str = strawberry.field(description="1 to 200 characters.")
-    kind: SubOrgTransactionKind
+    kind: SubOrgTransactionKind = strawberry.field(description="A subscription or a usage-based charge.")
     gross_amount: str = strawberry.field(
         description="What the Sub-Org paid: a positive decimal string in the connection's currency, e.g. \"97.00\"."
     )
@@ -39,7 +39,7 @@ class SubOrgTransactionInput:
     description: str | None = strawberry.field(default=None, description="Up to 300 characters.")
 
 
-@strawberry.input
+@strawberry.input(description="The input of recordSubOrgTransactions.")
 class RecordSubOrgTransactionsInput:
     connection_id: strawberry.ID = strawberry.field(description="The RevampdConnection whose Sub-Orgs paid.")
     transactions: list[SubOrgTransactionInput] = strawberry.field(
@@ -47,10 +47,10 @@ class RecordSubOrgTransactionsInput:
         "once, e.g. [\"input\", \"transactions\", \"3\", \"grossAmount\"], and then none is recorded."
     )
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of recordSubOrgTransactions.")
 class RecordSubOrgTransactionsPayload:
     recorded: list[SubOrgTransaction] = strawberry.field(
         description="The transactions recorded, in the order sent, each with Revampd's fee at the rate of the "
@@ -60,8 +60,8 @@ class RecordSubOrgTransactionsPayload:
         description="The externalIds ignored, in the order sent: recorded before, or sent twice (the first is "
         "recorded). recorded and duplicates together account for every transaction sent."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: earnings.Recorded | None, errors: list[UserError], cmid: str | None) -> Self:

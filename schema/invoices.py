@@ -8,7 +8,17 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Money, Node, UserError, ctx, to_global_id
+from schema.base import (
+    FromRow,
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    ctx,
+    to_global_id,
+    user_errors_field,
+)
 from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
 from schema.idempotency import required_idempotency_key_field
 from schema.users import User
@@ -16,19 +26,20 @@ from schema.wallet import Wallet, WalletEntry
 from services import invoices
 
 
-@strawberry.type
+@strawberry.type(description="A line of an invoice. It has no id: clients cache it with its invoice.")
 class InvoiceLineItem:
-    description: str
-    quantity: int
-    unit_amount: Money
-    amount: Money
+    description: str = strawberry.field(description="What is billed, such as \"Growth plan\" or an add-on's name.")
+    quantity: int = strawberry.field(description="How many units.")
+    unit_amount: Money = strawberry.field(description="The price of one unit.")
+    amount: Money = strawberry.field(description="quantity x unitAmount.")
 
 
-@strawberry.type(description="Money paid into an invoice: from the wallet, a card or a bank.")
+@strawberry.type(description="Money paid into an invoice: from the wallet, a card or a bank. It has no id: "
+    "clients cache it with its invoice.")
 class InvoicePayment:
-    amount: Money
-    method: PaymentMethod
-    created_at: datetime
+    amount: Money = strawberry.field(description="How much was paid, in the invoice's currency.")
+    method: PaymentMethod = strawberry.field(description="How it was paid: WALLET, CARD or BANK_TRANSFER.")
+    created_at: datetime = strawberry.field(description="When it was paid.")
     model: strawberry.Private[m.InvoicePayment]
 
     @classmethod
@@ -51,31 +62,41 @@ class InvoicePayment:
         return await WalletEntry.of_transfer(info, self.model.transfer_id)
 
 
-@strawberry.input
+@strawberry.input(description="Narrows RevampdConnection.invoices; a field left out or empty does not narrow.")
 class InvoiceFilter:
-    status: list[InvoiceStatus] | None = None
-    type: list[InvoiceType] | None = None
+    status: list[InvoiceStatus] | None = strawberry.field(
+        default=None, description="Only invoices in one of these statuses."
+    )
+    type: list[InvoiceType] | None = strawberry.field(default=None, description="Only invoices of one of these types.")
 
 
-@strawberry.type
+@strawberry.type(description="A bill from Revampd to the connection, in the connection's currency.")
 class Invoice(FromRow, Node, model=m.Invoice):
-    number: str
-    type: InvoiceType
-    status: InvoiceStatus
-    total: Money
-    amount_paid: Money
+    number: str = strawberry.field(
+        description="Its number: the connection's prefix and a sequence, such as NW-0007; unique per connection."
+    )
+    type: InvoiceType = strawberry.field(description="What it bills: the subscription, add-ons or a one-time service.")
+    status: InvoiceStatus = strawberry.field(description="Where it is: DRAFT, OPEN (due), PAID, VOID or UNCOLLECTIBLE.")
+    total: Money = strawberry.field(description="The sum of its line items.")
+    amount_paid: Money = strawberry.field(description="What has been paid into it so far, by every method.")
     amount_due: Money = strawberry.field(description="total - amountPaid; zero once PAID, VOID or UNCOLLECTIBLE.")
     payment_method: PaymentMethod | None = strawberry.field(
         description="How it was paid; MIXED when by more than one method."
     )
-    period_start: datetime | None
-    period_end: datetime | None
-    issued_at: datetime
+    period_start: datetime | None = strawberry.field(
+        description="The start of the period a SUBSCRIPTION invoice bills; null for other types."
+    )
+    period_end: datetime | None = strawberry.field(
+        description="The end of the period a SUBSCRIPTION invoice bills; null for other types."
+    )
+    issued_at: datetime = strawberry.field(description="When it was made (for a DRAFT, last brought up to date).")
     opened_at: datetime | None = strawberry.field(description="When it became OPEN (due); null while a DRAFT.")
-    due_at: datetime | None
-    paid_at: datetime | None
-    voided_at: datetime | None
-    void_reason: str | None
+    due_at: datetime | None = strawberry.field(description="When payment is due; null when no date was set.")
+    paid_at: datetime | None = strawberry.field(description="When it was paid in full; null until PAID.")
+    voided_at: datetime | None = strawberry.field(description="When it was voided; null unless VOID.")
+    void_reason: str | None = strawberry.field(
+        description="Why it was voided, as Revampd billing gave it; null unless VOID."
+    )
     uncollectible_at: datetime | None = strawberry.field(description="When it was written off as UNCOLLECTIBLE.")
     payment_error: str | None = strawberry.field(description="Why the last card charge was declined, if one was.")
     next_payment_attempt_at: datetime | None = strawberry.field(
@@ -109,7 +130,7 @@ class Invoice(FromRow, Node, model=m.Invoice):
     def of(cls, i: m.Invoice) -> "Invoice":
         return cls.made(model=i)
 
-    @strawberry.field
+    @strawberry.field(description="What it bills, in the order of the invoice.")
     async def line_items(self, info: strawberry.Info) -> list[InvoiceLineItem]:
         cur = self.model.currency_code
         rows = await ctx(info).loaders.line_items_by_invoice.load(self.model.id)
@@ -131,7 +152,7 @@ class Invoice(FromRow, Node, model=m.Invoice):
 
 # ---- Mutations: inputs and payloads -------------------------------------------
 
-@strawberry.input
+@strawberry.input(description="The input of payInvoice.")
 class PayInvoiceInput:
     invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice of your connection.")
     amount: str | None = strawberry.field(
@@ -140,16 +161,16 @@ class PayInvoiceInput:
         "what the wallet holds. Without it the wallet pays all that is due, or all it holds if that is less.",
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of payInvoice.")
 class PayInvoicePayload:
     invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
-    payment: InvoicePayment | None
+    payment: InvoicePayment | None = strawberry.field(description="The payment made; null when refused.")
     wallet: Wallet | None = strawberry.field(description="The wallet it was paid from, as it now stands.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, paid: invoices.Paid | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
@@ -162,24 +183,24 @@ class PayInvoicePayload:
         )
 
 
-@strawberry.input
+@strawberry.input(description="The input of voidInvoice.")
 class VoidInvoiceInput:
     invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
     reason: str = strawberry.field(description="Why it is void, shown on the invoice: 1 to 500 characters, trimmed.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of markInvoiceUncollectible.")
 class MarkInvoiceUncollectibleInput:
     invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class InvoicePayload:
     invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, invoice: m.Invoice | None, errors: list[UserError], client_mutation_id: str | None) -> Self:
@@ -190,17 +211,17 @@ class InvoicePayload:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The result of voidInvoice.")
 class VoidInvoicePayload(InvoicePayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of markInvoiceUncollectible.")
 class MarkInvoiceUncollectiblePayload(InvoicePayload):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="A line of an invoice to issue.")
 class InvoiceLineItemInput:
     description: str = strawberry.field(description="1 to 300 characters, trimmed.")
     quantity: int = strawberry.field(description="From 1 to 10,000.")
@@ -209,15 +230,15 @@ class InvoiceLineItemInput:
     )
 
 
-@strawberry.input
+@strawberry.input(description="The input of issueInvoice.")
 class IssueInvoiceInput:
     connection_id: strawberry.ID = strawberry.field(description="The RevampdConnection to bill.")
     line_items: list[InvoiceLineItemInput] = strawberry.field(description="1 to 100 lines.")
     due_at: datetime = strawberry.field(description="Not in the past; a time without a zone is UTC.")
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of issueInvoice.")
 class IssueInvoicePayload(InvoicePayload):
     pass

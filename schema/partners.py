@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 
 from db import models as m
 from schema.addons import AddOn, ProjectedInvoice
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
+    Last,
     Node,
     bad_request,
     ctx,
@@ -35,7 +40,7 @@ from services.errors import DomainError
 @strawberry.type(description="A Partner's direct connection with Revampd: plan, billing, wallet, payouts.")
 class RevampdConnection(Node, model=m.Connection):
     currency_code: str
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When the Partner's connection with Revampd began.")
     model: strawberry.Private[m.Connection]
 
     @classmethod
@@ -47,7 +52,7 @@ class RevampdConnection(Node, model=m.Connection):
             model=c,
         )
 
-    @strawberry.field
+    @strawberry.field(description="The Partner this connection belongs to.")
     async def partner(self, info: strawberry.Info) -> "Partner":
         partner = await Partner.load(info, self.model.partner_id)
         assert partner is not None
@@ -58,7 +63,7 @@ class RevampdConnection(Node, model=m.Connection):
         assert s is not None, "every connection has a subscription"
         return s
 
-    @strawberry.field
+    @strawberry.field(description="The subscription to a plan, with its current period and any pending change.")
     async def subscription(self, info: strawberry.Info) -> PlanSubscription:
         return PlanSubscription.of(await self._subscription(info))
 
@@ -67,7 +72,12 @@ class RevampdConnection(Node, model=m.Connection):
         return PendingPlanChange.of(await self._subscription(info))
 
     @strawberry.field(description="What moving to planId would do; schedules nothing.")
-    async def plan_change_preview(self, info: strawberry.Info, plan_id: strawberry.ID) -> PlanChangePreview:
+    async def plan_change_preview(
+        self, info: strawberry.Info,
+        plan_id: Annotated[strawberry.ID, strawberry.argument(
+            description="A Plan that can be chosen (not retired); else a NOT_FOUND or PLAN_RETIRED error."
+        )],
+    ) -> PlanChangePreview:
         try:
             pk = decode_id(plan_id, "Plan", "planId")
             preview = await plan_service.preview(ctx(info).db, self.model.id, pk)
@@ -79,7 +89,7 @@ class RevampdConnection(Node, model=m.Connection):
     def payment_method(self) -> PaymentCard | None:
         return PaymentCard.of(self.model)
 
-    @strawberry.field
+    @strawberry.field(description="What the connection uses now, against its plan's limits.")
     async def usage(self, info: strawberry.Info) -> Usage:
         loaders = ctx(info).loaders
         u = (await loaders.connection_state.load(self.model.id)).usage
@@ -92,7 +102,7 @@ class RevampdConnection(Node, model=m.Connection):
             phone_numbers=addon_service.phone_numbers(list(zip(addons, products, strict=True))),
         )
 
-    @strawberry.field
+    @strawberry.field(description="The add-ons it pays for, oldest first.")
     async def add_ons(self, info: strawberry.Info) -> list[AddOn]:
         rows = await ctx(info).loaders.addons_by_connection.load(self.model.id)
         return [AddOn.of(a) for a in rows]
@@ -105,11 +115,11 @@ class RevampdConnection(Node, model=m.Connection):
     async def tickets(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: TicketFilter | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[TicketFilter | None, strawberry.argument(description="Narrows the list.")] = None,
     ) -> Connection[Ticket]:
         f = lists.TicketFilter(
             status=tuple(filter.status or ()) if filter else (),
@@ -126,11 +136,11 @@ class RevampdConnection(Node, model=m.Connection):
     async def invoices(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: InvoiceFilter | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[InvoiceFilter | None, strawberry.argument(description="Narrows the list.")] = None,
     ) -> Connection[Invoice]:
         f = lists.InvoiceFilter(
             status=tuple(filter.status or ()) if filter else (),
@@ -140,7 +150,7 @@ class RevampdConnection(Node, model=m.Connection):
         page = await load_page(ctx(info).loaders.invoice_pages, (self.model.id, f, args))
         return Connection.of(page, Invoice.of)
 
-    @strawberry.field
+    @strawberry.field(description="The wallet: credit that pays this connection's invoices, and its statement.")
     async def wallet(self, info: strawberry.Info) -> Wallet:
         w = (await ctx(info).loaders.connection_state.load(self.model.id)).wallet
         return Wallet.of(w, self.model.currency_code)
@@ -149,10 +159,10 @@ class RevampdConnection(Node, model=m.Connection):
     async def affiliate_payouts(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[AffiliatePayout]:
         args = page_args(info, first, after, last, before)
         page = await load_page(ctx(info).loaders.affiliate_payout_pages, (self.model.id, None, args))
@@ -167,11 +177,11 @@ class RevampdConnection(Node, model=m.Connection):
     async def payouts(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: PayoutFilter | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[PayoutFilter | None, strawberry.argument(description="Narrows the list.")] = None,
     ) -> Connection[Payout]:
         f = lists.PayoutFilter(status=tuple(filter.status or ()) if filter else ())
         args = page_args(info, first, after, last, before)
@@ -184,11 +194,11 @@ class RevampdConnection(Node, model=m.Connection):
     async def sub_org_transactions(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: SubOrgTransactionFilter | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[SubOrgTransactionFilter | None, strawberry.argument(description="Narrows the list.")] = None,
     ) -> Connection[SubOrgTransaction]:
         f = lists.SubOrgTransactionFilter(unpaid=filter.unpaid if filter else None)
         args = page_args(info, first, after, last, before)
@@ -196,22 +206,22 @@ class RevampdConnection(Node, model=m.Connection):
         cur = self.model.currency_code
         return Connection.of(page, lambda t: SubOrgTransaction.of(t, cur))
 
-    @strawberry.field
+    @strawberry.field(description="The linked bank accounts payouts can go to, oldest first (unlinked ones left out).")
     async def bank_accounts(self, info: strawberry.Info) -> list[BankAccount]:
         rows = await ctx(info).loaders.bank_accounts_by_connection.load(self.model.id)
         return [BankAccount.of(b) for b in rows if b.removed_at is None]
 
 
-@strawberry.type
+@strawberry.type(description="A Partner organization: a customer of Revampd with Sub-Orgs of its own.")
 class Partner(Node, model=m.Partner):
-    name: str
+    name: str = strawberry.field(description="The organization's name.")
     model: strawberry.Private[m.Partner]
 
     @classmethod
     def of(cls, p: m.Partner) -> "Partner":
         return cls(id=to_global_id("Partner", p.id), name=p.name, model=p)
 
-    @strawberry.field
+    @strawberry.field(description="Its direct connection with Revampd: plan, billing, wallet and payouts.")
     async def revampd_connection(self, info: strawberry.Info) -> RevampdConnection:
         c = await ctx(info).loaders.connection_by_partner.load(self.model.id)
         assert c is not None, "every Partner has a Revampd connection"

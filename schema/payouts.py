@@ -9,7 +9,18 @@ from typing import Annotated, Any, Callable, Self
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Money, Node, UserError, ctx, now_or_later, to_global_id
+from schema.base import (
+    FromRow,
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    ctx,
+    now_or_later,
+    to_global_id,
+    user_errors_field,
+)
 from schema.enums import (
     PayoutDispositionKind,
     PayoutMode,
@@ -24,21 +35,25 @@ from schema.wallet import Wallet, WalletEntry
 from services import payouts
 
 
-@strawberry.input
+@strawberry.input(description="Narrows RevampdConnection.payouts; a field left out or empty does not narrow.")
 class PayoutFilter:
-    status: list[PayoutStatus] | None = None
+    status: list[PayoutStatus] | None = strawberry.field(
+        default=None, description="Only payouts in one of these statuses."
+    )
 
 
 @strawberry.type(description="A linked bank account; only the last four digits are ever shown.")
 class BankAccount(Node, model=m.BankAccount):
-    holder_name: str
-    bank_name: str
-    last4: str
+    holder_name: str = strawberry.field(description="The account holder's name as the bank knows it.")
+    bank_name: str = strawberry.field(description="The bank's name, as given or taken from the routing number.")
+    last4: str = strawberry.field(description="The last four digits of the account number.")
     routing_number_last4: str = strawberry.field(
         description="The last four digits of the routing number, to tell accounts apart."
     )
-    is_default: bool
-    created_at: datetime
+    is_default: bool = strawberry.field(
+        description="True for the account payouts go to when none is named (and the payout preference's)."
+    )
+    created_at: datetime = strawberry.field(description="When it was linked.")
     removed_at: datetime | None = strawberry.field(
         description="When it was unlinked; an unlinked account receives nothing and is no longer listed."
     )
@@ -65,17 +80,17 @@ class BankAccount(Node, model=m.BankAccount):
     "available on its payout again."
 )
 class BankTransfer(FromRow, Node, model=m.BankTransfer):
-    amount: Money
-    status: TransferStatus
+    amount: Money = strawberry.field(description="How much goes to the bank, in the payout's currency.")
+    status: TransferStatus = strawberry.field(description="Where it is: PENDING, IN_TRANSIT, PAID, FAILED or CANCELED.")
     failure_code: str | None = strawberry.field(description="The processor's code when FAILED, e.g. no_account.")
-    failure_reason: str | None
-    created_at: datetime
-    updated_at: datetime
+    failure_reason: str | None = strawberry.field(description="Why it FAILED, in words; null unless FAILED.")
+    created_at: datetime = strawberry.field(description="When it was asked for.")
+    updated_at: datetime = strawberry.field(description="When its status last changed.")
     submitted_at: datetime | None = strawberry.field(description="When the processor accepted it.")
-    in_transit_at: datetime | None
-    paid_at: datetime | None
-    failed_at: datetime | None
-    canceled_at: datetime | None
+    in_transit_at: datetime | None = strawberry.field(description="When it became IN_TRANSIT; null before.")
+    paid_at: datetime | None = strawberry.field(description="When it was PAID into the bank account; null before.")
+    failed_at: datetime | None = strawberry.field(description="When it FAILED; null unless FAILED.")
+    canceled_at: datetime | None = strawberry.field(description="When it was CANCELED; null unless CANCELED.")
     model: strawberry.Private[m.BankTransfer]
 
     from_row = {
@@ -102,11 +117,11 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
         payout = await ctx(info).loaders.by_id(m.Payout).load(t.payout_id)
         return cls.of(t, payout.currency_code)
 
-    @strawberry.field
+    @strawberry.field(description="The account it goes to; still shown after the account is unlinked.")
     def bank_account(self, info: strawberry.Info) -> BankAccount | None:
         return BankAccount.load_now(info, self.model.bank_account_id)  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(description="The payout it is part of.")
     async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
         return await Payout.load(info, self.model.payout_id)
 
@@ -118,17 +133,17 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
 @strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share of it.")
 class SubOrgTransaction(Node, model=m.SubOrgTransaction):
     external_id: str = strawberry.field(description="Its id in the feed it came from; unique per connection.")
-    sub_org_name: str
-    description: str
-    kind: SubOrgTransactionKind
-    gross_amount: Money
+    sub_org_name: str = strawberry.field(description="The Sub-Org that paid, as the feed named it.")
+    description: str = strawberry.field(description="What it was for, as the feed gave it; may be empty.")
+    kind: SubOrgTransactionKind = strawberry.field(description="A subscription or a usage-based charge.")
+    gross_amount: Money = strawberry.field(description="What the Sub-Org paid, in the connection's currency.")
     fee_percent: Decimal = strawberry.field(
         description="Revampd's transaction fee when it was recorded: the Partner's plan's, in percent (2.5 = 2.5 %)."
     )
     fee_amount: Money = strawberry.field(description="gross x feePercent, rounded half-even to the minor unit.")
     partner_amount: Money = strawberry.field(description="grossAmount - feeAmount: the Partner's share.")
-    occurred_at: datetime
-    recorded_at: datetime
+    occurred_at: datetime = strawberry.field(description="When the Sub-Org was charged.")
+    recorded_at: datetime = strawberry.field(description="When Revampd recorded it (recordSubOrgTransactions).")
     model: strawberry.Private[m.SubOrgTransaction]
 
     @classmethod
@@ -162,13 +177,13 @@ class SubOrgTransaction(Node, model=m.SubOrgTransaction):
     description="One decision about a payout: what went to the wallet and what to a bank, when and by whom."
 )
 class PayoutDisposition(Node, model=m.PayoutDisposition):
-    kind: PayoutDispositionKind
-    wallet_amount: Money
-    bank_amount: Money
+    kind: PayoutDispositionKind = strawberry.field(description="CREDIT, TRANSFER or SPLIT.")
+    wallet_amount: Money = strawberry.field(description="What it credited to the wallet; zero for a TRANSFER.")
+    bank_amount: Money = strawberry.field(description="What it sent to a bank; zero for a CREDIT.")
     by_preference: bool = strawberry.field(
         description="Made by the connection's payout preference when the payout was created, not by a user."
     )
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When it was made.")
     model: strawberry.Private[m.PayoutDisposition]
 
     @classmethod
@@ -203,9 +218,12 @@ class PayoutDisposition(Node, model=m.PayoutDisposition):
 
 @strawberry.type(description="The Partner's earnings from Sub-Org transactions for a period.")
 class Payout(FromRow, Node, model=m.Payout):
-    period_type: PayoutPeriodType
-    period_start: datetime
-    period_end: datetime
+    period_type: PayoutPeriodType = strawberry.field(description="Whether it pays out a week or a month.")
+    period_start: datetime = strawberry.field(description="The start of its period.")
+    period_end: datetime = strawberry.field(
+        description="The end of its period (exclusive); it pays transactions that occurred before this and were "
+        "not paid out yet."
+    )
     gross_amount: Money = strawberry.field(description="What the Sub-Orgs paid, in all.")
     fee_amount: Money = strawberry.field(description="Revampd's transaction fees on it.")
     amount: Money = strawberry.field(description="grossAmount - feeAmount: the Partner's earnings.")
@@ -213,12 +231,14 @@ class Payout(FromRow, Node, model=m.Payout):
     wallet_amount: Money = strawberry.field(description="Credited to the wallet.")
     bank_amount_in_flight: Money = strawberry.field(description="On its way to a bank (PENDING or IN_TRANSIT).")
     bank_amount_paid: Money = strawberry.field(description="Paid into a bank account.")
-    status: PayoutStatus
+    status: PayoutStatus = strawberry.field(
+        description="How much is disposed of: AVAILABLE, PARTIALLY_DISPOSED, PROCESSING or COMPLETED."
+    )
     disposition: PayoutDispositionKind | None = strawberry.field(
         description="Where it went so far: CREDIT (wallet only), TRANSFER (bank only) or SPLIT (both)."
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = strawberry.field(description="When it was made, after its period ended.")
+    updated_at: datetime = strawberry.field(description="When it last changed.")
     model: strawberry.Private[m.Payout]
 
     from_row = {
@@ -265,13 +285,14 @@ class Payout(FromRow, Node, model=m.Payout):
             lambda rows: [PayoutDisposition.of(d, self.model.currency_code) for d in rows],
         )
 
-    @strawberry.field(description="The Sub-Org transactions this payout is made of.")
+    @strawberry.field(description="The Sub-Org transactions this payout is made of, oldest first.")
     async def source_transactions(self, info: strawberry.Info) -> list[SubOrgTransaction]:
         rows = await ctx(info).loaders.transactions_by_payout.load(self.model.id)
         return [SubOrgTransaction.of(t, self.model.currency_code) for t in rows]
 
 
-@strawberry.type(description="What happens to each new payout, and how often payouts are made.")
+@strawberry.type(description="What happens to each new payout, and how often payouts are made. It has no id: "
+    "clients cache it with its connection.")
 class PayoutPreference:
     mode: PayoutMode = strawberry.field(
         description="MANUAL: the Partner decides each payout; CREDIT: all to the wallet; TRANSFER: all to the "
@@ -291,20 +312,20 @@ class PayoutPreference:
 
 # ---- Mutations: inputs and payloads -------------------------------------------
 
-@strawberry.input
+@strawberry.input(description="The input of creditPayout.")
 class CreditPayoutInput:
-    payout_id: strawberry.ID
+    payout_id: strawberry.ID = strawberry.field(description="A payout of your connection with something available.")
     amount: str | None = strawberry.field(
         default=None,
         description="Decimal string in the payout's currency, at most what is available; default: all of it.",
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of transferPayout.")
 class TransferPayoutInput:
-    payout_id: strawberry.ID
+    payout_id: strawberry.ID = strawberry.field(description="A payout of your connection with something available.")
     bank_account_id: strawberry.ID | None = strawberry.field(
         default=None, description="A linked bank account of the connection; default: the default one."
     )
@@ -313,12 +334,12 @@ class TransferPayoutInput:
         description="Decimal string in the payout's currency, at most what is available; default: all of it.",
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of splitPayout.")
 class SplitPayoutInput:
-    payout_id: strawberry.ID
+    payout_id: strawberry.ID = strawberry.field(description="A payout of your connection with something available.")
     wallet_amount: str = strawberry.field(
         description="Decimal string: this much to the wallet; the rest of what is available goes to the bank. "
         "Both parts must be positive."
@@ -327,17 +348,17 @@ class SplitPayoutInput:
         default=None, description="A linked bank account of the connection; default: the default one."
     )
     idempotency_key: str = required_idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type(description="A payout disposed of: the payout as it now stands and what was done.")
 class DisposePayoutPayload:
-    payout: Payout | None
-    disposition: PayoutDisposition | None
+    payout: Payout | None = strawberry.field(description="The payout as it now stands; null when refused.")
+    disposition: PayoutDisposition | None = strawberry.field(description="What was done; null when refused.")
     wallet: Wallet | None = strawberry.field(description="The wallet as it now stands, when credited.")
     bank_transfer: BankTransfer | None = strawberry.field(description="The transfer to the bank, when one was sent.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: payouts.Disposed | None, errors: list[UserError], cmid: str | None) -> Self:
@@ -355,18 +376,18 @@ class DisposePayoutPayload:
         )
 
 
-@strawberry.input
+@strawberry.input(description="The input of cancelBankTransfer.")
 class CancelBankTransferInput:
     bank_transfer_id: strawberry.ID = strawberry.field(description="A PENDING transfer of one of your payouts.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of cancelBankTransfer.")
 class CancelBankTransferPayload:
     bank_transfer: BankTransfer | None = strawberry.field(description="Now CANCELED.")
     payout: Payout | None = strawberry.field(description="With the amount available again.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(
@@ -383,23 +404,25 @@ class CancelBankTransferPayload:
         )
 
 
-@strawberry.input
+@strawberry.input(description="The input of setPayoutPreference.")
 class SetPayoutPreferenceInput:
-    mode: PayoutMode
+    mode: PayoutMode = strawberry.field(description="What happens to each new payout from now on.")
     wallet_percent: int | None = strawberry.field(
         default=None, description="For SPLIT only: the whole percent (1-99) of each payout to the wallet."
     )
     period_type: PayoutPeriodType | None = strawberry.field(
         default=None, description="WEEKLY or MONTHLY payouts; unchanged when left out."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of setPayoutPreference.")
 class SetPayoutPreferencePayload:
-    payout_preference: PayoutPreference | None
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    payout_preference: PayoutPreference | None = strawberry.field(
+        description="The preference as it now stands; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: m.Connection | None, errors: list[UserError], cmid: str | None) -> Self:

@@ -9,28 +9,40 @@ from typing import Self
 import strawberry
 
 from db import models as m
-from schema.base import Money, Node, UserError, to_global_id
+from schema.base import (
+    Money,
+    Node,
+    UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
+    to_global_id,
+    user_errors_field,
+)
 from schema.enums import PlanChangeKind, SubscriptionStatus
 from services import plans as svc
 
 
-@strawberry.type(description="Feature limits of a plan; null means unlimited.")
+@strawberry.type(
+    description="Feature limits of a plan; null means unlimited. It has no id: clients cache it with its plan."
+)
 class PlanLimits:
-    sub_orgs: int | None
-    campaigns: int | None
-    workflows: int | None
+    sub_orgs: int | None = strawberry.field(description="The most Sub-Orgs; null for unlimited.")
+    campaigns: int | None = strawberry.field(description="The most campaigns; null for unlimited.")
+    workflows: int | None = strawberry.field(description="The most workflows; null for unlimited.")
 
 
-@strawberry.type
+@strawberry.type(description="A subscription tier: its price, transaction fee and feature limits.")
 class Plan(Node, model=m.Plan):
-    code: str
-    name: str
-    monthly_price: Money
+    code: str = strawberry.field(description="A stable machine-readable code, such as GROWTH.")
+    name: str = strawberry.field(description="The tier's name, for display.")
+    monthly_price: Money = strawberry.field(description="The subscription price per month.")
     transaction_fee_percent: Decimal = strawberry.field(
         description="Fee on Sub-Org transactions, in percent (2.5 = 2.5 %)."
     )
-    limits: PlanLimits
-    retired: bool
+    limits: PlanLimits = strawberry.field(description="What a connection on this plan may have at most.")
+    retired: bool = strawberry.field(
+        description="No longer offered: connections already on it keep it, but no one can move to it."
+    )
     model: strawberry.Private[m.Plan]
 
     @classmethod
@@ -49,24 +61,31 @@ class Plan(Node, model=m.Plan):
         )
 
 
-@strawberry.type
+@strawberry.type(description="A row of the plan comparison table. It has no id: clients cache it with the table.")
 class PlanComparisonRow:
     feature: str = strawberry.field(description="The Plan field it shows: monthlyPrice, transactionFeePercent, subOrgs...")
-    label: str
+    label: str = strawberry.field(description="The feature's name, for display, such as \"Transaction fee\".")
     values: list[str] = strawberry.field(description="One value per plan, in the order of `plans`.")
 
 
-@strawberry.type(description="The feature table of the tiers, from the data that enforces the limits.")
+@strawberry.type(description="The feature table of the tiers, from the data that enforces the limits. It has no id.")
 class PlanComparison:
-    plans: list[Plan]
-    rows: list[PlanComparisonRow]
+    plans: list[Plan] = strawberry.field(
+        description="The plans that can be chosen, cheapest first: the table's columns."
+    )
+    rows: list[PlanComparisonRow] = strawberry.field(
+        description="One per feature (price, fee, then each limit), each with a display value per plan."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="A plan change scheduled for the end of the current period. It has no id: clients cache it "
+    "with its subscription."
+)
 class PendingPlanChange:
-    kind: PlanChangeKind
-    effective_at: datetime
-    requested_at: datetime | None
+    kind: PlanChangeKind = strawberry.field(description="UPGRADE, DOWNGRADE or CANCEL.")
+    effective_at: datetime = strawberry.field(description="When it takes effect: the end of the current period.")
+    requested_at: datetime | None = strawberry.field(description="When it was requested; null when not recorded.")
     target_plan_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The plan from effectiveAt; null for a cancellation.")
@@ -89,15 +108,19 @@ class PendingPlanChange:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The connection's subscription to a plan, billed each period.")
 class PlanSubscription:
-    status: SubscriptionStatus
-    current_period_start: datetime
-    current_period_end: datetime
-    pending_change: PendingPlanChange | None
+    status: SubscriptionStatus = strawberry.field(description="ACTIVE, or CANCELED once a cancellation took effect.")
+    current_period_start: datetime = strawberry.field(description="The start of the period being billed.")
+    current_period_end: datetime = strawberry.field(
+        description="The end of the current period: the next invoice, and when pending changes take effect."
+    )
+    pending_change: PendingPlanChange | None = strawberry.field(
+        description="The scheduled upgrade, downgrade or cancellation; null when none."
+    )
     model: strawberry.Private[m.Subscription]
 
-    @strawberry.field
+    @strawberry.field(description="The plan billed now (a pending change's plan starts at its effectiveAt).")
     async def plan(self, info: strawberry.Info) -> Plan:
         plan = await Plan.load(info, self.model.plan_id)
         assert plan is not None
@@ -114,32 +137,38 @@ class PlanSubscription:
         )
 
 
-@strawberry.type
+@strawberry.type(description="What the connection uses now, to compare with its plan's limits.")
 class Usage:
-    sub_orgs: int
-    campaigns: int
-    workflows: int
-    phone_numbers: int
+    sub_orgs: int = strawberry.field(description="Sub-Orgs in use.")
+    campaigns: int = strawberry.field(description="Campaigns in use.")
+    workflows: int = strawberry.field(description="Workflows in use.")
+    phone_numbers: int = strawberry.field(description="Phone numbers in use: the quantities of phone-number add-ons.")
 
 
-@strawberry.type(description="A limit of the target plan that current usage exceeds.")
+@strawberry.type(description="A limit of the target plan that current usage exceeds. It has no id.")
 class PlanChangeBlocker:
     limit: str = strawberry.field(description="The PlanLimits field exceeded: subOrgs, campaigns or workflows.")
-    in_use: int
-    allowed: int
-    message: str
+    in_use: int = strawberry.field(description="How many are in use now.")
+    allowed: int = strawberry.field(description="How many the target plan allows.")
+    message: str = strawberry.field(description="The blocker in words, for display.")
 
 
-@strawberry.type(description="What moving to a plan would do; nothing is scheduled.")
+@strawberry.type(description="What moving to a plan would do; nothing is scheduled. It has no id.")
 class PlanChangePreview:
-    target_plan: Plan
+    target_plan: Plan = strawberry.field(description="The plan asked about.")
     direction: PlanChangeKind | None = strawberry.field(
         description="UPGRADE or DOWNGRADE; null when it is the current plan."
     )
-    effective_at: datetime
-    new_monthly_price: Money
-    new_transaction_fee_percent: Decimal
-    blockers: list[PlanChangeBlocker]
+    effective_at: datetime = strawberry.field(
+        description="When the change would take effect: the end of the current period."
+    )
+    new_monthly_price: Money = strawberry.field(description="The target plan's monthly price.")
+    new_transaction_fee_percent: Decimal = strawberry.field(
+        description="The target plan's fee on Sub-Org transactions, in percent (2.5 = 2.5 %)."
+    )
+    blockers: list[PlanChangeBlocker] = strawberry.field(
+        description="For a downgrade, each limit current usage exceeds; empty when none (and for an upgrade)."
+    )
 
     @strawberry.field(description="True when the change could be requested now.")
     def allowed(self) -> bool:
@@ -164,28 +193,28 @@ class PlanChangePreview:
 
 # ---- Mutations: inputs and payloads ------------------------------------------
 
-@strawberry.input
+@strawberry.input(description="The input of upgradePlan.")
 class UpgradePlanInput:
     plan_id: strawberry.ID = strawberry.field(description="A plan above the current one.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of downgradePlan.")
 class DowngradePlanInput:
     plan_id: strawberry.ID = strawberry.field(
         description="A plan below the current one whose limits fit current usage."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of cancelSubscription.")
 class CancelSubscriptionInput:
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of withdrawPlanChange.")
 class WithdrawPlanChangeInput:
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
@@ -197,8 +226,8 @@ class PlanChangePayload:
         description="The pending change this request replaced; null if there was none "
         "or the same change was already pending."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(
@@ -212,29 +241,31 @@ class PlanChangePayload:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The result of upgradePlan.")
 class UpgradePlanPayload(PlanChangePayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of downgradePlan.")
 class DowngradePlanPayload(PlanChangePayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of cancelSubscription.")
 class CancelSubscriptionPayload(PlanChangePayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of withdrawPlanChange.")
 class WithdrawPlanChangePayload:
-    subscription: PlanSubscription | None
+    subscription: PlanSubscription | None = strawberry.field(
+        description="The subscription with no pending change; null when refused."
+    )
     withdrawn_change: PendingPlanChange | None = strawberry.field(
         description="The pending change that was dropped."
     )
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(

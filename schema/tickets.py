@@ -9,15 +9,22 @@ import strawberry
 
 from db import models as m
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
     FromRow,
+    Last,
     Node,
     UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
     ctx,
     load_page,
     now_or_later,
     page_args,
     to_global_id,
+    user_errors_field,
 )
 from schema.enums import TicketPriority, TicketStatus
 from schema.idempotency import idempotency_key_field
@@ -27,30 +34,46 @@ if TYPE_CHECKING:
     from schema.partners import Partner
 
 
-@strawberry.input
+SEARCH = (
+    "Text the title or description contains, ignoring case: at most 200 characters (more is an INVALID_SEARCH "
+    "error)."
+)
+
+
+@strawberry.input(description="Narrows RevampdConnection.tickets; a field left out or empty does not narrow.")
 class TicketFilter:
-    status: list[TicketStatus] | None = None
-    priority: list[TicketPriority] | None = None
-    search: str | None = strawberry.field(
-        default=None, description="Words in the title or description."
+    status: list[TicketStatus] | None = strawberry.field(
+        default=None, description="Only tickets in one of these statuses."
+    )
+    priority: list[TicketPriority] | None = strawberry.field(
+        default=None, description="Only tickets of one of these priorities."
+    )
+    search: str | None = strawberry.field(default=None, description=SEARCH)
+
+
+@strawberry.input(description="Narrows Query.supportTickets; a field left out does not narrow (except status).")
+class SupportTicketFilter:
+    status: list[TicketStatus] | None = strawberry.field(
+        default=None, description="Only tickets in one of these statuses; left out, OPEN and IN_PROGRESS."
+    )
+    priority: list[TicketPriority] | None = strawberry.field(
+        default=None, description="Only tickets of one of these priorities."
+    )
+    search: str | None = strawberry.field(default=None, description=SEARCH)
+    assignee_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only tickets assigned to this User."
+    )
+    partner_id: strawberry.ID | None = strawberry.field(default=None, description="Only this Partner's tickets.")
+    unassigned: bool | None = strawberry.field(
+        default=None, description="true: only tickets assigned to no one; false: only assigned ones."
     )
 
 
-@strawberry.input
-class SupportTicketFilter:
-    status: list[TicketStatus] | None = None
-    priority: list[TicketPriority] | None = None
-    search: str | None = None
-    assignee_id: strawberry.ID | None = None
-    partner_id: strawberry.ID | None = None
-    unassigned: bool | None = None
-
-
-@strawberry.type
+@strawberry.type(description="A message in a ticket's conversation, or an internal note of Revampd staff.")
 class TicketMessage(Node, model=m.TicketMessage):
-    body: str
+    body: str = strawberry.field(description="The text, as written (plain text).")
     internal: bool = strawberry.field(description="An internal note; only Revampd staff see these.")
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When it was written.")
     model: strawberry.Private[m.TicketMessage]
 
     @classmethod
@@ -63,22 +86,26 @@ class TicketMessage(Node, model=m.TicketMessage):
             model=msg,
         )
 
-    @strawberry.field
+    @strawberry.field(description="Who wrote it; null where the viewer may not see that user.")
     def author(self, info: strawberry.Info) -> User | None:
         return User.load_now(info, self.model.author_id)  # type: ignore[no-any-return]
 
 
-@strawberry.type
+@strawberry.type(description="A support request from a Partner to Revampd, with its conversation.")
 class Ticket(FromRow, Node, model=m.Ticket):
-    title: str
-    description: str
-    status: TicketStatus
-    priority: TicketPriority
-    created_at: datetime
-    updated_at: datetime
-    last_activity_at: datetime
-    resolved_at: datetime | None
-    closed_at: datetime | None
+    title: str = strawberry.field(description="A one-line summary, as the Partner wrote it.")
+    description: str = strawberry.field(description="The full description of the issue, as the Partner wrote it.")
+    status: TicketStatus = strawberry.field(description="Where it is: OPEN, IN_PROGRESS, RESOLVED or CLOSED.")
+    priority: TicketPriority = strawberry.field(description="How urgent the Partner says it is.")
+    created_at: datetime = strawberry.field(description="When it was submitted.")
+    updated_at: datetime = strawberry.field(
+        description="When it last changed: a message, a note, its status or assignee."
+    )
+    last_activity_at: datetime = strawberry.field(
+        description="When it last changed, like updatedAt; ticket lists are ordered by it."
+    )
+    resolved_at: datetime | None = strawberry.field(description="When it was last RESOLVED; null when it is not.")
+    closed_at: datetime | None = strawberry.field(description="When it was CLOSED; null until then.")
     model: strawberry.Private[m.Ticket]
 
     from_row = {
@@ -122,7 +149,7 @@ class Ticket(FromRow, Node, model=m.Ticket):
     def assigned_to(self, info: strawberry.Info) -> User | None:
         return User.load_now(info, self.model.assigned_to_id)  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(description="Who submitted it; null where the viewer may not see that user.")
     def created_by(self, info: strawberry.Info) -> User | None:
         return User.load_now(info, self.model.created_by_id)  # type: ignore[no-any-return]
 
@@ -141,7 +168,7 @@ class Ticket(FromRow, Node, model=m.Ticket):
             ctx(info).loaders.message_stats, self.model.id, lambda stats: int(stats[0])
         )
 
-    @strawberry.field
+    @strawberry.field(description="The newest message the viewer may see; null when there is none.")
     def last_message(self, info: strawberry.Info) -> TicketMessage | None:
         return now_or_later(  # type: ignore[return-value]
             ctx(info).loaders.message_stats, self.model.id,
@@ -152,10 +179,10 @@ class Ticket(FromRow, Node, model=m.Ticket):
     async def messages(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[TicketMessage]:
         c = ctx(info)
         args = page_args(info, first, after, last, before)
@@ -180,94 +207,94 @@ class Ticket(FromRow, Node, model=m.Ticket):
 
 # ---- Mutations: inputs and payloads -------------------------------------------
 
-@strawberry.input
+@strawberry.input(description="The input of submitTicket.")
 class SubmitTicketInput:
     title: str = strawberry.field(description="1 to 200 characters, trimmed.")
     description: str = strawberry.field(description="The full description: 1 to 10,000 characters, trimmed.")
-    priority: TicketPriority
+    priority: TicketPriority = strawberry.field(description="How urgent it is: LOW, MEDIUM or HIGH.")
     subject_id: strawberry.ID | None = strawberry.field(
         default=None, description="The Invoice or Payout of this connection the ticket is about."
     )
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of replyToTicket.")
 class ReplyToTicketInput:
-    ticket_id: strawberry.ID
+    ticket_id: strawberry.ID = strawberry.field(description="A ticket you may see.")
     body: str = strawberry.field(description="1 to 10,000 characters, trimmed.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of closeTicket.")
 class CloseTicketInput:
-    ticket_id: strawberry.ID
-    client_mutation_id: str | None = None
+    ticket_id: strawberry.ID = strawberry.field(description="A ticket you may see.")
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of assignTicket.")
 class AssignTicketInput:
-    ticket_id: strawberry.ID
+    ticket_id: strawberry.ID = strawberry.field(description="A ticket you may see.")
     assignee_id: strawberry.ID = strawberry.field(description="A user with the SUPPORT role.")
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of updateTicketStatus.")
 class UpdateTicketStatusInput:
-    ticket_id: strawberry.ID
+    ticket_id: strawberry.ID = strawberry.field(description="A ticket you may see.")
     status: TicketStatus = strawberry.field(
         description="OPEN -> IN_PROGRESS or CLOSED; IN_PROGRESS -> RESOLVED or CLOSED; "
         "RESOLVED -> IN_PROGRESS or CLOSED. CLOSED is final."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.input
+@strawberry.input(description="The input of addTicketNote.")
 class AddTicketNoteInput:
-    ticket_id: strawberry.ID
+    ticket_id: strawberry.ID = strawberry.field(description="A ticket you may see.")
     body: str = strawberry.field(description="1 to 10,000 characters; never shown to the Partner.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
 @strawberry.type
 class TicketPayload:
-    ticket: Ticket | None
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    ticket: Ticket | None = strawberry.field(description="The ticket as it now stands; null when refused.")
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
 
 @strawberry.type
 class TicketMessagePayload(TicketPayload):
-    message: TicketMessage | None
+    message: TicketMessage | None = strawberry.field(description="The message added; null when refused.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of submitTicket.")
 class SubmitTicketPayload(TicketPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of replyToTicket.")
 class ReplyToTicketPayload(TicketMessagePayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of closeTicket.")
 class CloseTicketPayload(TicketPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of assignTicket.")
 class AssignTicketPayload(TicketPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of updateTicketStatus.")
 class UpdateTicketStatusPayload(TicketPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The result of addTicketNote.")
 class AddTicketNotePayload(TicketMessagePayload):
     pass

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from schema.partners import Partner
 
 
-@strawberry.type
+@strawberry.type(description="A person: a Partner's user or a Revampd staff member.")
 class User(FromRow, Node, model=m.User):
-    name: str
+    name: str = strawberry.field(description="Their full name, for display.")
     model: strawberry.Private[m.User]
 
     from_row = {"id": lambda s: to_global_id("User", s.model.id), "name": lambda s: s.model.name}
@@ -40,10 +40,10 @@ class User(FromRow, Node, model=m.User):
 
 @strawberry.type(description="Who is asking: the user of the token, its roles and its Partner.")
 class Viewer:
-    user: User
-    roles: list[Role]
+    user: User = strawberry.field(description="The user the token was issued to.")
+    roles: list[Role] = strawberry.field(description="What the user may do, in alphabetical order.")
 
-    @strawberry.field
+    @strawberry.field(description="The user's Partner; null for Revampd staff.")
     async def partner(
         self, info: strawberry.Info
     ) -> Optional[Annotated["Partner", strawberry.lazy("schema.partners")]]:

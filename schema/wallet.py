@@ -9,14 +9,21 @@ import strawberry
 
 from db import models as m
 from schema.base import (
+    After,
+    Before,
     Connection,
+    First,
+    Last,
     Money,
     Node,
     UserError,
+    client_mutation_id_echo,
+    client_mutation_id_field,
     ctx,
     load_page,
     page_args,
     to_global_id,
+    user_errors_field,
 )
 from schema.enums import CreditStatus, PayoutPeriodType, WalletAdjustmentKind, WalletEntryKind
 from schema.idempotency import idempotency_key_field
@@ -32,10 +39,10 @@ _ENTRY_KINDS = {k.value: k for k in services_enums.WalletEntryKind}
 @strawberry.type(description="A line of the wallet's statement: one side of a ledger transfer.")
 class WalletEntry(Node, model=m.LedgerEntry):
     amount: Money = strawberry.field(description="Signed: credits positive, debits negative.")
-    kind: WalletEntryKind
-    balance_after: Money
-    memo: str
-    created_at: datetime
+    kind: WalletEntryKind = strawberry.field(description="Why the money moved.")
+    balance_after: Money = strawberry.field(description="The wallet's balance just after this entry.")
+    memo: str = strawberry.field(description="What it was for, in words, as the statement shows it.")
+    created_at: datetime = strawberry.field(description="When the money moved.")
     model: strawberry.Private[m.LedgerEntry]
     transfer: strawberry.Private[m.LedgerTransfer]
 
@@ -111,15 +118,20 @@ class WalletEntry(Node, model=m.LedgerEntry):
         return None
 
 
-@strawberry.type(description="The part of an earlier wallet credit that a debit spent.")
+@strawberry.type(
+    description="The part of an earlier wallet credit that a debit spent. It has no id: clients cache it "
+    "with its entry."
+)
 class WalletFunding:
-    amount: Money
+    amount: Money = strawberry.field(description="How much of that credit this debit spent (positive).")
     entry: WalletEntry = strawberry.field(description="The credit it came from.")
 
 
 @strawberry.type(description="Credit with Revampd that pays this connection's invoices, and nothing else.")
 class Wallet:
-    balance: Money
+    balance: Money = strawberry.field(
+        description="What the wallet holds now, in the connection's currency; never negative."
+    )
     account: strawberry.Private[m.LedgerAccount | None]
 
     @classmethod
@@ -130,10 +142,10 @@ class Wallet:
     async def entries(
         self,
         info: strawberry.Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[WalletEntry]:
         args = page_args(info, first, after, last, before)
         if self.account is None:
@@ -143,14 +155,16 @@ class Wallet:
         return Connection.of(page, lambda e: lines[e.id])
 
 
-@strawberry.type
+@strawberry.type(description="Affiliate earnings Revampd issued to the Partner for a period, credited to its wallet.")
 class AffiliatePayout(Node, model=m.AffiliatePayout):
-    period_type: PayoutPeriodType
-    period_start: datetime
-    period_end: datetime
-    amount: Money
-    credit_status: CreditStatus
-    applied_at: datetime | None
+    period_type: PayoutPeriodType = strawberry.field(description="Whether it pays a week or a month.")
+    period_start: datetime = strawberry.field(description="The start of the period it pays.")
+    period_end: datetime = strawberry.field(description="The end of the period it pays.")
+    amount: Money = strawberry.field(description="What it pays, in the connection's currency.")
+    credit_status: CreditStatus = strawberry.field(description="PENDING until credited to the wallet, then APPLIED.")
+    applied_at: datetime | None = strawberry.field(
+        description="When it was credited to the wallet; null while PENDING."
+    )
     model: strawberry.Private[m.AffiliatePayout]
 
     @classmethod
@@ -178,7 +192,7 @@ class AffiliatePayout(Node, model=m.AffiliatePayout):
 
 # ---- Mutations: inputs and payloads -------------------------------------------
 
-@strawberry.input
+@strawberry.input(description="The input of adjustWallet.")
 class AdjustWalletInput:
     connection_id: strawberry.ID = strawberry.field(description="The RevampdConnection whose wallet to adjust.")
     amount: str = strawberry.field(
@@ -196,15 +210,15 @@ class AdjustWalletInput:
         "answers with the first entry; the same key with other input is refused with "
         "IDEMPOTENCY_KEY_REUSED. Keys are per user; a refused request leaves its key unused."
     )
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of adjustWallet.")
 class AdjustWalletPayload:
     wallet: Wallet | None = strawberry.field(description="The wallet as it now stands.")
     wallet_entry: WalletEntry | None = strawberry.field(description="The adjustment on the wallet's statement.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: wallet_service.Movement | None, errors: list[UserError], cmid: str | None) -> Self:
@@ -216,20 +230,20 @@ class AdjustWalletPayload:
         )
 
 
-@strawberry.input
+@strawberry.input(description="The input of applyAffiliatePayout.")
 class ApplyAffiliatePayoutInput:
     affiliate_payout_id: strawberry.ID = strawberry.field(description="A PENDING affiliate payout.")
     idempotency_key: str | None = idempotency_key_field()
-    client_mutation_id: str | None = None
+    client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type
+@strawberry.type(description="The result of applyAffiliatePayout.")
 class ApplyAffiliatePayoutPayload:
     affiliate_payout: AffiliatePayout | None = strawberry.field(description="Now APPLIED.")
     wallet_entry: WalletEntry | None = strawberry.field(description="The credit on the wallet's statement.")
     wallet: Wallet | None = strawberry.field(description="The wallet as it now stands.")
-    user_errors: list[UserError]
-    client_mutation_id: str | None
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
 
     @classmethod
     def of(cls, result: wallet_service.Applied | None, errors: list[UserError], cmid: str | None) -> Self:

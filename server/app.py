@@ -17,12 +17,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.http import process_result
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
@@ -33,8 +31,19 @@ from resolvers.loaders import Loaders
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
 from server import webhooks
 from server.auth import AuthError, Claims, TokenVerifier
-from server.graphql_http import BadRequest, GraphQLResponse, graphql_error, read_request
-from server.persisted import NO_STORE, Documents, PublicQueries, public
+from server.graphiql import GraphiQL
+from server.graphql_http import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    RETRY_AFTER,
+    BadRequest,
+    graphql_error,
+    negotiate,
+    read_request,
+    result_response,
+)
+from server.introspection import PublicIntrospection
+from server.persisted import NO_STORE, Documents, PublicQueries, public_catalogue
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -43,19 +52,18 @@ auth_log = logging.getLogger("revampd.auth")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 QUERIES_ONLY = frozenset({OperationType.QUERY})
-RETRY_AFTER = "1"
 # Set in a request's scope when its client hangs up before the response is all sent
 # (server.protocol); the request is logged with this status, nginx's "client closed request".
 CLIENT_GONE = "revampd.client_gone"
 CLIENT_CLOSED_REQUEST = 499
 
 
-def unauthorized() -> Response:
-    return graphql_error(401, "UNAUTHENTICATED", "Authentication required.", **{"WWW-Authenticate": "Bearer"})
+def unauthorized(media: str = JSON) -> Response:
+    return graphql_error(401, "UNAUTHENTICATED", "Authentication required.", media=media, **{"WWW-Authenticate": "Bearer"})
 
 
-def busy() -> Response:
-    return graphql_error(503, "SERVICE_UNAVAILABLE", BUSY_ERROR, **{"Retry-After": RETRY_AFTER})
+def busy(media: str = JSON) -> Response:
+    return graphql_error(503, "SERVICE_UNAVAILABLE", BUSY_ERROR, media=media, **{"Retry-After": RETRY_AFTER})
 
 
 @dataclass(frozen=True)
@@ -190,13 +198,16 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     state = State(settings)
     verifier = TokenVerifier(settings)
     schema = build_schema(settings, fast_executor=fast_executor)
-    graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+    graphiql = GraphiQL(settings, lambda: state.reads) if settings.graphiql else None
+    # Introspection needs no token (GraphiQL and codegen ask for the schema before they have one).
+    public = PublicIntrospection(schema, settings) if settings.introspection else None
     documents = Documents(settings)
-    is_public = PublicQueries(schema._schema)
+    is_public_catalogue = PublicQueries(schema._schema)
 
     async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
         response = await answer(Request(scope, receive), scope.setdefault("revampd.log", {}))
         if response is not None:
+            response.headers.append("Vary", "Accept")  # the media type answered depends on it
             # Only the public catalogue may be kept by a cache (server/persisted.py).
             response.headers.setdefault("Cache-Control", NO_STORE)
             await response(scope, receive, send)
@@ -204,15 +215,22 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     async def answer(request: Request, log_info: dict[str, Any]) -> Response | None:
         """The response; the request's one read connection is given back before it is sent."""
         if request.method == "GET" and "text/html" in request.headers.get("accept", "") and not request.query_params.get("query"):
-            return HTMLResponse(graphiql_html) if graphiql_html else PlainTextResponse("Not Found", 404)
+            return await graphiql.page() if graphiql else PlainTextResponse("Not Found", 404)
+        media = negotiate(request.headers.get("accept"))
+        if media is None:
+            log.info("not acceptable: Accept %r", request.headers.get("accept"))
+            return graphql_error(
+                406, "NOT_ACCEPTABLE",
+                f"Accept must allow {GRAPHQL_RESPONSE} or {JSON}, got {request.headers.get('accept')!r}.",
+            )
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return unauthorized()
+            return (public and await public.answer(request, log_info, media)) or unauthorized(media)
         try:
             claims = await verifier.verify_async(token.strip())
         except AuthError as exc:
             auth_log.info("token refused: %s", exc)
-            return unauthorized()
+            return unauthorized(media)
         # The body is read before a connection is taken: a slow client holds none.
         try:
             gql = await read_request(request, settings.max_body_bytes)
@@ -220,7 +238,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
             document = await documents.resolve(gql)
         except BadRequest as exc:
             log.info("bad request: %s", exc.message)
-            return exc.response()
+            return exc.response(media)
         except ClientDisconnect:  # the client hung up before its whole body: nothing to answer
             log_info["status"] = CLIENT_CLOSED_REQUEST
             return None
@@ -230,7 +248,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
                 caller = await load_caller(session, claims)
                 if caller is None:
                     auth_log.info("token refused: unknown user, partner or roles (sub=%s)", claims.user_id)
-                    return unauthorized()
+                    return unauthorized(media)
                 log_info["user"] = caller.user.id
                 context = Context(
                     settings=settings,
@@ -250,24 +268,23 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
                     allowed_operation_types=QUERIES_ONLY if request.method == "GET" else None,
                 )
         except InvalidOperationTypeError:
-            return graphql_error(405, "METHOD_NOT_ALLOWED", "Mutations must be sent with POST.", Allow="POST")
+            return graphql_error(405, "METHOD_NOT_ALLOWED", "Mutations must be sent with POST.", media=media, Allow="POST")
         except CannotGetOperationTypeError as exc:
-            return graphql_error(400, "UNKNOWN_OPERATION", exc.as_http_error_reason())
+            return graphql_error(400, "UNKNOWN_OPERATION", exc.as_http_error_reason(), media=media)
         except MissingQueryError:
-            return graphql_error(400, "BAD_REQUEST", "The document holds no operation to run.")
+            return graphql_error(400, "BAD_REQUEST", "The document holds no operation to run.", media=media)
         except Exception as exc:
             if is_busy(exc):
                 log.warning("database busy before execution: %s", type(exc).__name__)
-                return busy()
+                return busy(media)
             log.error("unexpected fault before execution", exc_info=exc)
-            return graphql_error(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR)
-        if context.busy:
-            return GraphQLResponse(process_result(result), status_code=503, headers={"Retry-After": RETRY_AFTER})
-        if result.data is not None:  # it parsed, validated and ran: clients may name it by hash
+            return graphql_error(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR, media=media)
+        if result.data is not None and not context.busy:  # it parsed, validated and ran: clients may name it by hash
             await documents.register(document)
-        response = GraphQLResponse(process_result(result))
-        if request.method == "GET" and not result.errors and is_public(document.query, gql.operation_name):
-            return public(request, response)
+        response = result_response(result, media, context.busy)
+        if request.method == "GET" and response.status_code == 200 and not result.errors \
+                and is_public_catalogue(document.query, gql.operation_name):
+            return public_catalogue(request, response)
         return response
 
     async def healthz(_: Request) -> Response:
@@ -311,6 +328,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", ASGIEndpoint(graphql), methods=["GET", "POST"]),
+            *(graphiql.routes if graphiql else []),
             Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
                   methods=["POST"]),
         ],

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from strawberry.http import process_result
+from strawberry.types import ExecutionResult
 
 
 class GraphQLResponse(JSONResponse):
@@ -25,14 +27,68 @@ class GraphQLResponse(JSONResponse):
         return orjson.dumps(content)
 
 
+# Seconds a client is asked to wait when the database is too busy to answer (503).
+RETRY_AFTER = "1"
 # Deeper than any input of the schema; JSON nested deeper is refused, not recursed into.
 MAX_JSON_DEPTH = 32
 JSON_TYPES = ("application/json", "application/graphql+json", "application/graphql-response+json")
 
+# The two media types a result can be sent as (GraphQL over HTTP): the spec's own, for clients
+# that ask for it, and plain JSON, the default, for everyone else.
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+# The Content-Type each is sent with (application/json is UTF-8 by definition; the spec's own names it).
+CONTENT_TYPES = {GRAPHQL_RESPONSE: f"{GRAPHQL_RESPONSE}; charset=utf-8", JSON: JSON}
 
-def graphql_error(status: int, code: str, message: str, **headers: str) -> Response:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status, headers=headers or None)
+
+def _ranges(accept: str) -> list[tuple[str, float]]:
+    """The media ranges of an Accept header with their q-values, in the order sent."""
+    ranges = []
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media:
+            ranges.append((media.lower(), q))
+    return ranges
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer with, or None when the client accepts neither (406).
+
+    No Accept header, `*/*` or `application/*` gets application/json; an explicit
+    application/graphql-response+json is preferred unless application/json is given a
+    higher q-value.
+    """
+    if not accept or not accept.strip():
+        return JSON
+    best: tuple[float, int, str] | None = None
+    for media, q in _ranges(accept):
+        if q <= 0:
+            continue
+        if media == GRAPHQL_RESPONSE:
+            candidate = (q, 1, GRAPHQL_RESPONSE)
+        elif media in (JSON, "application/*", "*/*"):
+            candidate = (q, 0, JSON)
+        else:
+            continue
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    return best[2] if best else None
+
+
+def graphql_error(status: int, code: str, message: str, *, media: str = JSON, **headers: str) -> Response:
+    """A request refused before execution. As application/graphql-response+json it has no
+    `data` entry (the spec's request error); as application/json it keeps `"data": null`."""
+    error = {"message": message, "extensions": {"code": code}}
+    body = {"errors": [error]} if media == GRAPHQL_RESPONSE else {"data": None, "errors": [error]}
+    return GraphQLResponse(body, status_code=status, headers=headers or None, media_type=CONTENT_TYPES[media])
 
 
 class BadRequest(Exception):
@@ -42,8 +98,8 @@ class BadRequest(Exception):
         super().__init__(message)
         self.message, self.status, self.code, self.headers = message, status, code, headers
 
-    def response(self) -> Response:
-        return graphql_error(self.status, self.code, self.message, **self.headers)
+    def response(self, media: str = JSON) -> Response:
+        return graphql_error(self.status, self.code, self.message, media=media, **self.headers)
 
 
 @dataclass(frozen=True)
@@ -146,3 +202,19 @@ async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
     check_text(variables, "variables")
     check_text(extensions, "extensions")
     return GraphQLRequest(query, variables, name or None, extensions)
+
+
+def result_response(result: ExecutionResult, media: str, db_busy: bool) -> Response:
+    """The result as `media`. As application/json every result that is not a refusal of the
+    database is a 200, as it always was. As application/graphql-response+json (GraphQL over
+    HTTP) a request error (the document did not parse or validate, a variable did not coerce,
+    a limit refused it: nothing ran) is a 400 with no `data` entry, or a 500 if it was our fault."""
+    body = process_result(result)
+    headers = {"Retry-After": RETRY_AFTER} if db_busy else None
+    status = 503 if db_busy else 200
+    if media == GRAPHQL_RESPONSE and result.data is None and result.errors and not any(e.path for e in result.errors):
+        del body["data"]
+        if not db_busy:
+            internal = any((e.extensions or {}).get("code") == "INTERNAL_SERVER_ERROR" for e in result.errors)
+            status = 500 if internal else 400
+    return GraphQLResponse(body, status_code=status, headers=headers, media_type=CONTENT_TYPES[media])

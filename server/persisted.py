@@ -4,8 +4,8 @@ caching of the public catalogue.
 **Automatic persisted queries** (Apollo's `createPersistedQueryLink`). A client sends
 `extensions.persistedQuery = {"version": 1, "sha256Hash": ...}` without `query` (POST, or GET
 with `extensions` as a JSON query parameter). A document the server knows runs; an unknown one
-answers HTTP 200 with the error `PersistedQueryNotFound` (`PERSISTED_QUERY_NOT_FOUND`), as Apollo
-Server does, and the client sends the query with its hash. The hash must be the SHA-256 of the
+answers the error `PersistedQueryNotFound` (`PERSISTED_QUERY_NOT_FOUND`; HTTP 200 as Apollo Server
+answers, or 404 as application/graphql-response+json), and the client sends the query with its hash. The hash must be the SHA-256 of the
 query text (else 400), and the document is registered once it has run. Registered documents
 live in Redis when `REDIS_URL` is set (shared by every worker), else in a bounded in-process LRU.
 Redis out of reach costs a WARNING line and a PersistedQueryNotFound, never a failed request.
@@ -74,7 +74,8 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.graphql_http import BadRequest, GraphQLRequest
+from server.graphql_http import JSON, BadRequest, GraphQLRequest, graphql_error
+from server.introspection import introspection_only
 from server.settings import Settings, SettingsError
 
 log = logging.getLogger("revampd.persisted")
@@ -334,9 +335,20 @@ class Document:
     register: str | None = None
 
 
+class NotFound(BadRequest):
+    """As application/json a 200, as Apollo Server answers (every Apollo client, web, iOS or Kotlin,
+    then re-sends its query); as application/graphql-response+json a 404, since GraphQL over HTTP
+    answers a request error (no `data`) with a 4xx. Apollo's link retries on either."""
+
+    def __init__(self) -> None:
+        super().__init__(NOT_FOUND, code="PERSISTED_QUERY_NOT_FOUND")
+
+    def response(self, media: str = JSON) -> Response:
+        return graphql_error(200 if media == JSON else 404, self.code, self.message, media=media)
+
+
 def not_found() -> BadRequest:
-    # 200, as Apollo Server answers: every Apollo client (web, iOS, Kotlin) then re-sends the query.
-    return BadRequest(NOT_FOUND, status=200, code="PERSISTED_QUERY_NOT_FOUND")
+    return NotFound()
 
 
 def not_allowed(why: str) -> BadRequest:
@@ -361,6 +373,14 @@ def requested_hash(extensions: dict[str, Any]) -> str:
     return value.lower()
 
 
+def _introspection(query: str, request: GraphQLRequest) -> bool:
+    """Introspection follows INTROSPECTION, whatever TRUSTED_DOCUMENTS says (GraphiQL keeps its docs)."""
+    try:
+        return introspection_only(parse(query, no_location=True), request.operation_name)
+    except GraphQLError:
+        return False
+
+
 class Documents:
     """The document each request runs, by the rules of the module docstring."""
 
@@ -377,7 +397,7 @@ class Documents:
         query = request.query
         if request.extensions is None or "persistedQuery" not in request.extensions:
             assert query is not None
-            if self.trusted_only and sha256(query) not in self.manifest:
+            if self.trusted_only and sha256(query) not in self.manifest and not _introspection(query, request):
                 raise not_allowed("This document is not in the manifest.")
             return Document(query)
         wanted = requested_hash(request.extensions)
@@ -496,18 +516,19 @@ def _etag_matches(header: str, etag: str) -> bool:
     return header.strip() == "*" or any(t.strip().removeprefix("W/") == etag for t in header.split(","))
 
 
-def public(request: Request, response: Response) -> Response:
+def public_catalogue(request: Request, response: Response) -> Response:
     """`response` (a public catalogue result) with Cache-Control and an ETag; 304 when the
     client's If-None-Match holds that tag.
 
     The request carries Authorization; a shared cache stores such a response only when told
     `public` (RFC 9111, 3.5). It may then serve it to anyone who asks for the same URL, which is
     right for the catalogue alone: it is the same for every caller and hides nothing. The tag
-    covers the media type too, so each representation has its own (responses vary by Accept).
+    covers the media type too, so each representation has its own (every response of /graphql
+    says `Vary: Accept`).
     """
     kind = response.headers.get("content-type", "").encode()
     etag = '"' + hashlib.sha256(kind + b"\n" + response.body).hexdigest()[:32] + '"'
-    headers = {"Cache-Control": PUBLIC_CACHE_CONTROL, "ETag": etag, "Vary": "Accept"}
+    headers = {"Cache-Control": PUBLIC_CACHE_CONTROL, "ETag": etag}
     if _etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)

@@ -12,25 +12,23 @@ import json
 import logging
 import socket
 import struct
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
 import pytest
-import uvicorn
 
-from server.cli import UVICORN_OPTIONS
 from server.webhooks import SIGNATURE_HEADER, sign
+from tests import served as _served
 from tests.conftest import Databases, make_api
+from tests.served import DEADLINE
 
 OWNER = "owner@northwind.example"
 QUERY = json.dumps({"query": "{ viewer { partner { name } } plans { code name } }"}).encode()
 # Large enough that the client's receive buffer fills before the response is all sent.
 INTROSPECTION = json.dumps({"query": "{ __schema { types { name description fields { name description "
                                      "args { name description } type { name kind ofType { name kind } } } } } }"}).encode()
-DEADLINE = 20.0
 
 
 @dataclass
@@ -69,29 +67,8 @@ class Served:
 async def served(databases: Databases) -> AsyncIterator[Served]:
     api = await make_api(await databases.clone())
     await api.http.aclose()
-    # lifespan="on": the app disposes of its engine on shutdown, on the server's own loop.
-    config = uvicorn.Config(api.app, host="127.0.0.1", port=0, log_config=None, lifespan="on", **UVICORN_OPTIONS)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    _until(lambda: server.started or not thread.is_alive(), "the server to start")
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with _served.served(api.app) as port:
         yield Served(port, api.tokens[OWNER], api.settings.bank_webhook_secret)
-    finally:
-        server.should_exit = True
-        thread.join(DEADLINE)
-        assert not thread.is_alive(), "uvicorn did not stop"
-
-
-def _until(condition: Callable[[], object], what: str) -> None:
-    """Poll an observable condition until it holds; fail after DEADLINE seconds."""
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def _hang_up(sock: socket.socket, *, reset: bool = False) -> None:
@@ -110,7 +87,7 @@ def _request_line(caplog: pytest.LogCaptureFixture, request_id: str) -> logging.
 
 def _logged(caplog: pytest.LogCaptureFixture, request_id: str) -> None:
     """Wait until the request `request_id` has its log line."""
-    _until(lambda: _request_line(caplog, request_id), f"the log line of {request_id}")
+    _served.until(lambda: _request_line(caplog, request_id), f"the log line of {request_id}")
 
 
 def _still_answers(served: Served) -> tuple[str, str]:

@@ -115,6 +115,18 @@ async def test_the_apollo_handshake_over_post(apps: MakeApi) -> None:
     assert again.json() == {"data": {"viewer": {"user": {"email": OWNER}}}}
 
 
+async def test_not_found_as_graphql_response_json_is_a_404_with_no_data(apps: MakeApi) -> None:
+    """Apollo Client 4 asks for application/graphql-response+json first; GraphQL over HTTP answers
+    a request error with a 4xx and no `data`, and Apollo's link retries on it all the same."""
+    api = await apps()
+    response = await post(api, {"extensions": pq(sha(ME))}, Accept="application/graphql-response+json,application/json;q=0.9")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/graphql-response+json")
+    assert response.json() == {
+        "errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]
+    }
+
+
 async def test_hashed_queries_by_get_as_use_get_for_hashed_queries_sends_them(apps: MakeApi) -> None:
     api = await apps()
     params = {"operationName": "Me", "extensions": pq(sha(ME))}
@@ -226,6 +238,9 @@ async def test_trusted_only_runs_the_manifests_documents_by_hash_or_exact_text(a
     assert by_text.json() == by_hash.json()
     with_both = await post(api, {"query": plan["body"], "extensions": pq(plan["id"])})
     assert with_both.json() == by_hash.json()
+    # Introspection follows INTROSPECTION alone (GraphiQL keeps its docs).
+    schema = await post(api, {"query": "{ __schema { queryType { name } } }"})
+    assert schema.json() == {"data": {"__schema": {"queryType": {"name": "Query"}}}}
 
 
 async def test_trusted_only_refuses_every_other_document(apps: MakeApi) -> None:
