@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup clean schema bench bench-profile bench-billing lint
+.PHONY: run test setup clean schema manifest bench bench-profile bench-billing lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/revampd-bff export-schema > schema.graphql
+
+# The trusted documents (TRUSTED_DOCUMENTS=only): Apollo's persisted query manifest of operations/.
+manifest: $(STAMP)
+	$(BIN)/revampd-bff export-manifest > operations/manifest.json.tmp
+	mv operations/manifest.json.tmp operations/manifest.json
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,lint]'

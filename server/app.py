@@ -43,6 +43,7 @@ from server.graphql_http import (
     result_response,
 )
 from server.introspection import PublicIntrospection
+from server.persisted import NO_STORE, Documents, PublicQueries, public_catalogue
 from server.settings import Settings
 from services.access import Principal, Role
 
@@ -200,11 +201,15 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     graphiql = GraphiQL(settings, lambda: state.reads) if settings.graphiql else None
     # Introspection needs no token (GraphiQL and codegen ask for the schema before they have one).
     public = PublicIntrospection(schema, settings) if settings.introspection else None
+    documents = Documents(settings)
+    is_public_catalogue = PublicQueries(schema._schema)
 
     async def graphql(scope: Scope, receive: Receive, send: Send) -> None:
         response = await answer(Request(scope, receive), scope.setdefault("revampd.log", {}))
         if response is not None:
             response.headers.append("Vary", "Accept")  # the media type answered depends on it
+            # Only the public catalogue may be kept by a cache (server/persisted.py).
+            response.headers.setdefault("Cache-Control", NO_STORE)
             await response(scope, receive, send)
 
     async def answer(request: Request, log_info: dict[str, Any]) -> Response | None:
@@ -229,6 +234,8 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
         # The body is read before a connection is taken: a slow client holds none.
         try:
             gql = await read_request(request, settings.max_body_bytes)
+            # A persisted document is looked up (maybe in Redis) before a connection is taken.
+            document = await documents.resolve(gql)
         except BadRequest as exc:
             log.info("bad request: %s", exc.message)
             return exc.response(media)
@@ -254,7 +261,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
                 )
                 caller.prime(context.loaders)
                 result = await schema.execute(
-                    gql.query,
+                    document.query,
                     variable_values=gql.variables,
                     context_value=context,
                     operation_name=gql.operation_name,
@@ -272,7 +279,13 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
                 return busy(media)
             log.error("unexpected fault before execution", exc_info=exc)
             return graphql_error(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR, media=media)
-        return result_response(result, media, context.busy)
+        if result.data is not None and not context.busy:  # it parsed, validated and ran: clients may name it by hash
+            await documents.register(document)
+        response = result_response(result, media, context.busy)
+        if request.method == "GET" and response.status_code == 200 and not result.errors \
+                and is_public_catalogue(document.query, gql.operation_name):
+            return public_catalogue(request, response)
+        return response
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -289,6 +302,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
+        await documents.close()
         if state.engine is not None:
             await state.engine.dispose()
 
@@ -321,4 +335,5 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.revampd = state
+    app.state.documents = documents
     return RequestLog(app)

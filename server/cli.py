@@ -63,7 +63,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
             "checking bank transfer webhooks with the built-in development secret; set BANK_WEBHOOK_SECRET "
             "in production"
         )
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:  # e.g. a TRUSTED_DOCUMENTS_MANIFEST that is not a manifest
+        sys.exit(f"configuration error: {exc}")
     # Everything made at start-up (modules, the schema, caches) lives as long as the
     # process: move it out of the collector's reach so that collections triggered by
     # each request's garbage walk only what requests made.
@@ -125,6 +128,18 @@ def cmd_export_schema(_: argparse.Namespace) -> None:
     from resolvers.schema import build_schema
 
     print(build_schema(Settings()).as_str())
+
+
+def cmd_export_manifest(_: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from server.persisted import build_manifest, manifest_json
+
+    operations = Path(__file__).resolve().parent.parent / "operations"
+    try:
+        sys.stdout.write(manifest_json(build_manifest(operations)))
+    except (ValueError, KeyError) as exc:
+        sys.exit(f"cannot build the manifest of {operations}: {exc}")
 
 
 def _iso_datetime(value: str) -> datetime:
@@ -416,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
     sub.add_parser("demo-tokens", help="list every user with a bearer token").set_defaults(func=cmd_demo_tokens)
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=cmd_export_schema)
+    sub.add_parser(
+        "export-manifest", help="print Apollo's persisted query manifest of operations/*.graphql (trusted documents)"
+    ).set_defaults(func=cmd_export_manifest)
     tickets = sub.add_parser("tickets", help="support ticket operations")
     tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)
     auto_close = tickets_sub.add_parser(

@@ -104,7 +104,8 @@ class BadRequest(Exception):
 
 @dataclass(frozen=True)
 class GraphQLRequest:
-    query: str
+    # None when the request names its document by hash only (server/persisted.py finds it).
+    query: str | None
     variables: dict[str, Any] | None
     operation_name: str | None
     extensions: dict[str, Any] | None = None
@@ -187,14 +188,15 @@ async def read_request(request: Request, max_body_bytes: int) -> GraphQLRequest:
         raise BadRequest('The request body must be a JSON object such as {"query": "..."}.')
     query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
     extensions = data.get("extensions")
-    if not isinstance(query, str) or not query.strip():
+    if extensions is not None and not isinstance(extensions, dict):
+        raise BadRequest("extensions must be an object or null.")
+    by_hash = query is None and extensions is not None and "persistedQuery" in extensions
+    if not by_hash and (not isinstance(query, str) or not query.strip()):
         raise BadRequest("query must be a non-empty string holding a GraphQL document.")
     if variables is not None and not isinstance(variables, dict):
         raise BadRequest("variables must be an object or null.")
     if name is not None and not isinstance(name, str):
         raise BadRequest("operationName must be a string or null.")
-    if extensions is not None and not isinstance(extensions, dict):
-        raise BadRequest("extensions must be an object or null.")
     check_text(query, "query")
     check_text(name, "operationName")
     check_text(variables, "variables")

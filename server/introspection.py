@@ -89,6 +89,8 @@ class PublicIntrospection:
         """The answer to a request without a token if it only introspects; None (401) otherwise."""
         try:
             gql = await read_request(request, self.settings.max_body_bytes)
+            if gql.query is None:  # named by hash (server/persisted.py): that needs a token
+                return None
             document = parse(gql.query, max_tokens=self.settings.max_tokens)
         except (BadRequest, ClientDisconnect, GraphQLError):
             return None

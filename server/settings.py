@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from services.bank_gateway import BANK_GATEWAYS
 from services.payments import GATEWAYS
@@ -40,6 +42,26 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+# The manifest of trusted documents, generated from operations/*.graphql (`make manifest`).
+DEFAULT_MANIFEST = str(Path(__file__).resolve().parent.parent / "operations" / "manifest.json")
+TRUSTED_DOCUMENTS = ("off", "only")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("REDIS_URL") or None
+    if raw is None:
+        return None
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise SettingsError(f"REDIS_URL is not a URL: {exc}") from None
+    if url.scheme not in REDIS_SCHEMES:  # (the URL may hold a password: it is not repeated)
+        raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url.scheme}://")
+    return raw
 
 
 # What the logging module and uvicorn both know.
@@ -110,6 +132,14 @@ class Settings:
     log_level: str = "INFO"
     # Browser origins (e.g. the dashboard's) allowed to call the API; none by default.
     cors_origins: tuple[str, ...] = ()
+    # off: any document runs, and clients may register documents by hash (Apollo's automatic
+    # persisted queries); only: just the documents of the manifest run (server/persisted.py).
+    trusted_documents: str = "off"
+    trusted_documents_manifest: str = DEFAULT_MANIFEST
+    # Registered documents are shared by every worker through Redis when set; else each process
+    # keeps its own. Keys start with the prefix.
+    redis_url: str | None = None
+    redis_key_prefix: str = "revampd:"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -150,7 +180,17 @@ class Settings:
             bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
             log_level=_choice({"LOG_LEVEL": env.get("LOG_LEVEL", "").upper()}, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
+            trusted_documents=_choice(env, "TRUSTED_DOCUMENTS", cls.trusted_documents, TRUSTED_DOCUMENTS),
+            trusted_documents_manifest=env.get("TRUSTED_DOCUMENTS_MANIFEST") or DEFAULT_MANIFEST,
+            redis_url=_redis_url(env),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX") or cls.redis_key_prefix,
         )
+        if settings.trusted_documents == "only" and not Path(settings.trusted_documents_manifest).is_file():
+            raise SettingsError(
+                f"TRUSTED_DOCUMENTS=only runs only the documents of a manifest, and "
+                f"TRUSTED_DOCUMENTS_MANIFEST={settings.trusted_documents_manifest} is not a file "
+                "(`make manifest` writes operations/manifest.json)"
+            )
         if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):
             raise SettingsError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
         return settings

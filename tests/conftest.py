@@ -2,7 +2,8 @@
 
 SQLite by default. Set TEST_DATABASE_URL (postgresql+asyncpg://...) to run the
 same suite on PostgreSQL; with REQUIRE_POSTGRES=1 (as CI sets) a test that
-needs PostgreSQL fails instead of skipping.
+needs PostgreSQL fails instead of skipping. Tests marked `redis` use the Redis at
+TEST_REDIS_URL (redis://127.0.0.1:6379/0); with REQUIRE_REDIS=1 they fail instead of skipping.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.pg import pg_admin
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 REQUIRE_PG = os.environ.get("REQUIRE_POSTGRES") == "1"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
 TODAY = datetime.now(timezone.utc).date()
 
 
@@ -38,22 +41,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("postgres") and not PG_URL:
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL"))
+        if item.get_closest_marker("redis") and not REDIS_URL:
+            item.add_marker(pytest.mark.skip(reason="needs Redis: set TEST_REDIS_URL=redis://127.0.0.1:6379/0"))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Under REQUIRE_POSTGRES=1 (CI), a PostgreSQL test that skips has failed."""
+    """Under REQUIRE_POSTGRES=1 / REQUIRE_REDIS=1 (CI), a PostgreSQL / Redis test that skips has failed."""
     outcome = yield
     report = outcome.get_result()
     if REQUIRE_PG and report.skipped and item.get_closest_marker("postgres"):
         report.outcome = "failed"
         report.longrepr = f"PostgreSQL test skipped under REQUIRE_POSTGRES=1: {report.longrepr}"
+    if REQUIRE_REDIS and report.skipped and item.get_closest_marker("redis"):
+        report.outcome = "failed"
+        report.longrepr = f"Redis test skipped under REQUIRE_REDIS=1: {report.longrepr}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (TEST_DATABASE_URL)")
+    config.addinivalue_line("markers", "redis: needs Redis (TEST_REDIS_URL)")
     if REQUIRE_PG and not PG_URL:
         raise pytest.UsageError("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+    if REQUIRE_REDIS and not REDIS_URL:
+        raise pytest.UsageError("REQUIRE_REDIS=1 but TEST_REDIS_URL is not set")
 
 
 async def _pg_admin(sql: str) -> None:
