@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from dataclasses import dataclass
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from services.bank_gateway import BANK_GATEWAYS
 from services.payments import GATEWAYS
@@ -38,18 +41,79 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
 
 
 # What the logging module and uvicorn both know.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     raw = env.get(name) or default
     if raw not in allowed:
         raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    """A URL with one of `schemes` and a host, or None when unset."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    parsed = urlsplit(raw)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return raw
+
+
+# The database drivers the app runs on (SQLAlchemy's asyncio dialects).
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def _database_url(env: Mapping[str, str], default: str) -> str:
+    raw = env.get("DATABASE_URL") or default
+    scheme = raw.partition("://")[0]
+    if scheme not in DATABASE_SCHEMES or "://" not in raw:
+        shown = re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", raw)  # never a password in the log
+        raise SettingsError(
+            f"DATABASE_URL must start with {' or '.join(s + '://' for s in DATABASE_SCHEMES)}, got {shown!r}"
+        )
+    return raw
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Browser origins: scheme://host[:port], nothing after it."""
+    raw = env.get("CORS_ORIGINS", "")
+    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
+    for origin in origins:
+        parsed = urlsplit(origin)
+        if origin != "*" and (parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path):
+            raise SettingsError(
+                f"CORS_ORIGINS must be origins such as https://dashboard.example.com separated by commas, got {origin!r}"
+            )
+    return origins
+
+
+def _public_key(env: Mapping[str, str]) -> str | None:
+    raw = env.get("JWT_PUBLIC_KEY") or None
+    if raw is not None:
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            load_pem_public_key(raw.encode())
+        except (ValueError, TypeError):
+            shown = raw if len(raw) <= 40 else raw[:37] + "..."
+            raise SettingsError(f"JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----), got {shown!r}") from None
+    return raw
+
+
+def _secret(env: Mapping[str, str], name: str, default: str, minimum: int) -> str:
+    """A secret of at least `minimum` bytes; the message tells its length, never the secret."""
+    raw = env.get(name) or default
+    if len(raw.encode()) < minimum:
+        raise SettingsError(f"{name} must be at least {minimum} bytes long, got one of {len(raw.encode())}")
     return raw
 
 
@@ -110,6 +174,12 @@ class Settings:
     log_level: str = "INFO"
     # Browser origins (e.g. the dashboard's) allowed to call the API; none by default.
     cors_origins: tuple[str, ...] = ()
+    # Operability (server/observability.py): GET /metrics for Prometheus (keep it off the public
+    # internet: it is unauthenticated), one log line per event as text or JSON, and traces sent
+    # over OTLP/HTTP to this collector when set (nothing is loaded otherwise).
+    metrics: bool = True
+    log_format: str = "text"
+    otel_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -119,13 +189,13 @@ class Settings:
         )
         unknown = set(algorithms) - {"HS256", "RS256"}
         if not algorithms or unknown:
-            raise SettingsError(f"JWT_ALGORITHMS must be HS256 and/or RS256, got {sorted(unknown)}")
+            raise SettingsError(f"JWT_ALGORITHMS must be HS256 and/or RS256, got {env.get('JWT_ALGORITHMS', '')!r}")
         settings = cls(
-            database_url=env.get("DATABASE_URL") or cls.database_url,
+            database_url=_database_url(env, cls.database_url),
             jwt_algorithms=algorithms,
-            jwt_secret=env.get("JWT_SECRET") or DEV_JWT_SECRET,
-            jwt_public_key=env.get("JWT_PUBLIC_KEY") or None,
-            jwt_jwks_url=env.get("JWT_JWKS_URL") or None,
+            jwt_secret=_secret(env, "JWT_SECRET", DEV_JWT_SECRET, 32),
+            jwt_public_key=_public_key(env),
+            jwt_jwks_url=_url(env, "JWT_JWKS_URL"),
             jwt_issuer=env.get("JWT_ISSUER") or None,
             jwt_audience=env.get("JWT_AUDIENCE") or None,
             jwt_ttl_seconds=_int(env, "JWT_TTL_SECONDS", cls.jwt_ttl_seconds),
@@ -149,7 +219,11 @@ class Settings:
             bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
             bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
             log_level=_choice({"LOG_LEVEL": env.get("LOG_LEVEL", "").upper()}, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
-            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
+            cors_origins=_origins(env),
+            # Operability (server/observability.py).
+            metrics=_bool(env, "METRICS", cls.metrics),
+            log_format=_choice(env, "LOG_FORMAT", cls.log_format, LOG_FORMATS),
+            otel_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
         )
         if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):
             raise SettingsError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
@@ -162,3 +236,12 @@ class Settings:
     @property
     def uses_dev_secret(self) -> bool:
         return "HS256" in self.jwt_algorithms and self.jwt_secret == DEV_JWT_SECRET
+
+
+def from_env_or_exit() -> Settings:
+    """The settings, or one line on standard error naming what is wrong and exit status 2."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
