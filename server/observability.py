@@ -182,6 +182,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which worker, under serve --workers N
             "message": getattr(record, "summary", None) or record.getMessage(),
         }
         fields = getattr(record, "request", None)

@@ -50,11 +50,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
     raw = env.get(name) or default
-    if raw not in allowed:
+    value = raw.upper() if upper else raw
+    if value not in allowed:
         raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-    return raw
+    return value
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
@@ -218,7 +219,7 @@ class Settings:
             billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
             bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
             bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
-            log_level=_choice({"LOG_LEVEL": env.get("LOG_LEVEL", "").upper()}, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
+            log_level=_choice(env, "LOG_LEVEL", cls.log_level, LOG_LEVELS, upper=True),
             cors_origins=_origins(env),
             # Operability (server/observability.py).
             metrics=_bool(env, "METRICS", cls.metrics),
