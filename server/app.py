@@ -10,7 +10,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -118,9 +118,12 @@ class RequestLog:
     and "client disconnected", whatever the app answered (nobody received it).
     """
 
-    def __init__(self, app: Starlette, paths: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, paths: frozenset[str] = frozenset(), engine: Callable[[], AsyncEngine | None] = lambda: None
+    ) -> None:
         self.app = app
         self.paths = paths
+        self.engine = engine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -161,7 +164,7 @@ class RequestLog:
                 extra={"request": fields, "summary": f"{method} {path} {final}{gone}"},
             )
             observability.observe_request(path if path in self.paths else "other", operation, final, seconds)
-            observability.update_pool(self.app.state.revampd.engine)
+            observability.update_pool(self.engine())
             observability.REQUEST_ID.reset(reset)
 
 
@@ -340,7 +343,7 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
         routes.append(Route("/metrics", observability.metrics_endpoint(lambda: state.engine)))
     app = Starlette(middleware=middleware, routes=routes, lifespan=lifespan)
     app.state.revampd = state
-    return RequestLog(app, frozenset(r.path for r in routes))
+    return RequestLog(app, frozenset(r.path for r in routes), lambda: state.engine)
 
 
 def factory() -> ASGIApp:
