@@ -76,7 +76,7 @@ def _parsed(line: str) -> dict[str, Any]:
 
 def requests_counted(base: str) -> float:
     status, body = get(f"{base}/metrics")
-    assert status == 200
+    assert status == 200, body
     return sum(
         s.value for family in text_string_to_metric_families(body.decode()) for s in family.samples
         if s.name == "revampd_http_requests_total" and s.labels["operation"] == "Who"
