@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import strawberry
 from graphql import (
@@ -28,6 +28,7 @@ from graphql import (
     ValidationRule,
     get_named_type,
 )
+from graphql.error import GraphQLSyntaxError
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.extensions import (
     AddValidationRules,
@@ -45,6 +46,7 @@ from resolvers.caches import ByIdentity, ValidationCacheByDocument
 from resolvers.executor import FastExecutionContext
 from resolvers.query import Query
 from schema.base import SCALARS, node_types  # every Node type, so that `node` can return any of them
+from server import observability
 from server.settings import Settings
 from services.errors import DomainError
 
@@ -270,6 +272,19 @@ class Schema(strawberry.Schema):
                 log.warning("database busy at %s: %s", where, type(fault).__name__)
             else:
                 log.error("unexpected fault at %s", where, exc_info=fault)
+            observability.count_error(_code(error, fault))
+
+
+def _code(error: GraphQLError, fault: BaseException | None) -> str:
+    """The extensions.code the client is sent for `error` (ErrorPolicy), for the error metric."""
+    if isinstance(error.original_error, DomainError):
+        return error.original_error.code
+    if fault is not None:
+        return "SERVICE_UNAVAILABLE" if is_busy(fault) else "INTERNAL_SERVER_ERROR"
+    code = (error.extensions or {}).get("code")
+    if isinstance(code, str):
+        return code
+    return "GRAPHQL_PARSE_FAILED" if isinstance(error, GraphQLSyntaxError) else "GRAPHQL_VALIDATION_FAILED"
 
 
 # graphql-core repeats a refused value in its message; a run of digits there may be an account or card
@@ -281,9 +296,12 @@ def _redacted(message: str) -> str:
     return _DIGITS.sub(lambda d: f"[{len(d.group())} digits]", message)
 
 
-def build_schema(settings: Settings | None = None, *, fast_executor: bool = True) -> strawberry.Schema:
+def build_schema(
+    settings: Settings | None = None, *, fast_executor: bool = True, extensions: Sequence[Any] = ()
+) -> strawberry.Schema:
     """`fast_executor=False` runs every operation through graphql-core's executor alone
-    (resolvers.executor gives up to it where it must); tests compare the two."""
+    (resolvers.executor gives up to it where it must); tests compare the two. `extensions` are
+    added last (server.observability's tracing)."""
     settings = settings or Settings()
     # Made once: ValidationCacheByDocument keys on the rules, so they must be the same objects.
     rules = [
@@ -291,7 +309,7 @@ def build_schema(settings: Settings | None = None, *, fast_executor: bool = True
         max_aliases_rule(settings.max_aliases),
         NoNulInStrings,
     ]
-    extensions: list[Any] = [
+    extensions_: list[Any] = [
         RecordOperation,
         lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
@@ -302,11 +320,12 @@ def build_schema(settings: Settings | None = None, *, fast_executor: bool = True
         lambda: ErrorPolicy(mask=settings.mask_errors),
     ]
     if not settings.introspection:
-        extensions.append(DisableIntrospection)
+        extensions_.append(DisableIntrospection)
+    extensions_ += extensions
     from resolvers.mutation import Mutation
 
     return Schema(
-        query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions,
+        query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions_,
         execution_context_class=FastExecutionContext if fast_executor else None,
         scalar_overrides=SCALARS,
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -29,7 +31,7 @@ from db.engine import create_engine, is_busy, read_sessions, write_sessions
 from resolvers.context import Context
 from resolvers.loaders import Loaders
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR, build_schema
-from server import webhooks
+from server import observability, webhooks
 from server.auth import AuthError, Claims, TokenVerifier
 from server.graphiql import GraphiQL
 from server.graphql_http import (
@@ -44,7 +46,7 @@ from server.graphql_http import (
 )
 from server.introspection import PublicIntrospection
 from server.persisted import NO_STORE, Documents, PublicQueries, public_catalogue
-from server.settings import Settings
+from server.settings import Settings, SettingsError, from_env_or_exit
 from services.access import Principal, Role
 
 log = logging.getLogger("revampd.request")
@@ -111,14 +113,19 @@ async def load_caller(session: AsyncSession, claims: Claims) -> Caller | None:
 
 
 class RequestLog:
-    """One log line per request: request id, operation name, status and duration.
+    """One log line per request: request id, operation name, user, status and duration; and the
+    request's metrics (server.observability). Paths other than `paths` are counted as "other".
 
     A request whose client hung up before its response was all sent is logged with status 499
     and "client disconnected", whatever the app answered (nobody received it).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, paths: frozenset[str] = frozenset(), engine: Callable[[], AsyncEngine | None] = lambda: None
+    ) -> None:
         self.app = app
+        self.paths = paths
+        self.engine = engine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,30 +137,37 @@ class RequestLog:
         info: dict[str, Any] = {"request_id": request_id, "operation": None, "user": None}
         scope["revampd.log"] = info
         status: int | None = None
+        trace: dict[str, str] = {}
         started = time.perf_counter()
+        reset = observability.REQUEST_ID.set(request_id)
 
         async def send_with_id(message: Any) -> None:
-            nonlocal status
+            nonlocal status, trace
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                trace = observability.trace_ids()  # the request's span is current here, not after
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
             final = CLIENT_CLOSED_REQUEST if scope.get(CLIENT_GONE) else status or info.get("status", 500)
+            path, method, user, operation = scope.get("path", ""), scope.get("method"), info["user"], info["operation"]
+            gone = " client disconnected" if final == CLIENT_CLOSED_REQUEST else ""
+            fields = {
+                "request_id": request_id, "method": method, "path": path, "operation": operation, "user": user,
+                "status": final, "duration_ms": round(seconds * 1000, 1), **trace,
+            }
             log.info(
                 "request_id=%s method=%s path=%s user=%s operation=%s status=%s duration_ms=%.1f%s",
-                request_id,
-                scope.get("method"),
-                scope.get("path"),
-                info["user"] or "-",
-                info["operation"] or "-",
-                final,
-                (time.perf_counter() - started) * 1000,
-                " client disconnected" if final == CLIENT_CLOSED_REQUEST else "",
+                request_id, method, path, user or "-", operation or "-", final, seconds * 1000, gone,
+                extra={"request": fields, "summary": f"{method} {path} {final}{gone}"},
             )
+            observability.observe_request(path if path in self.paths else "other", operation, final, seconds)
+            observability.update_pool(self.engine())
+            observability.REQUEST_ID.reset(reset)
 
 
 class ASGIEndpoint:
@@ -172,6 +186,7 @@ class State:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine: AsyncEngine | None = None
+        self.tracing = observability.Tracing(settings.otel_endpoint) if settings.otel_endpoint else None
 
     @cached_property
     def db(self) -> AsyncEngine:
@@ -183,6 +198,9 @@ class State:
             pool_timeout=s.db_pool_timeout,
             lock_timeout_ms=s.db_lock_timeout_ms,
         )
+        observability.watch_pool(self.engine)
+        if self.tracing is not None:
+            self.tracing.instrument(self.engine)
         return self.engine
 
     @cached_property
@@ -197,7 +215,10 @@ class State:
 def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
     state = State(settings)
     verifier = TokenVerifier(settings)
-    schema = build_schema(settings, fast_executor=fast_executor)
+    if state.tracing is None:
+        schema = build_schema(settings, fast_executor=fast_executor)
+    else:  # the fast executor calls no resolver hooks: graphql-core's own gives each resolver its span
+        schema = build_schema(settings, fast_executor=False, extensions=[state.tracing.schema_extension()])
     graphiql = GraphiQL(settings, lambda: state.reads) if settings.graphiql else None
     # Introspection needs no token (GraphiQL and codegen ask for the schema before they have one).
     public = PublicIntrospection(schema, settings) if settings.introspection else None
@@ -305,8 +326,11 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
         await documents.close()
         if state.engine is not None:
             await state.engine.dispose()
+        if state.tracing is not None:
+            state.tracing.shutdown()
+        observability.worker_stopped()
 
-    middleware = []
+    middleware = [state.tracing.middleware()] if state.tracing is not None else []
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -322,18 +346,44 @@ def create_app(settings: Settings, *, fast_executor: bool = True) -> ASGIApp:
                 max_age=600,
             )
         )
-    app = Starlette(
-        middleware=middleware,
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/graphql", ASGIEndpoint(graphql), methods=["GET", "POST"]),
-            *(graphiql.routes if graphiql else []),
-            Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
-                  methods=["POST"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", ASGIEndpoint(graphql), methods=["GET", "POST"]),
+        *(graphiql.routes if graphiql else []),
+        Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
+              methods=["POST"]),
+    ]
+    if settings.metrics:  # for Prometheus inside the network: keep it off the public internet
+        routes.append(Route("/metrics", observability.metrics_endpoint(lambda: state.engine)))
+    app = Starlette(middleware=middleware, routes=routes, lifespan=lifespan)
     app.state.revampd = state
     app.state.documents = documents
-    return RequestLog(app)
+    return RequestLog(app, frozenset(r.path for r in routes), lambda: state.engine)
+
+
+def factory() -> ASGIApp:
+    """The app as configured by the environment, for `uvicorn --factory server.app:factory`,
+    gunicorn (`server.app:factory()`) and each worker of `revampd-bff serve`."""
+    settings = from_env_or_exit()
+    observability.configure_logging(settings.log_level, settings.log_format)
+    if settings.uses_dev_secret:
+        logging.getLogger("revampd").warning(
+            "signing tokens with the built-in development JWT secret; set JWT_SECRET in production"
+        )
+    if settings.uses_dev_webhook_secret:
+        logging.getLogger("revampd").warning(
+            "checking bank transfer webhooks with the built-in development secret; set BANK_WEBHOOK_SECRET "
+            "in production"
+        )
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:  # e.g. a TRUSTED_DOCUMENTS_MANIFEST that is not a manifest
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    # Everything made at start-up (modules, the schema, caches) lives as long as the
+    # process: move it out of the collector's reach so that collections triggered by
+    # each request's garbage walk only what requests made.
+    gc.collect()
+    gc.freeze()
+    return app

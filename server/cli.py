@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import logging
+import os
 import sys
+import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import Settings, SettingsError
+from server.settings import Settings, SettingsError, from_env_or_exit
 
 if TYPE_CHECKING:
     from services.bank_gateway import GatewayEvent
@@ -24,10 +24,7 @@ if TYPE_CHECKING:
 
 
 def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        sys.exit(f"configuration error: {exc}")
+    return from_env_or_exit()
 
 
 @asynccontextmanager
@@ -43,36 +40,41 @@ async def _session(settings: Settings, *, write: bool = False) -> AsyncIterator[
         await engine.dispose()
 
 
+# Where the workers of `serve --workers N` keep their metrics (prometheus_client's multiprocess mode).
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
 # How `serve` runs uvicorn: its fast event loop and HTTP parser (the tests serve the same way);
 # the parser's protocol is uvicorn's, made to notice a hang-up during pipelined requests.
 UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "server.protocol:HangUpAwareHttpToolsProtocol"}
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    """uvicorn runs server.app:factory in this process, or in each of `--workers` processes (which
+    share the port). Access logs are off: server.app.RequestLog logs each request once."""
     import uvicorn
 
-    from server.app import create_app
+    from server.persisted import load_manifest
 
     settings = _settings()
-    if settings.uses_dev_secret:
-        logging.getLogger("revampd").warning(
-            "signing tokens with the built-in development JWT secret; set JWT_SECRET in production"
-        )
-    if settings.uses_dev_webhook_secret:
-        logging.getLogger("revampd").warning(
-            "checking bank transfer webhooks with the built-in development secret; set BANK_WEBHOOK_SECRET "
-            "in production"
-        )
-    try:
-        app = create_app(settings)
-    except SettingsError as exc:  # e.g. a TRUSTED_DOCUMENTS_MANIFEST that is not a manifest
-        sys.exit(f"configuration error: {exc}")
-    # Everything made at start-up (modules, the schema, caches) lives as long as the
-    # process: move it out of the collector's reach so that collections triggered by
-    # each request's garbage walk only what requests made.
-    gc.collect()
-    gc.freeze()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), **UVICORN_OPTIONS)
+    try:  # the app is made in each worker: refuse a manifest that is not one here, once
+        load_manifest(settings.trusted_documents_manifest)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    options: dict[str, Any] = dict(
+        host=args.host, port=args.port, workers=args.workers, factory=True, log_level=settings.log_level.lower(),
+        log_config=None, access_log=False, **UVICORN_OPTIONS,
+    )
+    if args.workers == 1 or MULTIPROC_DIR in os.environ:
+        uvicorn.run("server.app:factory", **options)
+        return
+    # Workers count into files in one folder, which /metrics in any worker adds up.
+    with tempfile.TemporaryDirectory(prefix="revampd-metrics-") as folder:
+        os.environ[MULTIPROC_DIR] = folder
+        try:
+            uvicorn.run("server.app:factory", **options)
+        finally:
+            del os.environ[MULTIPROC_DIR]
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -423,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve GraphQL (and GraphiQL) over HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=_positive, default=1, help="processes serving the port (default 1); /metrics adds up all of them"
+    )
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("seed-demo", help="load demo data (safe to repeat)").set_defaults(func=cmd_seed_demo)
@@ -489,8 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
+    # Every setting is checked before any command runs: a bad one stops it with one line and status 2.
+    settings = _settings()
+    from server.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     args.func(args)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -40,7 +42,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
 
 
@@ -50,6 +52,11 @@ TRUSTED_DOCUMENTS = ("off", "only")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
+def _without_password(url: str) -> str:
+    """The URL to show in a message: never its password."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+
+
 def _redis_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("REDIS_URL") or None
     if raw is None:
@@ -57,21 +64,83 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     try:
         url = urlsplit(raw)
         url.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        raise SettingsError(f"REDIS_URL is not a URL: {exc}") from None
-    if url.scheme not in REDIS_SCHEMES:  # (the URL may hold a password: it is not repeated)
-        raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {url.scheme}://")
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in REDIS_SCHEMES:
+        raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {_without_password(raw)!r}")
     return raw
 
 
 # What the logging module and uvicorn both know.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
     raw = env.get(name) or default
-    if raw not in allowed:
+    value = raw.upper() if upper else raw
+    if value not in allowed:
         raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    """A URL with one of `schemes` and a host, or None when unset."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    parsed = urlsplit(raw)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return raw
+
+
+# The database drivers the app runs on (SQLAlchemy's asyncio dialects).
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def _database_url(env: Mapping[str, str], default: str) -> str:
+    raw = env.get("DATABASE_URL") or default
+    scheme = raw.partition("://")[0]
+    if scheme not in DATABASE_SCHEMES or "://" not in raw:
+        raise SettingsError(
+            f"DATABASE_URL must start with {' or '.join(s + '://' for s in DATABASE_SCHEMES)}, "
+            f"got {_without_password(raw)!r}"
+        )
+    return raw
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Browser origins: scheme://host[:port], nothing after it."""
+    raw = env.get("CORS_ORIGINS", "")
+    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
+    for origin in origins:
+        parsed = urlsplit(origin)
+        if origin != "*" and (parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path):
+            raise SettingsError(
+                f"CORS_ORIGINS must be origins such as https://dashboard.example.com separated by commas, got {origin!r}"
+            )
+    return origins
+
+
+def _public_key(env: Mapping[str, str]) -> str | None:
+    raw = env.get("JWT_PUBLIC_KEY") or None
+    if raw is not None:
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            load_pem_public_key(raw.encode())
+        except (ValueError, TypeError):
+            shown = raw if len(raw) <= 40 else raw[:37] + "..."
+            raise SettingsError(f"JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----), got {shown!r}") from None
+    return raw
+
+
+def _secret(env: Mapping[str, str], name: str, default: str, minimum: int) -> str:
+    """A secret of at least `minimum` bytes; the message tells its length, never the secret."""
+    raw = env.get(name) or default
+    if len(raw.encode()) < minimum:
+        raise SettingsError(f"{name} must be at least {minimum} bytes long, got one of {len(raw.encode())}")
     return raw
 
 
@@ -140,6 +209,12 @@ class Settings:
     # keeps its own. Keys start with the prefix.
     redis_url: str | None = None
     redis_key_prefix: str = "revampd:"
+    # Operability (server/observability.py): GET /metrics for Prometheus (keep it off the public
+    # internet: it is unauthenticated), one log line per event as text or JSON, and traces sent
+    # over OTLP/HTTP to this collector when set (nothing is loaded otherwise).
+    metrics: bool = True
+    log_format: str = "text"
+    otel_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -149,13 +224,13 @@ class Settings:
         )
         unknown = set(algorithms) - {"HS256", "RS256"}
         if not algorithms or unknown:
-            raise SettingsError(f"JWT_ALGORITHMS must be HS256 and/or RS256, got {sorted(unknown)}")
+            raise SettingsError(f"JWT_ALGORITHMS must be HS256 and/or RS256, got {env.get('JWT_ALGORITHMS', '')!r}")
         settings = cls(
-            database_url=env.get("DATABASE_URL") or cls.database_url,
+            database_url=_database_url(env, cls.database_url),
             jwt_algorithms=algorithms,
-            jwt_secret=env.get("JWT_SECRET") or DEV_JWT_SECRET,
-            jwt_public_key=env.get("JWT_PUBLIC_KEY") or None,
-            jwt_jwks_url=env.get("JWT_JWKS_URL") or None,
+            jwt_secret=_secret(env, "JWT_SECRET", DEV_JWT_SECRET, 32),
+            jwt_public_key=_public_key(env),
+            jwt_jwks_url=_url(env, "JWT_JWKS_URL"),
             jwt_issuer=env.get("JWT_ISSUER") or None,
             jwt_audience=env.get("JWT_AUDIENCE") or None,
             jwt_ttl_seconds=_int(env, "JWT_TTL_SECONDS", cls.jwt_ttl_seconds),
@@ -178,12 +253,16 @@ class Settings:
             billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
             bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
             bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
-            log_level=_choice({"LOG_LEVEL": env.get("LOG_LEVEL", "").upper()}, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
-            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
+            log_level=_choice(env, "LOG_LEVEL", cls.log_level, LOG_LEVELS, upper=True),
+            cors_origins=_origins(env),
             trusted_documents=_choice(env, "TRUSTED_DOCUMENTS", cls.trusted_documents, TRUSTED_DOCUMENTS),
             trusted_documents_manifest=env.get("TRUSTED_DOCUMENTS_MANIFEST") or DEFAULT_MANIFEST,
             redis_url=_redis_url(env),
             redis_key_prefix=env.get("REDIS_KEY_PREFIX") or cls.redis_key_prefix,
+            # Operability (server/observability.py).
+            metrics=_bool(env, "METRICS", cls.metrics),
+            log_format=_choice(env, "LOG_FORMAT", cls.log_format, LOG_FORMATS),
+            otel_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
         )
         if settings.trusted_documents == "only" and not Path(settings.trusted_documents_manifest).is_file():
             raise SettingsError(
@@ -202,3 +281,12 @@ class Settings:
     @property
     def uses_dev_secret(self) -> bool:
         return "HS256" in self.jwt_algorithms and self.jwt_secret == DEV_JWT_SECRET
+
+
+def from_env_or_exit() -> Settings:
+    """The settings, or one line on standard error naming what is wrong and exit status 2."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, event, func, inspect, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from db import models as m
 from services import money
@@ -86,6 +86,35 @@ class InsufficientFunds(DomainError):
             f"The {what} holds {money.format(available, cur)}; {money.format(short, cur)} more is needed. "
             f"A {what} never goes below zero.",
         )
+
+
+# Told of money that moved, once the transaction that moved it commits: (kind, currency, amount in
+# minor units) for each transfer posted (server/observability.py counts it for /metrics).
+ON_MOVED: list[Callable[[str, str, int], None]] = []
+_POSTED = "ledger.posted"
+
+
+def _count_on_commit(session: AsyncSession, rows: list[m.LedgerTransfer]) -> None:
+    if ON_MOVED:
+        session.sync_session.info.setdefault(_POSTED, []).extend(r for r in rows if _moves(r))
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the transaction may still roll back
+        return
+    rows = session.info.pop(_POSTED, None)
+    # A row still persistent is committed; one whose savepoint was rolled back is transient again.
+    for row in rows or ():
+        if inspect(row).persistent:
+            for observer in ON_MOVED:
+                observer(row.kind, row.currency_code, row.amount)
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_POSTED, None)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -186,6 +215,7 @@ async def post(
     for account in locked:
         account.balance, account.pending = balance[account.id], pending[account.id]
     await session.flush()
+    _count_on_commit(session, rows)
     return rows
 
 
