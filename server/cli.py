@@ -123,7 +123,9 @@ def cmd_demo_tokens(_: argparse.Namespace) -> None:
     print("\nDemo users (send as the header  Authorization: Bearer <token>):\n")
     for email, role, token in rows:
         print(f"  {email:<28} {role}\n    {token}\n")
-    print("GraphiQL: http://127.0.0.1:8000/graphql  (headers pane: {\"Authorization\": \"Bearer <token>\"})\n")
+    who = f"it opens as {rows[0][0]}; to be another user, put" if rows and _settings().uses_dev_secret else "put"
+    print(f"GraphiQL: http://127.0.0.1:8000/graphql  ({who} {{\"Authorization\": \"Bearer <token>\"}} in its "
+          "Headers pane)\n")
 
 
 def cmd_export_schema(_: argparse.Namespace) -> None:
