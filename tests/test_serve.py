@@ -74,9 +74,9 @@ def _parsed(line: str) -> dict[str, Any]:
         return {"raw": line}
 
 
-def requests_counted(base: str) -> float:
+def requests_counted(base: str, log: list[dict[str, Any]]) -> float:
     status, body = get(f"{base}/metrics")
-    assert status == 200, body
+    assert status == 200, (body, [line for line in list(log) if line.get("level") not in ("INFO", "DEBUG")])
     return sum(
         s.value for family in text_string_to_metric_families(body.decode()) for s in family.samples
         if s.name == "revampd_http_requests_total" and s.labels["operation"] == "Who"
@@ -114,9 +114,9 @@ async def test_serve_with_two_workers_answers_and_adds_up_their_metrics(database
         assert len(served_by()) == 2, "one worker answered every request"
         # Either worker answers /metrics with the sum of both (each counts just after it answers).
         deadline = time.monotonic() + DEADLINE
-        while requests_counted(base) < sent and time.monotonic() < deadline:
+        while requests_counted(base, lines) < sent and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert requests_counted(base) == sent
+        assert requests_counted(base, lines) == sent
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=DEADLINE)
