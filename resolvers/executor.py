@@ -107,8 +107,9 @@ _SERIALIZE, _KIND = "_revampd_serialize", "_revampd_kind"
 
 
 def _serializer(kind: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
-    """`kind.serialize`, except that a Strawberry enum's members are looked up in a
-    table made once (its own serialize scans every value for each call)."""
+    """`kind.serialize`, except that a Strawberry enum's members, and the strings that are their
+    values (what a row holds, e.g. a currency code), are looked up in a table made once (its
+    own serialize scans every value for each call)."""
     found: Callable[[Any], Any] | None = getattr(kind, _SERIALIZE, None)
     if found is None:
         serialize = kind.serialize
@@ -117,9 +118,10 @@ def _serializer(kind: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], An
             found = serialize
         else:
             names = {member: serialize(member) for member in members}
+            names.update({member.value: names[member] for member in members if isinstance(member.value, str)})
 
             def found(value: Any) -> Any:
-                name = names.get(value) if type(value) is members else None
+                name = names.get(value) if type(value) is members or type(value) is str else None
                 return serialize(value) if name is None else name
 
         setattr(kind, _SERIALIZE, found)
