@@ -502,7 +502,17 @@ def main(argv: list[str] | None = None) -> None:
     from server.observability import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    args.func(args)
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        args.func(args)
+    except DBAPIError as exc:
+        # SQLite: "no such table: users"; PostgreSQL: relation "users" does not exist (42P01)
+        if "no such table" not in str(exc) and getattr(exc.orig, "sqlstate", None) != "42P01":
+            raise
+        print("the database (DATABASE_URL) has no tables yet: run `revampd-bff migrate` first "
+              "(`make run` does)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

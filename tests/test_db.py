@@ -131,3 +131,27 @@ async def test_migrations_go_down_and_up_and_match_the_models(tmp_path: Any) -> 
         if PG_URL:
             await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert diff == [], f"models and migrations differ: {diff}"
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_command_on_a_database_never_migrated_says_to_migrate(
+    database: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server import cli
+
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/empty.db"
+    else:
+        name = f"empty_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["demo-tokens"])
+    finally:
+        if database == "postgresql":
+            asyncio.run(_pg_admin(f'DROP DATABASE "{name}"'))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "run `revampd-bff migrate` first" in err and "Traceback" not in err
