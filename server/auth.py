@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from sqlalchemy import Select, select
 
+from db import models as m
 from server.settings import Settings
 
 
@@ -96,3 +98,14 @@ def issue_dev_token(
     if settings.jwt_audience:
         payload["aud"] = settings.jwt_audience
     return jwt.encode(payload, settings.jwt_secret, algorithm="HS256")
+
+
+def user_token(settings: Settings, user: m.User) -> str:
+    """A development token for `user`, with the user's own role."""
+    return issue_dev_token(settings, user.id, user.partner_id, [user.role])
+
+
+def demo_users() -> Select[tuple[m.User]]:
+    """The users `demo-tokens` lists, Partners' users first; GraphiQL's development page
+    signs in as the first."""
+    return select(m.User).order_by(m.User.partner_id.is_(None), m.User.partner_id, m.User.id)

@@ -98,17 +98,15 @@ def cmd_seed_demo(_: argparse.Namespace) -> None:
 
 async def _tokens(emails: list[str] | None) -> list[tuple[str, str, str]]:
     from db import models as m
-    from server.auth import issue_dev_token
+    from server.auth import demo_users, user_token
 
     settings = _settings()
     async with _session(settings) as session:
-        stmt = select(m.User).order_by(m.User.partner_id.is_(None), m.User.partner_id, m.User.id)
+        stmt = demo_users()
         if emails is not None:
             stmt = stmt.where(m.User.email.in_(emails))
         users = list(await session.scalars(stmt))
-    return [
-        (u.email, u.role, issue_dev_token(settings, u.id, u.partner_id, [u.role])) for u in users
-    ]
+    return [(u.email, u.role, user_token(settings, u)) for u in users]
 
 
 def cmd_token(args: argparse.Namespace) -> None:

@@ -20,9 +20,9 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
-    OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    get_operation_ast,
     parse,
 )
 from starlette.requests import ClientDisconnect, Request
@@ -40,11 +40,7 @@ INTROSPECTION_FIELDS = frozenset({"__schema", "__type", "__typename"})
 
 def introspection_only(document: DocumentNode, operation_name: str | None) -> bool:
     """Whether the operation to run is a query whose root fields are all introspection fields."""
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is None:
-        operation = operations[0] if len(operations) == 1 else None
-    else:
-        operation = next((o for o in operations if o.name and o.name.value == operation_name), None)
+    operation = get_operation_ast(document, operation_name)
     if operation is None or operation.operation != OperationType.QUERY:
         return False
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}

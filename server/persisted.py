@@ -63,6 +63,7 @@ from graphql import (
     VariableDefinitionNode,
     VariableNode,
     get_named_type,
+    get_operation_ast,
     parse,
 )
 from graphql.language.block_string import print_block_string
@@ -472,15 +473,11 @@ class PublicQueries:
         except GraphQLError:
             return False
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        operations = [
-            d for d in document.definitions
-            if isinstance(d, OperationDefinitionNode)
-            and (operation_name is None or (d.name is not None and d.name.value == operation_name))
-        ]
+        operation = get_operation_ast(document, operation_name)
         return (
-            len(operations) == 1
-            and operations[0].operation == OperationType.QUERY
-            and self._selects_public(operations[0].selection_set, "Query", fragments, frozenset())
+            operation is not None
+            and operation.operation == OperationType.QUERY
+            and self._selects_public(operation.selection_set, "Query", fragments, frozenset())
         )
 
     def _selects_public(self, node: SelectionSetNode, type_name: str, fragments: dict[str, FragmentDefinitionNode],

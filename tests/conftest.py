@@ -26,7 +26,7 @@ from db.engine import create_engine, read_sessions
 from db.migrate import upgrade
 from db.seed import seed_demo
 from server.app import create_app
-from server.auth import issue_dev_token
+from server.auth import user_token
 from server.settings import Settings
 from tests.pg import pg_admin
 
@@ -185,7 +185,7 @@ async def make_api(url: str, *, fast_executor: bool = True, **settings_: Any) ->
             users = list(await session.scalars(select(m.User)))
     finally:
         await engine.dispose()
-    tokens = {u.email: issue_dev_token(settings, u.id, u.partner_id, [u.role]) for u in users}
+    tokens = {u.email: user_token(settings, u) for u in users}
     ids = {u.email: u.id for u in users}
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
     return Api(http, settings, app, tokens, ids)

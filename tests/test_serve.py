@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from db import models as m
 from db.engine import create_engine, read_sessions
-from server.auth import issue_dev_token
+from server.auth import user_token
 from server.settings import Settings
 from tests.conftest import Databases
 
@@ -64,7 +64,7 @@ async def owner_token(url: str) -> str:
     finally:
         await engine.dispose()
     assert user is not None
-    return issue_dev_token(Settings(), user.id, user.partner_id, [user.role])
+    return user_token(Settings(), user)
 
 
 def _parsed(line: str) -> dict[str, Any]:

@@ -19,13 +19,13 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from db import models as m
+from server.auth import demo_users, user_token
 from server.settings import Settings
 
 log = logging.getLogger("revampd.graphiql")
@@ -146,9 +146,7 @@ class GraphiQL:
             user = None
         if user is None:
             return page("# No demo user: run `revampd-bff seed-demo` for them.\n" + NO_TOKEN + EXAMPLE, None)
-        from server.auth import issue_dev_token
-
-        token = issue_dev_token(self.settings, user.id, user.partner_id, [user.role])
+        token = user_token(self.settings, user)
         query = (f"# You are {user.email} ({user.role}): the Headers pane below holds a development token,\n"
                  "# made for this page. `revampd-bff demo-tokens` lists the other demo users.\n"
                  "# Run with Ctrl-Enter or the ▶ button.\n")
@@ -157,6 +155,4 @@ class GraphiQL:
     async def _demo_user(self) -> m.User | None:
         """The first user `revampd-bff demo-tokens` lists: a Partner's admin in the demo data."""
         async with self.reads()() as session:
-            return await session.scalar(
-                select(m.User).order_by(m.User.partner_id.is_(None), m.User.partner_id, m.User.id).limit(1)
-            )
+            return await session.scalar(demo_users().limit(1))

@@ -57,7 +57,7 @@ from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from db.migrate import upgrade
 from db.seed import seed_demo
-from server.auth import issue_dev_token
+from server.auth import user_token
 from server.settings import Settings
 from tests.bench.data import OWNER, add_bench_rows
 from tests.pg import pg_admin
@@ -102,7 +102,7 @@ async def build(url: str) -> tuple[str, dict[str, int]]:
             }
     finally:
         await engine.dispose()
-    token = issue_dev_token(Settings(database_url=url), owner.id, owner.partner_id, [owner.role])
+    token = user_token(Settings(database_url=url), owner)
     return token, {k: int(v or 0) for k, v in sizes.items()}
 
 
