@@ -19,7 +19,7 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import orjson
 from prometheus_client import (
@@ -200,12 +200,31 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+class StandardErrorHandler(logging.StreamHandler[TextIO]):
+    """Writes to sys.stderr as it is when a record is logged (as logging.lastResort does), not to
+    the stream it was when logging was configured: that one may since have been replaced and closed
+    (pytest's capture of a test that ran a command in-process), and every line after would be
+    "--- Logging error --- ... ValueError: I/O operation on closed file"."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)  # not StreamHandler's: it would bind self.stream
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]  # read-only: it is always sys.stderr
+        return sys.stderr
+
+
 def configure_logging(level: str, log_format: str) -> None:
-    """Every logger (uvicorn's too) writes through one handler on standard error."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Every logger (uvicorn's too) writes through one handler on standard error. Configuring again
+    (`serve` configures for the command, then the app for its process) replaces that handler: one
+    line a record still. Handlers put on the root logger by others (pytest's) are left in place."""
+    handler = StandardErrorHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in [h for h in root.handlers if isinstance(h, StandardErrorHandler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
     root.setLevel(level)
 
 

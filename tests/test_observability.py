@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -281,6 +282,54 @@ def test_a_traceback_in_json_mode_is_inside_the_object(json_lines: io.StringIO) 
     (line,) = [json.loads(text) for text in json_lines.getvalue().splitlines()]
     assert line["message"] == "unexpected fault" and line["level"] == "ERROR" and line["request_id"] == "req-fault"
     assert "Traceback" in line["traceback"] and "RuntimeError: boom" in line["traceback"]
+
+
+def _configured_while_stderr_is(stream: io.StringIO, configure: Any, monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """Logging configured while sys.stderr is `stream` (as in a test, where it is pytest's capture),
+    which is then closed (as pytest closes a test's capture at its end): what standard error is now."""
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure()
+    stream.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    return now
+
+
+def test_log_lines_go_to_standard_error_as_it_is_when_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not to the stream that was sys.stderr when logging was configured: once that is closed, each
+    line would be "--- Logging error --- ... ValueError: I/O operation on closed file"."""
+    now = _configured_while_stderr_is(
+        io.StringIO(), lambda: observability.configure_logging("INFO", "text"), monkeypatch
+    )
+    logging.getLogger("revampd.test").info("logged after")
+    assert "Logging error" not in now.getvalue() and "closed file" not in now.getvalue(), now.getvalue()
+    assert now.getvalue().endswith(" INFO revampd.test logged after\n"), now.getvalue()
+
+
+def test_a_command_run_in_process_leaves_no_handler_on_a_closed_stream(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = _configured_while_stderr_is(io.StringIO(), lambda: cli.main(["export-schema"]), monkeypatch)
+    assert "type Query" in capsys.readouterr().out
+    logging.getLogger("httpx").info("HTTP Request: POST http://test/graphql")
+    assert "Logging error" not in now.getvalue() and "HTTP Request" in now.getvalue(), now.getvalue()
+
+
+def test_configuring_logging_again_replaces_its_handler_and_keeps_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server configures logging once per process and a command once per run; `serve` does both
+    in one process, and a test may run several commands: one line a record all the same, and a
+    handler someone else put on the root logger (pytest's caplog here) still gets every record."""
+    root = logging.getLogger()
+    before = root.handlers[:]
+    observability.configure_logging("INFO", "text")
+    observability.configure_logging("WARNING", "json")
+    added = [h for h in root.handlers if h not in before]
+    assert len(added) == 1 and isinstance(added[0].formatter, observability.JsonFormatter), root.handlers
+    assert caplog.handler in root.handlers and root.level == logging.WARNING
+    logging.getLogger("revampd.test").warning("still seen by caplog")
+    assert [r.getMessage() for r in caplog.records] == ["still seen by caplog"]
 
 
 # ---- Settings ---------------------------------------------------------------------
