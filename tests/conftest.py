@@ -9,12 +9,13 @@ TEST_REDIS_URL (redis://127.0.0.1:6379/0); with REQUIRE_REDIS=1 they fail instea
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from datetime import date
+from typing import Any, AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -28,13 +29,16 @@ from db.seed import seed_demo
 from server.app import create_app
 from server.auth import user_token
 from server.settings import Settings
+from tests import clock
 from tests.pg import pg_admin
 
+_TRAVEL = pytest.StashKey[Any]()
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 REQUIRE_PG = os.environ.get("REQUIRE_POSTGRES") == "1"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
-TODAY = datetime.now(timezone.utc).date()
+# The demo data's "today": the pinned date (tests/clock.py), never the real one.
+TODAY = clock.TEST_DATE
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,6 +63,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The wall clock of this process (and its server threads) reads the pinned date.
+    config.stash[_TRAVEL] = clock.pin()
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (TEST_DATABASE_URL)")
     config.addinivalue_line("markers", "redis: needs Redis (TEST_REDIS_URL)")
     if REQUIRE_PG and not PG_URL:
@@ -67,16 +73,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("REQUIRE_REDIS=1 but TEST_REDIS_URL is not set")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _TRAVEL in config.stash:
+        config.stash[_TRAVEL].stop()
+
+
 async def _pg_admin(sql: str) -> None:
     await pg_admin(PG_URL, sql)
 
 
-async def _build(url: str) -> None:
+async def _build(url: str, today: date = TODAY) -> None:
+    """Migrates the database at `url` and seeds the demo data for `today`."""
     await asyncio.to_thread(upgrade, url)
     engine = create_engine(url)
     try:
         async with read_sessions(engine)() as session:
-            await seed_demo(session, TODAY)
+            await seed_demo(session, today)
     finally:
         await engine.dispose()
 
@@ -207,3 +219,26 @@ async def ro_api(databases: Databases) -> AsyncIterator[Api]:
     yield client
     await client.http.aclose()
     await client.engine.dispose()
+
+
+def _pytests(handler: logging.Handler) -> bool:
+    """pytest's own handlers (caplog's, the report's): pytest adds and removes them around each phase."""
+    return type(handler).__module__.startswith("_pytest")
+
+
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """The root logger's level and handlers as they were before the test: what a command run
+    in-process or the server set up (LOG_LEVEL, a handler on standard error) does not go on
+    into the tests after it."""
+    root = logging.getLogger()
+    level, before = root.level, [h for h in root.handlers if not _pytests(h)]
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and not _pytests(handler):
+            root.removeHandler(handler)
+            handler.close()
+    for handler in before:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

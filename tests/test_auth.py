@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import jwt
@@ -12,6 +11,7 @@ import pytest
 
 from server.auth import issue_dev_token
 from server.settings import Settings, SettingsError
+from tests import clock
 from tests.conftest import Api
 
 QUERY = "{ viewer { user { email } } }"
@@ -276,7 +276,7 @@ def test_an_unknown_log_level_is_refused_at_start_naming_the_setting() -> None:
         Settings.from_env({"LOG_LEVEL": "verbose"})
     assert Settings.from_env({"LOG_LEVEL": "warning"}).log_level == "WARNING"
     started = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve", "--port", "1"],
+        clock.command("server.cli", "serve", "--port", "1"),
         env={**os.environ, "LOG_LEVEL": "verbose"}, capture_output=True, text=True, timeout=120,
     )
     assert started.returncode != 0

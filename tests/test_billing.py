@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import calendar
 import os
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from db.engine import create_engine, read_sessions, write_sessions
 from services import ledger
 from services.billing import next_period_end
 from services.wallet import apply_pending_affiliate_payouts
+from tests import clock
 from tests.conftest import Api
 
 ROOT = Path(__file__).parents[1]
@@ -53,7 +53,7 @@ class Run:
 async def billing_run(api: Api, now: datetime, *args: str, **env: str) -> Run:
     """`revampd-bff billing run --now NOW` in a process of its own, on the test's database."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "billing", "run", "--now", now.isoformat(), *args,
+        *clock.command("server.cli"), "billing", "run", "--now", now.isoformat(), *args,
         cwd=ROOT, env={**os.environ, "DATABASE_URL": api.settings.database_url, **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -432,7 +432,7 @@ async def test_a_progress_bar_is_drawn_only_on_a_terminal(api: Api) -> None:
     assert "\r" not in piped.out and "[" not in piped.out
     primary, secondary = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "billing", "run", "--now", (end + DAY).isoformat(),
+        *clock.command("server.cli"), "billing", "run", "--now", (end + DAY).isoformat(),
         cwd=ROOT, env={**os.environ, "DATABASE_URL": api.settings.database_url},
         stdout=secondary, stderr=asyncio.subprocess.DEVNULL,
     )
@@ -533,7 +533,7 @@ async def test_a_connection_locked_for_a_while_is_tried_again_and_billed(api: Ap
             await holder.begin()
             await holder.execute(select(m.Connection).where(m.Connection.id == cid).with_for_update())
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "server.cli", "billing", "run", "--now", (end + DAY).isoformat(),
+                *clock.command("server.cli"), "billing", "run", "--now", (end + DAY).isoformat(),
                 cwd=ROOT, env={**os.environ, "DATABASE_URL": api.settings.database_url, "DB_LOCK_TIMEOUT_MS": "1000"},
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -24,6 +23,7 @@ from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from schema.base import to_global_id
 from services import earnings, ledger, money
+from tests import clock
 from tests.conftest import Api
 
 ROOT = Path(__file__).parents[1]
@@ -135,7 +135,7 @@ class Run:
 async def cli(api: Api, *args: str, stdin: bytes | None = None) -> Run:
     """`revampd-bff payouts ARGS` in a process of its own, on the test's database."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "payouts", *args, cwd=ROOT,
+        *clock.command("server.cli"), "payouts", *args, cwd=ROOT,
         env={**os.environ, "DATABASE_URL": api.settings.database_url},
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from db import models as m
 from schema.base import to_global_id
 from tests.conftest import Api
+from tests.demo import ADD_ONS_NOW, WORKSHOP, one
 from tests.test_invoices import (
     BILLING,
     BLUEBIRD,
@@ -80,7 +81,7 @@ async def test_50_concurrent_payments_from_one_wallet_never_overdraw_it(api: Api
 
 async def test_20_concurrent_retries_of_one_payment_move_money_once(api: Api) -> None:
     before = await balance(api, OWNER)
-    add_ons = (await invoices(api, OWNER, "OPEN"))["INV-NW-0027"]  # 31.00 due
+    add_ons = one(await invoices(api, OWNER, "OPEN"), **ADD_ONS_NOW)  # 31.00 due
     payloads = await storm(api, [(PAY, {"invoiceId": add_ons["id"], "idempotencyKey": "storm"}, OWNER)] * 20)
     assert [p["userErrors"] for p in payloads] == [[]] * 20
     assert len({(p["payment"]["createdAt"], p["payment"]["amount"]["amount"]) for p in payloads}) == 1
@@ -113,7 +114,7 @@ async def test_issues_payments_and_voids_at_once_across_connections_keep_the_led
     """Every connection's invoices book into Revampd's one revenue account; a void and
     payments draw on one wallet at the same time."""
     before = await balance(api, OWNER)
-    workshop = (await invoices(api, OWNER, "OPEN"))["INV-NW-0028"]  # 400.00 paid from the wallet
+    workshop = one(await invoices(api, OWNER, "OPEN"), **WORKSHOP)  # 400.00 paid from the wallet
     cids = {who: to_global_id("RevampdConnection", await api.connection_id(who)) for who in (OWNER, BLUEBIRD, CEDAR)}
     issues = [(ISSUE, {"connectionId": cids[who], "lineItems": LINES, "dueAt": in_days(7),
                        "idempotencyKey": f"{who}-{n}"}, BILLING) for n in range(5) for who in cids]

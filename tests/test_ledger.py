@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from db import models as m
 from db.engine import create_engine, write_sessions
 from services import ledger
 from services.errors import DomainError
+from tests import clock
 from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ class Run:
 async def cli(api: Api, *args: str) -> Run:
     """`revampd-bff ARGS` in a process of its own, on the test's database."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", *args, cwd=ROOT,
+        *clock.command("server.cli"), *args, cwd=ROOT,
         env={**os.environ, "DATABASE_URL": api.settings.database_url},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )

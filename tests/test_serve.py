@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from db import models as m
 from db.engine import create_engine, read_sessions
 from server.auth import user_token
 from server.settings import Settings
+from tests import clock
 from tests.conftest import Databases
 
 WHO = json.dumps({"query": "query Who { viewer { user { email } } }", "operationName": "Who"}).encode()
@@ -90,7 +90,7 @@ async def test_serve_with_two_workers_answers_and_adds_up_their_metrics(database
     env = {**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--workers", "2", "--port", str(port)],
+        clock.command("server.cli", "serve", "--workers", "2", "--port", str(port)),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     lines: list[dict[str, Any]] = []
