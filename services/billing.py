@@ -221,7 +221,7 @@ async def _apply_addon_changes(
             .order_by(m.AddOn.created_at, m.AddOn.id)
             .with_for_update(of=m.AddOn)
         )
-    ).tuples().all()
+    ).all()
     kept = []
     for addon, product in rows:
         effective = addon.pending_effective_at
