@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import re
 import sys
 import time
@@ -46,7 +47,7 @@ from server.graphql_http import (
 )
 from server.introspection import PublicIntrospection
 from server.persisted import NO_STORE, Documents, PublicQueries, public_catalogue
-from server.settings import Settings, SettingsError, from_env_or_exit
+from server.settings import SERVE_HOST, Settings, SettingsError, from_env_or_exit, refuse_unsafe
 from services.access import Principal, Role
 
 log = logging.getLogger("revampd.request")
@@ -366,6 +367,11 @@ def factory() -> ASGIApp:
     """The app as configured by the environment, for `uvicorn --factory server.app:factory`,
     gunicorn (`server.app:factory()`) and each worker of `revampd-bff serve`."""
     settings = from_env_or_exit()
+    try:
+        refuse_unsafe(settings, os.environ.get(SERVE_HOST))
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     observability.configure_logging(settings.log_level, settings.log_format)
     if settings.uses_dev_secret:
         logging.getLogger("revampd").warning(

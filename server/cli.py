@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import Settings, SettingsError, from_env_or_exit
+from server.settings import SERVE_HOST, Settings, SettingsError, from_env_or_exit, refuse_unsafe
 
 if TYPE_CHECKING:
     from services.bank_gateway import GatewayEvent
@@ -56,11 +56,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from server.persisted import load_manifest
 
     settings = _settings()
-    try:  # the app is made in each worker: refuse a manifest that is not one here, once
+    try:  # the app is made in each worker: refuse what it would refuse here, once
+        refuse_unsafe(settings, args.host)
         load_manifest(settings.trusted_documents_manifest)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    os.environ[SERVE_HOST] = args.host  # for the factory in each worker
     options: dict[str, Any] = dict(
         host=args.host, port=args.port, workers=args.workers, factory=True, log_level=settings.log_level.lower(),
         log_config=None, access_log=False, **UVICORN_OPTIONS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -215,6 +216,9 @@ class Settings:
     metrics: bool = True
     log_format: str = "text"
     otel_endpoint: str | None = None
+    # Development made explicit: the built-in secrets and the sandbox processors may serve on
+    # any address. Without it they serve only on a loopback-only bind (`make run`): see `refuse_unsafe`.
+    development: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -263,6 +267,7 @@ class Settings:
             metrics=_bool(env, "METRICS", cls.metrics),
             log_format=_choice(env, "LOG_FORMAT", cls.log_format, LOG_FORMATS),
             otel_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            development=_bool(env, "DEVELOPMENT", cls.development),
         )
         if settings.trusted_documents == "only" and not Path(settings.trusted_documents_manifest).is_file():
             raise SettingsError(
@@ -281,6 +286,43 @@ class Settings:
     @property
     def uses_dev_secret(self) -> bool:
         return "HS256" in self.jwt_algorithms and self.jwt_secret == DEV_JWT_SECRET
+
+
+# `revampd-bff serve` tells the app factory in each of its workers the address it binds here; the
+# factory run by another server (uvicorn --factory, gunicorn) finds none and assumes any address.
+SERVE_HOST = "REVAMPD_SERVE_HOST"
+
+
+def is_loopback(host: str) -> bool:
+    """`host` binds this machine's loopback only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_unsafe(settings: Settings, host: str | None) -> None:
+    """Refuses (SettingsError naming each setting) to serve beyond this machine with what is in
+    this repository: the development JWT or webhook secret, anyone could sign a BILLING_ADMIN
+    token or a bank webhook with; a sandbox processor, which moves no real money. Allowed on a
+    loopback-only bind (`host`, None when unknown) or with DEVELOPMENT=true."""
+    if settings.development or (host is not None and is_loopback(host)):
+        return
+    unsafe = [name for name, built_in in (
+        ("JWT_SECRET", settings.uses_dev_secret),
+        ("BANK_WEBHOOK_SECRET", settings.uses_dev_webhook_secret),
+        ("PAYMENT_GATEWAY", settings.payment_gateway == "sandbox"),
+        ("BANK_GATEWAY", settings.bank_gateway == "sandbox"),
+    ) if built_in]
+    if unsafe:
+        where = f"on {host}" if host is not None else "on an address not known to be loopback"
+        raise SettingsError(
+            f"set {', '.join(unsafe)}: serving {where} with a built-in development secret or a sandbox "
+            "processor is refused outside development (bind 127.0.0.1, or set DEVELOPMENT=true for a "
+            "development server)"
+        )
 
 
 def from_env_or_exit() -> Settings:

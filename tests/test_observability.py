@@ -372,6 +372,7 @@ BAD_SETTINGS = [
     ("TRUSTED_DOCUMENTS_MANIFEST", None, None),  # read when the app is made (tests/test_persisted.py)
     ("REDIS_URL", "http://u:hunter2@cache:6379", "must start with redis://, rediss:// or unix://"),
     ("REDIS_KEY_PREFIX", None, None),
+    ("DEVELOPMENT", "sometimes", "must be true or false"),
 ]
 
 
