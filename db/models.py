@@ -799,7 +799,8 @@ class IdempotencyKey(Base):
     """First result of a creating mutation, replayed for the same key (services/idempotency.py)."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    # By age: `revampd-bff idempotency purge` removes those past the retention.
+    __table_args__ = (UniqueConstraint("user_id", "key"), Index("ix_idempotency_keys_created_at", "created_at", "id"))
     id: Mapped[int] = _id()
     user_id: Mapped[int] = _fk("users.id", index=False)
     key: Mapped[str] = mapped_column(String(200), nullable=False)

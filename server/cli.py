@@ -9,7 +9,7 @@ import sys
 import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from sqlalchemy import select
@@ -167,6 +167,34 @@ async def _auto_close_tickets(now: datetime) -> tuple[int, int]:
 def cmd_tickets_auto_close(args: argparse.Namespace) -> None:
     closed, days = asyncio.run(_auto_close_tickets(args.now or datetime.now(timezone.utc)))
     print(f"closed {closed} ticket{'' if closed == 1 else 's'} resolved more than {days} days ago")
+
+
+async def _idempotency_purge(before: datetime, progress: Any) -> int:
+    from db.engine import create_engine, write_sessions
+    from services.idempotency import purge
+
+    settings = _settings()
+    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
+    try:
+        return await purge(write_sessions(engine), before, progress=progress)
+    finally:
+        await engine.dispose()
+
+
+def cmd_idempotency_purge(args: argparse.Namespace) -> None:
+    days = args.days or _settings().idempotency_retention_days
+    before = (args.now or datetime.now(timezone.utc)) - timedelta(days=days)
+    terminal = sys.stdout.isatty()
+
+    def progress(removed: int) -> None:
+        sys.stdout.write(f"\ridempotency purge: {removed:,} removed so far")
+        sys.stdout.flush()
+
+    removed = asyncio.run(_idempotency_purge(before, progress if terminal else None))
+    if terminal and removed:
+        sys.stdout.write("\n")
+    print(f"idempotency purge: removed {removed:,} idempotency key{'' if removed == 1 else 's'} created before "
+          f"{before.isoformat()} (kept {days} days); a request sent again with one of them is a new request")
 
 
 async def _verify_ledger() -> list[str]:
@@ -487,6 +515,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     close.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
     close.set_defaults(func=cmd_payouts_close_period)
+    idempotency = sub.add_parser("idempotency", help="the API's idempotency keys")
+    idempotency_sub = idempotency.add_subparsers(dest="idempotency_command", required=True)
+    purge = idempotency_sub.add_parser(
+        "purge", help="remove the idempotency keys older than IDEMPOTENCY_RETENTION_DAYS (run it daily); "
+        "a request sent again with a removed key is a new request",
+    )
+    purge.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    purge.add_argument("--days", type=_positive, help="keep this many days instead of IDEMPOTENCY_RETENTION_DAYS")
+    purge.set_defaults(func=cmd_idempotency_purge)
     ledger = sub.add_parser("ledger", help="the money ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser(

@@ -189,6 +189,8 @@ class Settings:
     # How long a statement waits for a row or database lock before it answers 503.
     db_lock_timeout_ms: int = 10_000
     ticket_auto_close_days: int = 7
+    # Days an idempotency key is kept at least; `revampd-bff idempotency purge` removes older ones.
+    idempotency_retention_days: int = 30
     # The processor that holds the cards on file (services.payments.GATEWAYS).
     payment_gateway: str = "sandbox"
     # The billing run pays a new invoice from the wallet before it charges the card.
@@ -252,6 +254,7 @@ class Settings:
             db_pool_timeout=_int(env, "DB_POOL_TIMEOUT_SECONDS", int(cls.db_pool_timeout)),
             db_lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
             ticket_auto_close_days=_int(env, "TICKET_AUTO_CLOSE_DAYS", cls.ticket_auto_close_days),
+            idempotency_retention_days=_int(env, "IDEMPOTENCY_RETENTION_DAYS", cls.idempotency_retention_days),
             payment_gateway=_choice(env, "PAYMENT_GATEWAY", cls.payment_gateway, GATEWAYS),
             billing_pay_from_wallet=_bool(env, "BILLING_PAY_FROM_WALLET", cls.billing_pay_from_wallet),
             billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),

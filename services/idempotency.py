@@ -14,7 +14,10 @@ mutation's own transaction and BEFORE the work, and records the result there:
   see db.engine), so a later one finds the row at once;
 - a replay with the same input reads the result again, as it now stands, and
   changes nothing; the same key with other input, or on another operation,
-  is refused with IDEMPOTENCY_KEY_REUSED.
+  is refused with IDEMPOTENCY_KEY_REUSED;
+- a key is kept for a retention period at least, then `purge` removes it (as
+  Stripe removes its keys): sent again after that, it is a new request. The
+  ledger's own transfer keys are not these: they stay unique forever.
 
 Each operation (`Operation`) says what its result is and how to read it again;
 it is declared next to the service function that does the work.
@@ -29,9 +32,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Generic, Mapping, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
 from services.access import Principal
@@ -189,3 +192,33 @@ async def _replay(
             f"not a {operation.result_type}"
         )
     return await operation.replay(session, principal, used.result_id)
+
+
+PURGE_BATCH = 5_000
+
+
+async def purge(
+    writes: async_sessionmaker[AsyncSession],
+    before: datetime,
+    *,
+    batch_size: int = PURGE_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Remove every key created before `before`, `batch_size` at a time, each batch in a
+    short transaction of its own (oldest first), so that a purge of millions holds no lock
+    for long and can be stopped and run again. How many were removed."""
+    removed = 0
+    while True:
+        async with writes() as session, session.begin():
+            ids = list(await session.scalars(
+                select(m.IdempotencyKey.id).where(m.IdempotencyKey.created_at < before)
+                .order_by(m.IdempotencyKey.created_at, m.IdempotencyKey.id).limit(batch_size)
+            ))
+            if not ids:
+                return removed
+            await session.execute(
+                delete(m.IdempotencyKey).where(m.IdempotencyKey.id.in_(ids)).execution_options(synchronize_session=False)
+            )
+        removed += len(ids)
+        if progress:
+            progress(removed)

@@ -4,15 +4,17 @@ result and creates nothing more, however many copies arrive and however they int
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from db import models as m
 from schema.base import from_global_id
 from tests.conftest import Api
 from tests.test_addons import ADDON, product_id
+from tests.test_ledger import cli
 from tests.test_tickets import BLUEBIRD, MEMBER, OWNER, SUPPORT, mutate, ok, submit
 
 CEDAR = "owner@cedar.example"  # no add-ons
@@ -215,3 +217,39 @@ async def test_concurrent_retries_of_an_add_on_all_answer_the_one_add_on(api: Ap
     assert len({p["addOn"]["id"] for p in payloads}) == 1
     cid = await api.connection_id(CEDAR)
     assert await api.rows(select(m.AddOn.quantity).where(m.AddOn.connection_id == cid)) == [(2,)]
+
+
+# ---- retention ------------------------------------------------------------------------
+
+async def test_a_key_past_the_retention_is_purged_and_sending_it_again_is_a_new_request(api: Api) -> None:
+    old = (await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "old"}, as_=MEMBER))["ticket"]
+    kept = (await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "kept"}, as_=MEMBER))["ticket"]
+    async with api.engine.begin() as conn:  # "old" was sent 31 days ago, "kept" 29 days ago
+        for key, days in (("old", 31), ("kept", 29)):
+            await conn.execute(update(m.IdempotencyKey).where(m.IdempotencyKey.key == key).values(
+                created_at=datetime.now(timezone.utc) - timedelta(days=days)))
+    before = await tickets_of(api, MEMBER)
+
+    purged = await cli(api, "idempotency", "purge")
+    assert purged.code == 0, purged.err
+    assert purged.out.startswith("idempotency purge: removed 1 idempotency key created before "), purged.out
+    assert "(kept 30 days)" in purged.out
+    assert [k for k, _ in await keys(api)] == ["kept"]
+    again = await cli(api, "idempotency", "purge")
+    assert again.out.startswith("idempotency purge: removed 0 idempotency keys"), again.out
+
+    retried = (await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "old"}, as_=MEMBER))["ticket"]
+    assert retried["id"] != old["id"] and await tickets_of(api, MEMBER) == before + 1
+    replayed = (await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "kept"}, as_=MEMBER))["ticket"]
+    assert replayed["id"] == kept["id"] and await tickets_of(api, MEMBER) == before + 1
+
+
+async def test_purge_keeps_the_days_it_is_told_and_refuses_nonsense(api: Api) -> None:
+    await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "a"}, as_=MEMBER)
+    later = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+    kept = await cli(api, "idempotency", "purge", "--days", "4", "--now", later)
+    assert kept.out.startswith("idempotency purge: removed 0 ") and "(kept 4 days)" in kept.out, kept.out
+    removed = await cli(api, "idempotency", "purge", "--days", "2", "--now", later)
+    assert removed.out.startswith("idempotency purge: removed 1 ") and await keys(api) == [], removed.out
+    refused = await cli(api, "idempotency", "purge", "--days", "0")
+    assert refused.code == 2 and "--days: must be a whole number of at least 1, got '0'" in refused.err

@@ -358,6 +358,7 @@ BAD_SETTINGS = [
     ("DB_POOL_TIMEOUT_SECONDS", "5s", "must be a whole number"),
     ("DB_LOCK_TIMEOUT_MS", "ten", "must be a whole number"),
     ("TICKET_AUTO_CLOSE_DAYS", "0", "must be at least 1"),
+    ("IDEMPOTENCY_RETENTION_DAYS", "a month", "must be a whole number"),
     ("PAYMENT_GATEWAY", "paypal", "must be one of"),
     ("BILLING_PAY_FROM_WALLET", "sometimes", "must be true or false"),
     ("BILLING_RETRY_DAYS", "1,x", "must be whole days separated by commas"),
