@@ -398,6 +398,7 @@ TRANSFER_KINDS = (
     "PAYOUT_FUNDING",
     "PAYOUT_CREDIT",
     "BANK_TRANSFER",
+    "BANK_RETURN",
 )
 # POSTED moves money at once. PENDING reserves it on the debit account; exactly one
 # later transfer naming it (pending_id) posts it (POST_PENDING) or releases it (VOID_PENDING).
@@ -527,7 +528,7 @@ class AffiliatePayout(Base):
 
 PAYOUT_STATUSES = ("AVAILABLE", "PARTIALLY_DISPOSED", "PROCESSING", "COMPLETED")
 PAYOUT_DISPOSITIONS = ("CREDIT", "TRANSFER", "SPLIT")
-TRANSFER_STATUSES = ("PENDING", "IN_TRANSIT", "PAID", "FAILED", "CANCELED")
+TRANSFER_STATUSES = ("PENDING", "IN_TRANSIT", "PAID", "FAILED", "CANCELED", "RETURNED")
 IN_FLIGHT = ("PENDING", "IN_TRANSIT")
 
 
@@ -652,7 +653,8 @@ class BankAccount(Base):
 class BankTransfer(Base):
     """Part of a payout sent to a bank: a PENDING ledger transfer (pending_transfer_id)
     from the payout's account until the processor says PAID (posted) or FAILED, or the
-    Partner cancels it (voided: the amount is available on the payout again)."""
+    Partner cancels it (voided: the amount is available on the payout again). A PAID one
+    the bank returns is RETURNED: a BANK_RETURN transfer puts the amount back on the payout."""
 
     __tablename__ = "bank_transfers"
     __table_args__ = (
@@ -685,6 +687,14 @@ class BankTransfer(Base):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A PAID transfer the bank sent back (an ACH return: R02 account closed, R03 no account):
+    # the BANK_RETURN ledger transfer that put its amount back on the payout.
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    return_code: Mapped[str | None] = mapped_column(String(40))
+    return_reason: Mapped[str | None] = mapped_column(String(300))
+    return_transfer_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), unique=True
+    )
 
 
 class PayoutDisposition(Base):

@@ -103,6 +103,8 @@ TransferStatus = described(enums.TransferStatus, "TransferStatus", "Where a bank
     "PAID": "Arrived in the bank account.",
     "FAILED": "Refused by the bank or processor (see failureCode); the amount is available on the payout again.",
     "CANCELED": "Canceled by the Partner while PENDING; the amount is available on the payout again.",
+    "RETURNED": "PAID, then sent back by the bank (an ACH return, see returnCode); the amount is available on "
+    "the payout again.",
 })
 TicketStatus = described(enums.TicketStatus, "TicketStatus", "Where a support ticket is.", {
     "OPEN": "New: waiting for support.",

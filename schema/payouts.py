@@ -81,7 +81,9 @@ class BankAccount(Node, model=m.BankAccount):
 )
 class BankTransfer(FromRow, Node, model=m.BankTransfer):
     amount: Money = strawberry.field(description="How much goes to the bank, in the payout's currency.")
-    status: TransferStatus = strawberry.field(description="Where it is: PENDING, IN_TRANSIT, PAID, FAILED or CANCELED.")
+    status: TransferStatus = strawberry.field(
+        description="Where it is: PENDING, IN_TRANSIT, PAID, FAILED, CANCELED or RETURNED."
+    )
     failure_code: str | None = strawberry.field(description="The processor's code when FAILED, e.g. no_account.")
     failure_reason: str | None = strawberry.field(description="Why it FAILED, in words; null unless FAILED.")
     created_at: datetime = strawberry.field(description="When it was asked for.")
@@ -91,6 +93,13 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
     paid_at: datetime | None = strawberry.field(description="When it was PAID into the bank account; null before.")
     failed_at: datetime | None = strawberry.field(description="When it FAILED; null unless FAILED.")
     canceled_at: datetime | None = strawberry.field(description="When it was CANCELED; null unless CANCELED.")
+    returned_at: datetime | None = strawberry.field(
+        description="When the bank sent it back after it was PAID; null unless RETURNED."
+    )
+    return_code: str | None = strawberry.field(
+        description="The bank's return code when RETURNED, e.g. R02 (account closed) or R03 (no account)."
+    )
+    return_reason: str | None = strawberry.field(description="Why the bank returned it, in words; null unless RETURNED.")
     model: strawberry.Private[m.BankTransfer]
 
     from_row = {
@@ -106,6 +115,9 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
         "paid_at": lambda s: s.model.paid_at,
         "failed_at": lambda s: s.model.failed_at,
         "canceled_at": lambda s: s.model.canceled_at,
+        "returned_at": lambda s: s.model.returned_at,
+        "return_code": lambda s: s.model.return_code,
+        "return_reason": lambda s: s.model.return_reason,
     }
 
     @classmethod

@@ -8,9 +8,13 @@ with the shared secret BANK_WEBHOOK_SECRET (several v1 values are accepted, for 
 secret being rotated). The body:
 
     {"id": "evt_...", "type": "bank_transfer.in_transit" | "bank_transfer.paid" |
-     "bank_transfer.failed" | "bank_transfer.canceled", "created": <unix seconds>,
+     "bank_transfer.failed" | "bank_transfer.canceled" | "bank_transfer.returned",
+     "created": <unix seconds>,
      "data": {"object": {"id": "<the processor's transfer id>",
                          "failure_code": "...", "failure_message": "..."}}}
+
+A `returned` event (after `paid`, days later: an ACH return) carries the bank's
+return code (R02, R03, ...) and reason as failure_code and failure_message.
 
 What is refused changes nothing: a missing or wrong signature, or a timestamp more
 than 5 minutes from our clock (a replay), answers 400; a malformed body 400. An
@@ -48,6 +52,7 @@ STATUSES = {
     "bank_transfer.paid": "PAID",
     "bank_transfer.failed": "FAILED",
     "bank_transfer.canceled": "CANCELED",
+    "bank_transfer.returned": "RETURNED",
 }
 MAX_BODY_BYTES = 64 * 1024
 

@@ -89,16 +89,18 @@ SANDBOX_ACCOUNTS = {
     "000123456789": "ok",
     "000111111116": "failnow",
     "000222222227": "faillater",
+    "000333333338": "return",  # PAID, then returned by the bank (R02)
 }
 _FAILURES = {
     "failnow": ("account_closed", "The bank account is closed."),
     "faillater": ("no_account", "Returned by the receiving bank: R03 no account/unable to locate account."),
+    "return": ("R02", "Returned by the receiving bank after it was paid: R02 account closed."),
 }
 
 
 def _outcome(token_or_ref: str) -> str:
     parts = token_or_ref.split("_")
-    return parts[2] if len(parts) > 3 and parts[2] in ("ok", "failnow", "faillater") else "ok"
+    return parts[2] if len(parts) > 3 and parts[2] in ("ok", "failnow", "faillater", "return") else "ok"
 
 
 class SandboxBankGateway:
@@ -132,11 +134,13 @@ class SandboxBankGateway:
         outcome = _outcome(ref)
         if outcome == "failnow":
             return [GatewayEvent("bank_transfer.failed", "FAILED", *_FAILURES[outcome])]
-        final = (
-            GatewayEvent("bank_transfer.failed", "FAILED", *_FAILURES[outcome]) if outcome == "faillater"
-            else GatewayEvent("bank_transfer.paid", "PAID")
-        )
-        return [GatewayEvent("bank_transfer.in_transit", "IN_TRANSIT"), final]
+        if outcome == "faillater":
+            return [GatewayEvent("bank_transfer.in_transit", "IN_TRANSIT"),
+                    GatewayEvent("bank_transfer.failed", "FAILED", *_FAILURES[outcome])]
+        paid = [GatewayEvent("bank_transfer.in_transit", "IN_TRANSIT"), GatewayEvent("bank_transfer.paid", "PAID")]
+        if outcome == "return":
+            return [*paid, GatewayEvent("bank_transfer.returned", "RETURNED", *_FAILURES[outcome])]
+        return paid
 
 
 BANK_GATEWAYS = ("sandbox",)

@@ -88,6 +88,7 @@ class TransferStatus(str, Enum):
     PAID = "PAID"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
+    RETURNED = "RETURNED"
 
 
 class SubOrgTransactionKind(str, Enum):

@@ -532,7 +532,8 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
         select(
             T.payout_id,
             func.sum(case((T.kind == "PAYOUT_CREDIT", T.amount), else_=0)).label("credited"),
-            func.sum(case((and_(T.kind == "BANK_TRANSFER", T.phase == "POST_PENDING"), T.amount), else_=0))
+            func.sum(case((and_(T.kind == "BANK_TRANSFER", T.phase == "POST_PENDING"), T.amount),
+                          (T.kind == "BANK_RETURN", -T.amount), else_=0))
             .label("paid"),
         )
         .where(T.payout_id.is_not(None)).group_by(T.payout_id).subquery()
@@ -569,14 +570,31 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
             )
     resolution = aliased(T)
     expected = {"PENDING": None, "IN_TRANSIT": None, "PAID": "POST_PENDING", "FAILED": "VOID_PENDING",
-                "CANCELED": "VOID_PENDING"}
-    for transfer_id, status, amount, reserved, phase in await session.execute(
-        select(B.id, B.status, B.amount, T.amount, resolution.phase)
+                "CANCELED": "VOID_PENDING", "RETURNED": "POST_PENDING"}
+    back = aliased(T)
+    for transfer_id, status, amount, reserved, phase, payout_account, bank_out, returned in await session.execute(
+        select(B.id, B.status, B.amount, T.amount, resolution.phase, T.debit_account_id, T.credit_account_id,
+               back)
         .join(T, T.id == B.pending_transfer_id).outerjoin(resolution, resolution.pending_id == T.id)
+        .outerjoin(back, back.id == B.return_transfer_id)
     ):
         if amount != reserved or phase != expected[status]:
             problems.append(
                 f"bank transfer {transfer_id} of {amount} is {status}, but its reservation of {reserved} is "
                 f"{'resolved as ' + phase if phase else 'unresolved'}"
             )
+        # Returned: one BANK_RETURN of its amount from where it went back to its payout; else none.
+        if (status == "RETURNED") != (returned is not None) or returned is not None and (
+            (returned.kind, returned.phase, returned.amount, returned.debit_account_id, returned.credit_account_id)
+            != ("BANK_RETURN", "POSTED", amount, bank_out, payout_account)
+        ):
+            problems.append(
+                f"bank transfer {transfer_id} of {amount} is {status}, but "
+                + (f"its return is ledger transfer {returned.id} ({returned.kind} of {returned.amount})"
+                   if returned is not None else "no ledger transfer returns it")
+            )
+    strays = await session.scalars(
+        select(T.id).where(T.kind == "BANK_RETURN").outerjoin(B, B.return_transfer_id == T.id).where(B.id.is_(None))
+    )
+    problems += [f"ledger transfer {tid} returns no bank transfer" for tid in strays]
     return problems

@@ -16,8 +16,11 @@ its own), so that a refused or failed disposition never reaches a bank; a
 transfer left unsubmitted by a crash is submitted by `revampd-bff payouts sync`.
 Status changes arrive as events (`record_event`, from the webhook, the sync or
 the processor's first answer), each event id handled once; a transfer only ever
-moves forward (PENDING -> IN_TRANSIT -> PAID / FAILED / CANCELED), so late and
-repeated events change nothing.
+moves forward (PENDING -> IN_TRANSIT -> PAID / FAILED / CANCELED, and PAID ->
+RETURNED), so late and repeated events change nothing. A return (an ACH return
+days after PAID) posts a BANK_RETURN transfer, BANK_OUT -> the payout, which
+makes the amount available on the payout again; one that arrives before its PAID
+posts the reservation first, so the paid event that follows is stale.
 
 Locks are always taken in one order: the payout's row, then its bank transfer's
 row, then (in `ledger.post`) the accounts.
@@ -38,8 +41,9 @@ from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayTransfer, GatewayUnavailable
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
-# A transfer's statuses in the order it may move through them: never backwards.
-RANK = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2}
+# A transfer's statuses in the order it may move through them: never backwards. RETURNED
+# follows PAID only (money that never left cannot come back).
+RANK = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2, "RETURNED": 3}
 FINAL = ("PAID", "FAILED", "CANCELED")
 
 
@@ -458,6 +462,10 @@ def stamp(transfer: m.BankTransfer, answer: GatewayTransfer, at: datetime, now: 
         transfer.failed_at = at
         transfer.failure_code = answer.failure_code or "failed"
         transfer.failure_reason = (answer.failure_reason or "The bank transfer failed.")[:300]
+    elif answer.status == "RETURNED":
+        transfer.returned_at = at
+        transfer.return_code = answer.failure_code or "returned"
+        transfer.return_reason = (answer.failure_reason or "The bank returned the transfer.")[:300]
     else:
         transfer.canceled_at = at
 
@@ -469,19 +477,31 @@ async def _apply(
     """Move a locked transfer to `answer.status` if that is forward; post or void its
     reservation when final. False (nothing changed) for a status it is past."""
     status = answer.status
-    if RANK[status] <= RANK[transfer.status]:
+    if RANK[status] <= RANK[transfer.status] or (status == "RETURNED" and transfer.status in ("FAILED", "CANCELED")):
         return False
-    stamp(transfer, answer, at, now)
-    if status in FINAL:
-        reservation = await session.get(m.LedgerTransfer, transfer.pending_transfer_id)
-        assert reservation is not None
-        paid = status == "PAID"
-        await ledger.post(session, [ledger.Transfer(
+    reservation = await session.get(m.LedgerTransfer, transfer.pending_transfer_id)
+    assert reservation is not None
+    moves = []
+    if status in FINAL or (status == "RETURNED" and transfer.status != "PAID"):
+        paid = status in ("PAID", "RETURNED")
+        moves.append(ledger.Transfer(
             f"bank_transfer:{transfer.id}:{'paid' if paid else 'void'}", "BANK_TRANSFER",
             reservation.debit_account_id, reservation.credit_account_id, reservation.amount,
             memo=reservation.memo if paid else f"{reservation.memo}: {status.lower()}, available again",
             payout_id=payout.id, resolves=reservation.id, void=not paid,
-        )], now=now)
+        ))
+    if status == "RETURNED":
+        code = answer.failure_code or "returned"
+        moves.append(ledger.Transfer(
+            f"bank_transfer:{transfer.id}:returned", "BANK_RETURN", reservation.credit_account_id,
+            reservation.debit_account_id, reservation.amount,
+            memo=f"{reservation.memo}: returned by the bank ({code}), available again", payout_id=payout.id,
+        ))
+    stamp(transfer, answer, at, now)
+    if moves:
+        posted = await ledger.post(session, moves, now=now)
+        if status == "RETURNED":
+            transfer.return_transfer_id = posted[-1].id
     await refresh(session, payout, now)
     return True
 
@@ -502,7 +522,10 @@ async def _record(
             session.add(event)
             await session.flush()
     except IntegrityError:
-        return "duplicate"
+        # This event id was handled before; any other integrity error is a fault, not a duplicate.
+        if await session.scalar(select(m.BankTransferEvent.id).where(m.BankTransferEvent.event_id == event_id)):
+            return "duplicate"
+        raise
     if payout is None or transfer is None:
         return "unknown"
     event.applied = await _apply(session, payout, transfer, answer, at, now)

@@ -119,7 +119,7 @@ async def gateway_ref(api: Api, transfer: str) -> str:
 
 async def with_bank_account(api: Api, email: str, outcome: str, default: bool = True) -> str:
     """Give `email`'s connection a sandbox bank account whose transfers end as `outcome`
-    (ok, failnow, faillater), made the default."""
+    (ok, failnow, faillater, return), made the default."""
     cid = await api.connection_id(email)
     from db.engine import write_sessions
 
@@ -129,7 +129,7 @@ async def with_bank_account(api: Api, email: str, outcome: str, default: bool = 
                                   .values(is_default=False))
         account = m.BankAccount(
             connection_id=cid, holder_name="Test Holder", bank_name="Sandbox Test Bank", routing_number="110000000",
-            account_last4={"ok": "6789", "failnow": "1116", "faillater": "2227"}[outcome],
+            account_last4={"ok": "6789", "failnow": "1116", "faillater": "2227", "return": "3338"}[outcome],
             account_token=f"btok_sandbox_{outcome}_{time.monotonic_ns()}", is_default=default,
             created_at=datetime.now(timezone.utc),
         )
