@@ -405,6 +405,44 @@ TRANSFER_KINDS = (
 TRANSFER_PHASES = ("POSTED", "PENDING", "POST_PENDING", "VOID_PENDING")
 
 
+CARD_CHARGE_STATUSES = ("PENDING", "SUCCEEDED", "DECLINED")
+
+
+class CardCharge(Base):
+    """A charge of the card on file that a Partner asked for (pay now), recorded before the
+    processor is called and settled after: PENDING while its outcome is unknown (the call is
+    on its way, or its answer was lost: `revampd-bff payments reconcile` asks again with the
+    same key), then SUCCEEDED with the invoice payment it made, or DECLINED with why. At
+    most one is PENDING per invoice."""
+
+    __tablename__ = "card_charges"
+    __table_args__ = (
+        _enum_check("status", CARD_CHARGE_STATUSES, "status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_card_charges_one_pending", "invoice_id", unique=True,
+              sqlite_where=text("status = 'PENDING'"), postgresql_where=text("status = 'PENDING'")),
+        Index("ix_card_charges_pending", "created_at", "id",
+              sqlite_where=text("status = 'PENDING'"), postgresql_where=text("status = 'PENDING'")),
+    )
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[int] = _fk("invoices.id", index=False)
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    # The card charged (its token at the processor) and the key the processor knows the charge by.
+    card_token: Mapped[str] = mapped_column(String(200), nullable=False)
+    processor_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    charge_id: Mapped[str | None] = mapped_column(String(100))
+    decline_code: Mapped[str | None] = mapped_column(String(40))
+    decline_reason: Mapped[str | None] = mapped_column(String(300))
+    payment_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("invoice_payments.id", ondelete="RESTRICT"), unique=True
+    )
+    created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    created_at: Mapped[datetime] = _created()
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class LedgerAccount(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (

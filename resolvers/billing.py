@@ -21,7 +21,7 @@ class BillingMutations:
         self, info: strawberry.Info, input: MutationInput[UpdatePaymentMethodInput]
     ) -> UpdatePaymentMethodPayload:
         context = ctx(info)
-        gateway = gateway_named(context.settings.payment_gateway)
+        gateway = gateway_named(context.settings.payment_gateway, context.settings.payment_sandbox_lag)
         result, errors = await run_write(info, lambda session: svc.update_payment_method(
             session, context.principal, gateway, input.card_token
         ))

@@ -165,11 +165,20 @@ class PayInvoiceInput:
     client_mutation_id: str | None = client_mutation_id_field()
 
 
-@strawberry.type(description="The result of payInvoice.")
+@strawberry.input(description="The input of payInvoiceByCard.")
+class PayInvoiceByCardInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An OPEN invoice of your connection.")
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = client_mutation_id_field()
+
+
+@strawberry.type(description="The result of payInvoice and payInvoiceByCard.")
 class PayInvoicePayload:
     invoice: Invoice | None = strawberry.field(description="The invoice as it now stands; null when refused.")
     payment: InvoicePayment | None = strawberry.field(description="The payment made; null when refused.")
-    wallet: Wallet | None = strawberry.field(description="The wallet it was paid from, as it now stands.")
+    wallet: Wallet | None = strawberry.field(
+        description="The wallet it was paid from, as it now stands; null for a card payment."
+    )
     user_errors: list[UserError] = user_errors_field()
     client_mutation_id: str | None = client_mutation_id_echo()
 

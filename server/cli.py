@@ -20,6 +20,7 @@ from server.settings import SERVE_HOST, Settings, SettingsError, from_env_or_exi
 if TYPE_CHECKING:
     from services.bank_gateway import GatewayEvent
     from services.billing import RunSummary
+    from services.card_payments import Reconciled
     from services.earnings import CloseSummary, Imported
 
 
@@ -197,6 +198,37 @@ def cmd_idempotency_purge(args: argparse.Namespace) -> None:
           f"{before.isoformat()} (kept {days} days); a request sent again with one of them is a new request")
 
 
+async def _payments_reconcile(now: datetime, older_than: timedelta) -> "Reconciled":
+    from db.engine import create_engine, write_sessions
+    from services.card_payments import reconcile
+    from services.payments import gateway_named
+
+    settings = _settings()
+    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
+    try:
+        return await reconcile(write_sessions(engine), gateway_named(settings.payment_gateway,
+                               settings.payment_sandbox_lag), now, older_than)
+    finally:
+        await engine.dispose()
+
+
+def cmd_payments_reconcile(args: argparse.Namespace) -> None:
+    settings = _settings()
+    seconds = args.older_than or settings.payments_reconcile_after_seconds
+    now = args.now or datetime.now(timezone.utc)
+    done = asyncio.run(_payments_reconcile(now, timedelta(seconds=seconds)))
+    for charge in [*done.succeeded, *done.declined]:
+        what = f"charged ({charge.charge_id})" if charge.status == "SUCCEEDED" else f"declined: {charge.decline_reason}"
+        print(f"card charge {charge.id} of invoice {charge.invoice_id}, {charge.amount} minor units of "
+              f"{charge.currency_code}: {what}")
+    print(f"payments reconcile: settled {len(done.succeeded) + len(done.declined)} card charge"
+          f"{'' if len(done.succeeded) + len(done.declined) == 1 else 's'} asked for more than {seconds} s ago "
+          f"({len(done.succeeded)} charged, {len(done.declined)} declined); {done.unanswered} still unanswered")
+    if done.unanswered:
+        sys.exit(f"payments reconcile: the processor did not answer about {done.unanswered} charge"
+                 f"{'' if done.unanswered == 1 else 's'}; run it again later (nothing is charged twice)")
+
+
 async def _verify_ledger() -> list[str]:
     from services.ledger import verify
 
@@ -243,7 +275,7 @@ async def _billing_run(now: datetime, workers: int, progress: _ProgressBar | Non
     )
     try:
         return await run(
-            read_sessions(engine), write_sessions(engine), now, gateway_named(settings.payment_gateway), settings,
+            read_sessions(engine), write_sessions(engine), now, gateway_named(settings.payment_gateway, settings.payment_sandbox_lag), settings,
             workers=workers, progress=progress, busy=is_busy,
         )
     finally:
@@ -524,6 +556,15 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
     purge.add_argument("--days", type=_positive, help="keep this many days instead of IDEMPOTENCY_RETENTION_DAYS")
     purge.set_defaults(func=cmd_idempotency_purge)
+    payments = sub.add_parser("payments", help="card payments")
+    payments_sub = payments.add_subparsers(dest="payments_command", required=True)
+    reconcile = payments_sub.add_parser(
+        "reconcile", help="settle every card charge whose outcome is still unknown (the processor's answer was "
+        "lost) after PAYMENTS_RECONCILE_AFTER_SECONDS, asking the processor again with the same key",
+    )
+    reconcile.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    reconcile.add_argument("--older-than", type=_positive, help="seconds (default PAYMENTS_RECONCILE_AFTER_SECONDS)")
+    reconcile.set_defaults(func=cmd_payments_reconcile)
     ledger = sub.add_parser("ledger", help="the money ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser(

@@ -12,7 +12,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from services.bank_gateway import BANK_GATEWAYS
-from services.payments import GATEWAYS
+from services.payments import GATEWAYS, SandboxLag
 
 DEV_JWT_SECRET = "revampd-dev-secret-do-not-use-in-production-0123456789"
 # Signs the sandbox's bank transfer webhooks in development; set BANK_WEBHOOK_SECRET in production.
@@ -145,6 +145,20 @@ def _secret(env: Mapping[str, str], name: str, default: str, minimum: int) -> st
     return raw
 
 
+def _rate(env: Mapping[str, str], name: str) -> float:
+    """A share of calls, from 0 to 1 (0 when unset)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be a number from 0 to 1, got {raw!r}")
+    return value
+
+
 def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     """A comma-separated list of whole days, each at least 1: "1,3,5"."""
     raw = env.get(name)
@@ -197,6 +211,14 @@ class Settings:
     billing_pay_from_wallet: bool = True
     # Days from a declined charge to the next try; after the last retry the invoice is uncollectible.
     billing_retry_days: tuple[int, ...] = (1, 3, 5)
+    # The sandbox processor made slow and unreliable, as a real one is (services.payments.SandboxLag).
+    payment_sandbox_latency_ms: int = 0
+    payment_sandbox_jitter_ms: int = 0
+    payment_sandbox_failure_rate: float = 0.0
+    payment_sandbox_lost_answer_rate: float = 0.0
+    # A card charge whose outcome is still unknown this many seconds after it was asked for is
+    # settled by `revampd-bff payments reconcile`.
+    payments_reconcile_after_seconds: int = 60
     # The processor that sends payouts to banks (services.bank_gateway.BANK_GATEWAYS), and the
     # secret its webhooks are signed with (server/webhooks.py).
     bank_gateway: str = "sandbox"
@@ -258,6 +280,13 @@ class Settings:
             payment_gateway=_choice(env, "PAYMENT_GATEWAY", cls.payment_gateway, GATEWAYS),
             billing_pay_from_wallet=_bool(env, "BILLING_PAY_FROM_WALLET", cls.billing_pay_from_wallet),
             billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
+            payment_sandbox_latency_ms=_int(env, "PAYMENT_SANDBOX_LATENCY_MS", 0, minimum=0),
+            payment_sandbox_jitter_ms=_int(env, "PAYMENT_SANDBOX_JITTER_MS", 0, minimum=0),
+            payment_sandbox_failure_rate=_rate(env, "PAYMENT_SANDBOX_FAILURE_RATE"),
+            payment_sandbox_lost_answer_rate=_rate(env, "PAYMENT_SANDBOX_LOST_ANSWER_RATE"),
+            payments_reconcile_after_seconds=_int(
+                env, "PAYMENTS_RECONCILE_AFTER_SECONDS", cls.payments_reconcile_after_seconds
+            ),
             bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
             bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
             log_level=_choice(env, "LOG_LEVEL", cls.log_level, LOG_LEVELS, upper=True),
@@ -281,6 +310,11 @@ class Settings:
         if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):
             raise SettingsError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
         return settings
+
+    @property
+    def payment_sandbox_lag(self) -> SandboxLag:
+        return SandboxLag(self.payment_sandbox_latency_ms, self.payment_sandbox_jitter_ms,
+                          self.payment_sandbox_failure_rate, self.payment_sandbox_lost_answer_rate)
 
     @property
     def uses_dev_webhook_secret(self) -> bool:

@@ -409,6 +409,9 @@ async def retry_invoice(
     )
     if invoice is None:
         return None
+    if await session.scalar(select(m.CardCharge.id).where(
+            m.CardCharge.invoice_id == invoice.id, m.CardCharge.status == "PENDING")):
+        return None  # the Partner's own charge of it is on its way: tried again once settled, if still due
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
     invoice.next_payment_attempt_at = None

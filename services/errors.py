@@ -59,6 +59,10 @@ class ErrorCode(StrEnum):
     INVOICE_NOT_OPEN = "INVOICE_NOT_OPEN"
     OVERPAYMENT = "OVERPAYMENT"
     WALLET_EMPTY = "WALLET_EMPTY"
+    CARD_DECLINED = "CARD_DECLINED"
+    NO_CARD_ON_FILE = "NO_CARD_ON_FILE"
+    PAYMENT_IN_PROGRESS = "PAYMENT_IN_PROGRESS"
+    PAYMENT_PENDING = "PAYMENT_PENDING"
     # Payouts and bank accounts.
     BANK_ACCOUNT_IN_USE = "BANK_ACCOUNT_IN_USE"
     BANK_ACCOUNT_REFUSED = "BANK_ACCOUNT_REFUSED"
@@ -135,6 +139,12 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INVOICE_NOT_OPEN: "The invoice is not OPEN (already PAID, VOID or UNCOLLECTIBLE, or a DRAFT).",
     ErrorCode.OVERPAYMENT: "The amount is more than is due on the invoice.",
     ErrorCode.WALLET_EMPTY: "The wallet holds no credit to pay with.",
+    ErrorCode.CARD_DECLINED: "The card on file was declined (the message says why); the invoice is still OPEN.",
+    ErrorCode.NO_CARD_ON_FILE: "The connection has no card on file: add one with updatePaymentMethod.",
+    ErrorCode.PAYMENT_IN_PROGRESS: "A card charge of this invoice is still waiting for the processor's answer: "
+    "nothing else can be paid, voided or written off on it until it is settled.",
+    ErrorCode.PAYMENT_PENDING: "The card processor's answer did not arrive: the charge is settled with the "
+    "processor shortly (payments reconcile), never made twice; read the invoice again later.",
     ErrorCode.BANK_ACCOUNT_IN_USE: "A transfer is still on its way to this bank account: unlink it once that "
     "transfer is PAID, FAILED or CANCELED.",
     ErrorCode.BANK_ACCOUNT_REFUSED: "The bank transfer processor refused the account (e.g. no such account at "

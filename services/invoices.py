@@ -123,7 +123,7 @@ async def locked_invoice(session: AsyncSession, principal: Principal | None, inv
     return invoice
 
 
-def _require_open(invoice: m.Invoice) -> None:
+def require_open(invoice: m.Invoice) -> None:
     if invoice.status != S.OPEN.value:
         what = {
             S.PAID.value: "is already paid",
@@ -132,6 +132,18 @@ def _require_open(invoice: m.Invoice) -> None:
             S.DRAFT.value: "is a draft and not due yet",
         }[invoice.status]
         raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Invoice {invoice.number} {what}; nothing can be paid on it.", "invoiceId")
+
+
+async def in_progress(session: AsyncSession, invoice: m.Invoice) -> None:
+    """Refuse to move money on a (locked) invoice whose card charge is still PENDING
+    (services.card_payments): its outcome would land on an invoice that changed."""
+    if await session.scalar(select(m.CardCharge.id).where(
+            m.CardCharge.invoice_id == invoice.id, m.CardCharge.status == "PENDING")):
+        raise DomainError(
+            ErrorCode.PAYMENT_IN_PROGRESS,
+            f"A card charge of {invoice.number} is waiting for the processor's answer; try again once it is settled.",
+            "invoiceId",
+        )
 
 
 async def pay(
@@ -155,7 +167,7 @@ async def pay(
     )
     if existing is not None:
         return existing
-    _require_open(invoice)
+    require_open(invoice)
     due = amount_due(invoice)
     if amount > due:
         raise DomainError(
@@ -222,7 +234,8 @@ async def pay_from_wallet(
     async def work() -> Paid:
         principal.require(Role.PARTNER_ADMIN)
         invoice = await locked_invoice(session, principal, invoice_id)
-        _require_open(invoice)
+        require_open(invoice)
+        await in_progress(session, invoice)
         connection = await session.get(m.Connection, invoice.connection_id)
         assert connection is not None
         wallet = await ledger.wallet_account(session, connection)
@@ -259,6 +272,7 @@ async def void(
     invoice = await locked_invoice(session, principal, invoice_id)
     if invoice.status != S.OPEN.value:
         raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Only an OPEN invoice can be voided; {invoice.number} is {invoice.status}.", "invoiceId")
+    await in_progress(session, invoice)
     at = _now(now)
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
@@ -303,6 +317,7 @@ async def mark_uncollectible(
             ErrorCode.INVOICE_NOT_OPEN, f"Only an OPEN invoice can be written off; {invoice.number} is {invoice.status}.",
             "invoiceId",
         )
+    await in_progress(session, invoice)
     at = _now(now)
     due = amount_due(invoice)
     receivable = await ledger.receivable_account(session, invoice, at)

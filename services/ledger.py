@@ -463,7 +463,24 @@ async def verify(session: AsyncSession) -> list[str]:
     problems += await _verify_invoices(session)
     problems += await _verify_affiliate_payouts(session)
     problems += await _verify_payouts(session)
+    problems += await _verify_card_charges(session)
     return problems
+
+
+async def _verify_card_charges(session: AsyncSession) -> list[str]:
+    """A card charge that SUCCEEDED made one CARD payment of its amount into its invoice; one
+    PENDING or DECLINED made none."""
+    C, P = m.CardCharge, m.InvoicePayment
+    return [
+        f"card charge {cid} of {amount} is {status}, but "
+        + (f"it made payment {pid} of {paid} by {method} into invoice {into}" if pid is not None else "it made no payment")
+        for cid, status, amount, invoice_id, pid, paid, method, into in await session.execute(
+            select(C.id, C.status, C.amount, C.invoice_id, P.id, P.amount, P.method, P.invoice_id)
+            .outerjoin(P, P.id == C.payment_id)
+        )
+        if (status == "SUCCEEDED") != (pid is not None)
+        or pid is not None and (paid, method, into) != (amount, "CARD", invoice_id)
+    ]
 
 
 async def _verify_invoices(session: AsyncSession) -> list[str]:

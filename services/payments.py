@@ -12,13 +12,19 @@ with the same key and gets the first answer back instead of a second charge.
 
 `SandboxGateway` acts like a processor's test mode: the test cards in
 `SANDBOX_CARDS` (listed in the README) succeed, decline with a reason, or fail
-as an unreachable processor would. Deterministic, no network.
+as an unreachable processor would; no network. A charge's id depends on the
+card and the key alone, as a processor answers a key it has seen with the first
+charge. Like a real processor it can be made slow and unreliable (`SandboxLag`):
+a latency, a rate of calls that fail before doing anything, and a rate of
+"lost answers" (the card is charged, the answer never arrives).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.errors import DomainError, ErrorCode
@@ -93,8 +99,28 @@ SANDBOX_CARDS: dict[str, SandboxCard] = {
 UNKNOWN_TOKEN = "This card is not known to the payment processor."
 
 
+@dataclass(frozen=True)
+class SandboxLag:
+    """How slow and unreliable the sandbox processor is (settings PAYMENT_SANDBOX_*)."""
+
+    latency_ms: int = 0
+    jitter_ms: int = 0
+    failure_rate: float = 0.0  # calls that fail before doing anything
+    lost_answer_rate: float = 0.0  # charges made whose answer is lost
+
+
+@dataclass
 class SandboxGateway:
-    """The processor's test mode: the cards of SANDBOX_CARDS, answered at once."""
+    """The processor's test mode: the cards of SANDBOX_CARDS, at once unless `lag` says otherwise."""
+
+    lag: SandboxLag = SandboxLag()
+    rng: random.Random = field(default_factory=random.Random)
+
+    async def _wait(self) -> None:
+        if self.lag.latency_ms or self.lag.jitter_ms:
+            await asyncio.sleep((self.lag.latency_ms + self.rng.uniform(0, self.lag.jitter_ms)) / 1000)
+        if self.rng.random() < self.lag.failure_rate:
+            raise GatewayError("The payment processor did not answer.")
 
     async def card(self, token: str) -> Card:
         found = SANDBOX_CARDS.get(token)
@@ -105,6 +131,13 @@ class SandboxGateway:
     async def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:
         if amount <= 0:
             raise ValueError(f"a charge must be positive, got {amount}")
+        await self._wait()
+        result = self._charge(token, idempotency_key)
+        if self.rng.random() < self.lag.lost_answer_rate:
+            raise GatewayError("The payment processor's answer was lost.")
+        return result
+
+    def _charge(self, token: str, idempotency_key: str) -> ChargeResult:
         found = SANDBOX_CARDS.get(token)
         if found is None:
             return ChargeResult(False, decline_code="invalid_token", decline_reason=UNKNOWN_TOKEN)
@@ -119,8 +152,8 @@ class SandboxGateway:
 GATEWAYS = ("sandbox",)
 
 
-def gateway_named(name: str) -> PaymentGateway:
-    """The gateway the PAYMENT_GATEWAY setting names."""
+def gateway_named(name: str, lag: SandboxLag = SandboxLag()) -> PaymentGateway:
+    """The gateway the PAYMENT_GATEWAY setting names (the sandbox as slow as `lag` says)."""
     if name == "sandbox":
-        return SandboxGateway()
+        return SandboxGateway(lag)
     raise ValueError(f"unknown payment gateway {name!r}; known: {', '.join(GATEWAYS)}")

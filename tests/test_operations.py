@@ -185,6 +185,13 @@ async def test_every_mutation_document_runs_on_the_demo_data(api: Api) -> None:
         "lineItems": [{"description": "Onboarding workshop", "quantity": 1, "unitAmount": "250.00"}]},
         invoice__status="OPEN", invoice__total__amount="250.00"))["invoice"]["id"]
     await run("VoidInvoice", billing, {"invoiceId": issued, "reason": "Issued in error"}, invoice__status="VOID")
+    by_card = (await run("IssueInvoice", billing, {
+        "connectionId": connection["id"], "idempotencyKey": "issue-2",
+        "dueAt": (datetime.now(timezone.utc) + timedelta(days=14)).isoformat(),
+        "lineItems": [{"description": "Template design", "quantity": 1, "unitAmount": "120.00"}]},
+        invoice__status="OPEN"))["invoice"]["id"]
+    await run("PayInvoiceByCard", owner, {"invoiceId": by_card, "idempotencyKey": "card-1"},
+              invoice__status="PAID", payment__method="CARD", payment__amount__amount="120.00")
     await run("MarkInvoiceUncollectible", billing, {"invoiceId": other_invoice["id"]}, invoice__status="UNCOLLECTIBLE")
     await run("AdjustWallet", billing, {"connectionId": connection["id"], "amount": "25.00", "kind": "MANUAL_ADJUSTMENT",
                                         "memo": "Goodwill credit", "idempotencyKey": "adjust-1"},

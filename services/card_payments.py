@@ -1,0 +1,156 @@
+"""Pay now by card: a Partner admin pays an OPEN invoice with the card on file at once.
+
+Two-phase, as a processor call must be (no transaction open and no connection held
+while the processor thinks, and never a second charge):
+
+1. `start`, in a transaction: the invoice is locked and checked, and a PENDING
+   CardCharge is recorded with the key the processor will know the charge by.
+   At most one charge of an invoice is PENDING (a unique index): while it is,
+   nothing else is paid, voided or written off on the invoice (`invoices.in_progress`).
+2. The caller asks the processor to charge, with no transaction open.
+3. `settle`, in a transaction: SUCCEEDED posts the payment (CARD_PROCESSOR ->
+   the invoice's receivable) once; DECLINED records why on the invoice.
+
+When the answer is lost (the processor timed out, the process died) the charge
+stays PENDING; `reconcile` asks the processor again with the same key, which
+answers with the first charge's result rather than charging again, and settles it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import models as m
+from services import idempotency, invoices, ledger
+from services.access import Principal, Role
+from services.enums import PaymentMethod
+from services.errors import DomainError, ErrorCode, NotFound
+from services.payments import ChargeResult, GatewayError, PaymentGateway
+
+log = logging.getLogger("revampd.payments")
+
+PENDING, SUCCEEDED, DECLINED = "PENDING", "SUCCEEDED", "DECLINED"
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(timezone.utc)
+
+
+async def _replay(session: AsyncSession, principal: Principal, charge_id: int) -> m.CardCharge:
+    charge = await session.get(m.CardCharge, charge_id)
+    if charge is None:
+        raise NotFound("Card charge")
+    return charge
+
+
+PAY_BY_CARD = idempotency.Operation[m.CardCharge]("payInvoiceByCard", "CardCharge", lambda c: c.id, _replay)
+
+
+async def start(
+    session: AsyncSession, principal: Principal, invoice_id: int, idempotency_key: str, now: datetime | None = None
+) -> m.CardCharge:
+    """PARTNER_ADMIN: record a PENDING charge of the card on file for all that is due on an
+    OPEN invoice of its connection. The same key again gives the same charge, as it stands."""
+    request = {"invoice": invoice_id}
+
+    async def work() -> m.CardCharge:
+        principal.require(Role.PARTNER_ADMIN)
+        at = _now(now)
+        invoice = await invoices.locked_invoice(session, principal, invoice_id)
+        invoices.require_open(invoice)
+        await invoices.in_progress(session, invoice)
+        connection = await session.get(m.Connection, invoice.connection_id)
+        assert connection is not None
+        if connection.card_token is None:
+            raise DomainError(ErrorCode.NO_CARD_ON_FILE, "There is no card on file: add one first.", "invoiceId")
+        charge = m.CardCharge(
+            invoice_id=invoice.id, amount=invoices.amount_due(invoice), currency_code=invoice.currency_code,
+            card_token=connection.card_token, processor_key=f"pending:{principal.user_id}:{idempotency_key}",
+            status=PENDING, created_by_id=principal.user_id, created_at=at,
+        )
+        session.add(charge)
+        await session.flush()
+        charge.processor_key = f"card_charge:{charge.id}"
+        await session.flush()
+        return charge
+
+    return await idempotency.once(session, principal, PAY_BY_CARD, idempotency_key, request, work)
+
+
+async def ask(gateway: PaymentGateway, charge: m.CardCharge) -> ChargeResult | None:
+    """The processor's answer for `charge` (with no transaction open); None when it did not come."""
+    try:
+        return await gateway.charge(charge.card_token, charge.amount, charge.currency_code, charge.processor_key)
+    except GatewayError as exc:
+        log.warning("card charge %s: no answer from the processor (%s); payments reconcile settles it",
+                    charge.id, exc)
+        return None
+
+
+async def settle(session: AsyncSession, charge_id: int, result: ChargeResult, now: datetime | None = None) -> m.CardCharge:
+    """Record the processor's answer for a PENDING charge, once: the payment when it
+    succeeded, the reason on the invoice when declined. A charge already settled is left as
+    it is (the same answer came twice: a lost answer asked again, a replay)."""
+    at = _now(now)
+    invoice_id = await session.scalar(select(m.CardCharge.invoice_id).where(m.CardCharge.id == charge_id))
+    assert invoice_id is not None, f"no card charge {charge_id}"
+    invoice = await invoices.locked_invoice(session, None, invoice_id)
+    charge = await session.scalar(
+        select(m.CardCharge).where(m.CardCharge.id == charge_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert charge is not None
+    if charge.status != PENDING:
+        return charge
+    charge.settled_at = at
+    if result.success:
+        # While it was PENDING nothing else moved money on the invoice (`invoices.in_progress`): it is
+        # OPEN and owes at least this much.
+        processor = await ledger.system_account(session, "CARD_PROCESSOR", charge.currency_code, at)
+        payment = await invoices.pay(
+            session, invoice, source=processor, amount=charge.amount, method=PaymentMethod.CARD,
+            key=charge.processor_key, by=charge.created_by_id, now=at,
+        )
+        charge.status, charge.charge_id, charge.payment_id = SUCCEEDED, result.charge_id, payment.id
+        invoice.payment_error = None
+    else:
+        charge.status, charge.decline_code = DECLINED, result.decline_code
+        charge.decline_reason = (result.decline_reason or "The card was declined.")[:300]
+        invoice.payment_error = charge.decline_reason
+    await session.flush()
+    return charge
+
+
+@dataclass
+class Reconciled:
+    succeeded: list[m.CardCharge] = field(default_factory=list)
+    declined: list[m.CardCharge] = field(default_factory=list)
+    unanswered: int = 0
+
+
+async def reconcile(
+    writes: async_sessionmaker[AsyncSession], gateway: PaymentGateway, now: datetime, older_than: timedelta
+) -> Reconciled:
+    """Settle every charge still PENDING that was asked for before `now - older_than`: the
+    processor is asked again with the charge's key (no transaction open meanwhile), and
+    its answer recorded, each charge in a transaction of its own."""
+    done = Reconciled()
+    async with writes() as session:
+        pending = list(await session.scalars(
+            select(m.CardCharge).where(m.CardCharge.status == PENDING, m.CardCharge.created_at < now - older_than)
+            .order_by(m.CardCharge.created_at, m.CardCharge.id)
+        ))
+    for charge in pending:
+        result = await ask(gateway, charge)
+        if result is None:
+            done.unanswered += 1
+            continue
+        async with writes() as session, session.begin():
+            settled = await settle(session, charge.id, result, now)
+        (done.succeeded if settled.status == SUCCEEDED else done.declined).append(settled)
+    return done
