@@ -1,5 +1,7 @@
-"""bank returns: a PAID bank transfer the bank sends back is RETURNED, its amount put back
-on the payout by a BANK_RETURN ledger transfer
+"""bank returns: RETURNED bank transfers, BANK_RETURN ledger transfers
+
+A PAID bank transfer the bank sends back is RETURNED, its amount put back on the
+payout by a BANK_RETURN ledger transfer.
 
 Revision ID: 0006
 Revises: 0005

@@ -1,5 +1,7 @@
-"""card charges: a charge of the card on file a Partner asks for (pay now), recorded before
-the processor is called and settled after; at most one PENDING per invoice
+"""card charges: pay now by card, recorded before the processor is called
+
+A charge of the card on file a Partner asks for, recorded before the processor is
+called and settled after; at most one PENDING per invoice.
 
 Revision ID: 0007
 Revises: 0006
