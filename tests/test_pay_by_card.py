@@ -124,11 +124,11 @@ async def test_a_lost_answer_is_settled_by_reconcile_and_nothing_moves_meanwhile
         await api.engine.dispose()
 
 
-async def test_50_concurrent_pay_now_requests_charge_the_card_once(api: Api) -> None:
+async def test_100_concurrent_pay_now_requests_charge_the_card_once(api: Api) -> None:
     await update(api, CEDAR, "tok_visa_4242")
     invoice = await overdue(api)
     before = await card_payments(api)
-    payloads = await asyncio.gather(*(pay_by_card(api, invoice["id"], f"storm-{n}") for n in range(50)))
+    payloads = await asyncio.gather(*(pay_by_card(api, invoice["id"], f"storm-{n}") for n in range(100)))
     outcomes = Counter(tuple(codes(p)) for p in payloads)
     assert outcomes[()] == 1 and set(outcomes) <= {(), ("PAYMENT_IN_PROGRESS",), ("INVOICE_NOT_OPEN",)}, outcomes
     assert [s for s, _, _ in await charges(api)] == ["SUCCEEDED"]
