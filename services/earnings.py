@@ -642,6 +642,7 @@ async def close_period(
     *,
     report: Callable[[Closed], None] = lambda closed: None,
     busy: Callable[[BaseException], bool] = lambda exc: False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CloseSummary:
     """Pay out every connection's last completed period, each connection in a transaction
     of its own (`writes` makes write sessions: BEGIN IMMEDIATE on SQLite).
@@ -698,7 +699,23 @@ async def close_period(
         report(outcome)
         return "made"
 
-    skipped = [cid for cid in due if await close(cid, wait=False) == "locked"]
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(due))
+
+    if progress:
+        progress(0, len(due))
+    skipped = []
+    for cid in due:
+        if await close(cid, wait=False) == "locked":
+            skipped.append(cid)
+        else:
+            step()
     for cid in skipped:
         await close(cid, wait=True)
+        step()
     return summary
