@@ -309,6 +309,9 @@ def cmd_billing_run(args: argparse.Namespace) -> None:
         f"billing run at {now.isoformat()}: billed {s.billed}, charged {s.charged}, declined {s.declined}, "
         f"failed {len(s.failed)}; canceled {s.canceled}, retried {s.retried}, uncollectible {s.uncollectible}"
     )
+    if s.reconciled:
+        print(f"billing run: first settled {s.reconciled} card charge{'' if s.reconciled == 1 else 's'} whose answer "
+              "was lost (as `payments reconcile` does)")
     if s.failed:
         what = ", ".join(f"{kind} {pk}" for kind, pk in s.failed[:20]) + (", ..." if len(s.failed) > 20 else "")
         sys.exit(f"billing run: {len(s.failed)} failed ({what}); everything else was billed. "

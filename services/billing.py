@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
-from services import invoices, ledger
+from services import card_payments, invoices, ledger
 from services.access import Principal, Role
 from services.enums import InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
 from services.errors import DomainError, ErrorCode, NotFound
@@ -128,6 +128,9 @@ class BillingPolicy(Protocol):
 
     @property
     def billing_retry_days(self) -> tuple[int, ...]: ...
+
+    @property
+    def payments_reconcile_after_seconds(self) -> int: ...
 
 
 NO_CARD = "No card on file."
@@ -433,6 +436,8 @@ class RunSummary:
     declined: int = 0  # card charges declined (no card on file counts)
     uncollectible: int = 0  # invoices written off after the last retry
     retried: int = 0  # declined charges tried again
+    # Card charges asked for by Partners (pay now) whose answer was lost, settled at the start.
+    reconciled: int = 0
     # What failed: ("connection", id) or ("invoice", id); each is logged with its traceback.
     failed: list[tuple[str, int]] = field(default_factory=list)
 
@@ -465,7 +470,8 @@ async def run(
     progress: Progress | None = None,
     busy: Callable[[BaseException], bool] = lambda exc: False,
 ) -> RunSummary:
-    """Bill every period ended by `now` and retry every declined charge due by then.
+    """Bill every period ended by `now` and retry every declined charge due by then, after
+    settling the pay-now card charges whose answer was lost (card_payments.reconcile).
 
     `writes` must make write sessions (db.engine.write_sessions: BEGIN IMMEDIATE on
     SQLite). Due rows are listed in batches, in id order; `workers` tasks take them one
@@ -479,6 +485,9 @@ async def run(
     row stays due for the next run. What `busy` says is a busy database (a lock not
     had in time: db.engine.is_busy) is tried again first, up to BUSY_ATTEMPTS times."""
     summary = RunSummary()
+    # First the Partners' own card charges whose answer was lost: an invoice they paid is not retried.
+    settled = await card_payments.reconcile(writes, gateway, now, timedelta(seconds=settings.payments_reconcile_after_seconds))
+    summary.reconciled = len(settled.succeeded) + len(settled.declined)
     failed_connections: set[int] = set()
     failed_invoices: set[int] = set()
     done = total = 0

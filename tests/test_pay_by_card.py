@@ -18,6 +18,7 @@ from db.engine import create_engine, read_sessions
 from services import ledger
 from services.payments import GatewayError, SandboxGateway, SandboxLag
 from tests.conftest import Api, Databases, make_api
+from tests.test_billing import billing_run
 from tests.test_invoices import invoices, pay
 from tests.test_ledger import cli
 from tests.test_payment_method import update
@@ -176,3 +177,22 @@ async def test_only_the_connections_admin_pays_its_invoices_by_card(api: Api) ->
                       ("billing@revampd.example", "FORBIDDEN"), ("owner@northwind.example", "NOT_FOUND")):
         assert codes(await pay_by_card(api, invoice["id"], f"k-{who}", as_=who)) == [code], who
     assert await charges(api) == [] and (await overdue(api))["id"] == invoice["id"]
+
+
+async def test_the_billing_run_first_settles_lost_answers_and_does_not_retry_what_they_paid(
+    databases: Databases,
+) -> None:
+    api = await make_api(await databases.clone(), payment_sandbox_lost_answer_rate=1.0)
+    try:
+        await update(api, CEDAR, "tok_visa_4242")
+        invoice = await overdue(api)
+        assert codes(await pay_by_card(api, invoice["id"], "k1")) == ["PAYMENT_PENDING"]
+        run = await billing_run(api, datetime.now(timezone.utc) + timedelta(minutes=5))
+        assert run.code == 0, run.err
+        assert "billing run: first settled 1 card charge whose answer was lost" in run.out
+        assert [s for s, _, _ in await charges(api)] == ["SUCCEEDED"]
+        assert invoice["number"] in await invoices(api, CEDAR, "PAID")
+        await verify(api)
+    finally:
+        await api.http.aclose()
+        await api.engine.dispose()
