@@ -475,7 +475,9 @@ async def _apply(
     now: datetime,
 ) -> bool:
     """Move a locked transfer to `answer.status` if that is forward; post or void its
-    reservation when final. False (nothing changed) for a status it is past."""
+    reservation when final, and post its BANK_RETURN when RETURNED (with the reservation,
+    if the return came before the paid event). False (nothing changed) for a status it is
+    past, and for a return of money that never left (FAILED, CANCELED)."""
     status = answer.status
     if RANK[status] <= RANK[transfer.status] or (status == "RETURNED" and transfer.status in ("FAILED", "CANCELED")):
         return False
