@@ -201,15 +201,15 @@ def cmd_idempotency_purge(args: argparse.Namespace) -> None:
 
 
 async def _payments_reconcile(now: datetime, older_than: timedelta) -> "Reconciled":
-    from db.engine import create_engine, write_sessions
+    from db.engine import create_engine, read_sessions, write_sessions
     from services.card_payments import reconcile
     from services.payments import gateway_named
 
     settings = _settings()
     engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
     try:
-        return await reconcile(write_sessions(engine), gateway_named(settings.payment_gateway,
-                               settings.payment_sandbox_lag), now, older_than)
+        gateway = gateway_named(settings.payment_gateway, settings.payment_sandbox_lag)
+        return await reconcile(read_sessions(engine), write_sessions(engine), gateway, now, older_than)
     finally:
         await engine.dispose()
 

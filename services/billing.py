@@ -485,9 +485,15 @@ async def run(
     row stays due for the next run. What `busy` says is a busy database (a lock not
     had in time: db.engine.is_busy) is tried again first, up to BUSY_ATTEMPTS times."""
     summary = RunSummary()
-    # First the Partners' own card charges whose answer was lost: an invoice they paid is not retried.
-    settled = await card_payments.reconcile(writes, gateway, now, timedelta(seconds=settings.payments_reconcile_after_seconds))
-    summary.reconciled = len(settled.succeeded) + len(settled.declined)
+    # First the Partners' own card charges whose answer was lost, so that an invoice one paid is
+    # not retried. Should that fail, billing goes on: a retry skips an invoice whose charge is PENDING.
+    try:
+        settled = await card_payments.reconcile(
+            reads, writes, gateway, now, timedelta(seconds=settings.payments_reconcile_after_seconds)
+        )
+        summary.reconciled = len(settled.succeeded) + len(settled.declined)
+    except Exception:
+        log.exception("billing: settling card charges whose answer was lost failed; `payments reconcile` does it")
     failed_connections: set[int] = set()
     failed_invoices: set[int] = set()
     done = total = 0

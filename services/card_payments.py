@@ -134,13 +134,14 @@ class Reconciled:
 
 
 async def reconcile(
-    writes: async_sessionmaker[AsyncSession], gateway: PaymentGateway, now: datetime, older_than: timedelta
+    reads: async_sessionmaker[AsyncSession], writes: async_sessionmaker[AsyncSession], gateway: PaymentGateway,
+    now: datetime, older_than: timedelta,
 ) -> Reconciled:
     """Settle every charge still PENDING that was asked for before `now - older_than`: the
     processor is asked again with the charge's key (no transaction open meanwhile), and
-    its answer recorded, each charge in a transaction of its own."""
+    its answer recorded, each charge in a (write) transaction of its own."""
     done = Reconciled()
-    async with writes() as session:
+    async with reads() as session:
         pending = list(await session.scalars(
             select(m.CardCharge).where(m.CardCharge.status == PENDING, m.CardCharge.created_at < now - older_than)
             .order_by(m.CardCharge.created_at, m.CardCharge.id)
