@@ -32,14 +32,16 @@ TEST_DATE = date.fromisoformat(os.environ.get("REVAMPD_TEST_DATE") or DEFAULT_DA
 NOW = datetime(TEST_DATE.year, TEST_DATE.month, TEST_DATE.day, 12, tzinfo=UTC)
 
 
-# The pinned clock's lead on the real one, in seconds, for the processes the tests start.
-_OFFSET = "REVAMPD_TEST_CLOCK_OFFSET"
+# For the processes the tests start: the instant the suite's clock was pinned at and
+# time.monotonic() then. The monotonic clock is the machine's, the same in every process, and
+# time-machine leaves it alone, so a process finds the suite's "now" without the real date.
+_PINNED = "REVAMPD_TEST_CLOCK"
 
 
 def pin(at: datetime = NOW) -> time_machine.travel:
     """Starts this process's wall clock at `at`, ticking on, and has the processes it
     starts through `command` read the same clock; returns the travel to stop."""
-    os.environ[_OFFSET] = str((at - datetime.now(UTC)).total_seconds())
+    os.environ[_PINNED] = f"{at.isoformat()} {time.monotonic()}"
     travel = time_machine.travel(at, tick=True)
     travel.start()
     # time-machine ticks from the first reading, not from start(): read it now, so that a
@@ -54,10 +56,12 @@ def command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "tests.clock", module, *args]
 
 
-if __name__ in ("__main__", "__mp_main__") and _OFFSET in os.environ:
+if __name__ in ("__main__", "__mp_main__") and _PINNED in os.environ:
     # Started by `command` (or spawned by such a process, as uvicorn's workers are, which
-    # import it as __mp_main__): the clock is pinned before anything else runs.
-    pin(datetime.now(UTC) + timedelta(seconds=float(os.environ[_OFFSET])))
+    # import it as __mp_main__): the clock is pinned before anything else runs, at the
+    # suite's instant plus the time that has passed since.
+    _at, _then = os.environ[_PINNED].split()
+    pin(datetime.fromisoformat(_at) + timedelta(seconds=time.monotonic() - float(_then)))
 
 if __name__ == "__main__":
     module, *rest = sys.argv[1:]

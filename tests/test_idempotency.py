@@ -4,7 +4,7 @@ result and creates nothing more, however many copies arrive and however they int
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -221,21 +221,28 @@ async def test_concurrent_retries_of_an_add_on_all_answer_the_one_add_on(api: Ap
 
 # ---- retention ------------------------------------------------------------------------
 
+async def sent_at(api: Api, key: str) -> datetime:
+    """When the key was first sent (the purge's "now" is taken from it)."""
+    [(at,)] = await api.rows(select(m.IdempotencyKey.created_at).where(m.IdempotencyKey.key == key))
+    return at  # type: ignore[no-any-return]
+
+
 async def test_a_key_past_the_retention_is_purged_and_sending_it_again_is_a_new_request(api: Api) -> None:
     old = (await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "old"}, as_=MEMBER))["ticket"]
     kept = (await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "kept"}, as_=MEMBER))["ticket"]
-    async with api.engine.begin() as conn:  # "old" was sent 31 days ago, "kept" 29 days ago
+    now = await sent_at(api, "kept")
+    async with api.engine.begin() as conn:  # "old" was sent 31 days before now, "kept" 29 days before
         for key, days in (("old", 31), ("kept", 29)):
             await conn.execute(update(m.IdempotencyKey).where(m.IdempotencyKey.key == key).values(
-                created_at=datetime.now(timezone.utc) - timedelta(days=days)))
+                created_at=now - timedelta(days=days)))
     before = await tickets_of(api, MEMBER)
 
-    purged = await cli(api, "idempotency", "purge")
+    purged = await cli(api, "idempotency", "purge", "--now", now.isoformat())
     assert purged.code == 0, purged.err
     assert purged.out.startswith("idempotency purge: removed 1 idempotency key created before "), purged.out
     assert "(kept 30 days)" in purged.out
     assert [k for k, _ in await keys(api)] == ["kept"]
-    again = await cli(api, "idempotency", "purge")
+    again = await cli(api, "idempotency", "purge", "--now", now.isoformat())
     assert again.out.startswith("idempotency purge: removed 0 idempotency keys"), again.out
 
     retried = (await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "old"}, as_=MEMBER))["ticket"]
@@ -246,7 +253,7 @@ async def test_a_key_past_the_retention_is_purged_and_sending_it_again_is_a_new_
 
 async def test_purge_keeps_the_days_it_is_told_and_refuses_nonsense(api: Api) -> None:
     await ok(api, "submitTicket", {**TICKET_INPUT, "idempotencyKey": "a"}, as_=MEMBER)
-    later = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+    later = (await sent_at(api, "a") + timedelta(days=3)).isoformat()
     kept = await cli(api, "idempotency", "purge", "--days", "4", "--now", later)
     assert kept.out.startswith("idempotency purge: removed 0 ") and "(kept 4 days)" in kept.out, kept.out
     removed = await cli(api, "idempotency", "purge", "--days", "2", "--now", later)

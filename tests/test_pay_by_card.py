@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +45,12 @@ async def charges(api: Api) -> list[tuple[str, int, str | None]]:
     rows = await api.rows(select(m.CardCharge.status, m.CardCharge.amount, m.CardCharge.charge_id)
                           .order_by(m.CardCharge.id))
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def asked_at(api: Api) -> datetime:
+    """When the (one) card charge was asked for: reconcile's "now" is taken from it."""
+    [(at,)] = await api.rows(select(m.CardCharge.created_at))
+    return at  # type: ignore[no-any-return]
 
 
 async def card_payments(api: Api) -> int:
@@ -108,7 +114,7 @@ async def test_a_lost_answer_is_settled_by_reconcile_and_nothing_moves_meanwhile
         [(status, amount, charge_id)] = await charges(api)
         assert (status, charge_id) == ("PENDING", None)
 
-        later = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()
+        later = (await asked_at(api) + timedelta(minutes=5)).isoformat()
         settled = await cli(api, "payments", "reconcile", "--now", later)
         assert settled.code == 0, settled.err
         assert "payments reconcile: settled 1 card charge" in settled.out and "(1 charged, 0 declined)" in settled.out
@@ -187,7 +193,7 @@ async def test_the_billing_run_first_settles_lost_answers_and_does_not_retry_wha
         await update(api, CEDAR, "tok_visa_4242")
         invoice = await overdue(api)
         assert codes(await pay_by_card(api, invoice["id"], "k1")) == ["PAYMENT_PENDING"]
-        run = await billing_run(api, datetime.now(timezone.utc) + timedelta(minutes=5))
+        run = await billing_run(api, await asked_at(api) + timedelta(minutes=5))
         assert run.code == 0, run.err
         assert "billing run: first settled 1 card charge whose answer was lost" in run.out
         assert [s for s, _, _ in await charges(api)] == ["SUCCEEDED"]
