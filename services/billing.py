@@ -412,8 +412,7 @@ async def retry_invoice(
     )
     if invoice is None:
         return None
-    if await session.scalar(select(m.CardCharge.id).where(
-            m.CardCharge.invoice_id == invoice.id, m.CardCharge.status == "PENDING")):
+    if await invoices.charge_pending(session, invoice.id):
         return None  # the Partner's own charge of it is on its way: tried again once settled, if still due
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None

@@ -75,6 +75,7 @@ async def start(
         )
         session.add(charge)
         await session.flush()
+        # Keyed by its id (the client's key may be 200 characters, too long to prefix).
         charge.processor_key = f"card_charge:{charge.id}"
         await session.flush()
         return charge

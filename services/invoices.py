@@ -134,11 +134,16 @@ def require_open(invoice: m.Invoice) -> None:
         raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Invoice {invoice.number} {what}; nothing can be paid on it.", "invoiceId")
 
 
+async def charge_pending(session: AsyncSession, invoice_id: int) -> bool:
+    """A card charge of the invoice waits for the processor's answer (services.card_payments)."""
+    return bool(await session.scalar(select(m.CardCharge.id).where(
+        m.CardCharge.invoice_id == invoice_id, m.CardCharge.status == "PENDING")))
+
+
 async def in_progress(session: AsyncSession, invoice: m.Invoice) -> None:
-    """Refuse to move money on a (locked) invoice whose card charge is still PENDING
-    (services.card_payments): its outcome would land on an invoice that changed."""
-    if await session.scalar(select(m.CardCharge.id).where(
-            m.CardCharge.invoice_id == invoice.id, m.CardCharge.status == "PENDING")):
+    """Refuse to move money on a (locked) invoice whose card charge is still PENDING: its
+    outcome would land on an invoice that changed."""
+    if await charge_pending(session, invoice.id):
         raise DomainError(
             ErrorCode.PAYMENT_IN_PROGRESS,
             f"A card charge of {invoice.number} is waiting for the processor's answer; try again once it is settled.",
