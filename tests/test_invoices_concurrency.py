@@ -71,10 +71,11 @@ async def test_50_concurrent_payments_from_one_wallet_never_overdraw_it(api: Api
     assert all(p["invoice"] is None and p["payment"] is None for p in payloads if p["userErrors"])
     assert await balance(api, OWNER) == Decimal("50.50")
     paid = Counter(p["invoice"]["id"] for p in payloads if not p["userErrors"])
-    now = await invoices(api, OWNER, "OPEN")
+    # Ten payments reach each bill of 1,000.00: a bill that all ten paid is PAID, the others OPEN.
+    now = await invoices(api, OWNER, "OPEN", "PAID")
     by_id = {i["id"]: i for i in now.values()}
-    assert {gid: Decimal(by_id[gid]["amountPaid"]["amount"]) for gid in bills} == {
-        gid: 100 * paid[gid] for gid in bills}
+    assert {gid: (Decimal(by_id[gid]["amountPaid"]["amount"]), by_id[gid]["status"]) for gid in bills} == {
+        gid: (100 * paid[gid], "PAID" if paid[gid] == 10 else "OPEN") for gid in bills}
     assert sum(len(by_id[gid]["payments"]) for gid in bills) == 30
     assert await ledger_problems(api) == []
 
