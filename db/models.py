@@ -458,7 +458,7 @@ class LedgerAccount(Base):
     )
     id: Mapped[int] = _id()
     # One account per code: "wallet:<connection>", "receivable:<invoice>", "payout:<payout>",
-    # "<KIND>:<currency>" for Revampd's own.
+    # "<KIND>:<currency>:<connection>" for Revampd's own (a part per connection: ledger.system_account).
     code: Mapped[str] = mapped_column(String(80), nullable=False, unique=True)
     kind: Mapped[str] = mapped_column(String(30), nullable=False)
     currency_code: Mapped[str] = mapped_column(String(3), nullable=False)

@@ -385,7 +385,7 @@ class _PartnerSeeder:
             if isinstance(item, tuple):
                 what, inv = item
                 receivable = await L.receivable_account(self.session, inv, at)
-                revenue = await L.system_account(self.session, "REVAMPD_REVENUE", inv.currency_code, at)
+                revenue = await L.system_account(self.session, "REVAMPD_REVENUE", inv.currency_code, self.conn.id, at)
                 if what == "issue":
                     await L.post(self.session, [L.Transfer(
                         f"invoice:{inv.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, inv.total,
@@ -399,7 +399,7 @@ class _PartnerSeeder:
                 inv = item.invoice
                 receivable = await L.receivable_account(self.session, inv, at)
                 source = wallet if item.method == "WALLET" else await L.system_account(
-                    self.session, "CARD_PROCESSOR", inv.currency_code, at)
+                    self.session, "CARD_PROCESSOR", inv.currency_code, self.conn.id, at)
                 by = self.admin.id if item.method == "WALLET" else None
                 [t] = await L.post(self.session, [L.Transfer(
                     f"seed:{self.conn.id}:{n}", "INVOICE_PAYMENT", source.id, receivable.id, item.amount,
@@ -415,7 +415,7 @@ class _PartnerSeeder:
                     "REVERSAL": ("REVERSAL", "ADJUSTMENTS"),
                 }.get(item.kind, (item.kind, ""))
                 system = (await L.account(self.session, f"payout:{item.ref.id}", "PAYOUT", USD)
-                          if item.kind == "PAYOUT_CREDIT" else await L.system_account(self.session, other, USD, at))
+                          if item.kind == "PAYOUT_CREDIT" else await L.system_account(self.session, other, USD, self.conn.id, at))
                 debit, credit = (system, wallet) if item.amount > 0 else (wallet, system)
                 ref = item.ref
                 [t] = await L.post(self.session, [L.Transfer(
@@ -542,7 +542,7 @@ class _PartnerSeeder:
         self.session.add_all(t for t, _ in sorted(self.transactions, key=lambda x: x[0].occurred_at))
         await self.session.flush()
         # Each payout's account, funded from Sub-Org earnings when it is made (services.earnings).
-        earnings = await L.system_account(self.session, "SUB_ORG_EARNINGS", USD, self.conn.created_at)
+        earnings = await L.system_account(self.session, "SUB_ORG_EARNINGS", USD, self.conn.id, self.conn.created_at)
         for p in self.rows:
             if isinstance(p, Payout):
                 own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD, connection_id=self.conn.id,
@@ -554,7 +554,7 @@ class _PartnerSeeder:
     async def _write_disposals(self) -> None:
         """Bank transfers reserve their amount on the payout's account and are posted when PAID
         or voided when FAILED, as services.payouts does; each disposal is recorded."""
-        bank_out = await L.system_account(self.session, "BANK_OUT", USD, self.conn.created_at)
+        bank_out = await L.system_account(self.session, "BANK_OUT", USD, self.conn.id, self.conn.created_at)
         for d in sorted(self.disposals, key=lambda d: d.at):
             p, b = d.payout, d.bank
             own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD)

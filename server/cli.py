@@ -247,6 +247,27 @@ def cmd_ledger_verify(_: argparse.Namespace) -> None:
     print("ledger verify: every balance, sum, invoice, affiliate payout, payout and bank transfer agrees with the entries")
 
 
+async def _system_totals() -> list[Any]:
+    from services.ledger import system_totals
+
+    async with _session(_settings()) as session:
+        return list(await system_totals(session))
+
+
+def cmd_ledger_totals(_: argparse.Namespace) -> None:
+    from services import money
+
+    def amount(minor: int, currency: str) -> str:
+        return f"{money.to_decimal(minor, currency):,.{money.exponent(currency)}f}"
+
+    rows = [(t.kind, t.currency, amount(t.balance, t.currency), amount(t.pending, t.currency), str(t.accounts))
+            for t in asyncio.run(_system_totals())]
+    head = ("account", "currency", "balance", "pending", "parts")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+
+
 class Progress:
     """How a long job is getting on. On a terminal, `billing [#######.......] 350/1000  41.2/s  0:15 left`
     redrawn in place; elsewhere (a log, cron) a log line a minute. The command prints its summary."""
@@ -593,6 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_sub.add_parser(
         "verify", help="check every ledger invariant; exits non-zero and prints what is wrong if any fails"
     ).set_defaults(func=cmd_ledger_verify)
+    ledger_sub.add_parser(
+        "totals", help="Revampd's own accounts: the balance of each kind and currency, summed over its parts "
+        "(one per connection)"
+    ).set_defaults(func=cmd_ledger_totals)
     return parser
 
 

@@ -330,9 +330,9 @@ async def _collect(
     currency = invoice.currency_code
     codes = [f"receivable:{invoice.id}"]
     if invoice.status == InvoiceStatus.DRAFT.value or write_off:
-        codes.append(f"REVAMPD_REVENUE:{currency}")
+        codes.append(f"REVAMPD_REVENUE:{currency}:{connection.id}")
     if charge is not None and charge.success:
-        codes.append(f"CARD_PROCESSOR:{currency}")
+        codes.append(f"CARD_PROCESSOR:{currency}:{connection.id}")
     if wallet is not None and done.from_wallet:
         codes.append(wallet.code)
     await _lock_accounts(session, codes)
@@ -350,7 +350,7 @@ async def _collect(
         await session.flush()
         return done
     if charge.success:
-        processor = await ledger.system_account(session, "CARD_PROCESSOR", currency, now)
+        processor = await ledger.system_account(session, "CARD_PROCESSOR", currency, connection.id, now)
         await invoices.pay(
             session, invoice, source=processor, amount=rest, method=PaymentMethod.CARD,
             key=f"billing:{invoice.id}:card:{attempt}", by=None, now=now,

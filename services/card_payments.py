@@ -112,7 +112,7 @@ async def settle(session: AsyncSession, charge_id: int, result: ChargeResult, no
     if result.success:
         # While it was PENDING nothing else moved money on the invoice (`invoices.in_progress`): it is
         # OPEN and owes at least this much.
-        processor = await ledger.system_account(session, "CARD_PROCESSOR", charge.currency_code, at)
+        processor = await ledger.system_account(session, "CARD_PROCESSOR", charge.currency_code, invoice.connection_id, at)
         payment = await invoices.pay(
             session, invoice, source=processor, amount=charge.amount, method=PaymentMethod.CARD,
             key=charge.processor_key, by=charge.created_by_id, now=at,

@@ -606,7 +606,7 @@ async def close_connection(
         moved += int(getattr(result, "rowcount", 0))
     if moved != len(ids):
         raise RuntimeError(f"connection {connection.id}: {len(ids) - moved} transactions were paid out meanwhile")
-    earnings = await ledger.system_account(session, "SUB_ORG_EARNINGS", connection.currency_code, now)
+    earnings = await ledger.system_account(session, "SUB_ORG_EARNINGS", connection.currency_code, connection.id, now)
     own = await payouts.payout_account(session, payout, now)
     days = f"{start:%B %Y}" if payout.period_type == "MONTHLY" else f"week of {start:%b %d, %Y}"
     await ledger.post(session, [ledger.Transfer(

@@ -107,7 +107,7 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
         raise DomainError(ErrorCode.INVOICE_NOT_DRAFT, f"Invoice {invoice.number} is {invoice.status}, not DRAFT.", "invoiceId")
     at = _now(now)
     receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
+    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
     await ledger.post(session, [ledger.Transfer(
         f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, invoice.total,
         memo=f"Invoice {invoice.number}", invoice_id=invoice.id,
@@ -282,7 +282,7 @@ async def void(
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
     receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
+    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
     wallet = await ledger.wallet_account(session, connection, at)
     from_wallet = sum(
         p.amount for p in await session.scalars(
@@ -326,7 +326,7 @@ async def mark_uncollectible(
     at = _now(now)
     due = amount_due(invoice)
     receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, at)
+    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
     await ledger.post(session, [ledger.Transfer(
         f"invoice:{invoice.id}:uncollectible", "INVOICE_UNCOLLECTIBLE", revenue.id, receivable.id, due,
         memo=f"Invoice {invoice.number} uncollectible", invoice_id=invoice.id,

@@ -309,11 +309,39 @@ async def account(
 
 
 async def system_account(
-    session: AsyncSession, kind: str, currency: str, now: datetime | None = None
+    session: AsyncSession, kind: str, currency: str, connection_id: int, now: datetime | None = None
 ) -> m.LedgerAccount:
-    """One of Revampd's own accounts in `currency`."""
+    """One of Revampd's own accounts in `currency`: its part for one connection.
+
+    Revampd keeps each of its accounts as one sub-account per connection
+    ("<KIND>:<currency>:<connection>"), so that a Partner's money movement locks only rows
+    of its own: no row that every Partner's movements would take turns on (post() locks
+    each account it touches). Revampd's balance of a kind is the sum of its parts
+    (`system_totals`, `revampd-bff ledger totals`)."""
     assert kind in m.SYSTEM_ACCOUNT_KINDS, kind
-    return await account(session, f"{kind}:{currency}", kind, currency, now=now)
+    return await account(session, f"{kind}:{currency}:{connection_id}", kind, currency, now=now)
+
+
+@dataclass(frozen=True)
+class SystemTotal:
+    """Revampd's balance of one kind of account in one currency, over all its parts."""
+
+    kind: str
+    currency: str
+    balance: int
+    pending: int
+    accounts: int
+
+
+async def system_totals(session: AsyncSession) -> list[SystemTotal]:
+    """Revampd's own accounts, one total per kind and currency (one statement)."""
+    A = m.LedgerAccount
+    rows = await session.execute(
+        select(A.kind, A.currency_code, func.sum(A.balance), func.sum(A.pending), func.count())
+        .where(A.kind.in_(m.SYSTEM_ACCOUNT_KINDS)).group_by(A.kind, A.currency_code)
+        .order_by(A.kind, A.currency_code)
+    )
+    return [SystemTotal(kind, currency, int(balance), int(pending), n) for kind, currency, balance, pending, n in rows]
 
 
 async def wallet_account(

@@ -294,7 +294,7 @@ async def dispose(
         ))
     if bank_part:
         assert account is not None
-        bank_out = await ledger.system_account(session, "BANK_OUT", payout.currency_code, now)
+        bank_out = await ledger.system_account(session, "BANK_OUT", payout.currency_code, payout.connection_id, now)
         moves.append(ledger.Transfer(
             f"payout:{payout.id}:{key}:bank", "BANK_TRANSFER", own.id, bank_out.id, bank_part,
             memo=f"{label} to the bank account ending {account.account_last4}", payout_id=payout.id,

@@ -142,7 +142,7 @@ async def _adjust(
     now: datetime | None,
 ) -> Movement:
     wallet = await ledger.wallet_account(session, connection, now)
-    funds = await ledger.system_account(session, FUNDED_BY[kind], connection.currency_code, now)
+    funds = await ledger.system_account(session, FUNDED_BY[kind], connection.currency_code, connection.id, now)
     debit, credit = (funds, wallet) if minor > 0 else (wallet, funds)
     transfer = ledger.Transfer(
         adjustment_key(principal.user_id, key), kind.value, debit.id, credit.id, abs(minor), memo=memo,
@@ -190,7 +190,7 @@ async def _credit(
     if not payouts:
         return []
     wallet = await ledger.wallet_account(session, connection, now)
-    program = await ledger.system_account(session, "AFFILIATE_PROGRAM", connection.currency_code, now)
+    program = await ledger.system_account(session, "AFFILIATE_PROGRAM", connection.currency_code, connection.id, now)
     rows = await ledger.post(
         session,
         [

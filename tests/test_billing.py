@@ -120,7 +120,7 @@ async def set_wallet(api: Api, email: str, minor: int) -> None:
             conn = await s.get(m.Connection, cid)
             assert conn is not None
             wallet = await ledger.wallet_account(s, conn)
-            other = await ledger.system_account(s, "ADJUSTMENTS", conn.currency_code)
+            other = await ledger.system_account(s, "ADJUSTMENTS", conn.currency_code, cid)
             debit, credit = (wallet, other) if wallet.balance > minor else (other, wallet)
             await ledger.post(s, [ledger.Transfer(
                 f"test:wallet:{cid}:{minor}", "MANUAL_ADJUSTMENT", debit.id, credit.id, abs(wallet.balance - minor),

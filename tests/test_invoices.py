@@ -246,7 +246,7 @@ async def test_an_invoice_paid_by_card_and_then_from_the_wallet_shows_mixed(api:
 
     async def charge_card(session: AsyncSession) -> None:
         row = await invoice_service.locked_invoice(session, None, pk(add_ons["id"]))
-        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD")
+        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD", row.connection_id)
         await invoice_service.pay(session, row, source=card, amount=1_000, method=PaymentMethod.CARD,
                                   key="card:test", by=None)
 
@@ -456,7 +456,7 @@ async def test_voiding_returns_only_the_wallets_part_of_an_invoice_also_paid_by_
 
     async def charge_card(session: AsyncSession) -> None:
         row = await invoice_service.locked_invoice(session, None, pk(add_ons["id"]))
-        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD")
+        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD", row.connection_id)
         await invoice_service.pay(session, row, source=card, amount=1_000, method=PaymentMethod.CARD,
                                   key="card:test", by=None)
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from db import models as m
 from db.engine import create_engine, write_sessions
-from services import ledger
+from services import ledger, money
 from services.errors import DomainError
 from tests import clock
 from tests.conftest import Api
@@ -56,6 +56,22 @@ async def test_ledger_verify_finds_nothing_wrong_with_the_demo_data(api: Api) ->
     assert "ledger verify: every balance, sum, invoice, affiliate payout, payout and bank transfer agrees" in run.out
 
 
+async def test_ledger_totals_sums_each_of_revampds_accounts_over_its_parts(api: Api) -> None:
+    """Revampd keeps a part of each of its accounts per connection; `ledger totals` gives each
+    kind's one number, which with the Partners' accounts makes each currency sum to zero."""
+    A = m.LedgerAccount
+    parts = await api.rows(select(A.kind, func.sum(A.balance), func.count()).where(A.kind.in_(m.SYSTEM_ACCOUNT_KINDS))
+                           .group_by(A.kind))
+    assert min(n for _, _, n in parts) >= 1 and max(n for _, _, n in parts) == 3, "one part per demo connection"
+    run = await cli(api, "ledger", "totals")
+    assert run.code == 0, run.err
+    shown = {line.split()[0]: line.split() for line in run.out.splitlines()[1:]}
+    assert {kind: (row[1], row[2], row[4]) for kind, row in shown.items()} == {
+        kind: ("USD", f"{money.to_decimal(int(total), 'USD'):,.2f}", str(n)) for kind, total, n in parts}
+    partners = await api.rows(select(func.sum(A.balance)).where(A.kind.not_in(m.SYSTEM_ACCOUNT_KINDS)))
+    assert sum(int(total) for _, total, _ in parts) + int(partners[0][0]) == 0
+
+
 async def test_ledger_verify_reports_a_tampered_balance_and_exits_non_zero(api: Api) -> None:
     cid = await api.connection_id(NORTHWIND)
     code = f"wallet:{cid}"
@@ -85,7 +101,7 @@ async def test_a_set_of_transfers_moves_nothing_when_its_first_overdraws(api: Ap
     async def overdraw_then_cover(session: Any) -> None:
         connection = await session.get(m.Connection, cid)
         wallet = await ledger.wallet_account(session, connection)
-        adjustments = await ledger.system_account(session, "ADJUSTMENTS", connection.currency_code)
+        adjustments = await ledger.system_account(session, "ADJUSTMENTS", connection.currency_code, cid)
         await ledger.post(session, [
             ledger.Transfer("test:overdraw:debit", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, held + 500),
             ledger.Transfer("test:overdraw:credit", "MANUAL_ADJUSTMENT", adjustments.id, wallet.id, 1000),
@@ -114,7 +130,7 @@ async def test_post_works_from_the_locked_balance_not_one_read_before_the_lock(a
         async with write_sessions(engine)() as early, early.begin():
             connection = await early.get(m.Connection, cid)
             wallet = await ledger.wallet_account(early, connection)  # read, not locked
-            adjustments = await ledger.system_account(early, "ADJUSTMENTS", connection.currency_code)
+            adjustments = await ledger.system_account(early, "ADJUSTMENTS", connection.currency_code, cid)
             assert wallet.balance == held
 
             async def debit(session: Any) -> None:  # another request, committed meanwhile

@@ -151,7 +151,10 @@ async def _seed(url: str) -> None:
     engine = create_engine(url)
     try:
         async with write_sessions(engine)() as session, session.begin():
-            system = {kind: await ledger.system_account(session, kind, CURRENCY, NOW) for kind in SYSTEM}
+            # One of each of Revampd's accounts, shared by both connections: post() allows that (the
+            # service keeps a part per connection, ledger.system_account), and it makes them contend.
+            system = {kind: await ledger.account(session, f"{kind}:{CURRENCY}", kind, CURRENCY, now=NOW)
+                      for kind in SYSTEM}
             for n in range(CONNECTIONS):
                 partner = m.Partner(name=f"Partner {n}", created_at=NOW)
                 session.add(partner)

@@ -29,7 +29,7 @@ async def accounts(s: AsyncSession) -> tuple[m.LedgerAccount, m.LedgerAccount, m
     """Two connections' wallets and Revampd's adjustments account."""
     connections = list(await s.scalars(select(m.Connection).order_by(m.Connection.id).limit(2)))
     first, second = [await ledger.wallet_account(s, c) for c in connections]
-    return first, second, await ledger.system_account(s, "ADJUSTMENTS", "USD")
+    return first, second, await ledger.system_account(s, "ADJUSTMENTS", "USD", connections[0].id)
 
 
 async def totals(s: AsyncSession) -> tuple[Any, ...]:

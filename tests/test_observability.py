@@ -127,7 +127,7 @@ async def test_money_posted_in_a_transaction_that_rolls_back_is_not_counted(api:
         async with write_sessions(engine)() as session:
             connection = await session.get(m.Connection, cid)
             wallet = await ledger.wallet_account(session, connection)
-            adjustments = await ledger.system_account(session, "ADJUSTMENTS", "USD")
+            adjustments = await ledger.system_account(session, "ADJUSTMENTS", "USD", cid)
             debit, credited = adjustments.id, wallet.id
 
             def credit(key: str, amount: int) -> list[ledger.Transfer]:

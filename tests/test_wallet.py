@@ -64,8 +64,10 @@ async def balance(api: Api, email: str = OWNER) -> Decimal:
 
 
 async def system_balance(api: Api, kind: str) -> int:
-    rows = await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == f"{kind}:USD"))
-    return int(rows[0][0]) if rows else 0
+    """Revampd's balance of one kind of its accounts, over its parts (one per connection)."""
+    A = m.LedgerAccount
+    rows = await api.rows(select(func.coalesce(func.sum(A.balance), 0)).where(A.kind == kind, A.currency_code == "USD"))
+    return int(rows[0][0])
 
 
 async def transfers(api: Api) -> int:

@@ -30,7 +30,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -111,33 +111,33 @@ async def add_due_connections(
 
 
 async def _credit_wallets(session: AsyncSession, credits: list[tuple[int, int]], at: datetime) -> None:
-    """A MANUAL_ADJUSTMENT to each wallet, written as ledger.post() would write it."""
-    adjustments = await ledger.system_account(session, "ADJUSTMENTS", "USD", at)
-    await session.refresh(adjustments, with_for_update=True)
+    """A MANUAL_ADJUSTMENT to each wallet from Revampd's ADJUSTMENTS part for its connection,
+    written as ledger.post() would write it."""
     account_id = await _next_id(session, m.LedgerAccount)
     transfer_id = await _next_id(session, m.LedgerTransfer)
     accounts, transfers, entries = [], [], []
-    balance, sequence = adjustments.balance, adjustments.entry_count
     for j, (cid, amount) in enumerate(credits):
-        wallet, transfer = account_id + j, transfer_id + j
-        accounts.append({"id": wallet, "code": f"wallet:{cid}", "kind": "WALLET", "currency_code": "USD",
-                         "connection_id": cid, "allow_negative": False, "balance": amount, "pending": 0,
-                         "entry_count": 1, "created_at": at})
+        wallet, funds, transfer = account_id + 2 * j, account_id + 2 * j + 1, transfer_id + j
+        accounts += [
+            {"id": wallet, "code": f"wallet:{cid}", "kind": "WALLET", "currency_code": "USD",
+             "connection_id": cid, "allow_negative": False, "balance": amount, "pending": 0,
+             "entry_count": 1, "created_at": at},
+            {"id": funds, "code": f"ADJUSTMENTS:USD:{cid}", "kind": "ADJUSTMENTS", "currency_code": "USD",
+             "connection_id": None, "allow_negative": True, "balance": -amount, "pending": 0,
+             "entry_count": 1, "created_at": at},
+        ]
         transfers.append({"id": transfer, "key": f"bench:credit:{cid}", "kind": "MANUAL_ADJUSTMENT", "phase": "POSTED",
-                          "debit_account_id": adjustments.id, "credit_account_id": wallet, "amount": amount,
+                          "debit_account_id": funds, "credit_account_id": wallet, "amount": amount,
                           "currency_code": "USD", "memo": "Benchmark credit", "created_at": at})
-        balance, sequence = balance - amount, sequence + 1
         entries += [
-            {"account_id": adjustments.id, "transfer_id": transfer, "sequence": sequence, "amount": -amount,
-             "balance_after": balance, "created_at": at},
+            {"account_id": funds, "transfer_id": transfer, "sequence": 1, "amount": -amount,
+             "balance_after": -amount, "created_at": at},
             {"account_id": wallet, "transfer_id": transfer, "sequence": 1, "amount": amount,
              "balance_after": amount, "created_at": at},
         ]
     for model, rows in ((m.LedgerAccount, accounts), (m.LedgerTransfer, transfers), (m.LedgerEntry, entries)):
         for chunk in _chunks(rows):
             await session.execute(insert(model), chunk)
-    await session.execute(update(m.LedgerAccount).where(m.LedgerAccount.id == adjustments.id)
-                          .values(balance=balance, entry_count=sequence))
 
 
 # ---- Databases: a template, and a copy per run ------------------------------------------

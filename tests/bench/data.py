@@ -93,7 +93,7 @@ async def _invoices(
     """ONE_TIME invoices over the past 300 days, oldest first (numbers follow issue order):
     8 in 10 paid by card a day later, 1 in 10 left open, 1 in 10 void."""
     staff = Principal(billing.id, None, None, frozenset({Role.BILLING_ADMIN}))
-    card = await L.system_account(session, "CARD_PROCESSOR", conn.currency_code, now - 400 * DAY)
+    card = await L.system_account(session, "CARD_PROCESSOR", conn.currency_code, conn.id, now - 400 * DAY)
     times = sorted(now - rng.randint(2 * 24, 300 * 24) * HOUR for _ in range(count))
     for n, issued in enumerate(times):
         description, unit = rng.choice(ONE_TIME)
@@ -158,8 +158,8 @@ async def _payouts(
     every sixth first failed on the other account and was sent again."""
     assert banks, "Northwind has bank accounts"
     cur = conn.currency_code
-    earnings = await L.system_account(session, "SUB_ORG_EARNINGS", cur, now - 400 * DAY)
-    bank_out = await L.system_account(session, "BANK_OUT", cur, now - 400 * DAY)
+    earnings = await L.system_account(session, "SUB_ORG_EARNINGS", cur, conn.id, now - 400 * DAY)
+    bank_out = await L.system_account(session, "BANK_OUT", cur, conn.id, now - 400 * DAY)
     fee_bps = await session.scalar(
         select(m.Plan.transaction_fee_bps).join(m.Subscription, m.Subscription.plan_id == m.Plan.id)
         .where(m.Subscription.connection_id == conn.id)
