@@ -409,16 +409,17 @@ CARD_CHARGE_STATUSES = ("PENDING", "SUCCEEDED", "DECLINED")
 
 
 class CardCharge(Base):
-    """A charge of the card on file that a Partner asked for (pay now), recorded before the
-    processor is called and settled after: PENDING while its outcome is unknown (the call is
-    on its way, or its answer was lost: `revampd-bff payments reconcile` asks again with the
-    same key), then SUCCEEDED with the invoice payment it made, or DECLINED with why. At
-    most one is PENDING per invoice."""
+    """A charge of the card on file, by the billing run or a Partner (pay now), recorded
+    before the processor is called and settled after: PENDING while its outcome is unknown
+    (the call is on its way, or its answer was lost: `revampd-bff payments reconcile` asks
+    again with the same key), then SUCCEEDED with the invoice payment it made, or DECLINED
+    with why. At most one is PENDING per invoice."""
 
     __tablename__ = "card_charges"
     __table_args__ = (
         _enum_check("status", CARD_CHARGE_STATUSES, "status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("attempt IS NULL OR attempt > 0", name="attempt_positive"),
         Index("ix_card_charges_one_pending", "invoice_id", unique=True,
               sqlite_where=text("status = 'PENDING'"), postgresql_where=text("status = 'PENDING'")),
         Index("ix_card_charges_pending", "created_at", "id",
@@ -439,6 +440,8 @@ class CardCharge(Base):
         PK, ForeignKey("invoice_payments.id", ondelete="RESTRICT"), unique=True
     )
     created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    # The billing run's attempt at the invoice (1, 2, ...); None for a Partner's pay now.
+    attempt: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

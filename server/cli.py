@@ -209,7 +209,8 @@ async def _payments_reconcile(now: datetime, older_than: timedelta) -> "Reconcil
     engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
     try:
         gateway = gateway_named(settings.payment_gateway, settings.payment_sandbox_lag)
-        return await reconcile(read_sessions(engine), write_sessions(engine), gateway, now, older_than)
+        return await reconcile(read_sessions(engine), write_sessions(engine), gateway, now, older_than,
+                               settings.billing_retry_days)
     finally:
         await engine.dispose()
 
@@ -333,6 +334,10 @@ def cmd_billing_run(args: argparse.Namespace) -> None:
     if s.reconciled:
         print(f"billing run: first settled {s.reconciled} card charge{'' if s.reconciled == 1 else 's'} whose answer "
               "was lost (as `payments reconcile` does)")
+    if s.unanswered:
+        print(f"billing run: the processor's answer about {s.unanswered} card charge"
+              f"{'' if s.unanswered == 1 else 's'} was lost; each stays PENDING (its invoice OPEN) until "
+              "`payments reconcile` or the next billing run settles it, never charged twice")
     if s.failed:
         what = ", ".join(f"{kind} {pk}" for kind, pk in s.failed[:20]) + (", ..." if len(s.failed) > 20 else "")
         sys.exit(f"billing run: {len(s.failed)} failed ({what}); everything else was billed. "

@@ -3,19 +3,20 @@
 `bill_connection` bills one connection whose period has ended, in the caller's one
 transaction: the pending plan change (or cancellation) and add-on decreases take
 effect, ONE SUBSCRIPTION invoice for the new period is issued (a line for the plan,
-one per add-on), paid from the wallet first and the rest charged to the card on
-file, and the next period opens. `retry_invoice` tries a declined charge again when
-it is due. `run` is the billing run: it finds the work that is due and does each
-piece in a transaction of its own, claimed with `FOR UPDATE SKIP LOCKED`, so that
-several runs at once (in as many processes or machines) never bill anything twice.
+one per add-on), paid from the wallet first, the rest recorded as a PENDING charge
+of the card on file, and the next period opens. `retry_invoice` tries a declined
+charge again when it is due. `run` is the billing run: it finds the work that is due
+and does each piece in a transaction of its own, claimed with `FOR UPDATE SKIP
+LOCKED`, so that several runs at once (in as many processes or machines) never bill
+anything twice.
 
-Collecting never holds a lock on Revampd's shared ledger accounts (revenue, card
-processor) while it waits for the processor: the card is charged first, then the
-invoice is opened and the payments posted, just before the commit.
-
-The processor is asked with the key of the ledger transfer that records the charge
-(`billing:<invoice>:card:<attempt>`): when the transaction does not commit after a
-charge, the next run asks again with the same key and records that first charge.
+The card is charged two-phase (services.card_payments): the PENDING charge commits
+with the invoice, `charge` asks the processor with no transaction open and no
+connection held, and its answer is recorded in a second transaction. The processor
+knows the charge by `billing:<invoice>:card:<attempt>`, also the key of the ledger
+transfer that records it: when the answer is lost or the process dies between the
+steps, `payments reconcile` (run first by every billing run) asks again with the
+same key and records that first charge; the card is never charged twice.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from services import card_payments, invoices, ledger
 from services.access import Principal, Role
 from services.enums import InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
 from services.errors import DomainError, ErrorCode, NotFound
-from services.payments import ChargeResult, PaymentGateway
+from services.payments import PaymentGateway
 from services.wallet import apply_pending_affiliate_payouts
 
 log = logging.getLogger("revampd.billing")
@@ -145,6 +146,9 @@ class Collection:
     charged: int = 0  # to the card
     declined: str | None = None  # the processor's reason
     uncollectible: bool = False
+    # The card charge recorded, PENDING until `charge` asks the processor (after the commit).
+    charge: m.CardCharge | None = None
+    unanswered: bool = False  # the processor's answer was lost: `payments reconcile` settles it
 
 
 @dataclass
@@ -161,11 +165,12 @@ async def bill_connection(
     session: AsyncSession,
     connection_id: int,
     now: datetime,
-    gateway: PaymentGateway,
     settings: BillingPolicy,
 ) -> Billed | None:
     """Bill the period of `connection_id` that ended at or before `now`, in the caller's
-    transaction; None when no period has ended (or the subscription has). Billing the
+    transaction; None when no period has ended (or the subscription has). What the wallet
+    does not pay is a PENDING card charge (`Collection.charge`), for `charge` to ask of the
+    processor once the caller has committed. Billing the
     same period twice is impossible: the subscription row is locked and moves on to the
     next period in this transaction, and the database allows one SUBSCRIPTION invoice
     per connection and period."""
@@ -192,7 +197,7 @@ async def bill_connection(
         invoice = await _period_invoice(session, connection, lines, (start, end), now)
         # Credits first, so that the wallet pays the new invoice with them.
         await apply_pending_affiliate_payouts(session, connection.id, now)
-        billed.collection = await _collect(session, connection, invoice, now, gateway, settings)
+        billed.collection = await _collect(session, connection, invoice, now, settings)
     subscription.current_period_start, subscription.current_period_end = start, end
     await session.flush()
     return billed
@@ -305,12 +310,13 @@ async def _collect(
     connection: m.Connection,
     invoice: m.Invoice,
     now: datetime,
-    gateway: PaymentGateway,
     settings: BillingPolicy,
 ) -> Collection:
     """Pay what is due on `invoice` (a DRAFT, opened here, or OPEN) from the wallet as far
-    as it goes, then charge the rest to the card on file. A decline leaves it OPEN with
-    the reason and the next attempt due, or after the last retry UNCOLLECTIBLE."""
+    as it goes, and record a PENDING charge of the rest to the card on file, which `charge`
+    asks of the processor once this transaction has committed. Without a card on file it
+    is declined at once: left OPEN with the next attempt due, or after the last retry
+    UNCOLLECTIBLE."""
     done = Collection(invoice)
     due = invoice.total - invoice.amount_paid
     wallet = None
@@ -320,22 +326,6 @@ async def _collect(
         done.from_wallet = max(0, min(due, wallet.balance - wallet.pending))
     rest = due - done.from_wallet
     attempt = invoice.payment_attempts + 1
-    charge: ChargeResult | None = None
-    if rest > 0:
-        invoice.payment_attempts = attempt
-        charge = await _charge(gateway, connection, rest, f"billing:{invoice.id}:card:{attempt}")
-    # From here on Revampd's shared accounts are locked: post, and let the caller commit.
-    retries = settings.billing_retry_days
-    write_off = charge is not None and not charge.success and attempt > len(retries)
-    currency = invoice.currency_code
-    codes = [f"receivable:{invoice.id}"]
-    if invoice.status == InvoiceStatus.DRAFT.value or write_off:
-        codes.append(f"REVAMPD_REVENUE:{currency}:{connection.id}")
-    if charge is not None and charge.success:
-        codes.append(f"CARD_PROCESSOR:{currency}:{connection.id}")
-    if wallet is not None and done.from_wallet:
-        codes.append(wallet.code)
-    await _lock_accounts(session, codes)
     if invoice.status == InvoiceStatus.DRAFT.value:
         await invoices.finalize(session, invoice, now=now)
     if wallet is not None and done.from_wallet:
@@ -344,54 +334,52 @@ async def _collect(
             session, invoice, source=wallet, amount=done.from_wallet, method=PaymentMethod.WALLET, key=key,
             by=None, now=now,
         )
-    if charge is None:
+    if rest == 0:
         if attempt > 1:
             invoice.payment_error = None  # the wallet paid what the card could not
         await session.flush()
         return done
-    if charge.success:
-        processor = await ledger.system_account(session, "CARD_PROCESSOR", currency, connection.id, now)
-        await invoices.pay(
-            session, invoice, source=processor, amount=rest, method=PaymentMethod.CARD,
-            key=f"billing:{invoice.id}:card:{attempt}", by=None, now=now,
-        )
-        if attempt > 1:
-            invoice.payment_error = None
-        done.charged = rest
-        log.debug("%s: charged %s to the card (%s)", invoice.number, rest, charge.charge_id)
+    invoice.payment_attempts = attempt
+    if connection.card_token is None:
+        done.declined = NO_CARD
+        done.uncollectible = await card_payments.declined(
+            session, invoice, attempt, NO_CARD, now, settings.billing_retry_days)
         return done
-    done.declined = invoice.payment_error = charge.decline_reason or "The card was declined."
-    if write_off:
-        await invoices.mark_uncollectible(session, None, invoice.id, now=now)
-        done.uncollectible = True
-        log.info("%s: card declined: %s", invoice.number, done.declined)
-        log.info("%s: uncollectible after %d declined charges", invoice.number, attempt)
-    else:
-        invoice.next_payment_attempt_at = now + timedelta(days=retries[attempt - 1])
-        log.info("%s: card declined: %s (next attempt %s)", invoice.number, done.declined,
-                 invoice.next_payment_attempt_at.isoformat())
-    await session.flush()
+    # The processor knows the charge by this key, which is also the payment's ledger key.
+    done.charge = await card_payments.record(
+        session, invoice, rest, connection.card_token, f"billing:{invoice.id}:card:{attempt}", attempt=attempt,
+        now=now,
+    )
     return done
 
 
-async def _lock_accounts(session: AsyncSession, codes: Sequence[str]) -> None:
-    """Lock every account this collection posts to (those that exist yet), up front and in
-    id order. post() locks the accounts of each of its calls in id order, but several calls
-    in one transaction would take Revampd's shared accounts (REVAMPD_REVENUE,
-    CARD_PROCESSOR) in different orders on different workers, and deadlock."""
-    await session.execute(
-        select(m.LedgerAccount)
-        .where(m.LedgerAccount.code.in_(codes))
-        .order_by(m.LedgerAccount.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
-async def _charge(gateway: PaymentGateway, connection: m.Connection, amount: int, key: str) -> ChargeResult:
-    if connection.card_token is None:
-        return ChargeResult(False, decline_code="no_card", decline_reason=NO_CARD)
-    return await gateway.charge(connection.card_token, amount, connection.currency_code, key)
+async def charge(
+    writes: async_sessionmaker[AsyncSession],
+    gateway: PaymentGateway,
+    collection: Collection,
+    now: datetime,
+    settings: BillingPolicy,
+    turns: AbstractAsyncContextManager[Any] | None = None,
+) -> None:
+    """Ask the processor for `collection`'s PENDING card charge, committed by the caller,
+    with no transaction open, then record its answer in a transaction of its own (taken
+    inside `turns`, when given). A lost answer leaves it PENDING for `payments reconcile`."""
+    pending = collection.charge
+    assert pending is not None
+    result = await card_payments.ask(gateway, pending)
+    if result is None:
+        collection.unanswered = True
+        return
+    async with turns or nullcontext(), writes() as session, session.begin():
+        settled = await card_payments.settle(session, pending.id, result, now, settings.billing_retry_days)
+        invoice = await session.get(m.Invoice, settled.invoice_id)
+        assert invoice is not None
+    if settled.status == card_payments.SUCCEEDED:
+        collection.charged = settled.amount
+        log.debug("%s: charged %s to the card (%s)", invoice.number, settled.amount, settled.charge_id)
+    else:
+        collection.declined = settled.decline_reason
+        collection.uncollectible = invoice.status == InvoiceStatus.UNCOLLECTIBLE.value
 
 
 def _retry_due(now: datetime) -> ColumnElement[bool]:
@@ -402,11 +390,11 @@ async def retry_invoice(
     session: AsyncSession,
     invoice_id: int,
     now: datetime,
-    gateway: PaymentGateway,
     settings: BillingPolicy,
 ) -> Collection | None:
     """Try the declined charge of an OPEN invoice again, if it is due by `now` (the wallet
-    first, when it holds credit now); None when it is not due."""
+    first, when it holds credit now; the rest a PENDING card charge, as `bill_connection`
+    records it); None when it is not due."""
     invoice = await session.scalar(
         select(m.Invoice).where(m.Invoice.id == invoice_id, _retry_due(now)).with_for_update()
     )
@@ -417,7 +405,7 @@ async def retry_invoice(
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
     invoice.next_payment_attempt_at = None
-    return await _collect(session, connection, invoice, now, gateway, settings)
+    return await _collect(session, connection, invoice, now, settings)
 
 
 # ---- The billing run -----------------------------------------------------------
@@ -435,9 +423,12 @@ class RunSummary:
     declined: int = 0  # card charges declined (no card on file counts)
     uncollectible: int = 0  # invoices written off after the last retry
     retried: int = 0  # declined charges tried again
-    # Card charges asked for by Partners (pay now) whose answer was lost, settled at the start.
+    # Card charges (this run's earlier or a Partner's pay now) whose answer was lost, settled at the start.
     reconciled: int = 0
-    # What failed: ("connection", id) or ("invoice", id); each is logged with its traceback.
+    # Card charges whose answer was lost in this run: PENDING, settled by `payments reconcile`.
+    unanswered: int = 0
+    # What failed: ("connection", id), ("invoice", id) or ("card charge", id); each is logged with
+    # its traceback. A card charge that failed is PENDING, settled by `payments reconcile`.
     failed: list[tuple[str, int]] = field(default_factory=list)
 
     def count(self, collection: Collection | None) -> None:
@@ -446,6 +437,7 @@ class RunSummary:
         self.charged += collection.charged > 0
         self.declined += collection.declined is not None
         self.uncollectible += collection.uncollectible
+        self.unanswered += collection.unanswered
 
 
 Progress = Callable[[int, int], None]
@@ -470,7 +462,12 @@ async def run(
     busy: Callable[[BaseException], bool] = lambda exc: False,
 ) -> RunSummary:
     """Bill every period ended by `now` and retry every declined charge due by then, after
-    settling the pay-now card charges whose answer was lost (card_payments.reconcile).
+    settling the card charges whose answer was lost (card_payments.reconcile).
+
+    Each connection is billed in two transactions with the processor's call between them,
+    none open meanwhile (the invoice, its wallet payment and a PENDING card charge; then
+    the charge's outcome): `workers` is how many calls are in flight at once, and only a
+    worker inside a transaction holds a pooled connection.
 
     `writes` must make write sessions (db.engine.write_sessions: BEGIN IMMEDIATE on
     SQLite). Due rows are listed in batches, in id order; `workers` tasks take them one
@@ -488,7 +485,8 @@ async def run(
     # not retried. Should that fail, billing goes on: a retry skips an invoice whose charge is PENDING.
     try:
         settled = await card_payments.reconcile(
-            reads, writes, gateway, now, timedelta(seconds=settings.payments_reconcile_after_seconds)
+            reads, writes, gateway, now, timedelta(seconds=settings.payments_reconcile_after_seconds),
+            settings.billing_retry_days,
         )
         summary.reconciled = len(settled.succeeded) + len(settled.declined)
     except Exception:
@@ -531,11 +529,23 @@ async def run(
                 return False, None
         raise AssertionError("unreachable")
 
+    async def collect(collection: Collection) -> None:
+        """The card charge the committed transaction recorded, asked of the processor with no
+        transaction open: this is where the workers' calls overlap."""
+        if collection.charge is None:
+            return
+        try:
+            await charge(writes, gateway, collection, now, settings, turns)
+        except Exception:
+            log.exception("billing: card charge %s of %s failed; it stays PENDING for `payments reconcile`",
+                          collection.charge.id, collection.invoice.number)
+            summary.failed.append(("card charge", collection.charge.id))
+
     async def claim_and_retry(session: AsyncSession, invoice_id: int) -> Collection | None:
         claimed = await session.scalar(
             select(m.Invoice.id).where(m.Invoice.id == invoice_id, _retry_due(now)).with_for_update(skip_locked=True)
         )
-        return None if claimed is None else await retry_invoice(session, invoice_id, now, gateway, settings)
+        return None if claimed is None else await retry_invoice(session, invoice_id, now, settings)
 
     async def retry(row: tuple[int, int]) -> bool:
         invoice_id, connection_id = row
@@ -549,6 +559,7 @@ async def run(
             failed_invoices.add(invoice_id)
         if collection is None:
             return False
+        await collect(collection)
         summary.retried += 1
         summary.count(collection)
         return True
@@ -559,7 +570,7 @@ async def run(
             .where(m.Subscription.id == subscription_id, _period_due(now))
             .with_for_update(skip_locked=True)
         )
-        return None if claimed is None else await bill_connection(session, connection_id, now, gateway, settings)
+        return None if claimed is None else await bill_connection(session, connection_id, now, settings)
 
     async def bill(row: tuple[int, int]) -> bool:
         subscription_id, connection_id = row
@@ -576,6 +587,8 @@ async def run(
         if billed.canceled:
             summary.canceled += 1
         else:
+            if billed.collection is not None:
+                await collect(billed.collection)
             summary.billed += 1
             summary.count(billed.collection)
         return True

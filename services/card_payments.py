@@ -1,15 +1,18 @@
-"""Pay now by card: a Partner admin pays an OPEN invoice with the card on file at once.
+"""Charging the card on file, two-phase: by the billing run (services.billing) and by a
+Partner admin who pays an OPEN invoice at once (pay now).
 
 Two-phase, as a processor call must be (no transaction open and no connection held
 while the processor thinks, and never a second charge):
 
-1. `start`, in a transaction: the invoice is locked and checked, and a PENDING
-   CardCharge is recorded with the key the processor will know the charge by.
+1. In a transaction (`start` for pay now, `record` for the billing run): the invoice
+   is locked and checked, and a PENDING CardCharge is recorded with the key the
+   processor will know the charge by.
    At most one charge of an invoice is PENDING (a unique index): while it is,
    nothing else is paid, voided or written off on the invoice (`invoices.in_progress`).
 2. The caller asks the processor to charge, with no transaction open.
 3. `settle`, in a transaction: SUCCEEDED posts the payment (CARD_PROCESSOR ->
-   the invoice's receivable) once; DECLINED records why on the invoice.
+   the invoice's receivable) once; DECLINED records why on the invoice, and for the
+   billing run's charge schedules the next attempt or, after the last, writes it off.
 
 When the answer is lost (the processor timed out, the process died) the charge
 stays PENDING; `reconcile` asks the processor again with the same key, which
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,19 +72,31 @@ async def start(
         assert connection is not None
         if connection.card_token is None:
             raise DomainError(ErrorCode.NO_CARD_ON_FILE, "There is no card on file: add one first.", "invoiceId")
-        charge = m.CardCharge(
-            invoice_id=invoice.id, amount=invoices.amount_due(invoice), currency_code=invoice.currency_code,
-            card_token=connection.card_token, processor_key=f"pending:{principal.user_id}:{idempotency_key}",
-            status=PENDING, created_by_id=principal.user_id, created_at=at,
+        charge = await record(
+            session, invoice, invoices.amount_due(invoice), connection.card_token,
+            f"pending:{principal.user_id}:{idempotency_key}", by=principal.user_id, now=at,
         )
-        session.add(charge)
-        await session.flush()
         # Keyed by its id (the client's key may be 200 characters, too long to prefix).
         charge.processor_key = f"card_charge:{charge.id}"
         await session.flush()
         return charge
 
     return await idempotency.once(session, principal, PAY_BY_CARD, idempotency_key, request, work)
+
+
+async def record(
+    session: AsyncSession, invoice: m.Invoice, amount: int, card_token: str, key: str, *,
+    by: int | None = None, attempt: int | None = None, now: datetime,
+) -> m.CardCharge:
+    """A PENDING charge of `amount` on `invoice` (locked by the caller), to be asked of the
+    processor with `key` once the caller's transaction has committed."""
+    charge = m.CardCharge(
+        invoice_id=invoice.id, amount=amount, currency_code=invoice.currency_code, card_token=card_token,
+        processor_key=key, status=PENDING, created_by_id=by, attempt=attempt, created_at=now,
+    )
+    session.add(charge)
+    await session.flush()
+    return charge
 
 
 async def ask(gateway: PaymentGateway, charge: m.CardCharge) -> ChargeResult | None:
@@ -93,10 +109,16 @@ async def ask(gateway: PaymentGateway, charge: m.CardCharge) -> ChargeResult | N
         return None
 
 
-async def settle(session: AsyncSession, charge_id: int, result: ChargeResult, now: datetime | None = None) -> m.CardCharge:
+async def settle(
+    session: AsyncSession, charge_id: int, result: ChargeResult, now: datetime | None = None,
+    retry_days: Sequence[int] = (),
+) -> m.CardCharge:
     """Record the processor's answer for a PENDING charge, once: the payment when it
     succeeded, the reason on the invoice when declined. A charge already settled is left as
-    it is (the same answer came twice: a lost answer asked again, a replay)."""
+    it is (the same answer came twice: a lost answer asked again, a replay).
+
+    A declined charge of the billing run's attempt N schedules attempt N+1 `retry_days[N-1]`
+    days later (the BILLING_RETRY_DAYS setting) or, after the last, writes the invoice off."""
     at = _now(now)
     invoice_id = await session.scalar(select(m.CardCharge.invoice_id).where(m.CardCharge.id == charge_id))
     assert invoice_id is not None, f"no card charge {charge_id}"
@@ -123,8 +145,29 @@ async def settle(session: AsyncSession, charge_id: int, result: ChargeResult, no
         charge.status, charge.decline_code = DECLINED, result.decline_code
         charge.decline_reason = (result.decline_reason or "The card was declined.")[:300]
         invoice.payment_error = charge.decline_reason
+        await session.flush()
+        if charge.attempt is not None:
+            await declined(session, invoice, charge.attempt, charge.decline_reason, at, retry_days)
     await session.flush()
     return charge
+
+
+async def declined(
+    session: AsyncSession, invoice: m.Invoice, attempt: int, reason: str, now: datetime, retry_days: Sequence[int]
+) -> bool:
+    """The billing run's attempt at `invoice` was declined: the next attempt is due
+    `retry_days[attempt - 1]` days on, or after the last the invoice is written off (True)."""
+    invoice.payment_error = reason
+    if attempt > len(retry_days):
+        await invoices.mark_uncollectible(session, None, invoice.id, now=now)
+        log.info("%s: card declined: %s", invoice.number, reason)
+        log.info("%s: uncollectible after %d declined charges", invoice.number, attempt)
+        return True
+    invoice.next_payment_attempt_at = now + timedelta(days=retry_days[attempt - 1])
+    log.info("%s: card declined: %s (next attempt %s)", invoice.number, reason,
+             invoice.next_payment_attempt_at.isoformat())
+    await session.flush()
+    return False
 
 
 @dataclass
@@ -136,7 +179,7 @@ class Reconciled:
 
 async def reconcile(
     reads: async_sessionmaker[AsyncSession], writes: async_sessionmaker[AsyncSession], gateway: PaymentGateway,
-    now: datetime, older_than: timedelta,
+    now: datetime, older_than: timedelta, retry_days: Sequence[int] = (),
 ) -> Reconciled:
     """Settle every charge still PENDING that was asked for before `now - older_than`: the
     processor is asked again with the charge's key (no transaction open meanwhile), and
@@ -153,6 +196,6 @@ async def reconcile(
             done.unanswered += 1
             continue
         async with writes() as session, session.begin():
-            settled = await settle(session, charge.id, result, now)
+            settled = await settle(session, charge.id, result, now, retry_days)
         (done.succeeded if settled.status == SUCCEEDED else done.declined).append(settled)
     return done

@@ -11,6 +11,7 @@ import calendar
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -366,11 +367,22 @@ async def test_without_a_card_on_file_and_with_the_wallet_switched_off_the_charg
 
 # ---- One connection failing does not stop the others --------------------------------
 
+async def set_currency(api: Api, email: str, currency: str) -> None:
+    engine = create_engine(api.settings.database_url)
+    try:
+        async with write_sessions(engine)() as s, s.begin():
+            await s.execute(update(m.Connection).where(m.Connection.id == await api.connection_id(email))
+                            .values(currency_code=currency))
+    finally:
+        await engine.dispose()
+
+
 async def test_a_connection_that_fails_is_logged_and_left_due_while_the_others_are_billed(api: Api) -> None:
-    await set_card(api, CEDAR, "tok_processorDown_0000")
+    await set_card(api, CEDAR, "tok_visa_4242")
     await set_wallet(api, CEDAR, 0)
     cedar = await connection(api, CEDAR)
     end = at(cedar["subscription"]["currentPeriodEnd"])
+    await set_currency(api, CEDAR, "EUR")  # a mistake of the data: its plan is priced in USD
 
     run = await billing_run(api, end + DAY)
     assert run.code != 0
@@ -378,14 +390,44 @@ async def test_a_connection_that_fails_is_logged_and_left_due_while_the_others_a
         "billed": 2, "charged": 0, "declined": 0, "failed": 1, "canceled": 0, "retried": 0, "uncollectible": 0}
     cedar_id = await api.connection_id(CEDAR)
     assert f"connection {cedar_id} failed" in run.err and "Traceback" in run.err
-    assert "GatewayError: The payment processor did not answer." in run.err
+    assert "is priced in USD; the connection is billed in EUR" in run.err
+    await set_currency(api, CEDAR, "USD")
     assert await connection(api, CEDAR) == cedar, "nothing of the failed connection changed"
     for email in (NORTHWIND, BLUEBIRD):
         assert (await connection(api, email))["subscription"]["currentPeriodStart"] == end.isoformat()
 
-    await set_card(api, CEDAR, "tok_visa_4242")
     rerun = await billing_run(api, end + DAY)
     assert rerun.code == 0 and summary(rerun)["billed"] == 1 and summary(rerun)["charged"] == 1
+    assert await verify(api) == []
+
+
+async def test_a_charge_whose_answer_is_lost_is_settled_by_the_next_run_and_made_once(api: Api) -> None:
+    """The processor charges the card but its answer never arrives: the invoice stays OPEN
+    with its charge PENDING (nothing retried meanwhile), and the next run first asks the
+    processor again with the same key and records that one charge."""
+    await set_card(api, CEDAR, "tok_visa_4242")
+    await set_wallet(api, CEDAR, 0)
+    end = at((await connection(api, CEDAR))["subscription"]["currentPeriodEnd"])
+    cedar_id = await api.connection_id(CEDAR)
+    charges = (select(m.CardCharge.status, m.CardCharge.attempt, m.CardCharge.amount)
+               .join(m.Invoice, m.Invoice.id == m.CardCharge.invoice_id).where(m.Invoice.connection_id == cedar_id))
+
+    lost = await billing_run(api, end + DAY, PAYMENT_SANDBOX_LOST_ANSWER_RATE="1")
+    assert lost.code == 0, lost.err
+    assert summary(lost)["billed"] == 3 and summary(lost)["charged"] == 0
+    [(pending,)] = await api.rows(select(func.count()).select_from(m.CardCharge).where(m.CardCharge.status == "PENDING"))
+    assert pending >= 1 and f"the processor's answer about {pending} card charge" in lost.out
+    [new] = [i for i in (await connection(api, CEDAR))["invoices"]["nodes"] if i["periodStart"] == end.isoformat()]
+    assert (new["status"], new["payments"]) == ("OPEN", [])
+    [(status, attempt, amount)] = await api.rows(charges)
+    assert (status, attempt, Decimal(amount) / 100) == ("PENDING", 1, Decimal(new["amountDue"]["amount"]))
+
+    settled = await billing_run(api, end + DAY + timedelta(hours=1))
+    assert settled.code == 0, settled.err
+    assert f"billing run: first settled {pending} card charge" in settled.out
+    [new] = [i for i in (await connection(api, CEDAR))["invoices"]["nodes"] if i["periodStart"] == end.isoformat()]
+    assert (new["status"], new["payments"]) == ("PAID", [{"amount": new["total"], "method": "CARD"}])
+    assert await api.rows(charges) == [("SUCCEEDED", 1, amount)]
     assert await verify(api) == []
 
 

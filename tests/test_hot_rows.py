@@ -75,16 +75,20 @@ async def test_one_partners_open_money_movement_never_holds_up_another_partners(
             sent = await done("transferPayout", call(api, TRANSFER, CEDAR, payoutId=payout, idempotencyKey="cedar-bank"))
             assert sent["userErrors"] == [] and sent["disposition"]["bankAmount"]["amount"] == dollars(available - 100)
 
-            async def bill_cedar() -> billing.Billed | None:
+            async def bill_cedar() -> billing.Collection:
+                settings = Settings(database_url=api.settings.database_url, billing_pay_from_wallet=False)
                 async with write_sessions(engine)() as session, session.begin():
                     end = await session.scalar(
                         select(m.Subscription.current_period_end).where(m.Subscription.connection_id == cedar))
                     assert end is not None
-                    return await billing.bill_connection(session, cedar, end + timedelta(hours=1), SandboxGateway(),
-                                                         Settings(database_url=api.settings.database_url))
+                    billed = await billing.bill_connection(session, cedar, end + timedelta(hours=1), settings)
+                assert billed is not None and billed.collection is not None
+                await billing.charge(write_sessions(engine), SandboxGateway(), billed.collection,
+                                     end + timedelta(hours=1), settings)
+                return billed.collection
 
-            billed = await done("the billing run", bill_cedar())
-            assert billed is not None and billed.collection is not None
+            collection = await done("the billing run", bill_cedar())
+            assert collection.charged > 0
         await verify(api)
     finally:
         await engine.dispose()
