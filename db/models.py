@@ -723,6 +723,9 @@ class BankTransfer(Base):
     created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+    # When it was first being sent to the processor (services.payouts.submit): from then on the
+    # processor may have it, so it is canceled only through the processor, once its answer is in.
+    sending_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     in_transit_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -31,7 +31,7 @@ class BankAccountMutations:
         self, info: strawberry.Info, input: MutationInput[LinkBankAccountInput]
     ) -> LinkBankAccountPayload:
         context = ctx(info)
-        gateway = bank_gateway_named(context.settings.bank_gateway)
+        gateway = bank_gateway_named(context.settings.bank_gateway, context.settings.bank_sandbox_lag)
         result, errors = await run_write(info, lambda session: svc.link(
             session, context.principal, gateway,
             holder_name=input.holder_name,

@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from resolvers.common import run_write
+from resolvers.common import run_write, run_writes
 from schema.base import MutationInput, ctx, decode_id
 from schema.payouts import (
     CancelBankTransferInput,
@@ -36,14 +36,15 @@ async def _dispose(
 ) -> DisposePayoutPayload:
     result, errors = await run_write(info, work)
     if result is not None and result.bank_transfer is not None and result.bank_transfer.gateway_ref is None:
-        gateway = bank_gateway_named(ctx(info).settings.bank_gateway)
+        context = ctx(info)
+        gateway = bank_gateway_named(context.settings.bank_gateway, context.settings.bank_sandbox_lag)
         transfer_id = result.bank_transfer.id
-        try:
-            sent, _ = await run_write(info, lambda s: payouts.submit_and_read(s, gateway, transfer_id, result))
+        await context.release_reads()
+        try:  # two short transactions; none open, no connection held, while the processor answers
+            await payouts.submit(context.writes, gateway, transfer_id)
         except Exception:  # the disposition stands; `payouts sync` sends it
             log.exception("bank transfer %s was recorded but not sent to the processor", transfer_id)
-            sent = None
-        result = sent or result
+        result = await payouts.reread(context.db, result)
     return DisposePayoutPayload.of(result, errors, cmid)
 
 
@@ -96,9 +97,9 @@ class PayoutMutations:
         self, info: strawberry.Info, input: MutationInput[CancelBankTransferInput]
     ) -> CancelBankTransferPayload:
         p = ctx(info).principal
-        gateway = bank_gateway_named(ctx(info).settings.bank_gateway)
-        result, errors = await run_write(info, lambda s: payouts.cancel(
-            s, p, gateway, decode_id(input.bank_transfer_id, "BankTransfer", "bankTransferId"),
+        gateway = bank_gateway_named(ctx(info).settings.bank_gateway, ctx(info).settings.bank_sandbox_lag)
+        result, errors = await run_writes(info, lambda writes: payouts.cancel(
+            writes, p, gateway, decode_id(input.bank_transfer_id, "BankTransfer", "bankTransferId"),
         ))
         return CancelBankTransferPayload.of(result, errors, input.client_mutation_id)
 

@@ -350,16 +350,15 @@ async def _payouts_sync(now: datetime) -> dict[str, int]:
     from services.bank_gateway import bank_gateway_named
 
     settings = _settings()
-    gateway = bank_gateway_named(settings.bank_gateway)
+    gateway = bank_gateway_named(settings.bank_gateway, settings.bank_sandbox_lag)
     engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
     counts: dict[str, int] = {}
     try:
         sessions = write_sessions(engine)
         async with sessions() as session:
             ids = await payouts.in_flight(session)
-        for transfer_id in ids:  # one short transaction each: a slow processor holds no lock on the rest
-            async with sessions() as session, session.begin():
-                outcome = await payouts.sync_one(session, gateway, transfer_id, now)
+        for transfer_id in ids:  # short transactions each; none open while the processor answers
+            outcome = await payouts.sync_one(sessions, gateway, transfer_id, now)
             counts[outcome] = counts.get(outcome, 0) + 1
     finally:
         await engine.dispose()
@@ -497,7 +496,7 @@ async def _payouts_close_period(now: datetime, progress: Progress) -> "CloseSumm
     engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
     try:
         return await close_period(
-            read_sessions(engine), write_sessions(engine), now, bank_gateway_named(settings.bank_gateway),
+            read_sessions(engine), write_sessions(engine), now, bank_gateway_named(settings.bank_gateway, settings.bank_sandbox_lag),
             report=lambda closed: print(("\n" if progress.drawn else "") + closed.describe(), flush=True),
             busy=is_busy, progress=progress,
         )

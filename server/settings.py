@@ -219,6 +219,11 @@ class Settings:
     # A card charge whose outcome is still unknown this many seconds after it was asked for is
     # settled by `revampd-bff payments reconcile`.
     payments_reconcile_after_seconds: int = 60
+    # The sandbox bank transfer processor made slow and unreliable (services.bank_gateway).
+    bank_sandbox_latency_ms: int = 0
+    bank_sandbox_jitter_ms: int = 0
+    bank_sandbox_failure_rate: float = 0.0
+    bank_sandbox_lost_answer_rate: float = 0.0
     # The processor that sends payouts to banks (services.bank_gateway.BANK_GATEWAYS), and the
     # secret its webhooks are signed with (server/webhooks.py).
     bank_gateway: str = "sandbox"
@@ -284,6 +289,10 @@ class Settings:
             payment_sandbox_jitter_ms=_int(env, "PAYMENT_SANDBOX_JITTER_MS", 0, minimum=0),
             payment_sandbox_failure_rate=_rate(env, "PAYMENT_SANDBOX_FAILURE_RATE"),
             payment_sandbox_lost_answer_rate=_rate(env, "PAYMENT_SANDBOX_LOST_ANSWER_RATE"),
+            bank_sandbox_latency_ms=_int(env, "BANK_SANDBOX_LATENCY_MS", 0, minimum=0),
+            bank_sandbox_jitter_ms=_int(env, "BANK_SANDBOX_JITTER_MS", 0, minimum=0),
+            bank_sandbox_failure_rate=_rate(env, "BANK_SANDBOX_FAILURE_RATE"),
+            bank_sandbox_lost_answer_rate=_rate(env, "BANK_SANDBOX_LOST_ANSWER_RATE"),
             payments_reconcile_after_seconds=_int(
                 env, "PAYMENTS_RECONCILE_AFTER_SECONDS", cls.payments_reconcile_after_seconds
             ),
@@ -315,6 +324,11 @@ class Settings:
     def payment_sandbox_lag(self) -> SandboxLag:
         return SandboxLag(self.payment_sandbox_latency_ms, self.payment_sandbox_jitter_ms,
                           self.payment_sandbox_failure_rate, self.payment_sandbox_lost_answer_rate)
+
+    @property
+    def bank_sandbox_lag(self) -> SandboxLag:
+        return SandboxLag(self.bank_sandbox_latency_ms, self.bank_sandbox_jitter_ms,
+                          self.bank_sandbox_failure_rate, self.bank_sandbox_lost_answer_rate)
 
     @property
     def uses_dev_webhook_secret(self) -> bool:

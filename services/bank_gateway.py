@@ -19,18 +19,25 @@ network. Its test account numbers (any valid routing number, e.g. 110000000):
 | 000123456789 (and any other valid number) | PENDING, IN_TRANSIT, PAID |
 | 000111111116 | FAILED at once: account_closed |
 | 000222222227 | PENDING, IN_TRANSIT, then FAILED: no_account (returned by the bank) |
+| 000333333338 | PENDING, IN_TRANSIT, PAID, then RETURNED: R02 |
 
 The outcome travels in the sandbox's token and transfer ids, so any process (the
-server, the CLI) answers the same about a transfer.
+server, the CLI) answers the same about a transfer. Like a real processor it can be
+made slow and unreliable (`SandboxLag`, settings BANK_SANDBOX_*): a latency, a rate of
+calls that fail before doing anything, and a rate of lost answers (the transfer is
+created or canceled, the answer never arrives).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.errors import DomainError, ErrorCode
+from services.payments import SandboxLag
 
 
 @dataclass(frozen=True)
@@ -103,28 +110,47 @@ def _outcome(token_or_ref: str) -> str:
     return parts[2] if len(parts) > 3 and parts[2] in ("ok", "failnow", "faillater", "return") else "ok"
 
 
+@dataclass
 class SandboxBankGateway:
-    """A processor's test mode (see the module's table)."""
+    """A processor's test mode (see the module's table), at once unless `lag` says otherwise."""
 
+    lag: SandboxLag = SandboxLag()
+    rng: random.Random = field(default_factory=random.Random)
     name = "sandbox"
 
+    async def _wait(self) -> None:
+        if self.lag.latency_ms or self.lag.jitter_ms:
+            await asyncio.sleep((self.lag.latency_ms + self.rng.uniform(0, self.lag.jitter_ms)) / 1000)
+        if self.rng.random() < self.lag.failure_rate:
+            raise GatewayUnavailable("The bank transfer processor did not answer.")
+
+    def _lose(self) -> None:
+        if self.rng.random() < self.lag.lost_answer_rate:
+            raise GatewayUnavailable("The bank transfer processor's answer was lost.")
+
     async def link_account(self, holder_name: str, routing_number: str, account_number: str) -> LinkedAccount:
+        await self._wait()
         outcome = SANDBOX_ACCOUNTS.get(account_number, "ok")
         return LinkedAccount(f"btok_sandbox_{outcome}_{secrets.token_hex(8)}", account_number[-4:])
 
     async def create_transfer(self, reference: str, account_token: str, amount: int, currency: str) -> GatewayTransfer:
+        await self._wait()
         outcome = _outcome(account_token)
         ref = f"sbt_sandbox_{outcome}_{reference}"
+        self._lose()
         if outcome == "failnow":
             return GatewayTransfer(ref, "FAILED", *_FAILURES[outcome])
         return GatewayTransfer(ref, "PENDING")
 
     async def retrieve_transfer(self, ref: str) -> GatewayTransfer:
         """In the sandbox a transfer settles as soon as it is asked about."""
+        await self._wait()
         final = self.events(ref)[-1]
         return GatewayTransfer(ref, final.status, final.failure_code, final.failure_reason)
 
     async def cancel_transfer(self, ref: str) -> GatewayTransfer:
+        await self._wait()
+        self._lose()
         if _outcome(ref) == "failnow":
             return GatewayTransfer(ref, "FAILED", *_FAILURES["failnow"])
         return GatewayTransfer(ref, "CANCELED")
@@ -144,11 +170,13 @@ class SandboxBankGateway:
 
 
 BANK_GATEWAYS = ("sandbox",)
+NO_LAG = SandboxLag()
 
 
-def bank_gateway_named(name: str) -> BankTransferGateway:
+def bank_gateway_named(name: str, lag: SandboxLag = NO_LAG) -> BankTransferGateway:
+    """The gateway the BANK_GATEWAY setting names (the sandbox as slow as `lag` says)."""
     if name == "sandbox":
-        return SandboxBankGateway()
+        return SandboxBankGateway(lag)
     raise ValueError(f"unknown bank gateway {name!r}; known: {', '.join(BANK_GATEWAYS)}")
 
 

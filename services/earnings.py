@@ -651,7 +651,7 @@ async def close_period(
     run holds is that run's. Those skipped are then waited for, as the holder may be no
     closing run at all (a billing run, a Partner's mutation); by then a closing run has
     made the payout, and it is not made again. A bank transfer the preference made is
-    sent to the processor in a transaction of its own after the payout commits. A failure
+    sent to the processor after the payout commits (payouts.submit, two-phase). A failure
     is logged and counted and stops nothing else; the next run tries it again."""
     summary = CloseSummary()
     async with reads() as session:
@@ -690,11 +690,11 @@ async def close_period(
             return outcome
         transfer = outcome.disposed.bank_transfer if outcome.disposed else None
         if transfer is not None:
-            transfer_id = transfer.id
-            sent_ok, sent = await transact(
-                f"bank transfer {transfer_id}", lambda s: payouts.submit(s, gateway, transfer_id, now)
-            )
-            outcome.sent = sent if sent_ok else None
+            try:  # two short transactions of its own, none open while the processor answers
+                outcome.sent = await payouts.submit(writes, gateway, transfer.id, now)
+            except Exception:
+                log.exception("payouts: bank transfer %s failed; `payouts sync` sends it", transfer.id)
+                outcome.sent = None
         summary.made.append(outcome)
         report(outcome)
         return "made"

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
 from services import idempotency, ledger, money
@@ -413,41 +413,78 @@ async def _locked_transfer(session: AsyncSession, transfer_id: int) -> tuple[m.P
     return payout, transfer
 
 
-async def submit(
-    session: AsyncSession, gateway: BankTransferGateway, transfer_id: int, now: datetime | None = None
-) -> m.BankTransfer | None:
-    """Send a PENDING transfer not yet sent to the processor (idempotent by its id there),
-    and record its answer; a transfer refused at once is FAILED and its amount available
-    again. Processor unreachable: left for `payouts sync`."""
-    at = _now(now)
+@dataclass(frozen=True)
+class Sending:
+    """What a transfer is sent to the processor with, read as it was marked as being sent."""
+
+    transfer_id: int
+    reference: str  # the processor knows the transfer by it: the same reference again is the same transfer
+    account_token: str
+    amount: int
+    currency: str
+
+
+async def start_sending(session: AsyncSession, transfer_id: int, now: datetime) -> Sending | None:
+    """The first step of `submit`: lock a PENDING transfer not yet sent and mark it as being
+    sent; what to send it with (None: nothing to send)."""
     found = await _locked_transfer(session, transfer_id)
     if found is None:
         return None
     payout, transfer = found
     if transfer.gateway_ref is not None or transfer.status != "PENDING":
-        return transfer
+        return None
     account = await session.get(m.BankAccount, transfer.bank_account_id)
     assert account is not None
-    try:
-        answer = await gateway.create_transfer(f"bt{transfer.id}", account.account_token, transfer.amount,
-                                               payout.currency_code)
-    except GatewayUnavailable:
-        return transfer
-    transfer.gateway_ref, transfer.submitted_at = answer.ref, at
+    transfer.sending_at = transfer.sending_at or now
+    await session.flush()
+    return Sending(transfer.id, f"bt{transfer.id}", account.account_token, transfer.amount, payout.currency_code)
+
+
+async def _sent(session: AsyncSession, sending: Sending, answer: GatewayTransfer, now: datetime) -> None:
+    found = await _locked_transfer(session, sending.transfer_id)
+    assert found is not None
+    payout, transfer = found
+    if transfer.gateway_ref is not None:  # sent meanwhile by another (`payouts sync`): the same transfer
+        return
+    transfer.gateway_ref, transfer.submitted_at = answer.ref, now
     await session.flush()
     if answer.status != "PENDING":
-        await _record(session, f"gateway:{answer.ref}:{answer.status}", "GATEWAY", payout, transfer, answer, at, at)
-    return transfer
+        await _record(session, f"gateway:{answer.ref}:{answer.status}", "GATEWAY", payout, transfer, answer, now, now)
 
 
-async def submit_and_read(
-    session: AsyncSession, gateway: BankTransferGateway, transfer_id: int, disposed: Disposed
-) -> Disposed:
-    """`submit`, then the disposition as it now stands (for the mutation's answer)."""
-    transfer = await submit(session, gateway, transfer_id)
+async def submit(
+    writes: async_sessionmaker[AsyncSession], gateway: BankTransferGateway, transfer_id: int,
+    now: datetime | None = None,
+) -> m.BankTransfer | None:
+    """Send a PENDING transfer not yet sent to the processor, two-phase: one transaction
+    marks it as being sent (`sending_at`), the processor is asked with no transaction open
+    (idempotent by the transfer's reference there), and another records its answer; a
+    transfer refused at once is FAILED and its amount available again. When the processor
+    does not answer it stays unsent for `payouts sync`, which sends it again with the same
+    reference. The transfer as it then stands; None if there is no such transfer."""
+    at = _now(now)
+    async with writes() as session, session.begin():
+        sending = await start_sending(session, transfer_id, at)
+    if sending is not None:
+        try:
+            answer = await gateway.create_transfer(sending.reference, sending.account_token, sending.amount,
+                                                   sending.currency)
+        except GatewayUnavailable:
+            answer = None
+        if answer is not None:
+            async with writes() as session, session.begin():
+                await _sent(session, sending, answer, at)
+    async with writes() as session:
+        return await session.get(m.BankTransfer, transfer_id)
+
+
+async def reread(session: AsyncSession, disposed: Disposed) -> Disposed:
+    """The disposition as it now stands (after `submit`, for the mutation's answer)."""
     payout = await session.get(m.Payout, disposed.payout.id, populate_existing=True)
     assert payout is not None
-    wallet = disposed.wallet and await session.get(m.LedgerAccount, disposed.wallet.id)
+    transfer = disposed.bank_transfer and await session.get(
+        m.BankTransfer, disposed.bank_transfer.id, populate_existing=True)
+    wallet = disposed.wallet and await session.get(m.LedgerAccount, disposed.wallet.id, populate_existing=True)
     return Disposed(payout, disposed.disposition, transfer, wallet)
 
 
@@ -549,37 +586,59 @@ async def record_event(
 
 
 async def cancel(
-    session: AsyncSession, principal: Principal, gateway: BankTransferGateway, transfer_id: int,
+    writes: async_sessionmaker[AsyncSession], principal: Principal, gateway: BankTransferGateway, transfer_id: int,
     now: datetime | None = None,
 ) -> tuple[m.Payout, m.BankTransfer]:
-    """PARTNER_ADMIN: cancel a PENDING transfer; its amount is available on the payout again."""
+    """PARTNER_ADMIN: cancel a PENDING transfer; its amount is available on the payout again.
+
+    A transfer never sent is canceled here; one the processor has is canceled by asking
+    it, with no transaction open, and its answer recorded after. One being sent whose
+    answer is not in yet (the processor may have it) is refused for now: `payouts sync`
+    settles it."""
     principal.require(Role.PARTNER_ADMIN)
     at = _now(now)
+    async with writes() as session, session.begin():
+        payout, transfer = await _cancelable(session, principal, transfer_id)
+        ref = transfer.gateway_ref
+        if ref is None:
+            if transfer.sending_at is not None:
+                raise DomainError(
+                    ErrorCode.GATEWAY_UNAVAILABLE, "This transfer is being sent to the bank and its answer is not in "
+                    "yet; try again in a few minutes.", "bankTransferId",
+                )
+            unsent = GatewayTransfer(f"unsent:bt{transfer.id}", "CANCELED")
+            await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, unsent, at, at)
+            return payout, transfer
+    try:
+        answer = await gateway.cancel_transfer(ref)
+    except GatewayUnavailable:
+        raise DomainError(
+            ErrorCode.GATEWAY_UNAVAILABLE, "The bank transfer processor did not answer; try again.", "bankTransferId"
+        ) from None
+    if answer.status != "CANCELED":
+        raise DomainError(
+            ErrorCode.NOT_CANCELABLE, "The processor has already sent this transfer; it can no longer be canceled.",
+            "bankTransferId",
+        )
+    async with writes() as session, session.begin():
+        found = await _locked_transfer(session, transfer_id)
+        assert found is not None
+        payout, transfer = found
+        await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, answer, at, at)
+        return payout, transfer
+
+
+async def _cancelable(session: AsyncSession, principal: Principal, transfer_id: int) -> tuple[m.Payout, m.BankTransfer]:
     found = await _locked_transfer(session, transfer_id)
     if found is None or found[0].connection_id != principal.connection_id:
         raise NotFound("Bank transfer", "bankTransferId")
-    payout, transfer = found
-    if transfer.status != "PENDING":
+    if found[1].status != "PENDING":
         raise DomainError(
             ErrorCode.NOT_CANCELABLE,
-            f"This transfer is {transfer.status.replace('_', ' ').lower()}; only a PENDING one can be canceled.",
+            f"This transfer is {found[1].status.replace('_', ' ').lower()}; only a PENDING one can be canceled.",
             "bankTransferId",
         )
-    answer = GatewayTransfer(transfer.gateway_ref or f"unsent:bt{transfer.id}", "CANCELED")
-    if transfer.gateway_ref is not None:
-        try:
-            answer = await gateway.cancel_transfer(transfer.gateway_ref)
-        except GatewayUnavailable:
-            raise DomainError(
-                ErrorCode.GATEWAY_UNAVAILABLE, "The bank transfer processor did not answer; try again.", "bankTransferId"
-            ) from None
-        if answer.status != "CANCELED":
-            raise DomainError(
-                ErrorCode.NOT_CANCELABLE, "The processor has already sent this transfer; it can no longer be canceled.",
-                "bankTransferId",
-            )
-    await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, answer, at, at)
-    return payout, transfer
+    return found
 
 
 async def in_flight(session: AsyncSession) -> list[int]:
@@ -590,16 +649,19 @@ async def in_flight(session: AsyncSession) -> list[int]:
 
 
 async def sync_one(
-    session: AsyncSession, gateway: BankTransferGateway, transfer_id: int, now: datetime | None = None
+    writes: async_sessionmaker[AsyncSession], gateway: BankTransferGateway, transfer_id: int,
+    now: datetime | None = None,
 ) -> str:
-    """Poll the processor about one transfer in flight (submitting it first if it never
-    was); what happened: 'submitted', 'applied', 'unchanged' or 'unavailable'."""
+    """Poll the processor about one transfer in flight (sending it first if it never was),
+    with no transaction open while it answers; what happened: 'submitted', 'applied',
+    'unchanged' or 'unavailable'."""
     at = _now(now)
-    transfer = await session.get(m.BankTransfer, transfer_id)
+    async with writes() as session:
+        transfer = await session.get(m.BankTransfer, transfer_id)
     if transfer is None or transfer.status not in m.IN_FLIGHT:
         return "unchanged"
     if transfer.gateway_ref is None:
-        sent = await submit(session, gateway, transfer_id, at)
+        sent = await submit(writes, gateway, transfer_id, at)
         return "submitted" if sent is not None and sent.gateway_ref else "unavailable"
     try:
         answer = await gateway.retrieve_transfer(transfer.gateway_ref)
@@ -607,5 +669,6 @@ async def sync_one(
         return "unavailable"
     if answer.status == transfer.status:
         return "unchanged"
-    outcome = await record_event(session, f"sync:{answer.ref}:{answer.status}", "SYNC", answer, at, at)
+    async with writes() as session, session.begin():
+        outcome = await record_event(session, f"sync:{answer.ref}:{answer.status}", "SYNC", answer, at, at)
     return "applied" if outcome == "applied" else "unchanged"

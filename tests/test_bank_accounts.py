@@ -144,8 +144,7 @@ async def cancel_the_transfer(api: Api, email: str, transfer_id: int) -> None:
     principal = Principal(api.ids[email], partner_id, cid, frozenset({Role.PARTNER_ADMIN}))
     engine = create_engine(api.settings.database_url)
     try:
-        async with write_sessions(engine)() as session, session.begin():
-            await payouts.cancel(session, principal, SandboxBankGateway(), transfer_id)
+        await payouts.cancel(write_sessions(engine), principal, SandboxBankGateway(), transfer_id)
     finally:
         await engine.dispose()
 
@@ -319,7 +318,7 @@ class _Processor(SandboxBankGateway):
 async def test_a_processor_that_refuses_or_does_not_answer_links_nothing(
     api: Api, monkeypatch: pytest.MonkeyPatch, down: bool, code: str
 ) -> None:
-    monkeypatch.setattr(resolvers.bank_accounts, "bank_gateway_named", lambda name: _Processor(down))
+    monkeypatch.setattr(resolvers.bank_accounts, "bank_gateway_named", lambda name, lag: _Processor(down))
     before = await account_rows(api)
     payload = await link(api, idempotencyKey="link-1")
     assert refusal(payload) == (code, ["input", "accountNumber"])
@@ -480,11 +479,9 @@ async def test_an_account_with_a_transfer_in_flight_cannot_be_unlinked(api: Api)
     engine = create_engine(api.settings.database_url)
     try:
         gateway = SandboxBankGateway()
-        async with write_sessions(engine)() as session, session.begin():
-            sent = await payouts.submit(session, gateway, other)
+        sent = await payouts.submit(write_sessions(engine), gateway, other)
         assert sent is not None and sent.gateway_ref is not None
-        async with write_sessions(engine)() as session, session.begin():
-            assert await payouts.sync_one(session, gateway, other) == "applied"
+        assert await payouts.sync_one(write_sessions(engine), gateway, other) == "applied"
     finally:
         await engine.dispose()
     assert (await api.rows(select(m.BankTransfer.status).where(m.BankTransfer.id == other)))[0][0] == "PAID"

@@ -70,7 +70,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
 from db.engine import create_engine, write_sessions
@@ -151,10 +151,6 @@ async def _seed(url: str) -> None:
     engine = create_engine(url)
     try:
         async with write_sessions(engine)() as session, session.begin():
-            # One of each of Revampd's accounts, shared by both connections: post() allows that (the
-            # service keeps a part per connection, ledger.system_account), and it makes them contend.
-            system = {kind: await ledger.account(session, f"{kind}:{CURRENCY}", kind, CURRENCY, now=NOW)
-                      for kind in SYSTEM}
             for n in range(CONNECTIONS):
                 partner = m.Partner(name=f"Partner {n}", created_at=NOW)
                 session.add(partner)
@@ -171,6 +167,9 @@ async def _seed(url: str) -> None:
                     for outcome, (last4, default) in BANKS.items()
                 ])
                 wallet = await ledger.wallet_account(session, connection, NOW)
+                # Revampd's accounts, a part per connection as the services keep them (ledger.system_account).
+                system = {kind: await ledger.system_account(session, kind, CURRENCY, connection.id, NOW)
+                          for kind in SYSTEM}
                 await ledger.post(session, [Transfer(
                     f"start:{n}", "MANUAL_ADJUSTMENT", system["ADJUSTMENTS"].id, wallet.id, START,
                 )], now=NOW)
@@ -309,6 +308,7 @@ class BankTransfer:
     pending_id: int  # its reservation in the ledger
     status: str = "PENDING"
     ref: str | None = None  # the processor's id, once submitted
+    sending: bool = False  # it was being sent: the processor may have it, even without a ref
 
 
 @dataclass(frozen=True)
@@ -389,7 +389,9 @@ class LedgerMachine(RuleBasedStateMachine):
             t = Transfer(row.key, row.kind, row.debit_account_id, row.credit_account_id, row.amount)
             self.model.transfers[t.key], self.model.ids[t.key] = t, row.id
         self.wallets = [a.id for a in accounts if a.kind == "WALLET"]
-        self.system = {a.kind: a.id for a in accounts if a.connection_id is None}
+        # Revampd's accounts: each connection's parts ("<KIND>:<currency>:<connection>"), by kind.
+        self.system = [{a.kind: a.id for a in accounts if a.code.endswith(f":{cid}") and a.connection_id is None}
+                       for cid in self.connection_ids]
 
     def key(self) -> str:
         return f"t{next(self.keys)}"
@@ -428,10 +430,10 @@ class LedgerMachine(RuleBasedStateMachine):
         return expected
 
     def wallet_credit(self, conn: int, source: str, amount: int) -> Transfer:
-        return Transfer(self.key(), FUNDING[source], self.system[source], self.wallets[conn], amount)
+        return Transfer(self.key(), FUNDING[source], self.system[conn][source], self.wallets[conn], amount)
 
     def wallet_debit(self, conn: int, sink: str, amount: int) -> Transfer:
-        return Transfer(self.key(), FUNDING[sink], self.wallets[conn], self.system[sink], amount)
+        return Transfer(self.key(), FUNDING[sink], self.wallets[conn], self.system[conn][sink], amount)
 
     def overdraft(self, conn: int, extra: int) -> int:
         """An amount that takes the wallet `extra` below zero."""
@@ -472,7 +474,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 await session.flush()
                 receivable = await ledger.receivable_account(session, row, NOW)
                 self.model.add_account(receivable)
-                issued = Transfer(self.key(), "INVOICE_ISSUED", receivable.id, self.system["REVAMPD_REVENUE"], total,
+                issued = Transfer(self.key(), "INVOICE_ISSUED", receivable.id, self.system[conn]["REVAMPD_REVENUE"], total,
                                   invoice_id=row.id)
                 assert self.model.outcome([issued]) is None
                 posted = await ledger.post(session, [issued], now=NOW)
@@ -552,7 +554,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if change == "amount":
             other = replace(first, amount=first.amount + 1)
         elif change == "credit":
-            elsewhere = [a for a in self.system.values() if a not in (first.debit, first.credit)]
+            elsewhere = [a for s in self.system for a in s.values() if a not in (first.debit, first.credit)]
             other = replace(first, credit=elsewhere[0])
         else:
             other = replace(first, kind="REVERSAL" if first.kind != "REVERSAL" else "MANUAL_ADJUSTMENT")
@@ -560,7 +562,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @initialize(conn=connections, amount=st.integers(min_value=1, max_value=START))
     def a_bank_transfer_in_flight(self, conn: int, amount: int) -> None:
-        hold = Transfer(self.key(), "BANK_TRANSFER", self.wallets[conn], self.system["BANK_OUT"], amount, pending=True)
+        hold = Transfer(self.key(), "BANK_TRANSFER", self.wallets[conn], self.system[conn]["BANK_OUT"], amount,
+                        pending=True)
         assert self.attempt([hold]) is None
 
     @rule(conn=connections, amount=amounts, overdraw=st.booleans())
@@ -572,7 +575,7 @@ class LedgerMachine(RuleBasedStateMachine):
             amount += available
         elif available > 0:
             amount = min(amount, available)
-        hold = Transfer(self.key(), "BANK_TRANSFER", wallet, self.system["BANK_OUT"], amount, pending=True)
+        hold = Transfer(self.key(), "BANK_TRANSFER", wallet, self.system[conn]["BANK_OUT"], amount, pending=True)
         outcome = self.attempt([hold])
         assert (outcome == "INSUFFICIENT_FUNDS") == (amount > available)
 
@@ -605,6 +608,18 @@ class LedgerMachine(RuleBasedStateMachine):
             try:
                 async with self.sessions() as session, session.begin():
                     return await work(session)
+            except DomainError as err:
+                return Refused(err.code)
+
+        return self.run(go())
+
+    def steps(self, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> T | Refused:
+        """A service call that opens its own write transactions (around a processor's
+        answer), as the API runs it; a DomainError comes back as Refused(code)."""
+
+        async def go() -> T | Refused:
+            try:
+                return await work(self.sessions)
             except DomainError as err:
                 return Refused(err.code)
 
@@ -667,14 +682,17 @@ class LedgerMachine(RuleBasedStateMachine):
         b.status = status
         if status not in FINAL:
             return []
-        return [Transfer("", "BANK_TRANSFER", b.payout.account, self.system["BANK_OUT"], b.amount,
+        return [Transfer("", "BANK_TRANSFER", b.payout.account, self.system[b.payout.connection]["BANK_OUT"], b.amount,
                          payout_id=b.payout.id, resolves=b.pending_id, void=status != "PAID")]
 
     def submitted(self, b: BankTransfer, reachable: bool = True) -> list[Transfer]:
         """What telling the sandbox about `b` does: nothing once sent, no longer PENDING,
         or when the processor cannot be reached; else it gets its ref, and a transfer to
         the "failnow" account FAILS at once."""
-        if b.ref is not None or b.status != "PENDING" or not reachable:
+        if b.ref is not None or b.status != "PENDING":
+            return []
+        b.sending = True
+        if not reachable:
             return []
         b.ref = f"sbt_sandbox_{b.outcome}_bt{b.id}"
         if b.outcome == "failnow":
@@ -683,14 +701,15 @@ class LedgerMachine(RuleBasedStateMachine):
         return []
 
     def submit(self, b: BankTransfer, reachable: bool = True) -> None:
-        """`payouts.submit`, in a transaction of its own, as the app does after a disposition."""
+        """`payouts.submit` (its own transactions, around the processor's answer), as the app
+        does after a disposition."""
 
-        async def work(session: AsyncSession) -> tuple[str | None, str]:
-            t = await payouts.submit(session, self.gateways[reachable], b.id, NOW)
+        async def work(writes: async_sessionmaker[AsyncSession]) -> tuple[str | None, str]:
+            t = await payouts.submit(writes, self.gateways[reachable], b.id, NOW)
             assert t is not None
             return t.gateway_ref, t.status
 
-        result = self.service(work)
+        result = self.steps(work)
         self.absorb(self.submitted(b, reachable))
         assert result == (b.ref, b.status)
 
@@ -772,7 +791,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert p is not None
             await payouts.refresh(session, p, NOW)
 
-        funding = Transfer(f"payout:{payout_id}:funding", "PAYOUT_FUNDING", self.system["SUB_ORG_EARNINGS"], own.id,
+        funding = Transfer(f"payout:{payout_id}:funding", "PAYOUT_FUNDING", self.system[conn]["SUB_ORG_EARNINGS"], own.id,
                            amount, payout_id=payout_id)
         assert self.attempt([funding], refresh) is None
         self.payouts.append(Payout(payout_id, conn, own.id, amount))
@@ -829,7 +848,8 @@ class LedgerMachine(RuleBasedStateMachine):
             moves.append(Transfer("", "PAYOUT_CREDIT", p.account, self.wallets[p.connection], wallet_part,
                                   payout_id=p.id))
         if bank_part:
-            moves.append(Transfer("", "BANK_TRANSFER", p.account, self.system["BANK_OUT"], bank_part, payout_id=p.id,
+            moves.append(Transfer("", "BANK_TRANSFER", p.account, self.system[p.connection]["BANK_OUT"], bank_part,
+                                  payout_id=p.id,
                                   pending=True))
         rows = self.absorb(moves)
         p.wallet += wallet_part
@@ -976,17 +996,18 @@ class LedgerMachine(RuleBasedStateMachine):
         _, principal = self.principal(b.payout.connection, stranger)
         expected = (
             "NOT_FOUND" if stranger else "NOT_CANCELABLE" if b.status != "PENDING"
+            else "GATEWAY_UNAVAILABLE" if b.ref is None and b.sending  # the processor may have it: not yet
             else None if b.ref is None  # never sent: nothing to ask the processor
             else "GATEWAY_UNAVAILABLE" if not reachable
             else "NOT_CANCELABLE" if b.outcome == "failnow" else None
         )
 
-        async def work(session: AsyncSession) -> tuple[int, str]:
-            payout, transfer = await payouts.cancel(session, principal, self.gateways[reachable], b.id, NOW)
+        async def work(writes: async_sessionmaker[AsyncSession]) -> tuple[int, str]:
+            payout, transfer = await payouts.cancel(writes, principal, self.gateways[reachable], b.id, NOW)
             return payout.available_amount, transfer.status
 
-        event(f"cancel {b.status}{'' if b.ref else ' unsent'}: {expected or 'CANCELED'}")
-        result = self.service(work)
+        event(f"cancel {b.status}{'' if b.ref else ' being sent' if b.sending else ' unsent'}: {expected or 'CANCELED'}")
+        result = self.steps(work)
         if expected is not None:
             assert result == Refused(expected), f"cancel of {b}: {result}, expected {expected}"
             self.absorb([])
@@ -1007,6 +1028,7 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = "unchanged"
         elif not reachable:
             expected = "unavailable"
+            self.submitted(b, reachable=False)  # an unsent one was being sent, and may be at the processor
         elif b.ref is None:
             expected, moves = "submitted", self.submitted(b)
         elif f"sync:{b.ref}:PAID" in self.events:
@@ -1015,7 +1037,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.events.add(f"sync:{b.ref}:PAID")
             expected, moves = "applied", self.advance(b, "PAID")
         event(f"sync {before}{'' if b.ref or moves else ' unsent'}: {expected}")
-        result = self.service(lambda s: payouts.sync_one(s, self.gateways[reachable], b.id, NOW))
+        result = self.steps(lambda writes: payouts.sync_one(writes, self.gateways[reachable], b.id, NOW))
         assert result == expected, f"sync of {b}: {result}, expected {expected}"
         self.absorb(moves)
 
