@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.common import run_write
+from resolvers.common import run_write, run_writes
 from schema.bank_accounts import (
     LinkBankAccountInput,
     LinkBankAccountPayload,
@@ -32,8 +32,8 @@ class BankAccountMutations:
     ) -> LinkBankAccountPayload:
         context = ctx(info)
         gateway = bank_gateway_named(context.settings.bank_gateway, context.settings.bank_sandbox_lag)
-        result, errors = await run_write(info, lambda session: svc.link(
-            session, context.principal, gateway,
+        result, errors = await run_writes(info, lambda writes: svc.link(
+            writes, context.principal, gateway,
             holder_name=input.holder_name,
             routing_number=input.routing_number,
             account_number=input.account_number,

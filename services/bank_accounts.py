@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
 from services import idempotency, money
 from services.access import Principal, Role
-from services.bank_gateway import BankTransferGateway, GatewayUnavailable
+from services.bank_gateway import BankTransferGateway, GatewayUnavailable, LinkedAccount
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 MAX_NAME = 200
@@ -231,7 +231,7 @@ LINK = idempotency.Operation[m.BankAccount]("linkBankAccount", "BankAccount", la
 
 
 async def link(
-    session: AsyncSession,
+    writes: async_sessionmaker[AsyncSession],
     principal: Principal,
     gateway: BankTransferGateway,
     *,
@@ -246,7 +246,12 @@ async def link(
     """PARTNER_ADMIN: link a bank account to the caller's connection, tokenized by the
     processor. It becomes the default if `make_default`, or if the connection has no
     default yet. A retry with the same idempotency key answers with the first account
-    and does not ask the processor again."""
+    and does not ask the processor again.
+
+    The processor is asked with no transaction open and no connection held (it may be
+    slow), then the account is recorded in a transaction of its own. Should that not
+    commit (a crash, a concurrent retry that recorded first), the token the processor gave
+    is left unused there: tokenizing an account moves no money."""
     principal.require(Role.PARTNER_ADMIN)
     request, key = _checked_link(holder_name, routing_number, account_number, bank_name, make_default,
                                  idempotency_key)
@@ -258,23 +263,25 @@ async def link(
         "bankName": request.bank_name,
         "makeDefault": request.make_default,
     }
-    return await idempotency.once(
-        session, principal, LINK, key, fingerprint, lambda: _link(session, principal, gateway, request, _now(now))
-    )
-
-
-async def _link(
-    session: AsyncSession, principal: Principal, gateway: BankTransferGateway, request: _LinkRequest,
-    now: datetime,
-) -> m.BankAccount:
-    # The processor before the connection's lock: it may be slow. Should this
-    # transaction not commit, the token it gave is left unused at the processor.
+    async with writes() as session:
+        first = await idempotency.replayed(session, principal, LINK, key, fingerprint)
+    if first is not None:
+        return first
     try:
         linked = await gateway.link_account(request.holder_name, request.routing_number, request.account_number)
     except GatewayUnavailable:
         raise DomainError(
             ErrorCode.GATEWAY_UNAVAILABLE, "The bank transfer processor did not answer; try again.", "accountNumber"
         ) from None
+    async with writes() as session, session.begin():
+        return await idempotency.once(
+            session, principal, LINK, key, fingerprint, lambda: _link(session, principal, linked, request, _now(now))
+        )
+
+
+async def _link(
+    session: AsyncSession, principal: Principal, linked: LinkedAccount, request: _LinkRequest, now: datetime,
+) -> m.BankAccount:
     connection = await _locked_connection(session, principal)
     has_default = await session.scalar(
         select(m.BankAccount.id).where(

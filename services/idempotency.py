@@ -116,6 +116,25 @@ async def once(
     return result
 
 
+async def replayed(
+    session: AsyncSession,
+    principal: Principal,
+    operation: Operation[R],
+    key: str | None,
+    request: Mapping[str, object],
+) -> R | None:
+    """The first result of `key`, read again, if it was used (refused if for other input);
+    None if it is unused. For work that must call a processor before its transaction
+    (`once` then claims the key): a retry is answered without asking the processor again."""
+    if key is None:
+        return None
+    used = await _find(session, principal.user_id, checked_key(key))
+    if used is None:
+        return None
+    first: R = await _replay(session, principal, operation, request_hash(request), used)
+    return first
+
+
 @dataclass(frozen=True)
 class _Use:
     """What a key was first used for."""

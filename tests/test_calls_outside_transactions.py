@@ -16,15 +16,17 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+import resolvers.bank_accounts
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from schema.base import from_global_id, to_global_id
 from server.settings import Settings
 from services import billing, card_payments, payouts
 from services.access import Principal, Role
-from services.bank_gateway import GatewayTransfer, SandboxBankGateway
+from services.bank_gateway import GatewayTransfer, LinkedAccount, SandboxBankGateway
 from services.payments import ChargeResult, SandboxGateway
 from tests.conftest import Api, Databases, make_api
+from tests.test_bank_accounts import link
 from tests.test_billing import connection, set_card, set_wallet
 from tests.test_payouts import CANCEL, TRANSFER, available_payout, call, error, verify
 
@@ -214,5 +216,39 @@ async def test_a_slow_bank_holds_no_connection_while_it_thinks(databases: Databa
         sent = await sending
         assert sent["userErrors"] == [] and sent["bankTransfer"]["status"] == "PENDING"
     finally:
+        await api.http.aclose()
+        await api.engine.dispose()
+
+
+class HeldBank(SandboxBankGateway):
+    """The sandbox bank, answering a link only once the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked, self.release = asyncio.Event(), asyncio.Event()
+
+    async def link_account(self, holder_name: str, routing_number: str, account_number: str) -> LinkedAccount:
+        self.asked.set()
+        await self.release.wait()
+        return await super().link_account(holder_name, routing_number, account_number)
+
+
+async def test_linking_an_account_holds_no_connection_while_the_bank_thinks(
+    databases: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pooled connection; the bank answers the link only after a query has been
+    answered, which it could not be if the link held the connection meanwhile."""
+    api = await make_api(await databases.clone(), db_pool_size=1, db_max_overflow=0)
+    bank = HeldBank()
+    monkeypatch.setattr(resolvers.bank_accounts, "bank_gateway_named", lambda name, lag: bank)
+    try:
+        linking = asyncio.create_task(link(api, idempotencyKey="held"))
+        await bank.asked.wait()
+        read = await asyncio.wait_for(api.gql("{ viewer { user { email } } }", as_=CEDAR), 30)
+        assert read["viewer"]["user"]["email"] == CEDAR
+        bank.release.set()
+        assert (await linking)["userErrors"] == []
+    finally:
+        bank.release.set()
         await api.http.aclose()
         await api.engine.dispose()
