@@ -1,14 +1,17 @@
 """Benchmark: the billing run over many connections whose period has ended.
 
 Usage: make bench-billing  (or: python -m tests.bench.billing [--connections N]
-[--database-url URL] [--workers 1,2])
+[--database-url URL] [--workers 1,32] [--processes 2] [--latency-ms 200])
 
 Builds one migrated database with the demo data and N more connections whose
 period has ended (a plan, phone-number add-ons on most, wallet credit on some, a
 card on file on most, some that decline), then bills a fresh copy of it once per
 worker count with the same code `revampd-bff billing run` runs, then with that
-command in two processes at once, and prints connections billed per second. Checks afterwards that every connection was billed
-exactly once and that `ledger verify` finds nothing wrong.
+command in two processes at once, and prints connections billed per second; then
+all of it again with the sandbox processor answering each charge in --latency-ms
+(the card is charged with no transaction open, so the workers' calls overlap).
+Checks afterwards that every connection was billed exactly once and that `ledger
+verify` finds nothing wrong.
 
 Defaults: 100,000 connections on PostgreSQL (`--database-url postgresql+asyncpg://
 user@host/name`: it makes `<name>_tpl` and one copy per run next to it, and drops
@@ -40,7 +43,7 @@ from db.migrate import upgrade
 from db.seed import seed_demo
 from server.settings import Settings
 from services import billing, ledger
-from services.payments import SANDBOX_CARDS, SandboxGateway
+from services.payments import SANDBOX_CARDS, SandboxGateway, SandboxLag
 
 CHUNK = 5000
 
@@ -199,26 +202,31 @@ async def build(url: str, n: int) -> tuple[datetime, int]:
     return end + timedelta(days=1), int(due or 0)
 
 
-async def bill(url: str, now: datetime, workers: int) -> tuple[billing.RunSummary, float]:
-    engine = create_engine(url, pool_size=workers + 1, max_overflow=1)
+async def bill(url: str, now: datetime, workers: int, latency_ms: int = 0) -> tuple[billing.RunSummary, float]:
+    """The billing run with `workers` (calls in flight), the sandbox processor answering in
+    `latency_ms`; the pool is smaller than the workers: only a worker in a transaction holds
+    a connection."""
+    engine = create_engine(url, pool_size=min(workers, 8) + 1, max_overflow=1)
     try:
         started = time.perf_counter()
         summary = await billing.run(
-            read_sessions(engine), write_sessions(engine), now, SandboxGateway(), Settings(database_url=url),
-            workers=workers, busy=is_busy,
+            read_sessions(engine), write_sessions(engine), now, SandboxGateway(SandboxLag(latency_ms)),
+            Settings(database_url=url), workers=workers, busy=is_busy,
         )
         return summary, time.perf_counter() - started
     finally:
         await engine.dispose()
 
 
-async def bill_in_processes(url: str, now: datetime, processes: int) -> tuple[int, float]:
-    """`revampd-bff billing run` in `processes` processes at once; (billed in all, seconds)."""
+async def bill_in_processes(url: str, now: datetime, processes: int, workers: int,
+                            latency_ms: int = 0) -> tuple[int, float]:
+    """`revampd-bff billing run --workers W` in `processes` processes at once; (billed in all, seconds)."""
     started = time.perf_counter()
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.cli", "billing", "run", "--now", now.isoformat(),
-            env={**os.environ, "DATABASE_URL": url}, stdout=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "server.cli", "billing", "run", "--now", now.isoformat(), "--workers", str(workers),
+            env={**os.environ, "DATABASE_URL": url, "PAYMENT_SANDBOX_LATENCY_MS": str(latency_ms)},
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
         for _ in range(processes)
@@ -252,7 +260,7 @@ async def check(url: str, now: datetime, due: int) -> list[str]:
     return problems
 
 
-async def main(n: int | None, url: str | None, workers: list[int], processes: int) -> None:
+async def main(n: int | None, url: str | None, workers: list[int], processes: int, latency_ms: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     store = Store(url)
     n = n if n is not None else 100_000 if store.pg else 2_000
@@ -262,22 +270,24 @@ async def main(n: int | None, url: str | None, workers: list[int], processes: in
         now, due = await build(await store.create(template), n)
         print(f"billing run over {due:,} due connections ({n:,} made + the 3 demo ones) "
               f"on {'PostgreSQL' if store.pg else 'SQLite'}; data built in {time.perf_counter() - started:.0f} s")
-        for w in workers:
-            copy = await store.create(store.name(f"w{w}"), template)
-            summary, seconds = await bill(copy, now, w)
-            print(f"  {w} worker{'s' if w > 1 else ' '}: {summary.billed:,} billed in {seconds:.1f} s = "
-                  f"{summary.billed / seconds:,.0f} connections/s  (charged {summary.charged:,}, "
-                  f"declined {summary.declined:,}, failed {len(summary.failed)})")
-            problems = await check(copy, now, due)
-            assert summary.billed == due and not summary.failed, summary
-            assert not problems, problems[:10]
-        if processes > 1:
-            copy = await store.create(store.name(f"p{processes}"), template)
-            billed, seconds = await bill_in_processes(copy, now, processes)
-            print(f"  {processes} processes of 1 worker each: {billed:,} billed in {seconds:.1f} s = "
-                  f"{billed / seconds:,.0f} connections/s")
-            problems = await check(copy, now, due)
-            assert billed == due and not problems, (billed, problems[:10])
+        for latency in sorted({0, latency_ms}):
+            answers = f"processor answering in {latency} ms" if latency else "processor answering at once"
+            for w in workers:
+                copy = await store.create(store.name(f"w{w}l{latency}"), template)
+                summary, seconds = await bill(copy, now, w, latency)
+                print(f"  {w} worker{'s' if w > 1 else ' '}, {answers}: {summary.billed:,} billed in {seconds:.1f} s = "
+                      f"{summary.billed / seconds:,.0f} connections/s  (charged {summary.charged:,}, "
+                      f"declined {summary.declined:,}, failed {len(summary.failed)})")
+                problems = await check(copy, now, due)
+                assert summary.billed == due and not summary.failed, summary
+                assert not problems, problems[:10]
+            if processes > 1:
+                copy = await store.create(store.name(f"p{processes}l{latency}"), template)
+                billed, seconds = await bill_in_processes(copy, now, processes, max(workers), latency)
+                print(f"  {processes} processes of {max(workers)} workers each, {answers}: {billed:,} billed in "
+                      f"{seconds:.1f} s = {billed / seconds:,.0f} connections/s")
+                problems = await check(copy, now, due)
+                assert billed == due and not problems, (billed, problems[:10])
         print("  every connection billed exactly once; ledger verify finds nothing wrong")
     finally:
         await store.drop_all()
@@ -287,8 +297,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, help="default 100,000 on PostgreSQL, 2,000 on SQLite")
     parser.add_argument("--database-url", help="postgresql+asyncpg://user@host/name (default: SQLite in a temp dir)")
-    parser.add_argument("--workers", default="1,2", help="worker counts to time, comma-separated (default 1,2)")
+    parser.add_argument("--workers", default="1,32",
+                        help="worker counts (card charges in flight) to time, comma-separated (default 1,32); "
+                        "the processes run with the largest")
     parser.add_argument("--processes", type=int, default=2,
                         help="then time this many `billing run` processes at once (default 2; 1: skip)")
+    parser.add_argument("--latency-ms", type=int, default=200,
+                        help="then time it all again with the sandbox processor answering in this long (default "
+                        "200; 0: skip)")
     a = parser.parse_args()
-    asyncio.run(main(a.connections, a.database_url, [int(w) for w in a.workers.split(",")], a.processes))
+    asyncio.run(main(a.connections, a.database_url, [int(w) for w in a.workers.split(",")], a.processes,
+                     a.latency_ms))
