@@ -252,3 +252,48 @@ async def test_linking_an_account_holds_no_connection_while_the_bank_thinks(
         bank.release.set()
         await api.http.aclose()
         await api.engine.dispose()
+
+
+class HeldProcessor(SandboxGateway):
+    """The sandbox processor, answering charges only once the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked, self.release = asyncio.Event(), asyncio.Event()
+
+    async def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:
+        self.asked.set()
+        await self.release.wait()
+        return await super().charge(token, amount, currency, idempotency_key)
+
+
+async def test_the_billing_run_holds_no_connection_while_the_processor_thinks(api: Api) -> None:
+    """One pooled connection and four workers: while Cedar's charge waits for the processor,
+    a query on the same pool is answered (it could not be if the charge held the
+    connection), and it sees Cedar's new period: the invoice and its PENDING charge were
+    committed before the processor was asked."""
+    await set_card(api, CEDAR, "tok_visa_4242")
+    await set_wallet(api, CEDAR, 0)
+    end = datetime_of((await connection(api, CEDAR))["subscription"]["currentPeriodEnd"])
+    processor = HeldProcessor()
+    engine = create_engine(api.settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        run = asyncio.create_task(billing.run(
+            read_sessions(engine), write_sessions(engine), end + timedelta(days=1), processor,
+            Settings(database_url=api.settings.database_url), workers=4,
+        ))
+        await processor.asked.wait()
+        cedar = await api.connection_id(CEDAR)
+        async with read_sessions(engine)() as session:
+            opened = await asyncio.wait_for(session.scalar(
+                select(m.Subscription.current_period_start).where(m.Subscription.connection_id == cedar)), 30)
+            pending = await session.scalar(select(func.count()).select_from(m.CardCharge)
+                                           .where(m.CardCharge.status == "PENDING"))
+        assert (opened, pending) == (end, 1)
+        processor.release.set()
+        summary = await run
+        assert (summary.billed, summary.charged, summary.failed) == (3, 1, [])
+    finally:
+        processor.release.set()
+        await engine.dispose()
+    await verify(api)
