@@ -106,7 +106,8 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
     if invoice.status != S.DRAFT.value:
         raise DomainError(ErrorCode.INVOICE_NOT_DRAFT, f"Invoice {invoice.number} is {invoice.status}, not DRAFT.", "invoiceId")
     at = _now(now)
-    receivable = await ledger.receivable_account(session, invoice, at)
+    # An invoice's receivable is made as it opens.
+    receivable = await ledger.receivable_account(session, invoice, at, likely_new=True)
     revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
     await ledger.post(session, [ledger.Transfer(
         f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, invoice.total,

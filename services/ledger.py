@@ -291,10 +291,13 @@ async def account(
     invoice_id: int | None = None,
     payout_id: int | None = None,
     now: datetime | None = None,
+    likely_new: bool = False,
 ) -> m.LedgerAccount:
-    """The account with this code, made on first use (safe under concurrency)."""
-    found = await session.scalar(select(m.LedgerAccount).where(m.LedgerAccount.code == code))
-    if found is not None:
+    """The account with this code, made on first use (safe under concurrency): one
+    statement when it exists, two when it is made (one when `likely_new`: it is made first
+    and read only if it existed after all)."""
+    by_code = select(m.LedgerAccount).where(m.LedgerAccount.code == code)
+    if not likely_new and (found := await session.scalar(by_code)) is not None:
         return found
     values = dict(
         code=code, kind=kind, currency_code=currency, connection_id=connection_id, invoice_id=invoice_id,
@@ -302,8 +305,12 @@ async def account(
         created_at=_now(now),
     )
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(m.LedgerAccount).values(**values).on_conflict_do_nothing(index_elements=["code"]))
-    made = await session.scalar(select(m.LedgerAccount).where(m.LedgerAccount.code == code))
+    made: m.LedgerAccount | None = await session.scalar(
+        insert(m.LedgerAccount).values(**values).on_conflict_do_nothing(index_elements=["code"])
+        .returning(m.LedgerAccount)
+    )
+    if made is None:  # made meanwhile by another transaction (or, when likely_new, before)
+        made = await session.scalar(by_code)
     assert made is not None
     return made
 
@@ -354,11 +361,11 @@ async def wallet_account(
 
 
 async def receivable_account(
-    session: AsyncSession, invoice: m.Invoice, now: datetime | None = None
+    session: AsyncSession, invoice: m.Invoice, now: datetime | None = None, *, likely_new: bool = False
 ) -> m.LedgerAccount:
     return await account(
         session, f"receivable:{invoice.id}", "RECEIVABLE", invoice.currency_code,
-        connection_id=invoice.connection_id, invoice_id=invoice.id, now=now,
+        connection_id=invoice.connection_id, invoice_id=invoice.id, now=now, likely_new=likely_new,
     )
 
 
