@@ -119,37 +119,67 @@ async def settle(
 
     A declined charge of the billing run's attempt N schedules attempt N+1 `retry_days[N-1]`
     days later (the BILLING_RETRY_DAYS setting) or, after the last, writes the invoice off."""
-    at = _now(now)
-    invoice_id = await session.scalar(select(m.CardCharge.invoice_id).where(m.CardCharge.id == charge_id))
-    assert invoice_id is not None, f"no card charge {charge_id}"
-    invoice = await invoices.locked_invoice(session, None, invoice_id)
-    charge = await session.scalar(
-        select(m.CardCharge).where(m.CardCharge.id == charge_id).with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert charge is not None
-    if charge.status != PENDING:
-        return charge
-    charge.settled_at = at
-    if result.success:
+    [charge] = await settle_many(session, [(charge_id, result)], _now(now), retry_days)
+    return charge
+
+
+async def settle_many(
+    session: AsyncSession, answers: Sequence[tuple[int, ChargeResult]], now: datetime, retry_days: Sequence[int] = (),
+) -> list[m.CardCharge]:
+    """`settle` for many charges (of different invoices) at once, in the caller's
+    transaction, the payments of those that succeeded in one ledger post; the charges in
+    the order of `answers`."""
+    if not answers:
+        return []
+    result_of = dict(answers)
+    C = m.CardCharge
+    invoice_ids = list(await session.scalars(select(C.invoice_id).where(C.id.in_(result_of))))
+    assert len(invoice_ids) == len(result_of), f"no card charge among {sorted(result_of)}"
+    # Locked in order, as everywhere: the invoices, then their charges.
+    bills = {i.id: i for i in await session.scalars(
+        select(m.Invoice).where(m.Invoice.id.in_(invoice_ids)).order_by(m.Invoice.id).with_for_update()
+        .execution_options(populate_existing=True))}
+    charges = {c.id: c for c in await session.scalars(
+        select(C).where(C.id.in_(result_of)).order_by(C.id).with_for_update().execution_options(populate_existing=True))}
+    pending = [charges[cid] for cid, _ in answers if charges[cid].status == PENDING]
+    made = [c for c in pending if result_of[c.id].success]
+    for c in made:
         # While it was PENDING nothing else moved money on the invoice (`invoices.in_progress`): it is
         # OPEN and owes at least this much.
-        processor = await ledger.system_account(session, "CARD_PROCESSOR", charge.currency_code, invoice.connection_id, at)
-        payment = await invoices.pay(
-            session, invoice, source=processor, amount=charge.amount, method=PaymentMethod.CARD,
-            key=charge.processor_key, by=charge.created_by_id, now=at,
+        invoices.require_open(bills[c.invoice_id])
+        assert invoices.amount_due(bills[c.invoice_id]) >= c.amount, f"card charge {c.id} exceeds what is due"
+    found = await ledger.accounts(session, [
+        account for c in made for account in (
+            ledger.system_part("CARD_PROCESSOR", c.currency_code, bills[c.invoice_id].connection_id),
+            ledger.receivable_of(bills[c.invoice_id]),
         )
-        charge.status, charge.charge_id, charge.payment_id = SUCCEEDED, result.charge_id, payment.id
-        invoice.payment_error = None
-    else:
-        charge.status, charge.decline_code = DECLINED, result.decline_code
-        charge.decline_reason = (result.decline_reason or "The card was declined.")[:300]
-        invoice.payment_error = charge.decline_reason
-        await session.flush()
-        if charge.attempt is not None:
-            await declined(session, invoice, charge.attempt, charge.decline_reason, at, retry_days)
+    ], now)
+    rows = await ledger.post(session, [
+        invoices.payment_transfer(
+            bills[c.invoice_id],
+            found[ledger.system_part("CARD_PROCESSOR", c.currency_code, bills[c.invoice_id].connection_id).code].id,
+            found[ledger.receivable_of(bills[c.invoice_id]).code].id, c.amount, c.processor_key, c.created_by_id,
+        )
+        for c in made
+    ], now=now)
+    payments = [invoices.paid(bills[c.invoice_id], row, PaymentMethod.CARD, now) for c, row in zip(made, rows, strict=True)]
+    session.add_all(payments)
     await session.flush()
-    return charge
+    for c, payment in zip(made, payments, strict=True):
+        c.status, c.charge_id, c.payment_id, c.settled_at = SUCCEEDED, result_of[c.id].charge_id, payment.id, now
+        bills[c.invoice_id].payment_error = None
+    for c in pending:
+        if c in made:
+            continue
+        result = result_of[c.id]
+        c.status, c.decline_code, c.settled_at = DECLINED, result.decline_code, now
+        c.decline_reason = (result.decline_reason or "The card was declined.")[:300]
+        bills[c.invoice_id].payment_error = c.decline_reason
+        await session.flush()
+        if c.attempt is not None:
+            await declined(session, bills[c.invoice_id], c.attempt, c.decline_reason, now, retry_days)
+    await session.flush()
+    return [charges[cid] for cid, _ in answers]
 
 
 async def declined(

@@ -78,27 +78,40 @@ async def create(
             ErrorCode.INVALID_LINE_ITEMS, "An invoice needs line items, each of a positive quantity and amount.", "lineItems"
         )
     at = _now(now)
-    number = f"{connection.invoice_prefix}-{connection.next_invoice_number:04d}"
-    connection.next_invoice_number += 1
-    invoice = m.Invoice(
-        connection_id=connection.id, number=number, type=type.value, status=S.DRAFT.value,
-        currency_code=connection.currency_code, total=sum(li.quantity * li.unit_amount for li in lines),
-        amount_paid=0, issued_at=at, due_at=due_at, period_start=period[0] if period else None,
-        period_end=period[1] if period else None, payment_attempts=0,
-    )
+    invoice = draft(connection, type=type, lines=lines, due_at=due_at, period=period, now=at)
     session.add(invoice)
     await session.flush()
-    session.add_all(
+    session.add_all(line_items(invoice, lines))
+    if open:
+        await finalize(session, invoice, now=at)
+    await session.flush()
+    return invoice
+
+
+def draft(
+    connection: m.Connection, *, type: InvoiceType, lines: Sequence[Line], due_at: datetime | None,
+    period: tuple[datetime, datetime] | None, now: datetime,
+) -> m.Invoice:
+    """A new DRAFT invoice (not yet added), numbered from `connection`'s counter."""
+    number = f"{connection.invoice_prefix}-{connection.next_invoice_number:04d}"
+    connection.next_invoice_number += 1
+    return m.Invoice(
+        connection_id=connection.id, number=number, type=type.value, status=S.DRAFT.value,
+        currency_code=connection.currency_code, total=sum(li.quantity * li.unit_amount for li in lines),
+        amount_paid=0, issued_at=now, due_at=due_at, period_start=period[0] if period else None,
+        period_end=period[1] if period else None, payment_attempts=0,
+    )
+
+
+def line_items(invoice: m.Invoice, lines: Sequence[Line]) -> list[m.InvoiceLineItem]:
+    """The rows of an invoice's lines (its id known)."""
+    return [
         m.InvoiceLineItem(
             invoice_id=invoice.id, description=li.description, quantity=li.quantity, unit_amount=li.unit_amount,
             amount=li.quantity * li.unit_amount, plan_id=li.plan_id, addon_product_id=li.addon_product_id,
         )
         for li in lines
-    )
-    if open:
-        await finalize(session, invoice, now=at)
-    await session.flush()
-    return invoice
+    ]
 
 
 async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime | None = None) -> None:
@@ -109,10 +122,20 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
     # An invoice's receivable is made as it opens.
     receivable = await ledger.receivable_account(session, invoice, at, likely_new=True)
     revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
-    await ledger.post(session, [ledger.Transfer(
-        f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, invoice.total,
+    await ledger.post(session, [issued(invoice, receivable.id, revenue.id)], now=at)
+    opened(invoice, at)
+
+
+def issued(invoice: m.Invoice, receivable_id: int, revenue_id: int) -> ledger.Transfer:
+    """The INVOICE_ISSUED transfer that opens a DRAFT invoice: its total is owed."""
+    return ledger.Transfer(
+        f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable_id, revenue_id, invoice.total,
         memo=f"Invoice {invoice.number}", invoice_id=invoice.id,
-    )], now=at)
+    )
+
+
+def opened(invoice: m.Invoice, at: datetime) -> None:
+    """A DRAFT invoice whose INVOICE_ISSUED transfer is posted is OPEN."""
     invoice.status, invoice.opened_at = S.OPEN.value, at
 
 
@@ -183,17 +206,34 @@ async def pay(
             "amount",
         )
     receivable = await ledger.receivable_account(session, invoice, at)
-    [transfer] = await ledger.post(session, [ledger.Transfer(
-        key, "INVOICE_PAYMENT", source.id, receivable.id, amount, memo=f"Payment of {invoice.number}",
-        invoice_id=invoice.id, created_by_id=by,
-    )], now=at)
-    payment = m.InvoicePayment(
-        invoice_id=invoice.id, amount=amount, method=method.value, created_by_id=by, created_at=at,
-        transfer_id=transfer.id,
+    [transfer] = await ledger.post(
+        session, [payment_transfer(invoice, source.id, receivable.id, amount, key, by)], now=at
     )
+    payment = paid(invoice, transfer, method, at)
     session.add(payment)
+    await session.flush()
+    return payment
+
+
+def payment_transfer(
+    invoice: m.Invoice, source_id: int, receivable_id: int, amount: int, key: str, by: int | None
+) -> ledger.Transfer:
+    """The INVOICE_PAYMENT transfer of `amount` from `source_id` into the invoice."""
+    return ledger.Transfer(
+        key, "INVOICE_PAYMENT", source_id, receivable_id, amount, memo=f"Payment of {invoice.number}",
+        invoice_id=invoice.id, created_by_id=by,
+    )
+
+
+def paid(invoice: m.Invoice, transfer: m.LedgerTransfer, method: PaymentMethod, at: datetime) -> m.InvoicePayment:
+    """The payment a posted INVOICE_PAYMENT transfer made (not yet added), and the invoice
+    brought up to date: what it has been paid, by which method, PAID once nothing is due."""
+    payment = m.InvoicePayment(
+        invoice_id=invoice.id, amount=transfer.amount, method=method.value, created_by_id=transfer.created_by_id,
+        created_at=at, transfer_id=transfer.id,
+    )
     first = invoice.amount_paid == 0
-    invoice.amount_paid += amount
+    invoice.amount_paid += transfer.amount
     if first or invoice.payment_method == method.value:
         invoice.payment_method = method.value
     else:
@@ -201,7 +241,6 @@ async def pay(
     if invoice.amount_paid == invoice.total:
         invoice.status, invoice.paid_at = S.PAID.value, at
         invoice.next_payment_attempt_at = None
-    await session.flush()
     return payment
 
 

@@ -315,6 +315,48 @@ async def account(
     return made
 
 
+@dataclass(frozen=True)
+class Account:
+    """An account to find or make (`accounts`): its code and what it is."""
+
+    code: str
+    kind: str
+    currency: str
+    connection_id: int | None = None
+    invoice_id: int | None = None
+
+
+def wallet_of(connection: m.Connection) -> Account:
+    return Account(f"wallet:{connection.id}", "WALLET", connection.currency_code, connection.id)
+
+
+def receivable_of(invoice: m.Invoice) -> Account:
+    return Account(f"receivable:{invoice.id}", "RECEIVABLE", invoice.currency_code, invoice.connection_id, invoice.id)
+
+
+def system_part(kind: str, currency: str, connection_id: int) -> Account:
+    assert kind in m.SYSTEM_ACCOUNT_KINDS, kind
+    return Account(f"{kind}:{currency}:{connection_id}", kind, currency)
+
+
+async def accounts(session: AsyncSession, wanted: Sequence[Account], now: datetime) -> dict[str, m.LedgerAccount]:
+    """Many accounts at once, by code, each made on first use (safe under concurrency): two
+    statements however many (for the billing run's batches)."""
+    if not wanted:
+        return {}
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(m.LedgerAccount).on_conflict_do_nothing(index_elements=["code"]), [
+        dict(code=a.code, kind=a.kind, currency_code=a.currency, connection_id=a.connection_id,
+             invoice_id=a.invoice_id, payout_id=None, allow_negative=a.kind not in PARTNER_KINDS, balance=0,
+             pending=0, entry_count=0, created_at=now)
+        for a in wanted
+    ])
+    found = {a.code: a for a in await session.scalars(
+        select(m.LedgerAccount).where(m.LedgerAccount.code.in_([a.code for a in wanted])))}
+    assert len(found) == len({a.code for a in wanted})
+    return found
+
+
 async def system_account(
     session: AsyncSession, kind: str, currency: str, connection_id: int, now: datetime | None = None
 ) -> m.LedgerAccount:
