@@ -37,7 +37,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from db import models as m
 from services import card_payments, invoices, ledger
 from services.access import Principal, Role
-from services.enums import InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
+from services.enums import CreditStatus, InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
 from services.errors import DomainError, ErrorCode, NotFound
 from services.payments import PaymentGateway
 from services.wallet import apply_pending_affiliate_payouts
@@ -203,6 +203,147 @@ async def bill_connection(
     return billed
 
 
+async def bill_batch(
+    session: AsyncSession,
+    subscription_ids: Sequence[int],
+    now: datetime,
+    settings: BillingPolicy,
+) -> list[Billed]:
+    """`bill_connection` for many connections in the caller's one transaction, with what is
+    the same for all of them done once: each kind of row read (and locked) in one statement
+    for the batch, the invoices, lines, payments and card charges written together, and the
+    ledger transfers of all the invoices in one post. Subscriptions another transaction
+    holds are skipped (SKIP LOCKED), as are those no longer due. A connection with more to
+    it this period (a plan change or add-on decrease taking effect, a draft made ahead,
+    affiliate payouts to credit first) is billed by `bill_connection`, in this transaction."""
+    S = m.Subscription
+    subscriptions = list(await session.scalars(
+        select(S).where(S.id.in_(subscription_ids), _period_due(now)).order_by(S.id)
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    ))
+    if not subscriptions:
+        return []
+    ids = [s.connection_id for s in subscriptions]
+    connections = {c.id: c for c in await session.scalars(
+        select(m.Connection).where(m.Connection.id.in_(ids)).order_by(m.Connection.id).with_for_update()
+        .execution_options(populate_existing=True)
+    )}
+    addons: dict[int, list[tuple[m.AddOn, m.AddOnProduct]]] = {cid: [] for cid in ids}
+    for addon, product in await session.execute(
+        select(m.AddOn, m.AddOnProduct).join(m.AddOnProduct, m.AddOnProduct.id == m.AddOn.product_id)
+        .where(m.AddOn.connection_id.in_(ids)).order_by(m.AddOn.connection_id, m.AddOn.created_at, m.AddOn.id)
+        .with_for_update(of=m.AddOn)
+    ):
+        addons[addon.connection_id].append((addon, product))
+    drafted = set(await session.scalars(
+        select(m.Invoice.connection_id).where(
+            m.Invoice.connection_id.in_(ids), m.Invoice.type == InvoiceType.SUBSCRIPTION.value,
+            m.Invoice.period_start.in_({s.current_period_end for s in subscriptions}),
+        )
+    ))
+    crediting = set(await session.scalars(
+        select(m.AffiliatePayout.connection_id).where(
+            m.AffiliatePayout.connection_id.in_(ids), m.AffiliatePayout.credit_status == CreditStatus.PENDING.value)
+    ))
+    plans = {p.id: p for p in await session.scalars(select(m.Plan))}
+
+    def simple(s: m.Subscription) -> bool:
+        boundary = s.current_period_end
+        return not (
+            (s.pending_kind is not None and s.pending_effective_at is not None and s.pending_effective_at <= boundary)
+            or any(a.pending_quantity is not None and a.pending_effective_at is not None
+                   and a.pending_effective_at <= boundary for a, _ in addons[s.connection_id])
+            or s.connection_id in drafted or s.connection_id in crediting
+            or (connections[s.connection_id].card_token is None and not settings.billing_retry_days)
+        )
+
+    billed: dict[int, Billed] = {}
+    new: list[tuple[m.Connection, m.Invoice, list[invoices.Line]]] = []
+    for s in subscriptions:
+        if not simple(s):
+            one = await bill_connection(session, s.connection_id, now, settings)
+            assert one is not None, "locked and due"
+            billed[s.connection_id] = one
+            continue
+        connection = connections[s.connection_id]
+        start, end = s.current_period_end, next_period_end(s.current_period_start, s.current_period_end)
+        lines = _lines(connection, plans[s.plan_id], addons[s.connection_id], start)
+        billed[s.connection_id] = Billed(connection.id)
+        if lines:
+            new.append((connection, invoices.draft(
+                connection, type=InvoiceType.SUBSCRIPTION, lines=lines, due_at=start, period=(start, end), now=now,
+            ), lines))
+        s.current_period_start, s.current_period_end = start, end
+    if new:
+        await _open_and_collect(session, new, now, settings, billed)
+    await session.flush()
+    return [billed[s.connection_id] for s in subscriptions]
+
+
+async def _open_and_collect(
+    session: AsyncSession,
+    new: list[tuple[m.Connection, m.Invoice, list[invoices.Line]]],
+    now: datetime,
+    settings: BillingPolicy,
+    billed: dict[int, Billed],
+) -> None:
+    """bill_batch's new invoices: written, opened and paid from the wallet as far as it
+    goes (one ledger post for all), the rest a PENDING card charge each, as `_collect` does
+    for one."""
+    session.add_all(invoice for _, invoice, _ in new)
+    await session.flush()
+    session.add_all(item for _, invoice, lines in new for item in invoices.line_items(invoice, lines))
+    found = await ledger.accounts(session, [
+        account for connection, invoice, _ in new for account in (
+            ledger.receivable_of(invoice), ledger.system_part("REVAMPD_REVENUE", invoice.currency_code, connection.id),
+            ledger.wallet_of(connection),
+        )
+    ], now)
+    wallets = {connection.id: found[ledger.wallet_of(connection).code] for connection, _, _ in new}
+    if settings.billing_pay_from_wallet:
+        # Read under the lock post() takes too, so that what the wallet pays is what it holds.
+        await session.execute(
+            select(m.LedgerAccount).where(m.LedgerAccount.id.in_([w.id for w in wallets.values()]))
+            .order_by(m.LedgerAccount.id).with_for_update().execution_options(populate_existing=True)
+        )
+    moves, paying = [], []
+    for connection, invoice, _ in new:
+        receivable = found[ledger.receivable_of(invoice).code]
+        revenue = found[ledger.system_part("REVAMPD_REVENUE", invoice.currency_code, connection.id).code]
+        moves.append(invoices.issued(invoice, receivable.id, revenue.id))
+        collection = Collection(invoice)
+        billed[connection.id].collection = collection
+        wallet = wallets[connection.id]
+        if settings.billing_pay_from_wallet:
+            collection.from_wallet = max(0, min(invoice.total, wallet.balance - wallet.pending))
+        if collection.from_wallet:
+            moves.append(invoices.payment_transfer(
+                invoice, wallet.id, receivable.id, collection.from_wallet, f"billing:{invoice.id}:wallet", None))
+            paying.append(invoice)
+    rows = await ledger.post(session, moves, now=now)
+    by_key = {row.key: row for row in rows}
+    for _, invoice, _ in new:
+        invoices.opened(invoice, now)
+    session.add_all(invoices.paid(invoice, by_key[f"billing:{invoice.id}:wallet"], PaymentMethod.WALLET, now)
+                    for invoice in paying)
+    for connection, invoice, _ in new:
+        done = billed[connection.id].collection
+        assert done is not None
+        rest = invoice.total - done.from_wallet
+        if rest == 0:
+            continue
+        invoice.payment_attempts = 1
+        if connection.card_token is None:
+            done.declined = NO_CARD
+            done.uncollectible = await card_payments.declined(
+                session, invoice, 1, NO_CARD, now, settings.billing_retry_days)
+            continue
+        done.charge = card_payments.new_charge(
+            invoice, rest, connection.card_token, f"billing:{invoice.id}:card:1", attempt=1, now=now,
+        )
+        session.add(done.charge)
+
+
 def _apply_plan_change(subscription: m.Subscription, boundary: datetime) -> None:
     """The pending upgrade or downgrade (the new plan) or cancellation (the end)."""
     effective = subscription.pending_effective_at
@@ -356,30 +497,35 @@ async def _collect(
 async def charge(
     writes: async_sessionmaker[AsyncSession],
     gateway: PaymentGateway,
-    collection: Collection,
+    collections: Sequence[Collection],
     now: datetime,
     settings: BillingPolicy,
     turns: AbstractAsyncContextManager[Any] | None = None,
 ) -> None:
-    """Ask the processor for `collection`'s PENDING card charge, committed by the caller,
-    with no transaction open, then record its answer in a transaction of its own (taken
-    inside `turns`, when given). A lost answer leaves it PENDING for `payments reconcile`."""
-    pending = collection.charge
-    assert pending is not None
-    result = await card_payments.ask(gateway, pending)
-    if result is None:
-        collection.unanswered = True
+    """Ask the processor for each collection's PENDING card charge, committed by the caller,
+    all at once and with no transaction open, then record the answers in one transaction
+    (taken inside `turns`, when given). A lost answer leaves its charge PENDING for
+    `payments reconcile`."""
+    results = await asyncio.gather(*(card_payments.ask(gateway, c.charge) for c in collections if c.charge))
+    answered = []
+    for collection, result in zip([c for c in collections if c.charge], results, strict=True):
+        if result is None:
+            collection.unanswered = True
+        else:
+            answered.append((collection, result))
+    if not answered:
         return
     async with turns or nullcontext(), writes() as session, session.begin():
-        settled = await card_payments.settle(session, pending.id, result, now, settings.billing_retry_days)
-        invoice = await session.get(m.Invoice, settled.invoice_id)
-        assert invoice is not None
-    if settled.status == card_payments.SUCCEEDED:
-        collection.charged = settled.amount
-        log.debug("%s: charged %s to the card (%s)", invoice.number, settled.amount, settled.charge_id)
-    else:
-        collection.declined = settled.decline_reason
-        collection.uncollectible = invoice.status == InvoiceStatus.UNCOLLECTIBLE.value
+        settled = await card_payments.settle_many(
+            session, [(c.charge.id, r) for c, r in answered if c.charge], now, settings.billing_retry_days)
+        statuses = {i.id: i.status for i in await session.scalars(
+            select(m.Invoice).where(m.Invoice.id.in_([c.invoice_id for c in settled])))}
+    for (collection, _), done in zip(answered, settled, strict=True):
+        if done.status == card_payments.SUCCEEDED:
+            collection.charged = done.amount
+        else:
+            collection.declined = done.decline_reason
+            collection.uncollectible = statuses[done.invoice_id] == InvoiceStatus.UNCOLLECTIBLE.value
 
 
 def _retry_due(now: datetime) -> ColumnElement[bool]:
@@ -500,9 +646,9 @@ async def run(
     if progress:
         progress(0, total)
 
-    def step() -> None:
+    def step(n: int) -> None:
         nonlocal done, total
-        done += 1
+        done += n
         total = max(total, done)
         if progress:
             progress(done, total)
@@ -512,10 +658,12 @@ async def run(
     sqlite = writes.kw["bind"].dialect.name == "sqlite"
     turns: AbstractAsyncContextManager[Any] = asyncio.Lock() if sqlite else nullcontext()
 
-    async def transact(what: str, work: Callable[[AsyncSession], Awaitable[R]]) -> tuple[bool, R | None]:
+    async def transact(
+        what: str, work: Callable[[AsyncSession], Awaitable[R]], quiet: bool = False
+    ) -> tuple[bool, R | None]:
         """`work` in a transaction of its own: (True, its result), or (False, None) once it
-        failed (logged). A busy database is tried again, as nothing was committed (a card
-        charge is asked again with the same key)."""
+        failed (logged with its traceback; `quiet`: one WARNING line). A busy database is
+        tried again, as nothing was committed."""
         for attempt in range(1, BUSY_ATTEMPTS + 1):
             try:
                 async with turns, writes() as session, session.begin():
@@ -525,21 +673,25 @@ async def run(
                     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
                     log.warning("billing: %s: the database is busy (%s); trying again", what, reason)
                     continue
-                log.exception("billing: %s failed", what)
+                if quiet:
+                    log.warning("billing: %s failed (%s: %s)", what, type(exc).__name__, exc)
+                else:
+                    log.exception("billing: %s failed", what)
                 return False, None
         raise AssertionError("unreachable")
 
-    async def collect(collection: Collection) -> None:
-        """The card charge the committed transaction recorded, asked of the processor with no
-        transaction open: this is where the workers' calls overlap."""
-        if collection.charge is None:
+    async def collect(collections: Sequence[Collection]) -> None:
+        """The card charges the committed transaction recorded, asked of the processor at once
+        with no transaction open: this is where the calls overlap."""
+        charging = [c for c in collections if c.charge is not None]
+        if not charging:
             return
         try:
-            await charge(writes, gateway, collection, now, settings, turns)
+            await charge(writes, gateway, charging, now, settings, turns)
         except Exception:
-            log.exception("billing: card charge %s of %s failed; it stays PENDING for `payments reconcile`",
-                          collection.charge.id, collection.invoice.number)
-            summary.failed.append(("card charge", collection.charge.id))
+            log.exception("billing: recording %d card charges' answers failed; they stay PENDING for "
+                          "`payments reconcile`", len(charging))
+            summary.failed += [("card charge", c.charge.id) for c in charging if c.charge is not None]
 
     async def claim_and_retry(session: AsyncSession, invoice_id: int) -> Collection | None:
         claimed = await session.scalar(
@@ -559,7 +711,7 @@ async def run(
             failed_invoices.add(invoice_id)
         if collection is None:
             return False
-        await collect(collection)
+        await collect([collection])
         summary.retried += 1
         summary.count(collection)
         return True
@@ -584,20 +736,46 @@ async def run(
             failed_connections.add(connection_id)
         if billed is None:
             return False
+        if billed.collection is not None:
+            await collect([billed.collection])
+        tally(billed)
+        return True
+
+    def tally(billed: Billed) -> None:
         if billed.canceled:
             summary.canceled += 1
         else:
-            if billed.collection is not None:
-                await collect(billed.collection)
             summary.billed += 1
             summary.count(billed.collection)
-        return True
+
+    async def bill_many(rows: list[tuple[int, int]]) -> int:
+        """A batch of due subscriptions billed in one transaction (bill_batch), their card
+        charges asked together after it commits; should the batch fail, each of its
+        connections on its own, so that the others are billed and the one at fault named."""
+        rows = [row for row in rows if row[1] not in failed_connections]
+        if not rows:
+            return 0
+        ok, billed = await transact(
+            f"the batch of connections {rows[0][1]} to {rows[-1][1]}",
+            lambda session: bill_batch(session, [sid for sid, _ in rows], now, settings), quiet=True,
+        )
+        if not ok:
+            return sum([await bill(row) for row in rows])
+        assert billed is not None
+        await collect([b.collection for b in billed if b.collection is not None])
+        for b in billed:
+            tally(b)
+        return len(billed)
+
+    async def one_by_one(rows: list[tuple[int, int]]) -> int:
+        return sum([await retry(row) for row in rows])
 
     retries = select(m.Invoice.id, m.Invoice.connection_id).where(_retry_due(now))
     periods = select(m.Subscription.id, m.Subscription.connection_id).where(_period_due(now))
     while True:
-        claimed = await _work(_due_rows(reads, retries, m.Invoice.id, batch_size), retry, workers, step)
-        claimed += await _work(_due_rows(reads, periods, m.Subscription.id, batch_size), bill, workers, step)
+        # Retries (few, each with more to it) one invoice at a time; periods a batch at a time.
+        claimed = await _work(_due_rows(reads, retries, m.Invoice.id, 1), one_by_one, workers, step)
+        claimed += await _work(_due_rows(reads, periods, m.Subscription.id, batch_size), bill_many, workers, step)
         if claimed == 0:
             return summary
 
@@ -622,25 +800,24 @@ async def _due_rows(
 
 async def _work(
     batches: AsyncIterator[list[tuple[int, int]]],
-    job: Callable[[tuple[int, int]], Awaitable[bool]],
+    job: Callable[[list[tuple[int, int]]], Awaitable[int]],
     workers: int,
-    step: Callable[[], None],
+    step: Callable[[int], None],
 ) -> int:
-    """`job` on every row of `batches`, on `workers` tasks; how many did something."""
-    queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue(maxsize=2 * workers)
+    """`job` on each of `batches`, on `workers` tasks; how many rows it did something to."""
+    queue: asyncio.Queue[list[tuple[int, int]] | None] = asyncio.Queue(maxsize=2 * workers)
     did = 0
 
     async def worker() -> None:
         nonlocal did
-        while (row := await queue.get()) is not None:
-            did += await job(row)
-            step()
+        while (rows := await queue.get()) is not None:
+            did += await job(rows)
+            step(len(rows))
 
     tasks = [asyncio.create_task(worker()) for _ in range(workers)]
     try:
         async for rows in batches:
-            for row in rows:
-                await queue.put(row)
+            await queue.put(rows)
         for _ in tasks:
             await queue.put(None)
         await asyncio.gather(*tasks)

@@ -90,13 +90,21 @@ async def record(
 ) -> m.CardCharge:
     """A PENDING charge of `amount` on `invoice` (locked by the caller), to be asked of the
     processor with `key` once the caller's transaction has committed."""
-    charge = m.CardCharge(
-        invoice_id=invoice.id, amount=amount, currency_code=invoice.currency_code, card_token=card_token,
-        processor_key=key, status=PENDING, created_by_id=by, attempt=attempt, created_at=now,
-    )
+    charge = new_charge(invoice, amount, card_token, key, by=by, attempt=attempt, now=now)
     session.add(charge)
     await session.flush()
     return charge
+
+
+def new_charge(
+    invoice: m.Invoice, amount: int, card_token: str, key: str, *, by: int | None = None, attempt: int | None = None,
+    now: datetime,
+) -> m.CardCharge:
+    """`record`'s charge, not yet added (the billing run adds a batch of them at once)."""
+    return m.CardCharge(
+        invoice_id=invoice.id, amount=amount, currency_code=invoice.currency_code, card_token=card_token,
+        processor_key=key, status=PENDING, created_by_id=by, attempt=attempt, created_at=now,
+    )
 
 
 async def ask(gateway: PaymentGateway, charge: m.CardCharge) -> ChargeResult | None:

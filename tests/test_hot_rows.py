@@ -83,7 +83,7 @@ async def test_one_partners_open_money_movement_never_holds_up_another_partners(
                     assert end is not None
                     billed = await billing.bill_connection(session, cedar, end + timedelta(hours=1), settings)
                 assert billed is not None and billed.collection is not None
-                await billing.charge(write_sessions(engine), SandboxGateway(), billed.collection,
+                await billing.charge(write_sessions(engine), SandboxGateway(), [billed.collection],
                                      end + timedelta(hours=1), settings)
                 return billed.collection
 
