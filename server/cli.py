@@ -314,7 +314,7 @@ async def _billing_run(now: datetime, workers: int, progress: Progress) -> "RunS
     try:
         return await run(
             read_sessions(engine), write_sessions(engine), now, gateway_named(settings.payment_gateway, settings.payment_sandbox_lag), settings,
-            workers=workers, progress=progress, busy=is_busy,
+            workers=workers, batch_size=settings.billing_batch_size, progress=progress, busy=is_busy,
         )
     finally:
         await engine.dispose()

@@ -211,6 +211,9 @@ class Settings:
     billing_pay_from_wallet: bool = True
     # Days from a declined charge to the next try; after the last retry the invoice is uncollectible.
     billing_retry_days: tuple[int, ...] = (1, 3, 5)
+    # Connections the billing run bills in one transaction; each batch's card charges are asked
+    # of the processor together, so this many calls are in flight per worker.
+    billing_batch_size: int = 100
     # The sandbox processor made slow and unreliable, as a real one is (services.payments.SandboxLag).
     payment_sandbox_latency_ms: int = 0
     payment_sandbox_jitter_ms: int = 0
@@ -285,6 +288,7 @@ class Settings:
             payment_gateway=_choice(env, "PAYMENT_GATEWAY", cls.payment_gateway, GATEWAYS),
             billing_pay_from_wallet=_bool(env, "BILLING_PAY_FROM_WALLET", cls.billing_pay_from_wallet),
             billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
+            billing_batch_size=_int(env, "BILLING_BATCH_SIZE", cls.billing_batch_size),
             payment_sandbox_latency_ms=_int(env, "PAYMENT_SANDBOX_LATENCY_MS", 0, minimum=0),
             payment_sandbox_jitter_ms=_int(env, "PAYMENT_SANDBOX_JITTER_MS", 0, minimum=0),
             payment_sandbox_failure_rate=_rate(env, "PAYMENT_SANDBOX_FAILURE_RATE"),

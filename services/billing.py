@@ -293,14 +293,15 @@ async def _open_and_collect(
     session.add_all(invoice for _, invoice, _ in new)
     await session.flush()
     session.add_all(item for _, invoice, lines in new for item in invoices.line_items(invoice, lines))
+    from_wallet = settings.billing_pay_from_wallet
     found = await ledger.accounts(session, [
         account for connection, invoice, _ in new for account in (
             ledger.receivable_of(invoice), ledger.system_part("REVAMPD_REVENUE", invoice.currency_code, connection.id),
-            ledger.wallet_of(connection),
+            *([ledger.wallet_of(connection)] if from_wallet else []),
         )
     ], now)
-    wallets = {connection.id: found[ledger.wallet_of(connection).code] for connection, _, _ in new}
-    if settings.billing_pay_from_wallet:
+    wallets = {connection.id: found[ledger.wallet_of(connection).code] for connection, _, _ in new if from_wallet}
+    if wallets:
         # Read under the lock post() takes too, so that what the wallet pays is what it holds.
         await session.execute(
             select(m.LedgerAccount).where(m.LedgerAccount.id.in_([w.id for w in wallets.values()]))
@@ -313,10 +314,10 @@ async def _open_and_collect(
         moves.append(invoices.issued(invoice, receivable.id, revenue.id))
         collection = Collection(invoice)
         billed[connection.id].collection = collection
-        wallet = wallets[connection.id]
-        if settings.billing_pay_from_wallet:
+        wallet = wallets.get(connection.id)
+        if wallet is not None:
             collection.from_wallet = max(0, min(invoice.total, wallet.balance - wallet.pending))
-        if collection.from_wallet:
+        if wallet is not None and collection.from_wallet:
             moves.append(invoices.payment_transfer(
                 invoice, wallet.id, receivable.id, collection.from_wallet, f"billing:{invoice.id}:wallet", None))
             paying.append(invoice)

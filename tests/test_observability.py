@@ -362,6 +362,7 @@ BAD_SETTINGS = [
     ("PAYMENT_GATEWAY", "paypal", "must be one of"),
     ("BILLING_PAY_FROM_WALLET", "sometimes", "must be true or false"),
     ("BILLING_RETRY_DAYS", "1,x", "must be whole days separated by commas"),
+    ("BILLING_BATCH_SIZE", "0", "must be at least 1"),
     ("PAYMENT_SANDBOX_LATENCY_MS", "-1", "must be at least 0"),
     ("PAYMENT_SANDBOX_JITTER_MS", "fast", "must be a whole number"),
     ("PAYMENT_SANDBOX_FAILURE_RATE", "10%", "must be a number from 0 to 1"),
