@@ -565,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     billing_run.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
     billing_run.add_argument(
-        "--workers", type=_positive, default=1, help="connections billed at once in this process (default 1)"
+        "--workers", type=_positive, default=4,
+        help="batches of BILLING_BATCH_SIZE connections billed at once in this process (default 4)"
     )
     billing_run.set_defaults(func=cmd_billing_run)
     payouts = sub.add_parser("payouts", help="payouts of Sub-Org earnings and their bank transfers")

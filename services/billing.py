@@ -6,9 +6,11 @@ effect, ONE SUBSCRIPTION invoice for the new period is issued (a line for the pl
 one per add-on), paid from the wallet first, the rest recorded as a PENDING charge
 of the card on file, and the next period opens. `retry_invoice` tries a declined
 charge again when it is due. `run` is the billing run: it finds the work that is due
-and does each piece in a transaction of its own, claimed with `FOR UPDATE SKIP
-LOCKED`, so that several runs at once (in as many processes or machines) never bill
-anything twice.
+and does it in batches, each in a transaction of its own, claimed with `FOR UPDATE
+SKIP LOCKED`, so that several runs at once (in as many processes or machines) never
+bill anything twice. `bill_batch` bills a batch of connections as `bill_connection`
+bills one, with each kind of row read once for the batch and one ledger post for all
+its invoices: the run's cost is in the rows it writes, not in statements per connection.
 
 The card is charged two-phase (services.card_payments): the PENDING charge commits
 with the invoice, `charge` asks the processor with no transaction open and no
@@ -611,15 +613,16 @@ async def run(
     """Bill every period ended by `now` and retry every declined charge due by then, after
     settling the card charges whose answer was lost (card_payments.reconcile).
 
-    Each connection is billed in two transactions with the processor's call between them,
-    none open meanwhile (the invoice, its wallet payment and a PENDING card charge; then
-    the charge's outcome): `workers` is how many calls are in flight at once, and only a
-    worker inside a transaction holds a pooled connection.
+    Each batch is billed in two transactions with the processor's calls between them,
+    none open meanwhile (the invoices, their wallet payments and PENDING card charges;
+    then the charges' outcomes): a worker has its batch's calls in flight at once, and
+    only a worker inside a transaction holds a pooled connection.
 
     `writes` must make write sessions (db.engine.write_sessions: BEGIN IMMEDIATE on
-    SQLite). Due rows are listed in batches, in id order; `workers` tasks take them one
-    at a time, each in a transaction of its own that claims its row with
-    `SELECT ... FOR UPDATE SKIP LOCKED` and checks it is still due: a row another run
+    SQLite). Due rows are listed in batches of `batch_size`, in id order; `workers`
+    tasks take them a batch at a time (periods: `bill_batch`, the batch in one
+    transaction; declined charges due again: one invoice per transaction), claimed with
+    `SELECT ... FOR UPDATE SKIP LOCKED` and checked to be still due: a row another run
     holds is skipped (that run bills it), one already billed is no longer due. On
     SQLite, which has no row locks, write transactions take turns. The run goes over
     the due rows again until a pass claims nothing, so periods missed for months are

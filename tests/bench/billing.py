@@ -1,7 +1,7 @@
 """Benchmark: the billing run over many connections whose period has ended.
 
 Usage: make bench-billing  (or: python -m tests.bench.billing [--connections N]
-[--database-url URL] [--workers 1,32] [--processes 2] [--latency-ms 200])
+[--database-url URL] [--workers 4] [--processes 2] [--latency-ms 200])
 
 Builds one migrated database with the demo data and N more connections whose
 period has ended (a plan, phone-number add-ons on most, wallet credit on some, a
@@ -297,9 +297,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, help="default 100,000 on PostgreSQL, 2,000 on SQLite")
     parser.add_argument("--database-url", help="postgresql+asyncpg://user@host/name (default: SQLite in a temp dir)")
-    parser.add_argument("--workers", default="1,32",
-                        help="worker counts (card charges in flight) to time, comma-separated (default 1,32); "
-                        "the processes run with the largest")
+    parser.add_argument("--workers", default="4",
+                        help="worker counts (batches at once) to time, comma-separated (default 4); the processes "
+                        "run with the largest")
     parser.add_argument("--processes", type=int, default=2,
                         help="then time this many `billing run` processes at once (default 2; 1: skip)")
     parser.add_argument("--latency-ms", type=int, default=200,
