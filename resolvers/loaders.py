@@ -239,7 +239,7 @@ class MessageStats(Loader):
 
 
 class FundedBy(Loader):
-    """services.ledger.funded_by of wallet debit entries, keyed by the entry; one
+    """services.ledger.funded_by_many of wallet debit entries, keyed by the entry; one
     statement for all the entries asked about together."""
 
     def __init__(self, session: AsyncSession) -> None:

@@ -416,7 +416,14 @@ async def receivable_account(
 async def funded_by_many(
     session: AsyncSession, debits: Sequence[m.LedgerEntry]
 ) -> dict[int, list[tuple[int, int]]]:
-    """funded_by for many debits at once (one statement), by debit entry id."""
+    """For each debit entry of a Partner's account (by its id), the credits it spent:
+    (credit entry id, amount spent from it), the most recent credit first; one statement
+    for them all.
+
+    Last in, first out: replaying the account's entries in sequence, each debit spends the
+    most recent credits not yet spent. So a payment made just after a payout was credited
+    to the wallet is traced to that payout, as the Partner who credited it to pay the
+    invoice expects. The account never goes below zero, so a debit is always covered."""
     E = m.LedgerEntry
     wanted: dict[int, set[int]] = {}  # account id -> ids of the debits asked about
     last: dict[int, int] = {}  # account id -> the highest sequence needed
@@ -450,17 +457,6 @@ async def funded_by_many(
             if not top[1]:
                 unspent.pop()
     return found
-
-
-async def funded_by(session: AsyncSession, debit: m.LedgerEntry) -> list[tuple[int, int]]:
-    """The credits of a Partner's account that a debit entry spent: (credit entry id, amount
-    spent from it), the most recent credit first.
-
-    Last in, first out: replaying the account's entries in sequence, each debit spends the
-    most recent credits not yet spent. So a payment made just after a payout was credited
-    to the wallet is traced to that payout, as the Partner who credited it to pay the
-    invoice expects. The account never goes below zero, so a debit is always covered."""
-    return (await funded_by_many(session, [debit]))[debit.id]
 
 
 # ---- Verification --------------------------------------------------------------
