@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -17,9 +16,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from db import models as m
 from db.engine import create_engine, write_sessions
 from db.migrate import downgrade, upgrade
+from tests import clock
 from tests.conftest import PG_URL, Api, _pg_admin
 
-NOW = datetime.now(timezone.utc)
+NOW = clock.NOW
 
 
 async def _violates(api: Api, *statements: Any) -> None:

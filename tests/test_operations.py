@@ -7,7 +7,7 @@ change the data, so they are run here, in an order in which each input is valid.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from graphql.utilities import TypeInfoVisitor
 
 from resolvers.schema import build_schema
 from schema.base import to_global_id
+from tests import clock
 from tests.conftest import Api
 
 OPERATIONS = Path(__file__).resolve().parents[1] / "operations"
@@ -181,13 +182,13 @@ async def test_every_mutation_document_runs_on_the_demo_data(api: Api) -> None:
               invoice__status="PAID", invoice__amountDue__amount="0.00")
     issued = (await run("IssueInvoice", billing, {
         "connectionId": connection["id"], "idempotencyKey": "issue-1",
-        "dueAt": (datetime.now(timezone.utc) + timedelta(days=14)).isoformat(),
+        "dueAt": (clock.NOW + timedelta(days=14)).isoformat(),
         "lineItems": [{"description": "Onboarding workshop", "quantity": 1, "unitAmount": "250.00"}]},
         invoice__status="OPEN", invoice__total__amount="250.00"))["invoice"]["id"]
     await run("VoidInvoice", billing, {"invoiceId": issued, "reason": "Issued in error"}, invoice__status="VOID")
     by_card = (await run("IssueInvoice", billing, {
         "connectionId": connection["id"], "idempotencyKey": "issue-2",
-        "dueAt": (datetime.now(timezone.utc) + timedelta(days=14)).isoformat(),
+        "dueAt": (clock.NOW + timedelta(days=14)).isoformat(),
         "lineItems": [{"description": "Template design", "quantity": 1, "unitAmount": "120.00"}]},
         invoice__status="OPEN"))["invoice"]["id"]
     await run("PayInvoiceByCard", owner, {"invoiceId": by_card, "idempotencyKey": "card-1"},
@@ -220,7 +221,7 @@ async def test_every_mutation_document_runs_on_the_demo_data(api: Api) -> None:
     await run("UnlinkBankAccount", owner, {"bankAccountId": second}, bankAccounts__0__id=first)
     await run("RecordSubOrgTransactions", billing, {"connectionId": connection["id"], "transactions": [{
         "externalId": "sub-2001", "subOrgName": "Acme Dental", "kind": "SUBSCRIPTION", "grossAmount": "97.00",
-        "occurredAt": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}]},
+        "occurredAt": (clock.NOW - timedelta(hours=1)).isoformat()}]},
         recorded__0__externalId="sub-2001", duplicates=[])
 
     assert sorted(set(ran)) == sorted(documents), f"not run: {sorted(set(documents) - set(ran))}"
