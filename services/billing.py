@@ -318,7 +318,7 @@ async def _open_and_collect(
         billed[connection.id].collection = collection
         wallet = wallets.get(connection.id)
         if wallet is not None:
-            collection.from_wallet = max(0, min(invoice.total, wallet.balance - wallet.pending))
+            collection.from_wallet = _wallet_part(invoice.total, wallet)
         if wallet is not None and collection.from_wallet:
             moves.append(invoices.payment_transfer(
                 invoice, wallet.id, receivable.id, collection.from_wallet, f"billing:{invoice.id}:wallet", None))
@@ -332,19 +332,8 @@ async def _open_and_collect(
     for connection, invoice, _ in new:
         done = billed[connection.id].collection
         assert done is not None
-        rest = invoice.total - done.from_wallet
-        if rest == 0:
-            continue
-        invoice.payment_attempts = 1
-        if connection.card_token is None:
-            done.declined = NO_CARD
-            done.uncollectible = await card_payments.declined(
-                session, invoice, 1, NO_CARD, now, settings.billing_retry_days)
-            continue
-        done.charge = card_payments.new_charge(
-            invoice, rest, connection.card_token, f"billing:{invoice.id}:card:1", attempt=1, now=now,
-        )
-        session.add(done.charge)
+        if invoice.total > done.from_wallet:
+            await _card_part(session, connection, done, invoice.total - done.from_wallet, now, settings)
 
 
 def _apply_plan_change(subscription: m.Subscription, boundary: datetime) -> None:
@@ -467,7 +456,7 @@ async def _collect(
     if settings.billing_pay_from_wallet:
         wallet = await ledger.wallet_account(session, connection, now)
         await session.refresh(wallet, with_for_update=True)
-        done.from_wallet = max(0, min(due, wallet.balance - wallet.pending))
+        done.from_wallet = _wallet_part(due, wallet)
     rest = due - done.from_wallet
     attempt = invoice.payment_attempts + 1
     if invoice.status == InvoiceStatus.DRAFT.value:
@@ -483,18 +472,34 @@ async def _collect(
             invoice.payment_error = None  # the wallet paid what the card could not
         await session.flush()
         return done
-    invoice.payment_attempts = attempt
+    await _card_part(session, connection, done, rest, now, settings)
+    await session.flush()
+    return done
+
+
+def _wallet_part(due: int, wallet: m.LedgerAccount) -> int:
+    """What the wallet (read under its lock) pays of `due`: all it holds, up to `due`."""
+    return max(0, min(due, wallet.balance - wallet.pending))
+
+
+async def _card_part(
+    session: AsyncSession, connection: m.Connection, done: Collection, rest: int, now: datetime,
+    settings: BillingPolicy,
+) -> None:
+    """The next attempt at `rest` of the (OPEN) invoice: a PENDING charge of the card on file
+    (added, for the caller to flush), or without a card declined at once."""
+    invoice = done.invoice
+    attempt = invoice.payment_attempts = invoice.payment_attempts + 1
     if connection.card_token is None:
         done.declined = NO_CARD
         done.uncollectible = await card_payments.declined(
             session, invoice, attempt, NO_CARD, now, settings.billing_retry_days)
-        return done
+        return
     # The processor knows the charge by this key, which is also the payment's ledger key.
-    done.charge = await card_payments.record(
-        session, invoice, rest, connection.card_token, f"billing:{invoice.id}:card:{attempt}", attempt=attempt,
-        now=now,
+    done.charge = card_payments.new_charge(
+        invoice, rest, connection.card_token, f"billing:{invoice.id}:card:{attempt}", attempt=attempt, now=now,
     )
-    return done
+    session.add(done.charge)
 
 
 async def charge(
@@ -521,14 +526,18 @@ async def charge(
     async with turns or nullcontext(), writes() as session, session.begin():
         settled = await card_payments.settle_many(
             session, [(c.charge.id, r) for c, r in answered if c.charge], now, settings.billing_retry_days)
-        statuses = {i.id: i.status for i in await session.scalars(
-            select(m.Invoice).where(m.Invoice.id.in_([c.invoice_id for c in settled])))}
+        # The invoices settle_many locked and brought up to date, from the session's identity map.
+        written_off = set()
+        for c in settled:
+            bill = await session.get(m.Invoice, c.invoice_id)
+            if bill is not None and bill.status == InvoiceStatus.UNCOLLECTIBLE.value:
+                written_off.add(c.invoice_id)
     for (collection, _), done in zip(answered, settled, strict=True):
         if done.status == card_payments.SUCCEEDED:
             collection.charged = done.amount
         else:
             collection.declined = done.decline_reason
-            collection.uncollectible = statuses[done.invoice_id] == InvoiceStatus.UNCOLLECTIBLE.value
+            collection.uncollectible = done.invoice_id in written_off
 
 
 def _retry_due(now: datetime) -> ColumnElement[bool]:
