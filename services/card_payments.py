@@ -156,19 +156,14 @@ async def settle_many(
         # OPEN and owes at least this much.
         invoices.require_open(bills[c.invoice_id])
         assert invoices.amount_due(bills[c.invoice_id]) >= c.amount, f"card charge {c.id} exceeds what is due"
-    found = await ledger.accounts(session, [
-        account for c in made for account in (
-            ledger.system_part("CARD_PROCESSOR", c.currency_code, bills[c.invoice_id].connection_id),
-            ledger.receivable_of(bills[c.invoice_id]),
-        )
-    ], now)
+    # Each payment: from the card processor's part for the invoice's connection into its receivable.
+    ends = [(ledger.system_part("CARD_PROCESSOR", c.currency_code, bills[c.invoice_id].connection_id),
+             ledger.receivable_of(bills[c.invoice_id])) for c in made]
+    found = await ledger.accounts(session, [account for pair in ends for account in pair], now)
     rows = await ledger.post(session, [
-        invoices.payment_transfer(
-            bills[c.invoice_id],
-            found[ledger.system_part("CARD_PROCESSOR", c.currency_code, bills[c.invoice_id].connection_id).code].id,
-            found[ledger.receivable_of(bills[c.invoice_id]).code].id, c.amount, c.processor_key, c.created_by_id,
-        )
-        for c in made
+        invoices.payment_transfer(bills[c.invoice_id], found[source.code].id, found[receivable.code].id, c.amount,
+                                  c.processor_key, c.created_by_id)
+        for c, (source, receivable) in zip(made, ends, strict=True)
     ], now=now)
     payments = [invoices.paid(bills[c.invoice_id], row, PaymentMethod.CARD, now) for c, row in zip(made, rows, strict=True)]
     session.add_all(payments)

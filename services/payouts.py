@@ -440,16 +440,17 @@ async def start_sending(session: AsyncSession, transfer_id: int, now: datetime) 
     return Sending(transfer.id, f"bt{transfer.id}", account.account_token, transfer.amount, payout.currency_code)
 
 
-async def _sent(session: AsyncSession, sending: Sending, answer: GatewayTransfer, now: datetime) -> None:
+async def _sent(session: AsyncSession, sending: Sending, answer: GatewayTransfer, now: datetime) -> m.BankTransfer:
     found = await _locked_transfer(session, sending.transfer_id)
     assert found is not None
     payout, transfer = found
     if transfer.gateway_ref is not None:  # sent meanwhile by another (`payouts sync`): the same transfer
-        return
+        return transfer
     transfer.gateway_ref, transfer.submitted_at = answer.ref, now
     await session.flush()
     if answer.status != "PENDING":
         await _record(session, f"gateway:{answer.ref}:{answer.status}", "GATEWAY", payout, transfer, answer, now, now)
+    return transfer
 
 
 async def submit(
@@ -465,17 +466,17 @@ async def submit(
     at = _now(now)
     async with writes() as session, session.begin():
         sending = await start_sending(session, transfer_id, at)
-    if sending is not None:
-        try:
-            answer = await gateway.create_transfer(sending.reference, sending.account_token, sending.amount,
-                                                   sending.currency)
-        except GatewayUnavailable:
-            answer = None
-        if answer is not None:
-            async with writes() as session, session.begin():
-                await _sent(session, sending, answer, at)
-    async with writes() as session:
-        return await session.get(m.BankTransfer, transfer_id)
+        # Locked by start_sending when it exists: from the identity map, no statement.
+        transfer = await session.get(m.BankTransfer, transfer_id)
+    if sending is None:
+        return transfer
+    try:
+        answer = await gateway.create_transfer(sending.reference, sending.account_token, sending.amount,
+                                               sending.currency)
+    except GatewayUnavailable:
+        return transfer
+    async with writes() as session, session.begin():
+        return await _sent(session, sending, answer, at)
 
 
 async def reread(session: AsyncSession, disposed: Disposed) -> Disposed:
