@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from services import billing, card_payments, payouts
 from services.access import Principal, Role
 from services.bank_gateway import GatewayTransfer, LinkedAccount, SandboxBankGateway
 from services.payments import ChargeResult, SandboxGateway
+from tests import clock
 from tests.conftest import Api, Databases, make_api
 from tests.test_bank_accounts import link
 from tests.test_billing import connection, set_card, set_wallet
@@ -158,7 +159,7 @@ async def test_a_bank_submission_that_died_at_any_step_is_sent_once_by_sync(api:
         engine = create_engine(api.settings.database_url)
         try:
             async with write_sessions(engine)() as session, session.begin():
-                sending = await payouts.start_sending(session, transfer_id, datetime.now(timezone.utc))
+                sending = await payouts.start_sending(session, transfer_id, clock.NOW)
             assert sending is not None
             if die == "after the call":
                 await bank.create_transfer(sending.reference, sending.account_token, sending.amount, sending.currency)
