@@ -11,13 +11,17 @@ demo seed posts them). `revampd-bff ledger verify` finds nothing wrong afterward
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.engine import create_engine, read_sessions, write_sessions
+from db.migrate import upgrade
+from db.seed import seed_demo
 from services import invoices, money, payouts
 from services import ledger as L
 from services.access import Principal, Role
@@ -61,6 +65,24 @@ SUB_ORGS = ("Acme Dental", "Summit Fitness", "Peak Physio", "Riverbend Auto", "I
 def _month(now: datetime, offset: int) -> datetime:
     year, month = divmod(now.year * 12 + now.month - 1 + offset, 12)
     return datetime(year, month + 1, 1, tzinfo=UTC)
+
+
+async def prepare(url: str, today: date) -> None:
+    """Migrate the empty database at `url`, seed the demo data for `today` and add the bench rows."""
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    try:
+        async with read_sessions(engine)() as session:
+            await seed_demo(session, today)
+        async with write_sessions(engine)() as session:
+            await add_bench_rows(session, today)
+        # Planner statistics, as a database in service has them (autovacuum would
+        # gather them later): without them PostgreSQL plans the rows just loaded badly.
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE"))
+            await conn.commit()
+    finally:
+        await engine.dispose()
 
 
 async def add_bench_rows(

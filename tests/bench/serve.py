@@ -1,4 +1,5 @@
-"""One benchmark server: `python -m tests.bench.serve graphql|handwritten DATABASE_URL PORT`.
+"""One benchmark server: `python -m tests.bench.serve graphql|handwritten|datalayer DATABASE_URL PORT`
+(the data layer is a route of the hand-written app).
 
 Served as `revampd-bff serve` serves the app: one uvicorn worker on uvloop and
 httptools, with everything made at start-up frozen out of the collector's reach, and

@@ -5,7 +5,7 @@ Builds the bench database (as tests/bench/dashboard.py does), serves the GraphQL
 generator with one connection, samples the server process with py-spy for ten
 seconds and prints the share of its samples in each part of the stack.
 
-    python -m tests.bench.where [--side graphql|handwritten] [--first 10,100]
+    python -m tests.bench.where [--side graphql|handwritten|datalayer] [--first 10,100]
                                 [--only sqlite|postgresql] [--database-url URL]
 """
 
@@ -34,7 +34,7 @@ PARTS = [
     ("parse, validation, cost check", ("resolvers/schema", "resolvers/caches")),
     ("JSON", ("orjson", "json/", "graphql_http")),
     ("token check", ("jwt", "server/auth", "cryptography", "hmac")),
-    ("HTTP, ASGI, app", ("uvicorn", "starlette", "httptools", "server/", "h11", "tests/bench/handwritten")),
+    ("HTTP, ASGI, app", ("uvicorn", "starlette", "httptools", "server/", "h11", "tests/bench/")),
     ("event loop", ("asyncio", "uvloop", "selectors")),
 ]
 
@@ -87,7 +87,7 @@ async def sample(side: str, first: int, url: str, seconds: int) -> collections.C
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--side", default="graphql", choices=["graphql", "handwritten"])
+    parser.add_argument("--side", default="graphql", choices=["graphql", "handwritten", "datalayer"])
     parser.add_argument("--first", default="10,100")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--seconds", type=int, default=10)
