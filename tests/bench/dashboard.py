@@ -1,7 +1,7 @@
 """Benchmark: DashboardOverview through GraphQL against the same page hand-written, and every page.
 
 Usage: make bench  (or: python -m tests.bench.dashboard [--quick] [--seconds 3] [--rounds 3]
-[--first 10,100] [--connections 1,8,32] [--doc-seconds 1] [--database-url URL]
+[--first 10,100] [--connections 1,8,32] [--doc-seconds 1] [--no-documents] [--database-url URL]
 [--bench-database NAME] [--only sqlite|postgresql] [--markdown])
 
 For each database (SQLite in a temporary directory; PostgreSQL as well when
@@ -493,7 +493,7 @@ def check_identical(servers: dict[str, Server], token: str, firsts: list[int]) -
 def bench_database(label: str, url: str, args: argparse.Namespace, stack: ExitStack) -> tuple[list[Row], list[DocRow]]:
     started = time.monotonic()
     token, sizes = asyncio.run(build(url))
-    docs, skipped = documents(asyncio.run(page_variables(url)))
+    docs, skipped = documents(asyncio.run(page_variables(url))) if not args.no_documents else ([], [])
     print(f"\n{label}: built in {time.monotonic() - started:.0f} s; Northwind has "
           + ", ".join(f"{n} {what}" for what, n in sizes.items()), flush=True)
     if skipped:
@@ -642,6 +642,7 @@ def main() -> None:
     parser.add_argument("--first", type=_ints, default=[10, 100], help="page sizes, e.g. 10,100")
     parser.add_argument("--connections", type=_ints, help="e.g. 1,8,32 (the default)")
     parser.add_argument("--doc-seconds", type=float, help="load on each document at each size (1)")
+    parser.add_argument("--no-documents", action="store_true", help="the dashboard only, not every document")
     parser.add_argument("--database-url", help="a PostgreSQL server (postgresql+asyncpg://user@host/any): "
                         "the bench makes and drops the database --bench-database on it")
     parser.add_argument("--bench-database", default=PG_DATABASE, help=f"(default {PG_DATABASE})")

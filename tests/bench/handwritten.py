@@ -105,26 +105,57 @@ _TICKET_PAGE = (
     .limit(LIMIT)
     .subquery("page")
 )
-# Per ticket of the page: how many messages the caller may see, and the newest of them.
-_RANKED = (
-    select(
-        MSG.id, MSG.ticket_id,
-        func.count().over(partition_by=MSG.ticket_id).label("n"),
-        func.row_number().over(partition_by=MSG.ticket_id, order_by=[MSG.created_at.desc(), MSG.id.desc()]).label("r"),
+
+
+def _with_last_message(page: Any, joined: Any, n: Any, last_id: Any) -> Any:
+    """The page's tickets (`joined` to what gives `n` and `last_id`) with their assignee's
+    name, `n` (how many messages the caller may see) and the newest of those messages
+    (`last_id`), with its author's name."""
+    return (
+        select(
+            *(c for c in page.c if c.key not in ("n", "last_id")),
+            _user_name(page.c.assigned_to_id, page).label("assignee"),
+            n.label("n"), LAST.body, LAST.created_at, _user_name(LAST.author_id, LAST).label("author"),
+        )
+        .select_from(joined)
+        .outerjoin(LAST, LAST.id == last_id)
+        .order_by(page.c.last_activity_at.desc(), page.c.id.desc())
     )
-    .where(MSG.ticket_id.in_(select(_TICKET_PAGE.c.id)), visible(MSG, P))
-    .subquery("ranked")
-)
-TICKETS = (
-    select(
-        _TICKET_PAGE, _user_name(_TICKET_PAGE.c.assigned_to_id, _TICKET_PAGE).label("assignee"),
-        _RANKED.c.n, LAST.body, LAST.created_at, _user_name(LAST.author_id, LAST).label("author"),
+
+
+def _ranked() -> Any:
+    """PostgreSQL: the page's messages numbered newest first in one pass (window functions)."""
+    ranked = (
+        select(
+            MSG.id, MSG.ticket_id,
+            func.count().over(partition_by=MSG.ticket_id).label("n"),
+            func.row_number().over(
+                partition_by=MSG.ticket_id, order_by=[MSG.created_at.desc(), MSG.id.desc()]
+            ).label("r"),
+        )
+        .where(MSG.ticket_id.in_(select(_TICKET_PAGE.c.id)), visible(MSG, P))
+        .subquery("ranked")
     )
-    .select_from(_TICKET_PAGE)
-    .outerjoin(_RANKED, and_(_RANKED.c.ticket_id == _TICKET_PAGE.c.id, _RANKED.c.r == 1))
-    .outerjoin(LAST, LAST.id == _RANKED.c.id)
-    .order_by(_TICKET_PAGE.c.last_activity_at.desc(), _TICKET_PAGE.c.id.desc())
-)
+    joined = _TICKET_PAGE.outerjoin(ranked, and_(ranked.c.ticket_id == _TICKET_PAGE.c.id, ranked.c.r == 1))
+    return _with_last_message(_TICKET_PAGE, joined, ranked.c.n, ranked.c.id)
+
+
+def _looked_up() -> Any:
+    """SQLite: each ticket's count and newest message looked up by the (ticket_id, created_at, id)
+    index; twice as fast there as the window functions (and half as fast on PostgreSQL)."""
+    seen = visible(MSG, P)
+    of_ticket = MSG.ticket_id == _TICKET_PAGE.c.id
+    n = select(func.count()).where(of_ticket, seen).correlate(_TICKET_PAGE).scalar_subquery()
+    newest = (
+        select(MSG.id).where(of_ticket, seen).order_by(MSG.created_at.desc(), MSG.id.desc()).limit(1)
+        .correlate(_TICKET_PAGE).scalar_subquery()
+    )
+    page = select(_TICKET_PAGE, n.label("n"), newest.label("last_id")).subquery("tickets_page")
+    return _with_last_message(page, page, page.c.n, page.c.last_id)
+
+
+# Per ticket of the page: its assignee, how many messages the caller may see and the newest of them.
+TICKETS = {"postgresql": _ranked(), "sqlite": _looked_up()}
 
 PO, BT, BA = m.Payout, m.BankTransfer, m.BankAccount
 _PAYOUT_PAGE = (
@@ -204,7 +235,7 @@ async def _partner(db: AsyncConnection, caller: Caller, first: int) -> dict[str,
             ],
             "wallet": {"id": to_global_id("Wallet", cid), "balance": _money(head.balance or 0, cur)},
             "invoices": _invoices((await db.execute(INVOICES, bound)).all(), first),
-            "tickets": _tickets((await db.execute(TICKETS, bound)).all(), first, conn.ticket_prefix),
+            "tickets": _tickets((await db.execute(TICKETS[db.dialect.name], bound)).all(), first, conn.ticket_prefix),
             "payouts": _payouts((await db.execute(PAYOUTS, bound)).all(), first),
         },
     }
