@@ -202,14 +202,16 @@ class Document:
 
 
 def documents(ids: dict[str, dict[str, str]]) -> tuple[list[Document], list[str]]:
-    """Every query document in operations/ that can be run with what `ids` gives, and
-    what was left out and why (mutations; a required variable nobody fills)."""
+    """Every query document in operations/ that can be run with what `ids` gives (mutations
+    left out), and the others left out and why (a required variable nobody fills)."""
     found, skipped = [], []
     for path in sorted(OPERATIONS.glob("*.graphql")):
         text = path.read_text()
         ops = [d for d in parse(text).definitions if isinstance(d, OperationDefinitionNode)]
-        if len(ops) != 1 or ops[0].operation != OperationType.QUERY or ops[0].name is None:
-            skipped.append(f"{path.stem} (not one query)")
+        if any(op.operation != OperationType.QUERY for op in ops):
+            continue  # a mutation: the bench only reads
+        if len(ops) != 1 or ops[0].name is None:
+            skipped.append(f"{path.stem} (not one named operation)")
             continue
         op, name = ops[0], ops[0].name.value
         names = {v.variable.name.value for v in op.variable_definitions}
@@ -297,12 +299,14 @@ def executions(port: int) -> dict[tuple[str, str], float] | None:
 
 def engine_of(name: str, before: dict[tuple[str, str], float] | None,
               after: dict[tuple[str, str], float] | None) -> str:
-    """Which engine ran `name` between two readings of the counter ("?" without it)."""
+    """Which engine ran `name` between two readings of the counter: "?" when the server has no
+    such counter, "none" when it counted no execution of `name` (a server that answers from a
+    cache, say)."""
     if after is None:
         return "?"
     ran = sorted(engine for (op, engine), n in after.items()
                  if op == name and n > (before or {}).get((op, engine), 0.0))
-    return "+".join(ran) or "?"
+    return "+".join(ran) or "none"
 
 
 # ---- processes ----------------------------------------------------------------------
@@ -579,7 +583,8 @@ def cells(r: Row) -> list[list[str]]:
         lines.append([
             r.database, str(r.first), str(r.connections), name, f"{s.rps:.0f}", f"{r.ratio(side):.2f}",
             f"{s.cpu_ms:.1f}", f"{s.percentile(0.5):.1f} / {s.percentile(0.99):.1f}", f"{r.statements[side]:.0f}",
-            f"{r.wire[side][0]:,} / {r.wire[side][1]:,}", f"{r.peak_mib.get(side, float('nan')):.0f}",
+            f"{r.wire[side][0]:,} / {r.wire[side][1]:,}" if side != "datalayer" else "-",
+            f"{r.peak_mib.get(side, float('nan')):.0f}",
             str(s.errors), r.goal if side == "graphql" else "",
         ])
     return lines
