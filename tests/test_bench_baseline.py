@@ -10,6 +10,7 @@ not silently in the benchmark. On the benchmark's own data (tests/bench/data.py:
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import uuid
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.bench.dashboard import OPERATIONS, documents
 from tests.bench.data import prepare
 from tests.bench.handwritten import create_app as handwritten_app
 from tests.conftest import PG_URL, TODAY, Api, make_api
@@ -91,3 +93,13 @@ async def test_data_layer_endpoint_loads_the_pages_rows(bench_api: Api) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["rows"] >= 300  # three full pages of 100, and the add-ons
 
+
+def test_bench_runs_every_query_document_of_operations() -> None:
+    """`make bench` times every page: a new query document whose required variables the bench
+    does not fill (tests/bench/dashboard.py, page_variables) would be left out, and says so."""
+    ids = {"Invoice": {"id": "x"}, "Ticket": {"id": "x"}, "PlanChangePreview": {"planId": "x"}}
+    docs, skipped = documents(ids)
+    manifest = json.loads((OPERATIONS / "manifest.json").read_text())["operations"]
+    assert skipped == []
+    assert sorted(d.name for d in docs) == sorted(op["name"] for op in manifest if op["type"] == "query")
+    assert {d.name for d in docs if not d.takes_first} == {"Invoice", "PlanChangePreview"}

@@ -87,8 +87,8 @@ ADDONS = (
 
 INV = m.Invoice
 INVOICES = (
-    select(INV.id, INV.number, INV.type, INV.status, INV.issued_at, INV.due_at, INV.total, INV.amount_paid, INV.currency_code,
-           INV.payment_method)
+    select(INV.id, INV.number, INV.type, INV.status, INV.issued_at, INV.due_at, INV.total, INV.amount_paid,
+           INV.currency_code, INV.payment_method)
     .where(INV.connection_id == CID, visible(INV, P))
     .order_by(INV.issued_at.desc(), INV.id.desc())
     .limit(LIMIT)
