@@ -192,6 +192,8 @@ class Settings:
     max_tokens: int = 3000
     max_page_size: int = 100
     max_body_bytes: int = 1_000_000
+    # Responses at least this long go gzip-compressed to clients that accept it (0: all of them).
+    gzip_min_bytes: int = 1000
     # Worst case of objects a document may ask for: the product of page sizes along nested lists.
     max_query_nodes: int = 10_000
     default_page_size: int = 20
@@ -278,6 +280,7 @@ class Settings:
             max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens),
             max_page_size=_int(env, "MAX_PAGE_SIZE", cls.max_page_size),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", cls.gzip_min_bytes, minimum=0),
             max_query_nodes=_int(env, "MAX_QUERY_NODES", cls.max_query_nodes),
             db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size),
             db_max_overflow=_int(env, "DB_MAX_OVERFLOW", cls.db_max_overflow, minimum=0),

@@ -352,6 +352,7 @@ BAD_SETTINGS = [
     ("MAX_TOKENS", "many", "must be a whole number"),
     ("MAX_PAGE_SIZE", "1.5", "must be a whole number"),
     ("MAX_BODY_BYTES", "1MB", "must be a whole number"),
+    ("GZIP_MIN_BYTES", "-1", "must be at least 0"),
     ("MAX_QUERY_NODES", "0", "must be at least 1"),
     ("DB_POOL_SIZE", "0", "must be at least 1"),
     ("DB_MAX_OVERFLOW", "-1", "must be at least 0"),

@@ -32,7 +32,8 @@ from starlette.types import ASGIApp
 from db import models as m
 from db.engine import create_engine, read_sessions
 from schema.base import to_global_id
-from server.app import Caller, RequestLog, load_caller, unauthorized
+from server.app import RequestLog
+from server.endpoint import Caller, Unauthorized, load_caller
 from server.auth import AuthError, TokenVerifier
 from server.graphql_http import GraphQLResponse, graphql_error
 from server.settings import Settings
@@ -298,18 +299,18 @@ def create_app(settings: Settings) -> ASGIApp:
     async def get_dashboard(request: Request) -> Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return unauthorized()
+            return Unauthorized().response()
         try:
             claims = await verifier.verify_async(token.strip())
         except AuthError:
-            return unauthorized()
+            return Unauthorized().response()
         raw = request.query_params.get("first", "10")
         if not raw.isdigit() or int(raw) > settings.max_page_size:
             return graphql_error(400, "INVALID_PAGINATION", f"first must be 0 to {settings.max_page_size}.")
         async with sessions() as session:
             caller = await load_caller(session, claims)
             if caller is None:
-                return unauthorized()
+                return Unauthorized().response()
             body = await dashboard(session, caller, int(raw))
         return GraphQLResponse(body)
 
