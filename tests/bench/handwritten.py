@@ -33,8 +33,8 @@ from db import models as m
 from db.engine import create_engine, read_sessions
 from schema.base import to_global_id
 from server.app import RequestLog
-from server.endpoint import Caller, Unauthorized, load_caller
 from server.auth import AuthError, TokenVerifier
+from server.endpoint import Caller, Unauthorized, load_caller
 from server.graphql_http import GraphQLResponse, graphql_error
 from server.settings import Settings
 from services import money
