@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import uuid
 from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -14,40 +12,23 @@ import pytest
 
 from server.limits import REDIS_RETRY_SECONDS, CostLimiter, cost_limiter
 from server.settings import Settings, SettingsError
+from tests import test_persisted
 from tests.clock import NOW
 from tests.conftest import REDIS_URL
 
 T = NOW.timestamp()
+# Redis fixtures: a key prefix of the test's own, and its keys (removed after it).
+redis_prefix, redis_keys = test_persisted.redis_prefix, test_persisted.redis_keys
+closed_port = test_persisted.closed_port
 MakeLimiter = Callable[..., CostLimiter]
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"revampd-test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-async def redis_keys(prefix: str) -> AsyncIterator[Callable[[], Awaitable[list[str]]]]:
-    """The keys the test wrote (under its own prefix); removed after it."""
-    from redis.asyncio import from_url
-
-    client = from_url(REDIS_URL, decode_responses=True)
-
-    async def keys() -> list[str]:
-        return sorted(await client.keys(prefix + "*"))
-
-    yield keys
-    for key in await keys():
-        await client.delete(key)
-    await client.aclose()
-
-
-@pytest.fixture
-async def limiters(prefix: str) -> AsyncIterator[Callable[..., CostLimiter]]:
+async def limiters(redis_prefix: str) -> AsyncIterator[Callable[..., CostLimiter]]:
     made: list[CostLimiter] = []
 
     def make(maximum: int = 100, restore_rate: int = 10, redis_url: str | None = None) -> CostLimiter:
-        made.append(CostLimiter(maximum, restore_rate, redis_url, prefix))
+        made.append(CostLimiter(maximum, restore_rate, redis_url, redis_prefix))
         return made[-1]
 
     yield make
@@ -158,7 +139,7 @@ async def test_one_process_forgets_full_buckets_and_the_least_recently_used(limi
 
 @pytest.mark.redis
 async def test_two_workers_spend_one_budget(
-    limiters: MakeLimiter, prefix: str, redis_keys: Callable[[], Awaitable[list[str]]]
+    limiters: MakeLimiter, redis_prefix: str, redis_keys: Callable[[], Awaitable[list[str]]]
 ) -> None:
     one, two = limiters(redis_url=REDIS_URL), limiters(redis_url=REDIS_URL)
     await one.take("alice", 70, T)
@@ -166,12 +147,12 @@ async def test_two_workers_spend_one_budget(
     assert (throttled.allowed, throttled.currently_available, throttled.retry_after) == (False, 30, 1)
     await two.refund("alice", 50, T)
     assert (await one.take("alice", 80, T)).allowed
-    assert await redis_keys() == [f"{prefix}cost:alice"]
+    assert await redis_keys() == [f"{redis_prefix}cost:alice"]
 
 
 @pytest.mark.redis
 async def test_a_bucket_key_expires_when_the_bucket_would_be_full(
-    limiters: MakeLimiter, prefix: str, redis_keys: Callable[[], Awaitable[list[str]]]
+    limiters: MakeLimiter, redis_prefix: str, redis_keys: Callable[[], Awaitable[list[str]]]
 ) -> None:
     from redis.asyncio import from_url
 
@@ -179,17 +160,11 @@ async def test_a_bucket_key_expires_when_the_bucket_would_be_full(
     await limiter.take("alice", 25, T)
     client = from_url(REDIS_URL)
     try:
-        assert 2000 <= await client.pttl(f"{prefix}cost:alice") <= 2500  # 25 points at 10 a second
+        assert 2000 <= await client.pttl(f"{redis_prefix}cost:alice") <= 2500  # 25 points at 10 a second
         await limiter.refund("alice", 25, T)
         assert await redis_keys() == []
     finally:
         await client.aclose()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_redis_out_of_reach_counts_in_this_process_with_one_warning(
