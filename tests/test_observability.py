@@ -384,6 +384,9 @@ BAD_SETTINGS = [
     ("TRUSTED_DOCUMENTS_MANIFEST", None, None),  # read when the app is made (tests/test_persisted.py)
     ("REDIS_URL", "http://u:hunter2@cache:6379", "must start with redis://, rediss:// or unix://"),
     ("REDIS_KEY_PREFIX", None, None),
+    ("RATE_LIMIT_ENABLED", "sometimes", "must be true or false"),
+    ("RATE_LIMIT_MAX_COST", "5000", "must be at least MAX_QUERY_NODES (10000)"),
+    ("RATE_LIMIT_RESTORE_RATE", "0", "must be at least 1"),
     ("DEVELOPMENT", "sometimes", "must be true or false"),
 ]
 
