@@ -29,6 +29,7 @@ from resolvers.schema import build_schema
 from server import observability, webhooks
 from server.endpoint import CLIENT_CLOSED_REQUEST, CLIENT_GONE, HANDLERS, GraphQLEndpoint
 from server.graphiql import GraphiQL
+from server.limits import CostLimiter, cost_limiter
 from server.persisted import Documents
 from server.settings import SERVE_HOST, Settings, SettingsError, from_env_or_exit, refuse_unsafe
 
@@ -137,8 +138,9 @@ def create_app(settings: Settings, *, plan: bool = True) -> ASGIApp:
     )
     graphiql = GraphiQL(settings, lambda: state.reads) if settings.graphiql else None
     documents = Documents(settings)
+    limiter = cost_limiter(settings)
     endpoint = GraphQLEndpoint(
-        settings, schema, schema.operations, documents, lambda: state.reads, lambda: state.writes, None, graphiql,
+        settings, schema, schema.operations, documents, lambda: state.reads, lambda: state.writes, limiter, graphiql,
     )
     routes = [
         Route("/healthz", healthz),
@@ -151,11 +153,12 @@ def create_app(settings: Settings, *, plan: bool = True) -> ASGIApp:
     if settings.metrics:  # for Prometheus inside the network: keep it off the public internet
         routes.append(Route("/metrics", observability.metrics_endpoint(lambda: state.engine)))
     app = Starlette(
-        middleware=_middleware(settings, state), routes=routes, lifespan=_lifespan(state, documents),
+        middleware=_middleware(settings, state), routes=routes, lifespan=_lifespan(state, documents, limiter),
         exception_handlers=HANDLERS,
     )
     app.state.revampd = state
     app.state.documents = documents
+    app.state.limiter = limiter
     return RequestLog(app, frozenset(r.path for r in routes), lambda: state.engine)
 
 
@@ -176,11 +179,13 @@ def readiness(state: State) -> Callable[[Request], Awaitable[Response]]:
     return readyz
 
 
-def _lifespan(state: State, documents: Documents) -> Callable[[Starlette], Any]:
+def _lifespan(state: State, documents: Documents, limiter: CostLimiter | None) -> Callable[[Starlette], Any]:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         await documents.close()
+        if limiter is not None:
+            await limiter.close()
         if state.engine is not None:
             await state.engine.dispose()
         if state.tracing is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import strawberry
 from graphql import ExecutionResult
@@ -40,12 +40,10 @@ from server.graphql_http import (
     read_request,
     result_response,
 )
+from server.limits import CostLimiter, Throttle
 from server.persisted import NO_STORE, PUBLIC_FIELDS, Document, Documents, public_catalogue
 from server.settings import Settings
 from services.access import Principal, Role
-
-if TYPE_CHECKING:
-    from server.limits import CostLimiter, Throttle
 
 log = logging.getLogger("revampd.request")
 auth_log = logging.getLogger("revampd.auth")
@@ -181,8 +179,26 @@ class Anonymous:
 class Costed:
     """What a request was charged (server.limits), for `extensions.cost`."""
 
+    viewer: str
     requested: int
-    throttle: Throttle | None
+    throttle: Throttle
+
+
+def _objects_in_lists(data: Any) -> int:
+    """The objects an answer holds in lists: its actual cost, as the requested cost counts them."""
+    count, todo = 0, [data]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict):
+            todo.extend(v for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    count += 1
+                    todo.append(item)
+                elif isinstance(item, list):
+                    todo.append(item)
+    return count
 
 
 class GraphQLEndpoint:
@@ -205,7 +221,7 @@ class GraphQLEndpoint:
         gql, document, operation = await self._operation(request, claims)
         refusal = operation.errors or [e for e in [operation.too_complex(gql.variables, self.settings)] if e]
         if refusal:
-            return self._answer(request, ExecutionResult(None, refusal), media, operation, None, ran=False)
+            return self._answer(request, ExecutionResult(None, refusal), media, operation, ran=False)
         costed = await self._charge(claims, operation, gql)
         if claims is None:  # introspection (_operation refused anything else)
             result, busy = await self._run(operation, gql, Anonymous(operation, gql.operation_name, self._log(request))), False
@@ -213,7 +229,8 @@ class GraphQLEndpoint:
             result, busy = await self._run_as(request, claims, operation, gql)
         if result.data is not None and not busy:  # it ran: clients may name it by hash from now on
             await self.documents.register(document)
-        return self._answer(request, result, media, operation, costed, busy)
+        await self._settle(costed, result)
+        return self._answer(request, result, media, operation, busy)
 
     # ---- the steps ----------------------------------------------------------
 
@@ -268,16 +285,26 @@ class GraphQLEndpoint:
         return operation
 
     async def _charge(self, claims: Claims | None, operation: Operation, gql: GraphQLRequest) -> Costed | None:
-        """Take the operation's cost from the caller's budget (server.limits); refuse it when the
-        budget cannot pay."""
-        if self.limiter is None:
+        """Take the operation's cost (at least 1) from the caller's budget (server.limits);
+        refuse it when the budget cannot pay. Introspection without a token is not charged."""
+        if self.limiter is None or claims is None:
             return None
-        requested = operation.cost(gql.variables, self.settings) or 0
-        viewer = f"user:{claims.user_id}" if claims is not None else "anonymous"
+        requested = max(1, operation.cost(gql.variables, self.settings) or 0)
+        viewer = f"user:{claims.user_id}"
         throttle = await self.limiter.take(viewer, requested, time.time())
         if not throttle.allowed:
             raise Throttled(throttle, requested)
-        return Costed(requested, throttle)
+        return Costed(viewer, requested, throttle)
+
+    async def _settle(self, costed: Costed | None, result: ExecutionResult) -> None:
+        """Give back what the answer did not use, and say what it cost (`extensions.cost`)."""
+        if costed is None or self.limiter is None:
+            return
+        actual = min(costed.requested, max(1, _objects_in_lists(result.data)))
+        throttle = costed.throttle
+        if actual < costed.requested:
+            throttle = await self.limiter.refund(costed.viewer, costed.requested - actual, time.time())
+        result.extensions = {"cost": throttle.extension(costed.requested, actual)}
 
     async def _run(self, operation: Operation, gql: GraphQLRequest, context: Any) -> ExecutionResult:
         result = await self.schema.execute(
@@ -319,12 +346,10 @@ class GraphQLEndpoint:
 
     def _answer(
         self, request: Request, result: ExecutionResult, media: str, operation: Operation,
-        costed: Costed | None, busy: bool = False, ran: bool = True,
+        busy: bool = False, ran: bool = True,
     ) -> Response:
         if not ran and result.errors:
             self.schema.process_errors(result.errors)  # logged and counted as execution's errors are
-        if costed is not None and costed.throttle is not None:
-            result.extensions = {"cost": costed.throttle.extension(costed.requested, costed.requested)}
         response = result_response(result, media, busy)
         if request.method == "GET" and response.status_code == 200 and not result.errors \
                 and operation.selects_only(PUBLIC_FIELDS):

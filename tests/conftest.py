@@ -188,8 +188,9 @@ class Api:
 
 
 async def make_api(url: str, *, plan: bool = True, **settings_: Any) -> Api:
-    """A client of an app on `url`, with these settings changed."""
-    settings = Settings(database_url=url, **settings_)
+    """A client of an app on `url`, with these settings changed (rate limits off unless asked
+    for: tests send many requests as one user at once)."""
+    settings = Settings(database_url=url, **{"rate_limit_enabled": False, **settings_})
     app = create_app(settings, plan=plan)
     engine = create_engine(url)
     try:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
+from sqlalchemy import event
 
 from server.limits import REDIS_RETRY_SECONDS, CostLimiter, cost_limiter
 from server.settings import Settings, SettingsError
 from tests import test_persisted
 from tests.clock import NOW
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, Api, Databases, make_api
 
 T = NOW.timestamp()
 # Redis fixtures: a key prefix of the test's own, and its keys (removed after it).
@@ -267,3 +269,93 @@ def test_bad_rate_limit_settings_are_refused(env: dict[str, str], message: str) 
     with pytest.raises(SettingsError) as refused:
         Settings.from_env(env)
     assert message in str(refused.value)
+
+
+# --- Through /graphql: what a client sees ------------------------------------------------------
+
+INVOICES = "query($n: Int) { viewer { partner { revampdConnection { invoices(first: $n) { edges { node { id } } } } } } }"
+OWNER = "owner@northwind.example"
+
+
+@pytest.fixture
+async def limited(databases: Databases, redis_prefix: str) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
+    """Apps (think: workers) on one database whose every user has a bucket of 50 points,
+    restoring 1 a second, and whose costliest query may cost 50."""
+    url, made = await databases.clone(), []
+
+    async def make(**settings: Any) -> Api:
+        made.append(await make_api(url, rate_limit_enabled=True, max_query_nodes=50, rate_limit_max_cost=50,
+                                   rate_limit_restore_rate=1, redis_key_prefix=redis_prefix, **settings))
+        return made[-1]
+
+    yield make
+    for api in made:
+        await api.http.aclose()
+        await api.app.app.state.limiter.close()
+        await api.app.app.state.documents.close()
+
+
+async def _invoices(api: Api, n: int, **headers: str) -> httpx.Response:
+    return await api.http.post("/graphql", json={"query": INVOICES, "variables": {"n": n}},
+                               headers={"Authorization": f"Bearer {api.tokens[OWNER]}", **headers})
+
+
+async def test_every_answer_says_what_it_cost_and_what_is_left(limited: Callable[..., Awaitable[Api]]) -> None:
+    api = await limited()
+    answer = await _invoices(api, 10)
+    assert answer.status_code == 200
+    cost = answer.json()["extensions"]["cost"]
+    shown = len(answer.json()["data"]["viewer"]["partner"]["revampdConnection"]["invoices"]["edges"])
+    assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (10, shown)
+    status = cost["throttleStatus"]
+    assert (status["maximumAvailable"], status["restoreRate"]) == (50, 1)
+    # What the answer did not use was given back (and a second may have restored one more).
+    assert 50 - shown <= status["currentlyAvailable"] <= 50 - shown + 1
+
+
+async def test_over_the_budget_is_throttled_with_retry_after_and_nothing_runs(
+    limited: Callable[..., Awaitable[Api]]
+) -> None:
+    api = await limited()
+    assert (await _invoices(api, 10)).status_code == 200
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(api.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        throttled = await _invoices(api, 50, Accept="application/graphql-response+json")
+    finally:
+        event.remove(api.engine.sync_engine, "before_cursor_execute", seen)
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) >= 1
+    body = throttled.json()
+    assert "data" not in body and body["errors"][0]["extensions"]["code"] == "THROTTLED"
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 50
+    assert body["extensions"]["cost"]["actualQueryCost"] is None
+    assert statements == []
+
+
+@pytest.mark.redis
+async def test_two_workers_share_one_budget_through_redis(
+    limited: Callable[..., Awaitable[Api]], redis_keys: Callable[[], Awaitable[list[str]]]
+) -> None:
+    one, other = await limited(redis_url=REDIS_URL), await limited(redis_url=REDIS_URL)
+    assert (await _invoices(one, 10)).status_code == 200
+    assert (await _invoices(other, 50)).status_code == 429  # spent on the first worker
+    apart, alone = await limited(), await limited()  # each process its own bucket
+    assert (await _invoices(apart, 10)).status_code == 200
+    assert (await _invoices(alone, 50)).status_code == 200
+
+
+async def test_redis_out_of_reach_still_answers_with_one_warning(
+    limited: Callable[..., Awaitable[Api]], caplog: pytest.LogCaptureFixture
+) -> None:
+    api = await limited(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    caplog.set_level("WARNING", logger="revampd.limits")
+    answers = [await _invoices(api, 1) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all("cost" in a.json()["extensions"] for a in answers)
+    warnings = [r for r in caplog.records if r.name == "revampd.limits" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
