@@ -10,9 +10,7 @@ lookup, which costs more than what is cached is worth on a small query.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Generic, Iterator, TypeVar
-
-from strawberry.extensions import SchemaExtension
+from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -39,27 +37,3 @@ class ByIdentity(Generic[V]):
 
         self._entries[key] = (weakref.ref(obj, forget), value)
         return value
-
-
-def _validate() -> Callable[..., Any]:
-    from strawberry.schema.schema import validate_document  # imported late: a cycle otherwise
-
-    return validate_document
-
-
-_VALIDATED: ByIdentity[tuple[Any, list[Any], list[Any]]] = ByIdentity(256)
-
-
-class ValidationCacheByDocument(SchemaExtension):
-    """Strawberry's ValidationCache, keyed by the document object rather than its
-    content (see the module's docstring): each parsed document is validated once per
-    schema and set of rules."""
-
-    def on_validate(self) -> Iterator[None]:
-        ec = self.execution_context
-        schema, document, rules = ec.schema._schema, ec.graphql_document, list(ec.validation_rules)
-        found = _VALIDATED.get(document)
-        if found is None or found[0] is not schema or found[1] != rules:
-            found = _VALIDATED.put(document, (schema, rules, _validate()(schema, document, rules)))
-        ec.pre_execution_errors = found[2]
-        yield

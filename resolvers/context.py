@@ -26,6 +26,8 @@ class Context:
     log: dict[str, Any] = field(default_factory=dict)
     # Set when the database was too busy to answer: the response is 503.
     busy: bool = False
+    # The request's document, parsed, validated and analysed (resolvers.operation).
+    operation: Any = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,53 +1,27 @@
-"""Builds the executable schema with the limits, checks and error policy settings ask for.
+"""Builds the executable schema with the error policy settings ask for, and the engines that run it.
 
 Strawberry sets `execution_context` on each extension instance it runs, so every
-extension here is made anew for each request (a factory, never a shared instance).
-Parse and validation caches still span requests: they live at module level (resolvers.caches), and the
-validation rules are made once so the cache key stays the same.
+extension here is made anew for each request (a factory, never a shared instance); what
+spans requests (the Operations, the engine's plans) is made once per schema.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import strawberry
-from graphql import (
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    GraphQLObjectType,
-    GraphQLSchema,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
-    StringValueNode,
-    ValidationRule,
-    get_named_type,
-)
+from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
-from graphql.execution.values import get_argument_values, get_variable_values
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-)
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from db.engine import is_busy
-from resolvers.caches import ByIdentity, ValidationCacheByDocument
-from resolvers.executor import FastExecutionContext
+from resolvers.engine import Engine, GraphQLCoreExecutor, Trace, graphql_schema, plan_extension
+from resolvers.operation import Limits, Operation, Operations
 from resolvers.query import Query
 from schema.base import SCALARS, node_types  # every Node type, so that `node` can return any of them
-from server import observability
-from server.settings import Settings
 from services.errors import DomainError
 
 log = logging.getLogger("revampd.graphql")
@@ -56,164 +30,28 @@ INTERNAL_ERROR = "Internal server error."
 BUSY_ERROR = "The service is busy; retry in a moment."
 
 
-class RecordOperation(SchemaExtension):
-    """Puts the operation name on the context for the request log line."""
+class UseOperation(SchemaExtension):
+    """The request's Operation (resolvers.operation) is the document the schema runs: parsed and
+    validated once, before the request reached the schema. (A caller that gives none gets one
+    from `operations`.)"""
 
-    def on_operation(self) -> Iterator[None]:
+    def __init__(self, operations: Operations) -> None:
+        self.operations = operations
+        self.operation: Operation | None = None
+
+    def on_parse(self) -> Iterator[None]:
+        ec = self.execution_context
+        operation = getattr(ec.context, "operation", None)
+        if operation is None and ec.query:
+            operation = self.operations.get(ec.query, ec.operation_name)
+        if operation is not None and operation.document is not None:
+            ec.graphql_document, self.operation = operation.document, operation
         yield
-        context = self.execution_context.context
-        if context is not None and hasattr(context, "log"):
-            context.log["operation"] = self.execution_context.operation_name
-
-
-class NoNulInStrings(ValidationRule):
-    """No stored text can hold NUL (PostgreSQL refuses it): refuse it in literals too.
-    (Variables are checked where the request body is read.)"""
-
-    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-        if "\x00" in node.value:
-            self.report_error(GraphQLError("String values must not contain NUL (\\u0000).", node))
-
-
-def _client_error(message: str, code: str, **extensions: Any) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": code, **extensions})
-
-
-# ---- Before execution: one operation, within the cost budget ------------------
-
-def _selected_operation(ec: ExecutionContext) -> OperationDefinitionNode | GraphQLError:
-    assert ec.graphql_document is not None
-    operations = [d for d in ec.graphql_document.definitions if isinstance(d, OperationDefinitionNode)]
-    wanted = getattr(ec.context, "operation_name", None)
-    if wanted is None:
-        if len(operations) > 1:
-            return _client_error(
-                "The document holds several operations: name the one to run in operationName.",
-                "OPERATION_NAME_REQUIRED",
-            )
-        return operations[0]
-    for op in operations:
-        if op.name is not None and op.name.value == wanted:
-            return op
-    return _client_error(f"The document has no operation named {wanted!r}.", "UNKNOWN_OPERATION")
-
-
-def _is_connection(named: Any) -> bool:
-    return isinstance(named, GraphQLObjectType) and "edges" in named.fields and "pageInfo" in named.fields
-
-
-def query_cost(
-    schema: GraphQLSchema,
-    operation: OperationDefinitionNode,
-    fragments: dict[str, FragmentDefinitionNode],
-    variables: dict[str, Any],
-    default_page: int,
-    max_page: int,
-) -> int:
-    """The most objects the operation can return: each list (a cursor connection, or
-    `nodes(ids:)`) counts its page size times the sizes of the lists around it, as
-    GitHub's node limit does. A page size over the maximum counts as the maximum
-    (asking for it is an error of its own)."""
-    total = 0
-    root = schema.get_root_type(operation.operation)
-    assert root is not None
-
-    def walk(selection_set: SelectionSetNode, parent: Any, multiplier: int) -> None:
-        nonlocal total
-        for sel in selection_set.selections:
-            if isinstance(sel, FieldNode):
-                field = getattr(parent, "fields", {}).get(sel.name.value)
-                if field is None:  # __typename and introspection
-                    continue
-                named = get_named_type(field.type)
-                size = None
-                if _is_connection(named) or sel.name.value == "nodes":
-                    args = get_argument_values(field, sel, variables)
-                    if "ids" in args:
-                        size = len(args["ids"] or ())
-                    else:
-                        asked = args.get("first", args.get("last"))
-                        size = default_page if asked is None else max(0, min(int(asked), max_page))
-                inner = multiplier
-                if size is not None:
-                    inner = multiplier * size
-                    total += inner
-                if sel.selection_set is not None:
-                    walk(sel.selection_set, named, inner)
-            elif isinstance(sel, InlineFragmentNode):
-                cond = schema.get_type(sel.type_condition.name.value) if sel.type_condition else parent
-                walk(sel.selection_set, cond, multiplier)
-            elif isinstance(sel, FragmentSpreadNode):
-                fragment = fragments[sel.name.value]
-                walk(fragment.selection_set, schema.get_type(fragment.type_condition.name.value), multiplier)
-
-    walk(operation.selection_set, root, 1)
-    return total
-
-
-class RequestChecks(SchemaExtension):
-    """After the (cached) validation: the operation to run is unambiguous, and its
-    worst-case size is within the budget. Listed after ValidationCacheByDocument, whose
-    validation has run by the time this one starts."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
     def on_validate(self) -> Iterator[None]:
-        ec = self.execution_context
-        if not ec.pre_execution_errors:
-            error = self._check(ec)
-            if error is not None:
-                ec.pre_execution_errors = [error]
+        if self.operation is not None:
+            self.execution_context.pre_execution_errors = list(self.operation.errors)
         yield
-
-    def _check(self, ec: ExecutionContext) -> GraphQLError | None:
-        operation = _selected_operation(ec)
-        if isinstance(operation, GraphQLError):
-            return operation
-        s = self.settings
-        cost = self._cost(ec, operation)
-        if cost is not None and cost > s.max_query_nodes:
-            return _client_error(
-                f"This query could return up to {cost:,} objects; the limit is {s.max_query_nodes:,}. "
-                "Ask for smaller pages (first/last) or fewer nested lists.",
-                "QUERY_TOO_COMPLEX",
-                cost=cost,
-                limit=s.max_query_nodes,
-            )
-        return None
-
-
-    def _cost(self, ec: ExecutionContext, operation: OperationDefinitionNode) -> int | None:
-        """query_cost of the operation with these variables (None when execution will
-        refuse them), worked out once per document, variables and page settings."""
-        s, schema, document = self.settings, ec.schema._schema, ec.graphql_document
-        try:
-            key = (id(schema), operation.name.value if operation.name else None, s.default_page_size,
-                   s.max_page_size, json.dumps(ec.variables or {}, sort_keys=True))
-        except (TypeError, ValueError):
-            key = None
-        known = _COSTS.get(document) or _COSTS.put(document, {})
-        if key is not None and key in known:
-            return known[key]
-        cost: int | None = None
-        coerced = get_variable_values(schema, operation.variable_definitions or (), ec.variables or {})
-        if not isinstance(coerced, list):  # else bad variables: execution reports them
-            assert document is not None
-            fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-            try:
-                cost = query_cost(schema, operation, fragments, coerced, s.default_page_size, s.max_page_size)
-            except GraphQLError:  # an argument execution will refuse with its own message
-                pass
-        if key is not None:
-            if len(known) >= 64:
-                known.clear()
-            known[key] = cost
-        return cost
-
-
-# The costs of each (cached, parsed) document, by schema, operation, page settings and variables.
-_COSTS: ByIdentity[dict[Any, int | None]] = ByIdentity(256)
 
 
 # ---- After execution: what the client is told ----------------------------------
@@ -260,7 +98,34 @@ class ErrorPolicy(SchemaExtension):
         return error
 
 
+class SchemaSettings(Limits, Protocol):
+    """What the schema reads of the settings (server.settings.Settings has it)."""
+
+    mask_errors: bool
+
+
+class Observer(Protocol):
+    """Where the schema reports what it saw (server.observability's metrics)."""
+
+    def count_error(self, code: str) -> None: ...
+    def count_execution(self, operation: str | None, engine: str) -> None: ...
+
+
+class _Unobserved:
+    def count_error(self, code: str) -> None:
+        pass
+
+    def count_execution(self, operation: str | None, engine: str) -> None:
+        pass
+
+
+NO_OBSERVER: Observer = _Unobserved()
+
+
 class Schema(strawberry.Schema):
+    observer: Observer = NO_OBSERVER
+    operations: Operations
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Our faults at ERROR with their traceback; the client's mistakes one INFO line each."""
         for error in errors:
@@ -272,7 +137,7 @@ class Schema(strawberry.Schema):
                 log.warning("database busy at %s: %s", where, type(fault).__name__)
             else:
                 log.error("unexpected fault at %s", where, exc_info=fault)
-            observability.count_error(_code(error, fault))
+            self.observer.count_error(_code(error, fault))
 
 
 def _code(error: GraphQLError, fault: BaseException | None) -> str:
@@ -297,35 +162,34 @@ def _redacted(message: str) -> str:
 
 
 def build_schema(
-    settings: Settings | None = None, *, fast_executor: bool = True, extensions: Sequence[Any] = ()
+    settings: SchemaSettings | None = None, *, plan: bool = True, extensions: Sequence[Any] = (),
+    observer: Observer = NO_OBSERVER, trace: Trace | None = None,
 ) -> strawberry.Schema:
-    """`fast_executor=False` runs every operation through graphql-core's executor alone
-    (resolvers.executor gives up to it where it must); tests compare the two. `extensions` are
-    added last (server.observability's tracing)."""
-    settings = settings or Settings()
-    # Made once: ValidationCacheByDocument keys on the rules, so they must be the same objects.
-    rules = [
-        max_depth_rule(settings.max_query_depth, None),
-        max_aliases_rule(settings.max_aliases),
-        NoNulInStrings,
-    ]
+    """`plan=False` runs every operation through graphql-core's executor alone (the plan engine,
+    resolvers.engine, leaves to it what it does not take); tests compare the two. `extensions`
+    are added last (server.observability's tracing); `trace` gives each resolver the plan engine
+    calls its span."""
+    if settings is None:
+        from server.settings import Settings  # the defaults, for tools and tests
+
+        settings = Settings()
+    operations: list[Operations] = []
     extensions_: list[Any] = [
-        RecordOperation,
-        lambda: AddValidationRules(rules),
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        # Clients send the same few documents: parse and validate each once.
-        lambda: ParserCache(maxsize=256),
-        ValidationCacheByDocument,
-        lambda: RequestChecks(settings),
+        lambda: UseOperation(operations[0]),
         lambda: ErrorPolicy(mask=settings.mask_errors),
+        *extensions,
     ]
-    if not settings.introspection:
-        extensions_.append(DisableIntrospection)
-    extensions_ += extensions
+    engine: list[Engine] = []
+    if plan:  # last: the checks above have run when it answers
+        extensions_.append(plan_extension(lambda: engine[0], observer.count_execution))
     from resolvers.mutation import Mutation
 
-    return Schema(
+    schema = Schema(
         query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions_,
-        execution_context_class=FastExecutionContext if fast_executor else None,
-        scalar_overrides=SCALARS,
+        execution_context_class=GraphQLCoreExecutor, scalar_overrides=SCALARS,
     )
+    schema.observer = observer
+    operations.append(Operations(graphql_schema(schema), settings))
+    schema.operations = operations[0]
+    engine.append(Engine(graphql_schema(schema), schema.config.info_class, trace))
+    return schema

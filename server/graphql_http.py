@@ -83,11 +83,16 @@ def negotiate(accept: str | None) -> str | None:
     return best[2] if best else None
 
 
-def graphql_error(status: int, code: str, message: str, *, media: str = JSON, **headers: str) -> Response:
+def graphql_error(
+    status: int, code: str, message: str, *, media: str = JSON, extensions: dict[str, Any] | None = None,
+    **headers: str,
+) -> Response:
     """A request refused before execution. As application/graphql-response+json it has no
     `data` entry (the spec's request error); as application/json it keeps `"data": null`."""
     error = {"message": message, "extensions": {"code": code}}
-    body = {"errors": [error]} if media == GRAPHQL_RESPONSE else {"data": None, "errors": [error]}
+    body: dict[str, Any] = {"errors": [error]} if media == GRAPHQL_RESPONSE else {"data": None, "errors": [error]}
+    if extensions:
+        body["extensions"] = extensions
     return GraphQLResponse(body, status_code=status, headers=headers or None, media_type=CONTENT_TYPES[media])
 
 
@@ -98,8 +103,12 @@ class BadRequest(Exception):
         super().__init__(message)
         self.message, self.status, self.code, self.headers = message, status, code, headers
 
+    # The response's own `extensions` (a throttled request's cost).
+    extensions: dict[str, Any] | None = None
+
     def response(self, media: str = JSON) -> Response:
-        return graphql_error(self.status, self.code, self.message, media=media, **self.headers)
+        return graphql_error(self.status, self.code, self.message, media=media, extensions=self.extensions,
+                             **self.headers)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,10 @@ LATENCY = Histogram(
 GRAPHQL_ERRORS = Counter(
     "revampd_graphql_errors", "Errors in GraphQL responses' `errors`, by extensions.code.", ["code"],
 )
+EXECUTIONS = Counter(
+    "revampd_graphql_executions", "GraphQL operations run, by operation name and the engine that answered "
+    "(plan: resolvers.engine; graphql-core: what the plan does not take).", ["operation", "engine"],
+)
 POOL_SIZE = Gauge(
     "revampd_db_pool_size", "Connections the database pool keeps (DB_POOL_SIZE), summed over workers.",
     multiprocess_mode="livesum",
@@ -116,6 +120,10 @@ def observe_request(path: str, operation: str | None, status: int, seconds: floa
 
 def count_error(code: str) -> None:
     GRAPHQL_ERRORS.labels(code).inc()
+
+
+def count_execution(operation: str | None, engine: str) -> None:
+    EXECUTIONS.labels(operation_label(operation), engine).inc()
 
 
 def watch_pool(engine: AsyncEngine) -> None:
@@ -264,11 +272,17 @@ class Tracing:
         EngineTracer(self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"), engine.sync_engine, usage)
 
     def schema_extension(self) -> Callable[[], Any]:
-        """Strawberry's spans: the operation, parsing, validation and each resolver (without its
+        """Strawberry's spans: the operation, parsing, validation and each resolver graphql-core
+        calls (the plan engine's own are `resolver_span`) (without its
         arguments, which may hold personal data)."""
         from strawberry.extensions.tracing import OpenTelemetryExtension
 
         return lambda: OpenTelemetryExtension(tracer_provider=self.provider, arg_filter=lambda _args, _info: {})
+
+    def resolver_span(self, name: str) -> Any:
+        """A started span for one resolver the plan engine calls (resolvers.engine), in the
+        request's trace; the engine ends it when the resolver's value is in."""
+        return self.provider.get_tracer("strawberry").start_span(name)
 
     def shutdown(self) -> None:
         """Sends the spans still waiting."""

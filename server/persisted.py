@@ -45,8 +45,6 @@ from graphql import (
     FloatValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
-    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     ListTypeNode,
@@ -57,13 +55,10 @@ from graphql import (
     ObjectFieldNode,
     ObjectValueNode,
     OperationDefinitionNode,
-    OperationType,
     SelectionSetNode,
     StringValueNode,
     VariableDefinitionNode,
     VariableNode,
-    get_named_type,
-    get_operation_ast,
     parse,
 )
 from graphql.language.block_string import print_block_string
@@ -76,7 +71,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.graphql_http import JSON, BadRequest, GraphQLRequest, graphql_error
-from server.introspection import introspection_only
 from server.settings import Settings, SettingsError
 
 log = logging.getLogger("revampd.persisted")
@@ -334,6 +328,8 @@ class Document:
     query: str
     # The hash to register the query under once it has run (APQ); None when known already.
     register: str | None = None
+    # A document of the manifest (named by its hash or sent as its text).
+    trusted: bool = False
 
 
 class NotFound(BadRequest):
@@ -374,14 +370,6 @@ def requested_hash(extensions: dict[str, Any]) -> str:
     return value.lower()
 
 
-def _introspection(query: str, request: GraphQLRequest) -> bool:
-    """Introspection follows INTROSPECTION, whatever TRUSTED_DOCUMENTS says (GraphiQL keeps its docs)."""
-    try:
-        return introspection_only(parse(query, no_location=True), request.operation_name)
-    except GraphQLError:
-        return False
-
-
 class Documents:
     """The document each request runs, by the rules of the module docstring."""
 
@@ -398,9 +386,7 @@ class Documents:
         query = request.query
         if request.extensions is None or "persistedQuery" not in request.extensions:
             assert query is not None
-            if self.trusted_only and sha256(query) not in self.manifest and not _introspection(query, request):
-                raise not_allowed("This document is not in the manifest.")
-            return Document(query)
+            return Document(query, trusted=sha256(query) in self.manifest)
         wanted = requested_hash(request.extensions)
         if query is None:
             known = self.manifest.get(wanted)
@@ -410,16 +396,22 @@ class Documents:
                 known = await self.store.get(wanted)
             if known is None:
                 raise not_found()
-            return Document(known)
+            return Document(known, trusted=wanted in self.manifest)
         if sha256(query) != wanted:
             raise BadRequest(
                 f"extensions.persistedQuery.sha256Hash {wanted} is not the SHA-256 of query ({sha256(query)})."
             )
         if wanted in self.manifest:
-            return Document(query)
+            return Document(query, trusted=True)
         if self.trusted_only:
             raise not_allowed("Registering a document is refused: it is not in the manifest.")
         return Document(query, register=wanted)
+
+    def check_trusted(self, document: Document, introspection_only: bool) -> None:
+        """With TRUSTED_DOCUMENTS=only, refuse a document sent as text that the manifest does not
+        hold. Introspection follows INTROSPECTION whatever this says (GraphiQL keeps its docs)."""
+        if self.trusted_only and not document.trusted and not introspection_only:
+            raise not_allowed("This document is not in the manifest.")
 
     async def register(self, document: Document) -> None:
         if document.register is not None:
@@ -450,62 +442,6 @@ PUBLIC_FIELDS: dict[str, frozenset[str]] = {
 # is always read fresh; this is only what the pages show.)
 PUBLIC_CACHE_CONTROL = "public, max-age=300"
 NO_STORE = "no-store"
-
-
-class PublicQueries:
-    """Whether a (valid) query document selects only PUBLIC_FIELDS."""
-
-    def __init__(self, schema: GraphQLSchema, remember: int = 256) -> None:
-        self.schema, self.remember = schema, remember
-        self.known: dict[tuple[str, str | None], bool] = {}  # by the document's hash, not its text
-
-    def __call__(self, query: str, operation_name: str | None) -> bool:
-        key = (sha256(query), operation_name)
-        if key not in self.known:
-            if len(self.known) >= self.remember:
-                self.known.clear()
-            self.known[key] = self._public(query, operation_name)
-        return self.known[key]
-
-    def _public(self, query: str, operation_name: str | None) -> bool:
-        try:
-            document = parse(query, no_location=True)
-        except GraphQLError:
-            return False
-        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        operation = get_operation_ast(document, operation_name)
-        return (
-            operation is not None
-            and operation.operation == OperationType.QUERY
-            and self._selects_public(operation.selection_set, "Query", fragments, frozenset())
-        )
-
-    def _selects_public(self, node: SelectionSetNode, type_name: str, fragments: dict[str, FragmentDefinitionNode],
-                        spread: frozenset[str]) -> bool:
-        for s in node.selections:
-            if isinstance(s, FieldNode):
-                name = s.name.value
-                if name == "__typename":
-                    continue
-                if name not in PUBLIC_FIELDS.get(type_name, ()):
-                    return False
-                if s.selection_set is not None:
-                    parent: Any = self.schema.get_type(type_name)
-                    child = get_named_type(parent.fields[name].type).name
-                    if not self._selects_public(s.selection_set, child, fragments, spread):
-                        return False
-            elif isinstance(s, InlineFragmentNode):
-                condition = s.type_condition.name.value if s.type_condition else type_name
-                if not self._selects_public(s.selection_set, condition, fragments, spread):
-                    return False
-            elif isinstance(s, FragmentSpreadNode):
-                fragment = fragments.get(s.name.value)
-                if fragment is None or s.name.value in spread:
-                    return False
-                if not self._selects_public(fragment.selection_set, fragment.type_condition.name.value, fragments,
-                                            spread | {s.name.value}):
-                    return False
-        return True
 
 
 def _etag_matches(header: str, etag: str) -> bool:

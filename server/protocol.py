@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from server.app import CLIENT_GONE
+from server.endpoint import CLIENT_GONE
 
 
 class HangUpAwareHttpToolsProtocol(HttpToolsProtocol):

@@ -173,6 +173,17 @@ def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[
     return days
 
 
+def _bucket(env: Mapping[str, str], max_query_nodes: int) -> int:
+    """RATE_LIMIT_MAX_COST: room for the costliest query allowed (twice it when unset)."""
+    value = _int(env, "RATE_LIMIT_MAX_COST", 2 * max_query_nodes)
+    if value < max_query_nodes:
+        raise SettingsError(
+            f"RATE_LIMIT_MAX_COST must be at least MAX_QUERY_NODES ({max_query_nodes}), the cost of the "
+            f"costliest query allowed, got {env['RATE_LIMIT_MAX_COST']!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///./revampd.db"
@@ -192,6 +203,8 @@ class Settings:
     max_tokens: int = 3000
     max_page_size: int = 100
     max_body_bytes: int = 1_000_000
+    # Responses at least this long go gzip-compressed to clients that accept it (0: all of them).
+    gzip_min_bytes: int = 1000
     # Worst case of objects a document may ask for: the product of page sizes along nested lists.
     max_query_nodes: int = 10_000
     default_page_size: int = 20
@@ -242,6 +255,12 @@ class Settings:
     # keeps its own. Keys start with the prefix.
     redis_url: str | None = None
     redis_key_prefix: str = "revampd:"
+    # Cost-based rate limits (server/limits.py): each viewer's bucket of query cost points holds
+    # this many (at least MAX_QUERY_NODES, so that any query allowed can run; twice it by
+    # default) and restores this many a second. Shared by every worker through REDIS_URL.
+    rate_limit_enabled: bool = True
+    rate_limit_max_cost: int = 20_000
+    rate_limit_restore_rate: int = 1_000
     # Operability (server/observability.py): GET /metrics for Prometheus (keep it off the public
     # internet: it is unauthenticated), one log line per event as text or JSON, and traces sent
     # over OTLP/HTTP to this collector when set (nothing is loaded otherwise).
@@ -261,6 +280,7 @@ class Settings:
         unknown = set(algorithms) - {"HS256", "RS256"}
         if not algorithms or unknown:
             raise SettingsError(f"JWT_ALGORITHMS must be HS256 and/or RS256, got {env.get('JWT_ALGORITHMS', '')!r}")
+        max_query_nodes = _int(env, "MAX_QUERY_NODES", cls.max_query_nodes)
         settings = cls(
             database_url=_database_url(env, cls.database_url),
             jwt_algorithms=algorithms,
@@ -278,7 +298,8 @@ class Settings:
             max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens),
             max_page_size=_int(env, "MAX_PAGE_SIZE", cls.max_page_size),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
-            max_query_nodes=_int(env, "MAX_QUERY_NODES", cls.max_query_nodes),
+            gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", cls.gzip_min_bytes, minimum=0),
+            max_query_nodes=max_query_nodes,
             db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size),
             db_max_overflow=_int(env, "DB_MAX_OVERFLOW", cls.db_max_overflow, minimum=0),
             db_pool_timeout=_int(env, "DB_POOL_TIMEOUT_SECONDS", int(cls.db_pool_timeout)),
@@ -308,6 +329,9 @@ class Settings:
             trusted_documents_manifest=env.get("TRUSTED_DOCUMENTS_MANIFEST") or DEFAULT_MANIFEST,
             redis_url=_redis_url(env),
             redis_key_prefix=env.get("REDIS_KEY_PREFIX") or cls.redis_key_prefix,
+            rate_limit_enabled=_bool(env, "RATE_LIMIT_ENABLED", cls.rate_limit_enabled),
+            rate_limit_max_cost=_bucket(env, max_query_nodes),
+            rate_limit_restore_rate=_int(env, "RATE_LIMIT_RESTORE_RATE", cls.rate_limit_restore_rate),
             # Operability (server/observability.py).
             metrics=_bool(env, "METRICS", cls.metrics),
             log_format=_choice(env, "LOG_FORMAT", cls.log_format, LOG_FORMATS),

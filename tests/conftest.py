@@ -187,10 +187,11 @@ class Api:
         return self.app.app.state.revampd.db
 
 
-async def make_api(url: str, *, fast_executor: bool = True, **settings_: Any) -> Api:
-    """A client of an app on `url`, with these settings changed."""
-    settings = Settings(database_url=url, **settings_)
-    app = create_app(settings, fast_executor=fast_executor)
+async def make_api(url: str, *, plan: bool = True, **settings_: Any) -> Api:
+    """A client of an app on `url`, with these settings changed (rate limits off unless asked
+    for: tests send many requests as one user at once)."""
+    settings = Settings(database_url=url, **{"rate_limit_enabled": False, **settings_})
+    app = create_app(settings, plan=plan)
     engine = create_engine(url)
     try:
         async with read_sessions(engine)() as session:

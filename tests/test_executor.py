@@ -19,6 +19,7 @@ from graphql import FieldNode, NameNode, SelectionSetNode, Visitor, parse, print
 from sqlalchemy import event, func, select
 
 from db import models as m
+from resolvers.query import Query
 from schema.base import to_global_id
 from tests import golden
 from tests.conftest import Api, Databases, make_api
@@ -31,7 +32,7 @@ SIZES = [None, 1, 3, 10, 100]
 @pytest.fixture(scope="module")
 async def pair(databases: Databases) -> AsyncIterator[tuple[Api, Api]]:
     url = await databases.clone()
-    fast, general = await make_api(url), await make_api(url, fast_executor=False)
+    fast, general = await make_api(url), await make_api(url, plan=False)
     yield fast, general
     for api in (fast, general):
         await api.http.aclose()
@@ -207,3 +208,33 @@ async def test_statements_per_operation_do_not_grow_with_the_page_size(pair: tup
             f"of up to {SMALL[-1]} ({base}) plus one per kind of nested data new on it ({len(new)}: {new}); "
             f"statements by page size {counts}, kinds by page size {dict((s, len(k)) for s, k in kinds.items())}"
         )
+
+
+async def test_a_field_that_fails_after_others_ran_runs_each_resolver_once(
+    pair: tuple[Api, Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later field's error does not run the query again: the resolvers that ran before it
+    (here `viewer`'s) ran once, the error names the failing field, and what they read is in the
+    answer."""
+    query = """query OnceEach { viewer {
+      read: partner { revampdConnection { invoices(first: 2) { edges { node { id number } } } } }
+      failed: partner { revampdConnection { tickets(first: 2, after: "bm90IGEgY3Vyc29y") { edges { node { id } } } } } } }"""
+    (viewer,) = [f for f in Query.__strawberry_definition__.fields if f.name == "viewer"]
+    resolver = viewer.base_resolver
+    assert resolver is not None
+    calls: list[str] = []
+    resolve = resolver.wrapped_func
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append("viewer")
+        return resolve(*args, **kwargs)
+
+    monkeypatch.setattr(resolver, "wrapped_func", counted)
+    for api in pair:
+        calls.clear()
+        response = await api.post(query, as_=USERS[0])
+        body = response.json()
+        assert [e["path"] for e in body["errors"]] == [["viewer", "failed", "revampdConnection", "tickets"]]
+        assert body["data"]["viewer"]["failed"] is None
+        assert len(body["data"]["viewer"]["read"]["revampdConnection"]["invoices"]["edges"]) == 2
+        assert calls == ["viewer"]

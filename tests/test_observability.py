@@ -352,6 +352,7 @@ BAD_SETTINGS = [
     ("MAX_TOKENS", "many", "must be a whole number"),
     ("MAX_PAGE_SIZE", "1.5", "must be a whole number"),
     ("MAX_BODY_BYTES", "1MB", "must be a whole number"),
+    ("GZIP_MIN_BYTES", "-1", "must be at least 0"),
     ("MAX_QUERY_NODES", "0", "must be at least 1"),
     ("DB_POOL_SIZE", "0", "must be at least 1"),
     ("DB_MAX_OVERFLOW", "-1", "must be at least 0"),
@@ -383,6 +384,9 @@ BAD_SETTINGS = [
     ("TRUSTED_DOCUMENTS_MANIFEST", None, None),  # read when the app is made (tests/test_persisted.py)
     ("REDIS_URL", "http://u:hunter2@cache:6379", "must start with redis://, rediss:// or unix://"),
     ("REDIS_KEY_PREFIX", None, None),
+    ("RATE_LIMIT_ENABLED", "sometimes", "must be true or false"),
+    ("RATE_LIMIT_MAX_COST", "5000", "must be at least MAX_QUERY_NODES (10000)"),
+    ("RATE_LIMIT_RESTORE_RATE", "0", "must be at least 1"),
     ("DEVELOPMENT", "sometimes", "must be true or false"),
 ]
 

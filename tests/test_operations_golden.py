@@ -74,13 +74,13 @@ def test_document_answers_as_its_golden(answers: tuple[str, dict[str, list[dict[
     assert difference is None, f"[{backend}] {difference}"
 
 
-@pytest.mark.parametrize("fast_executor", [True, False], ids=["short path", "graphql-core"])
-async def test_a_field_error_beside_running_siblings_answers_200(database: tuple[str, str], fast_executor: bool) -> None:
+@pytest.mark.parametrize("plan", [True, False], ids=["short path", "graphql-core"])
+async def test_a_field_error_beside_running_siblings_answers_200(database: tuple[str, str], plan: bool) -> None:
     """An error that nulls a parent while the parent's other fields are still reading:
     the request waits for them before it gives its session back (it used to close the
     session under them: a 500 on PostgreSQL, a leaked connection on SQLite)."""
     backend, url = database
-    api = await make_api(url, fast_executor=fast_executor)
+    api = await make_api(url, plan=plan)
     try:
         (pk,), = await api.rows(select(m.Plan.id).where(m.Plan.retired.is_(True)).order_by(m.Plan.id).limit(1))
         document = golden.documents()["PlanChangePreview"]

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from resolvers.loaders import Loaders
-from server.app import Caller
+from server.endpoint import Caller
 from services import lists
 from services.pagination import PageArgs
 

@@ -2,12 +2,12 @@
 
 `GET /dashboard?first=N` answers, byte for byte, what `operations/DashboardOverview.graphql`
 answers through `POST /graphql` with `{"first": N}` (tests/test_bench_baseline.py checks it).
-On the same stack as the real app: Starlette, the request log middleware, the engine and
-driver of db.engine, the bearer token checked by server.auth.TokenVerifier and the caller
-read by server.app.load_caller. Then SQLAlchemy Core, no ORM entities: one statement for
-the subscription, plan, usage and wallet, one per list (add-ons, invoices, tickets with
-assignee and last message, payouts with their transfers), each built once and run with
-bound parameters; rows become dicts and orjson writes them.
+On the same stack as the real app: Starlette, the request log and gzip middleware, the
+engine and driver of db.engine, the bearer token checked by server.auth.TokenVerifier and
+the caller read by server.endpoint.load_caller. Then SQLAlchemy Core, no ORM entities: one
+statement for the subscription, plan, usage and wallet, one per list (add-ons, invoices,
+tickets with assignee and last message, payouts with their transfers), each built once and
+run with bound parameters; rows become dicts and orjson writes them.
 
 Every statement carries services.visibility's condition for each model it reads (with the
 caller's ids as bound parameters, as resolvers.loaders runs them), so another Partner's row
@@ -28,6 +28,8 @@ from sqlalchemy import Integer, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,8 +38,9 @@ from starlette.types import ASGIApp
 from db import models as m
 from db.engine import create_engine, read_sessions
 from schema.base import to_global_id
-from server.app import Caller, RequestLog, load_caller, unauthorized
+from server.app import RequestLog
 from server.auth import AuthError, TokenVerifier
+from server.endpoint import Caller, Unauthorized, load_caller
 from server.graphql_http import graphql_error
 from server.settings import Settings
 from services import money
@@ -373,18 +376,18 @@ def create_app(settings: Settings) -> ASGIApp:
         async def answer(request: Request) -> Response:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                return unauthorized()
+                return Unauthorized().response()
             try:
                 claims = await verifier.verify_async(token.strip())
             except AuthError:
-                return unauthorized()
+                return Unauthorized().response()
             raw = request.query_params.get("first", "10")
             if not raw.isdigit() or int(raw) > settings.max_page_size:
                 return graphql_error(400, "INVALID_PAGINATION", f"first must be 0 to {settings.max_page_size}.")
             async with sessions() as session:
                 caller = await load_caller(session, claims)
                 if caller is None:
-                    return unauthorized()
+                    return Unauthorized().response()
                 body = await page(session, caller, int(raw))
             return Response(body, media_type="application/json")
 
@@ -405,6 +408,7 @@ def create_app(settings: Settings) -> ASGIApp:
             Route("/healthz", healthz),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=6)],
     )
     app.state.engine = engine
     return RequestLog(app)

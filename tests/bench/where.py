@@ -29,7 +29,7 @@ from tests.pg import pg_admin
 PARTS = [
     ("database driver and ORM", ("sqlalchemy", "aiosqlite", "asyncpg", "sqlite3", "greenlet")),
     ("GraphQL execution (executor, resolvers, the schema's types)", (
-        "resolvers/executor", "schema/", "strawberry", "graphql/", "aiodataloader", "services/money",
+        "resolvers/engine", "resolvers/operation", "schema/", "strawberry", "graphql/", "aiodataloader", "services/money",
         "services/pagination", "resolvers/loaders", "enum.py", "base64", "<string>", "dataclasses")),
     ("parse, validation, cost check", ("resolvers/schema", "resolvers/caches")),
     ("JSON", ("orjson", "json/", "graphql_http")),

@@ -1,0 +1,610 @@
+"""The plan engine: answers a query without graphql-core's general executor, decided before
+anything runs.
+
+graphql-core completes every field of every list item through the same general machinery
+(a resolve info, a path, an awaitable check, a task per awaitable); for a dashboard page that
+is most of the request. Strawberry lets an extension answer an operation itself: `on_execute`
+setting `execution_context.result` (its guide's cached-execution example). This engine does that
+for queries:
+
+- **A plan per document.** Before anything runs, the operation is worked out once (and kept
+  while its parsed document lives): for each field, and for each object type its value can
+  have, the fields to show and how each is read. A field with no resolver of its own (most
+  of them) is read with `getattr`, as Strawberry's default resolver would; a resolver with no
+  arguments is called without Strawberry's wrapping; leaves are serialized by type. What the
+  plan cannot take (mutations, introspection, directives) goes to graphql-core whole; that is
+  decided from the document alone, so nothing ever runs twice.
+- **Eager coroutines.** A resolver's coroutine is started at once and usually finishes on the
+  spot (its loader already holds the row: pages prime what their items show). Only one that
+  really waits is kept, and those are gathered per round, so loaders batch as under
+  graphql-core.
+- **Errors as graphql-core reports them.** A resolver that raises, a null where the schema
+  promises a value, a value of the wrong type: the error is located at its path and nulls the
+  nearest nullable parent, and an error inside a part already nulled is dropped, as graphql-core
+  3.3 does. Everything started is awaited before the answer, so no resolver is left running on
+  the request's session. `tests/test_executor.py` compares the two document by document.
+
+Internals this module relies on (pyproject.toml bounds strawberry-graphql and graphql-core):
+- asyncio: a future's `_asyncio_future_blocking` flag, the protocol between a Task and the
+  future it awaits (`_Resume`); Python 3.12's eager tasks would do this publicly.
+- Strawberry: the `strawberry-definition` key of a GraphQL field's `extensions`; a field's
+  `base_resolver.wrapped_func` and its `self/parent/root/info_parameter`; `_is_default` on the
+  default resolver Strawberry wraps; `Info._raw_info` (made lazily by `LazyInfo`); a Strawberry
+  schema's `_schema` (`graphql_schema`).
+- graphql-core 3.3: `Executor.build_resolve_info` (documented `:meta private:`), and, for the
+  operations it answers itself, `Executor.background_futures` (`GraphQLCoreExecutor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Coroutine
+from types import GeneratorType
+from typing import Any, AsyncIterator, Callable, Generator, Iterable, Mapping, Protocol
+
+from graphql import (
+    ExecutionResult,
+    Executor,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLAbstractType,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_operation_ast,
+    located_error,
+)
+from graphql.execution import get_argument_values
+from graphql.pyutils import Path, Undefined, inspect
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from resolvers.caches import ByIdentity
+
+DEFINITION = "strawberry-definition"
+PLAN, GRAPHQL_CORE = "plan", "graphql-core"
+
+
+def graphql_schema(schema: Any) -> GraphQLSchema:
+    """The graphql-core schema of a Strawberry schema (Strawberry keeps it as `_schema`)."""
+    found: GraphQLSchema = schema._schema
+    return found
+
+
+class _NotPlanned(Exception):
+    """The document asks for something the plan does not do: graphql-core answers it."""
+
+
+class _Resume:
+    """The rest of a coroutine that was started eagerly and is now waiting on `waiting`
+    (a future it yielded): awaiting this hands that future to the awaiting task and
+    carries on with the coroutine from there, as a task would have."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self.coro, self.waiting = coro, waiting
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        coro, waiting = self.coro, self.waiting
+        if waiting is not None:
+            waiting._asyncio_future_blocking = True  # what the task expects of a future yielded to it
+        while True:
+            try:
+                yield waiting
+            except BaseException as exc:  # noqa: BLE001 - thrown into the task: pass it on
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting = coro.send(None)
+                except StopIteration as stop:
+                    return stop.value
+
+
+def _start(value: Any) -> tuple[bool, Any]:
+    """(True, result) when an awaitable is already done or finishes without waiting;
+    else (False, what is left of it to await). A coroutine that raises at once raises here."""
+    if isinstance(value, Coroutine):
+        try:
+            waiting = value.send(None)
+        except StopIteration as stop:
+            return True, stop.value
+        if waiting is not None:
+            # As a task does on receiving it: another coroutine may await the same
+            # future (a loader's, for a key asked for twice) before ours is resumed.
+            waiting._asyncio_future_blocking = False
+        return False, _Resume(value, waiting)
+    if isinstance(value, asyncio.Future) and value.done() and not value.cancelled():
+        return True, value.result()
+    return False, value
+
+
+# What a value of an output type is completed as.
+LEAF, LIST, OBJECT, ABSTRACT = range(4)
+
+
+def _serializer(kind: Any) -> Callable[[Any], Any]:
+    """`kind.serialize`, except that an enum's values (Python enum members, or the strings that
+    are their values, which is what a row holds) are looked up in a table made once: its own
+    serialize scans every value for each call."""
+    serialize: Callable[[Any], Any] = kind.serialize
+    if not isinstance(kind, GraphQLEnumType):
+        return serialize
+    names: dict[Any, str] = {}
+    for name, value in kind.values.items():
+        names[value.value] = name
+        raw = getattr(value.value, "value", None)
+        if isinstance(raw, str):
+            names[raw] = name
+    kinds = {type(v) for v in names}
+
+    def enum(value: Any) -> Any:
+        name = names.get(value) if type(value) in kinds else None
+        return serialize(value) if name is None else name
+
+    return enum
+
+
+class _Kind:
+    """How to complete the values of one output type."""
+
+    __slots__ = ("tag", "required", "serialize", "item", "type")
+
+    def __init__(self, engine: Engine, graphql_type: Any) -> None:
+        self.required = isinstance(graphql_type, GraphQLNonNull)
+        named = graphql_type.of_type if self.required else graphql_type
+        self.type = named
+        self.serialize: Callable[[Any], Any] = repr  # a leaf's, below
+        self.item: _Kind | None = None
+        if isinstance(named, GraphQLList):
+            self.tag, self.item = LIST, engine.kind(named.of_type)
+        elif isinstance(named, GraphQLObjectType):
+            self.tag = OBJECT
+        elif isinstance(named, GraphQLAbstractType):
+            self.tag = ABSTRACT
+        else:
+            self.tag, self.serialize = LEAF, _serializer(named)
+
+    def named(self) -> Any:
+        kind = self
+        while kind.item is not None:
+            kind = kind.item
+        return kind.type
+
+
+class _Field:
+    """How to read one field of one object type, and what to show of its value."""
+
+    __slots__ = (
+        "name", "definition", "nodes", "attribute", "resolve", "arguments", "kind", "leaf", "parent",
+        "direct", "pass_self", "pass_source", "pass_info", "strawberry", "children", "null_message",
+    )
+
+    def __init__(self, engine: Engine, parent: GraphQLObjectType, nodes: list[FieldNode]) -> None:
+        self.nodes, self.parent = nodes, parent
+        self.attribute = self.direct = self.leaf = self.strawberry = None
+        self.children: dict[GraphQLObjectType, list[tuple[str, _Field]]] = {}
+        self.name = nodes[0].name.value
+        self.null_message = f"Cannot return null for non-nullable field {parent.name}.{self.name}."
+        if self.name == "__typename":
+            return
+        if self.name.startswith("__"):
+            raise _NotPlanned("introspection")
+        definition = self.definition = parent.fields[self.name]
+        self.kind = engine.kind(definition.type)
+        if self.kind.tag == LEAF:
+            self.leaf = self.kind
+        self.resolve = definition.resolve
+        self.arguments = bool(definition.args)
+        field = self.strawberry = (definition.extensions or {}).get(DEFINITION)
+        if field is None or field.extensions or getattr(definition.resolve, "_is_default", None) is None:
+            return
+        resolver = field.base_resolver
+        if resolver is None:
+            if field.default_resolver is getattr and definition.resolve._is_default:
+                self.attribute = field.python_name
+        elif not resolver.arguments and not definition.args:
+            # What Strawberry's wrapper would do for a resolver with no arguments, less
+            # the wrapping: the object as self, root or parent, and the info if asked.
+            self.direct = resolver.wrapped_func
+            self.pass_self = resolver.self_parameter is not None
+            self.pass_source = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
+            self.pass_info = None if resolver.info_parameter is None else resolver.info_parameter.name
+
+
+@functools.cache
+def _lazy_info(info_class: type[Any]) -> type[Any]:
+    """Strawberry's Info whose graphql-core resolve info is made only if it is read:
+    most resolvers read only `info.context`."""
+
+    class LazyInfo(info_class):  # type: ignore[misc, valid-type]
+        def __init__(self, run: _Run, field: _Field, parent: GraphQLObjectType, path: Path) -> None:
+            self._run, self._where = run, (field, parent, path)
+            self._field = field.strawberry
+
+        @property
+        def context(self) -> Any:
+            return self._run.executor.context_value
+
+        def __getattr__(self, name: str) -> Any:
+            if name != "_raw_info":
+                raise AttributeError(name)
+            field, parent, path = self._where
+            raw = self._raw_info = self._run.executor.build_resolve_info(field.definition, field.nodes, parent, path)
+            return raw
+
+    return LazyInfo
+
+
+class Span(Protocol):
+    def end(self) -> None: ...
+
+
+# Starts a span named for a resolver ("GraphQL Resolving: Type.field"), when tracing is on.
+Trace = Callable[[str], Span]
+
+
+async def _traced(value: Any, span: Span) -> Any:
+    try:
+        return await value
+    finally:
+        span.end()
+
+
+class Engine:
+    """The plans of one schema's operations. Made once per schema and shared by every request:
+    it holds what the schema and the documents determine, never a request's state."""
+
+    def __init__(self, schema: GraphQLSchema, info_class: type[Any], trace: Trace | None = None) -> None:
+        self.schema, self.trace = schema, trace
+        self.lazy_info = _lazy_info(info_class)
+        self.kinds: dict[int, tuple[Any, _Kind]] = {}
+        # By operation node (kept by the parser cache for each document): its plan, or None.
+        self.plans: ByIdentity[tuple[_Field | None]] = ByIdentity(256)
+
+    def kind(self, graphql_type: Any) -> _Kind:
+        found = self.kinds.get(id(graphql_type))
+        if found is None:
+            found = self.kinds[id(graphql_type)] = (graphql_type, _Kind(self, graphql_type))
+        return found[1]
+
+    def plan(self, operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode]) -> _Field | None:
+        """The plan of a query, or None when graphql-core must answer it."""
+        if (found := self.plans.get(operation)) is not None:
+            return found[0]
+        plan: _Field | None = None
+        if operation.operation is OperationType.QUERY and not operation.directives:
+            root = self.schema.query_type
+            assert root is not None
+            plan = _Field.__new__(_Field)
+            plan.nodes, plan.children, plan.name = [], {}, ""
+            try:
+                plan.children[root] = self._fields(root, [operation.selection_set], fragments)
+            except _NotPlanned:
+                plan = None
+        return self.plans.put(operation, (plan,))[0]
+
+    def _fields(
+        self, parent: GraphQLObjectType, selection_sets: list[SelectionSetNode], fragments: dict[str, FragmentDefinitionNode]
+    ) -> list[tuple[str, _Field]]:
+        grouped: dict[str, list[FieldNode]] = {}
+        for selections in selection_sets:
+            self._collect(parent, selections, fragments, grouped, set())
+        planned = []
+        for key, nodes in grouped.items():
+            field = _Field(self, parent, nodes)
+            if field.name != "__typename" and field.kind.tag != LEAF:
+                named = field.kind.named()
+                sets = [n.selection_set for n in nodes if n.selection_set is not None]
+                types = self.schema.get_possible_types(named) if isinstance(named, GraphQLAbstractType) else [named]
+                field.children = {t: self._fields(t, sets, fragments) for t in types}
+            planned.append((key, field))
+        return planned
+
+    def _collect(
+        self, parent: GraphQLObjectType, selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode],
+        grouped: dict[str, list[FieldNode]], visited: set[str],
+    ) -> None:
+        for selection in selections.selections:
+            if selection.directives:
+                raise _NotPlanned("directives")  # @skip, @include, @defer...
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                grouped.setdefault(key, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                if condition is None or self._applies(condition.name.value, parent):
+                    self._collect(parent, selection.selection_set, fragments, grouped, visited)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in visited:
+                    continue
+                visited.add(name)
+                fragment = fragments[name]
+                if self._applies(fragment.type_condition.name.value, parent):
+                    self._collect(parent, fragment.selection_set, fragments, grouped, visited)
+            else:
+                raise _NotPlanned(type(selection).__name__)
+
+    def _applies(self, condition: str, parent: GraphQLObjectType) -> bool:
+        wanted = self.schema.get_type(condition)
+        if wanted is parent:
+            return True
+        return isinstance(wanted, GraphQLAbstractType) and self.schema.is_sub_type(wanted, parent)
+
+
+# Types none of whose values can be awaited (a generator's flags are its own).
+_NEVER_AWAITED: set[type[Any]] = set()
+# Where a null goes when a field that may not be null turns out null: the nearest nullable
+# position above it (its container, key and path), or None for `data` itself.
+Anchor = tuple[Any, Any, Path] | None
+
+
+class _Run:
+    """One execution of one planned operation."""
+
+    def __init__(self, engine: Engine, executor: Executor) -> None:
+        self.engine, self.executor = engine, executor
+        self.schema = engine.schema
+        self.variables = executor.variable_values
+        self.is_awaitable = executor.is_awaitable
+        self.lazy_info = engine.lazy_info
+        self.errors: list[GraphQLError] = []
+        self.nulled: set[Path | None] = set()
+        # (awaitable, kind, field, container, key, path, anchor): what is left to fill in.
+        self.pending: list[tuple[Any, _Kind, _Field, Any, Any, Path, Anchor]] = []
+
+    async def result(self, plan: _Field, root_value: Any) -> ExecutionResult:
+        root = self.schema.query_type
+        assert root is not None
+        data: dict[str, Any] | None
+        try:
+            data = self.object(root, root_value, plan, None, None)
+        except GraphQLError as error:
+            data = None
+            self.add(error, None)
+        while self.pending:  # round by round: each may start more
+            batch, self.pending = self.pending, []
+            values = await asyncio.gather(*(entry[0] for entry in batch), return_exceptions=True)
+            for (_, kind, field, container, key, path, anchor), value in zip(batch, values, strict=True):
+                self.fill(kind, field, container, key, path, anchor, value)
+        if None in self.nulled:
+            data = None
+        return ExecutionResult(data, self.errors or None)
+
+    def add(self, error: GraphQLError, path: Path | None) -> None:
+        """Record an error that nulled the position at `path`, unless that position is inside
+        one already nulled (graphql-core 3.3's rule)."""
+        at: Path | None = path
+        while at is not None:
+            if at in self.nulled:
+                return
+            at = at.prev
+        if None in self.nulled:
+            return
+        self.nulled.add(path)
+        self.errors.append(error)
+
+    def fill(self, kind: _Kind, field: _Field, container: Any, key: Any, path: Path, anchor: Anchor, value: Any) -> None:
+        """Complete a value that was awaited, or null what its error nulls."""
+        try:
+            if isinstance(value, BaseException):
+                if not isinstance(value, Exception):
+                    raise value
+                raise located_error(value, field.nodes, path.as_list())
+            container[key] = self.complete(kind, field, value, path, (container, key, path) if not kind.required else anchor)
+        except Exception as exc:
+            error = located_error(exc, field.nodes, path.as_list())
+            if not kind.required:
+                container[key] = None
+                self.add(error, path)
+            elif anchor is None:
+                self.add(error, None)
+            else:
+                holder, place, where = anchor
+                holder[place] = None
+                self.add(error, where)
+
+    def awaitable(self, value: Any) -> bool:
+        kind = type(value)
+        if kind in _NEVER_AWAITED:
+            return False
+        if self.is_awaitable(value):
+            return True
+        if kind is not GeneratorType:
+            _NEVER_AWAITED.add(kind)
+        return False
+
+    def call(self, field: _Field, parent: GraphQLObjectType, source: Any, here: Path) -> Any:
+        trace = self.engine.trace
+        if trace is None:
+            return self.resolve(field, parent, source, here)
+        span = trace(f"GraphQL Resolving: {parent.name}.{field.name}")
+        try:
+            value = self.resolve(field, parent, source, here)
+        except BaseException:
+            span.end()
+            raise
+        if self.awaitable(value):
+            return _traced(value, span)
+        span.end()
+        return value
+
+    def resolve(self, field: _Field, parent: GraphQLObjectType, source: Any, here: Path) -> Any:
+        if field.direct is not None:
+            kwargs = {name: source for name in field.pass_source}
+            if field.pass_info is not None:
+                kwargs[field.pass_info] = self.lazy_info(self, field, parent, here)
+            return field.direct(source, **kwargs) if field.pass_self else field.direct(**kwargs)
+        info = self.executor.build_resolve_info(field.definition, field.nodes, parent, here)
+        arguments = get_argument_values(field.definition, field.nodes[0], self.variables) if field.arguments else {}
+        resolve = field.resolve or self.executor.field_resolver
+        return resolve(source, info, **arguments)
+
+    def object(self, parent: GraphQLObjectType, source: Any, owner: _Field, path: Path | None, anchor: Anchor) -> dict[str, Any]:
+        """The fields of `owner`'s value, an object of type `parent`. Raises the error of a field
+        that may not be null and is (after recording nothing: its nullable parent records it)."""
+        result: dict[str, Any] = {}
+        for key, field in owner.children[parent]:
+            here: Path | None = None
+            try:
+                if field.attribute is not None:
+                    value = getattr(source, field.attribute)
+                    leaf = field.leaf
+                    if leaf is not None and value is not None:
+                        serialized = leaf.serialize(value)
+                        if serialized is not None and serialized is not Undefined:
+                            result[key] = serialized
+                            continue
+                elif field.name == "__typename":
+                    result[key] = parent.name
+                    continue
+                else:
+                    here = Path(path, key, parent.name)
+                    value = self.call(field, parent, source, here)
+                    if self.awaitable(value):
+                        done, value = _start(value)
+                        if not done:
+                            result[key] = None
+                            self.pending.append((value, field.kind, field, result, key, here, anchor))
+                            continue
+                here = here or Path(path, key, parent.name)
+                inner = anchor if field.kind.required else (result, key, here)
+                result[key] = self.complete(field.kind, field, value, here, inner)
+            except Exception as exc:
+                here = here or Path(path, key, parent.name)
+                error = located_error(exc, field.nodes, here.as_list())
+                if field.kind.required:
+                    raise error from None
+                result[key] = None
+                self.add(error, here)
+        return result
+
+    def complete(self, kind: _Kind, field: _Field, value: Any, path: Path, anchor: Anchor) -> Any:
+        """`value` as the answer shows it; raises (an error located by the caller) when it cannot
+        be. `anchor` is the nearest nullable position at or above this one."""
+        if value is None:
+            if kind.required:
+                raise TypeError(field.null_message)
+            return None
+        if isinstance(value, Exception):
+            raise value
+        tag = kind.tag
+        if tag == LEAF:
+            serialized = kind.serialize(value)
+            if serialized is None or serialized is Undefined:
+                raise TypeError(
+                    f"Expected `{inspect(kind.type)}.serialize({inspect(value)})` to return non-nullable value,"
+                    f" returned: {inspect(serialized)}"
+                )
+            return serialized
+        if tag == LIST:
+            return self.list(kind, field, value, path, anchor)
+        runtime = kind.type
+        if tag == ABSTRACT:
+            runtime = self.runtime_type(kind, field, value, path)
+        if runtime.is_type_of is not None and runtime.is_type_of(value, None) is not True:
+            raise GraphQLError(f"Expected value of type '{runtime.name}' but got: {inspect(value)}.", field.nodes)
+        return self.object(runtime, value, field, path, anchor)
+
+    def list(self, kind: _Kind, field: _Field, value: Any, path: Path, anchor: Anchor) -> list[Any]:
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+            raise GraphQLError(
+                f"Expected Iterable, but did not find one for field '{field.parent.name}.{field.name}'."
+            )
+        item = kind.item
+        assert item is not None
+        completed: list[Any] = []
+        for i, v in enumerate(value):
+            here = Path(path, i, None)
+            completed.append(None)
+            try:
+                if self.awaitable(v):
+                    done, v = _start(v)
+                    if not done:
+                        self.pending.append((v, item, field, completed, i, here, anchor))
+                        continue
+                completed[i] = self.complete(item, field, v, here, anchor if item.required else (completed, i, here))
+            except Exception as exc:
+                error = located_error(exc, field.nodes, here.as_list())
+                if item.required:
+                    raise error from None
+                self.add(error, here)
+        return completed
+
+    def runtime_type(self, kind: _Kind, field: _Field, value: Any, path: Path) -> GraphQLObjectType:
+        abstract = kind.type
+        info = self.executor.build_resolve_info(field.definition, field.nodes, field.parent, path)
+        resolve_type = abstract.resolve_type or self.executor.type_resolver
+        name = resolve_type(value, info, abstract)
+        runtime = self.schema.get_type(name) if isinstance(name, str) else None
+        if not isinstance(runtime, GraphQLObjectType) or runtime not in field.children:
+            raise GraphQLError(
+                f"Abstract type '{abstract}' must resolve to an Object type at runtime for field"
+                f" '{field.parent.name}.{field.name}' with value {inspect(value)}, received '{inspect(name)}'.",
+                field.nodes,
+            )
+        return runtime
+
+
+class GraphQLCoreExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, for what the plan does not take, answering only once nothing it
+    started is still running. When an error nulls a parent, graphql-core answers at once and
+    leaves the parent's other fields running in the background; they still use the request's
+    session, which must not be closed under them (on PostgreSQL that failed the whole request)."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        result = super().execute_operation(serially)
+        if not self.is_awaitable(result) and not self.background_futures:
+            return result
+
+        async def settled() -> Any:
+            value = await result if self.is_awaitable(result) else result
+            while self.background_futures:
+                await asyncio.wait(list(self.background_futures))
+            return value
+
+        return settled()
+
+
+def plan_extension(engine_of: Callable[[], Engine], executed: Callable[[str | None, str], None]) -> type[SchemaExtension]:
+    """The extension that answers planned queries (made per request by Strawberry); `executed`
+    is told which engine answered each operation."""
+
+    class PlanEngine(SchemaExtension):
+        async def on_execute(self) -> AsyncIterator[None]:
+            ec = self.execution_context
+            engine = engine_of()
+            document = ec.graphql_document
+            assert document is not None
+            operation = get_operation_ast(document, ec.operation_name)
+            assert operation is not None  # Strawberry refuses a document without it before this
+            fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+            plan = engine.plan(operation, fragments)
+            executed(ec.operation_name, GRAPHQL_CORE if plan is None else PLAN)
+            if plan is not None:
+                executor = Executor.build(
+                    engine.schema, document, ec.root_value, ec.context, ec.variables, ec.operation_name
+                )
+                if isinstance(executor, list):
+                    ec.result = ExecutionResult(None, executor)
+                else:
+                    ec.result = await _Run(engine, executor).result(plan, ec.root_value)
+            yield
+
+    return PlanEngine
+
+
+__all__ = ["Engine", "GraphQLCoreExecutor", "graphql_schema", "plan_extension"]
