@@ -231,13 +231,14 @@ async def profile(url: str, token: str, calls: dict[Any, tuple[str, Call]]) -> d
     from server.app import create_app as graphql_app
     from tests.bench.handwritten import create_app as handwritten_app
 
-    settings = Settings(database_url=url)
+    settings = Settings(database_url=url, rate_limit_enabled=False)  # as tests/bench/serve.py serves it
     apps: dict[str, Any] = {"graphql": graphql_app(settings), "handwritten": handwritten_app(settings)}
     try:
         return {key: await _measure(apps[kind], call, token) for key, (kind, call) in calls.items()}
     finally:
-        await apps["graphql"].app.state.revampd.engine.dispose()
-        await apps["handwritten"].app.state.engine.dispose()
+        for engine in (apps["graphql"].app.state.revampd.engine, apps["handwritten"].app.state.engine):
+            if engine is not None:
+                await engine.dispose()
 
 
 async def _measure(app: Any, call: Call, token: str) -> tuple[float, float]:

@@ -3,7 +3,8 @@
 
 Served as `revampd-bff serve` serves the app: one uvicorn worker on uvloop and
 httptools, with everything made at start-up frozen out of the collector's reach, and
-logging at WARNING so that request log lines do not dominate what is measured.
+logging at WARNING so that request log lines do not dominate what is measured. Rate limits
+are off: one user sends every request, far beyond any bucket.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from server.settings import Settings
 def main() -> None:
     kind, url, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings(database_url=url, log_level="WARNING")
+    settings = Settings(database_url=url, log_level="WARNING", rate_limit_enabled=False)
     if kind == "graphql":
         from server.app import create_app
     else:
