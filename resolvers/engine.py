@@ -27,10 +27,12 @@ for queries:
 Internals this module relies on (pyproject.toml bounds strawberry-graphql and graphql-core):
 - asyncio: a future's `_asyncio_future_blocking` flag, the protocol between a Task and the
   future it awaits (`_Resume`); Python 3.12's eager tasks would do this publicly.
-- Strawberry: the `strawberry-definition` key of a GraphQL field's `extensions`; a field's
+- Strawberry: its DateTime and Decimal scalar definitions (`strawberry.schema.types.base_scalars`),
+  copied with our descriptions (`SCALARS`); the `strawberry-definition` key of a GraphQL field's `extensions`; a field's
   `base_resolver.wrapped_func` and its `self/parent/root/info_parameter`; `_is_default` on the
   default resolver Strawberry wraps; `Info._raw_info` (made lazily by `LazyInfo`); a Strawberry
-  schema's `_schema` (`graphql_schema`).
+  schema's `_schema` (`graphql_schema`); its unexported `StrawberryGraphQLCoreExecutionContext`,
+  whose resolve infos both engines give resolvers.
 - graphql-core 3.3: `Executor.build_resolve_info` (documented `:meta private:`), and, for the
   operations it answers itself, `Executor.background_futures` (`GraphQLCoreExecutor`).
 """
@@ -38,8 +40,11 @@ Internals this module relies on (pyproject.toml bounds strawberry-graphql and gr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Coroutine
+from datetime import datetime
+from decimal import Decimal
 from types import GeneratorType
 from typing import Any, AsyncIterator, Callable, Generator, Iterable, Mapping, Protocol
 
@@ -67,10 +72,32 @@ from graphql.execution import get_argument_values
 from graphql.pyutils import Path, Undefined, inspect
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
+from strawberry.types.scalar import ScalarDefinition
 
 from resolvers.caches import ByIdentity
 
 DEFINITION = "strawberry-definition"
+
+# Strawberry's DateTime and Decimal, described as this service answers them (for the schema's
+# `scalar_overrides`).
+DATETIME: ScalarDefinition = dataclasses.replace(
+    DateTimeDefinition,
+    description="An instant: an RFC 3339 (ISO 8601) date-time string with its UTC offset. The service always "
+    "answers in UTC, as \"2025-06-16T18:00:00+00:00\" (with microseconds when the instant has them: "
+    "\"2025-06-16T18:00:00.250000+00:00\"). As input, give the offset (\"2025-06-16T20:00:00+02:00\" or "
+    "\"...Z\"); a field that takes a time without one says so.",
+    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
+)
+DECIMAL: ScalarDefinition = dataclasses.replace(
+    DecimalDefinition,
+    description="An exact decimal number as a JSON string, never a float. A money amount has exactly its "
+    "currency's decimals (ISO 4217 minor unit): \"1499.00\" USD, \"1500\" JPY, \"12.500\" BHD; a negative "
+    "one starts with \"-\" (\"-25.00\"). A percentage has the decimals it is kept with (\"2.50\" = 2.5 %). "
+    "Read it with a decimal type (e.g. decimal.js, BigDecimal), not a binary float.",
+)
+SCALARS: dict[object, ScalarDefinition] = {datetime: DATETIME, Decimal: DECIMAL}
+
 PLAN, GRAPHQL_CORE = "plan", "graphql-core"
 
 
@@ -595,7 +622,7 @@ def plan_extension(engine_of: Callable[[], Engine], executed: Callable[[str | No
             plan = engine.plan(operation, fragments)
             executed(ec.operation_name, GRAPHQL_CORE if plan is None else PLAN)
             if plan is not None:
-                executor = Executor.build(
+                executor = StrawberryGraphQLCoreExecutionContext.build(
                     engine.schema, document, ec.root_value, ec.context, ec.variables, ec.operation_name
                 )
                 if isinstance(executor, list):
@@ -607,4 +634,4 @@ def plan_extension(engine_of: Callable[[], Engine], executed: Callable[[str | No
     return PlanEngine
 
 
-__all__ = ["Engine", "GraphQLCoreExecutor", "graphql_schema", "plan_extension"]
+__all__ = ["SCALARS", "Engine", "GraphQLCoreExecutor", "graphql_schema", "plan_extension"]

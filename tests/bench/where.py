@@ -30,7 +30,7 @@ PARTS = [
     ("database driver and ORM", ("sqlalchemy", "aiosqlite", "asyncpg", "sqlite3", "greenlet")),
     ("GraphQL execution (executor, resolvers, the schema's types)", (
         "resolvers/executor", "schema/", "strawberry", "graphql/", "aiodataloader", "services/money",
-        "services/pagination", "resolvers/loaders", "enum.py", "base64", "<string>", "dataclasses")),
+        "services/pagination", "schema/loaders", "enum.py", "base64", "<string>", "dataclasses")),
     ("parse, validation, cost check", ("resolvers/schema", "resolvers/caches")),
     ("JSON", ("orjson", "json/", "graphql_http")),
     ("token check", ("jwt", "server/auth", "cryptography", "hmac")),
