@@ -616,9 +616,13 @@ def plan_extension(engine_of: Callable[[], Engine], executed: Callable[[str | No
             engine = engine_of()
             document = ec.graphql_document
             assert document is not None
-            operation = get_operation_ast(document, ec.operation_name)
-            assert operation is not None  # Strawberry refuses a document without it before this
-            fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+            known = getattr(ec.context, "operation", None)  # the request's (resolvers.operation)
+            if known is not None and known.definition is not None:
+                operation, fragments = known.definition, known.fragments
+            else:
+                operation = get_operation_ast(document, ec.operation_name)
+                assert operation is not None  # Strawberry refuses a document without it before this
+                fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
             plan = engine.plan(operation, fragments)
             executed(ec.operation_name, GRAPHQL_CORE if plan is None else PLAN)
             if plan is not None:
