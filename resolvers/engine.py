@@ -163,23 +163,21 @@ LEAF, LIST, OBJECT, ABSTRACT = range(4)
 
 
 def _serializer(kind: Any) -> Callable[[Any], Any]:
-    """`kind.serialize`, except that an enum's values (Python enum members, or the strings that
-    are their values, which is what a row holds) are looked up in a table made once: its own
-    serialize scans every value for each call."""
+    """`kind.serialize`, except that an enum's answers are kept by value once worked out (its own
+    serialize scans every value for each call): a row holds the value's string, a service the
+    Python enum member."""
     serialize: Callable[[Any], Any] = kind.serialize
     if not isinstance(kind, GraphQLEnumType):
         return serialize
-    names: dict[Any, str] = {}
-    for name, value in kind.values.items():
-        names[value.value] = name
-        raw = getattr(value.value, "value", None)
-        if isinstance(raw, str):
-            names[raw] = name
-    kinds = {type(v) for v in names}
+    known: dict[Any, Any] = {}
 
     def enum(value: Any) -> Any:
-        name = names.get(value) if type(value) in kinds else None
-        return serialize(value) if name is None else name
+        found = known.get(value)
+        if found is None:
+            found = serialize(value)
+            if len(known) < 4 * len(kind.values) + 16:  # the members and their strings, no more
+                known[value] = found
+        return found
 
     return enum
 
