@@ -27,10 +27,12 @@ for queries:
 Internals this module relies on (pyproject.toml bounds strawberry-graphql and graphql-core):
 - asyncio: a future's `_asyncio_future_blocking` flag, the protocol between a Task and the
   future it awaits (`_Resume`); Python 3.12's eager tasks would do this publicly.
-- Strawberry: the `strawberry-definition` key of a GraphQL field's `extensions`; a field's
+- Strawberry: its DateTime and Decimal scalar definitions (`strawberry.schema.types.base_scalars`),
+  copied with our descriptions (`SCALARS`); the `strawberry-definition` key of a GraphQL field's `extensions`; a field's
   `base_resolver.wrapped_func` and its `self/parent/root/info_parameter`; `_is_default` on the
   default resolver Strawberry wraps; `Info._raw_info` (made lazily by `LazyInfo`); a Strawberry
-  schema's `_schema` (`graphql_schema`).
+  schema's `_schema` (`graphql_schema`); its unexported `StrawberryGraphQLCoreExecutionContext`,
+  whose resolve infos both engines give resolvers.
 - graphql-core 3.3: `Executor.build_resolve_info` (documented `:meta private:`), and, for the
   operations it answers itself, `Executor.background_futures` (`GraphQLCoreExecutor`).
 """
@@ -38,8 +40,11 @@ Internals this module relies on (pyproject.toml bounds strawberry-graphql and gr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Coroutine
+from datetime import datetime
+from decimal import Decimal
 from types import GeneratorType
 from typing import Any, AsyncIterator, Callable, Generator, Iterable, Mapping, Protocol
 
@@ -67,10 +72,32 @@ from graphql.execution import get_argument_values
 from graphql.pyutils import Path, Undefined, inspect
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
+from strawberry.types.scalar import ScalarDefinition
 
 from resolvers.caches import ByIdentity
 
 DEFINITION = "strawberry-definition"
+
+# Strawberry's DateTime and Decimal, described as this service answers them (for the schema's
+# `scalar_overrides`).
+DATETIME: ScalarDefinition = dataclasses.replace(
+    DateTimeDefinition,
+    description="An instant: an RFC 3339 (ISO 8601) date-time string with its UTC offset. The service always "
+    "answers in UTC, as \"2025-06-16T18:00:00+00:00\" (with microseconds when the instant has them: "
+    "\"2025-06-16T18:00:00.250000+00:00\"). As input, give the offset (\"2025-06-16T20:00:00+02:00\" or "
+    "\"...Z\"); a field that takes a time without one says so.",
+    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
+)
+DECIMAL: ScalarDefinition = dataclasses.replace(
+    DecimalDefinition,
+    description="An exact decimal number as a JSON string, never a float. A money amount has exactly its "
+    "currency's decimals (ISO 4217 minor unit): \"1499.00\" USD, \"1500\" JPY, \"12.500\" BHD; a negative "
+    "one starts with \"-\" (\"-25.00\"). A percentage has the decimals it is kept with (\"2.50\" = 2.5 %). "
+    "Read it with a decimal type (e.g. decimal.js, BigDecimal), not a binary float.",
+)
+SCALARS: dict[object, ScalarDefinition] = {datetime: DATETIME, Decimal: DECIMAL}
+
 PLAN, GRAPHQL_CORE = "plan", "graphql-core"
 
 
@@ -136,23 +163,21 @@ LEAF, LIST, OBJECT, ABSTRACT = range(4)
 
 
 def _serializer(kind: Any) -> Callable[[Any], Any]:
-    """`kind.serialize`, except that an enum's values (Python enum members, or the strings that
-    are their values, which is what a row holds) are looked up in a table made once: its own
-    serialize scans every value for each call."""
+    """`kind.serialize`, except that an enum's answers are kept by value once worked out (its own
+    serialize scans every value for each call): a row holds the value's string, a service the
+    Python enum member."""
     serialize: Callable[[Any], Any] = kind.serialize
     if not isinstance(kind, GraphQLEnumType):
         return serialize
-    names: dict[Any, str] = {}
-    for name, value in kind.values.items():
-        names[value.value] = name
-        raw = getattr(value.value, "value", None)
-        if isinstance(raw, str):
-            names[raw] = name
-    kinds = {type(v) for v in names}
+    known: dict[Any, Any] = {}
 
     def enum(value: Any) -> Any:
-        name = names.get(value) if type(value) in kinds else None
-        return serialize(value) if name is None else name
+        found = known.get(value)
+        if found is None:
+            found = serialize(value)
+            if len(known) < 4 * len(kind.values) + 16:  # the members and their strings, no more
+                known[value] = found
+        return found
 
     return enum
 
@@ -589,13 +614,17 @@ def plan_extension(engine_of: Callable[[], Engine], executed: Callable[[str | No
             engine = engine_of()
             document = ec.graphql_document
             assert document is not None
-            operation = get_operation_ast(document, ec.operation_name)
-            assert operation is not None  # Strawberry refuses a document without it before this
-            fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+            known = getattr(ec.context, "operation", None)  # the request's (resolvers.operation)
+            if known is not None and known.definition is not None:
+                operation, fragments = known.definition, known.fragments
+            else:
+                operation = get_operation_ast(document, ec.operation_name)
+                assert operation is not None  # Strawberry refuses a document without it before this
+                fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
             plan = engine.plan(operation, fragments)
             executed(ec.operation_name, GRAPHQL_CORE if plan is None else PLAN)
             if plan is not None:
-                executor = Executor.build(
+                executor = StrawberryGraphQLCoreExecutionContext.build(
                     engine.schema, document, ec.root_value, ec.context, ec.variables, ec.operation_name
                 )
                 if isinstance(executor, list):
@@ -607,4 +636,4 @@ def plan_extension(engine_of: Callable[[], Engine], executed: Callable[[str | No
     return PlanEngine
 
 
-__all__ = ["Engine", "GraphQLCoreExecutor", "graphql_schema", "plan_extension"]
+__all__ = ["SCALARS", "Engine", "GraphQLCoreExecutor", "graphql_schema", "plan_extension"]

@@ -151,6 +151,8 @@ class Operation:
     # The document has no operation of this name (a request error, not a GraphQL one).
     unknown_name: bool = False
     fields: frozenset[tuple[str, str]] = frozenset()
+    # The document's fragments by name (what the engine plans the operation with).
+    fragments: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
     _lists: list[_List] = field(default_factory=list)
     _fragments: dict[str, _Definition] = field(default_factory=dict)
     _top_spreads: list[str] = field(default_factory=list)
@@ -286,6 +288,7 @@ class Operations:
                 visit(definition, TypeInfoVisitor(type_info, _Walk(type_info, found)))
                 if isinstance(definition, FragmentDefinitionNode):
                     fragments[definition.name.value] = found
+                    operation.fragments[definition.name.value] = definition
         fields, seen, todo = set(own.fields), set(), list(own.spreads)
         while todo:
             spread = todo.pop()

@@ -18,10 +18,10 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from db.engine import is_busy
-from resolvers.engine import Engine, GraphQLCoreExecutor, Trace, graphql_schema, plan_extension
+from resolvers.engine import SCALARS, Engine, GraphQLCoreExecutor, Trace, graphql_schema, plan_extension
 from resolvers.operation import Limits, Operation, Operations
 from resolvers.query import Query
-from schema.base import SCALARS, node_types  # every Node type, so that `node` can return any of them
+from schema.base import node_types  # every Node type, so that `node` can return any of them
 from services.errors import DomainError
 
 log = logging.getLogger("revampd.graphql")
@@ -162,17 +162,13 @@ def _redacted(message: str) -> str:
 
 
 def build_schema(
-    settings: SchemaSettings | None = None, *, plan: bool = True, extensions: Sequence[Any] = (),
+    settings: SchemaSettings, *, plan: bool = True, extensions: Sequence[Any] = (),
     observer: Observer = NO_OBSERVER, trace: Trace | None = None,
 ) -> strawberry.Schema:
     """`plan=False` runs every operation through graphql-core's executor alone (the plan engine,
     resolvers.engine, leaves to it what it does not take); tests compare the two. `extensions`
     are added last (server.observability's tracing); `trace` gives each resolver the plan engine
     calls its span."""
-    if settings is None:
-        from server.settings import Settings  # the defaults, for tools and tests
-
-        settings = Settings()
     operations: list[Operations] = []
     extensions_: list[Any] = [
         lambda: UseOperation(operations[0]),

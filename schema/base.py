@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import functools
 import importlib
 import pkgutil
-from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import (
@@ -28,16 +26,14 @@ from typing import (
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
-from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
-from strawberry.types.scalar import ScalarDefinition
 
-from resolvers.loaders import MISSING
+from schema.loaders import MISSING
 from services import money, visibility
 from services.errors import DESCRIPTIONS, DomainError, ErrorCode
 from services.pagination import Page, PageArgs
 
 if TYPE_CHECKING:
-    from resolvers.context import Context
+    from schema.context import Context
     from schema.partners import RevampdConnection
 
 T = TypeVar("T")
@@ -225,24 +221,6 @@ VALUE = " A value (no id): a client caches it within the object holding it."
 
 
 # ---- Scalars and shared enums -------------------------------------------------
-
-DATETIME: ScalarDefinition = dataclasses.replace(
-    DateTimeDefinition,
-    description="An instant: an RFC 3339 (ISO 8601) date-time string with its UTC offset. The service always "
-    "answers in UTC, as \"2025-06-16T18:00:00+00:00\" (with microseconds when the instant has them: "
-    "\"2025-06-16T18:00:00.250000+00:00\"). As input, give the offset (\"2025-06-16T20:00:00+02:00\" or "
-    "\"...Z\"); a field that takes a time without one says so.",
-    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
-)
-DECIMAL: ScalarDefinition = dataclasses.replace(
-    DecimalDefinition,
-    description="An exact decimal number as a JSON string, never a float. A money amount has exactly its "
-    "currency's decimals (ISO 4217 minor unit): \"1499.00\" USD, \"1500\" JPY, \"12.500\" BHD; a negative "
-    "one starts with \"-\" (\"-25.00\"). A percentage has the decimals it is kept with (\"2.50\" = 2.5 %). "
-    "Read it with a decimal type (e.g. decimal.js, BigDecimal), not a binary float.",
-)
-# For the schema's `scalar_overrides`.
-SCALARS: dict[object, ScalarDefinition] = {datetime: DATETIME, Decimal: DECIMAL}
 
 E = TypeVar("E", bound=Enum)
 

@@ -532,6 +532,19 @@ def _positive(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="revampd-bff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _service_commands(sub)
+    _money_commands(sub)
+    _upkeep_commands(sub)
+    return parser
+
+
+def _with_now(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    return parser
+
+
+def _service_commands(sub: Any) -> None:
+    """Serving, setting up and the documents clients build from."""
     serve = sub.add_parser("serve", help="serve GraphQL (and GraphiQL) over HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -549,13 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "export-manifest", help="print Apollo's persisted query manifest of operations/*.graphql (trusted documents)"
     ).set_defaults(func=cmd_export_manifest)
-    tickets = sub.add_parser("tickets", help="support ticket operations")
-    tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)
-    auto_close = tickets_sub.add_parser(
-        "auto-close", help="close tickets RESOLVED for more than TICKET_AUTO_CLOSE_DAYS days"
-    )
-    auto_close.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
-    auto_close.set_defaults(func=cmd_tickets_auto_close)
+
+
+def _money_commands(sub: Any) -> None:
+    """The jobs that move money, and the ledger's checks."""
     billing = sub.add_parser("billing", help="subscription billing")
     billing_sub = billing.add_subparsers(dest="billing_command", required=True)
     billing_run = billing_sub.add_parser(
@@ -563,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bill every subscription whose period has ended and retry declined charges that are due; "
         "safe to run in several processes at once, and again",
     )
-    billing_run.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    _with_now(billing_run)
     billing_run.add_argument(
         "--workers", type=_positive, default=4,
         help="batches of BILLING_BATCH_SIZE connections billed at once in this process (default 4)"
@@ -575,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sync", help="ask the bank transfer processor about every transfer in flight (a fallback for "
         "missed webhooks) and send any never sent"
     )
-    sync.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    _with_now(sync)
     sync.set_defaults(func=cmd_payouts_sync)
     hooks = payouts_sub.add_parser(
         "sandbox-webhooks", help="send the signed webhooks the sandbox processor would send for the "
@@ -594,24 +604,15 @@ def build_parser() -> argparse.ArgumentParser:
         "close-period", help="make each connection's payout of its last completed period (monthly or weekly) "
         "and apply its payout preference; safe to run in several processes at once, and again",
     )
-    close.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    _with_now(close)
     close.set_defaults(func=cmd_payouts_close_period)
-    idempotency = sub.add_parser("idempotency", help="the API's idempotency keys")
-    idempotency_sub = idempotency.add_subparsers(dest="idempotency_command", required=True)
-    purge = idempotency_sub.add_parser(
-        "purge", help="remove the idempotency keys older than IDEMPOTENCY_RETENTION_DAYS (run it daily); "
-        "a request sent again with a removed key is a new request",
-    )
-    purge.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
-    purge.add_argument("--days", type=_positive, help="keep this many days instead of IDEMPOTENCY_RETENTION_DAYS")
-    purge.set_defaults(func=cmd_idempotency_purge)
     payments = sub.add_parser("payments", help="card payments")
     payments_sub = payments.add_subparsers(dest="payments_command", required=True)
     reconcile = payments_sub.add_parser(
         "reconcile", help="settle every card charge whose outcome is still unknown (the processor's answer was "
         "lost) after PAYMENTS_RECONCILE_AFTER_SECONDS, asking the processor again with the same key",
     )
-    reconcile.add_argument("--now", type=_iso_datetime, help="the current time, ISO 8601 (default: now)")
+    _with_now(reconcile)
     reconcile.add_argument("--older-than", type=_positive, help="seconds (default PAYMENTS_RECONCILE_AFTER_SECONDS)")
     reconcile.set_defaults(func=cmd_payments_reconcile)
     ledger = sub.add_parser("ledger", help="the money ledger")
@@ -623,8 +624,26 @@ def build_parser() -> argparse.ArgumentParser:
         "totals", help="Revampd's own accounts: the balance of each kind and currency, summed over its parts "
         "(one per connection)"
     ).set_defaults(func=cmd_ledger_totals)
-    return parser
 
+
+def _upkeep_commands(sub: Any) -> None:
+    """Jobs that keep the data tidy."""
+    tickets = sub.add_parser("tickets", help="support ticket operations")
+    tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)
+    auto_close = tickets_sub.add_parser(
+        "auto-close", help="close tickets RESOLVED for more than TICKET_AUTO_CLOSE_DAYS days"
+    )
+    _with_now(auto_close)
+    auto_close.set_defaults(func=cmd_tickets_auto_close)
+    idempotency = sub.add_parser("idempotency", help="the API's idempotency keys")
+    idempotency_sub = idempotency.add_subparsers(dest="idempotency_command", required=True)
+    purge = idempotency_sub.add_parser(
+        "purge", help="remove the idempotency keys older than IDEMPOTENCY_RETENTION_DAYS (run it daily); "
+        "a request sent again with a removed key is a new request",
+    )
+    _with_now(purge)
+    purge.add_argument("--days", type=_positive, help="keep this many days instead of IDEMPOTENCY_RETENTION_DAYS")
+    purge.set_defaults(func=cmd_idempotency_purge)
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)

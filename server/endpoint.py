@@ -24,10 +24,10 @@ from strawberry.types.graphql import OperationType
 
 from db import models as m
 from db.engine import is_busy
-from resolvers.context import Context
-from resolvers.loaders import Loaders
 from resolvers.operation import Operation, Operations
 from resolvers.schema import BUSY_ERROR, INTERNAL_ERROR
+from schema.context import Context
+from schema.loaders import Loaders
 from server.auth import AuthError, Claims, TokenVerifier
 from server.graphiql import GraphiQL
 from server.graphql_http import (

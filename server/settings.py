@@ -8,7 +8,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from services.bank_gateway import BANK_GATEWAYS
@@ -282,6 +282,7 @@ class Settings:
             raise SettingsError(f"JWT_ALGORITHMS must be HS256 and/or RS256, got {env.get('JWT_ALGORITHMS', '')!r}")
         max_query_nodes = _int(env, "MAX_QUERY_NODES", cls.max_query_nodes)
         settings = cls(
+            **cls._money_from_env(env),
             database_url=_database_url(env, cls.database_url),
             jwt_algorithms=algorithms,
             jwt_secret=_secret(env, "JWT_SECRET", DEV_JWT_SECRET, 32),
@@ -306,23 +307,6 @@ class Settings:
             db_lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
             ticket_auto_close_days=_int(env, "TICKET_AUTO_CLOSE_DAYS", cls.ticket_auto_close_days),
             idempotency_retention_days=_int(env, "IDEMPOTENCY_RETENTION_DAYS", cls.idempotency_retention_days),
-            payment_gateway=_choice(env, "PAYMENT_GATEWAY", cls.payment_gateway, GATEWAYS),
-            billing_pay_from_wallet=_bool(env, "BILLING_PAY_FROM_WALLET", cls.billing_pay_from_wallet),
-            billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
-            billing_batch_size=_int(env, "BILLING_BATCH_SIZE", cls.billing_batch_size),
-            payment_sandbox_latency_ms=_int(env, "PAYMENT_SANDBOX_LATENCY_MS", 0, minimum=0),
-            payment_sandbox_jitter_ms=_int(env, "PAYMENT_SANDBOX_JITTER_MS", 0, minimum=0),
-            payment_sandbox_failure_rate=_rate(env, "PAYMENT_SANDBOX_FAILURE_RATE"),
-            payment_sandbox_lost_answer_rate=_rate(env, "PAYMENT_SANDBOX_LOST_ANSWER_RATE"),
-            bank_sandbox_latency_ms=_int(env, "BANK_SANDBOX_LATENCY_MS", 0, minimum=0),
-            bank_sandbox_jitter_ms=_int(env, "BANK_SANDBOX_JITTER_MS", 0, minimum=0),
-            bank_sandbox_failure_rate=_rate(env, "BANK_SANDBOX_FAILURE_RATE"),
-            bank_sandbox_lost_answer_rate=_rate(env, "BANK_SANDBOX_LOST_ANSWER_RATE"),
-            payments_reconcile_after_seconds=_int(
-                env, "PAYMENTS_RECONCILE_AFTER_SECONDS", cls.payments_reconcile_after_seconds
-            ),
-            bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
-            bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
             log_level=_choice(env, "LOG_LEVEL", cls.log_level, LOG_LEVELS, upper=True),
             cors_origins=_origins(env),
             trusted_documents=_choice(env, "TRUSTED_DOCUMENTS", cls.trusted_documents, TRUSTED_DOCUMENTS),
@@ -347,6 +331,29 @@ class Settings:
         if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):
             raise SettingsError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
         return settings
+
+    @classmethod
+    def _money_from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        """The settings of the jobs and gateways that move money."""
+        return dict(
+            payment_gateway=_choice(env, "PAYMENT_GATEWAY", cls.payment_gateway, GATEWAYS),
+            billing_pay_from_wallet=_bool(env, "BILLING_PAY_FROM_WALLET", cls.billing_pay_from_wallet),
+            billing_retry_days=_days(env, "BILLING_RETRY_DAYS", cls.billing_retry_days),
+            billing_batch_size=_int(env, "BILLING_BATCH_SIZE", cls.billing_batch_size),
+            payment_sandbox_latency_ms=_int(env, "PAYMENT_SANDBOX_LATENCY_MS", 0, minimum=0),
+            payment_sandbox_jitter_ms=_int(env, "PAYMENT_SANDBOX_JITTER_MS", 0, minimum=0),
+            payment_sandbox_failure_rate=_rate(env, "PAYMENT_SANDBOX_FAILURE_RATE"),
+            payment_sandbox_lost_answer_rate=_rate(env, "PAYMENT_SANDBOX_LOST_ANSWER_RATE"),
+            bank_sandbox_latency_ms=_int(env, "BANK_SANDBOX_LATENCY_MS", 0, minimum=0),
+            bank_sandbox_jitter_ms=_int(env, "BANK_SANDBOX_JITTER_MS", 0, minimum=0),
+            bank_sandbox_failure_rate=_rate(env, "BANK_SANDBOX_FAILURE_RATE"),
+            bank_sandbox_lost_answer_rate=_rate(env, "BANK_SANDBOX_LOST_ANSWER_RATE"),
+            bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
+            bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
+            payments_reconcile_after_seconds=_int(
+                env, "PAYMENTS_RECONCILE_AFTER_SECONDS", cls.payments_reconcile_after_seconds
+            ),
+        )
 
     @property
     def payment_sandbox_lag(self) -> SandboxLag:

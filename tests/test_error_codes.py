@@ -14,7 +14,9 @@ from pathlib import Path
 
 from graphql import GraphQLEnumType, GraphQLNonNull, GraphQLObjectType
 
+from resolvers.engine import graphql_schema
 from resolvers.schema import build_schema
+from server.settings import Settings
 from services.errors import DESCRIPTIONS, ErrorCode
 
 ROOT = Path(__file__).parents[1]
@@ -65,7 +67,7 @@ def test_the_scan_finds_a_code_written_as_a_string() -> None:
 
 
 def test_user_error_code_is_the_enum_of_every_code_each_described() -> None:
-    schema = build_schema()._schema
+    schema = graphql_schema(build_schema(Settings()))
     user_error = schema.get_type("UserError")
     assert isinstance(user_error, GraphQLObjectType)
     code = user_error.fields["code"].type

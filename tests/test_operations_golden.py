@@ -25,6 +25,7 @@ from db import models as m
 from schema.base import to_global_id
 from tests import golden
 from tests.conftest import PG_URL, _pg_admin, make_api
+from tests.test_observability import Collector
 
 DOCUMENTS = sorted(golden.documents())
 
@@ -48,11 +49,24 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
-async def answers(database: tuple[str, str]) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-    """Every case of every document, run once per backend."""
+@pytest.fixture(scope="module", params=["tracing off", "tracing on"])
+async def answers(
+    database: tuple[str, str], request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[str, dict[str, list[dict[str, Any]]]]]:
+    """Every case of every document, run once per backend, with tracing off and on (spans sent
+    to a collector): the same engine answers the same either way."""
     backend, url = database
-    return backend, await golden.run_all(url)
+    if request.param == "tracing off":
+        yield backend, await golden.run_all(url)
+        return
+    collector = Collector()
+    try:
+        results = await golden.run_all(url, otel_endpoint=collector.url + "/")
+        resolving = [s.name for s in collector.spans() if s.name.startswith("GraphQL Resolving: ")]
+        assert "GraphQL Resolving: Query.viewer" in resolving, "the plan engine made no resolver spans"
+        yield f"{backend}, {request.param}", results
+    finally:
+        collector.close()
 
 
 def test_every_document_has_a_golden_and_every_golden_a_document() -> None:

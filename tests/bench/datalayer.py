@@ -1,6 +1,6 @@
 """The dashboard's data layer alone: the loader calls DashboardOverview makes, without GraphQL.
 
-`loads` replays, on a request's resolvers.loaders.Loaders, what the page's resolvers ask
+`loads` replays, on a request's schema.loaders.Loaders, what the page's resolvers ask
 of them (schema/partners.py, plans.py, tickets.py, payouts.py): the connection's state,
 its add-ons with their products, the three pages, then what each page primes for its
 items (message stats and users for tickets, transfers with their bank accounts for
@@ -18,7 +18,7 @@ import asyncio
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from resolvers.loaders import Loaders
+from schema.loaders import Loaders
 from server.endpoint import Caller
 from services import lists
 from services.pagination import PageArgs

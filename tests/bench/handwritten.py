@@ -10,7 +10,7 @@ tickets with assignee and last message, payouts with their transfers), each buil
 run with bound parameters; rows become dicts and orjson writes them.
 
 Every statement carries services.visibility's condition for each model it reads (with the
-caller's ids as bound parameters, as resolvers.loaders runs them), so another Partner's row
+caller's ids as bound parameters, as schema.loaders runs them), so another Partner's row
 cannot appear, and no internal note.
 
 `GET /dashboard/loaders?first=N` is the data layer alone (tests/bench/datalayer.py): the

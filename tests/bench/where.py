@@ -29,8 +29,8 @@ from tests.pg import pg_admin
 PARTS = [
     ("database driver and ORM", ("sqlalchemy", "aiosqlite", "asyncpg", "sqlite3", "greenlet")),
     ("GraphQL execution (executor, resolvers, the schema's types)", (
-        "resolvers/engine", "resolvers/operation", "schema/", "strawberry", "graphql/", "aiodataloader", "services/money",
-        "services/pagination", "resolvers/loaders", "enum.py", "base64", "<string>", "dataclasses")),
+        "resolvers/engine", "resolvers/operation", "schema/", "strawberry", "graphql/", "aiodataloader",
+        "services/money", "services/pagination", "enum.py", "base64", "<string>", "dataclasses")),
     ("parse, validation, cost check", ("resolvers/schema", "resolvers/caches")),
     ("JSON", ("orjson", "json/", "graphql_http")),
     ("token check", ("jwt", "server/auth", "cryptography", "hmac")),

@@ -347,15 +347,15 @@ async def capture(url: str) -> dict[str, list[dict[str, Any]]]:
     return await run_all(url)
 
 
-async def run_all(url: str) -> dict[str, list[dict[str, Any]]]:
-    """Run every case on the demo database at `url` (it only reads)."""
+async def run_all(url: str, **settings: Any) -> dict[str, list[dict[str, Any]]]:
+    """Run every case on the demo database at `url` (it only reads), on an app with `settings`."""
     from sqlalchemy import select
 
     from db import models as m
     from schema.base import to_global_id
     from tests.conftest import make_api
 
-    api = await make_api(url)
+    api = await make_api(url, **settings)
     try:
         rows = await api.rows(select(m.User.email, m.Partner.name).join(m.Partner, m.Partner.id == m.User.partner_id))
         retired = await api.rows(select(m.Plan.id).where(m.Plan.retired.is_(True)).order_by(m.Plan.id))
@@ -370,6 +370,8 @@ async def run_all(url: str) -> dict[str, list[dict[str, Any]]]:
     finally:
         await api.http.aclose()
         await api.engine.dispose()
+        if api.app.app.state.revampd.tracing is not None:
+            api.app.app.state.revampd.tracing.shutdown()  # sends what is left
 
 
 def sqlite_url(directory: str) -> str:

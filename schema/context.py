@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from resolvers.loaders import Loaders
-from server.settings import Settings
+from schema.loaders import Loaders
 from services.access import Principal
+from services.payments import SandboxLag
+
+
+class ContextSettings(Protocol):
+    """What resolvers read of the settings (server.settings.Settings has it): the gateways to
+    call, and page sizes."""
+
+    @property
+    def payment_gateway(self) -> str: ...
+    @property
+    def payment_sandbox_lag(self) -> SandboxLag: ...
+    @property
+    def bank_gateway(self) -> str: ...
+    @property
+    def bank_sandbox_lag(self) -> SandboxLag: ...
+    @property
+    def default_page_size(self) -> int: ...
+    @property
+    def max_page_size(self) -> int: ...
 
 
 @dataclass
 class Context:
-    settings: Settings
+    settings: ContextSettings
     principal: Principal
     # Reads: one session per request, through the loaders.
     db: AsyncSession
