@@ -642,7 +642,7 @@ def _ints(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute: SQLite "
-                        "(unless --only postgresql), one round of 0.5 s, one connection, 0.3 s per document")
+                        "(unless --only postgresql), one round of 0.4 s, one connection, 0.2 s per document")
     parser.add_argument("--seconds", type=float, help="length of one round of one side (3)")
     parser.add_argument("--rounds", type=int, help="(3)")
     parser.add_argument("--first", type=_ints, default=[10, 100], help="page sizes, e.g. 10,100")
@@ -655,7 +655,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     args = parser.parse_args()
-    quick = {"seconds": 0.5, "rounds": 1, "connections": [1], "doc_seconds": 0.3}
+    quick = {"seconds": 0.4, "rounds": 1, "connections": [1], "doc_seconds": 0.2}
     full = {"seconds": 3.0, "rounds": 3, "connections": [1, 8, 32], "doc_seconds": 1.0}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
