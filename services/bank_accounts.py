@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import IN_FLIGHT
 from services import idempotency, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayUnavailable, LinkedAccount
@@ -331,7 +332,7 @@ async def unlink(
     account = await _live_account(session, connection.id, bank_account_id, lock=True)
     count, amount = (await session.execute(
         select(func.count(), func.coalesce(func.sum(m.BankTransfer.amount), 0)).where(
-            m.BankTransfer.bank_account_id == account.id, m.BankTransfer.status.in_(m.IN_FLIGHT)
+            m.BankTransfer.bank_account_id == account.id, m.BankTransfer.status.in_(IN_FLIGHT)
         )
     )).one()
     if count:

@@ -37,9 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
+from db.states import CreditStatus, InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
 from services import card_payments, invoices, ledger
 from services.access import Principal, Role
-from services.enums import CreditStatus, InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
 from services.errors import DomainError, ErrorCode, NotFound
 from services.payments import PaymentGateway
 from services.wallet import apply_pending_affiliate_payouts

@@ -30,9 +30,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import PaymentMethod
 from services import idempotency, invoices, ledger
 from services.access import Principal, Role
-from services.enums import PaymentMethod
 from services.errors import DomainError, ErrorCode, NotFound
 from services.payments import ChargeResult, GatewayError, PaymentGateway
 

@@ -34,10 +34,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import SubOrgTransactionKind
 from services import idempotency, ledger, money, payouts
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway
-from services.enums import SubOrgTransactionKind
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 log = logging.getLogger("revampd.earnings")

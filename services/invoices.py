@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import InvoiceStatus, InvoiceType, PaymentMethod
 from services import idempotency, ledger, money
 from services.access import Principal, Role
-from services.enums import InvoiceStatus, InvoiceType, PaymentMethod
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 S = InvoiceStatus

@@ -35,10 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from db import models as m
+from db.states import PARTNER_ACCOUNT_KINDS, SYSTEM_ACCOUNT_KINDS
 from services import money
 from services.errors import DomainError, ErrorCode
 
-PARTNER_KINDS = frozenset(m.PARTNER_ACCOUNT_KINDS)
+PARTNER_KINDS = frozenset(PARTNER_ACCOUNT_KINDS)
 
 
 @dataclass(frozen=True)
@@ -335,7 +336,7 @@ def receivable_of(invoice: m.Invoice) -> Account:
 
 
 def system_part(kind: str, currency: str, connection_id: int) -> Account:
-    assert kind in m.SYSTEM_ACCOUNT_KINDS, kind
+    assert kind in SYSTEM_ACCOUNT_KINDS, kind
     return Account(f"{kind}:{currency}:{connection_id}", kind, currency)
 
 
@@ -367,7 +368,7 @@ async def system_account(
     of its own: no row that every Partner's movements would take turns on (post() locks
     each account it touches). Revampd's balance of a kind is the sum of its parts
     (`system_totals`, `revampd-bff ledger totals`)."""
-    assert kind in m.SYSTEM_ACCOUNT_KINDS, kind
+    assert kind in SYSTEM_ACCOUNT_KINDS, kind
     return await account(session, f"{kind}:{currency}:{connection_id}", kind, currency, now=now)
 
 
@@ -387,7 +388,7 @@ async def system_totals(session: AsyncSession) -> list[SystemTotal]:
     A = m.LedgerAccount
     rows = await session.execute(
         select(A.kind, A.currency_code, func.sum(A.balance), func.sum(A.pending), func.count())
-        .where(A.kind.in_(m.SYSTEM_ACCOUNT_KINDS)).group_by(A.kind, A.currency_code)
+        .where(A.kind.in_(SYSTEM_ACCOUNT_KINDS)).group_by(A.kind, A.currency_code)
         .order_by(A.kind, A.currency_code)
     )
     return [SystemTotal(kind, currency, int(balance), int(pending), n) for kind, currency, balance, pending, n in rows]

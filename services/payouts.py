@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import IN_FLIGHT
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayTransfer, GatewayUnavailable
@@ -645,7 +646,7 @@ async def _cancelable(session: AsyncSession, principal: Principal, transfer_id: 
 async def in_flight(session: AsyncSession) -> list[int]:
     """Ids of the transfers still PENDING or IN_TRANSIT, oldest first."""
     return list(await session.scalars(
-        select(m.BankTransfer.id).where(m.BankTransfer.status.in_(m.IN_FLIGHT)).order_by(m.BankTransfer.id)
+        select(m.BankTransfer.id).where(m.BankTransfer.status.in_(IN_FLIGHT)).order_by(m.BankTransfer.id)
     ))
 
 
@@ -659,7 +660,7 @@ async def sync_one(
     at = _now(now)
     async with writes() as session:
         transfer = await session.get(m.BankTransfer, transfer_id)
-    if transfer is None or transfer.status not in m.IN_FLIGHT:
+    if transfer is None or transfer.status not in IN_FLIGHT:
         return "unchanged"
     if transfer.gateway_ref is None:
         sent = await submit(writes, gateway, transfer_id, at)

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import PlanChangeKind, SubscriptionStatus
 from services import money
 from services.access import Principal, Role
-from services.enums import PlanChangeKind, SubscriptionStatus
 from services.errors import DomainError, ErrorCode, NotFound
 
 

@@ -9,15 +9,15 @@ see, not even the ticket's timestamps.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import SubjectKind as SubjectKind
+from db.states import TicketPriority, TicketStatus
 from services import idempotency
 from services.access import Principal, Role
-from services.enums import TicketPriority, TicketStatus
 from services.errors import DomainError, ErrorCode, NotFound
 
 MAX_TITLE = 200
@@ -32,8 +32,8 @@ MOVES: dict[TicketStatus, tuple[TicketStatus, ...]] = {
     S.CLOSED: (),
 }
 
-SubjectKind = Literal["invoice", "payout"]
-_SUBJECTS: dict[str, tuple[type[m.Invoice] | type[m.Payout], str]] = {
+
+_SUBJECTS: dict[SubjectKind, tuple[type[m.Invoice] | type[m.Payout], str]] = {
     "invoice": (m.Invoice, "Invoice"),
     "payout": (m.Payout, "Payout"),
 }

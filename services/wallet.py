@@ -21,9 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import CreditStatus, WalletAdjustmentKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
-from services.enums import CreditStatus, WalletAdjustmentKind
 from services.errors import DomainError, ErrorCode, NotFound
 
 MAX_MEMO = 500

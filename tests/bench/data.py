@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import InvoiceType, PaymentMethod
 from services import invoices, money, payouts
 from services import ledger as L
 from services.access import Principal, Role
 from services.bank_gateway import GatewayTransfer
-from services.enums import InvoiceType, PaymentMethod
 
 PARTNER = "Northwind Agency"
 OWNER = "owner@northwind.example"
