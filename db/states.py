@@ -3,11 +3,11 @@ rules and the graph's enums (schema/enums.py, which describes each value) are ma
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, get_args
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     PARTNER_ADMIN = "PARTNER_ADMIN"
     PARTNER_MEMBER = "PARTNER_MEMBER"
     SUPPORT = "SUPPORT"
@@ -19,24 +19,24 @@ STAFF_ROLES = (Role.SUPPORT, Role.BILLING_ADMIN)
 PARTNER_ROLES = (Role.PARTNER_ADMIN, Role.PARTNER_MEMBER)
 
 
-class SubscriptionStatus(str, Enum):
+class SubscriptionStatus(StrEnum):
     ACTIVE = "ACTIVE"
     CANCELED = "CANCELED"
 
 
-class PlanChangeKind(str, Enum):
+class PlanChangeKind(StrEnum):
     UPGRADE = "UPGRADE"
     DOWNGRADE = "DOWNGRADE"
     CANCEL = "CANCEL"
 
 
-class InvoiceType(str, Enum):
+class InvoiceType(StrEnum):
     SUBSCRIPTION = "SUBSCRIPTION"
     ADD_ON = "ADD_ON"
     ONE_TIME = "ONE_TIME"
 
 
-class InvoiceStatus(str, Enum):
+class InvoiceStatus(StrEnum):
     DRAFT = "DRAFT"
     OPEN = "OPEN"
     PAID = "PAID"
@@ -44,7 +44,7 @@ class InvoiceStatus(str, Enum):
     UNCOLLECTIBLE = "UNCOLLECTIBLE"
 
 
-class PaymentMethod(str, Enum):
+class PaymentMethod(StrEnum):
     WALLET = "WALLET"
     CARD = "CARD"
     BANK_TRANSFER = "BANK_TRANSFER"
@@ -56,13 +56,13 @@ class PaymentMethod(str, Enum):
 PAYMENT_METHODS = tuple(p for p in PaymentMethod if p is not PaymentMethod.MIXED)
 
 
-class CardChargeStatus(str, Enum):
+class CardChargeStatus(StrEnum):
     PENDING = "PENDING"
     SUCCEEDED = "SUCCEEDED"
     DECLINED = "DECLINED"
 
 
-class AccountKind(str, Enum):
+class AccountKind(StrEnum):
     """Accounts of the double-entry ledger (services/ledger.py). A Partner's accounts (its
     WALLET, one PAYOUT per payout) never go below zero; RECEIVABLE (one per invoice: minus
     what is still due) and Revampd's own accounts (the rest) may."""
@@ -84,7 +84,7 @@ CONNECTION_ACCOUNT_KINDS = (*PARTNER_ACCOUNT_KINDS, AccountKind.RECEIVABLE)
 SYSTEM_ACCOUNT_KINDS = tuple(k for k in AccountKind if k not in CONNECTION_ACCOUNT_KINDS)
 
 
-class TransferKind(str, Enum):
+class TransferKind(StrEnum):
     INVOICE_ISSUED = "INVOICE_ISSUED"
     INVOICE_PAYMENT = "INVOICE_PAYMENT"
     INVOICE_VOID = "INVOICE_VOID"
@@ -99,7 +99,7 @@ class TransferKind(str, Enum):
     BANK_RETURN = "BANK_RETURN"
 
 
-class TransferPhase(str, Enum):
+class TransferPhase(StrEnum):
     """POSTED moves money at once. PENDING reserves it on the debit account; exactly one later
     transfer naming it (pending_id) posts it (POST_PENDING) or releases it (VOID_PENDING)."""
 
@@ -114,7 +114,7 @@ MOVING_PHASES = (TransferPhase.POSTED, TransferPhase.POST_PENDING)
 RESOLVING_PHASES = (TransferPhase.POST_PENDING, TransferPhase.VOID_PENDING)
 
 
-class WalletEntryKind(str, Enum):
+class WalletEntryKind(StrEnum):
     """The kinds of transfer (TransferKind) that move a wallet's money."""
 
     AFFILIATE_PAYOUT = "AFFILIATE_PAYOUT"
@@ -125,24 +125,24 @@ class WalletEntryKind(str, Enum):
     REVERSAL = "REVERSAL"
 
 
-class WalletAdjustmentKind(str, Enum):
+class WalletAdjustmentKind(StrEnum):
     """What Revampd billing credits (or takes back): the kinds of adjustWallet."""
 
     MANUAL_ADJUSTMENT = "MANUAL_ADJUSTMENT"
     REVENUE_SHARE = "REVENUE_SHARE"
 
 
-class PayoutPeriodType(str, Enum):
+class PayoutPeriodType(StrEnum):
     WEEKLY = "WEEKLY"
     MONTHLY = "MONTHLY"
 
 
-class CreditStatus(str, Enum):
+class CreditStatus(StrEnum):
     PENDING = "PENDING"
     APPLIED = "APPLIED"
 
 
-class PayoutStatus(str, Enum):
+class PayoutStatus(StrEnum):
     """AVAILABLE: nothing disposed of yet; PARTIALLY_DISPOSED: some still available;
     PROCESSING: none available, a bank transfer in flight; COMPLETED: all paid out."""
 
@@ -152,13 +152,13 @@ class PayoutStatus(str, Enum):
     COMPLETED = "COMPLETED"
 
 
-class PayoutDisposition(str, Enum):
+class PayoutDisposition(StrEnum):
     CREDIT = "CREDIT"
     TRANSFER = "TRANSFER"
     SPLIT = "SPLIT"
 
 
-class PayoutMode(str, Enum):
+class PayoutMode(StrEnum):
     """What happens to a new payout (a connection's payout preference; MANUAL is stored as none)."""
 
     MANUAL = "MANUAL"
@@ -167,7 +167,7 @@ class PayoutMode(str, Enum):
     SPLIT = "SPLIT"
 
 
-class TransferStatus(str, Enum):
+class TransferStatus(StrEnum):
     PENDING = "PENDING"
     IN_TRANSIT = "IN_TRANSIT"
     PAID = "PAID"
@@ -180,7 +180,7 @@ class TransferStatus(str, Enum):
 IN_FLIGHT = (TransferStatus.PENDING, TransferStatus.IN_TRANSIT)
 
 
-class TransferEventSource(str, Enum):
+class TransferEventSource(StrEnum):
     """Where a bank transfer's status change came from."""
 
     WEBHOOK = "WEBHOOK"
@@ -189,19 +189,19 @@ class TransferEventSource(str, Enum):
     PARTNER = "PARTNER"
 
 
-class SubOrgTransactionKind(str, Enum):
+class SubOrgTransactionKind(StrEnum):
     SUBSCRIPTION = "SUBSCRIPTION"
     USAGE = "USAGE"
 
 
-class TicketStatus(str, Enum):
+class TicketStatus(StrEnum):
     OPEN = "OPEN"
     IN_PROGRESS = "IN_PROGRESS"
     RESOLVED = "RESOLVED"
     CLOSED = "CLOSED"
 
 
-class TicketPriority(str, Enum):
+class TicketPriority(StrEnum):
     LOW = "LOW"
     MEDIUM = "MEDIUM"
     HIGH = "HIGH"

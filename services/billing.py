@@ -37,7 +37,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
-from db.states import CreditStatus, InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
+from db.states import (
+    AccountKind,
+    CreditStatus,
+    InvoiceStatus,
+    InvoiceType,
+    PaymentMethod,
+    PlanChangeKind,
+    SubscriptionStatus,
+)
 from services import card_payments, invoices, ledger
 from services.access import Principal, Role
 from services.errors import DomainError, ErrorCode, NotFound
@@ -298,7 +306,7 @@ async def _open_and_collect(
     from_wallet = settings.billing_pay_from_wallet
     found = await ledger.accounts(session, [
         account for connection, invoice, _ in new for account in (
-            ledger.receivable_of(invoice), ledger.system_part("REVAMPD_REVENUE", invoice.currency_code, connection.id),
+            ledger.receivable_of(invoice), ledger.system_part(AccountKind.REVAMPD_REVENUE, invoice.currency_code, connection.id),
             *([ledger.wallet_of(connection)] if from_wallet else []),
         )
     ], now)
@@ -312,7 +320,7 @@ async def _open_and_collect(
     moves, paying = [], []
     for connection, invoice, _ in new:
         receivable = found[ledger.receivable_of(invoice).code]
-        revenue = found[ledger.system_part("REVAMPD_REVENUE", invoice.currency_code, connection.id).code]
+        revenue = found[ledger.system_part(AccountKind.REVAMPD_REVENUE, invoice.currency_code, connection.id).code]
         moves.append(invoices.issued(invoice, receivable.id, revenue.id))
         collection = Collection(invoice)
         billed[connection.id].collection = collection

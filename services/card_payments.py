@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
-from db.states import PaymentMethod
+from db.states import AccountKind, CardChargeStatus, PaymentMethod
 from services import idempotency, invoices, ledger
 from services.access import Principal, Role
 from services.errors import DomainError, ErrorCode, NotFound
@@ -38,7 +38,7 @@ from services.payments import ChargeResult, GatewayError, PaymentGateway
 
 log = logging.getLogger("revampd.payments")
 
-PENDING, SUCCEEDED, DECLINED = "PENDING", "SUCCEEDED", "DECLINED"
+PENDING, SUCCEEDED, DECLINED = CardChargeStatus.PENDING, CardChargeStatus.SUCCEEDED, CardChargeStatus.DECLINED
 
 
 def _now(now: datetime | None) -> datetime:
@@ -157,7 +157,7 @@ async def settle_many(
         invoices.require_open(bills[c.invoice_id])
         assert invoices.amount_due(bills[c.invoice_id]) >= c.amount, f"card charge {c.id} exceeds what is due"
     # Each payment: from the card processor's part for the invoice's connection into its receivable.
-    ends = [(ledger.system_part("CARD_PROCESSOR", c.currency_code, bills[c.invoice_id].connection_id),
+    ends = [(ledger.system_part(AccountKind.CARD_PROCESSOR, c.currency_code, bills[c.invoice_id].connection_id),
              ledger.receivable_of(bills[c.invoice_id])) for c in made]
     found = await ledger.accounts(session, [account for pair in ends for account in pair], now)
     rows = await ledger.post(session, [

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
-from db.states import InvoiceStatus, InvoiceType, PaymentMethod
+from db.states import AccountKind, CardChargeStatus, InvoiceStatus, InvoiceType, PaymentMethod, TransferKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
@@ -121,7 +121,7 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
     at = _now(now)
     # An invoice's receivable is made as it opens.
     receivable = await ledger.receivable_account(session, invoice, at, likely_new=True)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
+    revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
     await ledger.post(session, [issued(invoice, receivable.id, revenue.id)], now=at)
     opened(invoice, at)
 
@@ -129,7 +129,7 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
 def issued(invoice: m.Invoice, receivable_id: int, revenue_id: int) -> ledger.Transfer:
     """The INVOICE_ISSUED transfer that opens a DRAFT invoice: its total is owed."""
     return ledger.Transfer(
-        f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable_id, revenue_id, invoice.total,
+        f"invoice:{invoice.id}:issued", TransferKind.INVOICE_ISSUED, receivable_id, revenue_id, invoice.total,
         memo=f"Invoice {invoice.number}", invoice_id=invoice.id,
     )
 
@@ -161,7 +161,7 @@ def require_open(invoice: m.Invoice) -> None:
 async def charge_pending(session: AsyncSession, invoice_id: int) -> bool:
     """A card charge of the invoice waits for the processor's answer (services.card_payments)."""
     return bool(await session.scalar(select(m.CardCharge.id).where(
-        m.CardCharge.invoice_id == invoice_id, m.CardCharge.status == "PENDING")))
+        m.CardCharge.invoice_id == invoice_id, m.CardCharge.status == CardChargeStatus.PENDING)))
 
 
 async def in_progress(session: AsyncSession, invoice: m.Invoice) -> None:
@@ -220,7 +220,7 @@ def payment_transfer(
 ) -> ledger.Transfer:
     """The INVOICE_PAYMENT transfer of `amount` from `source_id` into the invoice."""
     return ledger.Transfer(
-        key, "INVOICE_PAYMENT", source_id, receivable_id, amount, memo=f"Payment of {invoice.number}",
+        key, TransferKind.INVOICE_PAYMENT, source_id, receivable_id, amount, memo=f"Payment of {invoice.number}",
         invoice_id=invoice.id, created_by_id=by,
     )
 
@@ -322,23 +322,23 @@ async def void(
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
     receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
+    revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
     wallet = await ledger.wallet_account(session, connection, at)
     from_wallet = sum(
         p.amount for p in await session.scalars(
-            select(m.InvoicePayment).where(m.InvoicePayment.invoice_id == invoice.id, m.InvoicePayment.method == "WALLET")
+            select(m.InvoicePayment).where(m.InvoicePayment.invoice_id == invoice.id, m.InvoicePayment.method == PaymentMethod.WALLET)
         )
     )
     transfers = []
     if from_wallet:
         transfers.append(ledger.Transfer(
-            f"invoice:{invoice.id}:void:refund", "REVERSAL", receivable.id, wallet.id, from_wallet,
+            f"invoice:{invoice.id}:void:refund", TransferKind.REVERSAL, receivable.id, wallet.id, from_wallet,
             memo=f"Refund of {invoice.number} (void)", invoice_id=invoice.id, created_by_id=principal.user_id,
         ))
     written_off = amount_due(invoice) + from_wallet
     if written_off:
         transfers.append(ledger.Transfer(
-            f"invoice:{invoice.id}:void", "INVOICE_VOID", revenue.id, receivable.id, written_off,
+            f"invoice:{invoice.id}:void", TransferKind.INVOICE_VOID, revenue.id, receivable.id, written_off,
             memo=f"Invoice {invoice.number} void: {text}", invoice_id=invoice.id, created_by_id=principal.user_id,
         ))
     await ledger.post(session, transfers, now=at)
@@ -366,9 +366,9 @@ async def mark_uncollectible(
     at = _now(now)
     due = amount_due(invoice)
     receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
+    revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
     await ledger.post(session, [ledger.Transfer(
-        f"invoice:{invoice.id}:uncollectible", "INVOICE_UNCOLLECTIBLE", revenue.id, receivable.id, due,
+        f"invoice:{invoice.id}:uncollectible", TransferKind.INVOICE_UNCOLLECTIBLE, revenue.id, receivable.id, due,
         memo=f"Invoice {invoice.number} uncollectible", invoice_id=invoice.id,
         created_by_id=principal.user_id if principal else None,
     )], now=at)

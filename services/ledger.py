@@ -35,7 +35,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from db import models as m
-from db.states import PARTNER_ACCOUNT_KINDS, SYSTEM_ACCOUNT_KINDS
+from db.states import (
+    MOVING_PHASES,
+    PARTNER_ACCOUNT_KINDS,
+    SYSTEM_ACCOUNT_KINDS,
+    AccountKind,
+    CardChargeStatus,
+    CreditStatus,
+    InvoiceStatus,
+    PaymentMethod,
+    TransferKind,
+    TransferPhase,
+    TransferStatus,
+)
 from services import money
 from services.errors import DomainError, ErrorCode
 
@@ -51,7 +63,7 @@ class Transfer:
     """
 
     key: str
-    kind: str
+    kind: TransferKind
     debit: int
     credit: int
     amount: int
@@ -65,10 +77,10 @@ class Transfer:
     void: bool = False
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> TransferPhase:
         if self.resolves is not None:
-            return "VOID_PENDING" if self.void else "POST_PENDING"
-        return "PENDING" if self.pending else "POSTED"
+            return TransferPhase.VOID_PENDING if self.void else TransferPhase.POST_PENDING
+        return TransferPhase.PENDING if self.pending else TransferPhase.POSTED
 
     def same_as(self, row: m.LedgerTransfer) -> bool:
         return (row.kind, row.phase, row.debit_account_id, row.credit_account_id, row.amount, row.pending_id) == (
@@ -80,7 +92,7 @@ class InsufficientFunds(DomainError):
     """A Partner's account would go below zero; says what it holds and what is missing."""
 
     def __init__(self, account: m.LedgerAccount, available: int, short: int) -> None:
-        what = "wallet" if account.kind == "WALLET" else "payout"
+        what = "wallet" if account.kind == AccountKind.WALLET else "payout"
         cur = account.currency_code
         super().__init__(
             ErrorCode.INSUFFICIENT_FUNDS,
@@ -177,12 +189,12 @@ async def post(
     balance = {a.id: a.balance for a in locked}
     pending = {a.id: a.pending for a in locked}
     for t in transfers:
-        if t.phase == "PENDING":
+        if t.phase is TransferPhase.PENDING:
             pending[t.debit] += t.amount
-        elif t.phase == "VOID_PENDING":
+        elif t.phase is TransferPhase.VOID_PENDING:
             pending[t.debit] -= t.amount
         else:
-            if t.phase == "POST_PENDING":
+            if t.phase is TransferPhase.POST_PENDING:
                 pending[t.debit] -= t.amount
             balance[t.debit] -= t.amount
             balance[t.credit] += t.amount
@@ -232,7 +244,7 @@ async def _pending_transfers(
     found = {
         row.id: row
         for row in await session.scalars(
-            select(m.LedgerTransfer).where(m.LedgerTransfer.id.in_(wanted), m.LedgerTransfer.phase == "PENDING")
+            select(m.LedgerTransfer).where(m.LedgerTransfer.id.in_(wanted), m.LedgerTransfer.phase == TransferPhase.PENDING)
         )
     }
     if len(found) != len(wanted):
@@ -277,7 +289,7 @@ def _write_entries(
 
 
 def _moves(row: m.LedgerTransfer) -> bool:
-    return row.phase in ("POSTED", "POST_PENDING")
+    return row.phase in MOVING_PHASES
 
 
 # ---- Accounts ------------------------------------------------------------------
@@ -328,14 +340,14 @@ class Account:
 
 
 def wallet_of(connection: m.Connection) -> Account:
-    return Account(f"wallet:{connection.id}", "WALLET", connection.currency_code, connection.id)
+    return Account(f"wallet:{connection.id}", AccountKind.WALLET, connection.currency_code, connection.id)
 
 
 def receivable_of(invoice: m.Invoice) -> Account:
-    return Account(f"receivable:{invoice.id}", "RECEIVABLE", invoice.currency_code, invoice.connection_id, invoice.id)
+    return Account(f"receivable:{invoice.id}", AccountKind.RECEIVABLE, invoice.currency_code, invoice.connection_id, invoice.id)
 
 
-def system_part(kind: str, currency: str, connection_id: int) -> Account:
+def system_part(kind: AccountKind, currency: str, connection_id: int) -> Account:
     assert kind in SYSTEM_ACCOUNT_KINDS, kind
     return Account(f"{kind}:{currency}:{connection_id}", kind, currency)
 
@@ -359,7 +371,7 @@ async def accounts(session: AsyncSession, wanted: Sequence[Account], now: dateti
 
 
 async def system_account(
-    session: AsyncSession, kind: str, currency: str, connection_id: int, now: datetime | None = None
+    session: AsyncSession, kind: AccountKind, currency: str, connection_id: int, now: datetime | None = None
 ) -> m.LedgerAccount:
     """One of Revampd's own accounts in `currency`: its part for one connection.
 
@@ -398,7 +410,7 @@ async def wallet_account(
     session: AsyncSession, connection: m.Connection, now: datetime | None = None
 ) -> m.LedgerAccount:
     return await account(
-        session, f"wallet:{connection.id}", "WALLET", connection.currency_code, connection_id=connection.id,
+        session, f"wallet:{connection.id}", AccountKind.WALLET, connection.currency_code, connection_id=connection.id,
         now=now,
     )
 
@@ -407,7 +419,7 @@ async def receivable_account(
     session: AsyncSession, invoice: m.Invoice, now: datetime | None = None, *, likely_new: bool = False
 ) -> m.LedgerAccount:
     return await account(
-        session, f"receivable:{invoice.id}", "RECEIVABLE", invoice.currency_code,
+        session, f"receivable:{invoice.id}", AccountKind.RECEIVABLE, invoice.currency_code,
         connection_id=invoice.connection_id, invoice_id=invoice.id, now=now, likely_new=likely_new,
     )
 
@@ -516,8 +528,8 @@ async def verify(session: AsyncSession) -> list[str]:
     for key, phase, n, net in await session.execute(
         select(T.key, T.phase, sides.c.n, sides.c.net).outerjoin(sides, sides.c.transfer_id == T.id).where(
             or_(
-                and_(T.phase.in_(("POSTED", "POST_PENDING")), or_(sides.c.n.is_(None), sides.c.n != 2, sides.c.net != 0)),
-                and_(T.phase.in_(("PENDING", "VOID_PENDING")), sides.c.n.is_not(None)),
+                and_(T.phase.in_(MOVING_PHASES), or_(sides.c.n.is_(None), sides.c.n != 2, sides.c.net != 0)),
+                and_(T.phase.in_((TransferPhase.PENDING, TransferPhase.VOID_PENDING)), sides.c.n.is_not(None)),
             )
         )
     ):
@@ -526,7 +538,7 @@ async def verify(session: AsyncSession) -> list[str]:
     open_pending = (
         select(T.debit_account_id.label("account_id"), func.sum(T.amount).label("reserved"))
         .outerjoin(resolution, resolution.pending_id == T.id)
-        .where(T.phase == "PENDING", resolution.id.is_(None))
+        .where(T.phase == TransferPhase.PENDING, resolution.id.is_(None))
         .group_by(T.debit_account_id).subquery()
     )
     for code, pending, reserved in await session.execute(
@@ -552,8 +564,8 @@ async def _verify_card_charges(session: AsyncSession) -> list[str]:
             select(C.id, C.status, C.amount, C.invoice_id, P.id, P.amount, P.method, P.invoice_id)
             .outerjoin(P, P.id == C.payment_id)
         )
-        if (status == "SUCCEEDED") != (pid is not None)
-        or pid is not None and (paid, method, into) != (amount, "CARD", invoice_id)
+        if (status == CardChargeStatus.SUCCEEDED) != (pid is not None)
+        or pid is not None and (paid, method, into) != (amount, PaymentMethod.CARD, invoice_id)
     ]
 
 
@@ -563,12 +575,12 @@ async def _verify_invoices(session: AsyncSession) -> list[str]:
     paid = (
         select(
             A.invoice_id,
-            func.sum(case((and_(T.kind == "INVOICE_PAYMENT", T.credit_account_id == A.id), T.amount), else_=0)
-                     - case((and_(T.kind == "REVERSAL", T.debit_account_id == A.id), T.amount), else_=0))
+            func.sum(case((and_(T.kind == TransferKind.INVOICE_PAYMENT, T.credit_account_id == A.id), T.amount), else_=0)
+                     - case((and_(T.kind == TransferKind.REVERSAL, T.debit_account_id == A.id), T.amount), else_=0))
             .label("paid"),
         )
         .join(T, or_(T.credit_account_id == A.id, T.debit_account_id == A.id))
-        .where(A.kind == "RECEIVABLE", T.phase.in_(("POSTED", "POST_PENDING")))
+        .where(A.kind == AccountKind.RECEIVABLE, T.phase.in_(MOVING_PHASES))
         .group_by(A.invoice_id).subquery()
     )
     for number, status, total, amount_paid, ledger_paid, due in await session.execute(
@@ -577,14 +589,15 @@ async def _verify_invoices(session: AsyncSession) -> list[str]:
         .outerjoin(A, A.invoice_id == Inv.id)
     ):
         ledger_paid = ledger_paid or 0
-        expected_due = 0 if status in ("VOID", "UNCOLLECTIBLE") or (status == "DRAFT" and due is None) else total - amount_paid
+        written_off = status in (InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
+        expected_due = 0 if written_off or (status == InvoiceStatus.DRAFT and due is None) else total - amount_paid
         if amount_paid != ledger_paid:
             problems.append(f"invoice {number}: amount paid {amount_paid}, the ledger says {ledger_paid}")
         elif (due or 0) != expected_due:
             problems.append(f"invoice {number} ({status}): {due or 0} still due in the ledger, expected {expected_due}")
     for pid, number, amount, t_amount, kind in await session.execute(
         select(P.id, Inv.number, P.amount, T.amount, T.kind).join(Inv, Inv.id == P.invoice_id)
-        .join(T, T.id == P.transfer_id).where(or_(T.amount != P.amount, T.kind != "INVOICE_PAYMENT", T.invoice_id != P.invoice_id))
+        .join(T, T.id == P.transfer_id).where(or_(T.amount != P.amount, T.kind != TransferKind.INVOICE_PAYMENT, T.invoice_id != P.invoice_id))
     ):
         problems.append(f"payment {pid} of invoice {number}: {amount}, but its transfer is a {kind} of {t_amount}")
     return problems
@@ -595,20 +608,20 @@ async def _verify_affiliate_payouts(session: AsyncSession) -> list[str]:
     T, AP, A = m.LedgerTransfer, m.AffiliatePayout, m.LedgerAccount
     credits = (
         select(T.affiliate_payout_id, func.count().label("n"), func.min(T.id).label("tid"))
-        .where(T.kind == "AFFILIATE_PAYOUT").group_by(T.affiliate_payout_id).subquery()
+        .where(T.kind == TransferKind.AFFILIATE_PAYOUT).group_by(T.affiliate_payout_id).subquery()
     )
     for ap_id, status, transfer_id, n, tid in await session.execute(
         select(AP.id, AP.credit_status, AP.transfer_id, credits.c.n, credits.c.tid)
         .outerjoin(credits, credits.c.affiliate_payout_id == AP.id)
     ):
-        if status == "APPLIED" and (n != 1 or tid != transfer_id):
+        if status == CreditStatus.APPLIED and (n != 1 or tid != transfer_id):
             problems.append(f"affiliate payout {ap_id} is APPLIED but was credited {n or 0} times")
-        if status == "PENDING" and n:
+        if status == CreditStatus.PENDING and n:
             problems.append(f"affiliate payout {ap_id} is PENDING but was credited {n} times")
     for ap_id, amount, t_amount in await session.execute(
         select(AP.id, AP.amount, T.amount)
         .join(T, T.id == AP.transfer_id).join(A, A.id == T.credit_account_id)
-        .where(or_(T.amount != AP.amount, A.kind != "WALLET", A.connection_id != AP.connection_id))
+        .where(or_(T.amount != AP.amount, A.kind != AccountKind.WALLET, A.connection_id != AP.connection_id))
     ):
         problems.append(f"affiliate payout {ap_id} of {amount} was credited {t_amount} to another account")
     return problems
@@ -622,9 +635,9 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
     moved = (
         select(
             T.payout_id,
-            func.sum(case((T.kind == "PAYOUT_CREDIT", T.amount), else_=0)).label("credited"),
-            func.sum(case((and_(T.kind == "BANK_TRANSFER", T.phase == "POST_PENDING"), T.amount),
-                          (T.kind == "BANK_RETURN", -T.amount), else_=0))
+            func.sum(case((T.kind == TransferKind.PAYOUT_CREDIT, T.amount), else_=0)).label("credited"),
+            func.sum(case((and_(T.kind == TransferKind.BANK_TRANSFER, T.phase == TransferPhase.POST_PENDING), T.amount),
+                          (T.kind == TransferKind.BANK_RETURN, -T.amount), else_=0))
             .label("paid"),
         )
         .where(T.payout_id.is_not(None)).group_by(T.payout_id).subquery()
@@ -660,8 +673,9 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
                 f"transactions add up to {row.gross}, {row.fees} and {row.net}"
             )
     resolution = aliased(T)
-    expected = {"PENDING": None, "IN_TRANSIT": None, "PAID": "POST_PENDING", "FAILED": "VOID_PENDING",
-                "CANCELED": "VOID_PENDING", "RETURNED": "POST_PENDING"}
+    TS, TP = TransferStatus, TransferPhase
+    expected: dict[str, TransferPhase | None] = {TS.PENDING: None, TS.IN_TRANSIT: None, TS.PAID: TP.POST_PENDING, TS.FAILED: TP.VOID_PENDING,
+                TS.CANCELED: TP.VOID_PENDING, TS.RETURNED: TP.POST_PENDING}
     back = aliased(T)
     for transfer_id, status, amount, reserved, phase, payout_account, bank_out, returned in await session.execute(
         select(B.id, B.status, B.amount, T.amount, resolution.phase, T.debit_account_id, T.credit_account_id,
@@ -675,9 +689,9 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
                 f"{'resolved as ' + phase if phase else 'unresolved'}"
             )
         # Returned: one BANK_RETURN of its amount from where it went back to its payout; else none.
-        if (status == "RETURNED") != (returned is not None) or returned is not None and (
+        if (status == TransferStatus.RETURNED) != (returned is not None) or returned is not None and (
             (returned.kind, returned.phase, returned.amount, returned.debit_account_id, returned.credit_account_id)
-            != ("BANK_RETURN", "POSTED", amount, bank_out, payout_account)
+            != (TransferKind.BANK_RETURN, TransferPhase.POSTED, amount, bank_out, payout_account)
         ):
             problems.append(
                 f"bank transfer {transfer_id} of {amount} is {status}, but "
@@ -685,7 +699,7 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
                    if returned is not None else "no ledger transfer returns it")
             )
     strays = await session.scalars(
-        select(T.id).where(T.kind == "BANK_RETURN").outerjoin(B, B.return_transfer_id == T.id).where(B.id.is_(None))
+        select(T.id).where(T.kind == TransferKind.BANK_RETURN).outerjoin(B, B.return_transfer_id == T.id).where(B.id.is_(None))
     )
     problems += [f"ledger transfer {tid} returns no bank transfer" for tid in strays]
     return problems

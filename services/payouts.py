@@ -36,7 +36,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
-from db.states import IN_FLIGHT
+from db.states import (
+    IN_FLIGHT,
+    AccountKind,
+    PayoutMode,
+    PayoutStatus,
+    TransferEventSource,
+    TransferKind,
+    TransferStatus,
+)
+from db.states import PayoutDisposition as DispositionKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayTransfer, GatewayUnavailable
@@ -44,8 +53,9 @@ from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 # A transfer's statuses in the order it may move through them: never backwards. RETURNED
 # follows PAID only (money that never left cannot come back).
-RANK = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2, "RETURNED": 3}
-FINAL = ("PAID", "FAILED", "CANCELED")
+TS = TransferStatus
+RANK: dict[str, int] = {TS.PENDING: 0, TS.IN_TRANSIT: 1, TS.PAID: 2, TS.FAILED: 2, TS.CANCELED: 2, TS.RETURNED: 3}
+FINAL = (TS.PAID, TS.FAILED, TS.CANCELED)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -71,7 +81,7 @@ def account_code(payout_id: int) -> str:
 
 async def payout_account(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.LedgerAccount:
     return await ledger.account(
-        session, account_code(payout.id), "PAYOUT", payout.currency_code, connection_id=payout.connection_id,
+        session, account_code(payout.id), AccountKind.PAYOUT, payout.currency_code, connection_id=payout.connection_id,
         payout_id=payout.id, now=now,
     )
 
@@ -86,12 +96,12 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
     assert account is not None, f"payout {payout.id} has no ledger account"
     credited = await session.scalar(
         select(func.coalesce(func.sum(m.LedgerTransfer.amount), 0)).where(
-            m.LedgerTransfer.payout_id == payout.id, m.LedgerTransfer.kind == "PAYOUT_CREDIT"
+            m.LedgerTransfer.payout_id == payout.id, m.LedgerTransfer.kind == TransferKind.PAYOUT_CREDIT
         )
     )
     paid = await session.scalar(
         select(func.coalesce(func.sum(m.BankTransfer.amount), 0)).where(
-            m.BankTransfer.payout_id == payout.id, m.BankTransfer.status == "PAID"
+            m.BankTransfer.payout_id == payout.id, m.BankTransfer.status == TS.PAID
         )
     )
     payout.available_amount = account.balance - account.pending
@@ -101,8 +111,8 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
     payout.status = status_of(payout)
     bank = payout.bank_in_flight_amount + payout.bank_paid_amount
     payout.disposition = (
-        "SPLIT" if payout.wallet_amount and bank else "CREDIT" if payout.wallet_amount
-        else "TRANSFER" if bank else None
+        DispositionKind.SPLIT if payout.wallet_amount and bank else DispositionKind.CREDIT if payout.wallet_amount
+        else DispositionKind.TRANSFER if bank else None
     )
     if now is not None:
         payout.updated_at = now
@@ -110,12 +120,12 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
     return payout
 
 
-def status_of(p: m.Payout) -> str:
+def status_of(p: m.Payout) -> PayoutStatus:
     if p.available_amount == p.amount:
-        return "AVAILABLE"
+        return PayoutStatus.AVAILABLE
     if p.available_amount > 0:
-        return "PARTIALLY_DISPOSED"
-    return "PROCESSING" if p.bank_in_flight_amount > 0 else "COMPLETED"
+        return PayoutStatus.PARTIALLY_DISPOSED
+    return PayoutStatus.PROCESSING if p.bank_in_flight_amount > 0 else PayoutStatus.COMPLETED
 
 
 async def _locked_payout(session: AsyncSession, payout_id: int) -> m.Payout | None:
@@ -155,7 +165,7 @@ async def credit(
     key = idempotency.checked_key(idempotency_key)
     request = {"payout": payout_id, "amount": amount}
     return await idempotency.once(session, principal, CREDIT, key, request, lambda: _dispose(
-        session, principal, payout_id, "CREDIT", amount=amount, key=key, now=_now(now)))
+        session, principal, payout_id, DispositionKind.CREDIT, amount=amount, key=key, now=_now(now)))
 
 
 async def transfer(
@@ -168,7 +178,7 @@ async def transfer(
     key = idempotency.checked_key(idempotency_key)
     request = {"payout": payout_id, "amount": amount, "bankAccount": bank_account_id}
     return await idempotency.once(session, principal, TRANSFER, key, request, lambda: _dispose(
-        session, principal, payout_id, "TRANSFER", amount=amount, bank_account_id=bank_account_id, key=key,
+        session, principal, payout_id, DispositionKind.TRANSFER, amount=amount, bank_account_id=bank_account_id, key=key,
         now=_now(now)))
 
 
@@ -182,18 +192,18 @@ async def split(
     key = idempotency.checked_key(idempotency_key)
     request = {"payout": payout_id, "walletAmount": wallet_amount, "bankAccount": bank_account_id}
     return await idempotency.once(session, principal, SPLIT, key, request, lambda: _dispose(
-        session, principal, payout_id, "SPLIT", amount=wallet_amount, bank_account_id=bank_account_id, key=key,
+        session, principal, payout_id, DispositionKind.SPLIT, amount=wallet_amount, bank_account_id=bank_account_id, key=key,
         now=_now(now)))
 
 
 async def _dispose(
-    session: AsyncSession, principal: Principal, payout_id: int, kind: str, *, amount: str | None, key: str,
+    session: AsyncSession, principal: Principal, payout_id: int, kind: DispositionKind, *, amount: str | None, key: str,
     now: datetime, bank_account_id: int | None = None,
 ) -> Disposed:
     payout = await _locked_payout(session, payout_id)
     if payout is None or payout.connection_id != principal.connection_id:
         raise NotFound("Payout", "payoutId")
-    field = "walletAmount" if kind == "SPLIT" else "amount"
+    field = "walletAmount" if kind is DispositionKind.SPLIT else "amount"
     errors: list[DomainError] = []
     asked: int | None = None
     if amount is not None:
@@ -202,7 +212,7 @@ async def _dispose(
         except DomainError as err:
             errors.append(err)
     account: m.BankAccount | None = None
-    if kind != "CREDIT":
+    if kind is not DispositionKind.CREDIT:
         try:
             account = await _bank_account(session, payout.connection_id, bank_account_id)
         except DomainError as err:
@@ -212,7 +222,7 @@ async def _dispose(
     available = payout.available_amount
     if available == 0:
         raise DomainError(ErrorCode.NOTHING_AVAILABLE, _nothing_available(payout), "payoutId")
-    if kind == "SPLIT":
+    if kind is DispositionKind.SPLIT:
         assert asked is not None
         if asked >= available:
             raise DomainError(
@@ -231,7 +241,7 @@ async def _dispose(
                 f"{money.format(available, payout.currency_code)} of this payout is available.",
                 field,
             )
-        wallet_part, bank_part = (part, 0) if kind == "CREDIT" else (0, part)
+        wallet_part, bank_part = (part, 0) if kind is DispositionKind.CREDIT else (0, part)
     return await dispose(
         session, payout, wallet_part, bank_part, account, key=f"{principal.user_id}:{key}",
         created_by_id=principal.user_id, now=now,
@@ -290,14 +300,14 @@ async def dispose(
     if wallet_part:
         wallet = await ledger.wallet_account(session, connection, now)
         moves.append(ledger.Transfer(
-            f"payout:{payout.id}:{key}:wallet", "PAYOUT_CREDIT", own.id, wallet.id, wallet_part,
+            f"payout:{payout.id}:{key}:wallet", TransferKind.PAYOUT_CREDIT, own.id, wallet.id, wallet_part,
             memo=f"{label} credited to wallet", payout_id=payout.id, created_by_id=created_by_id,
         ))
     if bank_part:
         assert account is not None
-        bank_out = await ledger.system_account(session, "BANK_OUT", payout.currency_code, payout.connection_id, now)
+        bank_out = await ledger.system_account(session, AccountKind.BANK_OUT, payout.currency_code, payout.connection_id, now)
         moves.append(ledger.Transfer(
-            f"payout:{payout.id}:{key}:bank", "BANK_TRANSFER", own.id, bank_out.id, bank_part,
+            f"payout:{payout.id}:{key}:bank", TransferKind.BANK_TRANSFER, own.id, bank_out.id, bank_part,
             memo=f"{label} to the bank account ending {account.account_last4}", payout_id=payout.id,
             created_by_id=created_by_id, pending=True,
         ))
@@ -316,13 +326,14 @@ async def dispose(
     if bank_part:
         assert account is not None
         bank_transfer = m.BankTransfer(
-            payout_id=payout.id, bank_account_id=account.id, amount=bank_part, status="PENDING",
+            payout_id=payout.id, bank_account_id=account.id, amount=bank_part, status=TS.PENDING,
             pending_transfer_id=rows[-1].id, created_by_id=created_by_id, created_at=now, updated_at=now,
         )
         session.add(bank_transfer)
         await session.flush()
     disposition = m.PayoutDisposition(
-        payout_id=payout.id, kind="SPLIT" if wallet_part and bank_part else "CREDIT" if wallet_part else "TRANSFER",
+        payout_id=payout.id, kind=DispositionKind.SPLIT if wallet_part and bank_part else DispositionKind.CREDIT if wallet_part
+        else DispositionKind.TRANSFER,
         wallet_amount=wallet_part, bank_amount=bank_part, credit_transfer_id=credit_row.id if credit_row else None,
         bank_transfer_id=bank_transfer.id if bank_transfer else None, created_by_id=created_by_id, created_at=now,
     )
@@ -344,7 +355,7 @@ async def apply_preference(
     if mode is None or available == 0:
         return None
     wallet_part = (
-        available if mode == "CREDIT" else 0 if mode == "TRANSFER"
+        available if mode == PayoutMode.CREDIT else 0 if mode == PayoutMode.TRANSFER
         else money.basis_points_of(available, 100 * (connection.payout_wallet_percent or 0))
     )
     bank_part = available - wallet_part
@@ -374,7 +385,7 @@ async def set_preference(
     if connection is None:
         raise NotFound("RevampdConnection")
     errors: list[DomainError] = []
-    if mode == "SPLIT":
+    if mode == PayoutMode.SPLIT:
         if wallet_percent is None or not 1 <= wallet_percent <= 99:
             errors.append(DomainError(
                 ErrorCode.INVALID_PERCENT, "walletPercent must be a whole number from 1 to 99 for SPLIT.", "walletPercent"
@@ -383,15 +394,15 @@ async def set_preference(
         errors.append(DomainError(
             ErrorCode.INVALID_PERCENT, f"walletPercent is only for SPLIT; leave it out for {mode}.", "walletPercent"
         ))
-    if mode in ("TRANSFER", "SPLIT"):
+    if mode in (PayoutMode.TRANSFER, PayoutMode.SPLIT):
         try:
             await _bank_account(session, connection.id, None)
         except DomainError as err:
             errors.append(DomainError(err.code, f"{mode} needs a default bank account: link one first.", "mode"))
     if errors:
         raise InvalidInput(errors)
-    connection.payout_mode = None if mode == "MANUAL" else mode
-    connection.payout_wallet_percent = wallet_percent if mode == "SPLIT" else None
+    connection.payout_mode = None if mode == PayoutMode.MANUAL else mode
+    connection.payout_wallet_percent = wallet_percent if mode == PayoutMode.SPLIT else None
     if period_type is not None:
         connection.payout_period_type = period_type
     await session.flush()
@@ -432,7 +443,7 @@ async def start_sending(session: AsyncSession, transfer_id: int, now: datetime) 
     if found is None:
         return None
     payout, transfer = found
-    if transfer.gateway_ref is not None or transfer.status != "PENDING":
+    if transfer.gateway_ref is not None or transfer.status != TS.PENDING:
         return None
     account = await session.get(m.BankAccount, transfer.bank_account_id)
     assert account is not None
@@ -449,8 +460,8 @@ async def _sent(session: AsyncSession, sending: Sending, answer: GatewayTransfer
         return transfer
     transfer.gateway_ref, transfer.submitted_at = answer.ref, now
     await session.flush()
-    if answer.status != "PENDING":
-        await _record(session, f"gateway:{answer.ref}:{answer.status}", "GATEWAY", payout, transfer, answer, now, now)
+    if answer.status != TS.PENDING:
+        await _record(session, f"gateway:{answer.ref}:{answer.status}", TransferEventSource.GATEWAY, payout, transfer, answer, now, now)
     return transfer
 
 
@@ -493,15 +504,15 @@ async def reread(session: AsyncSession, disposed: Disposed) -> Disposed:
 def stamp(transfer: m.BankTransfer, answer: GatewayTransfer, at: datetime, now: datetime) -> None:
     """Set a transfer's status, the time it reached it and, when FAILED, why."""
     transfer.status, transfer.updated_at = answer.status, now
-    if answer.status == "IN_TRANSIT":
+    if answer.status == TS.IN_TRANSIT:
         transfer.in_transit_at = at
-    elif answer.status == "PAID":
+    elif answer.status == TS.PAID:
         transfer.paid_at = at
-    elif answer.status == "FAILED":
+    elif answer.status == TS.FAILED:
         transfer.failed_at = at
         transfer.failure_code = answer.failure_code or "failed"
         transfer.failure_reason = (answer.failure_reason or "The bank transfer failed.")[:300]
-    elif answer.status == "RETURNED":
+    elif answer.status == TS.RETURNED:
         transfer.returned_at = at
         transfer.return_code = answer.failure_code or "returned"
         transfer.return_reason = (answer.failure_reason or "The bank returned the transfer.")[:300]
@@ -518,30 +529,30 @@ async def _apply(
     if the return came before the paid event). False (nothing changed) for a status it is
     past, and for a return of money that never left (FAILED, CANCELED)."""
     status = answer.status
-    if RANK[status] <= RANK[transfer.status] or (status == "RETURNED" and transfer.status in ("FAILED", "CANCELED")):
+    if RANK[status] <= RANK[transfer.status] or (status == TS.RETURNED and transfer.status in (TS.FAILED, TS.CANCELED)):
         return False
     reservation = await session.get(m.LedgerTransfer, transfer.pending_transfer_id)
     assert reservation is not None
     moves = []
-    if status in FINAL or (status == "RETURNED" and transfer.status != "PAID"):
-        paid = status in ("PAID", "RETURNED")
+    if status in FINAL or (status == TS.RETURNED and transfer.status != TS.PAID):
+        paid = status in (TS.PAID, TS.RETURNED)
         moves.append(ledger.Transfer(
-            f"bank_transfer:{transfer.id}:{'paid' if paid else 'void'}", "BANK_TRANSFER",
+            f"bank_transfer:{transfer.id}:{'paid' if paid else 'void'}", TransferKind.BANK_TRANSFER,
             reservation.debit_account_id, reservation.credit_account_id, reservation.amount,
             memo=reservation.memo if paid else f"{reservation.memo}: {status.lower()}, available again",
             payout_id=payout.id, resolves=reservation.id, void=not paid,
         ))
-    if status == "RETURNED":
+    if status == TS.RETURNED:
         code = answer.failure_code or "returned"
         moves.append(ledger.Transfer(
-            f"bank_transfer:{transfer.id}:returned", "BANK_RETURN", reservation.credit_account_id,
+            f"bank_transfer:{transfer.id}:returned", TransferKind.BANK_RETURN, reservation.credit_account_id,
             reservation.debit_account_id, reservation.amount,
             memo=f"{reservation.memo}: returned by the bank ({code}), available again", payout_id=payout.id,
         ))
     stamp(transfer, answer, at, now)
     if moves:
         posted = await ledger.post(session, moves, now=now)
-        if status == "RETURNED":
+        if status == TS.RETURNED:
             transfer.return_transfer_id = posted[-1].id
     await refresh(session, payout, now)
     return True
@@ -608,8 +619,8 @@ async def cancel(
                     ErrorCode.GATEWAY_UNAVAILABLE, "This transfer is being sent to the bank and its answer is not in "
                     "yet; try again in a few minutes.", "bankTransferId",
                 )
-            unsent = GatewayTransfer(f"unsent:bt{transfer.id}", "CANCELED")
-            await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, unsent, at, at)
+            unsent = GatewayTransfer(f"unsent:bt{transfer.id}", TS.CANCELED)
+            await _record(session, f"partner:bt{transfer.id}:canceled", TransferEventSource.PARTNER, payout, transfer, unsent, at, at)
             return payout, transfer
     try:
         answer = await gateway.cancel_transfer(ref)
@@ -617,7 +628,7 @@ async def cancel(
         raise DomainError(
             ErrorCode.GATEWAY_UNAVAILABLE, "The bank transfer processor did not answer; try again.", "bankTransferId"
         ) from None
-    if answer.status != "CANCELED":
+    if answer.status != TS.CANCELED:
         raise DomainError(
             ErrorCode.NOT_CANCELABLE, "The processor has already sent this transfer; it can no longer be canceled.",
             "bankTransferId",
@@ -626,7 +637,7 @@ async def cancel(
         found = await _locked_transfer(session, transfer_id)
         assert found is not None
         payout, transfer = found
-        await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, answer, at, at)
+        await _record(session, f"partner:bt{transfer.id}:canceled", TransferEventSource.PARTNER, payout, transfer, answer, at, at)
         return payout, transfer
 
 
@@ -634,7 +645,7 @@ async def _cancelable(session: AsyncSession, principal: Principal, transfer_id: 
     found = await _locked_transfer(session, transfer_id)
     if found is None or found[0].connection_id != principal.connection_id:
         raise NotFound("Bank transfer", "bankTransferId")
-    if found[1].status != "PENDING":
+    if found[1].status != TS.PENDING:
         raise DomainError(
             ErrorCode.NOT_CANCELABLE,
             f"This transfer is {found[1].status.replace('_', ' ').lower()}; only a PENDING one can be canceled.",
@@ -672,5 +683,5 @@ async def sync_one(
     if answer.status == transfer.status:
         return "unchanged"
     async with writes() as session, session.begin():
-        outcome = await record_event(session, f"sync:{answer.ref}:{answer.status}", "SYNC", answer, at, at)
+        outcome = await record_event(session, f"sync:{answer.ref}:{answer.status}", TransferEventSource.SYNC, answer, at, at)
     return "applied" if outcome == "applied" else "unchanged"

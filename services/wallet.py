@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
-from db.states import CreditStatus, WalletAdjustmentKind
+from db.states import AccountKind, CreditStatus, TransferKind, WalletAdjustmentKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.errors import DomainError, ErrorCode, NotFound
@@ -29,9 +29,9 @@ from services.errors import DomainError, ErrorCode, NotFound
 MAX_MEMO = 500
 
 # Revampd's account that funds (or takes back) each kind of adjustment.
-FUNDED_BY: dict[WalletAdjustmentKind, str] = {
-    WalletAdjustmentKind.MANUAL_ADJUSTMENT: "ADJUSTMENTS",
-    WalletAdjustmentKind.REVENUE_SHARE: "REVENUE_SHARE",
+FUNDED_BY: dict[WalletAdjustmentKind, AccountKind] = {
+    WalletAdjustmentKind.MANUAL_ADJUSTMENT: AccountKind.ADJUSTMENTS,
+    WalletAdjustmentKind.REVENUE_SHARE: AccountKind.REVENUE_SHARE,
 }
 
 
@@ -63,7 +63,7 @@ async def _movement(session: AsyncSession, transfer_id: int) -> Movement:
             select(m.LedgerEntry, m.LedgerAccount, m.LedgerTransfer)
             .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerEntry.account_id)
             .join(m.LedgerTransfer, m.LedgerTransfer.id == m.LedgerEntry.transfer_id)
-            .where(m.LedgerEntry.transfer_id == transfer_id, m.LedgerAccount.kind == "WALLET")
+            .where(m.LedgerEntry.transfer_id == transfer_id, m.LedgerAccount.kind == AccountKind.WALLET)
         )
     ).first()
     if row is None:
@@ -145,7 +145,7 @@ async def _adjust(
     funds = await ledger.system_account(session, FUNDED_BY[kind], connection.currency_code, connection.id, now)
     debit, credit = (funds, wallet) if minor > 0 else (wallet, funds)
     transfer = ledger.Transfer(
-        adjustment_key(principal.user_id, key), kind.value, debit.id, credit.id, abs(minor), memo=memo,
+        adjustment_key(principal.user_id, key), TransferKind(kind), debit.id, credit.id, abs(minor), memo=memo,
         created_by_id=principal.user_id,
     )
     try:
@@ -190,12 +190,12 @@ async def _credit(
     if not payouts:
         return []
     wallet = await ledger.wallet_account(session, connection, now)
-    program = await ledger.system_account(session, "AFFILIATE_PROGRAM", connection.currency_code, connection.id, now)
+    program = await ledger.system_account(session, AccountKind.AFFILIATE_PROGRAM, connection.currency_code, connection.id, now)
     rows = await ledger.post(
         session,
         [
             ledger.Transfer(
-                affiliate_payout_key(p.id), "AFFILIATE_PAYOUT", program.id, wallet.id, p.amount,
+                affiliate_payout_key(p.id), TransferKind.AFFILIATE_PAYOUT, program.id, wallet.id, p.amount,
                 memo=_affiliate_memo(p), affiliate_payout_id=p.id, created_by_id=created_by_id,
             )
             for p in payouts
