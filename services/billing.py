@@ -29,7 +29,7 @@ import logging
 import re
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
@@ -48,15 +48,12 @@ from db.states import (
 )
 from services import card_payments, invoices, ledger
 from services.access import Principal, Role
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 from services.payments import PaymentGateway
 from services.wallet import apply_pending_affiliate_payouts
 
 log = logging.getLogger("revampd.billing")
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 # ---- The card on file ----------------------------------------------------------
@@ -100,7 +97,7 @@ async def update_payment_method(
     connection.card_token = token
     connection.card_brand, connection.card_last4 = card.brand, card.last4
     connection.card_exp_month, connection.card_exp_year = card.exp_month, card.exp_year
-    at = _now(now)
+    at = now_or(now)
     await session.execute(
         update(m.Invoice)
         .where(

@@ -38,6 +38,7 @@ from db.states import AccountKind, PayoutPeriodType, PayoutStatus, SubOrgTransac
 from services import idempotency, ledger, money, payouts
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 log = logging.getLogger("revampd.earnings")
@@ -52,10 +53,6 @@ KINDS = tuple(k.value for k in SubOrgTransactionKind)
 CHUNK = 500  # rows per INSERT or UPDATE statement (bound parameters stay well under the limits)
 
 T = TypeVar("T")
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
@@ -327,7 +324,7 @@ async def record(
             ErrorCode.TOO_MANY_TRANSACTIONS, f"Send at most {MAX_PER_CALL:,} transactions at a time, got {len(items):,}.",
             "transactions",
         )
-    at = _now(now)
+    at = now_or(now)
     if principal is None or idempotency_key is None:
         return await _record(session, connection_id, items, at)
     request = {
@@ -340,7 +337,7 @@ async def record(
     }
     operation = _operation(connection_id, [t.external_id or "" for t in items])
     return await idempotency.once(
-        session, principal, operation, idempotency_key, request, lambda: _record(session, connection_id, items, at)
+        session, principal, operation, idempotency_key, request, lambda: _record(session, connection_id, items, at), now=now
     )
 
 
@@ -409,7 +406,7 @@ async def import_feed(
     `partner` (the Partner's name) or `connectionId` (its number, or an ID that
     `connection_id_of` reads). All or nothing: with any error, FeedRefused lists every
     one by line and field, and nothing is written. Blank lines are skipped."""
-    at = _now(now)
+    at = now_or(now)
     errors: list[FeedError] = []
     groups: dict[int, _Group] = {}
     names: dict[str, m.Connection | None] = {}

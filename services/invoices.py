@@ -20,6 +20,7 @@ from db import models as m
 from db.states import AccountKind, CardChargeStatus, InvoiceStatus, InvoiceType, PaymentMethod, TransferKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 S = InvoiceStatus
@@ -35,10 +36,6 @@ MAX_QUANTITY = 10_000
 def amount_due(invoice: m.Invoice) -> int:
     """total - amount paid, in minor units; zero once paid, void or written off."""
     return 0 if invoice.status in SETTLED else invoice.total - invoice.amount_paid
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ async def create(
         raise DomainError(
             ErrorCode.INVALID_LINE_ITEMS, "An invoice needs line items, each of a positive quantity and amount.", "lineItems"
         )
-    at = _now(now)
+    at = now_or(now)
     invoice = draft(connection, type=type, lines=lines, due_at=due_at, period=period, now=at)
     session.add(invoice)
     await session.flush()
@@ -118,7 +115,7 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
     """DRAFT -> OPEN: from now on the invoice's total is owed (its receivable is charged)."""
     if invoice.status != S.DRAFT.value:
         raise DomainError(ErrorCode.INVOICE_NOT_DRAFT, f"Invoice {invoice.number} is {invoice.status}, not DRAFT.", "invoiceId")
-    at = _now(now)
+    at = now_or(now)
     # An invoice's receivable is made as it opens.
     receivable = await ledger.receivable_account(session, invoice, at, likely_new=True)
     revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
@@ -189,7 +186,7 @@ async def pay(
     """`amount` from `source` into the (locked, OPEN) invoice: one ledger transfer under
     `key`, its payment record, and PAID once nothing is due. The same key again is the
     same payment."""
-    at = _now(now)
+    at = now_or(now)
     existing = await session.scalar(
         select(m.InvoicePayment).join(m.LedgerTransfer, m.LedgerTransfer.id == m.InvoicePayment.transfer_id)
         .where(m.LedgerTransfer.key == key)
@@ -302,7 +299,7 @@ async def pay_from_wallet(
             raise DomainError(err.code, err.message, "amount") from None
         return Paid(invoice, payment, wallet)
 
-    return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work)
+    return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work, now=now)
 
 
 async def void(
@@ -318,7 +315,7 @@ async def void(
     if invoice.status != S.OPEN.value:
         raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Only an OPEN invoice can be voided; {invoice.number} is {invoice.status}.", "invoiceId")
     await in_progress(session, invoice)
-    at = _now(now)
+    at = now_or(now)
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
     receivable = await ledger.receivable_account(session, invoice, at)
@@ -363,7 +360,7 @@ async def mark_uncollectible(
             "invoiceId",
         )
     await in_progress(session, invoice)
-    at = _now(now)
+    at = now_or(now)
     due = amount_due(invoice)
     receivable = await ledger.receivable_account(session, invoice, at)
     revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
@@ -456,7 +453,7 @@ async def issue(
     async def work() -> m.Invoice:
         principal.require(Role.BILLING_ADMIN)
         connection = await locked_connection(session, connection_id)
-        at = _now(now)
+        at = now_or(now)
         checked, errors = _checked_lines(lines, connection.currency_code)
         if due < at:
             errors.append(DomainError(ErrorCode.INVALID_DUE_AT, "dueAt must not be in the past.", "dueAt"))
@@ -464,4 +461,4 @@ async def issue(
             raise InvalidInput(errors)
         return await create(session, connection, type=InvoiceType.ONE_TIME, lines=checked, due_at=due, now=at)
 
-    return await idempotency.once(session, principal, ISSUE, idempotency_key, request, work)
+    return await idempotency.once(session, principal, ISSUE, idempotency_key, request, work, now=now)

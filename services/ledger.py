@@ -24,7 +24,7 @@ negative as they fund credits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Sequence
 
 from sqlalchemy import and_, case, event, func, inspect, or_, select
@@ -49,6 +49,7 @@ from db.states import (
     TransferStatus,
 )
 from services import money
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode
 
 PARTNER_KINDS = frozenset(PARTNER_ACCOUNT_KINDS)
@@ -130,10 +131,6 @@ def _rolled_back(session: Session) -> None:
         session.info.pop(_POSTED, None)
 
 
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
-
-
 async def post(
     session: AsyncSession, transfers: Sequence[Transfer], *, now: datetime | None = None
 ) -> list[m.LedgerTransfer]:
@@ -205,7 +202,7 @@ async def post(
         if not debit.allow_negative and short > 0:
             raise InsufficientFunds(debit, debit.balance - debit.pending, short)
 
-    at = _now(now)
+    at = now_or(now)
     rows = [
         m.LedgerTransfer(
             key=t.key, kind=t.kind, phase=t.phase, pending_id=t.resolves, debit_account_id=t.debit,
@@ -315,7 +312,7 @@ async def account(
     values = dict(
         code=code, kind=kind, currency_code=currency, connection_id=connection_id, invoice_id=invoice_id,
         payout_id=payout_id, allow_negative=kind not in PARTNER_KINDS, balance=0, pending=0, entry_count=0,
-        created_at=_now(now),
+        created_at=now_or(now),
     )
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     made: m.LedgerAccount | None = await session.scalar(

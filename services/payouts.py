@@ -29,7 +29,7 @@ row, then (in `ledger.post`) the accounts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +49,7 @@ from db.states import PayoutDisposition as DispositionKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayTransfer, GatewayUnavailable
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 # A transfer's statuses in the order it may move through them: never backwards. RETURNED
@@ -56,10 +57,6 @@ from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 TS = TransferStatus
 RANK: dict[str, int] = {TS.PENDING: 0, TS.IN_TRANSIT: 1, TS.PAID: 2, TS.FAILED: 2, TS.CANCELED: 2, TS.RETURNED: 3}
 FINAL = (TS.PAID, TS.FAILED, TS.CANCELED)
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -165,7 +162,7 @@ async def credit(
     key = idempotency.checked_key(idempotency_key)
     request = {"payout": payout_id, "amount": amount}
     return await idempotency.once(session, principal, CREDIT, key, request, lambda: _dispose(
-        session, principal, payout_id, DispositionKind.CREDIT, amount=amount, key=key, now=_now(now)))
+        session, principal, payout_id, DispositionKind.CREDIT, amount=amount, key=key, now=now_or(now)), now=now)
 
 
 async def transfer(
@@ -179,7 +176,7 @@ async def transfer(
     request = {"payout": payout_id, "amount": amount, "bankAccount": bank_account_id}
     return await idempotency.once(session, principal, TRANSFER, key, request, lambda: _dispose(
         session, principal, payout_id, DispositionKind.TRANSFER, amount=amount, bank_account_id=bank_account_id, key=key,
-        now=_now(now)))
+        now=now_or(now)), now=now)
 
 
 async def split(
@@ -193,7 +190,7 @@ async def split(
     request = {"payout": payout_id, "walletAmount": wallet_amount, "bankAccount": bank_account_id}
     return await idempotency.once(session, principal, SPLIT, key, request, lambda: _dispose(
         session, principal, payout_id, DispositionKind.SPLIT, amount=wallet_amount, bank_account_id=bank_account_id, key=key,
-        now=_now(now)))
+        now=now_or(now)), now=now)
 
 
 async def _dispose(
@@ -475,7 +472,7 @@ async def submit(
     transfer refused at once is FAILED and its amount available again. When the processor
     does not answer it stays unsent for `payouts sync`, which sends it again with the same
     reference. The transfer as it then stands; None if there is no such transfer."""
-    at = _now(now)
+    at = now_or(now)
     async with writes() as session, session.begin():
         sending = await start_sending(session, transfer_id, at)
         # Locked by start_sending when it exists: from the identity map, no statement.
@@ -595,7 +592,7 @@ async def record_event(
     transfer_id = await session.scalar(select(m.BankTransfer.id).where(m.BankTransfer.gateway_ref == answer.ref))
     found = await _locked_transfer(session, transfer_id) if transfer_id is not None else None
     payout, transfer = found if found else (None, None)
-    return await _record(session, event_id, source, payout, transfer, answer, at, _now(now))
+    return await _record(session, event_id, source, payout, transfer, answer, at, now_or(now))
 
 
 async def cancel(
@@ -609,7 +606,7 @@ async def cancel(
     answer is not in yet (the processor may have it) is refused for now: `payouts sync`
     settles it."""
     principal.require(Role.PARTNER_ADMIN)
-    at = _now(now)
+    at = now_or(now)
     async with writes() as session, session.begin():
         payout, transfer = await _cancelable(session, principal, transfer_id)
         ref = transfer.gateway_ref
@@ -668,7 +665,7 @@ async def sync_one(
     """Poll the processor about one transfer in flight (sending it first if it never was),
     with no transaction open while it answers; what happened: 'submitted', 'applied',
     'unchanged' or 'unavailable'."""
-    at = _now(now)
+    at = now_or(now)
     async with writes() as session:
         transfer = await session.get(m.BankTransfer, transfer_id)
     if transfer is None or transfer.status not in IN_FLIGHT:

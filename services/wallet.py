@@ -15,7 +15,7 @@ move money twice:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,7 @@ from db import models as m
 from db.states import AccountKind, CreditStatus, TransferKind, WalletAdjustmentKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 
 MAX_MEMO = 500
@@ -50,10 +51,6 @@ class Applied:
 
     payout: m.AffiliatePayout
     movement: Movement
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 async def _movement(session: AsyncSession, transfer_id: int) -> Movement:
@@ -127,7 +124,7 @@ async def adjust(
     request = {"connection": connection.id, "amount": minor, "kind": kind.value, "memo": text}
     return await idempotency.once(
         session, principal, ADJUST, key, request,
-        lambda: _adjust(session, principal, connection, minor, kind, text, key, now),
+        lambda: _adjust(session, principal, connection, minor, kind, text, key, now), now=now,
     )
 
 
@@ -246,7 +243,7 @@ async def apply_affiliate_payout(
     principal.require(Role.BILLING_ADMIN)
     return await idempotency.once(
         session, principal, APPLY, idempotency_key, {"affiliatePayout": affiliate_payout_id},
-        lambda: _apply_one(session, principal, affiliate_payout_id, _now(now)),
+        lambda: _apply_one(session, principal, affiliate_payout_id, now_or(now)), now=now,
     )
 
 
