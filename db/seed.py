@@ -414,7 +414,7 @@ class _PartnerSeeder:
                     "MANUAL_ADJUSTMENT": ("MANUAL_ADJUSTMENT", "ADJUSTMENTS"),
                     "REVERSAL": ("REVERSAL", "ADJUSTMENTS"),
                 }.get(item.kind, (item.kind, ""))
-                system = (await L.account(self.session, f"payout:{item.ref.id}", "PAYOUT", USD)
+                system = (await L.payout_account(self.session, item.ref)
                           if item.kind == "PAYOUT_CREDIT" else await L.system_account(self.session, other, USD, self.conn.id, at))
                 debit, credit = (system, wallet) if item.amount > 0 else (wallet, system)
                 ref = item.ref
@@ -545,8 +545,7 @@ class _PartnerSeeder:
         earnings = await L.system_account(self.session, "SUB_ORG_EARNINGS", USD, self.conn.id, self.conn.created_at)
         for p in self.rows:
             if isinstance(p, Payout):
-                own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD, connection_id=self.conn.id,
-                                      payout_id=p.id, now=p.created_at)
+                own = await L.payout_account(self.session, p, p.created_at)
                 await L.post(self.session, [L.Transfer(
                     f"payout:{p.id}:funding", "PAYOUT_FUNDING", earnings.id, own.id, p.amount,
                     memo=f"Sub-Org earnings, {p.period_start:%B %Y}", payout_id=p.id)], now=p.created_at)
@@ -557,7 +556,7 @@ class _PartnerSeeder:
         bank_out = await L.system_account(self.session, "BANK_OUT", USD, self.conn.id, self.conn.created_at)
         for d in sorted(self.disposals, key=lambda d: d.at):
             p, b = d.payout, d.bank
-            own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD)
+            own = await L.payout_account(self.session, p)
             if b is not None:
                 b.payout_id = p.id
                 [reserve] = await L.post(self.session, [L.Transfer(

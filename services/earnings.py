@@ -604,7 +604,7 @@ async def close_connection(
     if moved != len(ids):
         raise RuntimeError(f"connection {connection.id}: {len(ids) - moved} transactions were paid out meanwhile")
     earnings = await ledger.system_account(session, AccountKind.SUB_ORG_EARNINGS, connection.currency_code, connection.id, now)
-    own = await payouts.payout_account(session, payout, now)
+    own = await ledger.payout_account(session, payout, now)
     days = f"{start:%B %Y}" if payout.period_type == PayoutPeriodType.MONTHLY else f"week of {start:%b %d, %Y}"
     await ledger.post(session, [ledger.Transfer(
         f"payout:{payout.id}:funding", TransferKind.PAYOUT_FUNDING, earnings.id, own.id, payout.amount,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import and_, case, event, func, inspect, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -290,34 +290,78 @@ def _moves(row: m.LedgerTransfer) -> bool:
 
 
 # ---- Accounts ------------------------------------------------------------------
+# An account is named by a code made here only, from what it is: "wallet:<connection>",
+# "receivable:<invoice>", "payout:<payout>", and "<KIND>:<currency>:<connection>" for Revampd's own.
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account to find or make (`account`, `accounts`): its code and what it is. Made only by
+    wallet_of, receivable_of, payout_of and system_part."""
+
+    code: str
+    kind: AccountKind
+    currency: str
+    connection_id: int | None = None
+    invoice_id: int | None = None
+    payout_id: int | None = None
+
+    def row(self, now: datetime) -> dict[str, object]:
+        """The values of its row when it is made."""
+        return dict(
+            code=self.code, kind=self.kind, currency_code=self.currency, connection_id=self.connection_id,
+            invoice_id=self.invoice_id, payout_id=self.payout_id, allow_negative=self.kind not in PARTNER_KINDS,
+            balance=0, pending=0, entry_count=0, created_at=now,
+        )
+
+
+def wallet_code(connection_id: int) -> str:
+    return f"wallet:{connection_id}"
+
+
+def wallet_of(connection: m.Connection) -> Account:
+    return Account(wallet_code(connection.id), AccountKind.WALLET, connection.currency_code, connection.id)
+
+
+def receivable_of(invoice: m.Invoice) -> Account:
+    return Account(
+        f"receivable:{invoice.id}", AccountKind.RECEIVABLE, invoice.currency_code, invoice.connection_id, invoice.id
+    )
+
+
+def payout_of(payout: m.Payout) -> Account:
+    return Account(
+        f"payout:{payout.id}", AccountKind.PAYOUT, payout.currency_code, payout.connection_id, payout_id=payout.id
+    )
+
+
+def system_part(kind: AccountKind, currency: str, connection_id: int) -> Account:
+    """One of Revampd's own accounts in `currency`: its part for one connection.
+
+    Revampd keeps each of its accounts as one sub-account per connection, so that a
+    Partner's money movement locks only rows of its own: no row that every Partner's
+    movements would take turns on (post() locks each account it touches). Revampd's
+    balance of a kind is the sum of its parts (`system_totals`, `revampd-bff ledger totals`)."""
+    assert kind in SYSTEM_ACCOUNT_KINDS, kind
+    return Account(f"{kind}:{currency}:{connection_id}", kind, currency)
+
+
+def _insert(session: AsyncSession) -> Callable[..., Any]:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
 
 async def account(
-    session: AsyncSession,
-    code: str,
-    kind: str,
-    currency: str,
-    *,
-    connection_id: int | None = None,
-    invoice_id: int | None = None,
-    payout_id: int | None = None,
-    now: datetime | None = None,
-    likely_new: bool = False,
+    session: AsyncSession, wanted: Account, now: datetime | None = None, *, likely_new: bool = False
 ) -> m.LedgerAccount:
-    """The account with this code, made on first use (safe under concurrency): one
-    statement when it exists, two when it is made (one when `likely_new`: it is made first
-    and read only if it existed after all)."""
-    by_code = select(m.LedgerAccount).where(m.LedgerAccount.code == code)
+    """The account, made on first use (safe under concurrency): one statement when it
+    exists, two when it is made (one when `likely_new`: it is made first and read only if
+    it existed after all)."""
+    by_code = select(m.LedgerAccount).where(m.LedgerAccount.code == wanted.code)
     if not likely_new and (found := await session.scalar(by_code)) is not None:
         return found
-    values = dict(
-        code=code, kind=kind, currency_code=currency, connection_id=connection_id, invoice_id=invoice_id,
-        payout_id=payout_id, allow_negative=kind not in PARTNER_KINDS, balance=0, pending=0, entry_count=0,
-        created_at=now_or(now),
-    )
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     made: m.LedgerAccount | None = await session.scalar(
-        insert(m.LedgerAccount).values(**values).on_conflict_do_nothing(index_elements=["code"])
-        .returning(m.LedgerAccount)
+        _insert(session)(m.LedgerAccount).values(**wanted.row(now_or(now)))
+        .on_conflict_do_nothing(index_elements=["code"]).returning(m.LedgerAccount)
     )
     if made is None:  # made meanwhile by another transaction (or, when likely_new, before)
         made = await session.scalar(by_code)
@@ -325,42 +369,15 @@ async def account(
     return made
 
 
-@dataclass(frozen=True)
-class Account:
-    """An account to find or make (`accounts`): its code and what it is."""
-
-    code: str
-    kind: str
-    currency: str
-    connection_id: int | None = None
-    invoice_id: int | None = None
-
-
-def wallet_of(connection: m.Connection) -> Account:
-    return Account(f"wallet:{connection.id}", AccountKind.WALLET, connection.currency_code, connection.id)
-
-
-def receivable_of(invoice: m.Invoice) -> Account:
-    return Account(f"receivable:{invoice.id}", AccountKind.RECEIVABLE, invoice.currency_code, invoice.connection_id, invoice.id)
-
-
-def system_part(kind: AccountKind, currency: str, connection_id: int) -> Account:
-    assert kind in SYSTEM_ACCOUNT_KINDS, kind
-    return Account(f"{kind}:{currency}:{connection_id}", kind, currency)
-
-
 async def accounts(session: AsyncSession, wanted: Sequence[Account], now: datetime) -> dict[str, m.LedgerAccount]:
     """Many accounts at once, by code, each made on first use (safe under concurrency): two
     statements however many (for the billing run's batches)."""
     if not wanted:
         return {}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(m.LedgerAccount).on_conflict_do_nothing(index_elements=["code"]), [
-        dict(code=a.code, kind=a.kind, currency_code=a.currency, connection_id=a.connection_id,
-             invoice_id=a.invoice_id, payout_id=None, allow_negative=a.kind not in PARTNER_KINDS, balance=0,
-             pending=0, entry_count=0, created_at=now)
-        for a in wanted
-    ])
+    await session.execute(
+        _insert(session)(m.LedgerAccount).on_conflict_do_nothing(index_elements=["code"]),
+        [a.row(now) for a in wanted],
+    )
     found = {a.code: a for a in await session.scalars(
         select(m.LedgerAccount).where(m.LedgerAccount.code.in_([a.code for a in wanted])))}
     assert len(found) == len({a.code for a in wanted})
@@ -370,15 +387,24 @@ async def accounts(session: AsyncSession, wanted: Sequence[Account], now: dateti
 async def system_account(
     session: AsyncSession, kind: AccountKind, currency: str, connection_id: int, now: datetime | None = None
 ) -> m.LedgerAccount:
-    """One of Revampd's own accounts in `currency`: its part for one connection.
+    """Revampd's account of `kind` in `currency`: its part for one connection (`system_part`)."""
+    return await account(session, system_part(kind, currency, connection_id), now)
 
-    Revampd keeps each of its accounts as one sub-account per connection
-    ("<KIND>:<currency>:<connection>"), so that a Partner's money movement locks only rows
-    of its own: no row that every Partner's movements would take turns on (post() locks
-    each account it touches). Revampd's balance of a kind is the sum of its parts
-    (`system_totals`, `revampd-bff ledger totals`)."""
-    assert kind in SYSTEM_ACCOUNT_KINDS, kind
-    return await account(session, f"{kind}:{currency}:{connection_id}", kind, currency, now=now)
+
+async def wallet_account(
+    session: AsyncSession, connection: m.Connection, now: datetime | None = None
+) -> m.LedgerAccount:
+    return await account(session, wallet_of(connection), now)
+
+
+async def receivable_account(
+    session: AsyncSession, invoice: m.Invoice, now: datetime | None = None, *, likely_new: bool = False
+) -> m.LedgerAccount:
+    return await account(session, receivable_of(invoice), now, likely_new=likely_new)
+
+
+async def payout_account(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.LedgerAccount:
+    return await account(session, payout_of(payout), now)
 
 
 @dataclass(frozen=True)
@@ -401,24 +427,6 @@ async def system_totals(session: AsyncSession) -> list[SystemTotal]:
         .order_by(A.kind, A.currency_code)
     )
     return [SystemTotal(kind, currency, int(balance), int(pending), n) for kind, currency, balance, pending, n in rows]
-
-
-async def wallet_account(
-    session: AsyncSession, connection: m.Connection, now: datetime | None = None
-) -> m.LedgerAccount:
-    return await account(
-        session, f"wallet:{connection.id}", AccountKind.WALLET, connection.currency_code, connection_id=connection.id,
-        now=now,
-    )
-
-
-async def receivable_account(
-    session: AsyncSession, invoice: m.Invoice, now: datetime | None = None, *, likely_new: bool = False
-) -> m.LedgerAccount:
-    return await account(
-        session, f"receivable:{invoice.id}", AccountKind.RECEIVABLE, invoice.currency_code,
-        connection_id=invoice.connection_id, invoice_id=invoice.id, now=now, likely_new=likely_new,
-    )
 
 
 # ---- Provenance ------------------------------------------------------------------

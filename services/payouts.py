@@ -72,22 +72,11 @@ class Disposed:
 
 # ---- reading and keeping a payout's parts ----------------------------------------------
 
-def account_code(payout_id: int) -> str:
-    return f"payout:{payout_id}"
-
-
-async def payout_account(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.LedgerAccount:
-    return await ledger.account(
-        session, account_code(payout.id), AccountKind.PAYOUT, payout.currency_code, connection_id=payout.connection_id,
-        payout_id=payout.id, now=now,
-    )
-
-
 async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.Payout:
     """Set the payout's parts, status and disposition from the ledger and its transfers
     (in the caller's transaction, after a movement)."""
     account = await session.scalar(
-        select(m.LedgerAccount).where(m.LedgerAccount.code == account_code(payout.id))
+        select(m.LedgerAccount).where(m.LedgerAccount.code == ledger.payout_of(payout).code)
         .execution_options(populate_existing=True)
     )
     assert account is not None, f"payout {payout.id} has no ledger account"
@@ -142,7 +131,7 @@ async def _replay(session: AsyncSession, principal: Principal, disposition_id: i
     assert payout is not None
     transfer = await session.get(m.BankTransfer, d.bank_transfer_id) if d.bank_transfer_id else None
     wallet = await session.scalar(select(m.LedgerAccount).where(
-        m.LedgerAccount.code == f"wallet:{payout.connection_id}")) if d.credit_transfer_id else None
+        m.LedgerAccount.code == ledger.wallet_code(payout.connection_id))) if d.credit_transfer_id else None
     return Disposed(payout, d, transfer, wallet)
 
 
@@ -288,7 +277,7 @@ async def dispose(
     `account`, together, from a payout row-locked by the caller. `key` makes the
     ledger keys: the same key never moves money twice."""
     assert wallet_part >= 0 and bank_part >= 0 and wallet_part + bank_part > 0
-    own = await payout_account(session, payout, now)
+    own = await ledger.payout_account(session, payout, now)
     connection = await session.get(m.Connection, payout.connection_id)
     assert connection is not None
     moves = []
