@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from db.states import TransferStatus
-from services.errors import DomainError, ErrorCode
 from services.payments import SandboxLag
 
 
@@ -180,6 +179,3 @@ def bank_gateway_named(name: str, lag: SandboxLag = NO_LAG) -> BankTransferGatew
         return SandboxBankGateway(lag)
     raise ValueError(f"unknown bank gateway {name!r}; known: {', '.join(BANK_GATEWAYS)}")
 
-
-def refused(message: str, field: str = "accountNumber") -> DomainError:
-    return DomainError(ErrorCode.BANK_ACCOUNT_REFUSED, message, field)
