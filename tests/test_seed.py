@@ -19,7 +19,7 @@ import pytest
 from db.engine import create_engine, write_sessions
 from db.migrate import upgrade
 from db.models import Base
-from db.seed import DEMO_USERS, seed_demo
+from services.demo import DEMO_USERS, seed_demo
 from db.states import InvoiceStatus, PayoutStatus, TicketPriority, TicketStatus, TransferStatus, WalletEntryKind
 
 TODAY = date(2026, 11, 25)

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from db import models as m
 from db.engine import create_engine, is_busy, read_sessions, write_sessions
 from db.migrate import upgrade
-from db.seed import seed_demo
+from services.demo import seed_demo
 from server.settings import Settings
 from services import billing, ledger
 from services.payments import SANDBOX_CARDS, SandboxGateway, SandboxLag
