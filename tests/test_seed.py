@@ -19,8 +19,8 @@ import pytest
 from db.engine import create_engine, write_sessions
 from db.migrate import upgrade
 from db.models import Base
-from services.demo import DEMO_USERS, seed_demo
 from db.states import InvoiceStatus, PayoutStatus, TicketPriority, TicketStatus, TransferStatus, WalletEntryKind
+from services.demo import DEMO_USERS, seed_demo
 
 TODAY = date(2026, 11, 25)
 Tables = dict[str, list[dict[str, Any]]]
