@@ -185,7 +185,8 @@ async def pay(
 ) -> m.InvoicePayment:
     """`amount` from `source` into the (locked, OPEN) invoice: one ledger transfer under
     `key`, its payment record, and PAID once nothing is due. The same key again is the
-    same payment."""
+    same payment: for payInvoice that happens only once the client's idempotency key was
+    purged (services.idempotency), as its ledger key, which embeds it, is kept forever."""
     at = now_or(now)
     existing = await session.scalar(
         select(m.InvoicePayment).join(m.LedgerTransfer, m.LedgerTransfer.id == m.InvoicePayment.transfer_id)
