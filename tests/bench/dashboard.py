@@ -56,9 +56,9 @@ from sqlalchemy.engine import Engine, make_url
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from db.migrate import upgrade
-from db.seed import seed_demo
 from server.auth import user_token
 from server.settings import Settings
+from services.demo import seed_demo
 from tests.bench.data import OWNER, add_bench_rows
 from tests.pg import pg_admin
 
