@@ -39,7 +39,7 @@ def create_engine(
     seconds) and for a row or database lock (`lock_timeout_ms`). `foreign_keys=False`
     is for migrations only: SQLite rebuilds a table to alter it, which a table
     referencing it would refuse (the migration checks the keys afterwards)."""
-    pool = {
+    pool: dict[str, Any] = {
         k: v
         for k, v in (("pool_size", pool_size), ("max_overflow", max_overflow), ("pool_timeout", pool_timeout))
         if v is not None

@@ -8,7 +8,9 @@ orphans, amounts that do not add up).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from enum import Enum
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +28,37 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from db.states import (
+    CONNECTION_ACCOUNT_KINDS,
+    PARTNER_ROLES,
+    PAYMENT_METHODS,
+    RESOLVING_PHASES,
+    STAFF_ROLES,
+    TICKET_SUBJECTS,
+    AccountKind,
+    CardChargeStatus,
+    CreditStatus,
+    InvoiceStatus,
+    InvoiceType,
+    PaymentMethod,
+    PayoutMode,
+    PayoutPeriodType,
+    PayoutStatus,
+    PlanChangeKind,
+    SubOrgTransactionKind,
+    SubscriptionStatus,
+    TicketPriority,
+    TicketStatus,
+    TransferEventSource,
+    TransferKind,
+    TransferPhase,
+    TransferStatus,
+)
+from db.states import IN_FLIGHT as IN_FLIGHT  # for server/cli.py and the tests
+from db.states import (
+    PayoutDisposition as DispositionKind,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -85,13 +118,18 @@ def _created() -> Mapped[datetime]:
     return mapped_column(UTCDateTime(), nullable=False)
 
 
-def _enum_check(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
-    quoted = ", ".join(f"'{v}'" for v in values)
-    return CheckConstraint(f"{column} IN ({quoted})", name=name)
+def _q(value: Enum | str) -> str:
+    """A state as an SQL literal."""
+    return f"'{value.value if isinstance(value, Enum) else value}'"
 
 
-STAFF_ROLES = ("SUPPORT", "BILLING_ADMIN")
-PARTNER_ROLES = ("PARTNER_ADMIN", "PARTNER_MEMBER")
+def _in(column: str, values: Iterable[Enum | str]) -> str:
+    return f"{column} IN ({', '.join(_q(v) for v in values)})"
+
+
+def _enum_check(column: str, values: Iterable[Enum | str], name: str, *, nullable: bool = False) -> CheckConstraint:
+    known = _in(column, values)
+    return CheckConstraint(f"{column} IS NULL OR {known}" if nullable else known, name=name)
 
 
 class Partner(Base):
@@ -108,8 +146,8 @@ class User(Base):
     __table_args__ = (
         _enum_check("role", STAFF_ROLES + PARTNER_ROLES, "role_known"),
         CheckConstraint(
-            "(partner_id IS NULL AND role IN ('SUPPORT', 'BILLING_ADMIN')) OR "
-            "(partner_id IS NOT NULL AND role IN ('PARTNER_ADMIN', 'PARTNER_MEMBER'))",
+            f"(partner_id IS NULL AND {_in('role', STAFF_ROLES)}) OR "
+            f"(partner_id IS NOT NULL AND {_in('role', PARTNER_ROLES)})",
             name="staff_have_no_partner",
         ),
     )
@@ -127,11 +165,12 @@ class Connection(Base):
     __tablename__ = "connections"
     __table_args__ = (
         CheckConstraint("length(currency_code) = 3", name="currency_iso"),
-        _enum_check("payout_period_type", ("WEEKLY", "MONTHLY"), "payout_period_type_known"),
+        _enum_check("payout_period_type", PayoutPeriodType, "payout_period_type_known"),
+        # MANUAL is no mode (null); a SPLIT says how much goes to the wallet.
         CheckConstraint(
             "(payout_mode IS NULL AND payout_wallet_percent IS NULL) OR "
-            "(payout_mode IN ('CREDIT', 'TRANSFER') AND payout_wallet_percent IS NULL) OR "
-            "(payout_mode = 'SPLIT' AND payout_wallet_percent BETWEEN 1 AND 99)",
+            f"({_in('payout_mode', (PayoutMode.CREDIT, PayoutMode.TRANSFER))} AND payout_wallet_percent IS NULL) OR "
+            f"(payout_mode = {_q(PayoutMode.SPLIT)} AND payout_wallet_percent BETWEEN 1 AND 99)",
             name="payout_preference_known",
         ),
     )
@@ -154,7 +193,7 @@ class Connection(Base):
     # Payouts of Sub-Org earnings: the period they gather (services/earnings.py), and what to do
     # with a new payout (services/payouts.py): nothing (the Partner decides), CREDIT it to the
     # wallet, TRANSFER it to the default bank account, or SPLIT it, payout_wallet_percent to the wallet.
-    payout_period_type: Mapped[str] = mapped_column(String(10), nullable=False, server_default="MONTHLY")
+    payout_period_type: Mapped[str] = mapped_column(String(10), nullable=False, server_default=PayoutPeriodType.MONTHLY.value)
     payout_mode: Mapped[str | None] = mapped_column(String(10))
     payout_wallet_percent: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
@@ -189,24 +228,17 @@ class Plan(Base):
     retired: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
-SUBSCRIPTION_STATUSES = ("ACTIVE", "CANCELED")
-PLAN_CHANGE_KINDS = ("UPGRADE", "DOWNGRADE", "CANCEL")
-
-
 class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
-        _enum_check("status", SUBSCRIPTION_STATUSES, "status_known"),
-        CheckConstraint(
-            "pending_kind IS NULL OR pending_kind IN ('UPGRADE', 'DOWNGRADE', 'CANCEL')",
-            name="pending_kind_known",
-        ),
+        _enum_check("status", SubscriptionStatus, "status_known"),
+        _enum_check("pending_kind", PlanChangeKind, "pending_kind_known", nullable=True),
         # A pending change is all-or-nothing; only a CANCEL has no target plan.
         CheckConstraint(
             "(pending_kind IS NULL AND pending_plan_id IS NULL AND pending_effective_at IS NULL)"
-            " OR (pending_kind = 'CANCEL' AND pending_plan_id IS NULL"
+            f" OR (pending_kind = {_q(PlanChangeKind.CANCEL)} AND pending_plan_id IS NULL"
             " AND pending_effective_at IS NOT NULL)"
-            " OR (pending_kind IN ('UPGRADE', 'DOWNGRADE') AND pending_plan_id IS NOT NULL"
+            f" OR ({_in('pending_kind', (PlanChangeKind.UPGRADE, PlanChangeKind.DOWNGRADE))} AND pending_plan_id IS NOT NULL"
             " AND pending_effective_at IS NOT NULL)",
             name="pending_change_whole",
         ),
@@ -286,27 +318,19 @@ class AddOn(Base):
     updated_at: Mapped[datetime] = _created()
 
 
-INVOICE_TYPES = ("SUBSCRIPTION", "ADD_ON", "ONE_TIME")
-INVOICE_STATUSES = ("DRAFT", "OPEN", "PAID", "VOID", "UNCOLLECTIBLE")
-PAYMENT_METHODS = ("WALLET", "CARD", "BANK_TRANSFER")
-
-
 class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
-        _enum_check("type", INVOICE_TYPES, "type_known"),
-        _enum_check("status", INVOICE_STATUSES, "status_known"),
+        _enum_check("type", InvoiceType, "type_known"),
+        _enum_check("status", InvoiceStatus, "status_known"),
         CheckConstraint("total >= 0", name="total_not_negative"),
         CheckConstraint("amount_paid >= 0 AND amount_paid <= total", name="paid_within_total"),
         CheckConstraint(
-            "status <> 'PAID' OR (amount_paid = total AND paid_at IS NOT NULL)",
+            f"status <> {_q(InvoiceStatus.PAID)} OR (amount_paid = total AND paid_at IS NOT NULL)",
             name="paid_means_paid",
         ),
-        CheckConstraint("(status = 'VOID') = (voided_at IS NOT NULL)", name="void_has_time"),
-        CheckConstraint(
-            "payment_method IS NULL OR payment_method IN ('WALLET', 'CARD', 'BANK_TRANSFER', 'MIXED')",
-            name="payment_method_known",
-        ),
+        CheckConstraint(f"(status = {_q(InvoiceStatus.VOID)}) = (voided_at IS NOT NULL)", name="void_has_time"),
+        _enum_check("payment_method", PaymentMethod, "payment_method_known", nullable=True),
         Index("ix_invoices_connection_issued", "connection_id", "issued_at", "id"),
         # The billing run's backstop: one subscription invoice per connection and period.
         UniqueConstraint("connection_id", "type", "period_start", name="uq_invoices_one_per_period"),
@@ -372,40 +396,7 @@ class InvoicePayment(Base):
     )
 
 
-# Accounts of the double-entry ledger (services/ledger.py). A Partner's accounts
-# (its WALLET, one PAYOUT per payout) never go below zero; RECEIVABLE (one per
-# invoice: minus what is still due) and Revampd's own accounts may.
-PARTNER_ACCOUNT_KINDS = ("WALLET", "PAYOUT")
-CONNECTION_ACCOUNT_KINDS = (*PARTNER_ACCOUNT_KINDS, "RECEIVABLE")
-SYSTEM_ACCOUNT_KINDS = (
-    "SUB_ORG_EARNINGS",
-    "AFFILIATE_PROGRAM",
-    "REVENUE_SHARE",
-    "ADJUSTMENTS",
-    "CARD_PROCESSOR",
-    "BANK_OUT",
-    "REVAMPD_REVENUE",
-)
-TRANSFER_KINDS = (
-    "INVOICE_ISSUED",
-    "INVOICE_PAYMENT",
-    "INVOICE_VOID",
-    "INVOICE_UNCOLLECTIBLE",
-    "AFFILIATE_PAYOUT",
-    "REVENUE_SHARE",
-    "MANUAL_ADJUSTMENT",
-    "REVERSAL",
-    "PAYOUT_FUNDING",
-    "PAYOUT_CREDIT",
-    "BANK_TRANSFER",
-    "BANK_RETURN",
-)
-# POSTED moves money at once. PENDING reserves it on the debit account; exactly one
-# later transfer naming it (pending_id) posts it (POST_PENDING) or releases it (VOID_PENDING).
-TRANSFER_PHASES = ("POSTED", "PENDING", "POST_PENDING", "VOID_PENDING")
-
-
-CARD_CHARGE_STATUSES = ("PENDING", "SUCCEEDED", "DECLINED")
+_CHARGE_PENDING = text(f"status = {_q(CardChargeStatus.PENDING)}")
 
 
 class CardCharge(Base):
@@ -417,13 +408,13 @@ class CardCharge(Base):
 
     __tablename__ = "card_charges"
     __table_args__ = (
-        _enum_check("status", CARD_CHARGE_STATUSES, "status_known"),
+        _enum_check("status", CardChargeStatus, "status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("attempt IS NULL OR attempt > 0", name="attempt_positive"),
         Index("ix_card_charges_one_pending", "invoice_id", unique=True,
-              sqlite_where=text("status = 'PENDING'"), postgresql_where=text("status = 'PENDING'")),
+              sqlite_where=_CHARGE_PENDING, postgresql_where=_CHARGE_PENDING),
         Index("ix_card_charges_pending", "created_at", "id",
-              sqlite_where=text("status = 'PENDING'"), postgresql_where=text("status = 'PENDING'")),
+              sqlite_where=_CHARGE_PENDING, postgresql_where=_CHARGE_PENDING),
     )
     id: Mapped[int] = _id()
     invoice_id: Mapped[int] = _fk("invoices.id", index=False)
@@ -449,15 +440,17 @@ class CardCharge(Base):
 class LedgerAccount(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
-        _enum_check("kind", CONNECTION_ACCOUNT_KINDS + SYSTEM_ACCOUNT_KINDS, "kind_known"),
+        _enum_check("kind", AccountKind, "kind_known"),
         CheckConstraint("pending >= 0", name="pending_not_negative"),
         CheckConstraint("allow_negative OR balance - pending >= 0", name="no_overdraft"),
         CheckConstraint(
-            "(kind IN ('WALLET', 'PAYOUT', 'RECEIVABLE')) = (connection_id IS NOT NULL)",
+            f"({_in('kind', CONNECTION_ACCOUNT_KINDS)}) = (connection_id IS NOT NULL)",
             name="owner_known",
         ),
-        CheckConstraint("(kind = 'RECEIVABLE') = (invoice_id IS NOT NULL)", name="receivable_has_invoice"),
-        CheckConstraint("(kind = 'PAYOUT') = (payout_id IS NOT NULL)", name="payout_has_payout"),
+        CheckConstraint(
+            f"(kind = {_q(AccountKind.RECEIVABLE)}) = (invoice_id IS NOT NULL)", name="receivable_has_invoice"
+        ),
+        CheckConstraint(f"(kind = {_q(AccountKind.PAYOUT)}) = (payout_id IS NOT NULL)", name="payout_has_payout"),
     )
     id: Mapped[int] = _id()
     # One account per code: "wallet:<connection>", "receivable:<invoice>", "payout:<payout>",
@@ -486,12 +479,12 @@ class LedgerTransfer(Base):
 
     __tablename__ = "ledger_transfers"
     __table_args__ = (
-        _enum_check("kind", TRANSFER_KINDS, "kind_known"),
-        _enum_check("phase", TRANSFER_PHASES, "phase_known"),
+        _enum_check("kind", TransferKind, "kind_known"),
+        _enum_check("phase", TransferPhase, "phase_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
         CheckConstraint(
-            "(phase IN ('POST_PENDING', 'VOID_PENDING')) = (pending_id IS NOT NULL)",
+            f"({_in('phase', RESOLVING_PHASES)}) = (pending_id IS NOT NULL)",
             name="resolution_names_pending",
         ),
     )
@@ -540,15 +533,15 @@ class LedgerEntry(Base):
 class AffiliatePayout(Base):
     __tablename__ = "affiliate_payouts"
     __table_args__ = (
-        _enum_check("period_type", ("WEEKLY", "MONTHLY"), "period_type_known"),
-        _enum_check("credit_status", ("PENDING", "APPLIED"), "credit_status_known"),
+        _enum_check("period_type", PayoutPeriodType, "period_type_known"),
+        _enum_check("credit_status", CreditStatus, "credit_status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("period_end > period_start", name="period_order"),
         CheckConstraint(
-            "(credit_status = 'APPLIED') = (applied_at IS NOT NULL)", name="applied_has_time"
+            f"(credit_status = {_q(CreditStatus.APPLIED)}) = (applied_at IS NOT NULL)", name="applied_has_time"
         ),
         CheckConstraint(
-            "(credit_status = 'APPLIED') = (transfer_id IS NOT NULL)", name="applied_has_transfer"
+            f"(credit_status = {_q(CreditStatus.APPLIED)}) = (transfer_id IS NOT NULL)", name="applied_has_transfer"
         ),
         UniqueConstraint("connection_id", "period_type", "period_start"),
     )
@@ -567,12 +560,6 @@ class AffiliatePayout(Base):
     created_at: Mapped[datetime] = _created()
 
 
-PAYOUT_STATUSES = ("AVAILABLE", "PARTIALLY_DISPOSED", "PROCESSING", "COMPLETED")
-PAYOUT_DISPOSITIONS = ("CREDIT", "TRANSFER", "SPLIT")
-TRANSFER_STATUSES = ("PENDING", "IN_TRANSIT", "PAID", "FAILED", "CANCELED", "RETURNED")
-IN_FLIGHT = ("PENDING", "IN_TRANSIT")
-
-
 class Payout(Base):
     """A Partner's earnings from Sub-Org transactions for a period.
 
@@ -587,12 +574,9 @@ class Payout(Base):
 
     __tablename__ = "payouts"
     __table_args__ = (
-        _enum_check("status", PAYOUT_STATUSES, "status_known"),
-        _enum_check("period_type", ("WEEKLY", "MONTHLY"), "period_type_known"),
-        CheckConstraint(
-            "disposition IS NULL OR disposition IN ('CREDIT', 'TRANSFER', 'SPLIT')",
-            name="disposition_known",
-        ),
+        _enum_check("status", PayoutStatus, "status_known"),
+        _enum_check("period_type", PayoutPeriodType, "period_type_known"),
+        _enum_check("disposition", DispositionKind, "disposition_known", nullable=True),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("fee_amount >= 0 AND gross_amount - fee_amount = amount", name="net_of_fees"),
         CheckConstraint(
@@ -611,7 +595,7 @@ class Payout(Base):
     )
     id: Mapped[int] = _id()
     connection_id: Mapped[int] = _fk("connections.id", index=False)
-    period_type: Mapped[str] = mapped_column(String(10), nullable=False, server_default="MONTHLY")
+    period_type: Mapped[str] = mapped_column(String(10), nullable=False, server_default=PayoutPeriodType.MONTHLY.value)
     period_start: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     period_end: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
@@ -641,7 +625,7 @@ class SubOrgTransaction(Base):
         ),
         CheckConstraint("fee_amount >= 0 AND partner_amount + fee_amount = gross_amount", name="share_plus_fee"),
         CheckConstraint("fee_bps >= 0 AND fee_bps <= 10000", name="fee_range"),
-        _enum_check("kind", ("SUBSCRIPTION", "USAGE"), "kind_known"),
+        _enum_check("kind", SubOrgTransactionKind, "kind_known"),
         # A transaction arrives once: a repeated external id is the same transaction.
         UniqueConstraint("connection_id", "external_id", name="uq_sub_org_transactions_external_id"),
         Index(
@@ -699,12 +683,11 @@ class BankTransfer(Base):
 
     __tablename__ = "bank_transfers"
     __table_args__ = (
-        _enum_check("status", TRANSFER_STATUSES, "status_known"),
+        _enum_check("status", TransferStatus, "status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index(
             "ix_bank_transfers_in_flight", "id",
-            sqlite_where=text("status IN ('PENDING', 'IN_TRANSIT')"),
-            postgresql_where=text("status IN ('PENDING', 'IN_TRANSIT')"),
+            sqlite_where=text(_in("status", IN_FLIGHT)), postgresql_where=text(_in("status", IN_FLIGHT)),
         ),
     )
     id: Mapped[int] = _id()
@@ -747,12 +730,12 @@ class PayoutDisposition(Base):
 
     __tablename__ = "payout_dispositions"
     __table_args__ = (
-        _enum_check("kind", PAYOUT_DISPOSITIONS, "kind_known"),
+        _enum_check("kind", DispositionKind, "kind_known"),
         CheckConstraint("wallet_amount >= 0 AND bank_amount >= 0", name="parts_not_negative"),
         CheckConstraint(
-            "(kind = 'CREDIT' AND wallet_amount > 0 AND bank_amount = 0) OR "
-            "(kind = 'TRANSFER' AND wallet_amount = 0 AND bank_amount > 0) OR "
-            "(kind = 'SPLIT' AND wallet_amount > 0 AND bank_amount > 0)",
+            f"(kind = {_q(DispositionKind.CREDIT)} AND wallet_amount > 0 AND bank_amount = 0) OR "
+            f"(kind = {_q(DispositionKind.TRANSFER)} AND wallet_amount = 0 AND bank_amount > 0) OR "
+            f"(kind = {_q(DispositionKind.SPLIT)} AND wallet_amount > 0 AND bank_amount > 0)",
             name="parts_match_kind",
         ),
         CheckConstraint("(wallet_amount > 0) = (credit_transfer_id IS NOT NULL)", name="credit_has_transfer"),
@@ -780,8 +763,8 @@ class BankTransferEvent(Base):
 
     __tablename__ = "bank_transfer_events"
     __table_args__ = (
-        _enum_check("source", ("WEBHOOK", "SYNC", "GATEWAY", "PARTNER"), "source_known"),
-        _enum_check("status", TRANSFER_STATUSES, "status_known"),
+        _enum_check("source", TransferEventSource, "source_known"),
+        _enum_check("status", TransferStatus, "status_known"),
     )
     id: Mapped[int] = _id()
     event_id: Mapped[str] = mapped_column(String(120), nullable=False, unique=True)
@@ -795,22 +778,16 @@ class BankTransferEvent(Base):
     received_at: Mapped[datetime] = _created()
 
 
-TICKET_STATUSES = ("OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED")
-TICKET_PRIORITIES = ("LOW", "MEDIUM", "HIGH")
-
-
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
-        _enum_check("status", TICKET_STATUSES, "status_known"),
-        _enum_check("priority", TICKET_PRIORITIES, "priority_known"),
+        _enum_check("status", TicketStatus, "status_known"),
+        _enum_check("priority", TicketPriority, "priority_known"),
         CheckConstraint("length(title) BETWEEN 1 AND 200", name="title_len"),
         CheckConstraint(
             "(subject_type IS NULL) = (subject_id IS NULL)", name="subject_whole"
         ),
-        CheckConstraint(
-            "subject_type IS NULL OR subject_type IN ('invoice', 'payout')", name="subject_known"
-        ),
+        _enum_check("subject_type", TICKET_SUBJECTS, "subject_known", nullable=True),
         UniqueConstraint("connection_id", "number"),
         Index("ix_tickets_connection_activity", "connection_id", "last_activity_at", "id"),
         Index("ix_tickets_status_created", "status", "created_at", "id"),

@@ -90,7 +90,7 @@ def cmd_migrate(_: argparse.Namespace) -> None:
 
 
 async def _seed() -> bool:
-    from db.seed import seed_demo
+    from services.demo import seed_demo
 
     async with _session(_settings()) as session:
         return await seed_demo(session, datetime.now(timezone.utc).date())

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
+from db import states
+from db.states import Role as Role
 from services.errors import Forbidden
 
-
-class Role(str, Enum):
-    PARTNER_ADMIN = "PARTNER_ADMIN"
-    PARTNER_MEMBER = "PARTNER_MEMBER"
-    SUPPORT = "SUPPORT"
-    BILLING_ADMIN = "BILLING_ADMIN"
-
-
-STAFF_ROLES = frozenset({Role.SUPPORT, Role.BILLING_ADMIN})
-PARTNER_ROLES = frozenset({Role.PARTNER_ADMIN, Role.PARTNER_MEMBER})
+STAFF_ROLES = frozenset(states.STAFF_ROLES)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ so the Partner keeps what it has paid for until then.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import models as m
 from services import idempotency
 from services.access import Principal, Role
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 
 
@@ -30,10 +31,6 @@ async def catalogue(session: AsyncSession) -> list[m.AddOnProduct]:
 def phone_numbers(addons: list[tuple[m.AddOn, m.AddOnProduct]]) -> int:
     """Phone numbers in use: the quantities of the phone-number add-ons."""
     return sum(addon.quantity for addon, product in addons if product.is_phone_number)
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 def _check_quantity(product: m.AddOnProduct, quantity: int) -> None:
@@ -92,7 +89,7 @@ async def add(
     A retry with the same idempotency key gets the same add-on back."""
     return await idempotency.once(
         session, principal, ADD, idempotency_key, {"product": product_id, "quantity": quantity},
-        lambda: _add(session, principal, product_id, quantity, now),
+        lambda: _add(session, principal, product_id, quantity, now), now=now,
     )
 
 
@@ -121,7 +118,7 @@ async def _add(
             f"You already have {product.name}; change its quantity with updateAddOn.",
             "productId",
         )
-    at = _now(now)
+    at = now_or(now)
     addon = m.AddOn(
         connection_id=connection.id, product_id=product.id, quantity=quantity,
         created_at=at, updated_at=at,
@@ -142,7 +139,7 @@ def _set_quantity(addon: m.AddOn, quantity: int, period_end: datetime, now: date
         return  # asked for what is already so
     addon.quantity = addon_quantity
     addon.pending_quantity, addon.pending_effective_at = pending
-    addon.updated_at = _now(now)
+    addon.updated_at = now_or(now)
 
 
 async def update(

@@ -22,15 +22,17 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import IN_FLIGHT
 from services import idempotency, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayUnavailable, LinkedAccount
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 MAX_NAME = 200
@@ -49,10 +51,6 @@ KNOWN_BANKS: dict[str, str] = {
     "021000089": "Citibank",
     "110000000": "Sandbox Test Bank",
 }
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 # ---- the input's rules ------------------------------------------------------------------
@@ -275,7 +273,7 @@ async def link(
         ) from None
     async with writes() as session, session.begin():
         return await idempotency.once(
-            session, principal, LINK, key, fingerprint, lambda: _link(session, principal, linked, request, _now(now))
+            session, principal, LINK, key, fingerprint, lambda: _link(session, principal, linked, request, now_or(now)), now=now
         )
 
 
@@ -331,7 +329,7 @@ async def unlink(
     account = await _live_account(session, connection.id, bank_account_id, lock=True)
     count, amount = (await session.execute(
         select(func.count(), func.coalesce(func.sum(m.BankTransfer.amount), 0)).where(
-            m.BankTransfer.bank_account_id == account.id, m.BankTransfer.status.in_(m.IN_FLIGHT)
+            m.BankTransfer.bank_account_id == account.id, m.BankTransfer.status.in_(IN_FLIGHT)
         )
     )).one()
     if count:
@@ -343,7 +341,7 @@ async def unlink(
             f"{'it has' if count == 1 else 'they have'} been paid, or failed, or canceled.",
             "bankAccountId",
         )
-    account.removed_at, account.is_default = _now(now), False
+    account.removed_at, account.is_default = now_or(now), False
     await session.flush()
     remaining = await live_accounts(session, connection.id)
     if remaining and not any(a.is_default for a in remaining):

@@ -36,7 +36,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.errors import DomainError, ErrorCode
+from db.states import TransferStatus
 from services.payments import SandboxLag
 
 
@@ -139,8 +139,8 @@ class SandboxBankGateway:
         ref = f"sbt_sandbox_{outcome}_{reference}"
         self._lose()
         if outcome == "failnow":
-            return GatewayTransfer(ref, "FAILED", *_FAILURES[outcome])
-        return GatewayTransfer(ref, "PENDING")
+            return GatewayTransfer(ref, TransferStatus.FAILED, *_FAILURES[outcome])
+        return GatewayTransfer(ref, TransferStatus.PENDING)
 
     async def retrieve_transfer(self, ref: str) -> GatewayTransfer:
         """In the sandbox a transfer settles as soon as it is asked about."""
@@ -152,20 +152,20 @@ class SandboxBankGateway:
         await self._wait()
         self._lose()
         if _outcome(ref) == "failnow":
-            return GatewayTransfer(ref, "FAILED", *_FAILURES["failnow"])
-        return GatewayTransfer(ref, "CANCELED")
+            return GatewayTransfer(ref, TransferStatus.FAILED, *_FAILURES["failnow"])
+        return GatewayTransfer(ref, TransferStatus.CANCELED)
 
     def events(self, ref: str) -> list[GatewayEvent]:
         """The webhook events the sandbox sends for a transfer after it is created."""
         outcome = _outcome(ref)
         if outcome == "failnow":
-            return [GatewayEvent("bank_transfer.failed", "FAILED", *_FAILURES[outcome])]
+            return [GatewayEvent("bank_transfer.failed", TransferStatus.FAILED, *_FAILURES[outcome])]
         if outcome == "faillater":
-            return [GatewayEvent("bank_transfer.in_transit", "IN_TRANSIT"),
-                    GatewayEvent("bank_transfer.failed", "FAILED", *_FAILURES[outcome])]
-        paid = [GatewayEvent("bank_transfer.in_transit", "IN_TRANSIT"), GatewayEvent("bank_transfer.paid", "PAID")]
+            return [GatewayEvent("bank_transfer.in_transit", TransferStatus.IN_TRANSIT),
+                    GatewayEvent("bank_transfer.failed", TransferStatus.FAILED, *_FAILURES[outcome])]
+        paid = [GatewayEvent("bank_transfer.in_transit", TransferStatus.IN_TRANSIT), GatewayEvent("bank_transfer.paid", TransferStatus.PAID)]
         if outcome == "return":
-            return [*paid, GatewayEvent("bank_transfer.returned", "RETURNED", *_FAILURES[outcome])]
+            return [*paid, GatewayEvent("bank_transfer.returned", TransferStatus.RETURNED, *_FAILURES[outcome])]
         return paid
 
 
@@ -179,6 +179,3 @@ def bank_gateway_named(name: str, lag: SandboxLag = NO_LAG) -> BankTransferGatew
         return SandboxBankGateway(lag)
     raise ValueError(f"unknown bank gateway {name!r}; known: {', '.join(BANK_GATEWAYS)}")
 
-
-def refused(message: str, field: str = "accountNumber") -> DomainError:
-    return DomainError(ErrorCode.BANK_ACCOUNT_REFUSED, message, field)

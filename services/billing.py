@@ -29,7 +29,7 @@ import logging
 import re
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
@@ -37,18 +37,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
+from db.states import (
+    AccountKind,
+    CreditStatus,
+    InvoiceStatus,
+    InvoiceType,
+    PaymentMethod,
+    PlanChangeKind,
+    SubscriptionStatus,
+)
 from services import card_payments, invoices, ledger
 from services.access import Principal, Role
-from services.enums import CreditStatus, InvoiceStatus, InvoiceType, PaymentMethod, PlanChangeKind, SubscriptionStatus
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 from services.payments import PaymentGateway
 from services.wallet import apply_pending_affiliate_payouts
 
 log = logging.getLogger("revampd.billing")
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 # ---- The card on file ----------------------------------------------------------
@@ -92,7 +97,7 @@ async def update_payment_method(
     connection.card_token = token
     connection.card_brand, connection.card_last4 = card.brand, card.last4
     connection.card_exp_month, connection.card_exp_year = card.exp_month, card.exp_year
-    at = _now(now)
+    at = now_or(now)
     await session.execute(
         update(m.Invoice)
         .where(
@@ -298,7 +303,7 @@ async def _open_and_collect(
     from_wallet = settings.billing_pay_from_wallet
     found = await ledger.accounts(session, [
         account for connection, invoice, _ in new for account in (
-            ledger.receivable_of(invoice), ledger.system_part("REVAMPD_REVENUE", invoice.currency_code, connection.id),
+            ledger.receivable_of(invoice), ledger.system_part(AccountKind.REVAMPD_REVENUE, invoice.currency_code, connection.id),
             *([ledger.wallet_of(connection)] if from_wallet else []),
         )
     ], now)
@@ -312,7 +317,7 @@ async def _open_and_collect(
     moves, paying = [], []
     for connection, invoice, _ in new:
         receivable = found[ledger.receivable_of(invoice).code]
-        revenue = found[ledger.system_part("REVAMPD_REVENUE", invoice.currency_code, connection.id).code]
+        revenue = found[ledger.system_part(AccountKind.REVAMPD_REVENUE, invoice.currency_code, connection.id).code]
         moves.append(invoices.issued(invoice, receivable.id, revenue.id))
         collection = Collection(invoice)
         billed[connection.id].collection = collection

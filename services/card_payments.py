@@ -23,26 +23,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import AccountKind, CardChargeStatus, PaymentMethod
 from services import idempotency, invoices, ledger
 from services.access import Principal, Role
-from services.enums import PaymentMethod
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 from services.payments import ChargeResult, GatewayError, PaymentGateway
 
 log = logging.getLogger("revampd.payments")
 
-PENDING, SUCCEEDED, DECLINED = "PENDING", "SUCCEEDED", "DECLINED"
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
+PENDING, SUCCEEDED, DECLINED = CardChargeStatus.PENDING, CardChargeStatus.SUCCEEDED, CardChargeStatus.DECLINED
 
 
 async def _replay(session: AsyncSession, principal: Principal, charge_id: int) -> m.CardCharge:
@@ -64,7 +61,7 @@ async def start(
 
     async def work() -> m.CardCharge:
         principal.require(Role.PARTNER_ADMIN)
-        at = _now(now)
+        at = now_or(now)
         invoice = await invoices.locked_invoice(session, principal, invoice_id)
         invoices.require_open(invoice)
         await invoices.in_progress(session, invoice)
@@ -81,7 +78,7 @@ async def start(
         await session.flush()
         return charge
 
-    return await idempotency.once(session, principal, PAY_BY_CARD, idempotency_key, request, work)
+    return await idempotency.once(session, principal, PAY_BY_CARD, idempotency_key, request, work, now=now)
 
 
 async def record(
@@ -127,7 +124,7 @@ async def settle(
 
     A declined charge of the billing run's attempt N schedules attempt N+1 `retry_days[N-1]`
     days later (the BILLING_RETRY_DAYS setting) or, after the last, writes the invoice off."""
-    [charge] = await settle_many(session, [(charge_id, result)], _now(now), retry_days)
+    [charge] = await settle_many(session, [(charge_id, result)], now_or(now), retry_days)
     return charge
 
 
@@ -157,7 +154,7 @@ async def settle_many(
         invoices.require_open(bills[c.invoice_id])
         assert invoices.amount_due(bills[c.invoice_id]) >= c.amount, f"card charge {c.id} exceeds what is due"
     # Each payment: from the card processor's part for the invoice's connection into its receivable.
-    ends = [(ledger.system_part("CARD_PROCESSOR", c.currency_code, bills[c.invoice_id].connection_id),
+    ends = [(ledger.system_part(AccountKind.CARD_PROCESSOR, c.currency_code, bills[c.invoice_id].connection_id),
              ledger.receivable_of(bills[c.invoice_id])) for c in made]
     found = await ledger.accounts(session, [account for pair in ends for account in pair], now)
     rows = await ledger.post(session, [

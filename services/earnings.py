@@ -34,10 +34,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import AccountKind, PayoutPeriodType, PayoutStatus, SubOrgTransactionKind, TransferKind
 from services import idempotency, ledger, money, payouts
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway
-from services.enums import SubOrgTransactionKind
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 log = logging.getLogger("revampd.earnings")
@@ -52,10 +53,6 @@ KINDS = tuple(k.value for k in SubOrgTransactionKind)
 CHUNK = 500  # rows per INSERT or UPDATE statement (bound parameters stay well under the limits)
 
 T = TypeVar("T")
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
@@ -327,7 +324,7 @@ async def record(
             ErrorCode.TOO_MANY_TRANSACTIONS, f"Send at most {MAX_PER_CALL:,} transactions at a time, got {len(items):,}.",
             "transactions",
         )
-    at = _now(now)
+    at = now_or(now)
     if principal is None or idempotency_key is None:
         return await _record(session, connection_id, items, at)
     request = {
@@ -340,7 +337,7 @@ async def record(
     }
     operation = _operation(connection_id, [t.external_id or "" for t in items])
     return await idempotency.once(
-        session, principal, operation, idempotency_key, request, lambda: _record(session, connection_id, items, at)
+        session, principal, operation, idempotency_key, request, lambda: _record(session, connection_id, items, at), now=now
     )
 
 
@@ -409,7 +406,7 @@ async def import_feed(
     `partner` (the Partner's name) or `connectionId` (its number, or an ID that
     `connection_id_of` reads). All or nothing: with any error, FeedRefused lists every
     one by line and field, and nothing is written. Blank lines are skipped."""
-    at = _now(now)
+    at = now_or(now)
     errors: list[FeedError] = []
     groups: dict[int, _Group] = {}
     names: dict[str, m.Connection | None] = {}
@@ -503,7 +500,7 @@ def last_period(period_type: str, now: datetime) -> tuple[datetime, datetime]:
     the previous month to the 1st of this one; WEEKLY from the Monday before last to the
     last Monday (00:00)."""
     now = now.astimezone(timezone.utc)
-    if period_type == "WEEKLY":
+    if period_type == PayoutPeriodType.WEEKLY:
         end = datetime.combine(now.date() - timedelta(days=now.weekday()), time(), timezone.utc)
         return end - timedelta(days=7), end
     end = datetime.combine(now.date().replace(day=1), time(), timezone.utc)
@@ -525,7 +522,7 @@ class Closed:
 
     def describe(self) -> str:
         p, cur = self.payout, self.payout.currency_code
-        days = "week" if p.period_type == "WEEKLY" else "month"
+        days = "week" if p.period_type == PayoutPeriodType.WEEKLY else "month"
         head = (
             f"{self.partner_name} (connection {p.connection_id}): payout {p.id} for the {days} "
             f"{p.period_start:%Y-%m-%d} to {p.period_end:%Y-%m-%d}, {self.transactions} transaction"
@@ -588,7 +585,7 @@ async def close_connection(
         connection_id=connection.id, period_type=connection.payout_period_type, period_start=start,
         period_end=end, currency_code=connection.currency_code, gross_amount=sum(r.gross_amount for r in earned),
         fee_amount=sum(r.fee_amount for r in earned), amount=net, available_amount=net, wallet_amount=0,
-        bank_in_flight_amount=0, bank_paid_amount=0, status="AVAILABLE", created_at=now, updated_at=now,
+        bank_in_flight_amount=0, bank_paid_amount=0, status=PayoutStatus.AVAILABLE, created_at=now, updated_at=now,
     )
     try:
         async with session.begin_nested():
@@ -606,11 +603,11 @@ async def close_connection(
         moved += int(getattr(result, "rowcount", 0))
     if moved != len(ids):
         raise RuntimeError(f"connection {connection.id}: {len(ids) - moved} transactions were paid out meanwhile")
-    earnings = await ledger.system_account(session, "SUB_ORG_EARNINGS", connection.currency_code, connection.id, now)
-    own = await payouts.payout_account(session, payout, now)
-    days = f"{start:%B %Y}" if payout.period_type == "MONTHLY" else f"week of {start:%b %d, %Y}"
+    earnings = await ledger.system_account(session, AccountKind.SUB_ORG_EARNINGS, connection.currency_code, connection.id, now)
+    own = await ledger.payout_account(session, payout, now)
+    days = f"{start:%B %Y}" if payout.period_type == PayoutPeriodType.MONTHLY else f"week of {start:%b %d, %Y}"
     await ledger.post(session, [ledger.Transfer(
-        f"payout:{payout.id}:funding", "PAYOUT_FUNDING", earnings.id, own.id, payout.amount,
+        f"payout:{payout.id}:funding", TransferKind.PAYOUT_FUNDING, earnings.id, own.id, payout.amount,
         memo=f"Sub-Org earnings, {days}", payout_id=payout.id,
     )], now=now)
     await payouts.refresh(session, payout, now)

@@ -29,7 +29,7 @@ import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Awaitable, Callable, Generic, Mapping, TypeVar
 
 from sqlalchemy import delete, insert, select, update
@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
 from services.access import Principal
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode
 
 MAX_KEY_LENGTH = 200
@@ -93,6 +94,8 @@ async def once(
     key: str | None,
     request: Mapping[str, object],
     work: Callable[[], Awaitable[R]],
+    *,
+    now: datetime | None = None,
 ) -> R:
     """Run `work` in the caller's transaction, at most once per (user, key).
 
@@ -103,7 +106,7 @@ async def once(
         return await work()
     key = checked_key(key)
     digest = request_hash(request)
-    previous = await _claim(session, principal.user_id, key, operation.name, digest)
+    previous = await _claim(session, principal.user_id, key, operation.name, digest, now_or(now))
     if previous is not None:
         return await _replay(session, principal, operation, digest, previous)
     result = await work()
@@ -160,7 +163,7 @@ async def _find(session: AsyncSession, user_id: int, key: str) -> _Use | None:
 
 
 async def _claim(
-    session: AsyncSession, user_id: int, key: str, operation: str, digest: str
+    session: AsyncSession, user_id: int, key: str, operation: str, digest: str, now: datetime
 ) -> _Use | None:
     """Insert the key's row (None), or give the row of the key's earlier use."""
     previous = await _find(session, user_id, key)
@@ -174,7 +177,7 @@ async def _claim(
                     key=key,
                     operation=operation,
                     request_hash=digest,
-                    created_at=datetime.now(timezone.utc),
+                    created_at=now,
                 )
             )
     except IntegrityError:

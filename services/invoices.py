@@ -17,9 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import AccountKind, CardChargeStatus, InvoiceStatus, InvoiceType, PaymentMethod, TransferKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
-from services.enums import InvoiceStatus, InvoiceType, PaymentMethod
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 S = InvoiceStatus
@@ -35,10 +36,6 @@ MAX_QUANTITY = 10_000
 def amount_due(invoice: m.Invoice) -> int:
     """total - amount paid, in minor units; zero once paid, void or written off."""
     return 0 if invoice.status in SETTLED else invoice.total - invoice.amount_paid
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ async def create(
         raise DomainError(
             ErrorCode.INVALID_LINE_ITEMS, "An invoice needs line items, each of a positive quantity and amount.", "lineItems"
         )
-    at = _now(now)
+    at = now_or(now)
     invoice = draft(connection, type=type, lines=lines, due_at=due_at, period=period, now=at)
     session.add(invoice)
     await session.flush()
@@ -118,10 +115,10 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
     """DRAFT -> OPEN: from now on the invoice's total is owed (its receivable is charged)."""
     if invoice.status != S.DRAFT.value:
         raise DomainError(ErrorCode.INVOICE_NOT_DRAFT, f"Invoice {invoice.number} is {invoice.status}, not DRAFT.", "invoiceId")
-    at = _now(now)
+    at = now_or(now)
     # An invoice's receivable is made as it opens.
     receivable = await ledger.receivable_account(session, invoice, at, likely_new=True)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
+    revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
     await ledger.post(session, [issued(invoice, receivable.id, revenue.id)], now=at)
     opened(invoice, at)
 
@@ -129,7 +126,7 @@ async def finalize(session: AsyncSession, invoice: m.Invoice, *, now: datetime |
 def issued(invoice: m.Invoice, receivable_id: int, revenue_id: int) -> ledger.Transfer:
     """The INVOICE_ISSUED transfer that opens a DRAFT invoice: its total is owed."""
     return ledger.Transfer(
-        f"invoice:{invoice.id}:issued", "INVOICE_ISSUED", receivable_id, revenue_id, invoice.total,
+        f"invoice:{invoice.id}:issued", TransferKind.INVOICE_ISSUED, receivable_id, revenue_id, invoice.total,
         memo=f"Invoice {invoice.number}", invoice_id=invoice.id,
     )
 
@@ -161,7 +158,7 @@ def require_open(invoice: m.Invoice) -> None:
 async def charge_pending(session: AsyncSession, invoice_id: int) -> bool:
     """A card charge of the invoice waits for the processor's answer (services.card_payments)."""
     return bool(await session.scalar(select(m.CardCharge.id).where(
-        m.CardCharge.invoice_id == invoice_id, m.CardCharge.status == "PENDING")))
+        m.CardCharge.invoice_id == invoice_id, m.CardCharge.status == CardChargeStatus.PENDING)))
 
 
 async def in_progress(session: AsyncSession, invoice: m.Invoice) -> None:
@@ -188,8 +185,9 @@ async def pay(
 ) -> m.InvoicePayment:
     """`amount` from `source` into the (locked, OPEN) invoice: one ledger transfer under
     `key`, its payment record, and PAID once nothing is due. The same key again is the
-    same payment."""
-    at = _now(now)
+    same payment: for payInvoice that happens only once the client's idempotency key was
+    purged (services.idempotency), as its ledger key, which embeds it, is kept forever."""
+    at = now_or(now)
     existing = await session.scalar(
         select(m.InvoicePayment).join(m.LedgerTransfer, m.LedgerTransfer.id == m.InvoicePayment.transfer_id)
         .where(m.LedgerTransfer.key == key)
@@ -220,7 +218,7 @@ def payment_transfer(
 ) -> ledger.Transfer:
     """The INVOICE_PAYMENT transfer of `amount` from `source_id` into the invoice."""
     return ledger.Transfer(
-        key, "INVOICE_PAYMENT", source_id, receivable_id, amount, memo=f"Payment of {invoice.number}",
+        key, TransferKind.INVOICE_PAYMENT, source_id, receivable_id, amount, memo=f"Payment of {invoice.number}",
         invoice_id=invoice.id, created_by_id=by,
     )
 
@@ -302,7 +300,7 @@ async def pay_from_wallet(
             raise DomainError(err.code, err.message, "amount") from None
         return Paid(invoice, payment, wallet)
 
-    return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work)
+    return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work, now=now)
 
 
 async def void(
@@ -318,27 +316,27 @@ async def void(
     if invoice.status != S.OPEN.value:
         raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Only an OPEN invoice can be voided; {invoice.number} is {invoice.status}.", "invoiceId")
     await in_progress(session, invoice)
-    at = _now(now)
+    at = now_or(now)
     connection = await session.get(m.Connection, invoice.connection_id)
     assert connection is not None
     receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
+    revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
     wallet = await ledger.wallet_account(session, connection, at)
     from_wallet = sum(
         p.amount for p in await session.scalars(
-            select(m.InvoicePayment).where(m.InvoicePayment.invoice_id == invoice.id, m.InvoicePayment.method == "WALLET")
+            select(m.InvoicePayment).where(m.InvoicePayment.invoice_id == invoice.id, m.InvoicePayment.method == PaymentMethod.WALLET)
         )
     )
     transfers = []
     if from_wallet:
         transfers.append(ledger.Transfer(
-            f"invoice:{invoice.id}:void:refund", "REVERSAL", receivable.id, wallet.id, from_wallet,
+            f"invoice:{invoice.id}:void:refund", TransferKind.REVERSAL, receivable.id, wallet.id, from_wallet,
             memo=f"Refund of {invoice.number} (void)", invoice_id=invoice.id, created_by_id=principal.user_id,
         ))
     written_off = amount_due(invoice) + from_wallet
     if written_off:
         transfers.append(ledger.Transfer(
-            f"invoice:{invoice.id}:void", "INVOICE_VOID", revenue.id, receivable.id, written_off,
+            f"invoice:{invoice.id}:void", TransferKind.INVOICE_VOID, revenue.id, receivable.id, written_off,
             memo=f"Invoice {invoice.number} void: {text}", invoice_id=invoice.id, created_by_id=principal.user_id,
         ))
     await ledger.post(session, transfers, now=at)
@@ -363,12 +361,12 @@ async def mark_uncollectible(
             "invoiceId",
         )
     await in_progress(session, invoice)
-    at = _now(now)
+    at = now_or(now)
     due = amount_due(invoice)
     receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, "REVAMPD_REVENUE", invoice.currency_code, invoice.connection_id, at)
+    revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
     await ledger.post(session, [ledger.Transfer(
-        f"invoice:{invoice.id}:uncollectible", "INVOICE_UNCOLLECTIBLE", revenue.id, receivable.id, due,
+        f"invoice:{invoice.id}:uncollectible", TransferKind.INVOICE_UNCOLLECTIBLE, revenue.id, receivable.id, due,
         memo=f"Invoice {invoice.number} uncollectible", invoice_id=invoice.id,
         created_by_id=principal.user_id if principal else None,
     )], now=at)
@@ -456,7 +454,7 @@ async def issue(
     async def work() -> m.Invoice:
         principal.require(Role.BILLING_ADMIN)
         connection = await locked_connection(session, connection_id)
-        at = _now(now)
+        at = now_or(now)
         checked, errors = _checked_lines(lines, connection.currency_code)
         if due < at:
             errors.append(DomainError(ErrorCode.INVALID_DUE_AT, "dueAt must not be in the past.", "dueAt"))
@@ -464,4 +462,4 @@ async def issue(
             raise InvalidInput(errors)
         return await create(session, connection, type=InvoiceType.ONE_TIME, lines=checked, due_at=due, now=at)
 
-    return await idempotency.once(session, principal, ISSUE, idempotency_key, request, work)
+    return await idempotency.once(session, principal, ISSUE, idempotency_key, request, work, now=now)

@@ -24,8 +24,8 @@ negative as they fund credits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable, Sequence
+from datetime import datetime
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import and_, case, event, func, inspect, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,10 +35,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from db import models as m
+from db.states import (
+    MOVING_PHASES,
+    PARTNER_ACCOUNT_KINDS,
+    SYSTEM_ACCOUNT_KINDS,
+    AccountKind,
+    CardChargeStatus,
+    CreditStatus,
+    InvoiceStatus,
+    PaymentMethod,
+    TransferKind,
+    TransferPhase,
+    TransferStatus,
+)
 from services import money
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode
 
-PARTNER_KINDS = frozenset(m.PARTNER_ACCOUNT_KINDS)
+PARTNER_KINDS = frozenset(PARTNER_ACCOUNT_KINDS)
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,7 @@ class Transfer:
     """
 
     key: str
-    kind: str
+    kind: TransferKind
     debit: int
     credit: int
     amount: int
@@ -64,10 +78,10 @@ class Transfer:
     void: bool = False
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> TransferPhase:
         if self.resolves is not None:
-            return "VOID_PENDING" if self.void else "POST_PENDING"
-        return "PENDING" if self.pending else "POSTED"
+            return TransferPhase.VOID_PENDING if self.void else TransferPhase.POST_PENDING
+        return TransferPhase.PENDING if self.pending else TransferPhase.POSTED
 
     def same_as(self, row: m.LedgerTransfer) -> bool:
         return (row.kind, row.phase, row.debit_account_id, row.credit_account_id, row.amount, row.pending_id) == (
@@ -79,7 +93,7 @@ class InsufficientFunds(DomainError):
     """A Partner's account would go below zero; says what it holds and what is missing."""
 
     def __init__(self, account: m.LedgerAccount, available: int, short: int) -> None:
-        what = "wallet" if account.kind == "WALLET" else "payout"
+        what = "wallet" if account.kind == AccountKind.WALLET else "payout"
         cur = account.currency_code
         super().__init__(
             ErrorCode.INSUFFICIENT_FUNDS,
@@ -115,10 +129,6 @@ def _committed(session: Session) -> None:
 def _rolled_back(session: Session) -> None:
     if not session.in_nested_transaction():
         session.info.pop(_POSTED, None)
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
 
 
 async def post(
@@ -176,12 +186,12 @@ async def post(
     balance = {a.id: a.balance for a in locked}
     pending = {a.id: a.pending for a in locked}
     for t in transfers:
-        if t.phase == "PENDING":
+        if t.phase is TransferPhase.PENDING:
             pending[t.debit] += t.amount
-        elif t.phase == "VOID_PENDING":
+        elif t.phase is TransferPhase.VOID_PENDING:
             pending[t.debit] -= t.amount
         else:
-            if t.phase == "POST_PENDING":
+            if t.phase is TransferPhase.POST_PENDING:
                 pending[t.debit] -= t.amount
             balance[t.debit] -= t.amount
             balance[t.credit] += t.amount
@@ -192,7 +202,7 @@ async def post(
         if not debit.allow_negative and short > 0:
             raise InsufficientFunds(debit, debit.balance - debit.pending, short)
 
-    at = _now(now)
+    at = now_or(now)
     rows = [
         m.LedgerTransfer(
             key=t.key, kind=t.kind, phase=t.phase, pending_id=t.resolves, debit_account_id=t.debit,
@@ -231,7 +241,7 @@ async def _pending_transfers(
     found = {
         row.id: row
         for row in await session.scalars(
-            select(m.LedgerTransfer).where(m.LedgerTransfer.id.in_(wanted), m.LedgerTransfer.phase == "PENDING")
+            select(m.LedgerTransfer).where(m.LedgerTransfer.id.in_(wanted), m.LedgerTransfer.phase == TransferPhase.PENDING)
         )
     }
     if len(found) != len(wanted):
@@ -276,38 +286,82 @@ def _write_entries(
 
 
 def _moves(row: m.LedgerTransfer) -> bool:
-    return row.phase in ("POSTED", "POST_PENDING")
+    return row.phase in MOVING_PHASES
 
 
 # ---- Accounts ------------------------------------------------------------------
+# An account is named by a code made here only, from what it is: "wallet:<connection>",
+# "receivable:<invoice>", "payout:<payout>", and "<KIND>:<currency>:<connection>" for Revampd's own.
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account to find or make (`account`, `accounts`): its code and what it is. Made only by
+    wallet_of, receivable_of, payout_of and system_part."""
+
+    code: str
+    kind: AccountKind
+    currency: str
+    connection_id: int | None = None
+    invoice_id: int | None = None
+    payout_id: int | None = None
+
+    def row(self, now: datetime) -> dict[str, object]:
+        """The values of its row when it is made."""
+        return dict(
+            code=self.code, kind=self.kind, currency_code=self.currency, connection_id=self.connection_id,
+            invoice_id=self.invoice_id, payout_id=self.payout_id, allow_negative=self.kind not in PARTNER_KINDS,
+            balance=0, pending=0, entry_count=0, created_at=now,
+        )
+
+
+def wallet_code(connection_id: int) -> str:
+    return f"wallet:{connection_id}"
+
+
+def wallet_of(connection: m.Connection) -> Account:
+    return Account(wallet_code(connection.id), AccountKind.WALLET, connection.currency_code, connection.id)
+
+
+def receivable_of(invoice: m.Invoice) -> Account:
+    return Account(
+        f"receivable:{invoice.id}", AccountKind.RECEIVABLE, invoice.currency_code, invoice.connection_id, invoice.id
+    )
+
+
+def payout_of(payout: m.Payout) -> Account:
+    return Account(
+        f"payout:{payout.id}", AccountKind.PAYOUT, payout.currency_code, payout.connection_id, payout_id=payout.id
+    )
+
+
+def system_part(kind: AccountKind, currency: str, connection_id: int) -> Account:
+    """One of Revampd's own accounts in `currency`: its part for one connection.
+
+    Revampd keeps each of its accounts as one sub-account per connection, so that a
+    Partner's money movement locks only rows of its own: no row that every Partner's
+    movements would take turns on (post() locks each account it touches). Revampd's
+    balance of a kind is the sum of its parts (`system_totals`, `revampd-bff ledger totals`)."""
+    assert kind in SYSTEM_ACCOUNT_KINDS, kind
+    return Account(f"{kind}:{currency}:{connection_id}", kind, currency)
+
+
+def _insert(session: AsyncSession) -> Callable[..., Any]:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
 
 async def account(
-    session: AsyncSession,
-    code: str,
-    kind: str,
-    currency: str,
-    *,
-    connection_id: int | None = None,
-    invoice_id: int | None = None,
-    payout_id: int | None = None,
-    now: datetime | None = None,
-    likely_new: bool = False,
+    session: AsyncSession, wanted: Account, now: datetime | None = None, *, likely_new: bool = False
 ) -> m.LedgerAccount:
-    """The account with this code, made on first use (safe under concurrency): one
-    statement when it exists, two when it is made (one when `likely_new`: it is made first
-    and read only if it existed after all)."""
-    by_code = select(m.LedgerAccount).where(m.LedgerAccount.code == code)
+    """The account, made on first use (safe under concurrency): one statement when it
+    exists, two when it is made (one when `likely_new`: it is made first and read only if
+    it existed after all)."""
+    by_code = select(m.LedgerAccount).where(m.LedgerAccount.code == wanted.code)
     if not likely_new and (found := await session.scalar(by_code)) is not None:
         return found
-    values = dict(
-        code=code, kind=kind, currency_code=currency, connection_id=connection_id, invoice_id=invoice_id,
-        payout_id=payout_id, allow_negative=kind not in PARTNER_KINDS, balance=0, pending=0, entry_count=0,
-        created_at=_now(now),
-    )
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     made: m.LedgerAccount | None = await session.scalar(
-        insert(m.LedgerAccount).values(**values).on_conflict_do_nothing(index_elements=["code"])
-        .returning(m.LedgerAccount)
+        _insert(session)(m.LedgerAccount).values(**wanted.row(now_or(now)))
+        .on_conflict_do_nothing(index_elements=["code"]).returning(m.LedgerAccount)
     )
     if made is None:  # made meanwhile by another transaction (or, when likely_new, before)
         made = await session.scalar(by_code)
@@ -315,42 +369,15 @@ async def account(
     return made
 
 
-@dataclass(frozen=True)
-class Account:
-    """An account to find or make (`accounts`): its code and what it is."""
-
-    code: str
-    kind: str
-    currency: str
-    connection_id: int | None = None
-    invoice_id: int | None = None
-
-
-def wallet_of(connection: m.Connection) -> Account:
-    return Account(f"wallet:{connection.id}", "WALLET", connection.currency_code, connection.id)
-
-
-def receivable_of(invoice: m.Invoice) -> Account:
-    return Account(f"receivable:{invoice.id}", "RECEIVABLE", invoice.currency_code, invoice.connection_id, invoice.id)
-
-
-def system_part(kind: str, currency: str, connection_id: int) -> Account:
-    assert kind in m.SYSTEM_ACCOUNT_KINDS, kind
-    return Account(f"{kind}:{currency}:{connection_id}", kind, currency)
-
-
 async def accounts(session: AsyncSession, wanted: Sequence[Account], now: datetime) -> dict[str, m.LedgerAccount]:
     """Many accounts at once, by code, each made on first use (safe under concurrency): two
     statements however many (for the billing run's batches)."""
     if not wanted:
         return {}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(m.LedgerAccount).on_conflict_do_nothing(index_elements=["code"]), [
-        dict(code=a.code, kind=a.kind, currency_code=a.currency, connection_id=a.connection_id,
-             invoice_id=a.invoice_id, payout_id=None, allow_negative=a.kind not in PARTNER_KINDS, balance=0,
-             pending=0, entry_count=0, created_at=now)
-        for a in wanted
-    ])
+    await session.execute(
+        _insert(session)(m.LedgerAccount).on_conflict_do_nothing(index_elements=["code"]),
+        [a.row(now) for a in wanted],
+    )
     found = {a.code: a for a in await session.scalars(
         select(m.LedgerAccount).where(m.LedgerAccount.code.in_([a.code for a in wanted])))}
     assert len(found) == len({a.code for a in wanted})
@@ -358,17 +385,26 @@ async def accounts(session: AsyncSession, wanted: Sequence[Account], now: dateti
 
 
 async def system_account(
-    session: AsyncSession, kind: str, currency: str, connection_id: int, now: datetime | None = None
+    session: AsyncSession, kind: AccountKind, currency: str, connection_id: int, now: datetime | None = None
 ) -> m.LedgerAccount:
-    """One of Revampd's own accounts in `currency`: its part for one connection.
+    """Revampd's account of `kind` in `currency`: its part for one connection (`system_part`)."""
+    return await account(session, system_part(kind, currency, connection_id), now)
 
-    Revampd keeps each of its accounts as one sub-account per connection
-    ("<KIND>:<currency>:<connection>"), so that a Partner's money movement locks only rows
-    of its own: no row that every Partner's movements would take turns on (post() locks
-    each account it touches). Revampd's balance of a kind is the sum of its parts
-    (`system_totals`, `revampd-bff ledger totals`)."""
-    assert kind in m.SYSTEM_ACCOUNT_KINDS, kind
-    return await account(session, f"{kind}:{currency}:{connection_id}", kind, currency, now=now)
+
+async def wallet_account(
+    session: AsyncSession, connection: m.Connection, now: datetime | None = None
+) -> m.LedgerAccount:
+    return await account(session, wallet_of(connection), now)
+
+
+async def receivable_account(
+    session: AsyncSession, invoice: m.Invoice, now: datetime | None = None, *, likely_new: bool = False
+) -> m.LedgerAccount:
+    return await account(session, receivable_of(invoice), now, likely_new=likely_new)
+
+
+async def payout_account(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.LedgerAccount:
+    return await account(session, payout_of(payout), now)
 
 
 @dataclass(frozen=True)
@@ -387,28 +423,10 @@ async def system_totals(session: AsyncSession) -> list[SystemTotal]:
     A = m.LedgerAccount
     rows = await session.execute(
         select(A.kind, A.currency_code, func.sum(A.balance), func.sum(A.pending), func.count())
-        .where(A.kind.in_(m.SYSTEM_ACCOUNT_KINDS)).group_by(A.kind, A.currency_code)
+        .where(A.kind.in_(SYSTEM_ACCOUNT_KINDS)).group_by(A.kind, A.currency_code)
         .order_by(A.kind, A.currency_code)
     )
     return [SystemTotal(kind, currency, int(balance), int(pending), n) for kind, currency, balance, pending, n in rows]
-
-
-async def wallet_account(
-    session: AsyncSession, connection: m.Connection, now: datetime | None = None
-) -> m.LedgerAccount:
-    return await account(
-        session, f"wallet:{connection.id}", "WALLET", connection.currency_code, connection_id=connection.id,
-        now=now,
-    )
-
-
-async def receivable_account(
-    session: AsyncSession, invoice: m.Invoice, now: datetime | None = None, *, likely_new: bool = False
-) -> m.LedgerAccount:
-    return await account(
-        session, f"receivable:{invoice.id}", "RECEIVABLE", invoice.currency_code,
-        connection_id=invoice.connection_id, invoice_id=invoice.id, now=now, likely_new=likely_new,
-    )
 
 
 # ---- Provenance ------------------------------------------------------------------
@@ -515,8 +533,8 @@ async def verify(session: AsyncSession) -> list[str]:
     for key, phase, n, net in await session.execute(
         select(T.key, T.phase, sides.c.n, sides.c.net).outerjoin(sides, sides.c.transfer_id == T.id).where(
             or_(
-                and_(T.phase.in_(("POSTED", "POST_PENDING")), or_(sides.c.n.is_(None), sides.c.n != 2, sides.c.net != 0)),
-                and_(T.phase.in_(("PENDING", "VOID_PENDING")), sides.c.n.is_not(None)),
+                and_(T.phase.in_(MOVING_PHASES), or_(sides.c.n.is_(None), sides.c.n != 2, sides.c.net != 0)),
+                and_(T.phase.in_((TransferPhase.PENDING, TransferPhase.VOID_PENDING)), sides.c.n.is_not(None)),
             )
         )
     ):
@@ -525,7 +543,7 @@ async def verify(session: AsyncSession) -> list[str]:
     open_pending = (
         select(T.debit_account_id.label("account_id"), func.sum(T.amount).label("reserved"))
         .outerjoin(resolution, resolution.pending_id == T.id)
-        .where(T.phase == "PENDING", resolution.id.is_(None))
+        .where(T.phase == TransferPhase.PENDING, resolution.id.is_(None))
         .group_by(T.debit_account_id).subquery()
     )
     for code, pending, reserved in await session.execute(
@@ -551,8 +569,8 @@ async def _verify_card_charges(session: AsyncSession) -> list[str]:
             select(C.id, C.status, C.amount, C.invoice_id, P.id, P.amount, P.method, P.invoice_id)
             .outerjoin(P, P.id == C.payment_id)
         )
-        if (status == "SUCCEEDED") != (pid is not None)
-        or pid is not None and (paid, method, into) != (amount, "CARD", invoice_id)
+        if (status == CardChargeStatus.SUCCEEDED) != (pid is not None)
+        or pid is not None and (paid, method, into) != (amount, PaymentMethod.CARD, invoice_id)
     ]
 
 
@@ -562,12 +580,12 @@ async def _verify_invoices(session: AsyncSession) -> list[str]:
     paid = (
         select(
             A.invoice_id,
-            func.sum(case((and_(T.kind == "INVOICE_PAYMENT", T.credit_account_id == A.id), T.amount), else_=0)
-                     - case((and_(T.kind == "REVERSAL", T.debit_account_id == A.id), T.amount), else_=0))
+            func.sum(case((and_(T.kind == TransferKind.INVOICE_PAYMENT, T.credit_account_id == A.id), T.amount), else_=0)
+                     - case((and_(T.kind == TransferKind.REVERSAL, T.debit_account_id == A.id), T.amount), else_=0))
             .label("paid"),
         )
         .join(T, or_(T.credit_account_id == A.id, T.debit_account_id == A.id))
-        .where(A.kind == "RECEIVABLE", T.phase.in_(("POSTED", "POST_PENDING")))
+        .where(A.kind == AccountKind.RECEIVABLE, T.phase.in_(MOVING_PHASES))
         .group_by(A.invoice_id).subquery()
     )
     for number, status, total, amount_paid, ledger_paid, due in await session.execute(
@@ -576,14 +594,15 @@ async def _verify_invoices(session: AsyncSession) -> list[str]:
         .outerjoin(A, A.invoice_id == Inv.id)
     ):
         ledger_paid = ledger_paid or 0
-        expected_due = 0 if status in ("VOID", "UNCOLLECTIBLE") or (status == "DRAFT" and due is None) else total - amount_paid
+        written_off = status in (InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
+        expected_due = 0 if written_off or (status == InvoiceStatus.DRAFT and due is None) else total - amount_paid
         if amount_paid != ledger_paid:
             problems.append(f"invoice {number}: amount paid {amount_paid}, the ledger says {ledger_paid}")
         elif (due or 0) != expected_due:
             problems.append(f"invoice {number} ({status}): {due or 0} still due in the ledger, expected {expected_due}")
     for pid, number, amount, t_amount, kind in await session.execute(
         select(P.id, Inv.number, P.amount, T.amount, T.kind).join(Inv, Inv.id == P.invoice_id)
-        .join(T, T.id == P.transfer_id).where(or_(T.amount != P.amount, T.kind != "INVOICE_PAYMENT", T.invoice_id != P.invoice_id))
+        .join(T, T.id == P.transfer_id).where(or_(T.amount != P.amount, T.kind != TransferKind.INVOICE_PAYMENT, T.invoice_id != P.invoice_id))
     ):
         problems.append(f"payment {pid} of invoice {number}: {amount}, but its transfer is a {kind} of {t_amount}")
     return problems
@@ -594,20 +613,20 @@ async def _verify_affiliate_payouts(session: AsyncSession) -> list[str]:
     T, AP, A = m.LedgerTransfer, m.AffiliatePayout, m.LedgerAccount
     credits = (
         select(T.affiliate_payout_id, func.count().label("n"), func.min(T.id).label("tid"))
-        .where(T.kind == "AFFILIATE_PAYOUT").group_by(T.affiliate_payout_id).subquery()
+        .where(T.kind == TransferKind.AFFILIATE_PAYOUT).group_by(T.affiliate_payout_id).subquery()
     )
     for ap_id, status, transfer_id, n, tid in await session.execute(
         select(AP.id, AP.credit_status, AP.transfer_id, credits.c.n, credits.c.tid)
         .outerjoin(credits, credits.c.affiliate_payout_id == AP.id)
     ):
-        if status == "APPLIED" and (n != 1 or tid != transfer_id):
+        if status == CreditStatus.APPLIED and (n != 1 or tid != transfer_id):
             problems.append(f"affiliate payout {ap_id} is APPLIED but was credited {n or 0} times")
-        if status == "PENDING" and n:
+        if status == CreditStatus.PENDING and n:
             problems.append(f"affiliate payout {ap_id} is PENDING but was credited {n} times")
     for ap_id, amount, t_amount in await session.execute(
         select(AP.id, AP.amount, T.amount)
         .join(T, T.id == AP.transfer_id).join(A, A.id == T.credit_account_id)
-        .where(or_(T.amount != AP.amount, A.kind != "WALLET", A.connection_id != AP.connection_id))
+        .where(or_(T.amount != AP.amount, A.kind != AccountKind.WALLET, A.connection_id != AP.connection_id))
     ):
         problems.append(f"affiliate payout {ap_id} of {amount} was credited {t_amount} to another account")
     return problems
@@ -621,9 +640,9 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
     moved = (
         select(
             T.payout_id,
-            func.sum(case((T.kind == "PAYOUT_CREDIT", T.amount), else_=0)).label("credited"),
-            func.sum(case((and_(T.kind == "BANK_TRANSFER", T.phase == "POST_PENDING"), T.amount),
-                          (T.kind == "BANK_RETURN", -T.amount), else_=0))
+            func.sum(case((T.kind == TransferKind.PAYOUT_CREDIT, T.amount), else_=0)).label("credited"),
+            func.sum(case((and_(T.kind == TransferKind.BANK_TRANSFER, T.phase == TransferPhase.POST_PENDING), T.amount),
+                          (T.kind == TransferKind.BANK_RETURN, -T.amount), else_=0))
             .label("paid"),
         )
         .where(T.payout_id.is_not(None)).group_by(T.payout_id).subquery()
@@ -659,8 +678,9 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
                 f"transactions add up to {row.gross}, {row.fees} and {row.net}"
             )
     resolution = aliased(T)
-    expected = {"PENDING": None, "IN_TRANSIT": None, "PAID": "POST_PENDING", "FAILED": "VOID_PENDING",
-                "CANCELED": "VOID_PENDING", "RETURNED": "POST_PENDING"}
+    TS, TP = TransferStatus, TransferPhase
+    expected: dict[str, TransferPhase | None] = {TS.PENDING: None, TS.IN_TRANSIT: None, TS.PAID: TP.POST_PENDING, TS.FAILED: TP.VOID_PENDING,
+                TS.CANCELED: TP.VOID_PENDING, TS.RETURNED: TP.POST_PENDING}
     back = aliased(T)
     for transfer_id, status, amount, reserved, phase, payout_account, bank_out, returned in await session.execute(
         select(B.id, B.status, B.amount, T.amount, resolution.phase, T.debit_account_id, T.credit_account_id,
@@ -674,9 +694,9 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
                 f"{'resolved as ' + phase if phase else 'unresolved'}"
             )
         # Returned: one BANK_RETURN of its amount from where it went back to its payout; else none.
-        if (status == "RETURNED") != (returned is not None) or returned is not None and (
+        if (status == TransferStatus.RETURNED) != (returned is not None) or returned is not None and (
             (returned.kind, returned.phase, returned.amount, returned.debit_account_id, returned.credit_account_id)
-            != ("BANK_RETURN", "POSTED", amount, bank_out, payout_account)
+            != (TransferKind.BANK_RETURN, TransferPhase.POSTED, amount, bank_out, payout_account)
         ):
             problems.append(
                 f"bank transfer {transfer_id} of {amount} is {status}, but "
@@ -684,7 +704,7 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
                    if returned is not None else "no ledger transfer returns it")
             )
     strays = await session.scalars(
-        select(T.id).where(T.kind == "BANK_RETURN").outerjoin(B, B.return_transfer_id == T.id).where(B.id.is_(None))
+        select(T.id).where(T.kind == TransferKind.BANK_RETURN).outerjoin(B, B.return_transfer_id == T.id).where(B.id.is_(None))
     )
     problems += [f"ledger transfer {tid} returns no bank transfer" for tid in strays]
     return problems

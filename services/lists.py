@@ -13,14 +13,14 @@ from typing import Any, Callable
 from sqlalchemy import String, bindparam, exists, or_, select
 
 from db import models as m
-from services.access import Principal
-from services.enums import (
+from db.states import (
     InvoiceStatus,
     InvoiceType,
     PayoutStatus,
     TicketPriority,
     TicketStatus,
 )
+from services.access import Principal
 from services.errors import DomainError, ErrorCode, Forbidden
 from services.pagination import Listing
 

@@ -29,26 +29,34 @@ row, then (in `ledger.post`) the accounts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
+from db.states import (
+    IN_FLIGHT,
+    AccountKind,
+    PayoutMode,
+    PayoutStatus,
+    TransferEventSource,
+    TransferKind,
+    TransferStatus,
+)
+from db.states import PayoutDisposition as DispositionKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway, GatewayTransfer, GatewayUnavailable
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
 # A transfer's statuses in the order it may move through them: never backwards. RETURNED
 # follows PAID only (money that never left cannot come back).
-RANK = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2, "RETURNED": 3}
-FINAL = ("PAID", "FAILED", "CANCELED")
-
-
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
+TS = TransferStatus
+RANK: dict[str, int] = {TS.PENDING: 0, TS.IN_TRANSIT: 1, TS.PAID: 2, TS.FAILED: 2, TS.CANCELED: 2, TS.RETURNED: 3}
+FINAL = (TS.PAID, TS.FAILED, TS.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -64,33 +72,22 @@ class Disposed:
 
 # ---- reading and keeping a payout's parts ----------------------------------------------
 
-def account_code(payout_id: int) -> str:
-    return f"payout:{payout_id}"
-
-
-async def payout_account(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.LedgerAccount:
-    return await ledger.account(
-        session, account_code(payout.id), "PAYOUT", payout.currency_code, connection_id=payout.connection_id,
-        payout_id=payout.id, now=now,
-    )
-
-
 async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None = None) -> m.Payout:
     """Set the payout's parts, status and disposition from the ledger and its transfers
     (in the caller's transaction, after a movement)."""
     account = await session.scalar(
-        select(m.LedgerAccount).where(m.LedgerAccount.code == account_code(payout.id))
+        select(m.LedgerAccount).where(m.LedgerAccount.code == ledger.payout_of(payout).code)
         .execution_options(populate_existing=True)
     )
     assert account is not None, f"payout {payout.id} has no ledger account"
     credited = await session.scalar(
         select(func.coalesce(func.sum(m.LedgerTransfer.amount), 0)).where(
-            m.LedgerTransfer.payout_id == payout.id, m.LedgerTransfer.kind == "PAYOUT_CREDIT"
+            m.LedgerTransfer.payout_id == payout.id, m.LedgerTransfer.kind == TransferKind.PAYOUT_CREDIT
         )
     )
     paid = await session.scalar(
         select(func.coalesce(func.sum(m.BankTransfer.amount), 0)).where(
-            m.BankTransfer.payout_id == payout.id, m.BankTransfer.status == "PAID"
+            m.BankTransfer.payout_id == payout.id, m.BankTransfer.status == TS.PAID
         )
     )
     payout.available_amount = account.balance - account.pending
@@ -100,8 +97,8 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
     payout.status = status_of(payout)
     bank = payout.bank_in_flight_amount + payout.bank_paid_amount
     payout.disposition = (
-        "SPLIT" if payout.wallet_amount and bank else "CREDIT" if payout.wallet_amount
-        else "TRANSFER" if bank else None
+        DispositionKind.SPLIT if payout.wallet_amount and bank else DispositionKind.CREDIT if payout.wallet_amount
+        else DispositionKind.TRANSFER if bank else None
     )
     if now is not None:
         payout.updated_at = now
@@ -109,12 +106,12 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
     return payout
 
 
-def status_of(p: m.Payout) -> str:
+def status_of(p: m.Payout) -> PayoutStatus:
     if p.available_amount == p.amount:
-        return "AVAILABLE"
+        return PayoutStatus.AVAILABLE
     if p.available_amount > 0:
-        return "PARTIALLY_DISPOSED"
-    return "PROCESSING" if p.bank_in_flight_amount > 0 else "COMPLETED"
+        return PayoutStatus.PARTIALLY_DISPOSED
+    return PayoutStatus.PROCESSING if p.bank_in_flight_amount > 0 else PayoutStatus.COMPLETED
 
 
 async def _locked_payout(session: AsyncSession, payout_id: int) -> m.Payout | None:
@@ -134,7 +131,7 @@ async def _replay(session: AsyncSession, principal: Principal, disposition_id: i
     assert payout is not None
     transfer = await session.get(m.BankTransfer, d.bank_transfer_id) if d.bank_transfer_id else None
     wallet = await session.scalar(select(m.LedgerAccount).where(
-        m.LedgerAccount.code == f"wallet:{payout.connection_id}")) if d.credit_transfer_id else None
+        m.LedgerAccount.code == ledger.wallet_code(payout.connection_id))) if d.credit_transfer_id else None
     return Disposed(payout, d, transfer, wallet)
 
 
@@ -154,7 +151,7 @@ async def credit(
     key = idempotency.checked_key(idempotency_key)
     request = {"payout": payout_id, "amount": amount}
     return await idempotency.once(session, principal, CREDIT, key, request, lambda: _dispose(
-        session, principal, payout_id, "CREDIT", amount=amount, key=key, now=_now(now)))
+        session, principal, payout_id, DispositionKind.CREDIT, amount=amount, key=key, now=now_or(now)), now=now)
 
 
 async def transfer(
@@ -167,8 +164,8 @@ async def transfer(
     key = idempotency.checked_key(idempotency_key)
     request = {"payout": payout_id, "amount": amount, "bankAccount": bank_account_id}
     return await idempotency.once(session, principal, TRANSFER, key, request, lambda: _dispose(
-        session, principal, payout_id, "TRANSFER", amount=amount, bank_account_id=bank_account_id, key=key,
-        now=_now(now)))
+        session, principal, payout_id, DispositionKind.TRANSFER, amount=amount, bank_account_id=bank_account_id, key=key,
+        now=now_or(now)), now=now)
 
 
 async def split(
@@ -181,18 +178,18 @@ async def split(
     key = idempotency.checked_key(idempotency_key)
     request = {"payout": payout_id, "walletAmount": wallet_amount, "bankAccount": bank_account_id}
     return await idempotency.once(session, principal, SPLIT, key, request, lambda: _dispose(
-        session, principal, payout_id, "SPLIT", amount=wallet_amount, bank_account_id=bank_account_id, key=key,
-        now=_now(now)))
+        session, principal, payout_id, DispositionKind.SPLIT, amount=wallet_amount, bank_account_id=bank_account_id, key=key,
+        now=now_or(now)), now=now)
 
 
 async def _dispose(
-    session: AsyncSession, principal: Principal, payout_id: int, kind: str, *, amount: str | None, key: str,
+    session: AsyncSession, principal: Principal, payout_id: int, kind: DispositionKind, *, amount: str | None, key: str,
     now: datetime, bank_account_id: int | None = None,
 ) -> Disposed:
     payout = await _locked_payout(session, payout_id)
     if payout is None or payout.connection_id != principal.connection_id:
         raise NotFound("Payout", "payoutId")
-    field = "walletAmount" if kind == "SPLIT" else "amount"
+    field = "walletAmount" if kind is DispositionKind.SPLIT else "amount"
     errors: list[DomainError] = []
     asked: int | None = None
     if amount is not None:
@@ -201,7 +198,7 @@ async def _dispose(
         except DomainError as err:
             errors.append(err)
     account: m.BankAccount | None = None
-    if kind != "CREDIT":
+    if kind is not DispositionKind.CREDIT:
         try:
             account = await _bank_account(session, payout.connection_id, bank_account_id)
         except DomainError as err:
@@ -211,7 +208,7 @@ async def _dispose(
     available = payout.available_amount
     if available == 0:
         raise DomainError(ErrorCode.NOTHING_AVAILABLE, _nothing_available(payout), "payoutId")
-    if kind == "SPLIT":
+    if kind is DispositionKind.SPLIT:
         assert asked is not None
         if asked >= available:
             raise DomainError(
@@ -230,7 +227,7 @@ async def _dispose(
                 f"{money.format(available, payout.currency_code)} of this payout is available.",
                 field,
             )
-        wallet_part, bank_part = (part, 0) if kind == "CREDIT" else (0, part)
+        wallet_part, bank_part = (part, 0) if kind is DispositionKind.CREDIT else (0, part)
     return await dispose(
         session, payout, wallet_part, bank_part, account, key=f"{principal.user_id}:{key}",
         created_by_id=principal.user_id, now=now,
@@ -280,7 +277,7 @@ async def dispose(
     `account`, together, from a payout row-locked by the caller. `key` makes the
     ledger keys: the same key never moves money twice."""
     assert wallet_part >= 0 and bank_part >= 0 and wallet_part + bank_part > 0
-    own = await payout_account(session, payout, now)
+    own = await ledger.payout_account(session, payout, now)
     connection = await session.get(m.Connection, payout.connection_id)
     assert connection is not None
     moves = []
@@ -289,14 +286,14 @@ async def dispose(
     if wallet_part:
         wallet = await ledger.wallet_account(session, connection, now)
         moves.append(ledger.Transfer(
-            f"payout:{payout.id}:{key}:wallet", "PAYOUT_CREDIT", own.id, wallet.id, wallet_part,
+            f"payout:{payout.id}:{key}:wallet", TransferKind.PAYOUT_CREDIT, own.id, wallet.id, wallet_part,
             memo=f"{label} credited to wallet", payout_id=payout.id, created_by_id=created_by_id,
         ))
     if bank_part:
         assert account is not None
-        bank_out = await ledger.system_account(session, "BANK_OUT", payout.currency_code, payout.connection_id, now)
+        bank_out = await ledger.system_account(session, AccountKind.BANK_OUT, payout.currency_code, payout.connection_id, now)
         moves.append(ledger.Transfer(
-            f"payout:{payout.id}:{key}:bank", "BANK_TRANSFER", own.id, bank_out.id, bank_part,
+            f"payout:{payout.id}:{key}:bank", TransferKind.BANK_TRANSFER, own.id, bank_out.id, bank_part,
             memo=f"{label} to the bank account ending {account.account_last4}", payout_id=payout.id,
             created_by_id=created_by_id, pending=True,
         ))
@@ -315,13 +312,14 @@ async def dispose(
     if bank_part:
         assert account is not None
         bank_transfer = m.BankTransfer(
-            payout_id=payout.id, bank_account_id=account.id, amount=bank_part, status="PENDING",
+            payout_id=payout.id, bank_account_id=account.id, amount=bank_part, status=TS.PENDING,
             pending_transfer_id=rows[-1].id, created_by_id=created_by_id, created_at=now, updated_at=now,
         )
         session.add(bank_transfer)
         await session.flush()
     disposition = m.PayoutDisposition(
-        payout_id=payout.id, kind="SPLIT" if wallet_part and bank_part else "CREDIT" if wallet_part else "TRANSFER",
+        payout_id=payout.id, kind=DispositionKind.SPLIT if wallet_part and bank_part else DispositionKind.CREDIT if wallet_part
+        else DispositionKind.TRANSFER,
         wallet_amount=wallet_part, bank_amount=bank_part, credit_transfer_id=credit_row.id if credit_row else None,
         bank_transfer_id=bank_transfer.id if bank_transfer else None, created_by_id=created_by_id, created_at=now,
     )
@@ -343,7 +341,7 @@ async def apply_preference(
     if mode is None or available == 0:
         return None
     wallet_part = (
-        available if mode == "CREDIT" else 0 if mode == "TRANSFER"
+        available if mode == PayoutMode.CREDIT else 0 if mode == PayoutMode.TRANSFER
         else money.basis_points_of(available, 100 * (connection.payout_wallet_percent or 0))
     )
     bank_part = available - wallet_part
@@ -373,7 +371,7 @@ async def set_preference(
     if connection is None:
         raise NotFound("RevampdConnection")
     errors: list[DomainError] = []
-    if mode == "SPLIT":
+    if mode == PayoutMode.SPLIT:
         if wallet_percent is None or not 1 <= wallet_percent <= 99:
             errors.append(DomainError(
                 ErrorCode.INVALID_PERCENT, "walletPercent must be a whole number from 1 to 99 for SPLIT.", "walletPercent"
@@ -382,15 +380,15 @@ async def set_preference(
         errors.append(DomainError(
             ErrorCode.INVALID_PERCENT, f"walletPercent is only for SPLIT; leave it out for {mode}.", "walletPercent"
         ))
-    if mode in ("TRANSFER", "SPLIT"):
+    if mode in (PayoutMode.TRANSFER, PayoutMode.SPLIT):
         try:
             await _bank_account(session, connection.id, None)
         except DomainError as err:
             errors.append(DomainError(err.code, f"{mode} needs a default bank account: link one first.", "mode"))
     if errors:
         raise InvalidInput(errors)
-    connection.payout_mode = None if mode == "MANUAL" else mode
-    connection.payout_wallet_percent = wallet_percent if mode == "SPLIT" else None
+    connection.payout_mode = None if mode == PayoutMode.MANUAL else mode
+    connection.payout_wallet_percent = wallet_percent if mode == PayoutMode.SPLIT else None
     if period_type is not None:
         connection.payout_period_type = period_type
     await session.flush()
@@ -431,7 +429,7 @@ async def start_sending(session: AsyncSession, transfer_id: int, now: datetime) 
     if found is None:
         return None
     payout, transfer = found
-    if transfer.gateway_ref is not None or transfer.status != "PENDING":
+    if transfer.gateway_ref is not None or transfer.status != TS.PENDING:
         return None
     account = await session.get(m.BankAccount, transfer.bank_account_id)
     assert account is not None
@@ -448,8 +446,8 @@ async def _sent(session: AsyncSession, sending: Sending, answer: GatewayTransfer
         return transfer
     transfer.gateway_ref, transfer.submitted_at = answer.ref, now
     await session.flush()
-    if answer.status != "PENDING":
-        await _record(session, f"gateway:{answer.ref}:{answer.status}", "GATEWAY", payout, transfer, answer, now, now)
+    if answer.status != TS.PENDING:
+        await _record(session, f"gateway:{answer.ref}:{answer.status}", TransferEventSource.GATEWAY, payout, transfer, answer, now, now)
     return transfer
 
 
@@ -463,7 +461,7 @@ async def submit(
     transfer refused at once is FAILED and its amount available again. When the processor
     does not answer it stays unsent for `payouts sync`, which sends it again with the same
     reference. The transfer as it then stands; None if there is no such transfer."""
-    at = _now(now)
+    at = now_or(now)
     async with writes() as session, session.begin():
         sending = await start_sending(session, transfer_id, at)
         # Locked by start_sending when it exists: from the identity map, no statement.
@@ -492,15 +490,15 @@ async def reread(session: AsyncSession, disposed: Disposed) -> Disposed:
 def stamp(transfer: m.BankTransfer, answer: GatewayTransfer, at: datetime, now: datetime) -> None:
     """Set a transfer's status, the time it reached it and, when FAILED, why."""
     transfer.status, transfer.updated_at = answer.status, now
-    if answer.status == "IN_TRANSIT":
+    if answer.status == TS.IN_TRANSIT:
         transfer.in_transit_at = at
-    elif answer.status == "PAID":
+    elif answer.status == TS.PAID:
         transfer.paid_at = at
-    elif answer.status == "FAILED":
+    elif answer.status == TS.FAILED:
         transfer.failed_at = at
         transfer.failure_code = answer.failure_code or "failed"
         transfer.failure_reason = (answer.failure_reason or "The bank transfer failed.")[:300]
-    elif answer.status == "RETURNED":
+    elif answer.status == TS.RETURNED:
         transfer.returned_at = at
         transfer.return_code = answer.failure_code or "returned"
         transfer.return_reason = (answer.failure_reason or "The bank returned the transfer.")[:300]
@@ -517,30 +515,30 @@ async def _apply(
     if the return came before the paid event). False (nothing changed) for a status it is
     past, and for a return of money that never left (FAILED, CANCELED)."""
     status = answer.status
-    if RANK[status] <= RANK[transfer.status] or (status == "RETURNED" and transfer.status in ("FAILED", "CANCELED")):
+    if RANK[status] <= RANK[transfer.status] or (status == TS.RETURNED and transfer.status in (TS.FAILED, TS.CANCELED)):
         return False
     reservation = await session.get(m.LedgerTransfer, transfer.pending_transfer_id)
     assert reservation is not None
     moves = []
-    if status in FINAL or (status == "RETURNED" and transfer.status != "PAID"):
-        paid = status in ("PAID", "RETURNED")
+    if status in FINAL or (status == TS.RETURNED and transfer.status != TS.PAID):
+        paid = status in (TS.PAID, TS.RETURNED)
         moves.append(ledger.Transfer(
-            f"bank_transfer:{transfer.id}:{'paid' if paid else 'void'}", "BANK_TRANSFER",
+            f"bank_transfer:{transfer.id}:{'paid' if paid else 'void'}", TransferKind.BANK_TRANSFER,
             reservation.debit_account_id, reservation.credit_account_id, reservation.amount,
             memo=reservation.memo if paid else f"{reservation.memo}: {status.lower()}, available again",
             payout_id=payout.id, resolves=reservation.id, void=not paid,
         ))
-    if status == "RETURNED":
+    if status == TS.RETURNED:
         code = answer.failure_code or "returned"
         moves.append(ledger.Transfer(
-            f"bank_transfer:{transfer.id}:returned", "BANK_RETURN", reservation.credit_account_id,
+            f"bank_transfer:{transfer.id}:returned", TransferKind.BANK_RETURN, reservation.credit_account_id,
             reservation.debit_account_id, reservation.amount,
             memo=f"{reservation.memo}: returned by the bank ({code}), available again", payout_id=payout.id,
         ))
     stamp(transfer, answer, at, now)
     if moves:
         posted = await ledger.post(session, moves, now=now)
-        if status == "RETURNED":
+        if status == TS.RETURNED:
             transfer.return_transfer_id = posted[-1].id
     await refresh(session, payout, now)
     return True
@@ -583,7 +581,7 @@ async def record_event(
     transfer_id = await session.scalar(select(m.BankTransfer.id).where(m.BankTransfer.gateway_ref == answer.ref))
     found = await _locked_transfer(session, transfer_id) if transfer_id is not None else None
     payout, transfer = found if found else (None, None)
-    return await _record(session, event_id, source, payout, transfer, answer, at, _now(now))
+    return await _record(session, event_id, source, payout, transfer, answer, at, now_or(now))
 
 
 async def cancel(
@@ -597,7 +595,7 @@ async def cancel(
     answer is not in yet (the processor may have it) is refused for now: `payouts sync`
     settles it."""
     principal.require(Role.PARTNER_ADMIN)
-    at = _now(now)
+    at = now_or(now)
     async with writes() as session, session.begin():
         payout, transfer = await _cancelable(session, principal, transfer_id)
         ref = transfer.gateway_ref
@@ -607,8 +605,8 @@ async def cancel(
                     ErrorCode.GATEWAY_UNAVAILABLE, "This transfer is being sent to the bank and its answer is not in "
                     "yet; try again in a few minutes.", "bankTransferId",
                 )
-            unsent = GatewayTransfer(f"unsent:bt{transfer.id}", "CANCELED")
-            await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, unsent, at, at)
+            unsent = GatewayTransfer(f"unsent:bt{transfer.id}", TS.CANCELED)
+            await _record(session, f"partner:bt{transfer.id}:canceled", TransferEventSource.PARTNER, payout, transfer, unsent, at, at)
             return payout, transfer
     try:
         answer = await gateway.cancel_transfer(ref)
@@ -616,7 +614,7 @@ async def cancel(
         raise DomainError(
             ErrorCode.GATEWAY_UNAVAILABLE, "The bank transfer processor did not answer; try again.", "bankTransferId"
         ) from None
-    if answer.status != "CANCELED":
+    if answer.status != TS.CANCELED:
         raise DomainError(
             ErrorCode.NOT_CANCELABLE, "The processor has already sent this transfer; it can no longer be canceled.",
             "bankTransferId",
@@ -625,7 +623,7 @@ async def cancel(
         found = await _locked_transfer(session, transfer_id)
         assert found is not None
         payout, transfer = found
-        await _record(session, f"partner:bt{transfer.id}:canceled", "PARTNER", payout, transfer, answer, at, at)
+        await _record(session, f"partner:bt{transfer.id}:canceled", TransferEventSource.PARTNER, payout, transfer, answer, at, at)
         return payout, transfer
 
 
@@ -633,7 +631,7 @@ async def _cancelable(session: AsyncSession, principal: Principal, transfer_id: 
     found = await _locked_transfer(session, transfer_id)
     if found is None or found[0].connection_id != principal.connection_id:
         raise NotFound("Bank transfer", "bankTransferId")
-    if found[1].status != "PENDING":
+    if found[1].status != TS.PENDING:
         raise DomainError(
             ErrorCode.NOT_CANCELABLE,
             f"This transfer is {found[1].status.replace('_', ' ').lower()}; only a PENDING one can be canceled.",
@@ -645,7 +643,7 @@ async def _cancelable(session: AsyncSession, principal: Principal, transfer_id: 
 async def in_flight(session: AsyncSession) -> list[int]:
     """Ids of the transfers still PENDING or IN_TRANSIT, oldest first."""
     return list(await session.scalars(
-        select(m.BankTransfer.id).where(m.BankTransfer.status.in_(m.IN_FLIGHT)).order_by(m.BankTransfer.id)
+        select(m.BankTransfer.id).where(m.BankTransfer.status.in_(IN_FLIGHT)).order_by(m.BankTransfer.id)
     ))
 
 
@@ -656,10 +654,10 @@ async def sync_one(
     """Poll the processor about one transfer in flight (sending it first if it never was),
     with no transaction open while it answers; what happened: 'submitted', 'applied',
     'unchanged' or 'unavailable'."""
-    at = _now(now)
+    at = now_or(now)
     async with writes() as session:
         transfer = await session.get(m.BankTransfer, transfer_id)
-    if transfer is None or transfer.status not in m.IN_FLIGHT:
+    if transfer is None or transfer.status not in IN_FLIGHT:
         return "unchanged"
     if transfer.gateway_ref is None:
         sent = await submit(writes, gateway, transfer_id, at)
@@ -671,5 +669,5 @@ async def sync_one(
     if answer.status == transfer.status:
         return "unchanged"
     async with writes() as session, session.begin():
-        outcome = await record_event(session, f"sync:{answer.ref}:{answer.status}", "SYNC", answer, at, at)
+        outcome = await record_event(session, f"sync:{answer.ref}:{answer.status}", TransferEventSource.SYNC, answer, at, at)
     return "applied" if outcome == "applied" else "unchanged"

@@ -7,16 +7,17 @@ and the downgrade check both read it, so they cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import PlanChangeKind, SubscriptionStatus
 from services import money
 from services.access import Principal, Role
-from services.enums import PlanChangeKind, SubscriptionStatus
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 
 
@@ -210,7 +211,7 @@ def _schedule(
     s.pending_kind = kind.value
     s.pending_plan_id = plan_id
     s.pending_effective_at = s.current_period_end
-    s.pending_requested_at = now or datetime.now(timezone.utc)
+    s.pending_requested_at = now_or(now)
     return PlanChange(s, previous)
 
 

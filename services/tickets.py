@@ -8,16 +8,17 @@ see, not even the ticket's timestamps.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Literal
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import SubjectKind as SubjectKind
+from db.states import TicketPriority, TicketStatus
 from services import idempotency
 from services.access import Principal, Role
-from services.enums import TicketPriority, TicketStatus
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 
 MAX_TITLE = 200
@@ -32,15 +33,11 @@ MOVES: dict[TicketStatus, tuple[TicketStatus, ...]] = {
     S.CLOSED: (),
 }
 
-SubjectKind = Literal["invoice", "payout"]
-_SUBJECTS: dict[str, tuple[type[m.Invoice] | type[m.Payout], str]] = {
+
+_SUBJECTS: dict[SubjectKind, tuple[type[m.Invoice] | type[m.Payout], str]] = {
     "invoice": (m.Invoice, "Invoice"),
     "payout": (m.Payout, "Payout"),
 }
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _text(value: str, *, field: str, code: ErrorCode, what: str, max_len: int) -> str:
@@ -154,7 +151,7 @@ async def submit(
     }
     return await idempotency.once(
         session, principal, SUBMIT, idempotency_key, request,
-        lambda: _open(session, principal, title, description, priority, subject, now),
+        lambda: _open(session, principal, title, description, priority, subject, now), now=now,
     )
 
 
@@ -189,7 +186,7 @@ async def _open(
         raise NotFound("RevampdConnection")
     number = connection.next_ticket_number
     connection.next_ticket_number = number + 1
-    now = now or _now()
+    now = now_or(now)
     ticket = m.Ticket(
         connection_id=connection_id,
         number=number,
@@ -224,7 +221,7 @@ async def reply(
     A retry with the same idempotency key gets the same message back."""
     return await idempotency.once(
         session, principal, REPLY, idempotency_key, {"ticket": ticket_id, "body": body},
-        lambda: _reply(session, principal, ticket_id, body, now),
+        lambda: _reply(session, principal, ticket_id, body, now), now=now,
     )
 
 
@@ -233,7 +230,7 @@ async def _reply(
 ) -> tuple[m.Ticket, m.TicketMessage]:
     ticket = await _locked_ticket(session, principal, ticket_id)
     _refuse_if_closed(ticket, "takes no more replies")
-    now = now or _now()
+    now = now_or(now)
     message = await _message(session, ticket, principal, body, internal=False, now=now)
     if ticket.status == S.RESOLVED.value and not principal.is_staff:
         _set_status(ticket, S.OPEN, now)
@@ -248,7 +245,7 @@ async def close(
     """The Partner (or staff) is done with it, whatever its status."""
     ticket = await _locked_ticket(session, principal, ticket_id)
     _refuse_if_closed(ticket, "cannot be closed again")
-    _set_status(ticket, S.CLOSED, now or _now())
+    _set_status(ticket, S.CLOSED, now_or(now))
     return ticket
 
 
@@ -274,7 +271,7 @@ async def assign(
             "assigneeId",
         )
     ticket.assigned_to_id = assignee_id
-    _touch(ticket, now or _now())
+    _touch(ticket, now_or(now))
     return ticket
 
 
@@ -301,7 +298,7 @@ async def update_status(
                 f"A ticket that is {current.value} can move to {_names(allowed)}, not {status.value}."
             )
         raise DomainError(ErrorCode.ILLEGAL_STATUS_CHANGE, message, "status")
-    _set_status(ticket, status, now or _now())
+    _set_status(ticket, status, now_or(now))
     return ticket
 
 
@@ -319,7 +316,7 @@ async def add_note(
     the same note back."""
     return await idempotency.once(
         session, principal, NOTE, idempotency_key, {"ticket": ticket_id, "body": body},
-        lambda: _note(session, principal, ticket_id, body, now),
+        lambda: _note(session, principal, ticket_id, body, now), now=now,
     )
 
 
@@ -328,7 +325,7 @@ async def _note(
 ) -> tuple[m.Ticket, m.TicketMessage]:
     principal.require(Role.SUPPORT)
     ticket = await _locked_ticket(session, principal, ticket_id)
-    message = await _message(session, ticket, principal, body, internal=True, now=now or _now())
+    message = await _message(session, ticket, principal, body, internal=True, now=now_or(now))
     return ticket, message
 
 

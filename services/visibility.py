@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Integer, and_, bindparam, or_, select, tru
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
+from db.states import AccountKind
 from services.access import STAFF_ROLES, Principal
 
 Rule = Callable[[Principal], ColumnElement[bool]]
@@ -98,7 +99,7 @@ def sees_email(principal: Principal, user: m.User) -> bool:
 # accounts' entries are Revampd's books, read by `revampd-bff ledger verify`.
 SHOWN: dict[type[Any], Callable[[], ColumnElement[bool]]] = {
     m.LedgerEntry: lambda: m.LedgerEntry.account_id.in_(
-        select(m.LedgerAccount.id).where(m.LedgerAccount.kind == "WALLET")
+        select(m.LedgerAccount.id).where(m.LedgerAccount.kind == AccountKind.WALLET)
     ),
 }
 

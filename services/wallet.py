@@ -15,23 +15,24 @@ move money twice:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
+from db.states import AccountKind, CreditStatus, TransferKind, WalletAdjustmentKind
 from services import idempotency, ledger, money
 from services.access import Principal, Role
-from services.enums import CreditStatus, WalletAdjustmentKind
+from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
 
 MAX_MEMO = 500
 
 # Revampd's account that funds (or takes back) each kind of adjustment.
-FUNDED_BY: dict[WalletAdjustmentKind, str] = {
-    WalletAdjustmentKind.MANUAL_ADJUSTMENT: "ADJUSTMENTS",
-    WalletAdjustmentKind.REVENUE_SHARE: "REVENUE_SHARE",
+FUNDED_BY: dict[WalletAdjustmentKind, AccountKind] = {
+    WalletAdjustmentKind.MANUAL_ADJUSTMENT: AccountKind.ADJUSTMENTS,
+    WalletAdjustmentKind.REVENUE_SHARE: AccountKind.REVENUE_SHARE,
 }
 
 
@@ -52,10 +53,6 @@ class Applied:
     movement: Movement
 
 
-def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
-
-
 async def _movement(session: AsyncSession, transfer_id: int) -> Movement:
     """The wallet's side of a transfer, with the wallet as it now stands."""
     row = (
@@ -63,7 +60,7 @@ async def _movement(session: AsyncSession, transfer_id: int) -> Movement:
             select(m.LedgerEntry, m.LedgerAccount, m.LedgerTransfer)
             .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerEntry.account_id)
             .join(m.LedgerTransfer, m.LedgerTransfer.id == m.LedgerEntry.transfer_id)
-            .where(m.LedgerEntry.transfer_id == transfer_id, m.LedgerAccount.kind == "WALLET")
+            .where(m.LedgerEntry.transfer_id == transfer_id, m.LedgerAccount.kind == AccountKind.WALLET)
         )
     ).first()
     if row is None:
@@ -127,7 +124,7 @@ async def adjust(
     request = {"connection": connection.id, "amount": minor, "kind": kind.value, "memo": text}
     return await idempotency.once(
         session, principal, ADJUST, key, request,
-        lambda: _adjust(session, principal, connection, minor, kind, text, key, now),
+        lambda: _adjust(session, principal, connection, minor, kind, text, key, now), now=now,
     )
 
 
@@ -145,7 +142,7 @@ async def _adjust(
     funds = await ledger.system_account(session, FUNDED_BY[kind], connection.currency_code, connection.id, now)
     debit, credit = (funds, wallet) if minor > 0 else (wallet, funds)
     transfer = ledger.Transfer(
-        adjustment_key(principal.user_id, key), kind.value, debit.id, credit.id, abs(minor), memo=memo,
+        adjustment_key(principal.user_id, key), TransferKind(kind), debit.id, credit.id, abs(minor), memo=memo,
         created_by_id=principal.user_id,
     )
     try:
@@ -190,12 +187,12 @@ async def _credit(
     if not payouts:
         return []
     wallet = await ledger.wallet_account(session, connection, now)
-    program = await ledger.system_account(session, "AFFILIATE_PROGRAM", connection.currency_code, connection.id, now)
+    program = await ledger.system_account(session, AccountKind.AFFILIATE_PROGRAM, connection.currency_code, connection.id, now)
     rows = await ledger.post(
         session,
         [
             ledger.Transfer(
-                affiliate_payout_key(p.id), "AFFILIATE_PAYOUT", program.id, wallet.id, p.amount,
+                affiliate_payout_key(p.id), TransferKind.AFFILIATE_PAYOUT, program.id, wallet.id, p.amount,
                 memo=_affiliate_memo(p), affiliate_payout_id=p.id, created_by_id=created_by_id,
             )
             for p in payouts
@@ -246,7 +243,7 @@ async def apply_affiliate_payout(
     principal.require(Role.BILLING_ADMIN)
     return await idempotency.once(
         session, principal, APPLY, idempotency_key, {"affiliatePayout": affiliate_payout_id},
-        lambda: _apply_one(session, principal, affiliate_payout_id, _now(now)),
+        lambda: _apply_one(session, principal, affiliate_payout_id, now_or(now)), now=now,
     )
 
 

@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 from db import models as m
 from db.engine import create_engine, read_sessions
 from db.migrate import upgrade
-from db.seed import seed_demo
 from server.app import create_app
 from server.auth import user_token
 from server.settings import Settings
+from services.demo import seed_demo
 from tests import clock
 from tests.pg import pg_admin
 

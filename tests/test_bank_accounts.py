@@ -15,9 +15,10 @@ import resolvers.bank_accounts
 from db import models as m
 from db.engine import create_engine, write_sessions
 from schema.base import from_global_id, to_global_id
-from services import bank_gateway, payouts
+from services import payouts
 from services.access import Principal, Role
 from services.bank_gateway import GatewayUnavailable, LinkedAccount, SandboxBankGateway
+from services.errors import DomainError, ErrorCode
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -311,7 +312,7 @@ class _Processor(SandboxBankGateway):
     async def link_account(self, holder_name: str, routing_number: str, account_number: str) -> LinkedAccount:
         if self.down:
             raise GatewayUnavailable("connection refused")
-        raise bank_gateway.refused("The bank says this account cannot receive transfers.")
+        raise DomainError(ErrorCode.BANK_ACCOUNT_REFUSED, "The bank says this account cannot receive transfers.", "accountNumber")
 
 
 @pytest.mark.parametrize(("down", "code"), [(True, "GATEWAY_UNAVAILABLE"), (False, "BANK_ACCOUNT_REFUSED")])

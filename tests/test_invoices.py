@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
+from db.states import InvoiceType, PaymentMethod
 from schema.base import from_global_id, to_global_id
 from services import invoices as invoice_service
 from services import ledger
-from services.enums import InvoiceType, PaymentMethod
 from tests.conftest import Api
 from tests.demo import ADD_ONS_NOW, DRAFT, SUBSCRIPTION_NOW, THIS_MONTH, WORKSHOP, WRITTEN_OFF, one
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from db import models as m
 from db.engine import create_engine, write_sessions
+from db.states import SYSTEM_ACCOUNT_KINDS
 from services import ledger, money
 from services.errors import DomainError
 from tests import clock
@@ -60,7 +61,7 @@ async def test_ledger_totals_sums_each_of_revampds_accounts_over_its_parts(api: 
     """Revampd keeps a part of each of its accounts per connection; `ledger totals` gives each
     kind's one number, which with the Partners' accounts makes each currency sum to zero."""
     A = m.LedgerAccount
-    parts = await api.rows(select(A.kind, func.sum(A.balance), func.count()).where(A.kind.in_(m.SYSTEM_ACCOUNT_KINDS))
+    parts = await api.rows(select(A.kind, func.sum(A.balance), func.count()).where(A.kind.in_(SYSTEM_ACCOUNT_KINDS))
                            .group_by(A.kind))
     assert min(n for _, _, n in parts) >= 1 and max(n for _, _, n in parts) == 3, "one part per demo connection"
     run = await cli(api, "ledger", "totals")
@@ -68,7 +69,7 @@ async def test_ledger_totals_sums_each_of_revampds_accounts_over_its_parts(api: 
     shown = {line.split()[0]: line.split() for line in run.out.splitlines()[1:]}
     assert {kind: (row[1], row[2], row[4]) for kind, row in shown.items()} == {
         kind: ("USD", f"{money.to_decimal(int(total), 'USD'):,.2f}", str(n)) for kind, total, n in parts}
-    partners = await api.rows(select(func.sum(A.balance)).where(A.kind.not_in(m.SYSTEM_ACCOUNT_KINDS)))
+    partners = await api.rows(select(func.sum(A.balance)).where(A.kind.not_in(SYSTEM_ACCOUNT_KINDS)))
     assert sum(int(total) for _, total, _ in parts) + int(partners[0][0]) == 0
 
 

@@ -781,7 +781,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 )
                 session.add(p)
                 await session.flush()
-                return p.id, await payouts.payout_account(session, p, NOW)
+                return p.id, await ledger.payout_account(session, p, NOW)
 
         payout_id, own = self.run(make())
         self.model.add_account(own)

@@ -10,6 +10,7 @@ import asyncio
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,16 @@ import pytest
 
 from db.engine import create_engine, write_sessions
 from db.migrate import upgrade
-from db.models import (
-    INVOICE_STATUSES,
-    PAYOUT_STATUSES,
-    TICKET_PRIORITIES,
-    TICKET_STATUSES,
-    TRANSFER_STATUSES,
-    Base,
-)
-from db.seed import DEMO_USERS, seed_demo
-from services.enums import WalletEntryKind
+from db.models import Base
+from db.states import InvoiceStatus, PayoutStatus, TicketPriority, TicketStatus, TransferStatus, WalletEntryKind
+from services.demo import DEMO_USERS, seed_demo
 
 TODAY = date(2026, 11, 25)
 Tables = dict[str, list[dict[str, Any]]]
+
+
+def _values(states: type[Enum]) -> set[str]:
+    return {s.value for s in states}
 
 
 def _utc(value: Any) -> Any:
@@ -277,14 +275,14 @@ async def test_every_status_appears(db: Tables) -> None:
     def seen(table: str, column: str) -> set:
         return {row[column] for row in db[table]}
 
-    assert seen("tickets", "status") == set(TICKET_STATUSES)
-    assert seen("tickets", "priority") == set(TICKET_PRIORITIES)
-    assert seen("invoices", "status") == set(INVOICE_STATUSES)
+    assert seen("tickets", "status") == _values(TicketStatus)
+    assert seen("tickets", "priority") == _values(TicketPriority)
+    assert seen("invoices", "status") == _values(InvoiceStatus)
     assert seen("invoices", "type") == {"SUBSCRIPTION", "ADD_ON", "ONE_TIME"}
-    assert seen("payouts", "status") == set(PAYOUT_STATUSES)
+    assert seen("payouts", "status") == _values(PayoutStatus)
     assert seen("payouts", "disposition") == {None, "CREDIT", "TRANSFER", "SPLIT"}
     # A return comes days after PAID, from the bank: the demo has none (tests/test_bank_returns.py makes them).
-    assert seen("bank_transfers", "status") == set(TRANSFER_STATUSES) - {"RETURNED"}
+    assert seen("bank_transfers", "status") == _values(TransferStatus) - {"RETURNED"}
     assert seen("affiliate_payouts", "credit_status") == {"PENDING", "APPLIED"}
     assert seen("affiliate_payouts", "period_type") == {"WEEKLY", "MONTHLY"}
     # a failed transfer whose money went back to the payout

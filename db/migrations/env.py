@@ -31,7 +31,9 @@ def _run(connection: Connection) -> None:
 
 async def _run_async() -> None:
     # SQLite checks foreign keys once at the end (above): altering a table rebuilds it.
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), foreign_keys=False)
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None, "db.migrate sets sqlalchemy.url"
+    engine = create_engine(url, foreign_keys=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -40,9 +40,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from db import models as m
 from db.engine import create_engine, is_busy, read_sessions, write_sessions
 from db.migrate import upgrade
-from db.seed import seed_demo
 from server.settings import Settings
 from services import billing, ledger
+from services.demo import seed_demo
 from services.payments import SANDBOX_CARDS, SandboxGateway, SandboxLag
 
 CHUNK = 5000

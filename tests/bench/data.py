@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from db.migrate import upgrade
-from db.seed import seed_demo
+from db.states import InvoiceType, PaymentMethod
 from services import invoices, money, payouts
 from services import ledger as L
 from services.access import Principal, Role
 from services.bank_gateway import GatewayTransfer
-from services.enums import InvoiceType, PaymentMethod
+from services.demo import seed_demo
 
 PARTNER = "Northwind Agency"
 OWNER = "owner@northwind.example"
@@ -213,8 +213,7 @@ async def _payouts(
         for t in txs:
             t.payout_id = p.id
         session.add_all(txs)
-        own = await L.account(session, payouts.account_code(p.id), "PAYOUT", cur, connection_id=conn.id,
-                              payout_id=p.id, now=created)
+        own = await L.payout_account(session, p, created)
         await L.post(session, [L.Transfer(
             f"payout:{p.id}:funding", "PAYOUT_FUNDING", earnings.id, own.id, amount,
             memo=f"Sub-Org earnings, {start:%B %Y}", payout_id=p.id)], now=created)

@@ -39,7 +39,7 @@ from graphql import OperationType, parse
 
 from db.engine import create_engine, read_sessions
 from db.migrate import upgrade
-from db.seed import seed_demo
+from services.demo import seed_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "operations"

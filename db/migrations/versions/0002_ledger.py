@@ -306,7 +306,7 @@ def _move_money_into_ledger(conn: sa.Connection) -> None:
         return ids[code]
 
     def transfer(key: str, kind: str, debit: int, credit: int, amount: int, currency: str, at: datetime, **extra: object) -> int:
-        tid = conn.execute(_transfers.insert().values(
+        tid: int = conn.execute(_transfers.insert().values(
             key=key, kind=kind, phase="POSTED", debit_account_id=debit, credit_account_id=credit, amount=amount,
             currency_code=currency, memo=extra.pop("memo", "") or "", created_at=at, **extra,
         ).returning(_transfers.c.id)).scalar_one()

@@ -317,7 +317,7 @@ def _payouts_into_ledger(conn: sa.Connection) -> None:
 
     def transfer(key: str, kind: str, phase: str, debit: int, credit: int, amount: int, currency: str,
                  at: datetime, payout_id: int, memo: str, pending_id: int | None = None) -> int:
-        tid = conn.execute(_transfers.insert().values(
+        tid: int = conn.execute(_transfers.insert().values(
             key=key, kind=kind, phase=phase, pending_id=pending_id, debit_account_id=debit,
             credit_account_id=credit, amount=amount, currency_code=currency, payout_id=payout_id, memo=memo,
             created_at=at,

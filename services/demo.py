@@ -40,24 +40,50 @@ from db.models import (
     Usage,
     User,
 )
+from db.states import (
+    AccountKind,
+    CreditStatus,
+    InvoiceStatus,
+    InvoiceType,
+    PaymentMethod,
+    PayoutPeriodType,
+    PayoutStatus,
+    PlanChangeKind,
+    Role,
+    SubOrgTransactionKind,
+    SubscriptionStatus,
+    TicketPriority,
+    TicketStatus,
+    TransferEventSource,
+    TransferKind,
+    TransferStatus,
+)
+from db.states import PayoutDisposition as DispositionKind
 
-# The seed moves money as the services do, through the one ledger (a layering exception).
+# The demo moves money as the services do, through the one ledger.
 from services import ledger as L
 from services import money, payouts
 from services.bank_gateway import GatewayTransfer
 
 SEED = 20260101
+# Revampd's account each kind of wallet movement comes from (a payout credit: the payout's own).
+_FUNDED_BY = {
+    TransferKind.AFFILIATE_PAYOUT: AccountKind.AFFILIATE_PROGRAM,
+    TransferKind.REVENUE_SHARE: AccountKind.REVENUE_SHARE,
+    TransferKind.MANUAL_ADJUSTMENT: AccountKind.ADJUSTMENTS,
+    TransferKind.REVERSAL: AccountKind.ADJUSTMENTS,
+}
 USD = "USD"
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 
-DEMO_USERS: list[tuple[str, str, str | None]] = [
-    ("owner@northwind.example", "PARTNER_ADMIN", "Northwind Agency"),
-    ("member@northwind.example", "PARTNER_MEMBER", "Northwind Agency"),
-    ("owner@bluebird.example", "PARTNER_ADMIN", "Bluebird Digital"),
-    ("owner@cedar.example", "PARTNER_ADMIN", "Cedar Collective"),
-    ("support@revampd.example", "SUPPORT", None),
-    ("support2@revampd.example", "SUPPORT", None),
-    ("billing@revampd.example", "BILLING_ADMIN", None),
+DEMO_USERS: list[tuple[str, Role, str | None]] = [
+    ("owner@northwind.example", Role.PARTNER_ADMIN, "Northwind Agency"),
+    ("member@northwind.example", Role.PARTNER_MEMBER, "Northwind Agency"),
+    ("owner@bluebird.example", Role.PARTNER_ADMIN, "Bluebird Digital"),
+    ("owner@cedar.example", Role.PARTNER_ADMIN, "Cedar Collective"),
+    ("support@revampd.example", Role.SUPPORT, None),
+    ("support2@revampd.example", Role.SUPPORT, None),
+    ("billing@revampd.example", Role.BILLING_ADMIN, None),
 ]
 USER_NAMES = {
     "owner@northwind.example": "Maya Patel",
@@ -90,7 +116,7 @@ class _Pay:
     invoice: Invoice
     at: datetime
     amount: int
-    method: str
+    method: PaymentMethod
     partial: bool = False
     row: InvoicePayment | None = None
 
@@ -102,7 +128,7 @@ class _Entry:
 
     at: datetime
     amount: int
-    kind: str
+    kind: TransferKind
     memo: str
     ref: Payout | AffiliatePayout | None = None
     by: int | None = None
@@ -118,7 +144,7 @@ class _Disposal:
     at: datetime
     credit: _Entry | None
     bank: BankTransfer | None
-    events: list[tuple[str, datetime]]  # the bank transfer's later statuses and when
+    events: list[tuple[TransferStatus, datetime]]  # the bank transfer's later statuses and when
     by: int
 
 
@@ -162,7 +188,7 @@ async def seed_demo(session: AsyncSession, today: date) -> bool:
     return True
 
 
-async def _get_or_create(session: AsyncSession, model: type[Any], rows: list[dict]) -> dict:
+async def _get_or_create(session: AsyncSession, model: type[Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {r.code: r for r in await session.scalars(select(model))}
     for row in rows:
         if row["code"] not in found:
@@ -180,16 +206,16 @@ def _month(now: datetime, offset: int) -> datetime:
 
 class _PartnerSeeder:
     def __init__(self, session: AsyncSession, spec: PartnerSpec, rng: random.Random,
-                 now: datetime, plans: dict, products: dict, partner: Partner,
+                 now: datetime, plans: dict[str, Plan], products: dict[str, AddOnProduct], partner: Partner,
                  users: dict[str, User]) -> None:
         self.session, self.spec, self.rng, self.now = session, spec, rng, now
         self.plans, self.products, self.partner = plans, products, partner
         self.admin = next(u for u in users.values() if u.partner_id == partner.id
-                          and u.role == "PARTNER_ADMIN")
+                          and u.role == Role.PARTNER_ADMIN)
         self.member = next((u for u in users.values() if u.partner_id == partner.id
-                            and u.role == "PARTNER_MEMBER"), self.admin)
-        self.support = [u for u in users.values() if u.role == "SUPPORT"]
-        self.billing = next(u for u in users.values() if u.role == "BILLING_ADMIN")
+                            and u.role == Role.PARTNER_MEMBER), self.admin)
+        self.support = [u for u in users.values() if u.role == Role.SUPPORT]
+        self.billing = next(u for u in users.values() if u.role == Role.BILLING_ADMIN)
         self.invoices: list[tuple[Invoice, list[InvoiceLineItem], list[_Pay]]] = []
         self.timeline: list[_Pay | _Entry] = []
         self.subjects: dict[str, Invoice | Payout] = {}  # what the linked tickets are about
@@ -235,9 +261,9 @@ class _PartnerSeeder:
             Usage(connection_id=cid, sub_orgs=sub_orgs, campaigns=campaigns, workflows=workflows,
                   updated_at=self.now - 2 * HOUR),
             Subscription(
-                connection_id=cid, plan_id=self.plans[spec.plan].id, status="ACTIVE",
+                connection_id=cid, plan_id=self.plans[spec.plan].id, status=SubscriptionStatus.ACTIVE,
                 current_period_start=m0, current_period_end=m1, created_at=created,
-                pending_kind="DOWNGRADE" if pending else None,
+                pending_kind=PlanChangeKind.DOWNGRADE if pending else None,
                 pending_plan_id=pending.id if pending else None,
                 pending_effective_at=m1 if pending else None,
                 pending_requested_at=max(m0, self.now - 5 * DAY) if pending else None),
@@ -259,8 +285,8 @@ class _PartnerSeeder:
         for k in range(-11, 1):
             start, end = self.month(k), self.month(k + 1)
             label = f"{start:%b %Y}"
-            status = "OPEN" if k == 0 or (k == -1 and spec.overdue_last_month) else "PAID"
-            self._invoice("SUBSCRIPTION", [self._line(f"{plan.name} plan, {label}", 1,
+            status = InvoiceStatus.OPEN if k == 0 or (k == -1 and spec.overdue_last_month) else InvoiceStatus.PAID
+            self._invoice(InvoiceType.SUBSCRIPTION, [self._line(f"{plan.name} plan, {label}", 1,
                                                       plan.monthly_price, plan_id=plan.id)],
                           start, status, period=(start, end),
                           partial=spec.partial_payment_now if k == 0 else 0)
@@ -268,19 +294,19 @@ class _PartnerSeeder:
                 lines = [self._line(f"{self.products[c].name}, {label}", qty,
                                     self.products[c].monthly_price,
                                     addon_product_id=self.products[c].id) for c, qty in spec.addons]
-                self._invoice("ADD_ON", lines, self.past(start + HOUR), "OPEN" if k == 0 else "PAID",
+                self._invoice(InvoiceType.ADD_ON, lines, self.past(start + HOUR), InvoiceStatus.OPEN if k == 0 else InvoiceStatus.PAID,
                               period=(start, end))
         # Next month's subscription invoice, drafted on the plan the period will run on.
         nxt = self.plans[spec.pending_downgrade_to or spec.plan]
         start, end = self.month(1), self.month(2)
-        self._invoice("SUBSCRIPTION", [self._line(f"{nxt.name} plan, {start:%b %Y}", 1,
+        self._invoice(InvoiceType.SUBSCRIPTION, [self._line(f"{nxt.name} plan, {start:%b %Y}", 1,
                                                   nxt.monthly_price, plan_id=nxt.id)],
-                      self.now, "DRAFT", period=(start, end), due=start + 14 * DAY)
+                      self.now, InvoiceStatus.DRAFT, period=(start, end), due=start + 14 * DAY)
         for desc, qty, unit, days_ago, status, method, partial in spec.one_time:
             issued = self.now - days_ago * DAY + self.hours(9, 17)
-            inv = self._invoice("ONE_TIME", [self._line(desc, qty, unit)], issued, status,
+            inv = self._invoice(InvoiceType.ONE_TIME, [self._line(desc, qty, unit)], issued, status,
                                 method=method, partial=partial)
-            if status == "VOID":
+            if status == InvoiceStatus.VOID:
                 inv.voided_at = issued + 22 * HOUR
                 self.subjects["invoice"] = inv
 
@@ -288,22 +314,22 @@ class _PartnerSeeder:
         return InvoiceLineItem(description=description, quantity=qty, unit_amount=unit,
                                amount=qty * unit, **ref)
 
-    def _invoice(self, type_: str, lines: list[InvoiceLineItem], issued: datetime, status: str,
+    def _invoice(self, type_: InvoiceType, lines: list[InvoiceLineItem], issued: datetime, status: InvoiceStatus,
                  *, period: tuple[datetime, datetime] | None = None, due: datetime | None = None,
-                 method: str | None = None, partial: int = 0) -> Invoice:
+                 method: PaymentMethod | None = None, partial: int = 0) -> Invoice:
         inv = Invoice(connection_id=self.conn.id, type=type_, status=status, currency_code=USD,
                       total=sum(line.amount for line in lines), amount_paid=0, issued_at=issued,
                       due_at=due or issued + 14 * DAY, period_start=period and period[0],
                       period_end=period and period[1])
         pays = []
-        if status == "PAID":
-            method = method or ("WALLET" if self.rng.random() < self.spec.wallet_share else "CARD")
-            delay = DAY if method == "CARD" else self.rng.randint(1, 6) * DAY
+        if status == InvoiceStatus.PAID:
+            method = method or (PaymentMethod.WALLET if self.rng.random() < self.spec.wallet_share else PaymentMethod.CARD)
+            delay = DAY if method == PaymentMethod.CARD else self.rng.randint(1, 6) * DAY
             pays.append(_Pay(inv, self.past(issued + delay + self.hours(1, 9)), inv.total, method))
         elif partial:
-            pays.append(_Pay(inv, self.past(issued + 2 * DAY + 3 * HOUR), partial, "WALLET", True))
+            pays.append(_Pay(inv, self.past(issued + 2 * DAY + 3 * HOUR), partial, PaymentMethod.WALLET, True))
         self.invoices.append((inv, lines, pays))
-        self.timeline.extend(p for p in pays if p.method == "WALLET")
+        self.timeline.extend(p for p in pays if p.method == PaymentMethod.WALLET)
         return inv
 
     async def _write_invoices(self) -> None:
@@ -312,11 +338,11 @@ class _PartnerSeeder:
         self.conn.invoice_prefix = f"INV-{self.spec.code}"
         for n, (inv, _, _) in enumerate(self.invoices, 1):
             inv.number = f"{self.conn.invoice_prefix}-{n:04d}"
-            inv.opened_at = inv.issued_at if inv.status != "DRAFT" else None
-            inv.uncollectible_at = self.past(inv.issued_at + 30 * DAY) if inv.status == "UNCOLLECTIBLE" else None
+            inv.opened_at = inv.issued_at if inv.status != InvoiceStatus.DRAFT else None
+            inv.uncollectible_at = self.past(inv.issued_at + 30 * DAY) if inv.status == InvoiceStatus.UNCOLLECTIBLE else None
         self.conn.next_invoice_number = len(self.invoices) + 1
         for inv, lines, _ in self.invoices:
-            if inv.status == "VOID":
+            if inv.status == InvoiceStatus.VOID:
                 twin = next((i for i, ls, _ in self.invoices if i is not inv and i.type == inv.type
                              and ls[0].description == lines[0].description), None)
                 inv.void_reason = f"Duplicate of {twin.number}" if twin else "Issued in error"
@@ -335,14 +361,14 @@ class _PartnerSeeder:
             at = self.month(k) + 4 * DAY + 9 * HOUR
             if at <= self.now:
                 self.timeline.append(_Entry(
-                    at, self.rng.randint(low, high), "REVENUE_SHARE",
+                    at, self.rng.randint(low, high), TransferKind.REVENUE_SHARE,
                     f"Revenue share, {self.month(k - 1):%B %Y}"))
         for days_ago, amount, memo, reversal_memo in spec.adjustments:
             at, held = self.now - days_ago * DAY + 11 * HOUR, amount if reversal_memo else 0
-            adjustment = _Entry(at, amount, "MANUAL_ADJUSTMENT", memo, by=self.billing.id, hold=held)
+            adjustment = _Entry(at, amount, TransferKind.MANUAL_ADJUSTMENT, memo, by=self.billing.id, hold=held)
             self.timeline.append(adjustment)
             if reversal_memo:
-                self.timeline.append(_Entry(at + HOUR, -amount, "REVERSAL", reversal_memo,
+                self.timeline.append(_Entry(at + HOUR, -amount, TransferKind.REVERSAL, reversal_memo,
                                             by=self.billing.id, hold=-held))
 
     def _settle(self) -> list[_Pay | _Entry]:
@@ -353,7 +379,7 @@ class _PartnerSeeder:
             if isinstance(item, _Pay):
                 if item.amount > balance - held:
                     if not item.partial:
-                        item.method = "CARD"
+                        item.method = PaymentMethod.CARD
                         continue
                     item.amount = balance - held
                     if item.amount <= 0:
@@ -367,7 +393,7 @@ class _PartnerSeeder:
             pays[:] = [p for p in pays if p.amount > 0]
             inv.amount_paid = sum(p.amount for p in pays)
             inv.payment_method = pays[-1].method if pays else None
-            inv.paid_at = pays[-1].at if inv.status == "PAID" else None
+            inv.paid_at = pays[-1].at if inv.status == InvoiceStatus.PAID else None
         return ledger
 
     async def _write_ledger(self, ledger: list[_Pay | _Entry]) -> None:
@@ -375,56 +401,53 @@ class _PartnerSeeder:
         wallet = await L.wallet_account(self.session, self.conn, self.conn.created_at)
         events: list[tuple[datetime, int, Any]] = []
         for inv, _, pays in self.invoices:
-            if inv.status != "DRAFT":
+            if inv.status != InvoiceStatus.DRAFT:
                 events.append((inv.issued_at, 0, ("issue", inv)))
-            events += [(p.at, 1, p) for p in pays if p.method != "WALLET"]
-            if inv.status in ("VOID", "UNCOLLECTIBLE"):
+            events += [(p.at, 1, p) for p in pays if p.method != PaymentMethod.WALLET]
+            if inv.status in (InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE):
                 events.append((inv.voided_at or inv.uncollectible_at or inv.issued_at, 2, ("close", inv)))
         events += [(item.at, 1, item) for item in ledger]
         for n, (at, _, item) in enumerate(sorted(events, key=lambda e: (e[0], e[1]))):
             if isinstance(item, tuple):
                 what, inv = item
                 receivable = await L.receivable_account(self.session, inv, at)
-                revenue = await L.system_account(self.session, "REVAMPD_REVENUE", inv.currency_code, self.conn.id, at)
+                revenue = await L.system_account(self.session, AccountKind.REVAMPD_REVENUE, inv.currency_code, self.conn.id, at)
                 if what == "issue":
                     await L.post(self.session, [L.Transfer(
-                        f"invoice:{inv.id}:issued", "INVOICE_ISSUED", receivable.id, revenue.id, inv.total,
+                        f"invoice:{inv.id}:issued", TransferKind.INVOICE_ISSUED, receivable.id, revenue.id, inv.total,
                         memo=f"Invoice {inv.number}", invoice_id=inv.id)], now=at)
                 elif receivable.balance < 0:
-                    kind = "INVOICE_VOID" if inv.status == "VOID" else "INVOICE_UNCOLLECTIBLE"
+                    kind = TransferKind.INVOICE_VOID if inv.status == InvoiceStatus.VOID else TransferKind.INVOICE_UNCOLLECTIBLE
                     await L.post(self.session, [L.Transfer(
                         f"invoice:{inv.id}:closed", kind, revenue.id, receivable.id, -receivable.balance,
                         memo=f"Invoice {inv.number} {inv.status.lower()}", invoice_id=inv.id)], now=at)
             elif isinstance(item, _Pay):
                 inv = item.invoice
                 receivable = await L.receivable_account(self.session, inv, at)
-                source = wallet if item.method == "WALLET" else await L.system_account(
-                    self.session, "CARD_PROCESSOR", inv.currency_code, self.conn.id, at)
-                by = self.admin.id if item.method == "WALLET" else None
+                source = wallet if item.method == PaymentMethod.WALLET else await L.system_account(
+                    self.session, AccountKind.CARD_PROCESSOR, inv.currency_code, self.conn.id, at)
+                by = self.admin.id if item.method == PaymentMethod.WALLET else None
                 [t] = await L.post(self.session, [L.Transfer(
-                    f"seed:{self.conn.id}:{n}", "INVOICE_PAYMENT", source.id, receivable.id, item.amount,
+                    f"seed:{self.conn.id}:{n}", TransferKind.INVOICE_PAYMENT, source.id, receivable.id, item.amount,
                     memo=f"Payment of {inv.number}", invoice_id=inv.id, created_by_id=by)], now=at)
                 item.row = InvoicePayment(invoice_id=inv.id, amount=item.amount, method=item.method,
                                           created_by_id=by, created_at=at, transfer_id=t.id)
                 self.session.add(item.row)
             else:
-                kind, other = {
-                    "AFFILIATE_PAYOUT": ("AFFILIATE_PAYOUT", "AFFILIATE_PROGRAM"),
-                    "REVENUE_SHARE": ("REVENUE_SHARE", "REVENUE_SHARE"),
-                    "MANUAL_ADJUSTMENT": ("MANUAL_ADJUSTMENT", "ADJUSTMENTS"),
-                    "REVERSAL": ("REVERSAL", "ADJUSTMENTS"),
-                }.get(item.kind, (item.kind, ""))
-                system = (await L.account(self.session, f"payout:{item.ref.id}", "PAYOUT", USD)
-                          if item.kind == "PAYOUT_CREDIT" else await L.system_account(self.session, other, USD, self.conn.id, at))
+                if item.kind == TransferKind.PAYOUT_CREDIT:
+                    assert isinstance(item.ref, Payout)
+                    system = await L.payout_account(self.session, item.ref)
+                else:
+                    system = await L.system_account(self.session, _FUNDED_BY[item.kind], USD, self.conn.id, at)
                 debit, credit = (system, wallet) if item.amount > 0 else (wallet, system)
                 ref = item.ref
                 [t] = await L.post(self.session, [L.Transfer(
-                    f"seed:{self.conn.id}:{n}", kind, debit.id, credit.id, abs(item.amount), memo=item.memo,
+                    f"seed:{self.conn.id}:{n}", item.kind, debit.id, credit.id, abs(item.amount), memo=item.memo,
                     created_by_id=item.by,
                     affiliate_payout_id=ref.id if isinstance(ref, AffiliatePayout) else None,
                     payout_id=ref.id if isinstance(ref, Payout) else None)], now=at)
                 if isinstance(ref, AffiliatePayout):  # PENDING -> APPLIED, as the service does
-                    ref.credit_status, ref.applied_at, ref.transfer_id = "APPLIED", at, t.id
+                    ref.credit_status, ref.applied_at, ref.transfer_id = CreditStatus.APPLIED, at, t.id
                 item.transfer = t
         await self.session.flush()
 
@@ -433,20 +456,20 @@ class _PartnerSeeder:
         if not self.spec.affiliate_scale:
             return
         monday = self.now - self.now.weekday() * DAY
-        periods = [("WEEKLY", monday - 7 * j * DAY, monday - 7 * (j - 1) * DAY, j <= 2, 2500, 9000)
+        periods = [(PayoutPeriodType.WEEKLY, monday - 7 * j * DAY, monday - 7 * (j - 1) * DAY, j <= 2, 2500, 9000)
                    for j in range(12, 0, -1)]
-        periods += [("MONTHLY", self.month(k), self.month(k + 1), k == -1, 12000, 38000)
+        periods += [(PayoutPeriodType.MONTHLY, self.month(k), self.month(k + 1), k == -1, 12000, 38000)
                     for k in range(-11, 0)]
         for period_type, start, end, pending, low, high in sorted(periods, key=lambda p: p[2]):
             created = self.past(end + 6 * HOUR)
             ap = AffiliatePayout(
                 connection_id=self.conn.id, period_type=period_type, period_start=start,
                 period_end=end, amount=int(self.rng.randint(low, high) * self.spec.affiliate_scale),
-                credit_status="PENDING", created_at=created)
+                credit_status=CreditStatus.PENDING, created_at=created)
             self.rows.append(ap)
             if not pending:
                 self.timeline.append(_Entry(
-                    created + 2 * DAY, ap.amount, "AFFILIATE_PAYOUT",
+                    created + 2 * DAY, ap.amount, TransferKind.AFFILIATE_PAYOUT,
                     f"Affiliate payout ({period_type.lower()}, {start:%b %d} to {end - DAY:%b %d, %Y})",
                     ap))
 
@@ -456,10 +479,10 @@ class _PartnerSeeder:
             start, end, idx = self.month(k), self.month(k + 1), -1 - k
             txs = [self._transaction(start, end) for _ in range(self.rng.randint(3, 8))]
             amount, created = sum(t.partner_amount for t in txs), self.past(end + 2 * HOUR)
-            payout = Payout(connection_id=self.conn.id, period_type="MONTHLY", period_start=start, period_end=end,
+            payout = Payout(connection_id=self.conn.id, period_type=PayoutPeriodType.MONTHLY, period_start=start, period_end=end,
                             currency_code=USD, gross_amount=sum(t.gross_amount for t in txs),
                             fee_amount=sum(t.fee_amount for t in txs), amount=amount, available_amount=amount,
-                            wallet_amount=0, bank_in_flight_amount=0, bank_paid_amount=0, status="AVAILABLE",
+                            wallet_amount=0, bank_in_flight_amount=0, bank_paid_amount=0, status=PayoutStatus.AVAILABLE,
                             created_at=created, updated_at=created)
             self.rows.append(payout)
             self.transactions += [(t, payout) for t in txs]
@@ -472,10 +495,10 @@ class _PartnerSeeder:
         """A Sub-Org charge; the Partner's share is the gross less the plan's fee, as services.earnings takes it."""
         rng, name = self.rng, self.rng.choice(self.spec.sub_orgs)
         if rng.random() < 0.5:
-            kind, gross = "SUBSCRIPTION", rng.choice((9700, 14900, 29700, 49700))
+            kind, gross = SubOrgTransactionKind.SUBSCRIPTION, rng.choice((9700, 14900, 29700, 49700))
             description = f"{rng.choice(('Essentials', 'Pro', 'Premium'))} plan subscription"
         else:
-            kind, gross = "USAGE", rng.randint(500, 8000)
+            kind, gross = SubOrgTransactionKind.USAGE, rng.randint(500, 8000)
             description = rng.choice(("SMS usage", "Voice minutes", "Email sends", "AI assistant usage"))
         seconds = int((end - start).total_seconds() * rng.random())
         bps = self.plans[self.spec.plan].transaction_fee_bps
@@ -501,29 +524,29 @@ class _PartnerSeeder:
                   if "SPLIT" in state or state == "PARTIAL" else 0)
         credit = None
         if wallet:
-            credit = _Entry(at, wallet, "PAYOUT_CREDIT", f"Payout for {p.period_start:%B %Y} credited to wallet",
+            credit = _Entry(at, wallet, TransferKind.PAYOUT_CREDIT, f"Payout for {p.period_start:%B %Y} credited to wallet",
                             p, self.admin.id)
             self.timeline.append(credit)
         bank, plan = (0 if state == "PARTIAL" else p.amount - wallet), []
         default, other = (self.banks[0], self.banks[-1]) if self.banks else (None, None)
         if state in ("TRANSFER", "SPLIT"):
-            plan = [(default, at, [("IN_TRANSIT", at + DAY), ("PAID", at + 2 * DAY)])]
+            plan = [(default, at, [(TransferStatus.IN_TRANSIT, at + DAY), (TransferStatus.PAID, at + 2 * DAY)])]
         elif state == "PROCESSING":
-            plan = [(default, at, [("IN_TRANSIT", at + DAY)])]
+            plan = [(default, at, [(TransferStatus.IN_TRANSIT, at + DAY)])]
         elif state == "PROCESSING_SPLIT":
             plan = [(default, at, [])]
         elif state in ("FAILED", "TRANSFER_RETRY"):
-            plan = [(other, at, [("IN_TRANSIT", at + DAY), ("FAILED", at + 3 * DAY)])]
+            plan = [(other, at, [(TransferStatus.IN_TRANSIT, at + DAY), (TransferStatus.FAILED, at + 3 * DAY)])]
             if state == "TRANSFER_RETRY":
-                plan.append((default, at + 4 * DAY, [("IN_TRANSIT", at + 5 * DAY), ("PAID", at + 6 * DAY)]))
+                plan.append((default, at + 4 * DAY, [(TransferStatus.IN_TRANSIT, at + 5 * DAY), (TransferStatus.PAID, at + 6 * DAY)]))
         elif state == "CANCELED":
-            plan = [(default, at, [("CANCELED", at + 2 * HOUR)])]
+            plan = [(default, at, [(TransferStatus.CANCELED, at + 2 * HOUR)])]
         if credit and not plan:
             self.disposals.append(_Disposal(p, at, credit, None, [], self.admin.id))
         for account, created, events in plan:
             assert account is not None, "a bank transfer needs a bank account"
             events = [(status, self.past(when)) for status, when in events if when <= self.now]
-            transfer = BankTransfer(bank_account_id=account.id, amount=bank, status="PENDING",
+            transfer = BankTransfer(bank_account_id=account.id, amount=bank, status=TransferStatus.PENDING,
                                     created_by_id=self.admin.id, created_at=created, updated_at=created)
             self.disposals.append(_Disposal(p, created, credit, transfer, events, self.admin.id))
             credit = None
@@ -542,26 +565,25 @@ class _PartnerSeeder:
         self.session.add_all(t for t, _ in sorted(self.transactions, key=lambda x: x[0].occurred_at))
         await self.session.flush()
         # Each payout's account, funded from Sub-Org earnings when it is made (services.earnings).
-        earnings = await L.system_account(self.session, "SUB_ORG_EARNINGS", USD, self.conn.id, self.conn.created_at)
+        earnings = await L.system_account(self.session, AccountKind.SUB_ORG_EARNINGS, USD, self.conn.id, self.conn.created_at)
         for p in self.rows:
             if isinstance(p, Payout):
-                own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD, connection_id=self.conn.id,
-                                      payout_id=p.id, now=p.created_at)
+                own = await L.payout_account(self.session, p, p.created_at)
                 await L.post(self.session, [L.Transfer(
-                    f"payout:{p.id}:funding", "PAYOUT_FUNDING", earnings.id, own.id, p.amount,
+                    f"payout:{p.id}:funding", TransferKind.PAYOUT_FUNDING, earnings.id, own.id, p.amount,
                     memo=f"Sub-Org earnings, {p.period_start:%B %Y}", payout_id=p.id)], now=p.created_at)
 
     async def _write_disposals(self) -> None:
         """Bank transfers reserve their amount on the payout's account and are posted when PAID
         or voided when FAILED, as services.payouts does; each disposal is recorded."""
-        bank_out = await L.system_account(self.session, "BANK_OUT", USD, self.conn.id, self.conn.created_at)
+        bank_out = await L.system_account(self.session, AccountKind.BANK_OUT, USD, self.conn.id, self.conn.created_at)
         for d in sorted(self.disposals, key=lambda d: d.at):
             p, b = d.payout, d.bank
-            own = await L.account(self.session, f"payout:{p.id}", "PAYOUT", USD)
+            own = await L.payout_account(self.session, p)
             if b is not None:
                 b.payout_id = p.id
                 [reserve] = await L.post(self.session, [L.Transfer(
-                    f"seed:bank_transfer:{p.id}:{d.at.timestamp():.0f}", "BANK_TRANSFER", own.id, bank_out.id,
+                    f"seed:bank_transfer:{p.id}:{d.at.timestamp():.0f}", TransferKind.BANK_TRANSFER, own.id, bank_out.id,
                     b.amount, memo=f"Bank transfer of the payout for {p.period_start:%B %Y}", payout_id=p.id,
                     created_by_id=d.by, pending=True)], now=d.at)
                 b.pending_transfer_id, b.submitted_at = reserve.id, d.at
@@ -570,29 +592,31 @@ class _PartnerSeeder:
                 b.gateway_ref = f"sbt_sandbox_ok_bt{b.id}"
                 for status, when in d.events:
                     failure = ("no_account", "Returned by the receiving bank: R03 no account/unable to locate "
-                               "account.") if status == "FAILED" else (None, None)
+                               "account.") if status == TransferStatus.FAILED else (None, None)
                     payouts.stamp(b, GatewayTransfer(b.gateway_ref, status, *failure), when, when)
                     self.session.add(BankTransferEvent(
                         event_id=f"evt_seed_{b.id}_{status.lower()}", bank_transfer_id=b.id,
-                        source="PARTNER" if status == "CANCELED" else "WEBHOOK", status=status,
-                        failure_code=b.failure_code if status == "FAILED" else None,
-                        failure_reason=b.failure_reason if status == "FAILED" else None, applied=True,
+                        source=TransferEventSource.PARTNER if status == TransferStatus.CANCELED else TransferEventSource.WEBHOOK,
+                        status=status,
+                        failure_code=b.failure_code if status == TransferStatus.FAILED else None,
+                        failure_reason=b.failure_reason if status == TransferStatus.FAILED else None, applied=True,
                         occurred_at=when, received_at=when))
-                    if status in ("PAID", "FAILED", "CANCELED"):
+                    if status in payouts.FINAL:
                         await L.post(self.session, [L.Transfer(
-                            f"bank_transfer:{b.id}:{'paid' if status == 'PAID' else 'void'}", "BANK_TRANSFER",
+                            f"bank_transfer:{b.id}:{'paid' if status == TransferStatus.PAID else 'void'}", TransferKind.BANK_TRANSFER,
                             own.id, bank_out.id, b.amount, memo=reserve.memo, payout_id=p.id,
-                            resolves=reserve.id, void=status != "PAID")], now=when)
+                            resolves=reserve.id, void=status != TransferStatus.PAID)], now=when)
             credit = d.credit.transfer if d.credit else None
             wallet, bank = (credit.amount if credit else 0), (b.amount if b else 0)
             self.session.add(PayoutDisposition(
-                payout_id=p.id, kind="SPLIT" if wallet and bank else "CREDIT" if wallet else "TRANSFER",
+                payout_id=p.id, kind=DispositionKind.SPLIT if wallet and bank else DispositionKind.CREDIT if wallet
+                else DispositionKind.TRANSFER,
                 wallet_amount=wallet, bank_amount=bank, credit_transfer_id=credit.id if credit else None,
                 bank_transfer_id=b.id if b else None, created_by_id=d.by, created_at=d.at))
         await self.session.flush()
-        for p in self.rows:
-            if isinstance(p, Payout):
-                await payouts.refresh(self.session, p)
+        for row in self.rows:
+            if isinstance(row, Payout):
+                await payouts.refresh(self.session, row)
 
     # -- tickets ------------------------------------------------------------------------
     async def _write_tickets(self) -> None:
@@ -615,8 +639,8 @@ class _PartnerSeeder:
             at += min(timedelta(minutes=self.rng.randint(20, 1200)), (self.now - created) / 8)
             times.append(at)
         replies = times[1::2]
-        resolved = replies[-1] if spec.status in ("RESOLVED", "CLOSED") else None
-        closed = self.past(times[-1] + 2 * DAY) if spec.status == "CLOSED" else None
+        resolved = replies[-1] if spec.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) else None
+        closed = self.past(times[-1] + 2 * DAY) if spec.status == TicketStatus.CLOSED else None
         ticket = Ticket(
             connection_id=self.conn.id, number=number, title=spec.title,
             description=spec.description, status=spec.status, priority=spec.priority,
@@ -643,8 +667,8 @@ class _PartnerSeeder:
 class TicketSpec:
     title: str
     description: str
-    priority: str
-    status: str
+    priority: TicketPriority
+    status: TicketStatus
     days_ago: float
     messages: tuple[str, ...]  # alternating partner user, support user, partner user, ...
     by_member: bool = False
@@ -667,7 +691,7 @@ class PartnerSpec:
     partial_payment_now: int  # wallet part-payment of this month's subscription invoice
     overdue_last_month: bool
     # description, quantity, unit amount, days ago, status, payment method, partial payment
-    one_time: tuple[tuple[str, int, int, float, str, str | None, int], ...]
+    one_time: tuple[tuple[str, int, int, float, InvoiceStatus, PaymentMethod | None, int], ...]
     adjustments: tuple[tuple[int, int, str, str | None], ...]  # days ago, amount, memo, reversal
     sub_orgs: tuple[str, ...]
     banks: tuple[tuple[str, str, str], ...]  # bank, routing number, last 4; first is default
@@ -681,10 +705,10 @@ PARTNERS = [
         addons=(("LOCAL_NUMBER", 5), ("TOLL_FREE_NUMBER", 2)), pending_downgrade_to=None,
         affiliate_scale=1.0, revenue_share=(4000, 12000), wallet_share=0.6,
         partial_payment_now=20000, overdue_last_month=False,
-        one_time=(("Onboarding services", 1, 150000, 340, "PAID", "CARD", 0),
-                  ("Data migration", 1, 60000, 240, "PAID", "CARD", 0),
-                  ("Data migration", 1, 60000, 239.5, "VOID", None, 0),
-                  ("Custom integration workshop", 2, 45000, 6, "OPEN", None, 40000)),
+        one_time=(("Onboarding services", 1, 150000, 340, InvoiceStatus.PAID, PaymentMethod.CARD, 0),
+                  ("Data migration", 1, 60000, 240, InvoiceStatus.PAID, PaymentMethod.CARD, 0),
+                  ("Data migration", 1, 60000, 239.5, InvoiceStatus.VOID, None, 0),
+                  ("Custom integration workshop", 2, 45000, 6, InvoiceStatus.OPEN, None, 40000)),
         adjustments=((280, 5000, "Goodwill credit for the SMS outage", None),
                      (150, 2500, "Promotional credit",
                       "Reversal: promotional credit posted to the wrong connection")),
@@ -700,7 +724,7 @@ PARTNERS = [
             TicketSpec(
                 "Second toll-free number for our support line",
                 "We want a second toll-free number routed to our client support queue. "
-                "Can we choose a vanity number?", "LOW", "CLOSED", 300,
+                "Can we choose a vanity number?", TicketPriority.LOW, TicketStatus.CLOSED, 300,
                 ("Ideally something ending in 4357 (HELP). Any chance?",
                  ("Vanity numbers depend on carrier inventory. I found 1-888-555-4357 and reserved "
                   "it for seven days; add a toll-free number from Add-Ons and it will be assigned."),
@@ -709,7 +733,7 @@ PARTNERS = [
             TicketSpec(
                 "Charged twice for the data migration",
                 "We received two invoices for the same data migration work. Please void the "
-                "duplicate.", "HIGH", "RESOLVED", 240,
+                "duplicate.", TicketPriority.HIGH, TicketStatus.RESOLVED, 240,
                 ("Both are for $600.00 and reference the same migration project.",
                  ("Thanks for flagging this. One of them is indeed a duplicate; I've asked our "
                   "billing team to void it."),
@@ -721,7 +745,7 @@ PARTNERS = [
                 "Campaign sends delayed by several hours",
                 "Scheduled campaigns for three of our sub-orgs went out 3-4 hours late this "
                 "morning. Clients are complaining about missed appointment reminders.",
-                "HIGH", "CLOSED", 200,
+                TicketPriority.HIGH, TicketStatus.CLOSED, 200,
                 (("Affected: Acme Dental, Lakeside Vet Clinic and Peak Physio, all scheduled for "
                   "8:00 local time."),
                  ("Thanks for the details. One of our sending queues had a backlog this morning; "
@@ -734,7 +758,7 @@ PARTNERS = [
             TicketSpec(
                 "How is the transaction fee calculated on usage charges?",
                 "Our last payout looks lower than we expected. How is the Revampd transaction "
-                "fee applied to usage-based charges?", "MEDIUM", "RESOLVED", 90,
+                "fee applied to usage-based charges?", TicketPriority.MEDIUM, TicketStatus.RESOLVED, 90,
                 ("For example, an $80.00 SMS bundle only shows a small partner share.",
                  ("Your plan's transaction fee (1.50% on Scale) comes off the gross amount first; "
                   "your share is then calculated on the rest according to your sub-org pricing. "
@@ -744,7 +768,7 @@ PARTNERS = [
             TicketSpec(
                 "Bank transfer for our payout failed",
                 "The bank transfer for one of our payouts failed. We've checked our details "
-                "with the bank; can you retry it?", "HIGH", "IN_PROGRESS", 8,
+                "with the bank; can you retry it?", TicketPriority.HIGH, TicketStatus.IN_PROGRESS, 8,
                 ("The failure reason says the account could not be located.",
                  ("The receiving bank returned it (R03). The amount is back on the payout as "
                   "available, so nothing is lost: you can send it to your default account or "
@@ -756,7 +780,7 @@ PARTNERS = [
             TicketSpec(
                 "Workflow editor times out when saving large workflows",
                 "Saving a workflow with more than 40 steps spins for a minute and then fails "
-                "with a timeout.", "MEDIUM", "IN_PROGRESS", 12,
+                "with a timeout.", TicketPriority.MEDIUM, TicketStatus.IN_PROGRESS, 12,
                 ("It happens in Chrome and Firefox. Smaller workflows save fine.",
                  ("Thanks, I reproduced it with a 45-step workflow and engineering is on it. "
                   "Meanwhile, splitting the workflow with a 'Run workflow' step avoids the timeout.")),
@@ -764,14 +788,14 @@ PARTNERS = [
             TicketSpec(
                 "Export invoices as CSV",
                 "Our accountant would like to download this year's Revampd invoices as a CSV "
-                "file. Is that possible?", "LOW", "OPEN", 3,
+                "file. Is that possible?", TicketPriority.LOW, TicketStatus.OPEN, 3,
                 ("Ideally with invoice number, date, type, total and payment method.",),
                 by_member=True, support=None),
             TicketSpec(
                 "Higher campaign limit for the holiday season",
                 "We expect to run about 600 campaigns over the holidays, above the Scale limit "
                 "of 500. Can we get a temporary increase instead of moving to Enterprise?",
-                "MEDIUM", "OPEN", 1, ("We would need it for about six weeks.",), support=1),
+                TicketPriority.MEDIUM, TicketStatus.OPEN, 1, ("We would need it for about six weeks.",), support=1),
         ),
     ),
     PartnerSpec(
@@ -779,8 +803,8 @@ PARTNERS = [
         addons=(("LOCAL_NUMBER", 2),), pending_downgrade_to="STARTER",
         affiliate_scale=0.6, revenue_share=(2000, 6000), wallet_share=0.4,
         partial_payment_now=5000, overdue_last_month=False,
-        one_time=(("Onboarding services", 1, 90000, 330, "PAID", "CARD", 0),
-                  ("Additional training session", 1, 30000, 75, "PAID", "WALLET", 0)),
+        one_time=(("Onboarding services", 1, 90000, 330, InvoiceStatus.PAID, PaymentMethod.CARD, 0),
+                  ("Additional training session", 1, 30000, 75, InvoiceStatus.PAID, PaymentMethod.WALLET, 0)),
         adjustments=((245, 3000, "Goodwill credit: delayed number port", None),),
         sub_orgs=("Sunrise Yoga", "Metro Movers", "Bella Salon", "Greenleaf Landscaping"),
         banks=(("Bank of America", "026009593", "0394"),),
@@ -789,7 +813,7 @@ PARTNERS = [
             TicketSpec(
                 "Porting an existing number to Revampd",
                 "We want to move our main office number from our current carrier to Revampd so "
-                "we can use it in workflows.", "MEDIUM", "CLOSED", 250,
+                "we can use it in workflows.", TicketPriority.MEDIUM, TicketStatus.CLOSED, 250,
                 ("The number is (415) 555-0132, currently with our old VoIP provider.",
                  ("Ports need a letter of authorization and a recent bill from the current "
                   "carrier. Send both and we'll submit the port; it takes 7-10 business days."),
@@ -799,7 +823,7 @@ PARTNERS = [
             TicketSpec(
                 "Wallet credit not applied to invoice",
                 "Our wallet had enough credit but this month's subscription invoice was charged "
-                "to our card.", "HIGH", "CLOSED", 160,
+                "to our card.", TicketPriority.HIGH, TicketStatus.CLOSED, 160,
                 ("We'd prefer invoices to be paid from the wallet first whenever possible.",
                  ("Invoices are charged to the card on file unless they are paid from the wallet "
                   "before the charge runs. From Invoices you can pay any open invoice with wallet "
@@ -809,13 +833,13 @@ PARTNERS = [
             TicketSpec(
                 "Update our billing contact email",
                 "Please send invoices to accounts@bluebird.example from now on.",
-                "LOW", "RESOLVED", 45,
+                TicketPriority.LOW, TicketStatus.RESOLVED, 45,
                 ("Our previous contact has left the company.",
                  "Done: invoice emails now go to accounts@bluebird.example.")),
             TicketSpec(
                 "SMS delivery reports missing",
                 "Delivery reports stopped arriving yesterday afternoon for all our sub-orgs.",
-                "HIGH", "IN_PROGRESS", 6,
+                TicketPriority.HIGH, TicketStatus.IN_PROGRESS, 6,
                 ("Messages seem to go out; we just get no receipts.",
                  ("One upstream carrier is delaying delivery receipts. Messages are delivered; "
                   "the receipts are queued and will backfill."),
@@ -823,15 +847,15 @@ PARTNERS = [
             TicketSpec(
                 "Add a team member to the dashboard",
                 "We'd like to give our new account manager read access to the Revampd section.",
-                "LOW", "OPEN", 2, ("Their email is li.chen@bluebird.example.",)),
+                TicketPriority.LOW, TicketStatus.OPEN, 2, ("Their email is li.chen@bluebird.example.",)),
         ),
     ),
     PartnerSpec(
         name="Cedar Collective", code="CD", plan="STARTER", usage=(2, 8, 3), addons=(),
         pending_downgrade_to=None, affiliate_scale=0, revenue_share=(1000, 3000),
         wallet_share=0.3, partial_payment_now=0, overdue_last_month=True,
-        one_time=(("Onboarding services", 1, 50000, 335, "PAID", "CARD", 0),
-                  ("Custom template design", 3, 12000, 170, "UNCOLLECTIBLE", None, 0)),
+        one_time=(("Onboarding services", 1, 50000, 335, InvoiceStatus.PAID, PaymentMethod.CARD, 0),
+                  ("Custom template design", 3, 12000, 170, InvoiceStatus.UNCOLLECTIBLE, None, 0)),
         adjustments=((330, 2000, "Welcome credit", None),),
         sub_orgs=("Cedar Hill Dental", "Northside Tutoring"), banks=(),
         payout_states=("AVAILABLE", "AVAILABLE"),
@@ -839,14 +863,14 @@ PARTNERS = [
             TicketSpec(
                 "Help setting up our first workflow",
                 "We'd like new leads from our website form to get a welcome SMS, then an email "
-                "the next day.", "MEDIUM", "CLOSED", 320,
+                "the next day.", TicketPriority.MEDIUM, TicketStatus.CLOSED, 320,
                 ("Is there a template we can start from?",
                  ("Use a 'Form submitted' trigger, a 'Send SMS' step, a one-day wait and a 'Send "
                   "email' step. I've shared a template called 'New lead welcome' in your account."),
                  "Perfect, that's exactly it.", "Great! Closing this ticket.")),
             TicketSpec(
                 "Payout lower than expected",
-                "Our last payout was about half of the previous one.", "LOW", "RESOLVED", 40,
+                "Our last payout was about half of the previous one.", TicketPriority.LOW, TicketStatus.RESOLVED, 40,
                 ("Did something change in how payouts are calculated?",
                  ("Nothing changed: payouts follow sub-org activity, and Northside Tutoring had "
                   "no usage charges that month. The payout lists every transaction behind it.")),
@@ -854,7 +878,7 @@ PARTNERS = [
                 note="Internal: checked the sub-org transactions for that period; all correct."),
             TicketSpec(
                 "Login emails going to spam",
-                "Sign-in emails from Revampd land in our spam folder.", "HIGH", "OPEN", 1,
+                "Sign-in emails from Revampd land in our spam folder.", TicketPriority.HIGH, TicketStatus.OPEN, 1,
                 ("It happens for everyone at cedar.example using Outlook.",), support=None),
         ),
     ),
