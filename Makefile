@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict services db
 
-# BENCH_ARGS="--markdown --first 10 --connections 8"; PostgreSQL too when TEST_DATABASE_URL or
+# BENCH_ARGS="--markdown --first 10 --connections 8" (or --quick: under a minute); PostgreSQL too when TEST_DATABASE_URL or
 # BENCH_DATABASE_URL names a server (a database revampd_bench is made on it and dropped after).
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.dashboard $(BENCH_ARGS)
