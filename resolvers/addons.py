@@ -17,6 +17,10 @@ from schema.base import MutationInput, ctx, decode_id
 from services import addons as svc
 
 
+def _add_on_id(gid: strawberry.ID) -> int:
+    return decode_id(gid, "AddOn", "addOnId")
+
+
 @strawberry.type
 class AddOnMutations:
     @strawberry.mutation(
@@ -25,10 +29,12 @@ class AddOnMutations:
     )
     async def add_add_on(self, info: strawberry.Info, input: MutationInput[AddAddOnInput]) -> AddAddOnPayload:
         principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.add(
-            session, principal, decode_id(input.product_id, "AddOnProduct", "productId"), input.quantity,
-            idempotency_key=input.idempotency_key,
-        ))
+        result, errors = await run_write(
+            info, lambda: decode_id(input.product_id, "AddOnProduct", "productId"),
+            lambda session, product_id: svc.add(
+                session, principal, product_id, input.quantity, idempotency_key=input.idempotency_key
+            ),
+        )
         return AddAddOnPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(
@@ -37,9 +43,10 @@ class AddOnMutations:
     )
     async def update_add_on(self, info: strawberry.Info, input: MutationInput[UpdateAddOnInput]) -> UpdateAddOnPayload:
         principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.update(
-            session, principal, decode_id(input.add_on_id, "AddOn", "addOnId"), input.quantity
-        ))
+        result, errors = await run_write(
+            info, lambda: _add_on_id(input.add_on_id),
+            lambda session, add_on_id: svc.update(session, principal, add_on_id, input.quantity),
+        )
         return UpdateAddOnPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(
@@ -47,7 +54,8 @@ class AddOnMutations:
     )
     async def remove_add_on(self, info: strawberry.Info, input: MutationInput[RemoveAddOnInput]) -> RemoveAddOnPayload:
         principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.remove(
-            session, principal, decode_id(input.add_on_id, "AddOn", "addOnId")
-        ))
+        result, errors = await run_write(
+            info, lambda: _add_on_id(input.add_on_id),
+            lambda session, add_on_id: svc.remove(session, principal, add_on_id),
+        )
         return RemoveAddOnPayload.of(result, errors, input.client_mutation_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.common import run_write, run_writes
+from resolvers.common import no_ids, run_write, run_writes
 from schema.bank_accounts import (
     LinkBankAccountInput,
     LinkBankAccountPayload,
@@ -32,7 +32,7 @@ class BankAccountMutations:
     ) -> LinkBankAccountPayload:
         context = ctx(info)
         gateway = bank_gateway_named(context.settings.bank_gateway, context.settings.bank_sandbox_lag)
-        result, errors = await run_writes(info, lambda writes: svc.link(
+        result, errors = await run_writes(info, no_ids, lambda writes, _: svc.link(
             writes, context.principal, gateway,
             holder_name=input.holder_name,
             routing_number=input.routing_number,
@@ -50,9 +50,10 @@ class BankAccountMutations:
         self, info: strawberry.Info, input: MutationInput[SetDefaultBankAccountInput]
     ) -> SetDefaultBankAccountPayload:
         principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.set_default(
-            session, principal, decode_id(input.bank_account_id, "BankAccount", "bankAccountId"),
-        ))
+        result, errors = await run_write(
+            info, lambda: decode_id(input.bank_account_id, "BankAccount", "bankAccountId"),
+            lambda session, bank_account_id: svc.set_default(session, principal, bank_account_id),
+        )
         return SetDefaultBankAccountPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(
@@ -63,7 +64,8 @@ class BankAccountMutations:
         self, info: strawberry.Info, input: MutationInput[UnlinkBankAccountInput]
     ) -> UnlinkBankAccountPayload:
         principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.unlink(
-            session, principal, decode_id(input.bank_account_id, "BankAccount", "bankAccountId"),
-        ))
+        result, errors = await run_write(
+            info, lambda: decode_id(input.bank_account_id, "BankAccount", "bankAccountId"),
+            lambda session, bank_account_id: svc.unlink(session, principal, bank_account_id),
+        )
         return UnlinkBankAccountPayload.of(result, errors, input.client_mutation_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.common import run_write
+from resolvers.common import no_ids, run_write
 from schema.base import MutationInput, ctx
 from schema.billing import UpdatePaymentMethodInput, UpdatePaymentMethodPayload
 from services import billing as svc
@@ -22,7 +22,7 @@ class BillingMutations:
     ) -> UpdatePaymentMethodPayload:
         context = ctx(info)
         gateway = gateway_named(context.settings.payment_gateway, context.settings.payment_sandbox_lag)
-        result, errors = await run_write(info, lambda session: svc.update_payment_method(
+        result, errors = await run_write(info, no_ids, lambda session, _: svc.update_payment_method(
             session, context.principal, gateway, input.card_token
         ))
         return UpdatePaymentMethodPayload.of(result, errors, input.client_mutation_id)

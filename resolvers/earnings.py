@@ -29,8 +29,10 @@ class EarningsMutations:
                                  t.description)
             for t in input.transactions
         ]
-        result, errors = await run_write(info, lambda session: svc.record(
-            session, principal, decode_id(input.connection_id, "RevampdConnection", "connectionId"), items,
-            idempotency_key=input.idempotency_key,
-        ))
+        result, errors = await run_write(
+            info, lambda: decode_id(input.connection_id, "RevampdConnection", "connectionId"),
+            lambda session, connection_id: svc.record(
+                session, principal, connection_id, items, idempotency_key=input.idempotency_key
+            ),
+        )
         return RecordSubOrgTransactionsPayload.of(result, errors, input.client_mutation_id)

@@ -1,7 +1,8 @@
 """The root Mutation, merged from one class per domain (resolvers/<domain>.py).
 
-Each field decodes its input, calls one service function inside
-`resolvers.common.run_write`, and maps the result or the DomainError into a payload.
+Each field hands `resolvers.common.run_write` its input's IDs to decode (before any write
+transaction begins) and one service function to call on them inside one, and maps the result
+or the DomainError into a payload.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.common import run_write
+from resolvers.common import no_ids, run_write
 from schema.base import MutationInput, UserError, ctx, decode_id
 from schema.plans import (
     CancelSubscriptionInput,
@@ -27,9 +27,10 @@ async def _change(
     info: strawberry.Info, plan_gid: strawberry.ID, kind: PlanChangeKind
 ) -> tuple[svc.PlanChange | None, list[UserError]]:
     principal = ctx(info).principal
-    return await run_write(info, lambda session: svc.change_plan(
-        session, principal, decode_id(plan_gid, "Plan", "planId"), kind
-    ))
+    return await run_write(
+        info, lambda: decode_id(plan_gid, "Plan", "planId"),
+        lambda session, plan_id: svc.change_plan(session, principal, plan_id, kind),
+    )
 
 
 @strawberry.type
@@ -58,7 +59,7 @@ class PlanMutations:
         self, info: strawberry.Info, input: MutationInput[CancelSubscriptionInput]
     ) -> CancelSubscriptionPayload:
         principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.cancel(session, principal))
+        result, errors = await run_write(info, no_ids, lambda session, _: svc.cancel(session, principal))
         return CancelSubscriptionPayload.of(result, errors, input.client_mutation_id)
 
     @strawberry.mutation(
@@ -69,5 +70,5 @@ class PlanMutations:
         self, info: strawberry.Info, input: MutationInput[WithdrawPlanChangeInput]
     ) -> WithdrawPlanChangePayload:
         principal = ctx(info).principal
-        result, errors = await run_write(info, lambda session: svc.withdraw(session, principal))
+        result, errors = await run_write(info, no_ids, lambda session, _: svc.withdraw(session, principal))
         return WithdrawPlanChangePayload.of(result, errors, input.client_mutation_id)

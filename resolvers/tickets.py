@@ -87,13 +87,14 @@ class TicketMutations:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
-            lambda s: tickets.submit(
+            lambda: _subject(input.subject_id),
+            lambda s, subject: tickets.submit(
                 s,
                 p,
                 title=input.title,
                 description=input.description,
                 priority=input.priority,
-                subject=_subject(input.subject_id),
+                subject=subject,
                 idempotency_key=input.idempotency_key,
             ),
         )
@@ -109,7 +110,8 @@ class TicketMutations:
         p = ctx(info).principal
         result, errors = await run_write(
             info,
-            lambda s: tickets.reply(s, p, _ticket_id(input), input.body, idempotency_key=input.idempotency_key),
+            lambda: _ticket_id(input),
+            lambda s, ticket_id: tickets.reply(s, p, ticket_id, input.body, idempotency_key=input.idempotency_key),
         )
         return _message_payload(ReplyToTicketPayload, input, result, errors)
 
@@ -119,7 +121,9 @@ class TicketMutations:
     )
     async def close_ticket(self, info: strawberry.Info, input: MutationInput[CloseTicketInput]) -> CloseTicketPayload:
         p = ctx(info).principal
-        ticket, errors = await run_write(info, lambda s: tickets.close(s, p, _ticket_id(input)))
+        ticket, errors = await run_write(
+            info, lambda: _ticket_id(input), lambda s, ticket_id: tickets.close(s, p, ticket_id)
+        )
         return _payload(CloseTicketPayload, input, ticket, errors)
 
     @strawberry.mutation(
@@ -132,12 +136,8 @@ class TicketMutations:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
-            lambda s: tickets.assign(
-                s,
-                p,
-                _ticket_id(input),
-                decode_id(input.assignee_id, "User", "assigneeId"),
-            ),
+            lambda: (_ticket_id(input), decode_id(input.assignee_id, "User", "assigneeId")),
+            lambda s, ids: tickets.assign(s, p, *ids),
         )
         return _payload(AssignTicketPayload, input, ticket, errors)
 
@@ -151,7 +151,8 @@ class TicketMutations:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
-            lambda s: tickets.update_status(s, p, _ticket_id(input), input.status),
+            lambda: _ticket_id(input),
+            lambda s, ticket_id: tickets.update_status(s, p, ticket_id, input.status),
         )
         return _payload(UpdateTicketStatusPayload, input, ticket, errors)
 
@@ -164,6 +165,7 @@ class TicketMutations:
         p = ctx(info).principal
         result, errors = await run_write(
             info,
-            lambda s: tickets.add_note(s, p, _ticket_id(input), input.body, idempotency_key=input.idempotency_key),
+            lambda: _ticket_id(input),
+            lambda s, ticket_id: tickets.add_note(s, p, ticket_id, input.body, idempotency_key=input.idempotency_key),
         )
         return _message_payload(AddTicketNotePayload, input, result, errors)
