@@ -13,7 +13,7 @@ from schema.addons import (
     UpdateAddOnInput,
     UpdateAddOnPayload,
 )
-from schema.base import MutationInput, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id, mutation
 from services import addons as svc
 
 
@@ -23,7 +23,7 @@ def _add_on_id(gid: strawberry.ID) -> int:
 
 @strawberry.type
 class AddOnMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: start paying for a product: usable at once, billed from the next invoice. "
         "Errors: NOT_FOUND, ALREADY_ADDED, INVALID_QUANTITY."
     )
@@ -37,7 +37,7 @@ class AddOnMutations:
         )
         return AddAddOnPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: set the quantity: more is usable at once; less takes effect at the end of the "
         "period. Errors: NOT_FOUND, INVALID_QUANTITY."
     )
@@ -49,7 +49,7 @@ class AddOnMutations:
         )
         return UpdateAddOnPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: remove an add-on at the end of the period; usable until then. Errors: NOT_FOUND."
     )
     async def remove_add_on(self, info: strawberry.Info, input: MutationInput[RemoveAddOnInput]) -> RemoveAddOnPayload:

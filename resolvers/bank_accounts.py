@@ -16,14 +16,14 @@ from schema.bank_accounts import (
     UnlinkBankAccountInput,
     UnlinkBankAccountPayload,
 )
-from schema.base import MutationInput, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id, mutation
 from services import bank_accounts as svc
 from services.bank_gateway import bank_gateway_named
 
 
 @strawberry.type
 class BankAccountMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: link a bank account for payouts. The processor keeps the account number; "
         "only its last four digits are kept here. The first account becomes the default."
     )
@@ -43,7 +43,7 @@ class BankAccountMutations:
         ))
         return LinkBankAccountPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: the account payouts go to when none is named (and the payout preference's)."
     )
     async def set_default_bank_account(
@@ -56,7 +56,7 @@ class BankAccountMutations:
         )
         return SetDefaultBankAccountPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: unlink an account no transfer is on its way to; if it was the default, "
         "the oldest remaining account becomes the default."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import no_ids, run_write
-from schema.base import MutationInput, ctx
+from schema.base import MutationInput, ctx, mutation
 from schema.billing import UpdatePaymentMethodInput, UpdatePaymentMethodPayload
 from services import billing as svc
 from services.payments import gateway_named
@@ -13,7 +13,7 @@ from services.payments import gateway_named
 
 @strawberry.type
 class BillingMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: put a card on file from the payment processor's token; the billing run charges it "
         "for what the wallet does not cover. Only brand, last 4 and expiry are kept."
     )

@@ -8,14 +8,14 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import MutationInput, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id, mutation
 from schema.earnings import RecordSubOrgTransactionsInput, RecordSubOrgTransactionsPayload
 from services import earnings as svc
 
 
 @strawberry.type
 class EarningsMutations:
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: record Sub-Org transactions of a connection; the Partner's share of each "
         "(the gross less Revampd's fee at its plan's rate now) is paid out when its period closes. Each "
         "externalId is recorded once."

@@ -7,7 +7,7 @@ import strawberry
 
 from db import models as m
 from resolvers.common import no_ids, run_write
-from schema.base import MutationInput, UserError, ctx, decode_id
+from schema.base import MutationInput, UserError, ctx, decode_id, mutation
 from schema.invoices import (
     Invoice,
     InvoicePayment,
@@ -32,7 +32,7 @@ def _invoice_id(gid: strawberry.ID) -> int:
 
 @strawberry.type
 class InvoiceMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: pay an OPEN invoice of your connection from its wallet, in part or in full."
     )
     async def pay_invoice(self, info: strawberry.Info, input: MutationInput[PayInvoiceInput]) -> PayInvoicePayload:
@@ -42,7 +42,7 @@ class InvoiceMutations:
         ))
         return PayInvoicePayload.of(paid, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: pay all that is due on an OPEN invoice of your connection with the card on "
         "file, at once (the way out of a declined charge that does not wait for the billing run's next try). "
         "A decline answers CARD_DECLINED with the processor's reason, also kept on the invoice as paymentError; "
@@ -82,7 +82,7 @@ class InvoiceMutations:
             wallet=None, user_errors=[UserError.of(refused)] if refused else [], client_mutation_id=mid,
         )
 
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: an OPEN invoice is void and owed no more; what the wallet paid into it "
         "goes back to the wallet."
     )
@@ -93,7 +93,7 @@ class InvoiceMutations:
         ))
         return VoidInvoicePayload.of(invoice, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: an OPEN invoice will not be paid; what is still due is written off, "
         "what was paid stays paid."
     )
@@ -106,7 +106,7 @@ class InvoiceMutations:
         ))
         return MarkInvoiceUncollectiblePayload.of(invoice, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: a ONE_TIME invoice for a connection, OPEN at once, numbered after its last."
     )
     async def issue_invoice(

@@ -14,7 +14,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from resolvers.common import no_ids, run_write, run_writes
-from schema.base import MutationInput, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id, mutation
 from schema.payouts import (
     CancelBankTransferInput,
     CancelBankTransferPayload,
@@ -62,7 +62,7 @@ def _payout_and_bank_account_ids(payout: strawberry.ID, bank_account: strawberry
 
 @strawberry.type
 class PayoutMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet."
     )
     async def credit_payout(
@@ -73,7 +73,7 @@ class PayoutMutations:
             s, p, payout_id, amount=input.amount, idempotency_key=input.idempotency_key,
         ), input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: send a payout (all that is available, or `amount`) to a linked bank account."
     )
     async def transfer_payout(
@@ -86,7 +86,7 @@ class PayoutMutations:
                 s, p, ids[0], bank_account_id=ids[1], amount=input.amount, idempotency_key=input.idempotency_key,
             ), input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: `walletAmount` to the wallet and the rest of what is available to a bank "
         "account, together or not at all."
     )
@@ -99,7 +99,7 @@ class PayoutMutations:
                 idempotency_key=input.idempotency_key,
             ), input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: cancel a PENDING bank transfer; its amount is available on the payout again."
     )
     async def cancel_bank_transfer(
@@ -113,7 +113,7 @@ class PayoutMutations:
         )
         return CancelBankTransferPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(description="PARTNER_ADMIN: what happens to each new payout, and how often they are made.")
+    @mutation(description="PARTNER_ADMIN: what happens to each new payout, and how often they are made.")
     async def set_payout_preference(
         self, info: strawberry.Info, input: MutationInput[SetPayoutPreferenceInput]
     ) -> SetPayoutPreferencePayload:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import no_ids, run_write
-from schema.base import MutationInput, UserError, ctx, decode_id
+from schema.base import MutationInput, UserError, ctx, decode_id, mutation
 from schema.plans import (
     CancelSubscriptionInput,
     CancelSubscriptionPayload,
@@ -35,14 +35,14 @@ async def _change(
 
 @strawberry.type
 class PlanMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: move to a higher tier." + NEXT_CYCLE + PLAN_ERRORS + ", NOT_AN_UPGRADE."
     )
     async def upgrade_plan(self, info: strawberry.Info, input: MutationInput[UpgradePlanInput]) -> UpgradePlanPayload:
         result, errors = await _change(info, input.plan_id, PlanChangeKind.UPGRADE)
         return UpgradePlanPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: move to a lower tier whose limits fit current usage." + NEXT_CYCLE
         + PLAN_ERRORS + ", NOT_A_DOWNGRADE, USAGE_EXCEEDS_LIMIT."
     )
@@ -52,7 +52,7 @@ class PlanMutations:
         result, errors = await _change(info, input.plan_id, PlanChangeKind.DOWNGRADE)
         return DowngradePlanPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: end the subscription." + NEXT_CYCLE + " Errors: SUBSCRIPTION_CANCELED."
     )
     async def cancel_subscription(
@@ -62,7 +62,7 @@ class PlanMutations:
         result, errors = await run_write(info, no_ids, lambda session, _: svc.cancel(session, principal))
         return CancelSubscriptionPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: drop the pending upgrade, downgrade or cancellation. "
         "Errors: NO_PENDING_CHANGE, SUBSCRIPTION_CANCELED."
     )

@@ -11,7 +11,7 @@ import strawberry
 
 from db import models as m
 from resolvers.common import run_write
-from schema.base import MutationInput, UserError, ctx, decode_id, from_global_id
+from schema.base import MutationInput, UserError, ctx, decode_id, from_global_id, mutation
 from schema.tickets import (
     AddTicketNoteInput,
     AddTicketNotePayload,
@@ -77,7 +77,7 @@ def _message_payload(
 
 @strawberry.type
 class TicketMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN or PARTNER_MEMBER: open a support request with Revampd, OPEN and unassigned. "
         "Errors: INVALID_TITLE, INVALID_DESCRIPTION, NOT_FOUND (subjectId)."
     )
@@ -100,7 +100,7 @@ class TicketMutations:
         )
         return _payload(SubmitTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="A Partner user of the ticket, or staff: add a message. A Partner's reply reopens a RESOLVED "
         "ticket; a CLOSED one takes none. Errors: NOT_FOUND, INVALID_BODY, TICKET_CLOSED."
     )
@@ -115,7 +115,7 @@ class TicketMutations:
         )
         return _message_payload(ReplyToTicketPayload, input, result, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="A Partner user of the ticket, or staff: close it, whatever its status. Closed is final. "
         "Errors: NOT_FOUND, TICKET_CLOSED."
     )
@@ -126,7 +126,7 @@ class TicketMutations:
         )
         return _payload(CloseTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="SUPPORT: give a ticket to a support representative. "
         "Errors: NOT_FOUND, ASSIGNEE_NOT_SUPPORT, TICKET_CLOSED."
     )
@@ -141,7 +141,7 @@ class TicketMutations:
         )
         return _payload(AssignTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED. "
         "Errors: NOT_FOUND, ILLEGAL_STATUS_CHANGE."
     )
@@ -156,7 +156,7 @@ class TicketMutations:
         )
         return _payload(UpdateTicketStatusPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="SUPPORT: add an internal note, never shown to the Partner. Errors: NOT_FOUND, INVALID_BODY."
     )
     async def add_ticket_note(

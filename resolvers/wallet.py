@@ -8,7 +8,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import MutationInput, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id, mutation
 from schema.wallet import (
     AdjustWalletInput,
     AdjustWalletPayload,
@@ -21,7 +21,7 @@ from services.enums import WalletAdjustmentKind
 
 @strawberry.type
 class WalletMutations:
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: credit (positive amount) or debit (negative) a connection's wallet."
     )
     async def adjust_wallet(
@@ -37,7 +37,7 @@ class WalletMutations:
         )
         return AdjustWalletPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: credit a PENDING affiliate payout to its connection's wallet, once."
     )
     async def apply_affiliate_payout(

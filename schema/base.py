@@ -37,10 +37,24 @@ if TYPE_CHECKING:
     from schema.partners import RevampdConnection
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def ctx(info: strawberry.Info) -> "Context":
     return cast("Context", info.context)
+
+
+# Strawberry types the decorator `strawberry.field(description=...)` returns as Any
+# (strawberry-graphql/strawberry#1929), which leaves every resolver it decorates unchecked:
+# these are the same decorators, typed to keep the resolver's signature.
+def field(description: str) -> Callable[[F], F]:
+    """`@field(description=...)`."""
+    return cast("Callable[[F], F]", strawberry.field(description=description))
+
+
+def mutation(description: str) -> Callable[[F], F]:
+    """`@mutation(description=...)`."""
+    return cast("Callable[[F], F]", strawberry.mutation(description=description))
 
 
 # ---- Global IDs --------------------------------------------------------------
@@ -368,11 +382,11 @@ class Connection(Generic[T]):
     page_info: PageInfo = strawberry.field(description="Whether more pages follow or come before, and their cursors.")
     total: strawberry.Private[Callable[[], Awaitable[int]] | None]
 
-    @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")
+    @field(description="The nodes of `edges`, for clients that need no cursors.")
     def nodes(self) -> list[T]:
         return [e.node for e in self.edges]
 
-    @strawberry.field(
+    @field(
         description="How many items the whole list holds, on every page, with the same filter (and only "
         "those the viewer may see); counted only when asked for."
     )
