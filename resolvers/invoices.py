@@ -64,11 +64,12 @@ class InvoiceMutations:
             gateway = gateway_named(context.settings.payment_gateway, context.settings.payment_sandbox_lag)
             result = await card_payments.ask(gateway, charge)
             if result is not None:
-                settled, _ = await run_write(info, no_ids, lambda s, _: card_payments.settle(s, charge.id, result))
+                charge_id = charge.id
+                settled, _ = await run_write(info, no_ids, lambda s, _: card_payments.settle(s, charge_id, result))
                 charge = settled or charge
         invoice = await context.db.get(m.Invoice, charge.invoice_id, populate_existing=True)
         assert invoice is not None
-        payment = charge.payment_id and await context.db.get(m.InvoicePayment, charge.payment_id)
+        payment = None if charge.payment_id is None else await context.db.get(m.InvoicePayment, charge.payment_id)
         refused = {
             card_payments.DECLINED: DomainError(ErrorCode.CARD_DECLINED, charge.decline_reason or "", "invoiceId"),
             card_payments.PENDING: DomainError(

@@ -8,6 +8,7 @@ or the DomainError into a payload.
 from __future__ import annotations
 
 from strawberry.tools import merge_types
+from strawberry.types import get_object_definition
 
 from resolvers.addons import AddOnMutations
 from resolvers.bank_accounts import BankAccountMutations
@@ -26,7 +27,7 @@ Mutation = merge_types(
         PayoutMutations, BankAccountMutations, EarningsMutations,
     ),
 )
-Mutation.__strawberry_definition__.description = (  # type: ignore[attr-defined]
+get_object_definition(Mutation, strict=True).description = (
     "Everything a client can change. Each mutation takes one `input` and returns a payload whose userErrors "
     "say why a request was refused (then nothing changed)."
 )

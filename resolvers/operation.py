@@ -258,8 +258,8 @@ class Operations:
     def _make(self, text: str, name: str | None) -> Operation:
         try:
             document = parse(text, max_tokens=self.limits.max_tokens)
-        except GraphQLError as error:
-            return Operation(text, name, errors=[error])
+        except GraphQLError as syntax_error:
+            return Operation(text, name, errors=[syntax_error])
         errors = validate(self.schema, document, self.rules)
         if errors:
             return Operation(text, name, document, errors=list(errors))

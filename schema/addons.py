@@ -77,7 +77,9 @@ class AddOn(Node, model=m.AddOn):
             assert p is not None
             return then(p)
 
-        return now_or_later(ctx(info).loaders.addon_product, self.model.product_id, checked)  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
+            ctx(info).loaders.addon_product, self.model.product_id, checked
+        )
 
     @field(description="The product added.")
     def product(self, info: strawberry.Info) -> AddOnProduct:

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import TypeVar
 
 import strawberry
 
 from services import enums
 from services.access import Role as _Role
 
-E = TypeVar("E", bound=type[Enum])
 
-
-def described(cls: E, name: str, description: str, values: dict[str, str]) -> E:
+def described(cls: type[Enum], name: str, description: str, values: dict[str, str]) -> None:
     """`cls` as the GraphQL enum `name`, with a description for each of its values (all of them)."""
     if set(values) != set(cls.__members__):
         raise TypeError(f"{name}: describe exactly its values {sorted(cls.__members__)}, not {sorted(values)}")
     strawberry.enum(cls, name=name, description=description)
-    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]
+    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]  # set by strawberry.enum
         value.description = values[value.name]
-    return cls
 
 
-Role = described(_Role, "Role", "What a user may do; a token carries one or more.", {
+Role = _Role
+described(Role, "Role", "What a user may do; a token carries one or more.", {
     "PARTNER_ADMIN": "A Partner's administrator: everything a member may, plus the plan, add-ons, invoices, "
     "payment method, payouts and bank accounts.",
     "PARTNER_MEMBER": "A Partner's user: reads the connection, and submits, replies to and closes its tickets.",
@@ -31,34 +28,40 @@ Role = described(_Role, "Role", "What a user may do; a token carries one or more
     "BILLING_ADMIN": "Revampd billing: issues, voids and writes off invoices, adjusts wallets, applies "
     "affiliate payouts and records Sub-Org transactions.",
 })
-SubscriptionStatus = described(enums.SubscriptionStatus, "SubscriptionStatus", "Whether the plan is still billed.", {
+SubscriptionStatus = enums.SubscriptionStatus
+described(SubscriptionStatus, "SubscriptionStatus", "Whether the plan is still billed.", {
     "ACTIVE": "Billed each period.",
     "CANCELED": "Ended by a cancellation that took effect; no longer billed.",
 })
-PlanChangeKind = described(enums.PlanChangeKind, "PlanChangeKind", "What a plan change does.", {
+PlanChangeKind = enums.PlanChangeKind
+described(PlanChangeKind, "PlanChangeKind", "What a plan change does.", {
     "UPGRADE": "To a higher tier.",
     "DOWNGRADE": "To a lower tier.",
     "CANCEL": "End the subscription.",
 })
-InvoiceType = described(enums.InvoiceType, "InvoiceType", "What an invoice bills.", {
+InvoiceType = enums.InvoiceType
+described(InvoiceType, "InvoiceType", "What an invoice bills.", {
     "SUBSCRIPTION": "A period of the plan, with its add-ons as lines, issued by the billing run.",
     "ADD_ON": "Add-on charges billed on their own.",
     "ONE_TIME": "A one-time platform service, issued by Revampd billing (issueInvoice).",
 })
-InvoiceStatus = described(enums.InvoiceStatus, "InvoiceStatus", "Where an invoice is in its life.", {
+InvoiceStatus = enums.InvoiceStatus
+described(InvoiceStatus, "InvoiceStatus", "Where an invoice is in its life.", {
     "DRAFT": "Prepared ahead of its period by the billing run; not yet due and may still change.",
     "OPEN": "Issued and due: it can be paid.",
     "PAID": "Paid in full.",
     "VOID": "Canceled by Revampd billing: owed no more, and what the wallet paid went back to the wallet.",
     "UNCOLLECTIBLE": "Written off: what was still due will not be collected; what was paid stays paid.",
 })
-PaymentMethod = described(enums.PaymentMethod, "PaymentMethod", "How money was paid into an invoice.", {
+PaymentMethod = enums.PaymentMethod
+described(PaymentMethod, "PaymentMethod", "How money was paid into an invoice.", {
     "WALLET": "From the connection's wallet.",
     "CARD": "Charged to the card on file.",
     "BANK_TRANSFER": "By a bank transfer.",
     "MIXED": "An invoice paid by more than one method (never a single payment's).",
 })
-WalletEntryKind = described(enums.WalletEntryKind, "WalletEntryKind", "Why money moved into or out of a wallet.", {
+WalletEntryKind = enums.WalletEntryKind
+described(WalletEntryKind, "WalletEntryKind", "Why money moved into or out of a wallet.", {
     "AFFILIATE_PAYOUT": "An affiliate payout credited.",
     "REVENUE_SHARE": "A revenue-share credit (or its reversal) from Revampd billing.",
     "MANUAL_ADJUSTMENT": "A manual credit or debit by Revampd billing.",
@@ -66,38 +69,45 @@ WalletEntryKind = described(enums.WalletEntryKind, "WalletEntryKind", "Why money
     "INVOICE_PAYMENT": "A payment from the wallet into an invoice.",
     "REVERSAL": "Money given back, such as a wallet payment refunded when its invoice was voided.",
 })
-PayoutPeriodType = described(enums.PayoutPeriodType, "PayoutPeriodType", "How long a payout period is.", {
+PayoutPeriodType = enums.PayoutPeriodType
+described(PayoutPeriodType, "PayoutPeriodType", "How long a payout period is.", {
     "WEEKLY": "A week.",
     "MONTHLY": "A calendar month.",
 })
-CreditStatus = described(enums.CreditStatus, "CreditStatus", "Whether an affiliate payout is in the wallet yet.", {
+CreditStatus = enums.CreditStatus
+described(CreditStatus, "CreditStatus", "Whether an affiliate payout is in the wallet yet.", {
     "PENDING": "Not yet credited to the wallet.",
     "APPLIED": "Credited to the wallet (see appliedAt).",
 })
-PayoutStatus = described(enums.PayoutStatus, "PayoutStatus", "How much of a payout has been disposed of.", {
+PayoutStatus = enums.PayoutStatus
+described(PayoutStatus, "PayoutStatus", "How much of a payout has been disposed of.", {
     "AVAILABLE": "Nothing credited or transferred yet.",
     "PARTIALLY_DISPOSED": "Some credited or transferred, some still available.",
     "PROCESSING": "None available; a bank transfer is still on its way.",
     "COMPLETED": "All of it credited to the wallet or paid into a bank.",
 })
-PayoutDispositionKind = described(enums.PayoutDisposition, "PayoutDispositionKind", "Where payout money went.", {
+PayoutDispositionKind = enums.PayoutDisposition
+described(PayoutDispositionKind, "PayoutDispositionKind", "Where payout money went.", {
     "CREDIT": "To the wallet.",
     "TRANSFER": "To a bank account.",
     "SPLIT": "Part to the wallet, the rest to a bank account.",
 })
-PayoutMode = described(enums.PayoutMode, "PayoutMode", "What happens to each new payout (the payout preference).", {
+PayoutMode = enums.PayoutMode
+described(PayoutMode, "PayoutMode", "What happens to each new payout (the payout preference).", {
     "MANUAL": "Nothing: the Partner decides each payout.",
     "CREDIT": "All of it to the wallet.",
     "TRANSFER": "All of it to the default bank account.",
     "SPLIT": "walletPercent of it to the wallet, the rest to the default bank account.",
 })
-SubOrgTransactionKind = described(
-    enums.SubOrgTransactionKind, "SubOrgTransactionKind", "What a Sub-Org paid for.", {
+SubOrgTransactionKind = enums.SubOrgTransactionKind
+described(
+    SubOrgTransactionKind, "SubOrgTransactionKind", "What a Sub-Org paid for.", {
         "SUBSCRIPTION": "A subscription charge.",
         "USAGE": "A usage-based charge.",
     },
 )
-TransferStatus = described(enums.TransferStatus, "TransferStatus", "Where a bank transfer is.", {
+TransferStatus = enums.TransferStatus
+described(TransferStatus, "TransferStatus", "Where a bank transfer is.", {
     "PENDING": "Accepted, not yet sent; the Partner may still cancel it.",
     "IN_TRANSIT": "Sent by the processor, on its way to the bank.",
     "PAID": "Arrived in the bank account.",
@@ -106,20 +116,23 @@ TransferStatus = described(enums.TransferStatus, "TransferStatus", "Where a bank
     "RETURNED": "PAID, then sent back by the bank (an ACH return, see returnCode); the amount is available on "
     "the payout again.",
 })
-TicketStatus = described(enums.TicketStatus, "TicketStatus", "Where a support ticket is.", {
+TicketStatus = enums.TicketStatus
+described(TicketStatus, "TicketStatus", "Where a support ticket is.", {
     "OPEN": "New: waiting for support.",
     "IN_PROGRESS": "Support is working on it.",
     "RESOLVED": "Support considers it solved. A Partner's reply reopens it; otherwise it closes by itself "
     "after TICKET_AUTO_CLOSE_DAYS (7 unless configured).",
     "CLOSED": "Done; it takes no more replies. Final.",
 })
-TicketPriority = described(enums.TicketPriority, "TicketPriority", "How urgent a ticket is.", {
+TicketPriority = enums.TicketPriority
+described(TicketPriority, "TicketPriority", "How urgent a ticket is.", {
     "LOW": "Low urgency.",
     "MEDIUM": "Medium urgency.",
     "HIGH": "High urgency.",
 })
-WalletAdjustmentKind = described(
-    enums.WalletAdjustmentKind, "WalletAdjustmentKind", "The kinds of adjustWallet.", {
+WalletAdjustmentKind = enums.WalletAdjustmentKind
+described(
+    WalletAdjustmentKind, "WalletAdjustmentKind", "The kinds of adjustWallet.", {
         "MANUAL_ADJUSTMENT": "From (or back to) Revampd's adjustments account.",
         "REVENUE_SHARE": "From (or back to) Revampd's revenue-share account.",
     },

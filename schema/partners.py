@@ -40,8 +40,9 @@ from services.errors import DomainError
 
 @strawberry.type(description="A Partner's direct connection with Revampd: plan, billing, wallet, payouts.")
 class RevampdConnection(Node, model=m.Connection):
-    currency_code: CurrencyCode = strawberry.field(
-        description="The currency the connection is billed and paid in; every amount of the connection is in it."
+    currency_code: str = strawberry.field(
+        description="The currency the connection is billed and paid in; every amount of the connection is in it.",
+        graphql_type=CurrencyCode,
     )
     created_at: datetime = strawberry.field(description="When the Partner's connection with Revampd began.")
     model: strawberry.Private[m.Connection]

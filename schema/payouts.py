@@ -132,7 +132,7 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
 
     @field(description="The account it goes to; still shown after the account is unlinked.")
     def bank_account(self, info: strawberry.Info) -> BankAccount | None:
-        return BankAccount.load_now(info, self.model.bank_account_id)  # type: ignore[no-any-return]
+        return BankAccount.load_now(info, self.model.bank_account_id)  # type: ignore[return-value]  # or its awaitable
 
     @field(description="The payout it is part of.")
     async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
@@ -140,7 +140,7 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
 
     @field(description="Who sent it; null when the payout preference did.")
     def created_by(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.created_by_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.created_by_id)  # type: ignore[return-value]  # or its awaitable
 
 
 @strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share of it.")
@@ -286,14 +286,14 @@ class Payout(FromRow, Node, model=m.Payout):
 
     @field(description="Its bank transfers, oldest first, whatever became of them.")
     def transfers(self, info: strawberry.Info) -> list[BankTransfer]:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.transfers_by_payout, self.model.id,
             lambda rows: [BankTransfer.of(t, self.model.currency_code) for t in rows],
         )
 
     @field(description="Every disposition, oldest first, with its time and user.")
     def dispositions(self, info: strawberry.Info) -> list[PayoutDisposition]:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.dispositions_by_payout, self.model.id,
             lambda rows: [PayoutDisposition.of(d, self.model.currency_code) for d in rows],
         )

@@ -90,7 +90,7 @@ class TicketMessage(Node, model=m.TicketMessage):
 
     @field(description="Who wrote it; null where the viewer may not see that user.")
     def author(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.author_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.author_id)  # type: ignore[return-value]  # or its awaitable
 
 
 @strawberry.type(description="A support request from a Partner to Revampd, with its conversation.")
@@ -142,18 +142,18 @@ class Ticket(FromRow, Node, model=m.Ticket):
 
     @field(description="Readable number, unique per connection (RVP-1042).")
     def number(self, info: strawberry.Info) -> str:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.connection, self.model.connection_id,
             lambda conn: f"{conn.ticket_prefix}-{self.model.number}",
         )
 
     @field(description="The Revampd support representative working on it.")
     def assigned_to(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.assigned_to_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.assigned_to_id)  # type: ignore[return-value]  # or its awaitable
 
     @field(description="Who submitted it; null where the viewer may not see that user.")
     def created_by(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.created_by_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.created_by_id)  # type: ignore[return-value]  # or its awaitable
 
     @field(description="The Partner that raised it.")
     async def partner(
@@ -166,13 +166,13 @@ class Ticket(FromRow, Node, model=m.Ticket):
 
     @field(description="Messages visible to the viewer (internal notes for staff only).")
     def message_count(self, info: strawberry.Info) -> int:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.message_stats, self.model.id, lambda stats: int(stats[0])
         )
 
     @field(description="The newest message the viewer may see; null when there is none.")
     def last_message(self, info: strawberry.Info) -> TicketMessage | None:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.message_stats, self.model.id,
             lambda stats: TicketMessage.of(stats[1]) if stats[1] is not None else None,
         )
