@@ -110,6 +110,8 @@ class Node:
         "Pass it to `node(id:)` or to a mutation."
     )
     node_model: ClassVar[type[Any]]
+    # Each Node type's own: the object of one of its rows (some take more than the row).
+    of: ClassVar[Callable[..., Any]]
 
     def __init_subclass__(cls, model: type[Any] | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -135,14 +137,14 @@ class Node:
             return None
         if cls.from_model.__func__ is not Node.from_model.__func__:  # type: ignore[attr-defined]  # bound classmethods have it
             return cls.load(info, pk)
-        of = cls.of  # type: ignore[attr-defined]  # each Node type has its own `of`
-        return now_or_later(ctx(info).loaders.by_id(cls.node_model), pk, lambda row: None if row is None else of(row))
+        loader = ctx(info).loaders.by_id(cls.node_model)
+        return now_or_later(loader, pk, lambda row: None if row is None else cls.of(row))
 
     @classmethod
     async def from_model(cls, info: strawberry.Info, row: Any) -> Self:
         """Wrap a row the caller may see; a type that needs more than the row (its
         currency) reads it here."""
-        return cast(Self, cls.of(row))  # type: ignore[attr-defined]  # each Node type has its own `of`
+        return cast(Self, cls.of(row))
 
 
 def now_or_later(loader: Any, key: Any, then: Callable[[Any], T]) -> T | Awaitable[T]:

@@ -158,8 +158,7 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
         self.session, self.listing = session, listing
         self.counts = CountLoader(session, listing)
 
-    # aiodataloader fails the load of a key whose value is an Exception; its types do not say so.
-    async def batch_load_fn(  # type: ignore[override]
+    async def batch_load_fn(  # type: ignore[override]  # an Exception fails its key's load
         self, keys: Sequence[tuple[Any, Any, PageArgs]]
     ) -> list[Page[Any] | DomainError]:
         groups: dict[tuple[Any, PageArgs], list[Any]] = defaultdict(list)
