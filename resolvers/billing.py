@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers.common import run_write
-from schema.base import MutationInput, ctx
+from resolvers.common import no_ids, run_write
+from schema.base import MutationInput, ctx, mutation
 from schema.billing import UpdatePaymentMethodInput, UpdatePaymentMethodPayload
 from services import billing as svc
 from services.payments import gateway_named
@@ -13,7 +13,7 @@ from services.payments import gateway_named
 
 @strawberry.type
 class BillingMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: put a card on file from the payment processor's token; the billing run charges it "
         "for what the wallet does not cover. Only brand, last 4 and expiry are kept."
     )
@@ -22,7 +22,7 @@ class BillingMutations:
     ) -> UpdatePaymentMethodPayload:
         context = ctx(info)
         gateway = gateway_named(context.settings.payment_gateway, context.settings.payment_sandbox_lag)
-        result, errors = await run_write(info, lambda session: svc.update_payment_method(
+        result, errors = await run_write(info, no_ids, lambda session, _: svc.update_payment_method(
             session, context.principal, gateway, input.card_token
         ))
         return UpdatePaymentMethodPayload.of(result, errors, input.client_mutation_id)

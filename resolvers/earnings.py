@@ -8,14 +8,14 @@ from __future__ import annotations
 import strawberry
 
 from resolvers.common import run_write
-from schema.base import MutationInput, ctx, decode_id
+from schema.base import MutationInput, ctx, decode_id, mutation
 from schema.earnings import RecordSubOrgTransactionsInput, RecordSubOrgTransactionsPayload
 from services import earnings as svc
 
 
 @strawberry.type
 class EarningsMutations:
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: record Sub-Org transactions of a connection; the Partner's share of each "
         "(the gross less Revampd's fee at its plan's rate now) is paid out when its period closes. Each "
         "externalId is recorded once."
@@ -29,8 +29,10 @@ class EarningsMutations:
                                  t.description)
             for t in input.transactions
         ]
-        result, errors = await run_write(info, lambda session: svc.record(
-            session, principal, decode_id(input.connection_id, "RevampdConnection", "connectionId"), items,
-            idempotency_key=input.idempotency_key,
-        ))
+        result, errors = await run_write(
+            info, lambda: decode_id(input.connection_id, "RevampdConnection", "connectionId"),
+            lambda session, connection_id: svc.record(
+                session, principal, connection_id, items, idempotency_key=input.idempotency_key
+            ),
+        )
         return RecordSubOrgTransactionsPayload.of(result, errors, input.client_mutation_id)

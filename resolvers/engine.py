@@ -250,11 +250,11 @@ class _Field:
 
 
 @functools.cache
-def _lazy_info(info_class: type[Any]) -> type[Any]:
+def _lazy_info(info_class: type) -> type:
     """Strawberry's Info whose graphql-core resolve info is made only if it is read:
     most resolvers read only `info.context`."""
 
-    class LazyInfo(info_class):  # type: ignore[misc, valid-type]
+    class LazyInfo(info_class):  # type: ignore[misc]  # the schema's Info class, known at run time
         def __init__(self, run: _Run, field: _Field, parent: GraphQLObjectType, path: Path) -> None:
             self._run, self._where = run, (field, parent, path)
             self._field = field.strawberry
@@ -292,7 +292,7 @@ class Engine:
     """The plans of one schema's operations. Made once per schema and shared by every request:
     it holds what the schema and the documents determine, never a request's state."""
 
-    def __init__(self, schema: GraphQLSchema, info_class: type[Any], trace: Trace | None = None) -> None:
+    def __init__(self, schema: GraphQLSchema, info_class: type, trace: Trace | None = None) -> None:
         self.schema, self.trace = schema, trace
         self.lazy_info = _lazy_info(info_class)
         self.kinds: dict[int, tuple[Any, _Kind]] = {}
@@ -380,7 +380,7 @@ Anchor = tuple[Any, Any, Path] | None
 class _Run:
     """One execution of one planned operation."""
 
-    def __init__(self, engine: Engine, executor: Executor) -> None:
+    def __init__(self, engine: Engine, executor: Executor[Any]) -> None:
         self.engine, self.executor = engine, executor
         self.schema = engine.schema
         self.variables = executor.variable_values

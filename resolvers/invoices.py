@@ -6,8 +6,8 @@ from __future__ import annotations
 import strawberry
 
 from db import models as m
-from resolvers.common import run_write
-from schema.base import MutationInput, UserError, ctx, decode_id
+from resolvers.common import no_ids, run_write
+from schema.base import MutationInput, UserError, ctx, decode_id, mutation
 from schema.invoices import (
     Invoice,
     InvoicePayment,
@@ -26,19 +26,23 @@ from services.errors import DomainError, ErrorCode
 from services.payments import gateway_named
 
 
+def _invoice_id(gid: strawberry.ID) -> int:
+    return decode_id(gid, "Invoice", "invoiceId")
+
+
 @strawberry.type
 class InvoiceMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: pay an OPEN invoice of your connection from its wallet, in part or in full."
     )
     async def pay_invoice(self, info: strawberry.Info, input: MutationInput[PayInvoiceInput]) -> PayInvoicePayload:
         p = ctx(info).principal
-        paid, errors = await run_write(info, lambda s: invoices.pay_from_wallet(
-            s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"), input.amount, input.idempotency_key,
+        paid, errors = await run_write(info, lambda: _invoice_id(input.invoice_id), lambda s, invoice_id: (
+            invoices.pay_from_wallet(s, p, invoice_id, input.amount, input.idempotency_key)
         ))
         return PayInvoicePayload.of(paid, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: pay all that is due on an OPEN invoice of your connection with the card on "
         "file, at once (the way out of a declined charge that does not wait for the billing run's next try). "
         "A decline answers CARD_DECLINED with the processor's reason, also kept on the invoice as paymentError; "
@@ -50,8 +54,8 @@ class InvoiceMutations:
     ) -> PayInvoicePayload:
         context = ctx(info)
         p, mid = context.principal, input.client_mutation_id
-        charge, errors = await run_write(info, lambda s: card_payments.start(
-            s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"), input.idempotency_key,
+        charge, errors = await run_write(info, lambda: _invoice_id(input.invoice_id), lambda s, invoice_id: (
+            card_payments.start(s, p, invoice_id, input.idempotency_key)
         ))
         if charge is None:
             return PayInvoicePayload(invoice=None, payment=None, wallet=None, user_errors=errors, client_mutation_id=mid)
@@ -60,36 +64,38 @@ class InvoiceMutations:
             gateway = gateway_named(context.settings.payment_gateway, context.settings.payment_sandbox_lag)
             result = await card_payments.ask(gateway, charge)
             if result is not None:
-                settled, _ = await run_write(info, lambda s: card_payments.settle(s, charge.id, result))
+                charge_id = charge.id
+                settled, _ = await run_write(info, no_ids, lambda s, _: card_payments.settle(s, charge_id, result))
                 charge = settled or charge
         invoice = await context.db.get(m.Invoice, charge.invoice_id, populate_existing=True)
         assert invoice is not None
-        payment = charge.payment_id and await context.db.get(m.InvoicePayment, charge.payment_id)
-        refused = {
+        payment = None if charge.payment_id is None else await context.db.get(m.InvoicePayment, charge.payment_id)
+        refusals: dict[str, DomainError] = {
             card_payments.DECLINED: DomainError(ErrorCode.CARD_DECLINED, charge.decline_reason or "", "invoiceId"),
             card_payments.PENDING: DomainError(
                 ErrorCode.PAYMENT_PENDING,
                 "The card processor's answer did not arrive; the charge is being settled with it and will not be "
                 "made twice. Read the invoice again shortly.", "invoiceId"),
-        }.get(charge.status)
+        }
+        refused = refusals.get(charge.status)
         return PayInvoicePayload(
             invoice=Invoice.of(invoice),
             payment=InvoicePayment.of(payment, invoice.currency_code) if payment else None,
             wallet=None, user_errors=[UserError.of(refused)] if refused else [], client_mutation_id=mid,
         )
 
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: an OPEN invoice is void and owed no more; what the wallet paid into it "
         "goes back to the wallet."
     )
     async def void_invoice(self, info: strawberry.Info, input: MutationInput[VoidInvoiceInput]) -> VoidInvoicePayload:
         p = ctx(info).principal
-        invoice, errors = await run_write(info, lambda s: invoices.void(
-            s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"), input.reason,
+        invoice, errors = await run_write(info, lambda: _invoice_id(input.invoice_id), lambda s, invoice_id: (
+            invoices.void(s, p, invoice_id, input.reason)
         ))
         return VoidInvoicePayload.of(invoice, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: an OPEN invoice will not be paid; what is still due is written off, "
         "what was paid stays paid."
     )
@@ -97,12 +103,12 @@ class InvoiceMutations:
         self, info: strawberry.Info, input: MutationInput[MarkInvoiceUncollectibleInput]
     ) -> MarkInvoiceUncollectiblePayload:
         p = ctx(info).principal
-        invoice, errors = await run_write(info, lambda s: invoices.mark_uncollectible(
-            s, p, decode_id(input.invoice_id, "Invoice", "invoiceId"),
+        invoice, errors = await run_write(info, lambda: _invoice_id(input.invoice_id), lambda s, invoice_id: (
+            invoices.mark_uncollectible(s, p, invoice_id)
         ))
         return MarkInvoiceUncollectiblePayload.of(invoice, errors, input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="BILLING_ADMIN: a ONE_TIME invoice for a connection, OPEN at once, numbered after its last."
     )
     async def issue_invoice(
@@ -110,8 +116,8 @@ class InvoiceMutations:
     ) -> IssueInvoicePayload:
         p = ctx(info).principal
         lines = [invoices.LineInput(li.description, li.quantity, li.unit_amount) for li in input.line_items]
-        invoice, errors = await run_write(info, lambda s: invoices.issue(
-            s, p, decode_id(input.connection_id, "RevampdConnection", "connectionId"), lines, input.due_at,
-            input.idempotency_key,
-        ))
+        invoice, errors = await run_write(
+            info, lambda: decode_id(input.connection_id, "RevampdConnection", "connectionId"),
+            lambda s, connection_id: invoices.issue(s, p, connection_id, lines, input.due_at, input.idempotency_key),
+        )
         return IssueInvoicePayload.of(invoice, errors, input.client_mutation_id)

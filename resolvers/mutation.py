@@ -1,12 +1,14 @@
 """The root Mutation, merged from one class per domain (resolvers/<domain>.py).
 
-Each field decodes its input, calls one service function inside
-`resolvers.common.run_write`, and maps the result or the DomainError into a payload.
+Each field hands `resolvers.common.run_write` its input's IDs to decode (before any write
+transaction begins) and one service function to call on them inside one, and maps the result
+or the DomainError into a payload.
 """
 
 from __future__ import annotations
 
 from strawberry.tools import merge_types
+from strawberry.types import get_object_definition
 
 from resolvers.addons import AddOnMutations
 from resolvers.bank_accounts import BankAccountMutations
@@ -25,7 +27,7 @@ Mutation = merge_types(
         PayoutMutations, BankAccountMutations, EarningsMutations,
     ),
 )
-Mutation.__strawberry_definition__.description = (  # type: ignore[attr-defined]
+get_object_definition(Mutation, strict=True).description = (
     "Everything a client can change. Each mutation takes one `input` and returns a payload whose userErrors "
     "say why a request was refused (then nothing changed)."
 )

@@ -52,13 +52,20 @@ INTROSPECTION_FIELDS = frozenset({"__schema", "__type", "__typename"})
 class Limits(Protocol):
     """The settings an Operation is checked against (server.settings.Settings has them)."""
 
-    max_tokens: int
-    max_query_depth: int
-    max_aliases: int
-    introspection: bool
-    default_page_size: int
-    max_page_size: int
-    max_query_nodes: int
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def max_query_depth(self) -> int: ...
+    @property
+    def max_aliases(self) -> int: ...
+    @property
+    def introspection(self) -> bool: ...
+    @property
+    def default_page_size(self) -> int: ...
+    @property
+    def max_page_size(self) -> int: ...
+    @property
+    def max_query_nodes(self) -> int: ...
 
 
 def sha256(text: str) -> str:
@@ -260,8 +267,8 @@ class Operations:
     def _make(self, text: str, name: str | None) -> Operation:
         try:
             document = parse(text, max_tokens=self.limits.max_tokens)
-        except GraphQLError as error:
-            return Operation(text, name, errors=[error])
+        except GraphQLError as syntax_error:
+            return Operation(text, name, errors=[syntax_error])
         errors = validate(self.schema, document, self.rules)
         if errors:
             return Operation(text, name, document, errors=list(errors))

@@ -8,13 +8,13 @@ that nothing refused ever reaches a bank.
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from resolvers.common import run_write, run_writes
-from schema.base import MutationInput, ctx, decode_id
+from resolvers.common import no_ids, run_write, run_writes
+from schema.base import MutationInput, ctx, decode_id, mutation
 from schema.payouts import (
     CancelBankTransferInput,
     CancelBankTransferPayload,
@@ -29,12 +29,16 @@ from services import payouts
 from services.bank_gateway import bank_gateway_named
 
 log = logging.getLogger("revampd.payouts")
+D = TypeVar("D")
 
 
 async def _dispose(
-    info: strawberry.Info, work: Callable[[AsyncSession], Awaitable[payouts.Disposed]], cmid: str | None
+    info: strawberry.Info,
+    decode: Callable[[], D],
+    work: Callable[[AsyncSession, D], Awaitable[payouts.Disposed]],
+    cmid: str | None,
 ) -> DisposePayoutPayload:
-    result, errors = await run_write(info, work)
+    result, errors = await run_write(info, decode, work)
     if result is not None and result.bank_transfer is not None and result.bank_transfer.gateway_ref is None:
         context = ctx(info)
         gateway = bank_gateway_named(context.settings.bank_gateway, context.settings.bank_sandbox_lag)
@@ -48,49 +52,54 @@ async def _dispose(
     return DisposePayoutPayload.of(result, errors, cmid)
 
 
-def _bank_account_id(gid: strawberry.ID | None) -> int | None:
-    return None if gid is None else decode_id(gid, "BankAccount", "bankAccountId")
+def _payout_id(gid: strawberry.ID) -> int:
+    return decode_id(gid, "Payout", "payoutId")
+
+
+def _payout_and_bank_account_ids(payout: strawberry.ID, bank_account: strawberry.ID | None) -> tuple[int, int | None]:
+    return _payout_id(payout), None if bank_account is None else decode_id(bank_account, "BankAccount", "bankAccountId")
 
 
 @strawberry.type
 class PayoutMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: credit a payout (all that is available, or `amount`) to the wallet."
     )
     async def credit_payout(
         self, info: strawberry.Info, input: MutationInput[CreditPayoutInput]
     ) -> DisposePayoutPayload:
         p = ctx(info).principal
-        return await _dispose(info, lambda s: payouts.credit(
-            s, p, decode_id(input.payout_id, "Payout", "payoutId"), amount=input.amount,
-            idempotency_key=input.idempotency_key,
+        return await _dispose(info, lambda: _payout_id(input.payout_id), lambda s, payout_id: payouts.credit(
+            s, p, payout_id, amount=input.amount, idempotency_key=input.idempotency_key,
         ), input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: send a payout (all that is available, or `amount`) to a linked bank account."
     )
     async def transfer_payout(
         self, info: strawberry.Info, input: MutationInput[TransferPayoutInput]
     ) -> DisposePayoutPayload:
         p = ctx(info).principal
-        return await _dispose(info, lambda s: payouts.transfer(
-            s, p, decode_id(input.payout_id, "Payout", "payoutId"),
-            bank_account_id=_bank_account_id(input.bank_account_id), amount=input.amount,
-            idempotency_key=input.idempotency_key,
-        ), input.client_mutation_id)
+        return await _dispose(
+            info, lambda: _payout_and_bank_account_ids(input.payout_id, input.bank_account_id),
+            lambda s, ids: payouts.transfer(
+                s, p, ids[0], bank_account_id=ids[1], amount=input.amount, idempotency_key=input.idempotency_key,
+            ), input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: `walletAmount` to the wallet and the rest of what is available to a bank "
         "account, together or not at all."
     )
     async def split_payout(self, info: strawberry.Info, input: MutationInput[SplitPayoutInput]) -> DisposePayoutPayload:
         p = ctx(info).principal
-        return await _dispose(info, lambda s: payouts.split(
-            s, p, decode_id(input.payout_id, "Payout", "payoutId"), wallet_amount=input.wallet_amount,
-            bank_account_id=_bank_account_id(input.bank_account_id), idempotency_key=input.idempotency_key,
-        ), input.client_mutation_id)
+        return await _dispose(
+            info, lambda: _payout_and_bank_account_ids(input.payout_id, input.bank_account_id),
+            lambda s, ids: payouts.split(
+                s, p, ids[0], wallet_amount=input.wallet_amount, bank_account_id=ids[1],
+                idempotency_key=input.idempotency_key,
+            ), input.client_mutation_id)
 
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN: cancel a PENDING bank transfer; its amount is available on the payout again."
     )
     async def cancel_bank_transfer(
@@ -98,17 +107,18 @@ class PayoutMutations:
     ) -> CancelBankTransferPayload:
         p = ctx(info).principal
         gateway = bank_gateway_named(ctx(info).settings.bank_gateway, ctx(info).settings.bank_sandbox_lag)
-        result, errors = await run_writes(info, lambda writes: payouts.cancel(
-            writes, p, gateway, decode_id(input.bank_transfer_id, "BankTransfer", "bankTransferId"),
-        ))
+        result, errors = await run_writes(
+            info, lambda: decode_id(input.bank_transfer_id, "BankTransfer", "bankTransferId"),
+            lambda writes, transfer_id: payouts.cancel(writes, p, gateway, transfer_id),
+        )
         return CancelBankTransferPayload.of(result, errors, input.client_mutation_id)
 
-    @strawberry.mutation(description="PARTNER_ADMIN: what happens to each new payout, and how often they are made.")
+    @mutation(description="PARTNER_ADMIN: what happens to each new payout, and how often they are made.")
     async def set_payout_preference(
         self, info: strawberry.Info, input: MutationInput[SetPayoutPreferenceInput]
     ) -> SetPayoutPreferencePayload:
         p = ctx(info).principal
-        result, errors = await run_write(info, lambda s: payouts.set_preference(
+        result, errors = await run_write(info, no_ids, lambda s, _: payouts.set_preference(
             s, p, mode=input.mode.value, wallet_percent=input.wallet_percent,
             period_type=input.period_type.value if input.period_type else None,
         ))

@@ -19,6 +19,7 @@ from schema.base import (
     bad_request,
     ctx,
     decode_id,
+    field,
     page_args,
     resolve_node,
     to_global_id,
@@ -37,21 +38,21 @@ MAX_NODES = 100
 
 @strawberry.type(description="Everything a client can read. Every field needs a valid token.")
 class Query:
-    @strawberry.field(description="The authenticated caller.")
+    @field(description="The authenticated caller.")
     async def viewer(self, info: strawberry.Info) -> Viewer:
         p = ctx(info).principal
         user = await User.load(info, p.user_id)
         assert user is not None
         return Viewer(id=to_global_id("Viewer", p.user_id), user=user, roles=sorted(p.roles, key=lambda r: r.value))
 
-    @strawberry.field(description="Any object by global ID; null if it does not exist or is not yours.")
+    @field(description="Any object by global ID; null if it does not exist or is not yours.")
     async def node(
         self, info: strawberry.Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The global ID of any Node.")],
     ) -> Node | None:
         return await resolve_node(info, id)
 
-    @strawberry.field(description=f"Objects by global ID, in order; at most {MAX_NODES}.")
+    @field(description=f"Objects by global ID, in order; at most {MAX_NODES}.")
     async def nodes(
         self, info: strawberry.Info,
         ids: Annotated[list[strawberry.ID], strawberry.argument(
@@ -62,11 +63,11 @@ class Query:
             raise GraphQLError(f"ids may hold at most {MAX_NODES} IDs.", extensions={"code": "TOO_MANY_IDS"})
         return list(await asyncio.gather(*(resolve_node(info, i) for i in ids)))
 
-    @strawberry.field(description="The tier catalogue, cheapest first.")
+    @field(description="The tier catalogue, cheapest first.")
     async def plans(self, info: strawberry.Info) -> list[Plan]:
         return [Plan.of(p) for p in await plan_service.catalogue(ctx(info).db)]
 
-    @strawberry.field(description="A row per feature with one value per plan.")
+    @field(description="A row per feature with one value per plan.")
     async def plan_comparison(self, info: strawberry.Info) -> PlanComparison:
         plans = await plan_service.catalogue(ctx(info).db)
         return PlanComparison(
@@ -77,11 +78,11 @@ class Query:
             ],
         )
 
-    @strawberry.field(description="The add-on products that can be added now (none retired), in catalogue order.")
+    @field(description="The add-on products that can be added now (none retired), in catalogue order.")
     async def add_on_products(self, info: strawberry.Info) -> list[AddOnProduct]:
         return [AddOnProduct.of(p) for p in await addon_service.catalogue(ctx(info).db)]
 
-    @strawberry.field(
+    @field(
         description="Revampd staff: the ticket queue across Partners, oldest waiting first. "
         "Without a status filter it holds the tickets waiting on support (OPEN, IN_PROGRESS)."
     )

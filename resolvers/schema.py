@@ -101,7 +101,8 @@ class ErrorPolicy(SchemaExtension):
 class SchemaSettings(Limits, Protocol):
     """What the schema reads of the settings (server.settings.Settings has it)."""
 
-    mask_errors: bool
+    @property
+    def mask_errors(self) -> bool: ...
 
 
 class Observer(Protocol):
@@ -164,7 +165,7 @@ def _redacted(message: str) -> str:
 def build_schema(
     settings: SchemaSettings, *, plan: bool = True, extensions: Sequence[Any] = (),
     observer: Observer = NO_OBSERVER, trace: Trace | None = None,
-) -> strawberry.Schema:
+) -> Schema:
     """`plan=False` runs every operation through graphql-core's executor alone (the plan engine,
     resolvers.engine, leaves to it what it does not take); tests compare the two. `extensions`
     are added last (server.observability's tracing); `trace` gives each resolver the plan engine

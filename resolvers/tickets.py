@@ -11,7 +11,7 @@ import strawberry
 
 from db import models as m
 from resolvers.common import run_write
-from schema.base import MutationInput, UserError, ctx, decode_id, from_global_id
+from schema.base import MutationInput, UserError, ctx, decode_id, from_global_id, mutation
 from schema.tickets import (
     AddTicketNoteInput,
     AddTicketNotePayload,
@@ -77,7 +77,7 @@ def _message_payload(
 
 @strawberry.type
 class TicketMutations:
-    @strawberry.mutation(
+    @mutation(
         description="PARTNER_ADMIN or PARTNER_MEMBER: open a support request with Revampd, OPEN and unassigned. "
         "Errors: INVALID_TITLE, INVALID_DESCRIPTION, NOT_FOUND (subjectId)."
     )
@@ -87,19 +87,20 @@ class TicketMutations:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
-            lambda s: tickets.submit(
+            lambda: _subject(input.subject_id),
+            lambda s, subject: tickets.submit(
                 s,
                 p,
                 title=input.title,
                 description=input.description,
                 priority=input.priority,
-                subject=_subject(input.subject_id),
+                subject=subject,
                 idempotency_key=input.idempotency_key,
             ),
         )
         return _payload(SubmitTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="A Partner user of the ticket, or staff: add a message. A Partner's reply reopens a RESOLVED "
         "ticket; a CLOSED one takes none. Errors: NOT_FOUND, INVALID_BODY, TICKET_CLOSED."
     )
@@ -109,20 +110,23 @@ class TicketMutations:
         p = ctx(info).principal
         result, errors = await run_write(
             info,
-            lambda s: tickets.reply(s, p, _ticket_id(input), input.body, idempotency_key=input.idempotency_key),
+            lambda: _ticket_id(input),
+            lambda s, ticket_id: tickets.reply(s, p, ticket_id, input.body, idempotency_key=input.idempotency_key),
         )
         return _message_payload(ReplyToTicketPayload, input, result, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="A Partner user of the ticket, or staff: close it, whatever its status. Closed is final. "
         "Errors: NOT_FOUND, TICKET_CLOSED."
     )
     async def close_ticket(self, info: strawberry.Info, input: MutationInput[CloseTicketInput]) -> CloseTicketPayload:
         p = ctx(info).principal
-        ticket, errors = await run_write(info, lambda s: tickets.close(s, p, _ticket_id(input)))
+        ticket, errors = await run_write(
+            info, lambda: _ticket_id(input), lambda s, ticket_id: tickets.close(s, p, ticket_id)
+        )
         return _payload(CloseTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="SUPPORT: give a ticket to a support representative. "
         "Errors: NOT_FOUND, ASSIGNEE_NOT_SUPPORT, TICKET_CLOSED."
     )
@@ -132,16 +136,12 @@ class TicketMutations:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
-            lambda s: tickets.assign(
-                s,
-                p,
-                _ticket_id(input),
-                decode_id(input.assignee_id, "User", "assigneeId"),
-            ),
+            lambda: (_ticket_id(input), decode_id(input.assignee_id, "User", "assigneeId")),
+            lambda s, ids: tickets.assign(s, p, *ids),
         )
         return _payload(AssignTicketPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="SUPPORT: move a ticket along OPEN -> IN_PROGRESS -> RESOLVED -> CLOSED. "
         "Errors: NOT_FOUND, ILLEGAL_STATUS_CHANGE."
     )
@@ -151,11 +151,12 @@ class TicketMutations:
         p = ctx(info).principal
         ticket, errors = await run_write(
             info,
-            lambda s: tickets.update_status(s, p, _ticket_id(input), input.status),
+            lambda: _ticket_id(input),
+            lambda s, ticket_id: tickets.update_status(s, p, ticket_id, input.status),
         )
         return _payload(UpdateTicketStatusPayload, input, ticket, errors)
 
-    @strawberry.mutation(
+    @mutation(
         description="SUPPORT: add an internal note, never shown to the Partner. Errors: NOT_FOUND, INVALID_BODY."
     )
     async def add_ticket_note(
@@ -164,6 +165,7 @@ class TicketMutations:
         p = ctx(info).principal
         result, errors = await run_write(
             info,
-            lambda s: tickets.add_note(s, p, _ticket_id(input), input.body, idempotency_key=input.idempotency_key),
+            lambda: _ticket_id(input),
+            lambda s, ticket_id: tickets.add_note(s, p, ticket_id, input.body, idempotency_key=input.idempotency_key),
         )
         return _message_payload(AddTicketNotePayload, input, result, errors)

@@ -16,6 +16,7 @@ from schema.base import (
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
+    field,
     now_or_later,
     to_global_id,
     user_errors_field,
@@ -76,17 +77,19 @@ class AddOn(Node, model=m.AddOn):
             assert p is not None
             return then(p)
 
-        return now_or_later(ctx(info).loaders.addon_product, self.model.product_id, checked)  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
+            ctx(info).loaders.addon_product, self.model.product_id, checked
+        )
 
-    @strawberry.field(description="The product added.")
+    @field(description="The product added.")
     def product(self, info: strawberry.Info) -> AddOnProduct:
         return self._with_product(info, AddOnProduct.of)
 
-    @strawberry.field(description="The product's monthly price for one unit.")
+    @field(description="The product's monthly price for one unit.")
     def unit_price(self, info: strawberry.Info) -> Money:
         return self._with_product(info, lambda p: Money.of(p.monthly_price, p.currency_code))
 
-    @strawberry.field(description="quantity x unit price, billed monthly.")
+    @field(description="quantity x unit price, billed monthly.")
     def monthly_total(self, info: strawberry.Info) -> Money:
         return self._with_product(info, lambda p: Money.of(p.monthly_price * self.model.quantity, p.currency_code))
 

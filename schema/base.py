@@ -26,6 +26,7 @@ from typing import (
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
+from strawberry.types import get_object_definition
 
 from schema.loaders import MISSING
 from services import money, visibility
@@ -37,10 +38,24 @@ if TYPE_CHECKING:
     from schema.partners import RevampdConnection
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def ctx(info: strawberry.Info) -> "Context":
     return cast("Context", info.context)
+
+
+# Strawberry types the decorator `strawberry.field(description=...)` returns as Any
+# (strawberry-graphql/strawberry#1929), which leaves every resolver it decorates unchecked:
+# these are the same decorators, typed to keep the resolver's signature.
+def field(description: str) -> Callable[[F], F]:
+    """`@field(description=...)`."""
+    return cast("Callable[[F], F]", strawberry.field(description=description))
+
+
+def mutation(description: str) -> Callable[[F], F]:
+    """`@mutation(description=...)`."""
+    return cast("Callable[[F], F]", strawberry.mutation(description=description))
 
 
 # ---- Global IDs --------------------------------------------------------------
@@ -95,6 +110,8 @@ class Node:
         "Pass it to `node(id:)` or to a mutation."
     )
     node_model: ClassVar[type[Any]]
+    # Each Node type's own: the object of one of its rows (some take more than the row).
+    of: ClassVar[Callable[..., Any]]
 
     def __init_subclass__(cls, model: type[Any] | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -113,28 +130,28 @@ class Node:
         return None if row is None else await cls.from_model(info, row)
 
     @classmethod
-    def load_now(cls, info: strawberry.Info, pk: int | None) -> Any:
+    def load_now(cls, info: strawberry.Info, pk: int | None) -> Self | None | Awaitable[Self | None]:
         """`load`, answered at once when the row is loaded already and the type needs
         nothing more than the row (an awaitable otherwise)."""
         if pk is None:
             return None
-        if cls.from_model.__func__ is not Node.from_model.__func__:  # type: ignore[attr-defined]
+        if cls.from_model.__func__ is not Node.from_model.__func__:  # type: ignore[attr-defined]  # bound classmethods have it
             return cls.load(info, pk)
-        return now_or_later(
-            ctx(info).loaders.by_id(cls.node_model), pk, lambda row: None if row is None else cls.of(row)  # type: ignore[attr-defined]
-        )
+        loader = ctx(info).loaders.by_id(cls.node_model)
+        return now_or_later(loader, pk, lambda row: None if row is None else cls.of(row))
 
     @classmethod
     async def from_model(cls, info: strawberry.Info, row: Any) -> Self:
         """Wrap a row the caller may see; a type that needs more than the row (its
         currency) reads it here."""
-        return cast(Self, cls.of(row))  # type: ignore[attr-defined]
+        return cast(Self, cls.of(row))
 
 
 def now_or_later(loader: Any, key: Any, then: Callable[[Any], T]) -> T | Awaitable[T]:
     """then(the loader's value for key): at once when the loader holds it (a page
     primed it), else an awaitable that loads it first. A resolver returning this is
-    answered without a coroutine in the common case; graphql-core awaits the rest."""
+    answered without a coroutine in the common case; graphql-core awaits the rest. (Such
+    a resolver declares T, the field's type to Strawberry: `# type: ignore[return-value]`.)"""
     value = loader.loaded(key)
     if value is not MISSING:
         return then(value)
@@ -157,7 +174,7 @@ def node_types() -> dict[str, type[Node]]:
     while todo:
         cls = todo.pop()
         todo += cls.__subclasses__()
-        found[cls.__strawberry_definition__.name] = cls  # type: ignore[attr-defined]
+        found[get_object_definition(cls, strict=True).name] = cls
     return found
 
 
@@ -225,26 +242,27 @@ VALUE = " A value (no id): a client caches it within the object holding it."
 E = TypeVar("E", bound=Enum)
 
 
-def described_enum(cls: type[E], name: str, description: str, values: Mapping[Any, str]) -> type[E]:
+def described_enum(cls: type[E], name: str, description: str, values: Mapping[Any, str]) -> None:
     """`cls` as a GraphQL enum with a description for each value (every member needs one)."""
     missing = [member.name for member in cls if member not in values]
     if missing:
         raise TypeError(f"{name} has values without a description: {', '.join(missing)}")
-    wrapped = strawberry.enum(cls, name=name, description=description)
-    for value in wrapped.__strawberry_definition__.values:  # type: ignore[attr-defined]
+    strawberry.enum(cls, name=name, description=description)
+    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]  # set by strawberry.enum
         value.description = values[cls(value.value)]
-    return wrapped
 
 
-UserErrorCode = described_enum(
-    ErrorCode, "UserErrorCode",
+UserErrorCode = ErrorCode
+described_enum(
+    UserErrorCode, "UserErrorCode",
     "Why a mutation (or a query's argument) was refused: stable codes to branch on; `message` says the "
     "same for a person.",
     DESCRIPTIONS,
 )
 
-CurrencyCode = described_enum(
-    money.Currency, "CurrencyCode",
+CurrencyCode = money.Currency
+described_enum(
+    CurrencyCode, "CurrencyCode",
     "An ISO 4217 currency code, among those Revampd keeps amounts in. Its amounts have the currency's "
     "decimals (its minor unit).",
     {code: f"{name}: {places} decimal{'' if places == 1 else 's'}." for code, (name, places) in money.CURRENCIES.items()},
@@ -259,7 +277,10 @@ class Money:
         description='The amount in the currency\'s precision, as a string: "1499.00" USD, "1500" JPY; '
         "negative for a debit where the field says so."
     )
-    currency_code: CurrencyCode = strawberry.field(description="The currency of `amount` (ISO 4217).")
+    # The code as the row holds it (a str); the engine answers it as the enum's value.
+    currency_code: str = strawberry.field(
+        description="The currency of `amount` (ISO 4217).", graphql_type=CurrencyCode
+    )
 
     @classmethod
     def of(cls, minor: int, currency: str) -> "Money":
@@ -368,11 +389,11 @@ class Connection(Generic[T]):
     page_info: PageInfo = strawberry.field(description="Whether more pages follow or come before, and their cursors.")
     total: strawberry.Private[Callable[[], Awaitable[int]] | None]
 
-    @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")
+    @field(description="The nodes of `edges`, for clients that need no cursors.")
     def nodes(self) -> list[T]:
         return [e.node for e in self.edges]
 
-    @strawberry.field(
+    @field(
         description="How many items the whole list holds, on every page, with the same filter (and only "
         "those the viewer may see); counted only when asked for."
     )
@@ -382,7 +403,7 @@ class Connection(Generic[T]):
     @classmethod
     def of(cls, page: Page[Any], wrap: Callable[[Any], T]) -> "Connection[T]":
         rows = page.rows
-        edges = [Edge.made(node=wrap(row), page=page, row=row) for row in rows]
+        edges: list[Edge[T]] = [Edge.made(node=wrap(row), page=page, row=row) for row in rows]
         return cls(
             edges=edges,
             total=page.total,

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import TypeVar
 
 import strawberry
 
 from db import states
 
-E = TypeVar("E", bound=type[Enum])
 
-
-def described(cls: E, name: str, description: str, values: dict[str, str]) -> E:
+def described(cls: type[Enum], name: str, description: str, values: dict[str, str]) -> None:
     """`cls` as the GraphQL enum `name`, with a description for each of its values (all of them)."""
     if set(values) != set(cls.__members__):
         raise TypeError(f"{name}: describe exactly its values {sorted(cls.__members__)}, not {sorted(values)}")
     strawberry.enum(cls, name=name, description=description)
-    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]
+    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]  # set by strawberry.enum
         value.description = values[value.name]
-    return cls
 
 
-Role = described(states.Role, "Role", "What a user may do; a token carries one or more.", {
+Role = states.Role
+described(Role, "Role", "What a user may do; a token carries one or more.", {
     "PARTNER_ADMIN": "A Partner's administrator: everything a member may, plus the plan, add-ons, invoices, "
     "payment method, payouts and bank accounts.",
     "PARTNER_MEMBER": "A Partner's user: reads the connection, and submits, replies to and closes its tickets.",
@@ -30,34 +27,40 @@ Role = described(states.Role, "Role", "What a user may do; a token carries one o
     "BILLING_ADMIN": "Revampd billing: issues, voids and writes off invoices, adjusts wallets, applies "
     "affiliate payouts and records Sub-Org transactions.",
 })
-SubscriptionStatus = described(states.SubscriptionStatus, "SubscriptionStatus", "Whether the plan is still billed.", {
+SubscriptionStatus = states.SubscriptionStatus
+described(SubscriptionStatus, "SubscriptionStatus", "Whether the plan is still billed.", {
     "ACTIVE": "Billed each period.",
     "CANCELED": "Ended by a cancellation that took effect; no longer billed.",
 })
-PlanChangeKind = described(states.PlanChangeKind, "PlanChangeKind", "What a plan change does.", {
+PlanChangeKind = states.PlanChangeKind
+described(PlanChangeKind, "PlanChangeKind", "What a plan change does.", {
     "UPGRADE": "To a higher tier.",
     "DOWNGRADE": "To a lower tier.",
     "CANCEL": "End the subscription.",
 })
-InvoiceType = described(states.InvoiceType, "InvoiceType", "What an invoice bills.", {
+InvoiceType = states.InvoiceType
+described(InvoiceType, "InvoiceType", "What an invoice bills.", {
     "SUBSCRIPTION": "A period of the plan, with its add-ons as lines, issued by the billing run.",
     "ADD_ON": "Add-on charges billed on their own.",
     "ONE_TIME": "A one-time platform service, issued by Revampd billing (issueInvoice).",
 })
-InvoiceStatus = described(states.InvoiceStatus, "InvoiceStatus", "Where an invoice is in its life.", {
+InvoiceStatus = states.InvoiceStatus
+described(InvoiceStatus, "InvoiceStatus", "Where an invoice is in its life.", {
     "DRAFT": "Prepared ahead of its period by the billing run; not yet due and may still change.",
     "OPEN": "Issued and due: it can be paid.",
     "PAID": "Paid in full.",
     "VOID": "Canceled by Revampd billing: owed no more, and what the wallet paid went back to the wallet.",
     "UNCOLLECTIBLE": "Written off: what was still due will not be collected; what was paid stays paid.",
 })
-PaymentMethod = described(states.PaymentMethod, "PaymentMethod", "How money was paid into an invoice.", {
+PaymentMethod = states.PaymentMethod
+described(PaymentMethod, "PaymentMethod", "How money was paid into an invoice.", {
     "WALLET": "From the connection's wallet.",
     "CARD": "Charged to the card on file.",
     "BANK_TRANSFER": "By a bank transfer.",
     "MIXED": "An invoice paid by more than one method (never a single payment's).",
 })
-WalletEntryKind = described(states.WalletEntryKind, "WalletEntryKind", "Why money moved into or out of a wallet.", {
+WalletEntryKind = states.WalletEntryKind
+described(WalletEntryKind, "WalletEntryKind", "Why money moved into or out of a wallet.", {
     "AFFILIATE_PAYOUT": "An affiliate payout credited.",
     "REVENUE_SHARE": "A revenue-share credit (or its reversal) from Revampd billing.",
     "MANUAL_ADJUSTMENT": "A manual credit or debit by Revampd billing.",
@@ -65,38 +68,45 @@ WalletEntryKind = described(states.WalletEntryKind, "WalletEntryKind", "Why mone
     "INVOICE_PAYMENT": "A payment from the wallet into an invoice.",
     "REVERSAL": "Money given back, such as a wallet payment refunded when its invoice was voided.",
 })
-PayoutPeriodType = described(states.PayoutPeriodType, "PayoutPeriodType", "How long a payout period is.", {
+PayoutPeriodType = states.PayoutPeriodType
+described(PayoutPeriodType, "PayoutPeriodType", "How long a payout period is.", {
     "WEEKLY": "A week.",
     "MONTHLY": "A calendar month.",
 })
-CreditStatus = described(states.CreditStatus, "CreditStatus", "Whether an affiliate payout is in the wallet yet.", {
+CreditStatus = states.CreditStatus
+described(CreditStatus, "CreditStatus", "Whether an affiliate payout is in the wallet yet.", {
     "PENDING": "Not yet credited to the wallet.",
     "APPLIED": "Credited to the wallet (see appliedAt).",
 })
-PayoutStatus = described(states.PayoutStatus, "PayoutStatus", "How much of a payout has been disposed of.", {
+PayoutStatus = states.PayoutStatus
+described(PayoutStatus, "PayoutStatus", "How much of a payout has been disposed of.", {
     "AVAILABLE": "Nothing credited or transferred yet.",
     "PARTIALLY_DISPOSED": "Some credited or transferred, some still available.",
     "PROCESSING": "None available; a bank transfer is still on its way.",
     "COMPLETED": "All of it credited to the wallet or paid into a bank.",
 })
-PayoutDispositionKind = described(states.PayoutDisposition, "PayoutDispositionKind", "Where payout money went.", {
+PayoutDispositionKind = states.PayoutDisposition
+described(PayoutDispositionKind, "PayoutDispositionKind", "Where payout money went.", {
     "CREDIT": "To the wallet.",
     "TRANSFER": "To a bank account.",
     "SPLIT": "Part to the wallet, the rest to a bank account.",
 })
-PayoutMode = described(states.PayoutMode, "PayoutMode", "What happens to each new payout (the payout preference).", {
+PayoutMode = states.PayoutMode
+described(PayoutMode, "PayoutMode", "What happens to each new payout (the payout preference).", {
     "MANUAL": "Nothing: the Partner decides each payout.",
     "CREDIT": "All of it to the wallet.",
     "TRANSFER": "All of it to the default bank account.",
     "SPLIT": "walletPercent of it to the wallet, the rest to the default bank account.",
 })
-SubOrgTransactionKind = described(
-    states.SubOrgTransactionKind, "SubOrgTransactionKind", "What a Sub-Org paid for.", {
+SubOrgTransactionKind = states.SubOrgTransactionKind
+described(
+    SubOrgTransactionKind, "SubOrgTransactionKind", "What a Sub-Org paid for.", {
         "SUBSCRIPTION": "A subscription charge.",
         "USAGE": "A usage-based charge.",
     },
 )
-TransferStatus = described(states.TransferStatus, "TransferStatus", "Where a bank transfer is.", {
+TransferStatus = states.TransferStatus
+described(TransferStatus, "TransferStatus", "Where a bank transfer is.", {
     "PENDING": "Accepted, not yet sent; the Partner may still cancel it.",
     "IN_TRANSIT": "Sent by the processor, on its way to the bank.",
     "PAID": "Arrived in the bank account.",
@@ -105,20 +115,23 @@ TransferStatus = described(states.TransferStatus, "TransferStatus", "Where a ban
     "RETURNED": "PAID, then sent back by the bank (an ACH return, see returnCode); the amount is available on "
     "the payout again.",
 })
-TicketStatus = described(states.TicketStatus, "TicketStatus", "Where a support ticket is.", {
+TicketStatus = states.TicketStatus
+described(TicketStatus, "TicketStatus", "Where a support ticket is.", {
     "OPEN": "New: waiting for support.",
     "IN_PROGRESS": "Support is working on it.",
     "RESOLVED": "Support considers it solved. A Partner's reply reopens it; otherwise it closes by itself "
     "after TICKET_AUTO_CLOSE_DAYS (7 unless configured).",
     "CLOSED": "Done; it takes no more replies. Final.",
 })
-TicketPriority = described(states.TicketPriority, "TicketPriority", "How urgent a ticket is.", {
+TicketPriority = states.TicketPriority
+described(TicketPriority, "TicketPriority", "How urgent a ticket is.", {
     "LOW": "Low urgency.",
     "MEDIUM": "Medium urgency.",
     "HIGH": "High urgency.",
 })
-WalletAdjustmentKind = described(
-    states.WalletAdjustmentKind, "WalletAdjustmentKind", "The kinds of adjustWallet.", {
+WalletAdjustmentKind = states.WalletAdjustmentKind
+described(
+    WalletAdjustmentKind, "WalletAdjustmentKind", "The kinds of adjustWallet.", {
         "MANUAL_ADJUSTMENT": "From (or back to) Revampd's adjustments account.",
         "REVENUE_SHARE": "From (or back to) Revampd's revenue-share account.",
     },

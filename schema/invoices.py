@@ -17,6 +17,7 @@ from schema.base import (
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
+    field,
     to_global_id,
     user_errors_field,
 )
@@ -49,13 +50,13 @@ class InvoicePayment:
             amount=Money.of(p.amount, currency), method=PaymentMethod(p.method), created_at=p.created_at, model=p
         )
 
-    @strawberry.field(
+    @field(
         description="Who paid: the Partner user who paid from the wallet; null for an automatic charge."
     )
     async def created_by(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.model.created_by_id)
 
-    @strawberry.field(
+    @field(
         description="For a payment from the wallet, its line on the wallet's statement; its `fundedBy` leads "
         "back to the credits (and payouts) that paid it. Null for a card payment."
     )
@@ -131,7 +132,7 @@ class Invoice(FromRow, Node, model=m.Invoice):
     def of(cls, i: m.Invoice) -> "Invoice":
         return cls.made(model=i)
 
-    @strawberry.field(description="What it bills, in the order of the invoice.")
+    @field(description="What it bills, in the order of the invoice.")
     async def line_items(self, info: strawberry.Info) -> list[InvoiceLineItem]:
         cur = self.model.currency_code
         rows = await ctx(info).loaders.line_items_by_invoice.load(self.model.id)
@@ -145,7 +146,7 @@ class Invoice(FromRow, Node, model=m.Invoice):
             for r in rows
         ]
 
-    @strawberry.field(description="Payments into it, oldest first.")
+    @field(description="Payments into it, oldest first.")
     async def payments(self, info: strawberry.Info) -> list[InvoicePayment]:
         rows = await ctx(info).loaders.payments_by_invoice.load(self.model.id)
         return [InvoicePayment.of(r, self.model.currency_code) for r in rows]
@@ -223,7 +224,7 @@ class InvoicePayload:
 
 @strawberry.type(description="The result of voidInvoice.")
 class VoidInvoicePayload(InvoicePayload):
-    @strawberry.field(
+    @field(
         description="The wallet as it now stands, with what it had paid into the invoice back; null when refused."
     )
     async def wallet(self, info: strawberry.Info) -> Wallet | None:

@@ -99,7 +99,7 @@ class ByColumn(Loader, Generic[T]):
         rows = list(await self.session.scalars(stmt, _params(self.principal, keys)))
         if self.by_id is not None:  # a row found by another key is now known by id too
             for r in rows:
-                self.by_id.prime(r.id, r)  # type: ignore[attr-defined]
+                self.by_id.prime(r.id, r)
         found = {getattr(r, self.column.key): r for r in rows}
         return [found.get(k) for k in keys]
 
@@ -158,7 +158,9 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
         self.session, self.listing = session, listing
         self.counts = CountLoader(session, listing)
 
-    async def batch_load_fn(self, keys: Sequence[tuple[Any, Any, PageArgs]]) -> list[Page[Any] | DomainError]:
+    async def batch_load_fn(  # type: ignore[override]  # an Exception fails its key's load
+        self, keys: Sequence[tuple[Any, Any, PageArgs]]
+    ) -> list[Page[Any] | DomainError]:
         groups: dict[tuple[Any, PageArgs], list[Any]] = defaultdict(list)
         for parent, extra, args in keys:
             groups[(extra, args)].append(parent)
@@ -246,7 +248,7 @@ class FundedBy(Loader):
         super().__init__()
         self.session = session
 
-    def get_cache_key(self, entry: m.LedgerEntry) -> int:  # type: ignore[override]
+    def get_cache_key(self, entry: m.LedgerEntry) -> int:
         return entry.id
 
     async def batch_load_fn(self, entries: Sequence[m.LedgerEntry]) -> list[list[tuple[int, int]]]:
@@ -356,5 +358,6 @@ class Loaders:
     def by_id(self, model: type[T]) -> ByColumn[T]:
         """The loader of `model`'s rows by primary key (those the caller may see), made once."""
         if model not in self._by_id:
-            self._by_id[model] = ByColumn(self.session, self.principal, model, model.id)  # type: ignore[attr-defined]
+            pk = model.id  # type: ignore[attr-defined]  # every model has an integer id
+            self._by_id[model] = ByColumn(self.session, self.principal, model, pk)
         return self._by_id[model]

@@ -20,6 +20,7 @@ from schema.base import (
     bad_request,
     ctx,
     decode_id,
+    field,
     load_page,
     page_args,
     prime,
@@ -39,8 +40,9 @@ from services.errors import DomainError
 
 @strawberry.type(description="A Partner's direct connection with Revampd: plan, billing, wallet, payouts.")
 class RevampdConnection(Node, model=m.Connection):
-    currency_code: CurrencyCode = strawberry.field(
-        description="The currency the connection is billed and paid in; every amount of the connection is in it."
+    currency_code: str = strawberry.field(
+        description="The currency the connection is billed and paid in; every amount of the connection is in it.",
+        graphql_type=CurrencyCode,
     )
     created_at: datetime = strawberry.field(description="When the Partner's connection with Revampd began.")
     model: strawberry.Private[m.Connection]
@@ -54,7 +56,7 @@ class RevampdConnection(Node, model=m.Connection):
             model=c,
         )
 
-    @strawberry.field(description="The Partner this connection belongs to.")
+    @field(description="The Partner this connection belongs to.")
     async def partner(self, info: strawberry.Info) -> "Partner":
         partner = await Partner.load(info, self.model.partner_id)
         assert partner is not None
@@ -65,15 +67,15 @@ class RevampdConnection(Node, model=m.Connection):
         assert s is not None, "every connection has a subscription"
         return s
 
-    @strawberry.field(description="The subscription to a plan, with its current period and any pending change.")
+    @field(description="The subscription to a plan, with its current period and any pending change.")
     async def subscription(self, info: strawberry.Info) -> PlanSubscription:
         return PlanSubscription.of(await self._subscription(info))
 
-    @strawberry.field(description="The scheduled upgrade, downgrade or cancellation, if any.")
+    @field(description="The scheduled upgrade, downgrade or cancellation, if any.")
     async def pending_change(self, info: strawberry.Info) -> PendingPlanChange | None:
         return PendingPlanChange.of(await self._subscription(info))
 
-    @strawberry.field(description="What moving to planId would do; schedules nothing.")
+    @field(description="What moving to planId would do; schedules nothing.")
     async def plan_change_preview(
         self, info: strawberry.Info,
         plan_id: Annotated[strawberry.ID, strawberry.argument(
@@ -87,24 +89,24 @@ class RevampdConnection(Node, model=m.Connection):
             raise bad_request(err) from None
         return PlanChangePreview.of(preview)
 
-    @strawberry.field(description="The card the billing run charges for what the wallet does not cover; null when none.")
+    @field(description="The card the billing run charges for what the wallet does not cover; null when none.")
     def payment_method(self) -> PaymentCard | None:
         return PaymentCard.of(self.model)
 
-    @strawberry.field(description="What the connection uses now, against its plan's limits.")
+    @field(description="What the connection uses now, against its plan's limits.")
     async def usage(self, info: strawberry.Info) -> Usage:
         return await Usage.from_model(info, self.model)
 
-    @strawberry.field(description="The add-ons it pays for, oldest first.")
+    @field(description="The add-ons it pays for, oldest first.")
     async def add_ons(self, info: strawberry.Info) -> list[AddOn]:
         rows = await ctx(info).loaders.addons_by_connection.load(self.model.id)
         return [AddOn.of(a) for a in rows]
 
-    @strawberry.field(description="The next invoice: plan and add-ons after every pending change.")
+    @field(description="The next invoice: plan and add-ons after every pending change.")
     async def projected_next_invoice(self, info: strawberry.Info) -> ProjectedInvoice:
         return await ProjectedInvoice.from_model(info, self.model)
 
-    @strawberry.field(description="Tickets raised by this Partner, newest activity first.")
+    @field(description="Tickets raised by this Partner, newest activity first.")
     async def tickets(
         self,
         info: strawberry.Info,
@@ -125,7 +127,7 @@ class RevampdConnection(Node, model=m.Connection):
         await prime(info, page, Ticket.primes(loaders))
         return Connection.of(page, Ticket.of)
 
-    @strawberry.field(description="Invoices, newest first.")
+    @field(description="Invoices, newest first.")
     async def invoices(
         self,
         info: strawberry.Info,
@@ -143,12 +145,12 @@ class RevampdConnection(Node, model=m.Connection):
         page = await load_page(ctx(info).loaders.invoice_pages, (self.model.id, f, args))
         return Connection.of(page, Invoice.of)
 
-    @strawberry.field(description="The wallet: credit that pays this connection's invoices, and its statement.")
+    @field(description="The wallet: credit that pays this connection's invoices, and its statement.")
     async def wallet(self, info: strawberry.Info) -> Wallet:
         w = (await ctx(info).loaders.connection_state.load(self.model.id)).wallet
         return Wallet.of(w, self.model.currency_code, self.model.id)
 
-    @strawberry.field(description="Affiliate payouts issued by Revampd, newest period first.")
+    @field(description="Affiliate payouts issued by Revampd, newest period first.")
     async def affiliate_payouts(
         self,
         info: strawberry.Info,
@@ -162,11 +164,11 @@ class RevampdConnection(Node, model=m.Connection):
         cur = self.model.currency_code
         return Connection.of(page, lambda a: AffiliatePayout.of(a, cur))
 
-    @strawberry.field(description="What happens to each new payout, and how often payouts are made.")
+    @field(description="What happens to each new payout, and how often payouts are made.")
     def payout_preference(self) -> PayoutPreference:
         return PayoutPreference.of(self.model)
 
-    @strawberry.field(description="Payouts of Sub-Org earnings, newest period first.")
+    @field(description="Payouts of Sub-Org earnings, newest period first.")
     async def payouts(
         self,
         info: strawberry.Info,
@@ -183,7 +185,7 @@ class RevampdConnection(Node, model=m.Connection):
         await prime(info, page, Payout.primes(loaders))
         return Connection.of(page, Payout.of)
 
-    @strawberry.field(description="Sub-Org transactions processed through Revampd, newest first.")
+    @field(description="Sub-Org transactions processed through Revampd, newest first.")
     async def sub_org_transactions(
         self,
         info: strawberry.Info,
@@ -199,7 +201,7 @@ class RevampdConnection(Node, model=m.Connection):
         cur = self.model.currency_code
         return Connection.of(page, lambda t: SubOrgTransaction.of(t, cur))
 
-    @strawberry.field(description="The linked bank accounts payouts can go to, oldest first (unlinked ones left out).")
+    @field(description="The linked bank accounts payouts can go to, oldest first (unlinked ones left out).")
     async def bank_accounts(self, info: strawberry.Info) -> list[BankAccount]:
         rows = await ctx(info).loaders.bank_accounts_by_connection.load(self.model.id)
         return [BankAccount.of(b) for b in rows if b.removed_at is None]
@@ -214,7 +216,7 @@ class Partner(Node, model=m.Partner):
     def of(cls, p: m.Partner) -> "Partner":
         return cls(id=to_global_id("Partner", p.id), name=p.name, model=p)
 
-    @strawberry.field(description="Its direct connection with Revampd: plan, billing, wallet and payouts.")
+    @field(description="Its direct connection with Revampd: plan, billing, wallet and payouts.")
     async def revampd_connection(self, info: strawberry.Info) -> RevampdConnection:
         c = await ctx(info).loaders.connection_by_partner.load(self.model.id)
         assert c is not None, "every Partner has a Revampd connection"

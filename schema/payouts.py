@@ -17,6 +17,7 @@ from schema.base import (
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
+    field,
     now_or_later,
     to_global_id,
     user_errors_field,
@@ -129,17 +130,17 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
         payout = await ctx(info).loaders.by_id(m.Payout).load(t.payout_id)
         return cls.of(t, payout.currency_code)
 
-    @strawberry.field(description="The account it goes to; still shown after the account is unlinked.")
+    @field(description="The account it goes to; still shown after the account is unlinked.")
     def bank_account(self, info: strawberry.Info) -> BankAccount | None:
-        return BankAccount.load_now(info, self.model.bank_account_id)  # type: ignore[no-any-return]
+        return BankAccount.load_now(info, self.model.bank_account_id)  # type: ignore[return-value]  # or its awaitable
 
-    @strawberry.field(description="The payout it is part of.")
+    @field(description="The payout it is part of.")
     async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
         return await Payout.load(info, self.model.payout_id)
 
-    @strawberry.field(description="Who sent it; null when the payout preference did.")
+    @field(description="Who sent it; null when the payout preference did.")
     def created_by(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.created_by_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.created_by_id)  # type: ignore[return-value]  # or its awaitable
 
 
 @strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share of it.")
@@ -180,7 +181,7 @@ class SubOrgTransaction(Node, model=m.SubOrgTransaction):
         conn = await ctx(info).loaders.connection.load(t.connection_id)
         return cls.of(t, conn.currency_code)
 
-    @strawberry.field(description="The payout that paid it out; null until its period is closed.")
+    @field(description="The payout that paid it out; null until its period is closed.")
     async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
         return await Payout.load(info, self.model.payout_id)
 
@@ -215,15 +216,15 @@ class PayoutDisposition(Node, model=m.PayoutDisposition):
         payout = await ctx(info).loaders.by_id(m.Payout).load(d.payout_id)
         return cls.of(d, payout.currency_code)
 
-    @strawberry.field(description="Who decided; null when the payout preference did.")
+    @field(description="Who decided; null when the payout preference did.")
     async def created_by(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.model.created_by_id)
 
-    @strawberry.field(description="The wallet credit, when some went to the wallet.")
+    @field(description="The wallet credit, when some went to the wallet.")
     async def wallet_entry(self, info: strawberry.Info) -> WalletEntry | None:
         return await WalletEntry.of_transfer(info, self.model.credit_transfer_id)
 
-    @strawberry.field(description="The bank transfer, when some went to a bank.")
+    @field(description="The bank transfer, when some went to a bank.")
     async def bank_transfer(self, info: strawberry.Info) -> BankTransfer | None:
         return await BankTransfer.load(info, self.model.bank_transfer_id)
 
@@ -283,21 +284,21 @@ class Payout(FromRow, Node, model=m.Payout):
             "dispositions": lambda rows: loaders.dispositions_by_payout.fill([p.id for p in rows]),
         }
 
-    @strawberry.field(description="Its bank transfers, oldest first, whatever became of them.")
+    @field(description="Its bank transfers, oldest first, whatever became of them.")
     def transfers(self, info: strawberry.Info) -> list[BankTransfer]:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.transfers_by_payout, self.model.id,
             lambda rows: [BankTransfer.of(t, self.model.currency_code) for t in rows],
         )
 
-    @strawberry.field(description="Every disposition, oldest first, with its time and user.")
+    @field(description="Every disposition, oldest first, with its time and user.")
     def dispositions(self, info: strawberry.Info) -> list[PayoutDisposition]:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.dispositions_by_payout, self.model.id,
             lambda rows: [PayoutDisposition.of(d, self.model.currency_code) for d in rows],
         )
 
-    @strawberry.field(description="The Sub-Org transactions this payout is made of, oldest first.")
+    @field(description="The Sub-Org transactions this payout is made of, oldest first.")
     async def source_transactions(self, info: strawberry.Info) -> list[SubOrgTransaction]:
         rows = await ctx(info).loaders.transactions_by_payout.load(self.model.id)
         return [SubOrgTransaction.of(t, self.model.currency_code) for t in rows]

@@ -17,6 +17,7 @@ from schema.base import (
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
+    field,
     to_global_id,
     user_errors_field,
 )
@@ -91,7 +92,7 @@ class PendingPlanChange:
     requested_at: datetime | None = strawberry.field(description="When it was requested; null when not recorded.")
     target_plan_id: strawberry.Private[int | None]
 
-    @strawberry.field(description="The plan from effectiveAt; null for a cancellation.")
+    @field(description="The plan from effectiveAt; null for a cancellation.")
     async def target_plan(self, info: strawberry.Info) -> Plan | None:
         return await Plan.load(info, self.target_plan_id)
 
@@ -123,7 +124,7 @@ class PlanSubscription(Node, model=m.Connection):
     )
     model: strawberry.Private[m.Subscription]
 
-    @strawberry.field(description="The plan billed now (a pending change's plan starts at its effectiveAt).")
+    @field(description="The plan billed now (a pending change's plan starts at its effectiveAt).")
     async def plan(self, info: strawberry.Info) -> Plan:
         plan = await Plan.load(info, self.model.plan_id)
         assert plan is not None
@@ -196,7 +197,7 @@ class PlanChangePreview:
         description="For a downgrade, each limit current usage exceeds; empty when none (and for an upgrade)."
     )
 
-    @strawberry.field(description="True when the change could be requested now.")
+    @field(description="True when the change could be requested now.")
     def allowed(self) -> bool:
         return self.direction is not None and not self.blockers
 

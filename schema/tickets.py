@@ -21,6 +21,7 @@ from schema.base import (
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
+    field,
     load_page,
     now_or_later,
     page_args,
@@ -87,9 +88,9 @@ class TicketMessage(Node, model=m.TicketMessage):
             model=msg,
         )
 
-    @strawberry.field(description="Who wrote it; null where the viewer may not see that user.")
+    @field(description="Who wrote it; null where the viewer may not see that user.")
     def author(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.author_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.author_id)  # type: ignore[return-value]  # or its awaitable
 
 
 @strawberry.type(description="A support request from a Partner to Revampd, with its conversation.")
@@ -139,22 +140,22 @@ class Ticket(FromRow, Node, model=m.Ticket):
 
         return {"messageCount": stats, "lastMessage": stats, "assignedTo": users, "createdBy": users}
 
-    @strawberry.field(description="Readable number, unique per connection (RVP-1042).")
+    @field(description="Readable number, unique per connection (RVP-1042).")
     def number(self, info: strawberry.Info) -> str:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.connection, self.model.connection_id,
             lambda conn: f"{conn.ticket_prefix}-{self.model.number}",
         )
 
-    @strawberry.field(description="The Revampd support representative working on it.")
+    @field(description="The Revampd support representative working on it.")
     def assigned_to(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.assigned_to_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.assigned_to_id)  # type: ignore[return-value]  # or its awaitable
 
-    @strawberry.field(description="Who submitted it; null where the viewer may not see that user.")
+    @field(description="Who submitted it; null where the viewer may not see that user.")
     def created_by(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.created_by_id)  # type: ignore[no-any-return]
+        return User.load_now(info, self.model.created_by_id)  # type: ignore[return-value]  # or its awaitable
 
-    @strawberry.field(description="The Partner that raised it.")
+    @field(description="The Partner that raised it.")
     async def partner(
         self, info: strawberry.Info
     ) -> Annotated["Partner", strawberry.lazy("schema.partners")] | None:
@@ -163,20 +164,20 @@ class Ticket(FromRow, Node, model=m.Ticket):
         conn = await ctx(info).loaders.connection.load(self.model.connection_id)
         return await Partner.load(info, conn.partner_id) if conn else None
 
-    @strawberry.field(description="Messages visible to the viewer (internal notes for staff only).")
+    @field(description="Messages visible to the viewer (internal notes for staff only).")
     def message_count(self, info: strawberry.Info) -> int:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.message_stats, self.model.id, lambda stats: int(stats[0])
         )
 
-    @strawberry.field(description="The newest message the viewer may see; null when there is none.")
+    @field(description="The newest message the viewer may see; null when there is none.")
     def last_message(self, info: strawberry.Info) -> TicketMessage | None:
-        return now_or_later(  # type: ignore[return-value]
+        return now_or_later(  # type: ignore[return-value]  # or its awaitable
             ctx(info).loaders.message_stats, self.model.id,
             lambda stats: TicketMessage.of(stats[1]) if stats[1] is not None else None,
         )
 
-    @strawberry.field(description="The conversation, oldest first.")
+    @field(description="The conversation, oldest first.")
     async def messages(
         self,
         info: strawberry.Info,
@@ -192,7 +193,7 @@ class Ticket(FromRow, Node, model=m.Ticket):
         )
         return Connection.of(page, TicketMessage.of)
 
-    @strawberry.field(description="The Invoice or Payout this ticket is about, if any.")
+    @field(description="The Invoice or Payout this ticket is about, if any.")
     async def subject(self, info: strawberry.Info) -> Node | None:
         from schema.invoices import Invoice
         from schema.payouts import Payout

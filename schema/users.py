@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Node, ctx, to_global_id
+from schema.base import FromRow, Node, ctx, field, to_global_id
 from schema.enums import Role
 from services import visibility
 
@@ -26,14 +26,14 @@ class User(FromRow, Node, model=m.User):
     def of(cls, u: m.User) -> "User":
         return cls.made(model=u)
 
-    @strawberry.field(
+    @field(
         description="Null where the viewer may not see it: Revampd staff see every user's email; "
         "a Partner user sees those of its own Partner's users, and a Revampd staff member by name only."
     )
     def email(self, info: strawberry.Info) -> str | None:
         return self.model.email if visibility.sees_email(ctx(info).principal, self.model) else None
 
-    @strawberry.field(description="True for Revampd staff (support representatives, billing).")
+    @field(description="True for Revampd staff (support representatives, billing).")
     def is_revampd_staff(self) -> bool:
         return self.model.partner_id is None
 
@@ -47,7 +47,7 @@ class Viewer:
     user: User = strawberry.field(description="The user the token was issued to.")
     roles: list[Role] = strawberry.field(description="What the user may do, in alphabetical order.")
 
-    @strawberry.field(description="The user's Partner; null for Revampd staff.")
+    @field(description="The user's Partner; null for Revampd staff.")
     async def partner(
         self, info: strawberry.Info
     ) -> Optional[Annotated["Partner", strawberry.lazy("schema.partners")]]:

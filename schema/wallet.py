@@ -20,6 +20,7 @@ from schema.base import (
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
+    field,
     load_page,
     page_args,
     to_global_id,
@@ -78,7 +79,7 @@ class WalletEntry(Node, model=m.LedgerEntry):
         entries = await ctx(info).loaders.entries_by_transfer.load(transfer_id)
         return await cls.from_model(info, entries[0]) if entries else None
 
-    @strawberry.field(
+    @field(
         description="Where a debit's money came from: the earlier credits it spent, each with the part of it "
         "spent here, the most recent first (last in, first out: a payment made just after a payout was "
         "credited is traced to that payout). From a payout credit, `source` leads on to the payout and its "
@@ -96,14 +97,14 @@ class WalletEntry(Node, model=m.LedgerEntry):
             for entry_id, amount in parts if entry_id in by_id
         ]
 
-    @strawberry.field(
+    @field(
         description="Who made it (staff for manual adjustments); null for the system, "
         "or for a Revampd staff member the viewer may not see."
     )
     async def created_by(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.transfer.created_by_id)
 
-    @strawberry.field(description="What the money moved for: an Invoice, an AffiliatePayout or a Payout.")
+    @field(description="What the money moved for: an Invoice, an AffiliatePayout or a Payout.")
     async def source(self, info: strawberry.Info) -> Node | None:
         from schema.invoices import Invoice
         from schema.payouts import Payout
@@ -150,7 +151,7 @@ class Wallet(Node, model=m.Connection):
         account = (await ctx(info).loaders.connection_state.load(c.id)).wallet
         return cls.of(account, c.currency_code, c.id)
 
-    @strawberry.field(description="The statement, newest first.")
+    @field(description="The statement, newest first.")
     async def entries(
         self,
         info: strawberry.Info,
@@ -197,7 +198,7 @@ class AffiliatePayout(Node, model=m.AffiliatePayout):
         conn = await ctx(info).loaders.connection.load(a.connection_id)
         return cls.of(a, conn.currency_code)
 
-    @strawberry.field(description="The wallet credit it became, once applied.")
+    @field(description="The wallet credit it became, once applied.")
     async def wallet_entry(self, info: strawberry.Info) -> WalletEntry | None:
         return await WalletEntry.of_transfer(info, self.model.transfer_id)
 

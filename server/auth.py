@@ -105,7 +105,7 @@ def user_token(settings: Settings, user: m.User) -> str:
     return issue_dev_token(settings, user.id, user.partner_id, [user.role])
 
 
-def demo_users() -> Select[tuple[m.User]]:
+def demo_users() -> Select[m.User]:
     """The users `demo-tokens` lists, Partners' users first; GraphiQL's development page
     signs in as the first."""
     return select(m.User).order_by(m.User.partner_id.is_(None), m.User.partner_id, m.User.id)

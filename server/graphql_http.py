@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from strawberry.http import process_result
-from strawberry.types import ExecutionResult
 
 
 class GraphQLResponse(JSONResponse):

@@ -35,6 +35,7 @@ from prometheus_client import (
 )
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-disable_created_metrics()  # no *_created series: half the lines, and nothing a dashboard reads
+# No *_created series: half the lines, and nothing a dashboard reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 # ---- Metrics --------------------------------------------------------------------
 
@@ -129,7 +131,7 @@ def count_execution(operation: str | None, engine: str) -> None:
 def watch_pool(engine: AsyncEngine) -> None:
     """Keeps the pool gauges current: at each checkout, and after each request (update_pool)."""
     pool = engine.sync_engine.pool
-    if not hasattr(pool, "checkedout"):  # a pool without a size (SQLite in memory)
+    if not isinstance(pool, QueuePool):  # a pool without a size (SQLite in memory)
         return
     POOL_SIZE.set(pool.size())
     event.listen(engine.sync_engine, "checkout", lambda *_: update_pool(engine))
@@ -137,7 +139,7 @@ def watch_pool(engine: AsyncEngine) -> None:
 
 def update_pool(engine: AsyncEngine | None) -> None:
     pool = engine.sync_engine.pool if engine is not None else None
-    if pool is not None and hasattr(pool, "checkedout"):
+    if isinstance(pool, QueuePool):
         POOL_CHECKED_OUT.set(pool.checkedout())
         POOL_OVERFLOW.set(max(0, pool.overflow()))
 
@@ -147,7 +149,7 @@ def metrics_endpoint(engine: Callable[[], AsyncEngine | None]) -> Callable[[Requ
         update_pool(engine())
         if MULTIPROC_DIR in os.environ:  # every worker's numbers
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated
             body = generate_latest(registry)
         else:
             body = generate_latest(REGISTRY)
@@ -159,7 +161,7 @@ def metrics_endpoint(engine: Callable[[], AsyncEngine | None]) -> Callable[[Requ
 def worker_stopped() -> None:
     """A worker that stops takes its gauges with it (its counters stay in the sums)."""
     if MULTIPROC_DIR in os.environ:
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # unannotated
 
 
 # ---- Logs -----------------------------------------------------------------------
@@ -269,7 +271,8 @@ class Tracing:
         from opentelemetry.metrics import NoOpMeterProvider
 
         usage = NoOpMeterProvider().get_meter(__name__).create_up_down_counter("db.client.connections.usage")
-        EngineTracer(self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"), engine.sync_engine, usage)
+        tracer = self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+        EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]  # unannotated
 
     def schema_extension(self) -> Callable[[], Any]:
         """Strawberry's spans: the operation, parsing, validation and each resolver graphql-core

@@ -186,7 +186,7 @@ def _spreads(node: SelectionSetNode) -> set[str]:
     for s in node.selections:
         if isinstance(s, FragmentSpreadNode):
             found.add(s.name.value)
-        elif s.selection_set is not None:
+        elif isinstance(s, (FieldNode, InlineFragmentNode)) and s.selection_set is not None:
             found |= _spreads(s.selection_set)
     return found
 

@@ -26,7 +26,7 @@ class HangUpAwareHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         for cycle in self.unanswered:
             if not cycle.response_complete:
-                cycle.scope[CLIENT_GONE] = True  # type: ignore[literal-required]
+                cycle.scope[CLIENT_GONE] = True  # type: ignore[literal-required]  # our key; uvicorn types its own
                 cycle.disconnected = True
                 cycle.message_event.set()
         self.unanswered = ()
