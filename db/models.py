@@ -31,6 +31,7 @@ from sqlalchemy.types import TypeDecorator
 
 from db.states import (
     CONNECTION_ACCOUNT_KINDS,
+    IN_FLIGHT,
     PARTNER_ROLES,
     PAYMENT_METHODS,
     RESOLVING_PHASES,
@@ -55,7 +56,6 @@ from db.states import (
     TransferPhase,
     TransferStatus,
 )
-from db.states import IN_FLIGHT as IN_FLIGHT  # for server/cli.py and the tests
 from db.states import (
     PayoutDisposition as DispositionKind,
 )

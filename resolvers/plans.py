@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from db.states import PlanChangeKind
 from resolvers.common import no_ids, run_write
 from schema.base import MutationInput, UserError, ctx, decode_id, mutation
 from schema.plans import (
@@ -17,7 +18,6 @@ from schema.plans import (
     WithdrawPlanChangePayload,
 )
 from services import plans as svc
-from services.enums import PlanChangeKind
 
 NEXT_CYCLE = " Takes effect at the end of the current billing period; replaces any pending change."
 PLAN_ERRORS = " Errors: NOT_FOUND, PLAN_RETIRED, SAME_PLAN, SUBSCRIPTION_CANCELED"

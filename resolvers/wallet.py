@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import strawberry
 
+from db.states import WalletAdjustmentKind
 from resolvers.common import run_write
 from schema.base import MutationInput, ctx, decode_id, mutation
 from schema.wallet import (
@@ -16,7 +17,6 @@ from schema.wallet import (
     ApplyAffiliatePayoutPayload,
 )
 from services import wallet as svc
-from services.enums import WalletAdjustmentKind
 
 
 @strawberry.type

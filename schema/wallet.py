@@ -8,6 +8,7 @@ from typing import Self
 import strawberry
 
 from db import models as m
+from db import states
 from schema.base import (
     After,
     Before,
@@ -29,12 +30,11 @@ from schema.base import (
 from schema.enums import CreditStatus, PayoutPeriodType, WalletAdjustmentKind, WalletEntryKind
 from schema.idempotency import idempotency_key_field
 from schema.users import User
-from services import enums as services_enums
 from services import wallet as wallet_service
 from services.pagination import Page
 
 # What a transfer was for, as a line of the wallet's statement.
-_ENTRY_KINDS = {k.value: k for k in services_enums.WalletEntryKind}
+_ENTRY_KINDS = {k.value: k for k in states.WalletEntryKind}
 
 
 @strawberry.type(description="A line of the wallet's statement: one side of a ledger transfer.")

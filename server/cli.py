@@ -376,6 +376,7 @@ def cmd_payouts_sync(args: argparse.Namespace) -> None:
 async def _sandbox_events(transfer: int | None, database_url: str | None = None) -> list[tuple[str, "GatewayEvent"]]:
     """(processor id, event) for each event the sandbox has still to send about transfers in flight."""
     from db import models as m
+    from db import states
     from services.bank_gateway import SandboxBankGateway
     from services.payouts import RANK
 
@@ -385,7 +386,7 @@ async def _sandbox_events(transfer: int | None, database_url: str | None = None)
         settings = replace(settings, database_url=database_url)
     async with _session(settings) as session:
         stmt = select(m.BankTransfer).where(
-            m.BankTransfer.status.in_(m.IN_FLIGHT), m.BankTransfer.gateway_ref.like("sbt_sandbox_%")
+            m.BankTransfer.status.in_(states.IN_FLIGHT), m.BankTransfer.gateway_ref.like("sbt_sandbox_%")
         ).order_by(m.BankTransfer.id)
         if transfer is not None:
             stmt = stmt.where(m.BankTransfer.id == transfer)

@@ -40,6 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from db.engine import is_busy
+from db.states import TransferStatus
 from services import payouts
 from services.bank_gateway import GatewayTransfer
 
@@ -48,11 +49,11 @@ log = logging.getLogger("revampd.webhooks")
 SIGNATURE_HEADER = "Revampd-Signature"
 TOLERANCE_SECONDS = 300
 STATUSES = {
-    "bank_transfer.in_transit": "IN_TRANSIT",
-    "bank_transfer.paid": "PAID",
-    "bank_transfer.failed": "FAILED",
-    "bank_transfer.canceled": "CANCELED",
-    "bank_transfer.returned": "RETURNED",
+    "bank_transfer.in_transit": TransferStatus.IN_TRANSIT,
+    "bank_transfer.paid": TransferStatus.PAID,
+    "bank_transfer.failed": TransferStatus.FAILED,
+    "bank_transfer.canceled": TransferStatus.CANCELED,
+    "bank_transfer.returned": TransferStatus.RETURNED,
 }
 MAX_BODY_BYTES = 64 * 1024
 

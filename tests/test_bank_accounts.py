@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 import resolvers.bank_accounts
 from db import models as m
+from db import states
 from db.engine import create_engine, write_sessions
 from schema.base import from_global_id, to_global_id
 from services import payouts
@@ -493,7 +494,7 @@ async def test_an_account_with_a_transfer_in_flight_cannot_be_unlinked(api: Api)
 async def test_the_seeded_default_with_a_transfer_in_transit_cannot_be_unlinked(api: Api) -> None:
     chase = (await northwind_accounts(api))["JPMorgan Chase Bank"]
     in_flight = await api.rows(select(m.BankTransfer.amount).where(
-        m.BankTransfer.bank_account_id == pk(chase), m.BankTransfer.status.in_(m.IN_FLIGHT)))
+        m.BankTransfer.bank_account_id == pk(chase), m.BankTransfer.status.in_(states.IN_FLIGHT)))
     assert in_flight, "the demo data has a payout in transit to Northwind's default account"
     payload = await unlink(api, chase["id"], as_=OWNER)
     assert refusal(payload) == ("BANK_ACCOUNT_IN_USE", BANK_ACCOUNT_ID)

@@ -75,6 +75,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import models as m
 from db.engine import create_engine, write_sessions
 from db.migrate import upgrade
+from db.states import IN_FLIGHT
 from services import ledger, payouts
 from services.access import Principal, Role
 from services.bank_gateway import GatewayTransfer, GatewayUnavailable, SandboxBankGateway
@@ -118,7 +119,6 @@ sending = st.sampled_from(["sent", "sent", "sent", "process dies", "unreachable"
 reachable = st.sampled_from([True, True, True, False])
 # A bank transfer only moves forward: PENDING < IN_TRANSIT < PAID / FAILED / CANCELED, which are final.
 ORDER = {"PENDING": 0, "IN_TRANSIT": 1, "PAID": 2, "FAILED": 2, "CANCELED": 2}
-IN_FLIGHT = ("PENDING", "IN_TRANSIT")
 FINAL = ("PAID", "FAILED", "CANCELED")
 EVENT_STATUSES = st.sampled_from(["PENDING", "IN_TRANSIT", "IN_TRANSIT", "IN_TRANSIT", "PAID", "FAILED", "CANCELED"])
 NO_SUCH_BANK_ACCOUNT = 10**6
