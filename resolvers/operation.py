@@ -240,10 +240,15 @@ class Operation:
 
 
 class Operations:
-    """Operations by document text and name, worked out on first use (at most `remember`)."""
+    """Operations by document text and name, worked out on first use. Kept: at most `remember`
+    valid ones, of at most `max_chars` characters of text in all (least recently used go first);
+    a document that does not parse or validate is worked out again each time it is sent."""
 
-    def __init__(self, schema: GraphQLSchema, limits: Limits, remember: int = 256) -> None:
-        self.schema, self.limits, self.remember = schema, limits, remember
+    def __init__(
+        self, schema: GraphQLSchema, limits: Limits, remember: int = 256, max_chars: int = 4_000_000
+    ) -> None:
+        self.schema, self.limits, self.remember, self.max_chars = schema, limits, remember, max_chars
+        self.chars = 0
         self.rules = [
             *specified_rules,
             max_depth_rule(limits.max_query_depth, None),
@@ -259,9 +264,13 @@ class Operations:
         if found is not None:
             self.known.move_to_end(key)
             return found
-        found = self.known[key] = self._make(text, name)
-        if len(self.known) > self.remember:
-            self.known.popitem(last=False)
+        found = self._make(text, name)
+        if found.errors or found.unknown_name:
+            return found
+        self.known[key], self.chars = found, self.chars + len(text)
+        while len(self.known) > self.remember or self.chars > self.max_chars:
+            (dropped, _), _ = self.known.popitem(last=False)
+            self.chars -= len(dropped)
         return found
 
     def _make(self, text: str, name: str | None) -> Operation:

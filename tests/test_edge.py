@@ -195,3 +195,24 @@ async def test_a_client_that_hangs_up_before_its_body_is_logged_at_info(
         await serving
     assert any("status=499" in r.getMessage() for r in caplog.records)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
+
+
+def test_documents_kept_for_reuse_are_bounded_by_their_size() -> None:
+    """A client cannot make the server keep unbounded text: the Operations kept are capped in
+    characters, and a document that does not parse or validate is not kept at all."""
+    from resolvers.engine import graphql_schema
+    from resolvers.operation import Operations
+    from resolvers.schema import build_schema
+    from server.settings import Settings
+
+    settings = Settings()
+    operations = Operations(graphql_schema(build_schema(settings)), settings, max_chars=10_000)
+    for i in range(50):
+        operations.get(f"query Q{i} {{ viewer {{ roles }} }}" + " " * 1000, None)
+    assert operations.chars <= 10_000 and 0 < len(operations.known) < 50
+    operations.get("query { nope }", None)
+    operations.get("query {", None)
+    assert all("nope" not in text and text != "query {" for text, _ in operations.known)
+    # The newest stays, and asking again answers the same value.
+    latest = operations.get("query Q49 { viewer { roles } }" + " " * 1000, None)
+    assert operations.get("query Q49 { viewer { roles } }" + " " * 1000, None) is latest
