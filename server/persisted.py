@@ -446,7 +446,8 @@ NO_STORE = "no-store"
 
 def _etag_matches(header: str, etag: str) -> bool:
     """If-None-Match uses the weak comparison: W/"x" matches "x"."""
-    return header.strip() == "*" or any(t.strip().removeprefix("W/") == etag for t in header.split(","))
+    opaque = etag.removeprefix("W/")
+    return header.strip() == "*" or any(t.strip().removeprefix("W/") == opaque for t in header.split(","))
 
 
 def public_catalogue(request: Request, response: Response) -> Response:
@@ -460,7 +461,8 @@ def public_catalogue(request: Request, response: Response) -> Response:
     says `Vary: Accept`).
     """
     kind = response.headers.get("content-type", "").encode()
-    etag = '"' + hashlib.sha256(kind + b"\n" + response.body).hexdigest()[:32] + '"'
+    # Weak: the same tag names the answer whether it travels gzip-compressed or not.
+    etag = 'W/"' + hashlib.sha256(kind + b"\n" + response.body).hexdigest()[:32] + '"'
     headers = {"Cache-Control": PUBLIC_CACHE_CONTROL, "ETag": etag}
     if _etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
