@@ -2,7 +2,7 @@
 GraphQL Admin API has.
 
 A bucket holds at most `maximum` points (RATE_LIMIT_MAX_COST) and restores `restore_rate` points
-a second (RATE_LIMIT_RESTORE_RATE). A request takes its requested cost (query_cost, the worst
+a second (RATE_LIMIT_RESTORE_RATE). A request takes its requested cost (the Operation's cost, the worst
 case) before it runs; when more than is available, it is throttled and nothing runs, and the
 answer says how many seconds until enough is back. After it ran, the difference between the
 requested and the actual cost is refunded. A viewer's bucket starts full, and a full bucket is

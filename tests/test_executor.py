@@ -1,11 +1,12 @@
-"""The short path (resolvers.executor) answers exactly what graphql-core answers.
+"""The plan engine (resolvers.engine) answers exactly what graphql-core answers.
 
 Every document in operations/ runs through two apps on the same database, one with
-the short path and one with graphql-core alone, as each kind of user and at several
+the plan engine and one with graphql-core alone, as each kind of user and at several
 page sizes (and the next page, from the first page's cursor): the responses must be
-equal byte for byte, and the short path must not cost more statements (it keeps the
-loaders' batching). Queries that take the short path only partly (an error on the
-way, directives, introspection, abstract types) are compared the same way.
+equal byte for byte, and the plan must not cost more statements (it keeps the
+loaders' batching). Queries with errors on the way, directives, introspection and
+abstract types are compared the same way, and a query whose later field fails runs
+each resolver once.
 """
 
 from __future__ import annotations
