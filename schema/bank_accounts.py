@@ -1,25 +1,58 @@
-"""Linking bank accounts for payouts, choosing the default, unlinking: inputs and payloads.
-
-The rules are services.bank_accounts; the BankAccount type is schema.payouts'.
-"""
+"""Bank accounts payouts go to: the BankAccount type, and linking one, choosing the default,
+unlinking (inputs and payloads). The rules are services.bank_accounts."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Self
 
 import strawberry
 
 from db import models as m
 from schema.base import (
+    Node,
     UserError,
     changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
+    to_global_id,
     user_errors_field,
 )
 from schema.idempotency import idempotency_key_field
-from schema.payouts import BankAccount
 from services import bank_accounts as bank_accounts_service
+
+
+@strawberry.type(description="A linked bank account; only the last four digits are ever shown.")
+class BankAccount(Node, model=m.BankAccount):
+    holder_name: str = strawberry.field(description="The account holder's name as the bank knows it.")
+    bank_name: str = strawberry.field(description="The bank's name, as given or taken from the routing number.")
+    last4: str = strawberry.field(description="The last four digits of the account number.")
+    routing_number_last4: str = strawberry.field(
+        description="The last four digits of the routing number, to tell accounts apart."
+    )
+    is_default: bool = strawberry.field(
+        description="True for the account payouts go to when none is named (and the payout preference's)."
+    )
+    created_at: datetime = strawberry.field(description="When it was linked.")
+    removed_at: datetime | None = strawberry.field(
+        description="When it was unlinked; an unlinked account receives nothing and is no longer listed."
+    )
+    model: strawberry.Private[m.BankAccount]
+
+    @classmethod
+    def of(cls, b: m.BankAccount) -> "BankAccount":
+        return cls(
+            id=to_global_id("BankAccount", b.id),
+            holder_name=b.holder_name,
+            bank_name=b.bank_name,
+            last4=b.account_last4,
+            routing_number_last4=b.routing_number[-4:],
+            is_default=b.is_default,
+            created_at=b.created_at,
+            removed_at=b.removed_at,
+            model=b,
+        )
+
 
 
 @strawberry.input(description="The input of linkBankAccount.")

@@ -9,6 +9,7 @@ import strawberry
 
 from db import models as m
 from schema.addons import AddOn, ProjectedInvoice
+from schema.bank_accounts import BankAccount
 from schema.base import (
     After,
     Before,
@@ -29,7 +30,7 @@ from schema.base import (
 from schema.billing import PaymentCard
 from schema.earnings import SubOrgTransactionFilter
 from schema.invoices import Invoice, InvoiceFilter
-from schema.payouts import BankAccount, Payout, PayoutFilter, PayoutPreference, SubOrgTransaction
+from schema.payouts import Payout, PayoutFilter, PayoutPreference, SubOrgTransaction
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
 from schema.tickets import Ticket, TicketFilter
 from schema.wallet import AffiliatePayout, Wallet

@@ -1,4 +1,4 @@
-"""Payouts of Sub-Org earnings, their bank transfers, and the bank accounts they go to."""
+"""Payouts of Sub-Org earnings and their bank transfers (the accounts they go to: schema.bank_accounts)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any, Callable, Self
 import strawberry
 
 from db import models as m
+from schema.bank_accounts import BankAccount
 from schema.base import (
     FromRow,
     Money,
@@ -41,38 +42,6 @@ class PayoutFilter:
     status: list[PayoutStatus] | None = strawberry.field(
         default=None, description="Only payouts in one of these statuses."
     )
-
-
-@strawberry.type(description="A linked bank account; only the last four digits are ever shown.")
-class BankAccount(Node, model=m.BankAccount):
-    holder_name: str = strawberry.field(description="The account holder's name as the bank knows it.")
-    bank_name: str = strawberry.field(description="The bank's name, as given or taken from the routing number.")
-    last4: str = strawberry.field(description="The last four digits of the account number.")
-    routing_number_last4: str = strawberry.field(
-        description="The last four digits of the routing number, to tell accounts apart."
-    )
-    is_default: bool = strawberry.field(
-        description="True for the account payouts go to when none is named (and the payout preference's)."
-    )
-    created_at: datetime = strawberry.field(description="When it was linked.")
-    removed_at: datetime | None = strawberry.field(
-        description="When it was unlinked; an unlinked account receives nothing and is no longer listed."
-    )
-    model: strawberry.Private[m.BankAccount]
-
-    @classmethod
-    def of(cls, b: m.BankAccount) -> "BankAccount":
-        return cls(
-            id=to_global_id("BankAccount", b.id),
-            holder_name=b.holder_name,
-            bank_name=b.bank_name,
-            last4=b.account_last4,
-            routing_number_last4=b.routing_number[-4:],
-            is_default=b.is_default,
-            created_at=b.created_at,
-            removed_at=b.removed_at,
-            model=b,
-        )
 
 
 @strawberry.type(
