@@ -12,10 +12,11 @@ import asyncio
 import logging
 import os
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -243,3 +244,33 @@ def logging_restored() -> Iterator[None]:
         if handler not in root.handlers:
             root.addHandler(handler)
     root.setLevel(level)
+
+
+# ---- Redis ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"revampd-test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+async def redis_keys(redis_prefix: str) -> AsyncIterator[Callable[[], Awaitable[list[str]]]]:
+    """The keys the test wrote (under its prefix, `redis_prefix`: a prefix of its own); removed after it."""
+    from redis.asyncio import from_url
+
+    client = from_url(REDIS_URL, decode_responses=True)
+
+    async def keys() -> list[str]:
+        return sorted(await client.keys(redis_prefix + "*"))
+
+    yield keys
+    for key in await keys():
+        await client.delete(key)
+    await client.aclose()
+
+
+def closed_port() -> int:
+    """A port nothing listens on (a server out of reach)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

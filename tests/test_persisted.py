@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -18,7 +16,7 @@ from resolvers.schema import build_schema
 from server.app import create_app
 from server.persisted import PUBLIC_FIELDS, MemoryStore, build_manifest, manifest_json
 from server.settings import Settings, SettingsError
-from tests.conftest import REDIS_URL, Api, Databases, make_api
+from tests.conftest import REDIS_URL, Api, Databases, closed_port, make_api
 from tests.node import node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,27 +77,6 @@ async def apps(db_url: str) -> AsyncIterator[MakeApi]:
         await api.http.aclose()
         await api.app.app.state.documents.close()
         await api.engine.dispose()
-
-
-@pytest.fixture
-def redis_prefix() -> str:
-    return f"revampd-test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-async def redis_keys(redis_prefix: str) -> AsyncIterator[Callable[[], Awaitable[list[str]]]]:
-    """The keys the test wrote (under its own prefix); removed after it."""
-    from redis.asyncio import from_url
-
-    client = from_url(REDIS_URL, decode_responses=True)
-
-    async def keys() -> list[str]:
-        return sorted(await client.keys(redis_prefix + "*"))
-
-    yield keys
-    for key in await keys():
-        await client.delete(key)
-    await client.aclose()
 
 
 # --- Apollo's automatic persisted queries ------------------------------------------------------
@@ -329,12 +306,6 @@ async def test_two_workers_sharing_redis_see_each_others_registrations(
     # Another deployment (another prefix) on the same Redis sees none of them.
     other = await apps(redis_url=REDIS_URL, redis_key_prefix=redis_prefix + "other:")
     assert not_found(await post(other, {"extensions": pq(sha(ME))}))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_redis_out_of_reach_falls_back_to_sending_the_query(apps: MakeApi, caplog: pytest.LogCaptureFixture) -> None:

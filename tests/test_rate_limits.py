@@ -14,14 +14,10 @@ from sqlalchemy import event
 
 from server.limits import REDIS_RETRY_SECONDS, CostLimiter, cost_limiter
 from server.settings import Settings, SettingsError
-from tests import test_persisted
 from tests.clock import NOW
-from tests.conftest import REDIS_URL, Api, Databases, make_api
+from tests.conftest import REDIS_URL, Api, Databases, closed_port, make_api
 
 T = NOW.timestamp()
-# Redis fixtures: a key prefix of the test's own, and its keys (removed after it).
-redis_prefix, redis_keys = test_persisted.redis_prefix, test_persisted.redis_keys
-closed_port = test_persisted.closed_port
 MakeLimiter = Callable[..., CostLimiter]
 
 
