@@ -223,8 +223,9 @@ class GraphQLEndpoint:
         if refusal:
             return self._answer(request, ExecutionResult(None, refusal), media, operation, ran=False)
         costed = await self._charge(claims, operation, gql)
-        if claims is None:  # introspection (_operation refused anything else)
-            result, busy = await self._run(operation, gql, Anonymous(operation, gql.operation_name, self._log(request))), False
+        if claims is None:  # introspection (_operation refused anything else): no connection
+            anonymous = Anonymous(operation, gql.operation_name, self._log(request))
+            result, busy = await self._run(operation, gql, anonymous), False
         else:
             result, busy = await self._run_as(request, claims, operation, gql)
         if result.data is not None and not busy:  # it ran: clients may name it by hash from now on
