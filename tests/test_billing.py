@@ -25,6 +25,7 @@ from services import ledger
 from services.billing import next_period_end
 from services.wallet import apply_pending_affiliate_payouts
 from tests import clock
+from tests.clock import NOW
 from tests.conftest import Api
 
 ROOT = Path(__file__).parents[1]
@@ -118,7 +119,7 @@ async def set_wallet(api: Api, email: str, minor: int) -> None:
     engine = create_engine(api.settings.database_url)
     try:
         async with write_sessions(engine)() as s, s.begin():
-            await apply_pending_affiliate_payouts(s, cid, datetime.now(timezone.utc))
+            await apply_pending_affiliate_payouts(s, cid, NOW)
             conn = await s.get(m.Connection, cid)
             assert conn is not None
             wallet = await ledger.wallet_account(s, conn)
@@ -496,7 +497,7 @@ async def test_a_progress_bar_is_drawn_only_on_a_terminal(api: Api) -> None:
 
 
 async def test_workers_must_be_a_positive_number(api: Api) -> None:
-    run = await billing_run(api, datetime.now(timezone.utc), "--workers", "0")
+    run = await billing_run(api, NOW, "--workers", "0")
     assert run.code == 2 and "--workers" in run.err
 
 

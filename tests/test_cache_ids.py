@@ -7,7 +7,7 @@ change to the objects the dashboard cached, under the same IDs.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from resolvers.engine import graphql_schema
 from resolvers.schema import build_schema
 from schema.base import to_global_id
 from server.settings import Settings
+from tests.clock import NOW
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -157,7 +158,7 @@ async def test_void_returns_the_wallet_with_its_money_back(api: Api) -> None:
 async def test_issue_invoice_and_bank_account_payloads_return_the_connection(api: Api) -> None:
     before = await dashboard(api, CEDAR)
     line = {"description": "Setup", "quantity": 1, "unitAmount": "150.00"}
-    due = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+    due = (NOW + timedelta(days=30)).isoformat()
     issued = await mutate(api, "issueInvoice", {
         "connectionId": before["id"], "lineItems": [line], "dueAt": due, "idempotencyKey": "cache-ids-1",
     }, "invoice { id } revampdConnection { id invoices(first: 1) { totalCount nodes { id } } }", as_=BILLING)

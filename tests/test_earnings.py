@@ -24,6 +24,7 @@ from db.engine import create_engine, read_sessions, write_sessions
 from schema.base import to_global_id
 from services import earnings, ledger, money
 from tests import clock
+from tests.clock import NOW
 from tests.conftest import Api
 
 ROOT = Path(__file__).parents[1]
@@ -63,7 +64,7 @@ def monday(at: datetime) -> datetime:
 
 
 def tx(external_id: str, gross: str = "97.00", at: datetime | str | None = None, **fields: Any) -> dict[str, Any]:
-    when = at if isinstance(at, str) else (at or datetime.now(UTC) - HOUR).isoformat()
+    when = at if isinstance(at, str) else (at or NOW - HOUR).isoformat()
     return {"externalId": external_id, "subOrgName": "Acme Dental", "kind": "SUBSCRIPTION", "grossAmount": gross,
             "occurredAt": when, "description": "Pro plan subscription", **fields}
 
@@ -276,7 +277,7 @@ async def test_concurrent_batches_record_each_transaction_once_and_report_the_re
 
 
 async def test_every_bad_field_of_every_transaction_is_named_and_nothing_is_recorded(api: Api) -> None:
-    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    future = (NOW + timedelta(hours=1)).isoformat()
     payload = await record(api, OWNER, [
         tx("ok-1"),
         tx("", subOrgName="   "),
@@ -350,7 +351,7 @@ async def test_a_retry_with_the_same_idempotency_key_answers_with_the_first_resu
 # ---- the feed ----------------------------------------------------------------------------
 
 async def test_a_feed_is_imported_once_and_again_records_nothing(api: Api, tmp_path: Path) -> None:
-    at = (datetime.now(UTC) - 2 * HOUR).replace(microsecond=0)
+    at = (NOW - 2 * HOUR).replace(microsecond=0)
     cedar = await api.connection_id(CEDAR)
     feed = tmp_path / "feed.jsonl"
     feed.write_text("\n".join([
@@ -393,7 +394,7 @@ async def test_a_feed_is_imported_once_and_again_records_nothing(api: Api, tmp_p
 
 
 async def test_a_feed_with_a_bad_line_records_nothing_and_names_every_error_by_line(api: Api, tmp_path: Path) -> None:
-    ok = (datetime.now(UTC) - HOUR).replace(microsecond=0).isoformat()
+    ok = (NOW - HOUR).replace(microsecond=0).isoformat()
     feed = tmp_path / "bad.jsonl"
     feed.write_text("\n".join([
         f'{{"partner": "Northwind Agency", "externalId": "good-1", "subOrgName": "Acme", "kind": "USAGE", '
@@ -437,7 +438,7 @@ async def test_a_feed_with_a_bad_line_records_nothing_and_names_every_error_by_l
 # ---- closing a period ------------------------------------------------------------------
 
 async def test_closing_a_month_makes_one_funded_payout_of_the_unpaid_transactions_once(api: Api) -> None:
-    now = datetime.now(UTC)
+    now = NOW
     start, end = month_start(now), month_start(now, 1)
     northwind = await api.connection_id(OWNER)
     await record(api, OWNER, [tx("mo-1", "97.00"), tx("mo-2", "12.40", kind="USAGE"),
@@ -494,7 +495,7 @@ async def payout_id(api: Api, connection_id: int, end: datetime) -> int:
 
 
 async def test_closing_a_week_pays_what_occurred_before_monday_and_a_zero_share_is_not_paid(api: Api) -> None:
-    now = datetime.now(UTC)
+    now = NOW
     end = monday(now)
     weekly, zero = await add_connections(api, 2)
     legacy = select(m.Plan.id).where(m.Plan.code == "LEGACY").scalar_subquery()
@@ -535,7 +536,7 @@ async def test_closing_a_week_pays_what_occurred_before_monday_and_a_zero_share_
 
 
 async def concurrent_closes(api: Api, extra: int) -> None:
-    now = datetime.now(UTC)
+    now = NOW
     end = month_start(now, 1)
     added = await add_connections(api, extra)
     for k, cid in enumerate(added):
@@ -579,7 +580,7 @@ async def test_three_runs_at_once_on_postgresql_share_many_connections_with_skip
 # ---- the payout preference at close ---------------------------------------------------------
 
 async def test_the_preference_credits_the_wallet_splits_or_leaves_the_payout_available(api: Api) -> None:
-    now = datetime.now(UTC)
+    now = NOW
     end = month_start(now, 1)
     northwind, bluebird, cedar = [await api.connection_id(e) for e in (OWNER, BLUEBIRD, CEDAR)]
     await write(api, prefer(northwind, "CREDIT"), prefer(bluebird, "SPLIT", 30), prefer(cedar, "TRANSFER"))
@@ -618,7 +619,7 @@ async def test_the_preference_credits_the_wallet_splits_or_leaves_the_payout_ava
 
 
 async def test_the_transfer_preference_sends_the_payout_to_the_default_bank_account(api: Api) -> None:
-    end = month_start(datetime.now(UTC), 1)
+    end = month_start(NOW, 1)
     northwind = await api.connection_id(OWNER)
     await write(api, prefer(northwind, "TRANSFER"))
     run = await close_period(api, end + DAY)

@@ -17,6 +17,7 @@ from db.states import InvoiceType, PaymentMethod
 from schema.base import from_global_id, to_global_id
 from services import invoices as invoice_service
 from services import ledger
+from tests.clock import NOW
 from tests.conftest import Api
 from tests.demo import ADD_ONS_NOW, DRAFT, SUBSCRIPTION_NOW, THIS_MONTH, WORKSHOP, WRITTEN_OFF, one
 
@@ -536,7 +537,7 @@ LINES = [
 
 
 def in_days(days: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(days=days)).isoformat()
+    return (NOW + timedelta(days=days)).isoformat()
 
 
 async def issue(api: Api, email: str = OWNER, lines: list[dict[str, Any]] | None = None, *, key: str = "issue-1",
@@ -635,7 +636,7 @@ async def test_an_invoice_has_1_to_100_lines_and_a_sensible_total(api: Api) -> N
 
 
 async def test_a_due_date_without_a_time_zone_is_utc(api: Api) -> None:
-    due = (datetime.now(timezone.utc) + timedelta(days=3)).replace(tzinfo=None, microsecond=0)
+    due = (NOW + timedelta(days=3)).replace(tzinfo=None, microsecond=0)
     inv = (await issue(api, due_at=due.isoformat()))["invoice"]
     assert datetime.fromisoformat(inv["dueAt"]) == due.replace(tzinfo=timezone.utc)
 

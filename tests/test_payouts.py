@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +18,7 @@ from schema.base import from_global_id, to_global_id
 from server import cli
 from server.webhooks import SIGNATURE_HEADER, sign
 from services import ledger
+from tests.clock import NOW
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -131,7 +131,7 @@ async def with_bank_account(api: Api, email: str, outcome: str, default: bool = 
             connection_id=cid, holder_name="Test Holder", bank_name="Sandbox Test Bank", routing_number="110000000",
             account_last4={"ok": "6789", "failnow": "1116", "faillater": "2227", "return": "3338"}[outcome],
             account_token=f"btok_sandbox_{outcome}_{time.monotonic_ns()}", is_default=default,
-            created_at=datetime.now(timezone.utc),
+            created_at=NOW,
         )
         session.add(account)
         await session.flush()
@@ -241,7 +241,7 @@ async def test_the_bank_account_must_be_the_connections_own_and_linked(api: Api)
 
     async with write_sessions(api.engine)() as session, session.begin():
         await session.execute(update(m.BankAccount).where(m.BankAccount.id == from_global_id(own)[1])  # type: ignore[index]
-                              .values(removed_at=datetime.now(timezone.utc)))
+                              .values(removed_at=NOW))
     result = await call(api, TRANSFER, payoutId=payout, bankAccountId=own, idempotencyKey="k")
     assert error(result) == ("BANK_ACCOUNT_REMOVED", ["input", "bankAccountId"])
     # Several bad fields are named together.

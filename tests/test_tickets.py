@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from db.engine import create_engine, write_sessions
 from schema.base import to_global_id
 from server import cli
 from services import tickets as ticket_service
+from tests.clock import NOW
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -543,7 +544,7 @@ async def test_concurrent_submits_take_distinct_consecutive_numbers(api: Api) ->
 
 @pytest.mark.postgres
 async def test_concurrent_auto_close_workers_never_double_close(api: Api) -> None:
-    now = datetime.now(timezone.utc) + timedelta(days=365)
+    now = NOW + timedelta(days=365)
     expected = len(await _resolved(api))
     assert expected
     engine = create_engine(api.settings.database_url)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 from collections import deque
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from db.engine import create_engine, write_sessions
 from schema.base import Node, node_types, to_global_id
 from server.auth import issue_dev_token
 from services import visibility
+from tests.clock import NOW
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -123,7 +123,7 @@ async def add_support_rep(api: Api, email: str, name: str) -> str:
     try:
         async with write_sessions(engine)() as session, session.begin():
             user = m.User(email=email, name=name, role="SUPPORT", partner_id=None,
-                          created_at=datetime.now(timezone.utc))
+                          created_at=NOW)
             session.add(user)
             await session.flush()
             uid = user.id

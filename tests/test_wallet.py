@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +16,7 @@ from db.engine import create_engine, read_sessions, write_sessions
 from schema.base import to_global_id
 from services import ledger
 from services import wallet as wallet_service
+from tests.clock import NOW
 from tests.conftest import Api
 
 OWNER = "owner@northwind.example"
@@ -409,7 +409,7 @@ async def test_the_billing_run_applies_every_pending_payout_of_one_connection(ap
     others = await affiliate_payouts(api, BLUEBIRD, "PENDING")
     assert len(pending) >= 2 and others
     before = await balance(api)
-    cid, now = await api.connection_id(OWNER), datetime.now(timezone.utc)
+    cid, now = await api.connection_id(OWNER), NOW
     engine = create_engine(api.settings.database_url)
     try:
         for expected in (pending, []):  # a second run finds nothing left to apply
