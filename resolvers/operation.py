@@ -12,11 +12,9 @@ client sends the same few documents), so a request that repeats a document does 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
 from graphql import (
@@ -66,10 +64,6 @@ class Limits(Protocol):
     def max_page_size(self) -> int: ...
     @property
     def max_query_nodes(self) -> int: ...
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class NoNulInStrings(ValidationRule):
@@ -165,10 +159,6 @@ class Operation:
     _top_spreads: list[str] = field(default_factory=list)
     _schema: GraphQLSchema | None = None
     _costs: dict[str, int | None] = field(default_factory=dict)
-
-    @cached_property
-    def hash(self) -> str:
-        return sha256(self.text)
 
     @property
     def kind(self) -> OperationType | None:
