@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import keyword
 from collections.abc import Coroutine
 from datetime import datetime
 from decimal import Decimal
@@ -55,12 +56,16 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLAbstractType,
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLError,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLString,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
@@ -76,6 +81,7 @@ from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefi
 from strawberry.types.scalar import ScalarDefinition
 
 from resolvers.caches import ByIdentity
+from schema.context import Context
 
 DEFINITION = "strawberry-definition"
 
@@ -185,7 +191,7 @@ def _serializer(kind: Any) -> Callable[[Any], Any]:
 class _Kind:
     """How to complete the values of one output type."""
 
-    __slots__ = ("tag", "required", "serialize", "item", "type")
+    __slots__ = ("tag", "required", "serialize", "item", "type", "cls")
 
     def __init__(self, engine: Engine, graphql_type: Any) -> None:
         self.required = isinstance(graphql_type, GraphQLNonNull)
@@ -193,10 +199,11 @@ class _Kind:
         self.type = named
         self.serialize: Callable[[Any], Any] = repr  # a leaf's, below
         self.item: _Kind | None = None
+        self.cls: type | None = None  # an object type's: a value of exactly this class is of the type
         if isinstance(named, GraphQLList):
             self.tag, self.item = LIST, engine.kind(named.of_type)
         elif isinstance(named, GraphQLObjectType):
-            self.tag = OBJECT
+            self.tag, self.cls = OBJECT, _exact_class(named)
         elif isinstance(named, GraphQLAbstractType):
             self.tag = ABSTRACT
         else:
@@ -214,13 +221,14 @@ class _Field:
 
     __slots__ = (
         "name", "definition", "nodes", "attribute", "resolve", "arguments", "kind", "leaf", "parent",
-        "direct", "pass_self", "pass_source", "pass_info", "strawberry", "children", "null_message",
+        "direct", "pass_self", "pass_source", "pass_info", "strawberry", "children", "null_message", "readers",
     )
 
     def __init__(self, engine: Engine, parent: GraphQLObjectType, nodes: list[FieldNode]) -> None:
         self.nodes, self.parent = nodes, parent
         self.attribute = self.direct = self.leaf = self.strawberry = None
         self.children: dict[GraphQLObjectType, list[tuple[str, _Field]]] = {}
+        self.readers: dict[GraphQLObjectType, Reader] = {}
         self.name = nodes[0].name.value
         self.null_message = f"Cannot return null for non-nullable field {parent.name}.{self.name}."
         if self.name == "__typename":
@@ -247,6 +255,102 @@ class _Field:
             self.pass_self = resolver.self_parameter is not None
             self.pass_source = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
             self.pass_info = None if resolver.info_parameter is None else resolver.info_parameter.name
+
+
+def _exact_class(graphql_type: GraphQLObjectType) -> type | None:
+    """The Python class whose instances are values of this object type without asking its
+    `is_type_of`: Strawberry's own class for the type (for a generic one, the class it
+    specializes, which is what such values are made of, when the type accepts any value).
+    An object of a subclass, or one given a `strawberry.cast`, takes the general route."""
+    definition = (graphql_type.extensions or {}).get(DEFINITION)
+    if definition is None:
+        return None
+    if definition.concrete_of is not None:
+        return definition.concrete_of.origin if graphql_type.is_type_of is None else None
+    origin: type = definition.origin
+    return origin
+
+
+# One selection of one object type, compiled: (run, the object, its path, its anchor) -> the
+# answer's object. Made once per plan (`_reader`) and kept on the field that selects it.
+Reader = Callable[["_Run", Any, "Path | None", "Anchor"], dict[str, Any]]
+
+
+class _Slow(Exception):
+    """A compiled read met what only the general route answers right (it reads the field again)."""
+
+
+def _unchanged(kind: _Kind) -> str | None:
+    """A test on `v` under which the leaf's own serialize would give back `v` unchanged."""
+    if kind.type is GraphQLString or kind.type is GraphQLID:
+        return "type(v) is str"
+    if kind.type is GraphQLBoolean:
+        return "type(v) is bool"
+    if kind.type is GraphQLInt:
+        return "type(v) is int and -2147483648 <= v <= 2147483647"
+    return None
+
+
+def _reader(engine: Engine, owner: _Field, parent: GraphQLObjectType) -> Reader:
+    """Compile the fields `owner` selects on `parent` into one function, as graphql-jit does.
+    A field read by attribute is read in line: a leaf serialized by its type, an object by its
+    own reader. Anything else (a resolver, a list, a null where none may be, a value of
+    another class, an error) goes through `_Run.field`, the general route, which reads it
+    again: reading an attribute has no effect to repeat."""
+    ns: dict[str, Any] = {"Path": Path, "Undefined": Undefined, "_Slow": _Slow, "N": parent.name, "P": parent}
+    lines = ["def read(run, src, path, anchor):", "    r = {}"]
+    for i, (key, field) in enumerate(owner.children[parent]):
+        ns[f"F{i}"], ns[f"K{i}"] = field, key
+        lines += [f"    {line}" for line in _field_source(engine, i, field, parent, ns)]
+    lines.append("    return r")
+    exec(compile("\n".join(lines), f"<reader of {parent.name}>", "exec"), ns)  # noqa: S102 - our own text
+    reader: Reader = ns["read"]
+    owner.readers[parent] = reader
+    return reader
+
+
+def _field_source(engine: Engine, i: int, field: _Field, parent: GraphQLObjectType, ns: dict[str, Any]) -> list[str]:
+    """The lines that set r[K{i}] from `src` (see `_reader`)."""
+    K, general = f"K{i}", f"run.field(r, K{i}, F{i}, P, src, path, anchor)"
+    if field.name == "__typename":
+        return [f"r[{K}] = N"]
+    attribute, kind = field.attribute, field.kind
+    if attribute is None or not attribute.isidentifier() or keyword.iskeyword(attribute):
+        return [general]
+    if kind.tag == LEAF:
+        ns[f"S{i}"], same = kind.serialize, _unchanged(kind)
+        return [
+            "try:",
+            f"    v = src.{attribute}",
+            "    if v is None:",
+            f"        {'raise _Slow' if kind.required else f'r[{K}] = None'}",
+            *([f"    elif {same}:", f"        r[{K}] = v"] if same else []),
+            "    else:",
+            f"        s = S{i}(v)",
+            "        if s is None or s is Undefined:",
+            "            raise _Slow",
+            f"        r[{K}] = s",
+            "except Exception:",
+            f"    {general}",
+        ]
+    if kind.tag != OBJECT or kind.cls is None:
+        return [general]
+    ns[f"C{i}"], ns[f"R{i}"] = kind.cls, field.readers.get(kind.type) or _reader(engine, field, kind.type)
+    return [
+        "try:",
+        f"    v = src.{attribute}",
+        "except Exception:",
+        "    v = _Slow",
+        f"if type(v) is C{i}:",
+        f"    h = Path(path, {K}, N)",
+        "    try:",
+        f"        r[{K}] = R{i}(run, v, h, {'anchor' if kind.required else f'(r, {K}, h)'})",
+        "    except Exception as e:",
+        f"        run.failed(r, {K}, F{i}, h, e)",
+        *([] if kind.required else ["elif v is None:", f"    r[{K}] = None"]),
+        "else:",
+        f"    {general}",
+    ]
 
 
 @functools.cache
@@ -314,7 +418,7 @@ class Engine:
             root = self.schema.query_type
             assert root is not None
             plan = _Field.__new__(_Field)
-            plan.nodes, plan.children, plan.name = [], {}, ""
+            plan.nodes, plan.children, plan.readers, plan.name = [], {}, {}, ""
             try:
                 plan.children[root] = self._fields(root, [operation.selection_set], fragments)
             except _NotPlanned:
@@ -388,6 +492,9 @@ class _Run:
         self.lazy_info = engine.lazy_info
         self.errors: list[GraphQLError] = []
         self.nulled: set[Path | None] = set()
+        # The objects the answer holds in lists, its actual cost (server.endpoint), counted
+        # as they are made: exact while no error has nulled any of them.
+        self.listed = 0
         # (awaitable, kind, field, container, key, path, anchor): what is left to fill in.
         self.pending: list[tuple[Any, _Kind, _Field, Any, Any, Path, Anchor]] = []
 
@@ -429,7 +536,9 @@ class _Run:
                 if not isinstance(value, Exception):
                     raise value
                 raise located_error(value, field.nodes, path.as_list())
-            container[key] = self.complete(kind, field, value, path, (container, key, path) if not kind.required else anchor)
+            done = container[key] = self.complete(kind, field, value, path, (container, key, path) if not kind.required else anchor)
+            if type(container) is list and done is not None and (kind.tag == OBJECT or kind.tag == ABSTRACT):
+                self.listed += 1
         except Exception as exc:
             error = located_error(exc, field.nodes, path.as_list())
             if not kind.required:
@@ -479,43 +588,43 @@ class _Run:
         return resolve(source, info, **arguments)
 
     def object(self, parent: GraphQLObjectType, source: Any, owner: _Field, path: Path | None, anchor: Anchor) -> dict[str, Any]:
-        """The fields of `owner`'s value, an object of type `parent`. Raises the error of a field
-        that may not be null and is (after recording nothing: its nullable parent records it)."""
-        result: dict[str, Any] = {}
-        for key, field in owner.children[parent]:
-            here: Path | None = None
-            try:
-                if field.attribute is not None:
-                    value = getattr(source, field.attribute)
-                    leaf = field.leaf
-                    if leaf is not None and value is not None:
-                        serialized = leaf.serialize(value)
-                        if serialized is not None and serialized is not Undefined:
-                            result[key] = serialized
-                            continue
-                elif field.name == "__typename":
-                    result[key] = parent.name
-                    continue
-                else:
-                    here = Path(path, key, parent.name)
-                    value = self.call(field, parent, source, here)
-                    if self.awaitable(value):
-                        done, value = _start(value)
-                        if not done:
-                            result[key] = None
-                            self.pending.append((value, field.kind, field, result, key, here, anchor))
-                            continue
-                here = here or Path(path, key, parent.name)
-                inner = anchor if field.kind.required else (result, key, here)
-                result[key] = self.complete(field.kind, field, value, here, inner)
-            except Exception as exc:
-                here = here or Path(path, key, parent.name)
-                error = located_error(exc, field.nodes, here.as_list())
-                if field.kind.required:
-                    raise error from None
-                result[key] = None
-                self.add(error, here)
-        return result
+        """The fields of `owner`'s value, an object of type `parent` (read by its compiled reader).
+        Raises the error of a field that may not be null and is (after recording nothing: its
+        nullable parent records it)."""
+        reader = owner.readers.get(parent) or _reader(self.engine, owner, parent)
+        return reader(self, source, path, anchor)
+
+    def field(
+        self, result: dict[str, Any], key: str, field: _Field, parent: GraphQLObjectType, source: Any,
+        path: Path | None, anchor: Anchor,
+    ) -> None:
+        """result[key]: one field of `source`, by the general route (a reader's fallback)."""
+        here: Path | None = None
+        try:
+            if field.attribute is not None:
+                value = getattr(source, field.attribute)
+            else:
+                here = Path(path, key, parent.name)
+                value = self.call(field, parent, source, here)
+                if self.awaitable(value):
+                    done, value = _start(value)
+                    if not done:
+                        result[key] = None
+                        self.pending.append((value, field.kind, field, result, key, here, anchor))
+                        return
+            here = here or Path(path, key, parent.name)
+            inner = anchor if field.kind.required else (result, key, here)
+            result[key] = self.complete(field.kind, field, value, here, inner)
+        except Exception as exc:
+            self.failed(result, key, field, here or Path(path, key, parent.name), exc)
+
+    def failed(self, result: dict[str, Any], key: str, field: _Field, here: Path, exc: Exception) -> None:
+        """A field's value could not be had: null it, or raise for its nullable parent to."""
+        error = located_error(exc, field.nodes, here.as_list())
+        if field.kind.required:
+            raise error from None
+        result[key] = None
+        self.add(error, here)
 
     def complete(self, kind: _Kind, field: _Field, value: Any, path: Path, anchor: Anchor) -> Any:
         """`value` as the answer shows it; raises (an error located by the caller) when it cannot
@@ -540,7 +649,7 @@ class _Run:
         runtime = kind.type
         if tag == ABSTRACT:
             runtime = self.runtime_type(kind, field, value, path)
-        if runtime.is_type_of is not None and runtime.is_type_of(value, None) is not True:
+        if type(value) is not kind.cls and runtime.is_type_of is not None and runtime.is_type_of(value, None) is not True:
             raise GraphQLError(f"Expected value of type '{runtime.name}' but got: {inspect(value)}.", field.nodes)
         return self.object(runtime, value, field, path, anchor)
 
@@ -551,11 +660,15 @@ class _Run:
             )
         item = kind.item
         assert item is not None
+        exact = item.cls  # an item of exactly this class goes straight to its reader
         completed: list[Any] = []
         for i, v in enumerate(value):
             here = Path(path, i, None)
             completed.append(None)
             try:
+                if type(v) is exact:
+                    completed[i] = self.object(item.type, v, field, here, anchor if item.required else (completed, i, here))
+                    continue
                 if self.awaitable(v):
                     done, v = _start(v)
                     if not done:
@@ -567,6 +680,8 @@ class _Run:
                 if item.required:
                     raise error from None
                 self.add(error, here)
+        if item.tag == OBJECT or item.tag == ABSTRACT:
+            self.listed += len(completed) - completed.count(None)
         return completed
 
     def runtime_type(self, kind: _Kind, field: _Field, value: Any, path: Path) -> GraphQLObjectType:
@@ -630,7 +745,10 @@ def plan_extension(engine_of: Callable[[], Engine], executed: Callable[[str | No
                 if isinstance(executor, list):
                     ec.result = ExecutionResult(None, executor)
                 else:
-                    ec.result = await _Run(engine, executor).result(plan, ec.root_value)
+                    run = _Run(engine, executor)
+                    ec.result = await run.result(plan, ec.root_value)
+                    if not run.errors and isinstance(ec.context, Context):
+                        ec.context.objects_in_lists = run.listed
             yield
 
     return PlanEngine

@@ -46,6 +46,9 @@ class Context:
     busy: bool = False
     # The request's document, parsed, validated and analysed (resolvers.operation).
     operation: Any = None
+    # The objects the answer holds in lists (the rate limit's actual cost), when the plan
+    # engine answered without an error (resolvers.engine counts them as it makes them).
+    objects_in_lists: int | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

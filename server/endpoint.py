@@ -225,12 +225,12 @@ class GraphQLEndpoint:
         costed = await self._charge(claims, operation, gql)
         if claims is None:  # introspection (_operation refused anything else): no connection
             anonymous = Anonymous(operation, gql.operation_name, self._log(request))
-            result, busy = await self._run(operation, gql, anonymous), False
+            result, busy, listed = await self._run(operation, gql, anonymous), False, None
         else:
-            result, busy = await self._run_as(request, claims, operation, gql)
+            result, busy, listed = await self._run_as(request, claims, operation, gql)
         if result.data is not None and not busy:  # it ran: clients may name it by hash from now on
             await self.documents.register(document)
-        await self._settle(costed, result)
+        await self._settle(costed, result, listed)
         return self._answer(request, result, media, operation, busy)
 
     # ---- the steps ----------------------------------------------------------
@@ -297,11 +297,12 @@ class GraphQLEndpoint:
             raise Throttled(throttle, requested)
         return Costed(viewer, requested, throttle)
 
-    async def _settle(self, costed: Costed | None, result: ExecutionResult) -> None:
-        """Give back what the answer did not use, and say what it cost (`extensions.cost`)."""
+    async def _settle(self, costed: Costed | None, result: ExecutionResult, listed: int | None) -> None:
+        """Give back what the answer did not use, and say what it cost (`extensions.cost`):
+        the objects it holds in lists, as the engine counted them (`listed`) or counted here."""
         if costed is None or self.limiter is None:
             return
-        actual = min(costed.requested, max(1, _objects_in_lists(result.data)))
+        actual = min(costed.requested, max(1, _objects_in_lists(result.data) if listed is None else listed))
         throttle = costed.throttle
         if actual < costed.requested:
             throttle = await self.limiter.refund(costed.viewer, costed.requested - actual, time.time())
@@ -319,8 +320,9 @@ class GraphQLEndpoint:
 
     async def _run_as(
         self, request: Request, claims: Claims, operation: Operation, gql: GraphQLRequest
-    ) -> tuple[ExecutionResult, bool]:
-        """Run as the token's user, on one read session given back before the answer is sent."""
+    ) -> tuple[ExecutionResult, bool, int | None]:
+        """Run as the token's user, on one read session given back before the answer is sent:
+        the result, whether the database was busy, and the objects in lists the engine counted."""
         log_info = self._log(request)
         try:
             async with self.reads()() as session:
@@ -335,7 +337,7 @@ class GraphQLEndpoint:
                     operation=operation,
                 )
                 caller.prime(context.loaders)
-                return await self._run(operation, gql, context), context.busy
+                return await self._run(operation, gql, context), context.busy, context.objects_in_lists
         except BadRequest:
             raise
         except Exception as exc:

@@ -355,3 +355,36 @@ async def test_redis_out_of_reach_still_answers_with_one_warning(
     assert all("cost" in a.json()["extensions"] for a in answers)
     warnings = [r for r in caplog.records if r.name == "revampd.limits" and r.levelno == logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+def _listed(value: Any) -> int:
+    """The objects an answer holds in lists, counted by hand."""
+    if isinstance(value, dict):
+        return sum(_listed(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(isinstance(v, dict) + _listed(v) for v in value)
+    return 0
+
+
+@pytest.mark.parametrize("plan", [True, False], ids=["plan engine", "graphql-core"])
+async def test_the_actual_cost_is_the_objects_the_answer_lists(databases: Databases, redis_prefix: str, plan: bool) -> None:
+    """Every page, and a query with an error on the way: what is given back is what the
+    answer did not show, whichever engine answered (the plan engine counts as it goes)."""
+    from tests import golden
+
+    api = await make_api(await databases.clone(), plan=plan, rate_limit_enabled=True, rate_limit_max_cost=10**9,
+                         rate_limit_restore_rate=10**9, redis_key_prefix=redis_prefix)
+    bad_cursor = ("query { viewer { partner { revampdConnection { invoices(first: 3) { edges { node { id } } }"
+                  " tickets(first: 2, after: \"bm90IGEgY3Vyc29y\") { edges { node { id } } } } } } }")
+    try:
+        for query in [*golden.documents().values(), bad_cursor]:
+            for first in (3, 100):
+                answer = await api.http.post("/graphql", json={"query": query, "variables": {"first": first}},
+                                             headers={"Authorization": f"Bearer {api.tokens[OWNER]}"})
+                cost = answer.json()["extensions"]["cost"]
+                shown = _listed(answer.json().get("data"))
+                assert cost["actualQueryCost"] == min(cost["requestedQueryCost"], max(1, shown)), query
+    finally:
+        await api.http.aclose()
+        await api.app.app.state.limiter.close()
+        await api.app.app.state.documents.close()
