@@ -315,41 +315,64 @@ def _field_source(engine: Engine, i: int, field: _Field, parent: GraphQLObjectTy
     if field.name == "__typename":
         return [f"r[{K}] = N"]
     attribute, kind = field.attribute, field.kind
-    if attribute is None or not attribute.isidentifier() or keyword.iskeyword(attribute):
+    if attribute is not None and attribute.isidentifier() and not keyword.iskeyword(attribute):
+        if kind.tag == LEAF:
+            ns[f"S{i}"] = kind.serialize
+            serialized = [f"s = S{i}(v)", "if s is None or s is Undefined:", "    raise _Slow", f"r[{K}] = s"]
+            return ["try:", f"    v = src.{attribute}", *_indent(_leaf_source(i, kind, "raise _Slow", serialized)),
+                    "except Exception:", f"    {general}"]
+        if kind.tag == OBJECT and kind.cls is not None:
+            return ["try:", f"    v = src.{attribute}", "except Exception:", "    v = _Slow", f"h = Path(path, {K}, N)",
+                    *_object_source(engine, i, field, ns, general)]
+    if field.direct is None or engine.trace is not None:
         return [general]
+    # A resolver without arguments, called as the general route calls it (`_Run.resolve`);
+    # what it gives that is not read in line is settled by the general route.
+    ns[f"D{i}"] = field.direct
+    given = ["src"] if field.pass_self else []
+    given += [f"{name}=src" for name in field.pass_source]
+    if field.pass_info is not None:
+        given.append(f"{field.pass_info}=run.lazy_info(run, F{i}, P, h)")
+    settle = f"run.settle(r, {K}, F{i}, h, v, anchor)"
+    lines = [f"h = Path(path, {K}, N)", "try:", f"    v = D{i}({', '.join(given)})",
+             "except Exception as e:", f"    run.failed(r, {K}, F{i}, h, e)", "else:"]
+    if kind.tag == OBJECT and kind.cls is not None:
+        return lines + _indent(_object_source(engine, i, field, ns, settle))
     if kind.tag == LEAF:
-        ns[f"S{i}"], same = kind.serialize, _unchanged(kind)
-        return [
-            "try:",
-            f"    v = src.{attribute}",
-            "    if v is None:",
-            f"        {'raise _Slow' if kind.required else f'r[{K}] = None'}",
-            *([f"    elif {same}:", f"        r[{K}] = v"] if same else []),
-            "    else:",
-            f"        s = S{i}(v)",
-            "        if s is None or s is Undefined:",
-            "            raise _Slow",
-            f"        r[{K}] = s",
-            "except Exception:",
-            f"    {general}",
-        ]
-    if kind.tag != OBJECT or kind.cls is None:
-        return [general]
+        return lines + _indent(_leaf_source(i, kind, settle, [settle]))
+    return lines + [f"    {settle}"]
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"    {line}" for line in lines]
+
+
+def _leaf_source(i: int, kind: _Kind, if_null: str, otherwise: list[str]) -> list[str]:
+    """Lines that set r[K{i}] from a leaf's value `v`: null, a value its serialize gives back
+    unchanged, or `otherwise`. A null where none may be does `if_null`."""
+    K, same = f"K{i}", _unchanged(kind)
+    return [
+        "if v is None:",
+        f"    {if_null if kind.required else f'r[{K}] = None'}",
+        *([f"elif {same}:", f"    r[{K}] = v"] if same else []),
+        "else:",
+        *_indent(otherwise),
+    ]
+
+
+def _object_source(engine: Engine, i: int, field: _Field, ns: dict[str, Any], otherwise: str) -> list[str]:
+    """Lines that set r[K{i}] from an object value `v` at path `h` by its own reader, or do `otherwise`."""
+    K, kind = f"K{i}", field.kind
     ns[f"C{i}"], ns[f"R{i}"] = kind.cls, field.readers.get(kind.type) or _reader(engine, field, kind.type)
     return [
-        "try:",
-        f"    v = src.{attribute}",
-        "except Exception:",
-        "    v = _Slow",
         f"if type(v) is C{i}:",
-        f"    h = Path(path, {K}, N)",
         "    try:",
         f"        r[{K}] = R{i}(run, v, h, {'anchor' if kind.required else f'(r, {K}, h)'})",
         "    except Exception as e:",
         f"        run.failed(r, {K}, F{i}, h, e)",
         *([] if kind.required else ["elif v is None:", f"    r[{K}] = None"]),
         "else:",
-        f"    {general}",
+        f"    {otherwise}",
     ]
 
 
@@ -599,24 +622,27 @@ class _Run:
         path: Path | None, anchor: Anchor,
     ) -> None:
         """result[key]: one field of `source`, by the general route (a reader's fallback)."""
-        here: Path | None = None
+        here = Path(path, key, parent.name)
         try:
-            if field.attribute is not None:
-                value = getattr(source, field.attribute)
-            else:
-                here = Path(path, key, parent.name)
-                value = self.call(field, parent, source, here)
-                if self.awaitable(value):
-                    done, value = _start(value)
-                    if not done:
-                        result[key] = None
-                        self.pending.append((value, field.kind, field, result, key, here, anchor))
-                        return
-            here = here or Path(path, key, parent.name)
+            value = getattr(source, field.attribute) if field.attribute is not None else self.call(field, parent, source, here)
+        except Exception as exc:
+            self.failed(result, key, field, here, exc)
+        else:
+            self.settle(result, key, field, here, value, anchor)
+
+    def settle(self, result: dict[str, Any], key: str, field: _Field, here: Path, value: Any, anchor: Anchor) -> None:
+        """result[key]: the field's value as the answer shows it, once it is had (or later)."""
+        try:
+            if self.awaitable(value):
+                done, value = _start(value)
+                if not done:
+                    result[key] = None
+                    self.pending.append((value, field.kind, field, result, key, here, anchor))
+                    return
             inner = anchor if field.kind.required else (result, key, here)
             result[key] = self.complete(field.kind, field, value, here, inner)
         except Exception as exc:
-            self.failed(result, key, field, here or Path(path, key, parent.name), exc)
+            self.failed(result, key, field, here, exc)
 
     def failed(self, result: dict[str, Any], key: str, field: _Field, here: Path, exc: Exception) -> None:
         """A field's value could not be had: null it, or raise for its nullable parent to."""
