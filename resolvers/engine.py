@@ -81,6 +81,7 @@ from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefi
 from strawberry.types.scalar import ScalarDefinition
 
 from resolvers.caches import ByIdentity
+from schema.base import MoneyRead, Read
 from schema.context import Context
 
 DEFINITION = "strawberry-definition"
@@ -294,19 +295,78 @@ def _unchanged(kind: _Kind) -> str | None:
 def _reader(engine: Engine, owner: _Field, parent: GraphQLObjectType) -> Reader:
     """Compile the fields `owner` selects on `parent` into one function, as graphql-jit does.
     A field read by attribute is read in line: a leaf serialized by its type, an object by its
-    own reader. Anything else (a resolver, a list, a null where none may be, a value of
-    another class, an error) goes through `_Run.field`, the general route, which reads it
-    again: reading an attribute has no effect to repeat."""
-    ns: dict[str, Any] = {"Path": Path, "Undefined": Undefined, "_Slow": _Slow, "N": parent.name, "P": parent}
-    lines = ["def read(run, src, path, anchor):", "    r = {}"]
+    own reader. A field its type reads off the row (schema.base.Read) is worked out from the
+    row in line, for an object of exactly that type made from a row. Anything else (a
+    resolver, a list, a null where none may be, a value of another class, an error) goes
+    through `_Run.field`, the general route, which reads it again: reading an attribute or a
+    row has no effect to repeat."""
+    cls = _exact_class(parent)
+    reads = {name: read for name, read in (getattr(cls, "from_row", None) or {}).items() if isinstance(read, Read)}
+    reader = _compile(engine, owner, parent, {})
+    if any(field.attribute in reads for _, field in owner.children[parent]):
+        reader = _compile(engine, owner, parent, reads, [
+            "if type(src) is not CLS or (m := src.__dict__.get('model')) is None:",
+            "    return PLAIN(run, src, path, anchor)",
+        ], CLS=cls, PLAIN=reader)
+    owner.readers[parent] = reader
+    return reader
+
+
+def _compile(
+    engine: Engine, owner: _Field, parent: GraphQLObjectType, reads: dict[str, Read], start: list[str] = [],  # noqa: B006 - never changed
+    **names: Any,
+) -> Reader:
+    ns: dict[str, Any] = {"Path": Path, "Undefined": Undefined, "_Slow": _Slow, "N": parent.name, "P": parent, **names}
+    lines = ["def read(run, src, path, anchor):", *_indent(start), "    r = {}"]
     for i, (key, field) in enumerate(owner.children[parent]):
         ns[f"F{i}"], ns[f"K{i}"] = field, key
-        lines += [f"    {line}" for line in _field_source(engine, i, field, parent, ns)]
+        read = reads.get(field.attribute or "")
+        found = _read_source(i, field, read, ns) if read is not None else None
+        lines += _indent(found if found is not None else _field_source(engine, i, field, parent, ns))
     lines.append("    return r")
     exec(compile("\n".join(lines), f"<reader of {parent.name}>", "exec"), ns)  # noqa: S102 - our own text
     reader: Reader = ns["read"]
-    owner.readers[parent] = reader
     return reader
+
+
+def _read_source(i: int, field: _Field, read: Read, ns: dict[str, Any]) -> list[str] | None:
+    """Lines that set r[K{i}] from the row `m` as `read` says, or None where they cannot."""
+    K, kind, general = f"K{i}", field.kind, f"run.field(r, K{i}, F{i}, P, src, path, anchor)"
+
+    def expression(source: str) -> str:
+        ns.update({f"X{i}_{name}": value for name, value in read.names.items()})
+        return source.format(**{name: f"X{i}_{name}" for name in read.names})
+
+    if kind.tag == LEAF and not isinstance(read, MoneyRead):
+        ns[f"S{i}"] = kind.serialize
+        serialized = [f"s = S{i}(v)", "if s is None or s is Undefined:", "    raise _Slow", f"r[{K}] = s"]
+        return ["try:", f"    v = {expression(read.source)}", *_indent(_leaf_source(i, kind, "raise _Slow", serialized)),
+                "except Exception:", f"    {general}"]
+    if kind.tag != OBJECT or not isinstance(read, MoneyRead):
+        return None
+    parts = []  # the Money object's fields, in the order asked
+    for j, (key, money_field) in enumerate(field.children[kind.type]):
+        ns[f"K{i}_{j}"] = key
+        if money_field.name == "__typename":
+            parts.append(f"K{i}_{j}: {kind.type.name!r}")
+            continue
+        ns[f"S{i}_{j}"] = money_field.kind.serialize
+        if money_field.name == "amount":
+            parts.append(f"K{i}_{j}: S{i}_{j}(D{i}(a, c))")
+        elif money_field.name == "currencyCode":
+            parts.append(f"K{i}_{j}: S{i}_{j}(c)")
+        else:
+            return None
+    ns[f"D{i}"] = read.decimal
+    return [
+        "try:",
+        f"    a, c = {expression(read.source)}, {read.currency}",
+        "    if a is None or c is None:",
+        "        raise _Slow",
+        f"    r[{K}] = {{{', '.join(parts)}}}",
+        "except Exception:",
+        f"    {general}",
+    ]
 
 
 def _field_source(engine: Engine, i: int, field: _Field, parent: GraphQLObjectType, ns: dict[str, Any]) -> list[str]:

@@ -206,11 +206,70 @@ class _FromRow:
 _READY: set[type[Any]] = set()
 
 
+class Read:
+    """A field of a FromRow type worked out from its row alone, said so that the plan engine
+    (resolvers.engine) can read it in line: `value(obj)` is the field's Python value (what the
+    descriptor keeps), and `source` says the same as a Python expression over the row `m`
+    (and the object `src`), whose `{name}`s stand for `names`. A leaf's expression may give
+    what its type serializes (an enum's value string for the enum)."""
+
+    __slots__ = ("value", "source", "names")
+
+    def __init__(self, value: Callable[[Any], Any], source: str, **names: Any) -> None:
+        self.value, self.source, self.names = value, source, names
+
+    def __call__(self, obj: Any) -> Any:
+        return self.value(obj)
+
+
+class MoneyRead(Read):
+    """A Money field: `source` gives its minor units and `currency` its currency code;
+    `decimal(minor, currency)` the amount (services.money.to_decimal)."""
+
+    __slots__ = ("currency",)
+    decimal = staticmethod(money.to_decimal)
+
+    def __init__(self, value: Callable[[Any], Any], source: str, currency: str, **names: Any) -> None:
+        super().__init__(value, source, **names)
+        self.currency = currency
+
+
+def column(name: str, enum: type[Enum] | None = None) -> Read:
+    """The row's column `name` (as the member of `enum` when it names one; null stays null)."""
+    if enum is None:
+        return Read(lambda s: getattr(s.model, name), f"m.{name}")
+    as_member = enum
+
+    def value(s: Any) -> Any:
+        raw = getattr(s.model, name)
+        return None if raw is None else as_member(raw)
+
+    return Read(value, f"m.{name}")
+
+
+def global_id(type_name: str) -> Read:
+    """The global ID of the row, as a `type_name`."""
+    return Read(lambda s: to_global_id(type_name, s.model.id), "{gid}({type}, m.id)", gid=to_global_id, type=type_name)
+
+
+def money_from(minor: str | Callable[[Any], int], currency: str = "currency_code", *, of_object: bool = False) -> MoneyRead:
+    """Money of the row: `minor` units (a column's name, or a function of the row) in the
+    currency of the row's column `currency` (or, `of_object`, the object's attribute)."""
+    get_minor = (lambda row: getattr(row, minor)) if isinstance(minor, str) else minor
+    source = f"m.{minor}" if isinstance(minor, str) else "{minor}(m)"
+    if of_object:
+        return MoneyRead(lambda s: Money.of(get_minor(s.model), getattr(s, currency)), source, f"src.{currency}",
+                         minor=minor)
+    return MoneyRead(lambda s: Money.of(get_minor(s.model), getattr(s.model, currency)), source, f"m.{currency}",
+                     minor=minor)
+
+
 class FromRow:
     """A type shown from one row, made in no time: `made(model=row, ...)` keeps the
     row, and each field in `from_row` is worked out from the object the first time it
     is read (then kept), so a page of a hundred pays only for the fields a query
-    selects. A field left out of `from_row` must be given to `made`."""
+    selects. A field left out of `from_row` must be given to `made`, and one in it may
+    not be (the engine reads a `Read` off the row, not off the object)."""
 
     from_row: ClassVar[dict[str, Callable[[Any], Any]]] = {}
 
@@ -218,6 +277,8 @@ class FromRow:
     def made(cls, **given: Any) -> Self:
         if cls not in _READY:
             cls._ready()
+        if not given.keys().isdisjoint(cls.from_row):
+            raise TypeError(f"{cls.__name__}: {sorted(given.keys() & cls.from_row.keys())} are read off the row")
         obj = object.__new__(cls)
         obj.__dict__.update(given)
         return obj

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar, cast
 
 from aiodataloader import DataLoader
 from sqlalchemy import and_, bindparam, func, select
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import models as m
+from db.rows import bundle, columns, found
 from services import ledger, lists
 from services import visibility as vis
 from services.access import Principal
@@ -94,14 +95,15 @@ class ByColumn(Loader, Generic[T]):
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[T | None]:
         stmt = _statement(
             ("by", self.model, self.column.key), self.principal,
-            lambda p: select(self.model).where(_in_keys(self.column), visible(self.model, p)),
+            lambda p: select(*columns(self.model)).where(_in_keys(self.column), visible(self.model, p)),
         )
-        rows = list(await self.session.scalars(stmt, _params(self.principal, keys)))
+        # Rows read as T (db.rows): the model's columns under its attributes' names.
+        rows: list[Any] = list((await self.session.execute(stmt, _params(self.principal, keys))).all())
         if self.by_id is not None:  # a row found by another key is now known by id too
             for r in rows:
                 self.by_id.prime(r.id, r)
-        found = {getattr(r, self.column.key): r for r in rows}
-        return [found.get(k) for k in keys]
+        by_key = {getattr(r, self.column.key): r for r in rows}
+        return cast("list[T | None]", [by_key.get(k) for k in keys])
 
 
 class ListByColumn(Loader, Generic[T]):
@@ -125,25 +127,30 @@ class ListByColumn(Loader, Generic[T]):
 
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[list[T]]:
         def build(p: Principal) -> Any:
-            stmt = select(self.model).where(_in_keys(self.column), visible(self.model, p)).order_by(*self.order)
-            if self.with_parent is not None:
-                fk, parents = self.with_parent
-                stmt = stmt.add_columns(parents.model).outerjoin(
+            if self.with_parent is None:
+                return select(*columns(self.model)).where(_in_keys(self.column), visible(self.model, p)).order_by(*self.order)
+            fk, parents = self.with_parent
+            return (
+                select(bundle(self.model), bundle(parents.model))
+                .select_from(self.model)
+                .where(_in_keys(self.column), visible(self.model, p))
+                .order_by(*self.order)
+                .outerjoin(
                     parents.model, and_(parents.column == fk, visible(parents.model, p))
                 )
-            return stmt
+            )
 
         parent_key = None if self.with_parent is None else (self.with_parent[0], self.with_parent[1].model)
         stmt = _statement(("list", self.model, self.column.key, self.order, parent_key), self.principal, build)
         params = _params(self.principal, keys)
-        grouped: dict[Any, list[T]] = defaultdict(list)
+        grouped: dict[Any, list[Any]] = defaultdict(list)  # rows read as T (db.rows)
         if self.with_parent is None:
-            for r in await self.session.scalars(stmt, params):
+            for r in (await self.session.execute(stmt, params)).all():
                 grouped[getattr(r, self.column.key)].append(r)
         else:
             parents = self.with_parent[1]
             for r, parent in (await self.session.execute(stmt, params)).all():
-                if parent is not None:
+                if found(parent, parents.model) is not None:
                     parents.prime(getattr(parent, parents.column.key), parent)
                 grouped[getattr(r, self.column.key)].append(r)
         return [grouped.get(k, []) for k in keys]
@@ -209,12 +216,12 @@ class MessageStats(Loader):
     async def batch_load_fn(self, keys: Sequence[int]) -> list[tuple[int, m.TicketMessage | None]]:
         stmt = _statement("message_stats", self.principal, self._build)
         rows = await self.session.execute(stmt, _params(self.principal, keys))
-        found = {}
+        stats = {}
         for msg, n, author in rows.all():
-            if author is not None:  # the author is shown with the message
+            if found(author, m.User) is not None:  # the author is shown with the message
                 self.users.prime(author.id, author)
-            found[msg.ticket_id] = (n, msg)
-        return [found.get(k, (0, None)) for k in keys]
+            stats[msg.ticket_id] = (n, msg)
+        return [stats.get(k, (0, None)) for k in keys]
 
     @staticmethod
     def _build(p: Principal) -> Any:
@@ -233,7 +240,8 @@ class MessageStats(Loader):
             .subquery()
         )
         return (
-            select(m.TicketMessage, ranked.c.n, m.User)
+            select(bundle(m.TicketMessage), ranked.c.n, bundle(m.User))
+            .select_from(m.TicketMessage)
             .join(ranked, ranked.c.id == m.TicketMessage.id)
             .outerjoin(m.User, and_(m.User.id == m.TicketMessage.author_id, visible(m.User, p)))
             .where(ranked.c.r == 1)
@@ -276,17 +284,20 @@ class StateByConnection(DataLoader[int, ConnectionState]):
     async def batch_load_fn(self, keys: Sequence[int]) -> list[ConnectionState]:
         stmt = _statement("connection_state", self.principal, self._build)
         rows = await self.session.execute(stmt, _params(self.principal, keys))
-        found = {}
+        states = {}
         for cid, subscription, plan, usage, wallet in rows.all():
-            if plan is not None:
+            if found(plan, m.Plan) is not None:
                 self.plans.prime(plan.id, plan)
-            found[cid] = ConnectionState(subscription, usage, wallet)
-        return [found.get(k, ConnectionState(None, None, None)) for k in keys]
+            states[cid] = ConnectionState(
+                found(subscription, m.Subscription), found(usage, m.Usage), found(wallet, m.LedgerAccount)
+            )
+        return [states.get(k, ConnectionState(None, None, None)) for k in keys]
 
     @staticmethod
     def _build(p: Principal) -> Any:
         return (
-            select(m.Connection.id, m.Subscription, m.Plan, m.Usage, m.LedgerAccount)
+            select(m.Connection.id, bundle(m.Subscription), bundle(m.Plan), bundle(m.Usage), bundle(m.LedgerAccount))
+            .select_from(m.Connection)
             .outerjoin(m.Subscription, m.Subscription.connection_id == m.Connection.id)
             .outerjoin(m.Plan, and_(m.Plan.id == m.Subscription.plan_id, visible(m.Plan, p)))
             .outerjoin(m.Usage, m.Usage.connection_id == m.Connection.id)

@@ -20,8 +20,10 @@ from schema.base import (
     changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
+    column,
     ctx,
     field,
+    global_id,
     load_page,
     now_or_later,
     page_args,
@@ -111,16 +113,16 @@ class Ticket(FromRow, Node, model=m.Ticket):
     model: strawberry.Private[m.Ticket]
 
     from_row = {
-        "id": lambda s: to_global_id("Ticket", s.model.id),
-        "title": lambda s: s.model.title,
-        "description": lambda s: s.model.description,
-        "status": lambda s: TicketStatus(s.model.status),
-        "priority": lambda s: TicketPriority(s.model.priority),
-        "created_at": lambda s: s.model.created_at,
-        "updated_at": lambda s: s.model.updated_at,
-        "last_activity_at": lambda s: s.model.last_activity_at,
-        "resolved_at": lambda s: s.model.resolved_at,
-        "closed_at": lambda s: s.model.closed_at,
+        "id": global_id("Ticket"),
+        "title": column("title"),
+        "description": column("description"),
+        "status": column("status", TicketStatus),
+        "priority": column("priority", TicketPriority),
+        "created_at": column("created_at"),
+        "updated_at": column("updated_at"),
+        "last_activity_at": column("last_activity_at"),
+        "resolved_at": column("resolved_at"),
+        "closed_at": column("closed_at"),
     }
 
     @classmethod

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import strawberry
 
 from db import models as m
-from schema.base import FromRow, Node, ctx, field, to_global_id
+from schema.base import FromRow, Node, column, ctx, field, global_id
 from schema.enums import Role
 from services import visibility
 
@@ -20,7 +20,10 @@ class User(FromRow, Node, model=m.User):
     name: str = strawberry.field(description="Their full name, for display.")
     model: strawberry.Private[m.User]
 
-    from_row = {"id": lambda s: to_global_id("User", s.model.id), "name": lambda s: s.model.name}
+    from_row = {
+        "id": global_id("User"),
+        "name": column("name"),
+    }
 
     @classmethod
     def of(cls, u: m.User) -> "User":

@@ -17,8 +17,9 @@ from typing import Any, Awaitable, Callable, Generic, Hashable, Sequence, TypeVa
 
 from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute
 
+from db.rows import columns
 from services.errors import DomainError, ErrorCode
 
 T = TypeVar("T")
@@ -181,11 +182,11 @@ async def fetch_pages(
     if single:
         if partition is not None:
             params["page_parent"] = parent_ids[0]
-        grouped[parent_ids[0]] = list((await session.scalars(stmt, params)).all())
+        grouped[parent_ids[0]] = list((await session.execute(stmt, params)).all())
     else:
         params["page_parents"] = list(parent_ids)
-        for item, pid in (await session.execute(stmt, params)).all():
-            grouped.setdefault(pid, []).append(item)
+        for item in (await session.execute(stmt, params)).all():
+            grouped.setdefault(item.page_key, []).append(item)
     for pid, items in grouped.items():
         if not items:
             continue
@@ -227,7 +228,7 @@ async def count_rows(session: AsyncSession, listing: Listing[Any], parent_ids: S
 
 
 def _page_statement(
-    stmt: Select[Any],
+    listed: Select[Any],
     model: type[Any],
     partition: InstrumentedAttribute[Any] | None,
     order: Order,
@@ -235,6 +236,8 @@ def _page_statement(
     cursor: str | None,
     single: bool,
 ) -> Select[Any]:
+    # Rows of the model's columns, not ORM objects (db.rows): a page is only read.
+    stmt: Select[Any] = listed.with_only_columns(*columns(model), maintain_column_froms=True)
     # Walking backwards is walking forwards over the reversed order.
     walk = list(order) if forward else [(c, not d) for c, d in order]
     if cursor is not None:
@@ -250,9 +253,8 @@ def _page_statement(
     stmt = stmt.where(partition.in_(bindparam("page_parents", expanding=True)))
     rank = func.row_number().over(partition_by=partition, order_by=by)
     inner = stmt.add_columns(partition.label("page_key"), rank.label("page_rank")).subquery()
-    row = aliased(model, inner)
     return (
-        select(row, inner.c.page_key)
+        select(*(inner.c[str(c.key)] for c in columns(model)), inner.c.page_key)
         .where(inner.c.page_rank <= limit)
         .order_by(inner.c.page_key, inner.c.page_rank)
     )

@@ -122,6 +122,11 @@ ODD_QUERIES = [
     query($with: Boolean = false) { viewer { user { id name @include(if: $with) } } __schema { queryType { name } } }
     """,
     "query { __typename viewer { roles } }",
+    # __typename where a row's fields are read in line (an object of the row, and its Money)
+    """
+    query { viewer { partner { revampdConnection { invoices(first: 2) { nodes { __typename number
+      total { __typename amount } amountDue { currencyCode t: __typename } } } } } } }
+    """,
     # enums from plain strings (CurrencyCode), counts, and the objects keyed by their connection
     """
     query { viewer { id partner { revampdConnection { currencyCode invoices(first: 2) { totalCount nodes { total { currencyCode } } }
