@@ -539,12 +539,12 @@ def item_fields(info: strawberry.Info) -> set[str]:
     return names
 
 
-async def prime(info: strawberry.Info, page: Page[Any], loads: dict[str, Callable[[list[Any]], Any]]) -> None:
+async def prime(wanted: set[str], page: Page[Any], loads: dict[str, Callable[[list[Any]], Any]]) -> None:
     """Load for all of a page's rows at once what its items will ask their loaders for:
-    `loads` maps an item field to the loads it needs (given the rows). The items then
-    find their data loaded and resolve without waiting, one task for the page instead
-    of one per item and field."""
-    wanted = item_fields(info)
+    `loads` maps an item field (of those `wanted`: item_fields) to the loads it needs
+    (given the rows). The items then find their data loaded and resolve without waiting,
+    one task for the page instead of one per item and field. (What a page's own statement
+    can bring along, it does: services.pagination.Along.)"""
     rows = page.rows
     if rows:
         # One after the other (they share the request's connection anyway), each once.

@@ -16,7 +16,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar, cast
 from aiodataloader import DataLoader
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import Bundle, InstrumentedAttribute, aliased
 
 from db import models as m
 from db.rows import bundle, columns, found
@@ -24,7 +24,7 @@ from services import ledger, lists
 from services import visibility as vis
 from services.access import Principal
 from services.errors import DomainError
-from services.pagination import Listing, Page, PageArgs, count_rows, fetch_pages
+from services.pagination import Along, Listing, Page, PageArgs, count_rows, fetch_pages
 from services.visibility import visible
 
 T = TypeVar("T")
@@ -156,8 +156,9 @@ class ListByColumn(Loader, Generic[T]):
         return [grouped.get(k, []) for k in keys]
 
 
-class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
-    """Pages keyed by (parent id, filter, page args); one statement per distinct filter+args.
+class PageLoader(DataLoader[tuple[Any, ...], Page[Any]]):
+    """Pages keyed by (parent id, filter, page args[, along]); one statement per distinct
+    filter+args+along (services.pagination.Along: what the statement brings with the items).
     `counts` answers each (parent id, filter)'s whole count, one statement per filter."""
 
     def __init__(self, session: AsyncSession, listing: Callable[[Any], Listing[Any]]):
@@ -166,16 +167,16 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
         self.counts = CountLoader(session, listing)
 
     async def batch_load_fn(  # type: ignore[override]  # an Exception fails its key's load
-        self, keys: Sequence[tuple[Any, Any, PageArgs]]
+        self, keys: Sequence[tuple[Any, ...]]
     ) -> list[Page[Any] | DomainError]:
-        groups: dict[tuple[Any, PageArgs], list[Any]] = defaultdict(list)
-        for parent, extra, args in keys:
-            groups[(extra, args)].append(parent)
-        results: dict[tuple[Any, Any, PageArgs], Page[Any] | DomainError] = {}
-        for (extra, args), parents in groups.items():
+        groups: dict[tuple[Any, PageArgs, Along | None], list[Any]] = defaultdict(list)
+        for parent, extra, args, *along in keys:
+            groups[(extra, args, along[0] if along else None)].append(parent)
+        results: dict[tuple[Any, Any, PageArgs, Along | None], Page[Any] | DomainError] = {}
+        for (extra, args, along), parents in groups.items():
             try:
                 pages: dict[Any, Page[Any] | DomainError] = dict(
-                    await fetch_pages(self.session, self.listing(extra), parents, args)
+                    await fetch_pages(self.session, self.listing(extra), parents, args, along)
                 )
             except DomainError as err:  # a bad cursor or filter fails its own lists, not the others
                 pages = dict.fromkeys(parents, err)
@@ -183,8 +184,8 @@ class PageLoader(DataLoader[tuple[Any, Any, PageArgs], Page[Any]]):
                 page = pages[parent]
                 if isinstance(page, Page):
                     page.total = functools.partial(self.counts.load, (parent, extra))
-                results[(parent, extra, args)] = page
-        return [results[k] for k in keys]
+                results[(parent, extra, args, along)] = page
+        return [results[(k[0], k[1], k[2], k[3] if len(k) > 3 else None)] for k in keys]
 
 
 class CountLoader(DataLoader[tuple[Any, Any], int]):
@@ -309,6 +310,72 @@ class StateByConnection(DataLoader[int, ConnectionState]):
         )
 
 
+def _rows_of(alias: Any, model: type[Any], name: str) -> Bundle[Any]:
+    """An aliased model's columns as one element of a row (db.rows.bundle, for an alias)."""
+    return Bundle(name, *(getattr(alias, str(c.key)) for c in columns(model)))
+
+
+def _visible_users(p: Principal, name: str) -> Any:
+    """The users the caller may see, under a name of their own (a page may join them twice)."""
+    return select(*columns(m.User)).where(visible(m.User, p)).subquery(name)
+
+
+def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, list[Any]], Any]:
+    """A page of tickets with what their items show, in one statement: for `stats`, how many
+    messages the caller may see and the newest of them with its author (as MessageStats
+    reads them); for `users`, the assignee and the submitter (as the user loader reads them)."""
+
+    def extend(page: Any, order: list[Any]) -> Any:
+        TM, U = m.TicketMessage, m.User
+        parts: list[Any] = [Bundle("item", *page.c)]
+        stmt = select().select_from(page)
+        if stats:
+            ranked = (
+                select(
+                    TM.id, TM.ticket_id,
+                    func.count().over(partition_by=TM.ticket_id).label("n"),
+                    func.row_number().over(partition_by=TM.ticket_id, order_by=[TM.created_at.desc(), TM.id.desc()])
+                    .label("r"),
+                )
+                .where(TM.ticket_id.in_(select(page.c.id)), visible(TM, p))
+                .subquery("ranked")
+            )
+            last, author = aliased(TM, name="last_message"), _visible_users(p, "author")
+            parts += [ranked.c.n, _rows_of(last, TM, "last_message"), Bundle("author", *author.c)]
+            stmt = (
+                stmt.outerjoin(ranked, and_(ranked.c.ticket_id == page.c.id, ranked.c.r == 1))
+                .outerjoin(last, last.id == ranked.c.id)
+                .outerjoin(author, author.c.id == last.author_id)
+            )
+        if users:
+            assignee, creator = _visible_users(p, "assignee"), _visible_users(p, "creator")
+            parts += [Bundle("assignee", *assignee.c), Bundle("creator", *creator.c)]
+            stmt = (
+                stmt.outerjoin(assignee, assignee.c.id == page.c.assigned_to_id)
+                .outerjoin(creator, creator.c.id == page.c.created_by_id)
+            )
+        return stmt.add_columns(*parts).order_by(*order)
+
+    return extend
+
+
+def _payouts_along(p: Principal) -> Callable[[Any, list[Any]], Any]:
+    """A page of payouts with their bank transfers, oldest first, and the accounts they go to
+    (as transfers_by_payout reads them): a row per transfer, one for a payout with none."""
+
+    def extend(page: Any, order: list[Any]) -> Any:
+        BT, BA = m.BankTransfer, m.BankAccount
+        return (
+            select(Bundle("item", *page.c), bundle(BT), bundle(BA))
+            .select_from(page)
+            .outerjoin(BT, and_(BT.payout_id == page.c.id, visible(BT, p)))
+            .outerjoin(BA, and_(BA.id == BT.bank_account_id, visible(BA, p)))
+            .order_by(*order, BT.created_at, BT.id)
+        )
+
+    return extend
+
+
 class Loaders:
     """Created per request for one caller; never shared between requests or users.
 
@@ -318,6 +385,7 @@ class Loaders:
     def __init__(self, session: AsyncSession, principal: Principal) -> None:
         self.session, self.principal = session, principal
         self._by_id: dict[type[Any], ByColumn[Any]] = {}
+        self._alongs: dict[Any, Along] = {}
         s, p = session, principal
         self.user = self.by_id(m.User)
         self.partner = self.by_id(m.Partner)
@@ -365,6 +433,55 @@ class Loaders:
         self.affiliate_payout_pages = PageLoader(s, lists.affiliate_payouts)
         self.payout_pages = PageLoader(s, lists.payouts)
         self.sub_org_transaction_pages = PageLoader(s, lists.sub_org_transactions)
+
+    def tickets_along(self, stats: bool, users: bool) -> Along | None:
+        """What a page of tickets brings along for the fields its items show (or None)."""
+        if not (stats or users):
+            return None
+        key = ("tickets", stats, users)
+        if key not in self._alongs:
+            p = self.principal
+
+            def take(rows: list[Any]) -> list[Any]:
+                for item, *rest in rows:
+                    if stats:
+                        n, last, author = rest[:3]
+                        self.message_stats.prime(item.id, (n, last) if found(last, m.TicketMessage) else (0, None))
+                        if found(author, m.User) is not None:
+                            self.user.prime(author.id, author)
+                    for user in rest[3:] if stats else rest:
+                        if found(user, m.User) is not None:
+                            self.user.prime(user.id, user)
+                return [item for item, *_ in rows]
+
+            extend = _statement(key, p, lambda shape: _tickets_along(shape, stats, users))
+            self._alongs[key] = Along((key, vis.shape_of(p)), extend, vis.params(p), take)
+        return self._alongs[key]
+
+    def payouts_along(self, transfers: bool) -> Along | None:
+        """What a page of payouts brings along for the fields its items show (or None)."""
+        if not transfers:
+            return None
+        if "payouts" not in self._alongs:
+            p = self.principal
+
+            def take(rows: list[Any]) -> list[Any]:
+                items: dict[int, Any] = {}
+                kept: dict[int, list[Any]] = {}
+                for item, transfer, account in rows:
+                    if item.id not in items:
+                        items[item.id], kept[item.id] = item, []
+                    if found(transfer, m.BankTransfer) is not None:
+                        kept[item.id].append(transfer)
+                        if found(account, m.BankAccount) is not None:
+                            self.by_id(m.BankAccount).prime(account.id, account)
+                for pid, found_transfers in kept.items():
+                    self.transfers_by_payout.prime(pid, found_transfers)
+                return list(items.values())
+
+            extend = _statement("payouts_along", p, _payouts_along)
+            self._alongs["payouts"] = Along(("payouts", vis.shape_of(p)), extend, vis.params(p), take)
+        return self._alongs["payouts"]
 
     def by_id(self, model: type[T]) -> ByColumn[T]:
         """The loader of `model`'s rows by primary key (those the caller may see), made once."""

@@ -22,6 +22,7 @@ from schema.base import (
     ctx,
     decode_id,
     field,
+    item_fields,
     load_page,
     page_args,
     prime,
@@ -124,8 +125,8 @@ class RevampdConnection(Node, model=m.Connection):
         )
         args = page_args(info, first, after, last, before)
         loaders = ctx(info).loaders
-        page = await load_page(loaders.ticket_pages, (self.model.id, f, args))
-        await prime(info, page, Ticket.primes(loaders))
+        along = Ticket.along(loaders, item_fields(info))
+        page = await load_page(loaders.ticket_pages, (self.model.id, f, args, along))
         return Connection.of(page, Ticket.of)
 
     @field(description="Invoices, newest first.")
@@ -181,9 +182,9 @@ class RevampdConnection(Node, model=m.Connection):
     ) -> Connection[Payout]:
         f = lists.PayoutFilter(status=tuple(filter.status or ()) if filter else ())
         args = page_args(info, first, after, last, before)
-        loaders = ctx(info).loaders
-        page = await load_page(loaders.payout_pages, (self.model.id, f, args))
-        await prime(info, page, Payout.primes(loaders))
+        loaders, wanted = ctx(info).loaders, item_fields(info)
+        page = await load_page(loaders.payout_pages, (self.model.id, f, args, Payout.along(loaders, wanted)))
+        await prime(wanted, page, Payout.primes(loaders))
         return Connection.of(page, Payout.of)
 
     @field(description="Sub-Org transactions processed through Revampd, newest first.")

@@ -249,12 +249,15 @@ class Payout(FromRow, Node, model=m.Payout):
         return cls.made(model=p)
 
     @staticmethod
+    def along(loaders: Any, wanted: set[str]) -> Any:
+        """What a page of payouts brings along in its statement for the item fields asked
+        (schema.loaders.Loaders.payouts_along)."""
+        return loaders.payouts_along(transfers="transfers" in wanted)
+
+    @staticmethod
     def primes(loaders: Any) -> dict[str, Callable[[list[m.Payout]], Any]]:
-        """What a page of payouts loads at once for the item fields asked (schema.base.prime)."""
-        return {
-            "transfers": lambda rows: loaders.transfers_by_payout.fill([p.id for p in rows]),
-            "dispositions": lambda rows: loaders.dispositions_by_payout.fill([p.id for p in rows]),
-        }
+        """What a page of payouts loads at once, after it, for the item fields asked (schema.base.prime)."""
+        return {"dispositions": lambda rows: loaders.dispositions_by_payout.fill([p.id for p in rows])}
 
     @field(description="Its bank transfers, oldest first, whatever became of them.")
     def transfers(self, info: strawberry.Info) -> list[BankTransfer]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -130,17 +130,13 @@ class Ticket(FromRow, Node, model=m.Ticket):
         return cls.made(model=t)
 
     @staticmethod
-    def primes(loaders: Any) -> dict[str, Callable[[list[m.Ticket]], Any]]:
-        """What a page of tickets loads at once for the item fields asked (schema.base.prime)."""
-
-        def stats(rows: list[m.Ticket]) -> Any:
-            return loaders.message_stats.fill([t.id for t in rows])
-
-        def users(rows: list[m.Ticket]) -> Any:
-            ids = [t.assigned_to_id for t in rows] + [t.created_by_id for t in rows]
-            return loaders.user.fill([i for i in ids if i is not None])
-
-        return {"messageCount": stats, "lastMessage": stats, "assignedTo": users, "createdBy": users}
+    def along(loaders: Any, wanted: set[str]) -> Any:
+        """What a page of tickets brings along in its statement for the item fields asked
+        (schema.loaders.Loaders.tickets_along)."""
+        return loaders.tickets_along(
+            stats=not wanted.isdisjoint(("messageCount", "lastMessage")),
+            users=not wanted.isdisjoint(("assignedTo", "createdBy")),
+        )
 
     @field(description="Readable number, unique per connection (RVP-1042).")
     def number(self, info: strawberry.Info) -> str:

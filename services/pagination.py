@@ -147,13 +147,32 @@ class Listing(Generic[T]):
     order: Order
 
 
+@dataclass(frozen=True, eq=False)
+class Along:
+    """What a page's statement brings along for its items, so that they need no statement
+    of their own (as a hand-written page joins what it shows of each row).
+
+    `extend(page, order)` is given the page as a CTE (its rows: the model's columns, and
+    `page_key` where several parents share the statement) and the page's order over it, and
+    makes the statement whose rows are (the page's row, what comes along...): LEFT JOINs
+    that keep every page row, in that order (a row may repeat, once per row joined to it).
+    `shape` names what `extend` makes (one shape, one statement: it is built once);
+    `params` are its bound parameters. `take(rows)` keeps what came along (it primes the
+    loaders that answer the items' fields) and gives the page's rows, each once, in order."""
+
+    shape: Hashable
+    extend: Callable[[Any, list[Any]], Select[Any]]
+    params: dict[str, Any]
+    take: Callable[[list[Any]], list[Any]]
+
+
 async def fetch_pages(
-    session: AsyncSession, listing: Listing[T], parent_ids: Sequence[Any], args: PageArgs
+    session: AsyncSession, listing: Listing[T], parent_ids: Sequence[Any], args: PageArgs, along: Along | None = None,
 ) -> dict[Any, Page[T]]:
     """The page `args` of the listing for each parent, keyed by parent id (with no
     partition, the one list keyed by parent_ids[0]). One parent (the common case)
     reads `LIMIT size + 1` rows of it; several read their pages together, numbered by
-    ROW_NUMBER over the parent.
+    ROW_NUMBER over the parent. `along` brings more with them in the same statement.
     """
     shape, build, model, partition, order = (
         listing.shape, listing.build, listing.model, listing.partition, listing.order
@@ -170,22 +189,32 @@ async def fetch_pages(
         return pages
     cursor = args.after if args.forward else args.before
     single = partition is None or len(parent_ids) == 1
-    key = (shape, model, partition, tuple(order), args.forward, cursor is not None, single)
+    key = (shape, model, partition, tuple(order), args.forward, cursor is not None, single, along and along.shape)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
-        stmt = _STATEMENTS[key] = _page_statement(build(), model, partition, order, args.forward, cursor, single)
-    params = {**listing.params, "page_limit": args.size + 1}
+        stmt = _page_statement(build(), model, partition, order, args.forward, cursor, single)
+        if along is not None:
+            page = stmt.cte("page")
+            walk = [(page.c[str(c.key)], d == args.forward) for c, d in order]
+            by = ([] if single else [page.c.page_key]) + [c.desc() if d else c.asc() for c, d in walk]
+            stmt = along.extend(page, by)
+        _STATEMENTS[key] = stmt
+    params = {**listing.params, **(along.params if along else {}), "page_limit": args.size + 1}
     if cursor is not None:
         values = decode_cursor(cursor, order, "after" if args.forward else "before")
         params.update({f"page_cursor_{i}": v for i, v in enumerate(values)})
+    if single and partition is not None:
+        params["page_parent"] = parent_ids[0]
+    elif not single:
+        params["page_parents"] = list(parent_ids)
+    rows: list[Any] = list((await session.execute(stmt, params)).all())
+    if along is not None:
+        rows = along.take(rows)
     grouped: dict[Any, list[T]] = {}
     if single:
-        if partition is not None:
-            params["page_parent"] = parent_ids[0]
-        grouped[parent_ids[0]] = list((await session.execute(stmt, params)).all())
+        grouped[parent_ids[0]] = rows
     else:
-        params["page_parents"] = list(parent_ids)
-        for item in (await session.execute(stmt, params)).all():
+        for item in rows:
             grouped.setdefault(item.page_key, []).append(item)
     for pid, items in grouped.items():
         if not items:
