@@ -326,7 +326,7 @@ def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, lis
     reads them); for `users`, the assignee and the submitter (as the user loader reads them)."""
 
     def extend(page: Any, order: list[Any]) -> Any:
-        TM, U = m.TicketMessage, m.User
+        TM = m.TicketMessage
         parts: list[Any] = [Bundle("item", *page.c)]
         stmt = select().select_from(page)
         if stats:
