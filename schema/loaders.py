@@ -170,8 +170,8 @@ class PageLoader(DataLoader[tuple[Any, ...], Page[Any]]):
         self, keys: Sequence[tuple[Any, ...]]
     ) -> list[Page[Any] | DomainError]:
         groups: dict[tuple[Any, PageArgs, Along | None], list[Any]] = defaultdict(list)
-        for parent, extra, args, *along in keys:
-            groups[(extra, args, along[0] if along else None)].append(parent)
+        for parent, extra, args, *rest in keys:
+            groups[(extra, args, rest[0] if rest else None)].append(parent)
         results: dict[tuple[Any, Any, PageArgs, Along | None], Page[Any] | DomainError] = {}
         for (extra, args, along), parents in groups.items():
             try:

@@ -194,10 +194,10 @@ async def fetch_pages(
     if stmt is None:
         stmt = _page_statement(build(), model, partition, order, args.forward, cursor, single)
         if along is not None:
-            page = stmt.cte("page")
-            walk = [(page.c[str(c.key)], d == args.forward) for c, d in order]
-            by = ([] if single else [page.c.page_key]) + [c.desc() if d else c.asc() for c, d in walk]
-            stmt = along.extend(page, by)
+            cte = stmt.cte("page")
+            walk = [(cte.c[str(c.key)], d == args.forward) for c, d in order]
+            by = ([] if single else [cte.c.page_key]) + [c.desc() if d else c.asc() for c, d in walk]
+            stmt = along.extend(cte, by)
         _STATEMENTS[key] = stmt
     params = {**listing.params, **(along.params if along else {}), "page_limit": args.size + 1}
     if cursor is not None:
