@@ -26,9 +26,11 @@ from graphql import (
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
+    InlineFragmentNode,
     NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     OperationType,
+    SelectionSetNode,
     StringValueNode,
     TypeInfo,
     TypeInfoVisitor,
@@ -159,6 +161,7 @@ class Operation:
     _top_spreads: list[str] = field(default_factory=list)
     _schema: GraphQLSchema | None = None
     _costs: dict[str, int | None] = field(default_factory=dict)
+    _items: dict[tuple[str, ...], frozenset[str]] | None = None
 
     @property
     def kind(self) -> OperationType | None:
@@ -218,6 +221,15 @@ class Operation:
         except GraphQLError:  # an argument execution will refuse with its own message
             return None
 
+    def item_fields(self, path: tuple[str, ...]) -> frozenset[str]:
+        """The names of the fields asked of the items of the list at `path` (the response keys
+        from the root, list indices left out) under `edges { node }` or `nodes`, through
+        fragments: what a page brings along for its items. Directives are not looked at, so
+        this may name more than runs, never less. Worked out once per document."""
+        if self._items is None:
+            self._items = {} if self.definition is None else _items(self.definition.selection_set, self.fragments)
+        return self._items.get(path, frozenset())
+
     def too_complex(self, variables: dict[str, Any] | None, limits: Limits) -> GraphQLError | None:
         cost = self.cost(variables, limits)
         if cost is None or cost <= limits.max_query_nodes:
@@ -227,6 +239,42 @@ class Operation:
             "Ask for smaller pages (first/last) or fewer nested lists.",
             "QUERY_TOO_COMPLEX", cost=cost, limit=limits.max_query_nodes,
         )
+
+
+def _items(selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]) -> dict[tuple[str, ...], frozenset[str]]:
+    """Operation.item_fields for every path of the selection that holds `edges { node }` or `nodes`."""
+
+    def fields(selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()) -> list[FieldNode]:
+        found: list[FieldNode] = []
+        for selection in selection_set.selections if selection_set is not None else ():
+            if isinstance(selection, FieldNode):
+                found.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                found += fields(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None:
+                    found += fields(fragment.selection_set, seen | {selection.name.value})
+        return found
+
+    items: dict[tuple[str, ...], set[str]] = {}
+
+    def walk(selection_set: SelectionSetNode | None, path: tuple[str, ...]) -> None:
+        for node in fields(selection_set):
+            if node.selection_set is None:
+                continue
+            here = (*path, (node.alias or node.name).value)
+            for child in fields(node.selection_set):
+                if child.name.value == "nodes":
+                    items.setdefault(here, set()).update(f.name.value for f in fields(child.selection_set))
+                elif child.name.value == "edges":
+                    for edge in fields(child.selection_set):
+                        if edge.name.value == "node":
+                            items.setdefault(here, set()).update(f.name.value for f in fields(edge.selection_set))
+            walk(node.selection_set, here)
+
+    walk(selections, ())
+    return {path: frozenset(names) for path, names in items.items()}
 
 
 class Operations:

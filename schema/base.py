@@ -25,7 +25,7 @@ from typing import (
 )
 
 import strawberry
-from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode
+from graphql import GraphQLError
 from strawberry.types import get_object_definition
 
 from schema.loaders import MISSING
@@ -511,32 +511,10 @@ def page_args(
 
 def item_fields(info: strawberry.Info) -> set[str]:
     """The names of the fields asked of a page's items (under `edges { node }` or `nodes`),
-    through fragments; conditions and directives are not looked at, so this may name
-    more than will run, never less."""
-    raw = info._raw_info
-    names: set[str] = set()
-
-    def walk(selection_set: Any, depth: int, seen: set[str]) -> None:
-        for sel in selection_set.selections if selection_set is not None else ():
-            if isinstance(sel, FieldNode):
-                name = sel.name.value
-                if depth == 0 and name in ("edges", "nodes"):
-                    walk(sel.selection_set, 1 if name == "edges" else 2, seen)
-                elif depth == 1 and name == "node":
-                    walk(sel.selection_set, 2, seen)
-                elif depth == 2:
-                    names.add(name)
-            elif isinstance(sel, InlineFragmentNode):
-                walk(sel.selection_set, depth, seen)
-            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
-                seen.add(sel.name.value)
-                fragment = raw.fragments.get(sel.name.value)
-                if fragment is not None:
-                    walk(fragment.selection_set, depth, seen)
-
-    for node in raw.field_nodes:
-        walk(node.selection_set, 0, set())
-    return names
+    through fragments, as the request's Operation worked them out (resolvers.operation); may
+    name more than will run, never less."""
+    path = tuple(key for key in info.path.as_list() if isinstance(key, str))
+    return set(ctx(info).operation.item_fields(path))
 
 
 async def prime(wanted: set[str], page: Page[Any], loads: dict[str, Callable[[list[Any]], Any]]) -> None:

@@ -276,7 +276,8 @@ class ConnectionState:
 
 class StateByConnection(DataLoader[int, ConnectionState]):
     """Subscription, usage and wallet of each connection in one statement; the
-    subscription's plan comes along and is primed into the plan loader."""
+    subscription's plan, and the plan of its pending change, come along and are primed
+    into the plan loader."""
 
     def __init__(self, session: AsyncSession, principal: Principal, plans: ByColumn[m.Plan]):
         super().__init__()
@@ -286,9 +287,10 @@ class StateByConnection(DataLoader[int, ConnectionState]):
         stmt = _statement("connection_state", self.principal, self._build)
         rows = await self.session.execute(stmt, _params(self.principal, keys))
         states = {}
-        for cid, subscription, plan, usage, wallet in rows.all():
-            if found(plan, m.Plan) is not None:
-                self.plans.prime(plan.id, plan)
+        for cid, subscription, plan, pending, usage, wallet in rows.all():
+            for known in (plan, pending):
+                if found(known, m.Plan) is not None:
+                    self.plans.prime(known.id, known)
             states[cid] = ConnectionState(
                 found(subscription, m.Subscription), found(usage, m.Usage), found(wallet, m.LedgerAccount)
             )
@@ -296,11 +298,16 @@ class StateByConnection(DataLoader[int, ConnectionState]):
 
     @staticmethod
     def _build(p: Principal) -> Any:
+        pending = select(*columns(m.Plan)).where(visible(m.Plan, p)).subquery("pending_plan")
         return (
-            select(m.Connection.id, bundle(m.Subscription), bundle(m.Plan), bundle(m.Usage), bundle(m.LedgerAccount))
+            select(
+                m.Connection.id, bundle(m.Subscription), bundle(m.Plan), Bundle("pending_plan", *pending.c),
+                bundle(m.Usage), bundle(m.LedgerAccount),
+            )
             .select_from(m.Connection)
             .outerjoin(m.Subscription, m.Subscription.connection_id == m.Connection.id)
             .outerjoin(m.Plan, and_(m.Plan.id == m.Subscription.plan_id, visible(m.Plan, p)))
+            .outerjoin(pending, pending.c.id == m.Subscription.pending_plan_id)
             .outerjoin(m.Usage, m.Usage.connection_id == m.Connection.id)
             .outerjoin(
                 m.LedgerAccount,

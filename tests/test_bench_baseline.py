@@ -10,15 +10,17 @@ not silently in the benchmark. On the benchmark's own data (tests/bench/data.py:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from tests.bench.dashboard import OPERATIONS, documents
@@ -78,6 +80,42 @@ async def test_handwritten_dashboard_is_the_graphs_byte_for_byte(bench_api: Api,
         conn = graph.json()["data"]["viewer"]["partner"]["revampdConnection"]
         assert [len(conn[k]["edges"]) for k in ("invoices", "tickets", "payouts")] == [100, 100, 100]
         assert all(conn[k]["pageInfo"]["hasNextPage"] for k in ("invoices", "tickets", "payouts"))
+
+
+@contextlib.contextmanager
+def _statements(engine: Any) -> Iterator[list[str]]:
+    """The statements run on `engine` while inside."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+
+@pytest.mark.parametrize("viewer", VIEWERS)
+@pytest.mark.parametrize("first", [10, 100])
+async def test_the_graphs_page_runs_no_more_statements_than_the_handwritten_one(
+    bench_api: Api, first: int, viewer: str
+) -> None:
+    """Each list's items come with the list's own statement (services.pagination.Along), as
+    the hand-written page joins them: no list costs the graph a statement more."""
+    with _statements(bench_api.engine) as graph:
+        assert (await bench_api.post(QUERY, {"first": first}, as_=viewer)).status_code == 200
+    app: Any = handwritten_app(bench_api.settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as http:
+        try:
+            with _statements(app.app.state.engine) as handwritten:
+                answer = await http.get(f"/dashboard?first={first}",
+                                        headers={"Authorization": f"Bearer {bench_api.tokens[viewer]}"})
+        finally:
+            await app.app.state.engine.dispose()
+    assert answer.status_code == 200
+    assert len(graph) <= len(handwritten), ([s[:60] for s in graph], [s[:60] for s in handwritten])
 
 
 async def test_handwritten_dashboard_refuses_what_the_graph_refuses(bench_api: Api) -> None:

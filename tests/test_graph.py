@@ -167,3 +167,23 @@ async def test_an_unexpected_fault_is_masked(ro_api: Api, monkeypatch) -> None: 
     errors = await ro_api.errors("{ plans { code } }", as_=OWNER)
     assert errors[0]["message"] == "Internal server error."
     assert "secret" not in str(errors)
+
+
+async def test_several_connections_pages_at_once_show_each_as_alone(ro_api: Api) -> None:
+    """Staff asking two connections' tickets and payouts in one query (one statement for both
+    pages, each item's messages, users and transfers coming along) see each connection's
+    lists exactly as when asking for that connection alone."""
+    lists = """tickets(first: 4) { edges { cursor node { id number messageCount lastMessage { body author { name } }
+                 assignedTo { name } createdBy { name } } } pageInfo { hasNextPage endCursor } }
+               payouts(first: 4) { edges { node { id transfers { id status amount { amount } bankAccount { last4 } } } }
+                 pageInfo { hasNextPage } }"""
+    ids = [to_global_id("RevampdConnection", await ro_api.connection_id(owner)) for owner in (OWNER, BLUEBIRD)]
+    both = await ro_api.gql(f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ ... on RevampdConnection {{ {lists} }} }} }}",
+                            {"ids": ids}, as_=SUPPORT)
+    for gid, together in zip(ids, both["nodes"], strict=True):
+        alone = await ro_api.gql(f"query($id: ID!) {{ node(id: $id) {{ ... on RevampdConnection {{ {lists} }} }} }}",
+                                 {"id": gid}, as_=SUPPORT)
+        assert together == alone["node"]
+    tickets = [e["node"] for n in both["nodes"] for e in n["tickets"]["edges"]]
+    assert any(t["lastMessage"] for t in tickets) and any(t["assignedTo"] for t in tickets)
+    assert any(p["node"]["transfers"] for n in both["nodes"] for p in n["payouts"]["edges"])
