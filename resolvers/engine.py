@@ -14,8 +14,12 @@ for queries:
   arguments is called without Strawberry's wrapping; leaves are serialized by type. What the
   plan cannot take (mutations, introspection, directives) goes to graphql-core whole; that is
   decided from the document alone, so nothing ever runs twice.
+- **Readers compiled per selection.** Each object type a planned selection reaches is read
+  by one generated function (`_reader`), as graphql-jit compiles queries: attributes and
+  the fields a type says it reads off its row (`schema.base.Read`) in line, resolvers
+  without arguments called in line; everything else by the general route.
 - **Eager coroutines.** A resolver's coroutine is started at once and usually finishes on the
-  spot (its loader already holds the row: pages prime what their items show). Only one that
+  spot (its loader already holds the row: a page brings along what its items show). Only one that
   really waits is kept, and those are gathered per round, so loaders batch as under
   graphql-core.
 - **Errors as graphql-core reports them.** A resolver that raises, a null where the schema
@@ -28,7 +32,9 @@ Internals this module relies on (pyproject.toml bounds strawberry-graphql and gr
 - asyncio: a future's `_asyncio_future_blocking` flag, the protocol between a Task and the
   future it awaits (`_Resume`); Python 3.12's eager tasks would do this publicly.
 - Strawberry: its DateTime and Decimal scalar definitions (`strawberry.schema.types.base_scalars`),
-  copied with our descriptions (`SCALARS`); the `strawberry-definition` key of a GraphQL field's `extensions`; a field's
+  copied with our descriptions (`SCALARS`); the `strawberry-definition` key of a GraphQL field's
+  and object type's `extensions` (a type definition's `origin` and `concrete_of`, and how its
+  `is_type_of` treats an instance of `origin`: `_exact_class`); a field's
   `base_resolver.wrapped_func` and its `self/parent/root/info_parameter`; `_is_default` on the
   default resolver Strawberry wraps; `Info._raw_info` (made lazily by `LazyInfo`); a Strawberry
   schema's `_schema` (`graphql_schema`); its unexported `StrawberryGraphQLCoreExecutionContext`,
