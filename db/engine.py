@@ -122,6 +122,17 @@ class SerialSession(AsyncSession):
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         return await self._one_at_a_time(super().get(*args, **kwargs))
 
+    async def rows(self, statement: Any, params: dict[str, Any]) -> list[Any]:
+        """A read's rows, run as Core on the session's connection (no ORM objects: db.rows),
+        one at a time with the rest."""
+
+        async def run() -> list[Any]:
+            connection = await self.connection()
+            return list((await connection.execute(statement, params)).all())
+
+        found: list[Any] = await self._one_at_a_time(run())
+        return found
+
     async def rollback(self) -> None:
         async with self._serial:
             await super().rollback()

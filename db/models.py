@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from enum import Enum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -79,9 +80,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(timezone.utc)
         return value.replace(tzinfo=None) if getattr(dialect, "name", "") == "sqlite" else value
 
+    def result_processor(self, dialect: Any, coltype: object) -> Any:
+        # asyncpg reads a timestamptz as an aware datetime in UTC already: nothing to do per value.
+        if dialect.name == "postgresql" and dialect.driver == "asyncpg":
+            return None
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
-        if value is None or value.tzinfo is timezone.utc:  # asyncpg's, already UTC
-            return value
+        if value is None:
+            return None
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)

@@ -1,20 +1,24 @@
 """Rows for reads that need no ORM object.
 
-What a request only reads (the graph's loaders and pages) it reads as SQLAlchemy Rows of
-the model's columns, whose attributes are named as the model's: a Row is made in a
-fraction of an entity's time and nothing is kept in the session's identity map. Writes
-load entities, as they change them.
+What a request only reads (the graph's loaders and pages) it reads as rows of the model's
+columns whose attributes are named as the model's, run on the session's connection (Core):
+a row is made in a fraction of an entity's time, nothing is kept in the session's identity
+map, and the ORM's execution is skipped. Writes load entities, as they change them.
+
+A statement that reads several models' rows side by side (a row and what is joined to
+it) selects their columns one after the other (`Layout`), and each result row is cut back
+into one row per model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections import namedtuple
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import ColumnElement, inspect
-from sqlalchemy.orm import Bundle
+from sqlalchemy.ext.asyncio import AsyncSession
 
 _COLUMNS: dict[type[Any], tuple[ColumnElement[Any], ...]] = {}
-_BUNDLES: dict[type[Any], Bundle[Any]] = {}
 _KEYS: dict[type[Any], str] = {}
 
 
@@ -26,17 +30,49 @@ def columns(model: type[Any]) -> tuple[ColumnElement[Any], ...]:
     return found
 
 
-def bundle(model: type[Any]) -> Bundle[Any]:
-    """The model's columns as one element of a row, beside other models' (their columns may share names)."""
-    found = _BUNDLES.get(model)
-    if found is None:
-        found = _BUNDLES[model] = Bundle(model.__tablename__, *model.__table__.c)
-    return found
-
-
 def found(row: Any, model: type[Any]) -> Any | None:
-    """An outer-joined `bundle(model)`: the row, or None where the join found none."""
+    """A row of `model` read through an outer join: the row, or None where the join found none."""
     key = _KEYS.get(model)
     if key is None:
         key = _KEYS[model] = inspect(model).primary_key[0].key
     return None if getattr(row, key) is None else row
+
+
+class Layout:
+    """Several parts side by side in one statement's rows. A part is a model's columns (read
+    back as a row of that model), `(name, columns)` (read back as a row with the columns'
+    keys: an alias's, a subquery's) or one column (read back as its value)."""
+
+    def __init__(self, *parts: Any) -> None:
+        self.columns: list[Any] = []
+        cuts: list[tuple[int, int, Callable[[Iterable[Any]], Any] | None]] = []
+        for part in parts:
+            if isinstance(part, type):
+                model: Any = part
+                name, cols = model.__tablename__, list(model.__table__.c)
+            elif isinstance(part, tuple):
+                name, cols = part[0], list(part[1])
+            else:
+                cuts.append((len(self.columns), len(self.columns) + 1, None))
+                self.columns.append(part)
+                continue
+            keys = [str(c.key) for c in cols]
+            row_type: Any = namedtuple(f"{name}_row", keys)  # type: ignore[misc]  # fields known at run time
+            made: Callable[[Iterable[Any]], Any] = row_type._make
+            cuts.append((len(self.columns), len(self.columns) + len(cols), made))
+            self.columns += cols
+        self.cuts = cuts
+
+    def split(self, row: Any) -> tuple[Any, ...]:
+        return tuple(row[a] if made is None else made(row[a:b]) for a, b, made in self.cuts)
+
+
+async def read(session: AsyncSession, statement: Any, params: dict[str, Any]) -> list[Any]:
+    """The rows of a read statement, run as Core on the session's connection (its transaction),
+    one at a time with the session's other statements (db.engine.SerialSession.rows)."""
+    rows: Any = getattr(session, "rows", None)
+    if rows is not None:
+        found: list[Any] = await rows(statement, params)
+        return found
+    connection = await session.connection()
+    return list((await connection.execute(statement, params)).all())

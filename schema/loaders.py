@@ -16,10 +16,10 @@ from typing import Any, Callable, Generic, Sequence, TypeVar, cast
 from aiodataloader import DataLoader
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Bundle, InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from db import models as m
-from db.rows import bundle, columns, found
+from db.rows import Layout, columns, found, read
 from services import ledger, lists
 from services import visibility as vis
 from services.access import Principal
@@ -98,7 +98,7 @@ class ByColumn(Loader, Generic[T]):
             lambda p: select(*columns(self.model)).where(_in_keys(self.column), visible(self.model, p)),
         )
         # Rows read as T (db.rows): the model's columns under its attributes' names.
-        rows: list[Any] = list((await self.session.execute(stmt, _params(self.principal, keys))).all())
+        rows = await read(self.session, stmt, _params(self.principal, keys))
         if self.by_id is not None:  # a row found by another key is now known by id too
             for r in rows:
                 self.by_id.prime(r.id, r)
@@ -128,28 +128,31 @@ class ListByColumn(Loader, Generic[T]):
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[list[T]]:
         def build(p: Principal) -> Any:
             if self.with_parent is None:
-                return select(*columns(self.model)).where(_in_keys(self.column), visible(self.model, p)).order_by(*self.order)
+                stmt = select(*columns(self.model)).where(_in_keys(self.column), visible(self.model, p))
+                return stmt.order_by(*self.order), None
             fk, parents = self.with_parent
+            layout = Layout(self.model, parents.model)
             return (
-                select(bundle(self.model), bundle(parents.model))
+                select(*layout.columns)
                 .select_from(self.model)
                 .where(_in_keys(self.column), visible(self.model, p))
                 .order_by(*self.order)
                 .outerjoin(
                     parents.model, and_(parents.column == fk, visible(parents.model, p))
                 )
-            )
+            ), layout
 
         parent_key = None if self.with_parent is None else (self.with_parent[0], self.with_parent[1].model)
-        stmt = _statement(("list", self.model, self.column.key, self.order, parent_key), self.principal, build)
+        stmt, layout = _statement(("list", self.model, self.column.key, self.order, parent_key), self.principal, build)
         params = _params(self.principal, keys)
         grouped: dict[Any, list[Any]] = defaultdict(list)  # rows read as T (db.rows)
+        rows = await read(self.session, stmt, params)
         if self.with_parent is None:
-            for r in (await self.session.execute(stmt, params)).all():
+            for r in rows:
                 grouped[getattr(r, self.column.key)].append(r)
         else:
             parents = self.with_parent[1]
-            for r, parent in (await self.session.execute(stmt, params)).all():
+            for r, parent in map(layout.split, rows):
                 if found(parent, parents.model) is not None:
                     parents.prime(getattr(parent, parents.column.key), parent)
                 grouped[getattr(r, self.column.key)].append(r)
@@ -215,10 +218,9 @@ class MessageStats(Loader):
         self.session, self.principal, self.users = session, principal, users
 
     async def batch_load_fn(self, keys: Sequence[int]) -> list[tuple[int, m.TicketMessage | None]]:
-        stmt = _statement("message_stats", self.principal, self._build)
-        rows = await self.session.execute(stmt, _params(self.principal, keys))
+        stmt, layout = _statement("message_stats", self.principal, self._build)
         stats = {}
-        for msg, n, author in rows.all():
+        for msg, n, author in map(layout.split, await read(self.session, stmt, _params(self.principal, keys))):
             if found(author, m.User) is not None:  # the author is shown with the message
                 self.users.prime(author.id, author)
             stats[msg.ticket_id] = (n, msg)
@@ -240,13 +242,14 @@ class MessageStats(Loader):
             .where(_in_keys(m.TicketMessage.ticket_id), visible(m.TicketMessage, p))
             .subquery()
         )
+        layout = Layout(m.TicketMessage, ranked.c.n, m.User)
         return (
-            select(bundle(m.TicketMessage), ranked.c.n, bundle(m.User))
+            select(*layout.columns)
             .select_from(m.TicketMessage)
             .join(ranked, ranked.c.id == m.TicketMessage.id)
             .outerjoin(m.User, and_(m.User.id == m.TicketMessage.author_id, visible(m.User, p)))
             .where(ranked.c.r == 1)
-        )
+        ), layout
 
 
 class FundedBy(Loader):
@@ -284,10 +287,10 @@ class StateByConnection(DataLoader[int, ConnectionState]):
         self.session, self.principal, self.plans = session, principal, plans
 
     async def batch_load_fn(self, keys: Sequence[int]) -> list[ConnectionState]:
-        stmt = _statement("connection_state", self.principal, self._build)
-        rows = await self.session.execute(stmt, _params(self.principal, keys))
+        stmt, layout = _statement("connection_state", self.principal, self._build)
         states = {}
-        for cid, subscription, plan, pending, usage, wallet in rows.all():
+        rows = await read(self.session, stmt, _params(self.principal, keys))
+        for cid, subscription, plan, pending, usage, wallet in map(layout.split, rows):
             for known in (plan, pending):
                 if found(known, m.Plan) is not None:
                     self.plans.prime(known.id, known)
@@ -299,11 +302,9 @@ class StateByConnection(DataLoader[int, ConnectionState]):
     @staticmethod
     def _build(p: Principal) -> Any:
         pending = select(*columns(m.Plan)).where(visible(m.Plan, p)).subquery("pending_plan")
+        layout = Layout(m.Connection.id, m.Subscription, m.Plan, ("pending_plan", pending.c), m.Usage, m.LedgerAccount)
         return (
-            select(
-                m.Connection.id, bundle(m.Subscription), bundle(m.Plan), Bundle("pending_plan", *pending.c),
-                bundle(m.Usage), bundle(m.LedgerAccount),
-            )
+            select(*layout.columns)
             .select_from(m.Connection)
             .outerjoin(m.Subscription, m.Subscription.connection_id == m.Connection.id)
             .outerjoin(m.Plan, and_(m.Plan.id == m.Subscription.plan_id, visible(m.Plan, p)))
@@ -314,12 +315,7 @@ class StateByConnection(DataLoader[int, ConnectionState]):
                 and_(m.LedgerAccount.connection_id == m.Connection.id, m.LedgerAccount.kind == "WALLET"),
             )
             .where(_in_keys(m.Connection.id), visible(m.Connection, p))
-        )
-
-
-def _rows_of(alias: Any, model: type[Any], name: str) -> Bundle[Any]:
-    """An aliased model's columns as one element of a row (db.rows.bundle, for an alias)."""
-    return Bundle(name, *(getattr(alias, str(c.key)) for c in columns(model)))
+        ), layout
 
 
 def _visible_users(p: Principal, name: str) -> Any:
@@ -332,9 +328,9 @@ def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, lis
     messages the caller may see and the newest of them with its author (as MessageStats
     reads them); for `users`, the assignee and the submitter (as the user loader reads them)."""
 
-    def extend(page: Any, order: list[Any]) -> Any:
+    def extend(page: Any, order: list[Any]) -> tuple[Any, Layout]:
         TM = m.TicketMessage
-        parts: list[Any] = [Bundle("item", *page.c)]
+        parts: list[Any] = [("item", page.c)]
         stmt = select().select_from(page)
         if stats:
             ranked = (
@@ -348,7 +344,7 @@ def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, lis
                 .subquery("ranked")
             )
             last, author = aliased(TM, name="last_message"), _visible_users(p, "author")
-            parts += [ranked.c.n, _rows_of(last, TM, "last_message"), Bundle("author", *author.c)]
+            parts += [ranked.c.n, ("last_message", [getattr(last, str(c.key)) for c in columns(TM)]), ("author", author.c)]
             stmt = (
                 stmt.outerjoin(ranked, and_(ranked.c.ticket_id == page.c.id, ranked.c.r == 1))
                 .outerjoin(last, last.id == ranked.c.id)
@@ -356,12 +352,13 @@ def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, lis
             )
         if users:
             assignee, creator = _visible_users(p, "assignee"), _visible_users(p, "creator")
-            parts += [Bundle("assignee", *assignee.c), Bundle("creator", *creator.c)]
+            parts += [("assignee", assignee.c), ("creator", creator.c)]
             stmt = (
                 stmt.outerjoin(assignee, assignee.c.id == page.c.assigned_to_id)
                 .outerjoin(creator, creator.c.id == page.c.created_by_id)
             )
-        return stmt.add_columns(*parts).order_by(*order)
+        layout = Layout(*parts)
+        return stmt.add_columns(*layout.columns).order_by(*order), layout
 
     return extend
 
@@ -370,15 +367,16 @@ def _payouts_along(p: Principal) -> Callable[[Any, list[Any]], Any]:
     """A page of payouts with their bank transfers, oldest first, and the accounts they go to
     (as transfers_by_payout reads them): a row per transfer, one for a payout with none."""
 
-    def extend(page: Any, order: list[Any]) -> Any:
+    def extend(page: Any, order: list[Any]) -> tuple[Any, Layout]:
         BT, BA = m.BankTransfer, m.BankAccount
+        layout = Layout(("item", page.c), BT, BA)
         return (
-            select(Bundle("item", *page.c), bundle(BT), bundle(BA))
+            select(*layout.columns)
             .select_from(page)
             .outerjoin(BT, and_(BT.payout_id == page.c.id, visible(BT, p)))
             .outerjoin(BA, and_(BA.id == BT.bank_account_id, visible(BA, p)))
             .order_by(*order, BT.created_at, BT.id)
-        )
+        ), layout
 
     return extend
 

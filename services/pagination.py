@@ -19,7 +19,7 @@ from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from db.rows import columns
+from db.rows import Layout, columns, read
 from services.errors import DomainError, ErrorCode
 
 T = TypeVar("T")
@@ -128,6 +128,8 @@ def _beyond(order: Order, values: list[Any], after: bool) -> Any:
 # values, filter values or size is the same statement with other bound parameters.
 # Building a statement (and its cache key) costs more than running it on SQLite.
 _STATEMENTS: dict[Any, Select[Any]] = {}
+# The same for pages, with how their rows are cut when something comes along.
+_PAGES: dict[Any, tuple[Select[Any], Layout | None]] = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,14 +156,15 @@ class Along:
 
     `extend(page, order)` is given the page as a CTE (its rows: the model's columns, and
     `page_key` where several parents share the statement) and the page's order over it, and
-    makes the statement whose rows are (the page's row, what comes along...): LEFT JOINs
-    that keep every page row, in that order (a row may repeat, once per row joined to it).
+    makes the statement, of LEFT JOINs that keep every page row in that order (a row may
+    repeat, once per row joined to it), and its layout: what cuts each of its rows into
+    (the page's row, what comes along...) (db.rows.Layout).
     `shape` names what `extend` makes (one shape, one statement: it is built once);
     `params` are its bound parameters. `take(rows)` keeps what came along (it primes the
     loaders that answer the items' fields) and gives the page's rows, each once, in order."""
 
     shape: Hashable
-    extend: Callable[[Any, list[Any]], Select[Any]]
+    extend: Callable[[Any, list[Any]], tuple[Select[Any], Layout]]
     params: dict[str, Any]
     take: Callable[[list[Any]], list[Any]]
 
@@ -190,15 +193,16 @@ async def fetch_pages(
     cursor = args.after if args.forward else args.before
     single = partition is None or len(parent_ids) == 1
     key = (shape, model, partition, tuple(order), args.forward, cursor is not None, single, along and along.shape)
-    stmt = _STATEMENTS.get(key)
-    if stmt is None:
-        stmt = _page_statement(build(), model, partition, order, args.forward, cursor, single)
+    found = _PAGES.get(key)
+    if found is None:
+        stmt, layout = _page_statement(build(), model, partition, order, args.forward, cursor, single), None
         if along is not None:
             cte = stmt.cte("page")
             walk = [(cte.c[str(c.key)], d == args.forward) for c, d in order]
             by = ([] if single else [cte.c.page_key]) + [c.desc() if d else c.asc() for c, d in walk]
-            stmt = along.extend(cte, by)
-        _STATEMENTS[key] = stmt
+            stmt, layout = along.extend(cte, by)
+        found = _PAGES[key] = (stmt, layout)
+    stmt, layout = found
     params = {**listing.params, **(along.params if along else {}), "page_limit": args.size + 1}
     if cursor is not None:
         values = decode_cursor(cursor, order, "after" if args.forward else "before")
@@ -207,9 +211,9 @@ async def fetch_pages(
         params["page_parent"] = parent_ids[0]
     elif not single:
         params["page_parents"] = list(parent_ids)
-    rows: list[Any] = list((await session.execute(stmt, params)).all())
-    if along is not None:
-        rows = along.take(rows)
+    rows = await read(session, stmt, params)
+    if along is not None and layout is not None:
+        rows = along.take([layout.split(row) for row in rows])
     grouped: dict[Any, list[T]] = {}
     if single:
         grouped[parent_ids[0]] = rows
