@@ -187,3 +187,24 @@ async def test_several_connections_pages_at_once_show_each_as_alone(ro_api: Api)
     tickets = [e["node"] for n in both["nodes"] for e in n["tickets"]["edges"]]
     assert any(t["lastMessage"] for t in tickets) and any(t["assignedTo"] for t in tickets)
     assert any(p["node"]["transfers"] for n in both["nodes"] for p in n["payouts"]["edges"])
+
+
+async def test_pages_backwards_bring_along_the_same_as_forwards(ro_api: Api) -> None:
+    """`last`/`before` walks a list in reverse inside its statement: what comes along with each
+    item (a ticket's newest message and assignee, a payout's transfers) is the item's own, and
+    the page is the same items, in the same order, as the forward pages show."""
+    fields = {
+        "tickets": "number messageCount lastMessage { body author { name } } assignedTo { name }",
+        "payouts": "id transfers { id status bankAccount { last4 } }",
+    }
+    for name, shown in fields.items():
+        forward = f"""{{ viewer {{ partner {{ revampdConnection {{ {name}(first: 8) {{
+            edges {{ cursor node {{ {shown} }} }} }} }} }} }} }}"""
+        edges = (await ro_api.gql(forward, as_=OWNER))["viewer"]["partner"]["revampdConnection"][name]["edges"]
+        assert len(edges) >= 6, name
+        back = f"""query($before: String) {{ viewer {{ partner {{ revampdConnection {{
+            {name}(last: 4, before: $before) {{ edges {{ node {{ {shown} }} }} pageInfo {{ hasPreviousPage }} }} }} }} }} }}"""
+        page = (await ro_api.gql(back, {"before": edges[5]["cursor"]}, as_=OWNER))["viewer"]["partner"]
+        page = page["revampdConnection"][name]
+        assert [e["node"] for e in page["edges"]] == [e["node"] for e in edges[1:5]], name
+        assert page["pageInfo"]["hasPreviousPage"], name
