@@ -70,9 +70,9 @@ class Layout:
 async def read(session: AsyncSession, statement: Any, params: dict[str, Any]) -> list[Any]:
     """The rows of a read statement, run as Core on the session's connection (its transaction),
     one at a time with the session's other statements (db.engine.SerialSession.rows)."""
-    rows: Any = getattr(session, "rows", None)
-    if rows is not None:
-        found: list[Any] = await rows(statement, params)
-        return found
+    serial: Any = getattr(session, "rows", None)
+    if serial is not None:
+        answer: list[Any] = await serial(statement, params)
+        return answer
     connection = await session.connection()
     return list((await connection.execute(statement, params)).all())
