@@ -227,13 +227,13 @@ class _Field:
     """How to read one field of one object type, and what to show of its value."""
 
     __slots__ = (
-        "name", "definition", "nodes", "attribute", "resolve", "arguments", "kind", "leaf", "parent",
+        "name", "definition", "nodes", "attribute", "resolve", "arguments", "kind", "parent",
         "direct", "pass_self", "pass_source", "pass_info", "strawberry", "children", "null_message", "readers",
     )
 
     def __init__(self, engine: Engine, parent: GraphQLObjectType, nodes: list[FieldNode]) -> None:
         self.nodes, self.parent = nodes, parent
-        self.attribute = self.direct = self.leaf = self.strawberry = None
+        self.attribute = self.direct = self.strawberry = None
         self.children: dict[GraphQLObjectType, list[tuple[str, _Field]]] = {}
         self.readers: dict[GraphQLObjectType, Reader] = {}
         self.name = nodes[0].name.value
@@ -244,8 +244,6 @@ class _Field:
             raise _NotPlanned("introspection")
         definition = self.definition = parent.fields[self.name]
         self.kind = engine.kind(definition.type)
-        if self.kind.tag == LEAF:
-            self.leaf = self.kind
         self.resolve = definition.resolve
         self.arguments = bool(definition.args)
         field = self.strawberry = (definition.extensions or {}).get(DEFINITION)

@@ -228,20 +228,7 @@ class MessageStats(Loader):
 
     @staticmethod
     def _build(p: Principal) -> Any:
-        ranked = (
-            select(
-                m.TicketMessage.id,
-                func.count().over(partition_by=m.TicketMessage.ticket_id).label("n"),
-                func.row_number()
-                .over(
-                    partition_by=m.TicketMessage.ticket_id,
-                    order_by=[m.TicketMessage.created_at.desc(), m.TicketMessage.id.desc()],
-                )
-                .label("r"),
-            )
-            .where(_in_keys(m.TicketMessage.ticket_id), visible(m.TicketMessage, p))
-            .subquery()
-        )
+        ranked = _ranked_messages(p, _in_keys(m.TicketMessage.ticket_id))
         layout = Layout(m.TicketMessage, ranked.c.n, m.User)
         return (
             select(*layout.columns)
@@ -250,6 +237,21 @@ class MessageStats(Loader):
             .outerjoin(m.User, and_(m.User.id == m.TicketMessage.author_id, visible(m.User, p)))
             .where(ranked.c.r == 1)
         ), layout
+
+
+def _ranked_messages(p: Principal, of_tickets: Any) -> Any:
+    """The messages the caller may see of the tickets `of_tickets` names, each with its
+    ticket's count of them (`n`) and its rank, newest first (`r`: 1 is the newest)."""
+    TM = m.TicketMessage
+    return (
+        select(
+            TM.id, TM.ticket_id,
+            func.count().over(partition_by=TM.ticket_id).label("n"),
+            func.row_number().over(partition_by=TM.ticket_id, order_by=[TM.created_at.desc(), TM.id.desc()]).label("r"),
+        )
+        .where(of_tickets, visible(TM, p))
+        .subquery("ranked")
+    )
 
 
 class FundedBy(Loader):
@@ -301,7 +303,7 @@ class StateByConnection(DataLoader[int, ConnectionState]):
 
     @staticmethod
     def _build(p: Principal) -> Any:
-        pending = select(*columns(m.Plan)).where(visible(m.Plan, p)).subquery("pending_plan")
+        pending = _visible(m.Plan, p, "pending_plan")
         layout = Layout(m.Connection.id, m.Subscription, m.Plan, ("pending_plan", pending.c), m.Usage, m.LedgerAccount)
         return (
             select(*layout.columns)
@@ -318,9 +320,10 @@ class StateByConnection(DataLoader[int, ConnectionState]):
         ), layout
 
 
-def _visible_users(p: Principal, name: str) -> Any:
-    """The users the caller may see, under a name of their own (a page may join them twice)."""
-    return select(*columns(m.User)).where(visible(m.User, p)).subquery(name)
+def _visible(model: type[Any], p: Principal, name: str) -> Any:
+    """The model's rows the caller may see, under a name of their own (a statement may join
+    them twice, and the visibility rule's subqueries must not correlate with the join)."""
+    return select(*columns(model)).where(visible(model, p)).subquery(name)
 
 
 def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, list[Any]], Any]:
@@ -333,17 +336,8 @@ def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, lis
         parts: list[Any] = [("item", page.c)]
         stmt = select().select_from(page)
         if stats:
-            ranked = (
-                select(
-                    TM.id, TM.ticket_id,
-                    func.count().over(partition_by=TM.ticket_id).label("n"),
-                    func.row_number().over(partition_by=TM.ticket_id, order_by=[TM.created_at.desc(), TM.id.desc()])
-                    .label("r"),
-                )
-                .where(TM.ticket_id.in_(select(page.c.id)), visible(TM, p))
-                .subquery("ranked")
-            )
-            last, author = aliased(TM, name="last_message"), _visible_users(p, "author")
+            ranked = _ranked_messages(p, TM.ticket_id.in_(select(page.c.id)))
+            last, author = aliased(TM, name="last_message"), _visible(m.User, p, "author")
             parts += [ranked.c.n, ("last_message", [getattr(last, str(c.key)) for c in columns(TM)]), ("author", author.c)]
             stmt = (
                 stmt.outerjoin(ranked, and_(ranked.c.ticket_id == page.c.id, ranked.c.r == 1))
@@ -351,7 +345,7 @@ def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, lis
                 .outerjoin(author, author.c.id == last.author_id)
             )
         if users:
-            assignee, creator = _visible_users(p, "assignee"), _visible_users(p, "creator")
+            assignee, creator = _visible(m.User, p, "assignee"), _visible(m.User, p, "creator")
             parts += [("assignee", assignee.c), ("creator", creator.c)]
             stmt = (
                 stmt.outerjoin(assignee, assignee.c.id == page.c.assigned_to_id)
