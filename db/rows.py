@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import ColumnElement, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import SerialSession
+
 _COLUMNS: dict[type[Any], tuple[ColumnElement[Any], ...]] = {}
 _KEYS: dict[type[Any], str] = {}
 
@@ -69,10 +71,9 @@ class Layout:
 
 async def read(session: AsyncSession, statement: Any, params: dict[str, Any]) -> list[Any]:
     """The rows of a read statement, run as Core on the session's connection (its transaction),
-    one at a time with the session's other statements (db.engine.SerialSession.rows)."""
-    serial: Any = getattr(session, "rows", None)
-    if serial is not None:
-        answer: list[Any] = await serial(statement, params)
-        return answer
-    connection = await session.connection()
-    return list((await connection.execute(statement, params)).all())
+    one at a time with the session's other statements. Only a read session serializes its
+    statements so (db.engine.SerialSession): on any other a rollback could meet a statement
+    still running, so it is refused."""
+    if not isinstance(session, SerialSession):
+        raise TypeError(f"reads run on a read session (db.engine.read_sessions), not a {type(session).__name__}")
+    return await session.rows(statement, params)
