@@ -84,7 +84,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         # asyncpg reads a timestamptz as an aware datetime in UTC already: nothing to do per value.
         if dialect.name == "postgresql" and dialect.driver == "asyncpg":
             return None
-        return super().result_processor(dialect, coltype)
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite":
+            return general
+        # SQLite keeps the UTC instant as text without its offset ("2026-12-07 12:00:00.000000"):
+        # read with the offset added, one C call (a dashboard page reads thousands), and
+        # anything else (a number, a value written with an offset) as SQLAlchemy reads it.
+        parse = datetime.fromisoformat
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return parse(value + "+00:00")
+            except (TypeError, ValueError):
+                return general(value)  # type: ignore[no-any-return]  # SQLAlchemy's processor is untyped
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, select, update
+from sqlalchemy import Column, Integer, MetaData, Table, delete, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -155,3 +156,27 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate(
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "run `revampd-bff migrate` first" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kept, instant", [
+    ("2026-12-07 12:00:00.250000", datetime(2026, 12, 7, 12, 0, 0, 250000, tzinfo=timezone.utc)),  # as the service writes it
+    ("2026-12-07 12:00:00", datetime(2026, 12, 7, 12, tzinfo=timezone.utc)),  # CURRENT_TIMESTAMP
+    ("2026-12-07 14:00:00+02:00", datetime(2026, 12, 7, 12, tzinfo=timezone.utc)),  # by hand, with an offset
+    ("2026-12-07T12:00:00Z", datetime(2026, 12, 7, 12, tzinfo=timezone.utc)),
+    (None, None),
+])
+async def test_an_instant_kept_by_sqlite_reads_back_as_the_same_instant_in_utc(
+    tmp_path: Any, kept: str | None, instant: datetime | None,
+) -> None:
+    """SQLite keeps a time as text; however it was written, it reads back aware, in UTC."""
+    table = Table("times", MetaData(), Column("id", Integer, primary_key=True), Column("at", m.UTCDateTime()))
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'times.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+            await conn.execute(text("INSERT INTO times (id, at) VALUES (1, :at)"), {"at": kept})
+            read = await conn.scalar(select(table.c.at))
+    finally:
+        await engine.dispose()
+    assert read == instant
+    assert read is None or read.utcoffset() == timedelta(0)
