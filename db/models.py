@@ -85,7 +85,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name == "postgresql" and dialect.driver == "asyncpg":
             return None
         general = super().result_processor(dialect, coltype)
-        if dialect.name != "sqlite":
+        if dialect.name != "sqlite" or general is None:
             return general
         # SQLite keeps the UTC instant as text without its offset ("2026-12-07 12:00:00.000000"):
         # read with the offset added, one C call (a dashboard page reads thousands), and
@@ -98,7 +98,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             try:
                 return parse(value + "+00:00")
             except (TypeError, ValueError):
-                return general(value)  # type: ignore[no-any-return]  # SQLAlchemy's processor is untyped
+                read: datetime | None = general(value)
+                return read
 
         return process
 
