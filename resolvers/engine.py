@@ -89,6 +89,7 @@ from strawberry.types.scalar import ScalarDefinition
 from resolvers.caches import ByIdentity
 from schema.base import MoneyRead, Read
 from schema.context import Context
+from schema.loaders import MISSING
 
 DEFINITION = "strawberry-definition"
 
@@ -229,11 +230,12 @@ class _Field:
     __slots__ = (
         "name", "definition", "nodes", "attribute", "resolve", "arguments", "kind", "parent",
         "direct", "pass_self", "pass_source", "pass_info", "strawberry", "children", "null_message", "readers",
+        "loaded",
     )
 
     def __init__(self, engine: Engine, parent: GraphQLObjectType, nodes: list[FieldNode]) -> None:
         self.nodes, self.parent = nodes, parent
-        self.attribute = self.direct = self.strawberry = None
+        self.attribute = self.direct = self.strawberry = self.loaded = None
         self.children: dict[GraphQLObjectType, list[tuple[str, _Field]]] = {}
         self.readers: dict[GraphQLObjectType, Reader] = {}
         self.name = nodes[0].name.value
@@ -257,6 +259,7 @@ class _Field:
             # What Strawberry's wrapper would do for a resolver with no arguments, less
             # the wrapping: the object as self, root or parent, and the info if asked.
             self.direct = resolver.wrapped_func
+            self.loaded = getattr(resolver.wrapped_func, "from_loader", None)
             self.pass_self = resolver.self_parameter is not None
             self.pass_source = [p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None]
             self.pass_info = None if resolver.info_parameter is None else resolver.info_parameter.name
@@ -390,6 +393,8 @@ def _field_source(engine: Engine, i: int, field: _Field, parent: GraphQLObjectTy
                     *_object_source(engine, i, field, ns, general)]
     if field.direct is None or engine.trace is not None:
         return [general]
+    if field.loaded is not None:
+        return _loaded_source(engine, i, field, ns, general)
     # A resolver without arguments, called as the general route calls it (`_Run.resolve`);
     # what it gives that is not read in line is settled by the general route.
     ns[f"D{i}"] = field.direct
@@ -405,6 +410,29 @@ def _field_source(engine: Engine, i: int, field: _Field, parent: GraphQLObjectTy
     if kind.tag == LEAF:
         return lines + _indent(_leaf_source(i, kind, settle, [settle]))
     return lines + [f"    {settle}"]
+
+
+def _loaded_source(engine: Engine, i: int, field: _Field, ns: dict[str, Any], general: str) -> list[str]:
+    """The lines that set r[K{i}] for a field made by `schema.base.from_loader`, from what its
+    loader holds (a page loaded it along); the general route, which loads it, where it holds
+    nothing yet (or the key or loader fails)."""
+    K, kind, loaded = f"K{i}", field.kind, field.loaded
+    assert loaded is not None
+    ns.update({f"L{i}": loaded.loader, f"Y{i}": loaded.key, f"T{i}": loaded.then, "MISSING": MISSING})
+    settle = f"run.settle(r, {K}, F{i}, h, v, anchor)"
+    lines = ["try:", f"    k = Y{i}(src)", f"    v = None if k is None else L{i}(run.loaders).loaded(k)",
+             "except Exception:", "    k, v = 0, MISSING"]
+    if not kind.required:
+        lines += ["if k is None:", f"    r[{K}] = None", "elif v is MISSING:"]
+    else:
+        lines += ["if k is None or v is MISSING:"]
+    lines += [f"    {general}", "else:", f"    h = Path(path, {K}, N)", "    try:", f"        v = T{i}(src, v)",
+              "    except Exception as e:", f"        run.failed(r, {K}, F{i}, h, e)", "    else:"]
+    if kind.tag == OBJECT and kind.cls is not None:
+        return lines + _indent(_indent(_object_source(engine, i, field, ns, settle)))
+    if kind.tag == LEAF:
+        return lines + _indent(_indent(_leaf_source(i, kind, settle, [settle])))
+    return lines + [f"        {settle}"]
 
 
 def _indent(lines: list[str]) -> list[str]:
@@ -577,6 +605,7 @@ class _Run:
         self.variables = executor.variable_values
         self.is_awaitable = executor.is_awaitable
         self.lazy_info = engine.lazy_info
+        self.loaders = getattr(executor.context_value, "loaders", None)
         self.errors: list[GraphQLError] = []
         self.nulled: set[Path | None] = set()
         # The objects the answer holds in lists, its actual cost (server.endpoint), counted

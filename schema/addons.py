@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable, Self, TypeVar
+from typing import Any, Self
 
 import strawberry
 
@@ -16,8 +16,7 @@ from schema.base import (
     client_mutation_id_echo,
     client_mutation_id_field,
     ctx,
-    field,
-    now_or_later,
+    from_loader,
     to_global_id,
     user_errors_field,
 )
@@ -25,8 +24,6 @@ from schema.idempotency import idempotency_key_field
 from schema.invoices import InvoiceLineItem
 from services import addons as svc
 from services import plans as plan_service
-
-T = TypeVar("T")
 
 
 @strawberry.type(description="Something a Partner can add to its plan, such as extra phone numbers.")
@@ -51,6 +48,11 @@ class AddOnProduct(Node, model=m.AddOnProduct):
         )
 
 
+def _product(loaders: Any) -> Any:
+    """The loader of add-on products: every add-on's product exists and anyone may see it."""
+    return loaders.addon_product
+
+
 @strawberry.type(description="An add-on product the connection pays for each month, in some quantity.")
 class AddOn(Node, model=m.AddOn):
     quantity: int = strawberry.field(description="How many units are in use and billed now.")
@@ -72,26 +74,17 @@ class AddOn(Node, model=m.AddOn):
             model=a,
         )
 
-    def _with_product(self, info: strawberry.Info, then: Callable[[m.AddOnProduct], T]) -> T:
-        def checked(p: m.AddOnProduct | None) -> T:
-            assert p is not None
-            return then(p)
+    @from_loader(_product, lambda s: s.model.product_id, "The product added.")
+    def product(self, p: m.AddOnProduct) -> AddOnProduct:
+        return AddOnProduct.of(p)
 
-        return now_or_later(  # type: ignore[return-value]  # or its awaitable
-            ctx(info).loaders.addon_product, self.model.product_id, checked
-        )
+    @from_loader(_product, lambda s: s.model.product_id, "The product's monthly price for one unit.")
+    def unit_price(self, p: m.AddOnProduct) -> Money:
+        return Money.of(p.monthly_price, p.currency_code)
 
-    @field(description="The product added.")
-    def product(self, info: strawberry.Info) -> AddOnProduct:
-        return self._with_product(info, AddOnProduct.of)
-
-    @field(description="The product's monthly price for one unit.")
-    def unit_price(self, info: strawberry.Info) -> Money:
-        return self._with_product(info, lambda p: Money.of(p.monthly_price, p.currency_code))
-
-    @field(description="quantity x unit price, billed monthly.")
-    def monthly_total(self, info: strawberry.Info) -> Money:
-        return self._with_product(info, lambda p: Money.of(p.monthly_price * self.model.quantity, p.currency_code))
+    @from_loader(_product, lambda s: s.model.product_id, "quantity x unit price, billed monthly.")
+    def monthly_total(self, p: m.AddOnProduct) -> Money:
+        return Money.of(p.monthly_price * self.model.quantity, p.currency_code)
 
 
 @strawberry.type(

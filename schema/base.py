@@ -130,17 +130,6 @@ class Node:
         return None if row is None else await cls.from_model(info, row)
 
     @classmethod
-    def load_now(cls, info: strawberry.Info, pk: int | None) -> Self | None | Awaitable[Self | None]:
-        """`load`, answered at once when the row is loaded already and the type needs
-        nothing more than the row (an awaitable otherwise)."""
-        if pk is None:
-            return None
-        if cls.from_model.__func__ is not Node.from_model.__func__:  # type: ignore[attr-defined]  # bound classmethods have it
-            return cls.load(info, pk)
-        loader = ctx(info).loaders.by_id(cls.node_model)
-        return now_or_later(loader, pk, lambda row: None if row is None else cls.of(row))
-
-    @classmethod
     async def from_model(cls, info: strawberry.Info, row: Any) -> Self:
         """Wrap a row the caller may see; a type that needs more than the row (its
         currency) reads it here."""
@@ -160,6 +149,44 @@ def now_or_later(loader: Any, key: Any, then: Callable[[Any], T]) -> T | Awaitab
         return then(await loader.load(key))
 
     return later()
+
+
+class FromLoader:
+    """What a field made by `from_loader` reads: `then(obj, loader(loaders).load(key(obj)))`,
+    said so that the plan engine (resolvers.engine) reads it in line when the loader holds it."""
+
+    __slots__ = ("loader", "key", "then")
+
+    def __init__(self, loader: Callable[[Any], Any], key: Callable[[Any], Any], then: Callable[[Any, Any], Any]) -> None:
+        self.loader, self.key, self.then = loader, key, then
+
+
+def from_loader(
+    loader: Callable[[Any], Any], key: Callable[[Any], Any], description: str
+) -> Callable[[Callable[[Any, Any], T]], T]:
+    """A field worked out from one value a loader holds: decorates `then(self, value)`, where
+    value is what `loader(loaders)` has for `key(self)`; a null key is a null field. Its
+    resolver answers at once when a page has loaded the value (`now_or_later`)."""
+
+    def decorate(then: Callable[[Any, Any], T]) -> T:
+        def resolve(self: Any, info: strawberry.Info) -> Any:
+            k = key(self)
+            if k is None:
+                return None
+            return now_or_later(loader(ctx(info).loaders), k, lambda value: then(self, value))
+
+        resolve.__name__, resolve.__qualname__, resolve.__module__ = then.__name__, then.__qualname__, then.__module__
+        # Strawberry reads the type from these, in then's module (the strings of its annotations).
+        resolve.__annotations__ = {"info": "strawberry.Info", "return": then.__annotations__["return"]}
+        resolve.from_loader = FromLoader(loader, key, then)  # type: ignore[attr-defined]  # read by the engine
+        return cast(T, strawberry.field(description=description)(resolve))
+
+    return decorate
+
+
+def by_id(model: type) -> Callable[[Any], Any]:
+    """`from_loader`'s loader of `model`'s visible rows by id."""
+    return lambda loaders: loaders.by_id(model)
 
 
 @functools.cache

@@ -15,14 +15,15 @@ from schema.base import (
     Money,
     Node,
     UserError,
+    by_id,
     client_mutation_id_echo,
     client_mutation_id_field,
     column,
     ctx,
     field,
+    from_loader,
     global_id,
     money_from,
-    now_or_later,
     to_global_id,
     user_errors_field,
 )
@@ -102,17 +103,18 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
         payout = await ctx(info).loaders.by_id(m.Payout).load(t.payout_id)
         return cls.of(t, payout.currency_code)
 
-    @field(description="The account it goes to; still shown after the account is unlinked.")
-    def bank_account(self, info: strawberry.Info) -> BankAccount | None:
-        return BankAccount.load_now(info, self.model.bank_account_id)  # type: ignore[return-value]  # or its awaitable
+    @from_loader(by_id(m.BankAccount), lambda s: s.model.bank_account_id,
+                 "The account it goes to; still shown after the account is unlinked.")
+    def bank_account(self, row: m.BankAccount | None) -> BankAccount | None:
+        return BankAccount.of(row) if row is not None else None
 
     @field(description="The payout it is part of.")
     async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
         return await Payout.load(info, self.model.payout_id)
 
-    @field(description="Who sent it; null when the payout preference did.")
-    def created_by(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.created_by_id)  # type: ignore[return-value]  # or its awaitable
+    @from_loader(by_id(m.User), lambda s: s.model.created_by_id, "Who sent it; null when the payout preference did.")
+    def created_by(self, row: m.User | None) -> User | None:
+        return User.of(row) if row is not None else None
 
 
 @strawberry.type(description="A Sub-Org charge processed through Revampd, and the Partner's share of it.")
@@ -259,19 +261,15 @@ class Payout(FromRow, Node, model=m.Payout):
         """What a page of payouts loads at once, after it, for the item fields asked (schema.base.prime)."""
         return {"dispositions": lambda rows: loaders.dispositions_by_payout.fill([p.id for p in rows])}
 
-    @field(description="Its bank transfers, oldest first, whatever became of them.")
-    def transfers(self, info: strawberry.Info) -> list[BankTransfer]:
-        return now_or_later(  # type: ignore[return-value]  # or its awaitable
-            ctx(info).loaders.transfers_by_payout, self.model.id,
-            lambda rows: [BankTransfer.of(t, self.model.currency_code) for t in rows],
-        )
+    @from_loader(lambda loaders: loaders.transfers_by_payout, lambda s: s.model.id,
+                 "Its bank transfers, oldest first, whatever became of them.")
+    def transfers(self, rows: list[m.BankTransfer]) -> list[BankTransfer]:
+        return [BankTransfer.of(t, self.model.currency_code) for t in rows]
 
-    @field(description="Every disposition, oldest first, with its time and user.")
-    def dispositions(self, info: strawberry.Info) -> list[PayoutDisposition]:
-        return now_or_later(  # type: ignore[return-value]  # or its awaitable
-            ctx(info).loaders.dispositions_by_payout, self.model.id,
-            lambda rows: [PayoutDisposition.of(d, self.model.currency_code) for d in rows],
-        )
+    @from_loader(lambda loaders: loaders.dispositions_by_payout, lambda s: s.model.id,
+                 "Every disposition, oldest first, with its time and user.")
+    def dispositions(self, rows: list[m.PayoutDisposition]) -> list[PayoutDisposition]:
+        return [PayoutDisposition.of(d, self.model.currency_code) for d in rows]
 
     @field(description="The Sub-Org transactions this payout is made of, oldest first.")
     async def source_transactions(self, info: strawberry.Info) -> list[SubOrgTransaction]:

@@ -17,15 +17,16 @@ from schema.base import (
     Last,
     Node,
     UserError,
+    by_id,
     changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
     column,
     ctx,
     field,
+    from_loader,
     global_id,
     load_page,
-    now_or_later,
     page_args,
     to_global_id,
     user_errors_field,
@@ -90,9 +91,9 @@ class TicketMessage(Node, model=m.TicketMessage):
             model=msg,
         )
 
-    @field(description="Who wrote it; null where the viewer may not see that user.")
-    def author(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.author_id)  # type: ignore[return-value]  # or its awaitable
+    @from_loader(by_id(m.User), lambda s: s.model.author_id, "Who wrote it; null where the viewer may not see that user.")
+    def author(self, row: m.User | None) -> User | None:
+        return User.of(row) if row is not None else None
 
 
 @strawberry.type(description="A support request from a Partner to Revampd, with its conversation.")
@@ -138,20 +139,19 @@ class Ticket(FromRow, Node, model=m.Ticket):
             users=not wanted.isdisjoint(("assignedTo", "createdBy")),
         )
 
-    @field(description="Readable number, unique per connection (RVP-1042).")
-    def number(self, info: strawberry.Info) -> str:
-        return now_or_later(  # type: ignore[return-value]  # or its awaitable
-            ctx(info).loaders.connection, self.model.connection_id,
-            lambda conn: f"{conn.ticket_prefix}-{self.model.number}",
-        )
+    @from_loader(lambda loaders: loaders.connection, lambda s: s.model.connection_id,
+                 "Readable number, unique per connection (RVP-1042).")
+    def number(self, conn: m.Connection) -> str:
+        return f"{conn.ticket_prefix}-{self.model.number}"
 
-    @field(description="The Revampd support representative working on it.")
-    def assigned_to(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.assigned_to_id)  # type: ignore[return-value]  # or its awaitable
+    @from_loader(by_id(m.User), lambda s: s.model.assigned_to_id, "The Revampd support representative working on it.")
+    def assigned_to(self, row: m.User | None) -> User | None:
+        return User.of(row) if row is not None else None
 
-    @field(description="Who submitted it; null where the viewer may not see that user.")
-    def created_by(self, info: strawberry.Info) -> User | None:
-        return User.load_now(info, self.model.created_by_id)  # type: ignore[return-value]  # or its awaitable
+    @from_loader(by_id(m.User), lambda s: s.model.created_by_id,
+                 "Who submitted it; null where the viewer may not see that user.")
+    def created_by(self, row: m.User | None) -> User | None:
+        return User.of(row) if row is not None else None
 
     @field(description="The Partner that raised it.")
     async def partner(
@@ -162,18 +162,15 @@ class Ticket(FromRow, Node, model=m.Ticket):
         conn = await ctx(info).loaders.connection.load(self.model.connection_id)
         return await Partner.load(info, conn.partner_id) if conn else None
 
-    @field(description="Messages visible to the viewer (internal notes for staff only).")
-    def message_count(self, info: strawberry.Info) -> int:
-        return now_or_later(  # type: ignore[return-value]  # or its awaitable
-            ctx(info).loaders.message_stats, self.model.id, lambda stats: int(stats[0])
-        )
+    @from_loader(lambda loaders: loaders.message_stats, lambda s: s.model.id,
+                 "Messages visible to the viewer (internal notes for staff only).")
+    def message_count(self, stats: Any) -> int:
+        return int(stats[0])
 
-    @field(description="The newest message the viewer may see; null when there is none.")
-    def last_message(self, info: strawberry.Info) -> TicketMessage | None:
-        return now_or_later(  # type: ignore[return-value]  # or its awaitable
-            ctx(info).loaders.message_stats, self.model.id,
-            lambda stats: TicketMessage.of(stats[1]) if stats[1] is not None else None,
-        )
+    @from_loader(lambda loaders: loaders.message_stats, lambda s: s.model.id,
+                 "The newest message the viewer may see; null when there is none.")
+    def last_message(self, stats: Any) -> TicketMessage | None:
+        return TicketMessage.of(stats[1]) if stats[1] is not None else None
 
     @field(description="The conversation, oldest first.")
     async def messages(
