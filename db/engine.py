@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy import exc as exc_
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -102,6 +103,7 @@ class SerialSession(AsyncSession):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._serial = asyncio.Lock()
+        self._connection_of: tuple[Any, AsyncConnection] | None = None  # (its transaction, the connection)
 
     async def _one_at_a_time(self, operation: Any) -> Any:
         await self._serial.acquire()
@@ -127,7 +129,15 @@ class SerialSession(AsyncSession):
         one at a time with the rest."""
 
         async def run() -> list[Any]:
-            connection = await self.connection()
+            # The transaction's connection, asked of the session once per transaction
+            # (asking costs a trip through the ORM's session for each statement).
+            transaction = self.sync_session.get_transaction()
+            known = self._connection_of
+            if transaction is None or known is None or known[0] is not transaction or not transaction.is_active:
+                connection = await self.connection()
+                self._connection_of = (self.sync_session.get_transaction(), connection)
+            else:
+                connection = known[1]
             return list((await connection.execute(statement, params)).all())
 
         found: list[Any] = await self._one_at_a_time(run())
