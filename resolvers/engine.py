@@ -20,7 +20,8 @@ for queries:
   without arguments called in line; everything else by the general route.
 - **Eager coroutines.** A resolver's coroutine is started at once and usually finishes on the
   spot (its loader already holds the row: a page brings along what its items show). Only one that
-  really waits is kept, and those are gathered per round, so loaders batch as under
+  really waits is kept, and those are resumed round by round in the request's own task, each
+  once the future it waits on is done (`_awaited`, no task apiece), so loaders batch as under
   graphql-core.
 - **Errors as graphql-core reports them.** A resolver that raises, a null where the schema
   promises a value, a value of the wrong type: the error is located at its path and nulls the
@@ -170,6 +171,53 @@ def _start(value: Any) -> tuple[bool, Any]:
     if isinstance(value, asyncio.Future) and value.done() and not value.cancelled():
         return True, value.result()
     return False, value
+
+
+async def _awaited(awaitables: list[Any]) -> list[Any]:
+    """What each awaitable gives, or the exception it raises: `asyncio.gather(...,
+    return_exceptions=True)` without a task for each coroutine that was started eagerly
+    (`_Resume`). Such a coroutine is resumed here, in the request's task, once the future
+    it waits on is done, as a task of its own would have resumed it; anything else gets its task."""
+    values: list[Any] = [None] * len(awaitables)
+    inline: dict[int, _Resume] = {}
+    tasks: dict[int, asyncio.Future[Any]] = {}
+    for i, awaitable in enumerate(awaitables):
+        if type(awaitable) is _Resume and isinstance(awaitable.waiting, asyncio.Future):
+            inline[i] = awaitable
+        else:
+            tasks[i] = asyncio.ensure_future(awaitable)
+    try:
+        while inline or tasks:
+            waits = {resume.waiting for resume in inline.values()}
+            await asyncio.wait([*waits, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+            for i, task in list(tasks.items()):
+                if task.done():
+                    del tasks[i]
+                    values[i] = asyncio.CancelledError() if task.cancelled() else task.exception() or task.result()
+            for i, resume in list(inline.items()):
+                if not resume.waiting.done():
+                    continue
+                try:
+                    waiting = resume.coro.send(None)  # it reads the future's result (or raises its error)
+                except StopIteration as stop:
+                    del inline[i]
+                    values[i] = stop.value
+                except (Exception, asyncio.CancelledError) as exc:
+                    del inline[i]
+                    values[i] = exc
+                else:
+                    if isinstance(waiting, asyncio.Future):
+                        waiting._asyncio_future_blocking = False  # as a task does on receiving it
+                        resume.waiting = waiting
+                    else:  # a bare yield (asyncio.sleep(0)): a task carries it on
+                        del inline[i]
+                        tasks[i] = asyncio.ensure_future(_Resume(resume.coro, waiting))
+    finally:  # cancelled: nothing is left running on the request's session
+        for task in tasks.values():
+            task.cancel()
+        for resume in inline.values():
+            resume.coro.close()
+    return values
 
 
 # What a value of an output type is completed as.
@@ -625,7 +673,7 @@ class _Run:
             self.add(error, None)
         while self.pending:  # round by round: each may start more
             batch, self.pending = self.pending, []
-            values = await asyncio.gather(*(entry[0] for entry in batch), return_exceptions=True)
+            values = await _awaited([entry[0] for entry in batch])
             for (_, kind, field, container, key, path, anchor), value in zip(batch, values, strict=True):
                 self.fill(kind, field, container, key, path, anchor, value)
         if None in self.nulled:

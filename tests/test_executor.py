@@ -11,6 +11,8 @@ each resolver once.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -244,3 +246,44 @@ async def test_a_field_that_fails_after_others_ran_runs_each_resolver_once(
         assert body["data"]["viewer"]["failed"] is None
         assert len(body["data"]["viewer"]["read"]["revampdConnection"]["invoices"]["edges"]) == 2
         assert calls == ["viewer"]
+
+
+async def _paused(resolve: Any, *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    loop.call_soon(future.set_result, None)
+    await future  # waits on a future, then
+    await asyncio.sleep(0)  # yields to the loop bare: no future to wait on
+    value = resolve(*args, **kwargs)
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _failed_later(resolve: Any, *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    loop.call_soon(future.set_exception, RuntimeError("the backend went away"))
+    await future  # fails once the loop has run on
+
+
+@pytest.mark.parametrize("wrap, name", [(_paused, "Paused"), (_failed_later, "FailedLater")])
+async def test_a_resolver_that_yields_to_the_loop_or_fails_later_answers_the_same(
+    pair: tuple[Api, Api], monkeypatch: pytest.MonkeyPatch, wrap: Any, name: str
+) -> None:
+    """The plan resumes a waiting resolver itself rather than in a task of its own: one that
+    yields without a future, or whose future fails, is answered as graphql-core answers it."""
+    query = f"query {name} {{ viewer {{ id partner {{ name }} }} }}"
+    (viewer,) = [f for f in Query.__strawberry_definition__.fields if f.name == "viewer"]
+    resolver = viewer.base_resolver
+    assert resolver is not None
+    resolve = resolver.wrapped_func
+
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return await wrap(resolve, *args, **kwargs)
+
+    monkeypatch.setattr(resolver, "wrapped_func", wrapped)
+    body = await _same(pair, {"query": query}, USERS[0])
+    if wrap is _paused:
+        assert body["data"]["viewer"]["partner"]["name"] == "Northwind Agency"
+    else:
+        assert body["data"] is None  # viewer may not be null
+        assert [(e["message"], e["path"]) for e in body["errors"]] == [("Internal server error.", ["viewer"])]
