@@ -326,7 +326,26 @@ def _visible(model: type[Any], p: Principal, name: str) -> Any:
     return select(*columns(model)).where(visible(model, p)).subquery(name)
 
 
-def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, list[Any]], Any]:
+def _page_message_stats(p: Principal, page: Any, sqlite: bool) -> tuple[Any, Any, Any, Any]:
+    """Per ticket of `page`: (what to join, its join condition, how many messages the caller
+    may see, the newest one's id). PostgreSQL numbers the page's messages in one pass
+    (window functions); SQLite looks each ticket's up by the (ticket_id, created_at, id)
+    index, twice as fast there (and half as fast on PostgreSQL)."""
+    TM = m.TicketMessage
+    if not sqlite:
+        ranked = _ranked_messages(p, TM.ticket_id.in_(select(page.c.id)))
+        return ranked, and_(ranked.c.ticket_id == page.c.id, ranked.c.r == 1), ranked.c.n, ranked.c.id
+    of_ticket, seen = TM.ticket_id == page.c.id, visible(TM, p)
+    n = select(func.count()).where(of_ticket, seen).correlate(page).scalar_subquery()
+    newest = (
+        select(TM.id).where(of_ticket, seen).order_by(TM.created_at.desc(), TM.id.desc()).limit(1)
+        .correlate(page).scalar_subquery()
+    )
+    looked_up = select(page.c.id.label("ticket_id"), n.label("n"), newest.label("newest_id")).subquery("looked_up")
+    return looked_up, looked_up.c.ticket_id == page.c.id, looked_up.c.n, looked_up.c.newest_id
+
+
+def _tickets_along(p: Principal, stats: bool, users: bool, sqlite: bool) -> Callable[[Any, list[Any]], Any]:
     """A page of tickets with what their items show, in one statement: for `stats`, how many
     messages the caller may see and the newest of them with its author (as MessageStats
     reads them); for `users`, the assignee and the submitter (as the user loader reads them)."""
@@ -336,12 +355,12 @@ def _tickets_along(p: Principal, stats: bool, users: bool) -> Callable[[Any, lis
         parts: list[Any] = [("item", page.c)]
         stmt = select().select_from(page)
         if stats:
-            ranked = _ranked_messages(p, TM.ticket_id.in_(select(page.c.id)))
+            joined, on, n, newest = _page_message_stats(p, page, sqlite)
             last, author = aliased(TM, name="last_message"), _visible(m.User, p, "author")
-            parts += [ranked.c.n, ("last_message", [getattr(last, str(c.key)) for c in columns(TM)]), ("author", author.c)]
+            parts += [n, ("last_message", [getattr(last, str(c.key)) for c in columns(TM)]), ("author", author.c)]
             stmt = (
-                stmt.outerjoin(ranked, and_(ranked.c.ticket_id == page.c.id, ranked.c.r == 1))
-                .outerjoin(last, last.id == ranked.c.id)
+                stmt.outerjoin(joined, on)
+                .outerjoin(last, last.id == newest)
                 .outerjoin(author, author.c.id == last.author_id)
             )
         if users:
@@ -437,7 +456,8 @@ class Loaders:
         """What a page of tickets brings along for the fields its items show (or None)."""
         if not (stats or users):
             return None
-        key = ("tickets", stats, users)
+        sqlite = self.session.get_bind().dialect.name == "sqlite"
+        key = ("tickets", stats, users, sqlite)
         if key not in self._alongs:
             p = self.principal
 
@@ -453,7 +473,7 @@ class Loaders:
                             self.user.prime(user.id, user)
                 return [item for item, *_ in rows]
 
-            extend = _statement(key, p, lambda shape: _tickets_along(shape, stats, users))
+            extend = _statement(key, p, lambda shape: _tickets_along(shape, stats, users, sqlite))
             self._alongs[key] = Along((key, vis.shape_of(p)), extend, vis.params(p), take)
         return self._alongs[key]
 

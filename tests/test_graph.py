@@ -208,3 +208,26 @@ async def test_pages_backwards_bring_along_the_same_as_forwards(ro_api: Api) -> 
         page = page["revampdConnection"][name]
         assert [e["node"] for e in page["edges"]] == [e["node"] for e in edges[1:5]], name
         assert page["pageInfo"]["hasPreviousPage"], name
+
+
+async def test_a_page_of_tickets_shows_what_each_ticket_shows_alone(ro_api: Api) -> None:
+    """What a page of tickets brings along in its statement (how many messages the viewer may
+    see, the newest of them and its author, the assignee, the submitter) is what each ticket
+    shows when read alone, for a Partner's users (no internal notes) and for support."""
+    shown = "id number messageCount lastMessage { id internal author { name } } assignedTo { name } createdBy { name }"
+    gid = to_global_id("RevampdConnection", await ro_api.connection_id(OWNER))
+    counts: dict[str, dict[str, int]] = {}
+    for who in (OWNER, MEMBER, SUPPORT):
+        listed = await ro_api.gql(
+            f"query($c: ID!) {{ node(id: $c) {{ ... on RevampdConnection {{ tickets(first: 30) {{ nodes {{ {shown} }} }} }} }} }}",
+            {"c": gid}, as_=who,
+        )
+        tickets = listed["node"]["tickets"]["nodes"]
+        assert any(t["messageCount"] for t in tickets) and any(t["assignedTo"] for t in tickets), who
+        for ticket in tickets:
+            alone = await ro_api.gql(f"query($t: ID!) {{ node(id: $t) {{ ... on Ticket {{ {shown} }} }} }}",
+                                     {"t": ticket["id"]}, as_=who)
+            assert alone["node"] == ticket, who
+        counts[who] = {t["id"]: t["messageCount"] for t in tickets}
+    # Support counts the internal notes too.
+    assert any(n > counts[OWNER].get(t, n) for t, n in counts[SUPPORT].items())
