@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Generic, Sequence, TypeVar, cast
 
 from aiodataloader import DataLoader
@@ -395,7 +396,8 @@ def _payouts_along(p: Principal) -> Callable[[Any, list[Any]], Any]:
 
 
 class Loaders:
-    """Created per request for one caller; never shared between requests or users.
+    """Created per request for one caller; never shared between requests or users. Each
+    loader is made the first time the request asks for it (a request uses a few of them).
 
     The page loaders (services.lists) are keyed by parents the caller has already
     read through a loader here, and leave out internal notes unless asked by staff."""
@@ -404,53 +406,124 @@ class Loaders:
         self.session, self.principal = session, principal
         self._by_id: dict[type[Any], ByColumn[Any]] = {}
         self._alongs: dict[Any, Along] = {}
-        s, p = session, principal
-        self.user = self.by_id(m.User)
-        self.partner = self.by_id(m.Partner)
-        self.connection = self.by_id(m.Connection)
-        self.connection_by_partner = ByColumn(
-            s, p, m.Connection, m.Connection.partner_id, by_id=self.connection
-        )
-        self.plan = self.by_id(m.Plan)
-        self.connection_state = StateByConnection(s, p, self.plan)
-        self.addon_product = self.by_id(m.AddOnProduct)
-        self.addons_by_connection = ListByColumn(
-            s, p, m.AddOn, m.AddOn.connection_id, m.AddOn.created_at, m.AddOn.id,
+
+    @cached_property
+    def user(self) -> ByColumn[m.User]:
+        return self.by_id(m.User)
+
+    @cached_property
+    def partner(self) -> ByColumn[m.Partner]:
+        return self.by_id(m.Partner)
+
+    @cached_property
+    def connection(self) -> ByColumn[m.Connection]:
+        return self.by_id(m.Connection)
+
+    @cached_property
+    def connection_by_partner(self) -> ByColumn[m.Connection]:
+        return ByColumn(self.session, self.principal, m.Connection, m.Connection.partner_id, by_id=self.connection)
+
+    @cached_property
+    def plan(self) -> ByColumn[m.Plan]:
+        return self.by_id(m.Plan)
+
+    @cached_property
+    def connection_state(self) -> StateByConnection:
+        return StateByConnection(self.session, self.principal, self.plan)
+
+    @cached_property
+    def addon_product(self) -> ByColumn[m.AddOnProduct]:
+        return self.by_id(m.AddOnProduct)
+
+    @cached_property
+    def addons_by_connection(self) -> ListByColumn[m.AddOn]:
+        return ListByColumn(
+            self.session, self.principal, m.AddOn, m.AddOn.connection_id, m.AddOn.created_at, m.AddOn.id,
             with_parent=(m.AddOn.product_id, self.addon_product),
         )
-        self.line_items_by_invoice = ListByColumn(
-            s, p, m.InvoiceLineItem, m.InvoiceLineItem.invoice_id, m.InvoiceLineItem.id
+
+    @cached_property
+    def line_items_by_invoice(self) -> ListByColumn[m.InvoiceLineItem]:
+        return ListByColumn(
+            self.session, self.principal, m.InvoiceLineItem, m.InvoiceLineItem.invoice_id, m.InvoiceLineItem.id
         )
-        self.payments_by_invoice = ListByColumn(
-            s, p, m.InvoicePayment, m.InvoicePayment.invoice_id, m.InvoicePayment.created_at, m.InvoicePayment.id,
-            with_parent=(m.InvoicePayment.created_by_id, self.user),
+
+    @cached_property
+    def payments_by_invoice(self) -> ListByColumn[m.InvoicePayment]:
+        return ListByColumn(
+            self.session, self.principal, m.InvoicePayment, m.InvoicePayment.invoice_id,
+            m.InvoicePayment.created_at, m.InvoicePayment.id, with_parent=(m.InvoicePayment.created_by_id, self.user),
         )
-        self.transfers_by_payout = ListByColumn(
-            s, p, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at, m.BankTransfer.id,
-            with_parent=(m.BankTransfer.bank_account_id, self.by_id(m.BankAccount)),
+
+    @cached_property
+    def transfers_by_payout(self) -> ListByColumn[m.BankTransfer]:
+        return ListByColumn(
+            self.session, self.principal, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at,
+            m.BankTransfer.id, with_parent=(m.BankTransfer.bank_account_id, self.by_id(m.BankAccount)),
         )
-        self.dispositions_by_payout = ListByColumn(
-            s, p, m.PayoutDisposition, m.PayoutDisposition.payout_id, m.PayoutDisposition.created_at,
-            m.PayoutDisposition.id,
+
+    @cached_property
+    def dispositions_by_payout(self) -> ListByColumn[m.PayoutDisposition]:
+        return ListByColumn(
+            self.session, self.principal, m.PayoutDisposition, m.PayoutDisposition.payout_id,
+            m.PayoutDisposition.created_at, m.PayoutDisposition.id,
         )
-        self.transactions_by_payout = ListByColumn(
-            s, p, m.SubOrgTransaction, m.SubOrgTransaction.payout_id,
+
+    @cached_property
+    def transactions_by_payout(self) -> ListByColumn[m.SubOrgTransaction]:
+        return ListByColumn(
+            self.session, self.principal, m.SubOrgTransaction, m.SubOrgTransaction.payout_id,
             m.SubOrgTransaction.occurred_at, m.SubOrgTransaction.id,
         )
-        self.bank_accounts_by_connection = ListByColumn(
-            s, p, m.BankAccount, m.BankAccount.connection_id, m.BankAccount.created_at, m.BankAccount.id
-        )
-        self.message_stats = MessageStats(s, p, self.user)
-        self.entries_by_transfer = ListByColumn(s, p, m.LedgerEntry, m.LedgerEntry.transfer_id, m.LedgerEntry.id)
-        self.funded_by = FundedBy(s)
 
-        self.invoice_pages = PageLoader(s, lists.invoices)
-        self.ticket_pages = PageLoader(s, lists.connection_tickets)
-        self.message_pages = PageLoader(s, lists.ticket_messages)
-        self.wallet_entry_pages = PageLoader(s, lists.wallet_entries)
-        self.affiliate_payout_pages = PageLoader(s, lists.affiliate_payouts)
-        self.payout_pages = PageLoader(s, lists.payouts)
-        self.sub_org_transaction_pages = PageLoader(s, lists.sub_org_transactions)
+    @cached_property
+    def bank_accounts_by_connection(self) -> ListByColumn[m.BankAccount]:
+        return ListByColumn(
+            self.session, self.principal, m.BankAccount, m.BankAccount.connection_id, m.BankAccount.created_at,
+            m.BankAccount.id,
+        )
+
+    @cached_property
+    def message_stats(self) -> MessageStats:
+        return MessageStats(self.session, self.principal, self.user)
+
+    @cached_property
+    def entries_by_transfer(self) -> ListByColumn[m.LedgerEntry]:
+        return ListByColumn(
+            self.session, self.principal, m.LedgerEntry, m.LedgerEntry.transfer_id, m.LedgerEntry.id
+        )
+
+    @cached_property
+    def funded_by(self) -> FundedBy:
+        return FundedBy(self.session)
+
+    @cached_property
+    def invoice_pages(self) -> PageLoader:
+        return PageLoader(self.session, lists.invoices)
+
+    @cached_property
+    def ticket_pages(self) -> PageLoader:
+        return PageLoader(self.session, lists.connection_tickets)
+
+    @cached_property
+    def message_pages(self) -> PageLoader:
+        return PageLoader(self.session, lists.ticket_messages)
+
+    @cached_property
+    def wallet_entry_pages(self) -> PageLoader:
+        return PageLoader(self.session, lists.wallet_entries)
+
+    @cached_property
+    def affiliate_payout_pages(self) -> PageLoader:
+        return PageLoader(self.session, lists.affiliate_payouts)
+
+    @cached_property
+    def payout_pages(self) -> PageLoader:
+        return PageLoader(self.session, lists.payouts)
+
+    @cached_property
+    def sub_org_transaction_pages(self) -> PageLoader:
+        return PageLoader(self.session, lists.sub_org_transactions)
 
     def tickets_along(self, stats: bool, users: bool) -> Along | None:
         """What a page of tickets brings along for the fields its items show (or None)."""
