@@ -34,7 +34,7 @@ manifest: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,lint]'
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict db services schema resolvers server
+	$(BIN)/mypy --strict db services schema resolvers server tests
 
 # BENCH_ARGS="--markdown --first 10 --connections 8" (or --quick: under a minute); PostgreSQL too when TEST_DATABASE_URL or
 # BENCH_DATABASE_URL names a server (a database revampd_bench is made on it and dropped after).

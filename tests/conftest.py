@@ -16,7 +16,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, cast
 
 import httpx
 import pytest
@@ -158,13 +158,13 @@ class Api:
         assert response.status_code == 200, response.text
         body = response.json()
         assert not body.get("errors"), body["errors"]
-        return body["data"]
+        return cast("dict[str, Any]", body["data"])
 
     async def errors(self, query: str, variables: dict[str, Any] | None = None, *, as_: str) -> list[dict[str, Any]]:
         response = await self.post(query, variables, as_=as_)
         body = response.json()
         assert body.get("errors"), body
-        return body["errors"]
+        return cast("list[dict[str, Any]]", body["errors"])
 
     async def rows(self, stmt: Any) -> list[Any]:
         """Rows straight from the database, to check what the API says against."""
@@ -261,7 +261,7 @@ async def redis_keys(redis_prefix: str) -> AsyncIterator[Callable[[], Awaitable[
     client = from_url(REDIS_URL, decode_responses=True)
 
     async def keys() -> list[str]:
-        return sorted(await client.keys(redis_prefix + "*"))
+        return sorted(cast("list[str]", await client.keys(redis_prefix + "*")))  # decode_responses: str keys
 
     yield keys
     for key in await keys():

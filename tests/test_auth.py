@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from typing import Any, Callable
 
 import jwt
 import pytest
@@ -18,7 +19,7 @@ QUERY = "{ viewer { user { email } } }"
 OWNER = "owner@northwind.example"
 
 
-async def _status_and_body(api: Api, token: str | None) -> tuple[int, dict]:
+async def _status_and_body(api: Api, token: str | None) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     r = await api.http.post("/graphql", json={"query": QUERY}, headers=headers)
     return r.status_code, r.json()
@@ -44,7 +45,7 @@ async def test_a_request_without_a_token_is_refused_with_401(ro_api: Api) -> Non
             id="wrongly-signed",
         ),
         pytest.param(
-            lambda s, uid: jwt.encode({"sub": str(uid), "roles": ["SUPPORT"], "exp": int(time.time()) + 60}, None, algorithm="none"),
+            lambda s, uid: jwt.encode({"sub": str(uid), "roles": ["SUPPORT"], "exp": int(time.time()) + 60}, None, algorithm="none"),  # type: ignore[arg-type]  # "none" takes no key; PyJWT types one
             id="unsigned-alg-none",
         ),
         pytest.param(
@@ -57,7 +58,7 @@ async def test_a_request_without_a_token_is_refused_with_401(ro_api: Api) -> Non
         ),
     ],
 )
-async def test_bad_tokens_are_refused_alike(ro_api: Api, make) -> None:
+async def test_bad_tokens_are_refused_alike(ro_api: Api, make: Callable[[Settings, int], str]) -> None:
     uid = ro_api.ids["support@revampd.example"]
     status, body = await _status_and_body(ro_api, make(ro_api.settings, uid))
     assert status == 401
@@ -172,7 +173,7 @@ async def test_graphiql_and_introspection_can_be_switched_off(ro_api: Api) -> No
     from server.app import create_app
 
     settings = dataclasses.replace(ro_api.settings, graphiql=False, introspection=False)
-    app = create_app(settings)
+    app: Any = create_app(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         assert (await http.get("/graphql", headers={"Accept": "text/html"})).status_code == 404
         r = await http.post(
@@ -231,7 +232,7 @@ async def test_cors_admits_only_the_configured_dashboard_origin(ro_api: Api) -> 
 
     from server.app import create_app
 
-    app = create_app(dataclasses.replace(ro_api.settings, cors_origins=("https://dashboard.example",)))
+    app: Any = create_app(dataclasses.replace(ro_api.settings, cors_origins=("https://dashboard.example",)))
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         ok = await http.options("/graphql", headers={"Origin": "https://dashboard.example", **preflight})
@@ -248,7 +249,7 @@ async def test_cors_admits_the_headers_apollo_and_tracing_send(ro_api: Api) -> N
 
     from server.app import create_app
 
-    app = create_app(dataclasses.replace(ro_api.settings, cors_origins=("https://dashboard.example",)))
+    app: Any = create_app(dataclasses.replace(ro_api.settings, cors_origins=("https://dashboard.example",)))
     sent = "authorization, content-type, apollographql-client-name, apollographql-client-version, traceparent"
     preflight = {"Origin": "https://dashboard.example", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": sent}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 from server import cli
 from server.webhooks import SIGNATURE_HEADER
@@ -27,12 +28,12 @@ from tests.test_payouts import (
     with_bank_account,
 )
 
-RETURNED = {"failure_code": "R02", "failure_message": "Account closed"}
+RETURNED: dict[str, Any] = {"failure_code": "R02", "failure_message": "Account closed"}
 READ = f"""query($id: ID!) {{ node(id: $id) {{ ... on Payout {{ {PAYOUT}
   transfers {{ id status paidAt returnedAt returnCode returnReason amount {{ amount }} }} }} }} }}"""
 
 
-async def read(api: Api, payout: str) -> dict:
+async def read(api: Api, payout: str) -> dict[str, Any]:
     return dict((await api.gql(READ, {"id": payout}, as_=OWNER))["node"])
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from sqlalchemy import func, select, update
 
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
+from db.states import AccountKind, TransferKind
 from services import ledger
 from services.billing import next_period_end
 from services.wallet import apply_pending_affiliate_payouts
@@ -123,11 +124,11 @@ async def set_wallet(api: Api, email: str, minor: int) -> None:
             conn = await s.get(m.Connection, cid)
             assert conn is not None
             wallet = await ledger.wallet_account(s, conn)
-            other = await ledger.system_account(s, "ADJUSTMENTS", conn.currency_code, cid)
+            other = await ledger.system_account(s, AccountKind.ADJUSTMENTS, conn.currency_code, cid)
             debit, credit = (wallet, other) if wallet.balance > minor else (other, wallet)
             await ledger.post(s, [ledger.Transfer(
-                f"test:wallet:{cid}:{minor}", "MANUAL_ADJUSTMENT", debit.id, credit.id, abs(wallet.balance - minor),
-                memo="Wallet set by the test",
+                f"test:wallet:{cid}:{minor}", TransferKind.MANUAL_ADJUSTMENT, debit.id, credit.id,
+                abs(wallet.balance - minor), memo="Wallet set by the test",
             )])
     finally:
         await engine.dispose()
@@ -220,7 +221,7 @@ async def test_a_pending_downgrade_takes_effect_on_the_invoice_drafted_for_the_p
     assert lines(invoice) == [(f"Starter plan, {month}", 1, "49.00"), (f"Local phone number, {month}", 2, "6.00")]
     # The wallet covers it all: no card needed.
     assert (invoice["status"], invoice["paymentMethod"], payments(invoice)) == ("PAID", "WALLET", [("55.00", "WALLET")])
-    wallet = lambda s: at_amount(s["wallet"]["balance"]["amount"])  # noqa: E731
+    wallet: Callable[[dict[str, Any]], int] = lambda s: at_amount(s["wallet"]["balance"]["amount"])  # noqa: E731
     assert wallet(after) == wallet(before) + credits - 5500, "affiliate credits in, the invoice out"
     assert await pending_affiliate(api, BLUEBIRD) == 0
     assert await verify(api) == []
@@ -361,7 +362,7 @@ async def test_without_a_card_on_file_and_with_the_wallet_switched_off_the_charg
     after = await connection(api, NORTHWIND)
     [invoice] = invoice_for(after, end)
     assert (invoice["status"], invoice["amountDue"]["amount"], payments(invoice)) == ("OPEN", "430.00", [])
-    wallet = lambda s: at_amount(s["wallet"]["balance"]["amount"])  # noqa: E731
+    wallet: Callable[[dict[str, Any]], int] = lambda s: at_amount(s["wallet"]["balance"]["amount"])  # noqa: E731
     assert wallet(after) == wallet(state) + credits, "the wallet gets its credits but pays nothing"
     assert (await card_state(api, invoice["number"]))[:2] == (1, "No card on file.")
     assert await verify(api) == []
@@ -435,8 +436,8 @@ async def test_a_charge_whose_answer_is_lost_is_settled_by_the_next_run_and_made
 
 # ---- Periods ----------------------------------------------------------------------
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=timezone.utc)
 
 
 def test_monthly_periods_keep_their_day_through_short_months() -> None:

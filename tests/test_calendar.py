@@ -31,10 +31,10 @@ import os
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import ScalarResult, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,7 +114,8 @@ async def _problems(session: AsyncSession, now: datetime) -> list[str]:
             if not 0 <= i.amount_paid <= i.total or (i.status == "PAID" and i.amount_paid != i.total):
                 problems.append(f"{i.number} ({i.status}): {i.amount_paid} paid of {i.total}")
         for kind in ("SUBSCRIPTION", "ADD_ON"):
-            periods = sorted((i.period_start, i.period_end, i.number) for i in mine
+            # Subscription and add-on invoices always have their period set.
+            periods = sorted((cast(datetime, i.period_start), cast(datetime, i.period_end), i.number) for i in mine
                              if i.type == kind and i.status != "VOID")
             problems += _gaps(f"connection {cid}: {kind} invoices", periods)
             # The demo's subscriptions renew on the 1st: each period is one calendar month.
@@ -123,7 +124,7 @@ async def _problems(session: AsyncSession, now: datetime) -> list[str]:
     for s in await session.scalars(select(m.Subscription)):
         subscription = [i for i in invoices if i.connection_id == s.connection_id and i.type == "SUBSCRIPTION"
                         and i.status != "VOID"]
-        billed_to = max(i.period_end for i in subscription if i.status != "DRAFT")
+        billed_to = max(cast(datetime, i.period_end) for i in subscription if i.status != "DRAFT")
         if s.status == "ACTIVE" and not s.current_period_start <= now < s.current_period_end:
             problems.append(f"connection {s.connection_id}: its period {s.current_period_start} to "
                             f"{s.current_period_end} does not hold now ({now}): a period ended and was not billed")
@@ -132,7 +133,8 @@ async def _problems(session: AsyncSession, now: datetime) -> list[str]:
                             f"{s.current_period_end}")
     for model in (m.Payout, m.AffiliatePayout):
         by_kind: dict[tuple[int, str], list[tuple[datetime, datetime, str]]] = defaultdict(list)
-        for p in await session.scalars(select(model)):
+        # (select's typing joins the two models into Base: these are rows of `model`)
+        for p in cast("ScalarResult[m.Payout | m.AffiliatePayout]", await session.scalars(select(model))):
             by_kind[(p.connection_id, p.period_type)].append((p.period_start, p.period_end, f"{model.__name__} {p.id}"))
             if p.period_end > now:
                 problems.append(f"{model.__name__} {p.id} is for a period that has not ended: to {p.period_end}")

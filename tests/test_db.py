@@ -88,7 +88,9 @@ async def test_ledger_rows_can_be_neither_changed_nor_removed(api: Api, model: A
                 async with write_sessions(engine)() as s, s.begin():
                     await s.execute(stmt)
         async with write_sessions(engine)() as s:
-            assert (await s.get(model, row.id)).amount == row.amount
+            stored = await s.get(model, row.id)
+            assert stored is not None
+            assert stored.amount == row.amount
     finally:
         await engine.dispose()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 import httpx
 import pytest
@@ -24,7 +24,7 @@ SCHEMA = "{ __schema { queryType { name } } }"
 def _config(html: str) -> dict[str, Any]:
     found = re.search(r'<script id="graphiql-config" type="application/json">(.*?)</script>', html, re.S)
     assert found, "the page holds no GraphiQL configuration"
-    return json.loads(found.group(1))
+    return cast("dict[str, Any]", json.loads(found.group(1)))
 
 
 async def _page(http: httpx.AsyncClient) -> httpx.Response:
@@ -108,7 +108,7 @@ NOT_ONLY = [
 @pytest.mark.parametrize("body,field", INTROSPECTION_ONLY)
 async def test_introspection_needs_no_token_nor_a_database(body: dict[str, Any], field: str) -> None:
     # A database that cannot be opened: the answer must not need one.
-    app = create_app(Settings(database_url="sqlite+aiosqlite:////nonexistent/dir/revampd.db"))
+    app: Any = create_app(Settings(database_url="sqlite+aiosqlite:////nonexistent/dir/revampd.db"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         response = await http.post("/graphql", json=body)
     assert response.status_code == 200, response.text
@@ -124,7 +124,7 @@ async def test_anything_else_still_needs_a_token(ro_api: Api, query: str) -> Non
 
 
 async def test_introspection_off_is_refused_with_or_without_a_token(ro_api: Api) -> None:
-    app = create_app(Settings(database_url=ro_api.settings.database_url, introspection=False))
+    app: Any = create_app(Settings(database_url=ro_api.settings.database_url, introspection=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         assert (await http.post("/graphql", json={"query": SCHEMA})).status_code == 401
         with_token = await http.post("/graphql", json={"query": SCHEMA},

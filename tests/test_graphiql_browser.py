@@ -46,7 +46,7 @@ def _graphiql(url: str, token: str | None = None) -> dict[str, Any]:
     browser = chromium()
     done = node("graphiql.mjs", browser, url, *([token] if token else []), timeout=120)
     assert done.returncode == 0, f"GraphiQL in Chromium failed:\n{done.stdout}\n{done.stderr}"
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["aborted"] == [], f"the page asked for something from another host: {seen['aborted']}"
     assert seen["problems"] == [], seen["problems"]
     assert {"viewer", "plans", "supportTickets"} <= set(seen["fields"]), seen["fields"]

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from db import models as m
 from db.engine import create_engine, write_sessions
+from db.states import AccountKind, TransferKind
 from server.settings import Settings
 from services import billing, ledger
 from services.payments import SandboxGateway
@@ -57,8 +58,10 @@ async def test_one_partners_open_money_movement_never_holds_up_another_partners(
             connection = await held.get(m.Connection, northwind)
             assert connection is not None
             wallet = await ledger.wallet_account(held, connection)
-            funds = await ledger.system_account(held, "ADJUSTMENTS", "USD", northwind)
-            await ledger.post(held, [ledger.Transfer("held:1", "MANUAL_ADJUSTMENT", funds.id, wallet.id, 100)])
+            funds = await ledger.system_account(held, AccountKind.ADJUSTMENTS, "USD", northwind)
+            await ledger.post(
+                held, [ledger.Transfer("held:1", TransferKind.MANUAL_ADJUSTMENT, funds.id, wallet.id, 100)]
+            )
             touched = (await held.scalars(
                 select(m.LedgerAccount.kind).where(m.LedgerAccount.code.like(f"%:USD:{northwind}")).with_for_update()
             )).all()

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
-from db.states import InvoiceType, PaymentMethod
+from db.states import AccountKind, InvoiceType, PaymentMethod
 from schema.base import from_global_id, to_global_id
 from services import invoices as invoice_service
 from services import ledger
@@ -247,7 +247,7 @@ async def test_an_invoice_paid_by_card_and_then_from_the_wallet_shows_mixed(api:
 
     async def charge_card(session: AsyncSession) -> None:
         row = await invoice_service.locked_invoice(session, None, pk(add_ons["id"]))
-        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD", row.connection_id)
+        card = await ledger.system_account(session, AccountKind.CARD_PROCESSOR, "USD", row.connection_id)
         await invoice_service.pay(session, row, source=card, amount=1_000, method=PaymentMethod.CARD,
                                   key="card:test", by=None)
 
@@ -457,7 +457,7 @@ async def test_voiding_returns_only_the_wallets_part_of_an_invoice_also_paid_by_
 
     async def charge_card(session: AsyncSession) -> None:
         row = await invoice_service.locked_invoice(session, None, pk(add_ons["id"]))
-        card = await ledger.system_account(session, "CARD_PROCESSOR", "USD", row.connection_id)
+        card = await ledger.system_account(session, AccountKind.CARD_PROCESSOR, "USD", row.connection_id)
         await invoice_service.pay(session, row, source=card, amount=1_000, method=PaymentMethod.CARD,
                                   key="card:test", by=None)
 
@@ -645,7 +645,7 @@ async def test_only_billing_admins_issue_invoices(api: Api) -> None:
     number, state = await next_number(api, OWNER), await money_state(api)
     for who in (OWNER, MEMBER, SUPPORT):
         assert refusal(await issue(api, as_=who)) == ("FORBIDDEN", None), who
-    bad = {"connectionId": to_global_id("RevampdConnection", 10**9)}
+    bad: dict[str, Any] = {"connectionId": to_global_id("RevampdConnection", 10**9)}
     assert refusal(await issue(api, **bad)) == ("NOT_FOUND", ["input", "connectionId"])
     assert await next_number(api, OWNER) == number and await money_state(api) == state
 

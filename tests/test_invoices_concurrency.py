@@ -75,7 +75,7 @@ async def test_50_concurrent_payments_from_one_wallet_never_overdraw_it(api: Api
     now = await invoices(api, OWNER, "OPEN", "PAID")
     by_id = {i["id"]: i for i in now.values()}
     assert {gid: (Decimal(by_id[gid]["amountPaid"]["amount"]), by_id[gid]["status"]) for gid in bills} == {
-        gid: (100 * paid[gid], "PAID" if paid[gid] == 10 else "OPEN") for gid in bills}
+        gid: (Decimal("100.00") * paid[gid], "PAID" if paid[gid] == 10 else "OPEN") for gid in bills}
     assert sum(len(by_id[gid]["payments"]) for gid in bills) == 30
     assert await ledger_problems(api) == []
 

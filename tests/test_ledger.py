@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from db import models as m
 from db.engine import create_engine, write_sessions
-from db.states import SYSTEM_ACCOUNT_KINDS
+from db.states import SYSTEM_ACCOUNT_KINDS, AccountKind, TransferKind
 from services import ledger, money
 from services.errors import DomainError
 from tests import clock
@@ -102,10 +102,12 @@ async def test_a_set_of_transfers_moves_nothing_when_its_first_overdraws(api: Ap
     async def overdraw_then_cover(session: Any) -> None:
         connection = await session.get(m.Connection, cid)
         wallet = await ledger.wallet_account(session, connection)
-        adjustments = await ledger.system_account(session, "ADJUSTMENTS", connection.currency_code, cid)
+        adjustments = await ledger.system_account(session, AccountKind.ADJUSTMENTS, connection.currency_code, cid)
         await ledger.post(session, [
-            ledger.Transfer("test:overdraw:debit", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, held + 500),
-            ledger.Transfer("test:overdraw:credit", "MANUAL_ADJUSTMENT", adjustments.id, wallet.id, 1000),
+            ledger.Transfer(
+                "test:overdraw:debit", TransferKind.MANUAL_ADJUSTMENT, wallet.id, adjustments.id, held + 500
+            ),
+            ledger.Transfer("test:overdraw:credit", TransferKind.MANUAL_ADJUSTMENT, adjustments.id, wallet.id, 1000),
         ])
 
     with pytest.raises(DomainError) as refused:
@@ -130,17 +132,18 @@ async def test_post_works_from_the_locked_balance_not_one_read_before_the_lock(a
     try:
         async with write_sessions(engine)() as early, early.begin():
             connection = await early.get(m.Connection, cid)
+            assert connection is not None
             wallet = await ledger.wallet_account(early, connection)  # read, not locked
-            adjustments = await ledger.system_account(early, "ADJUSTMENTS", connection.currency_code, cid)
+            adjustments = await ledger.system_account(early, AccountKind.ADJUSTMENTS, connection.currency_code, cid)
             assert wallet.balance == held
 
             async def debit(session: Any) -> None:  # another request, committed meanwhile
                 await ledger.post(session, [ledger.Transfer(
-                    "test:stale:debit", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, 300)])
+                    "test:stale:debit", TransferKind.MANUAL_ADJUSTMENT, wallet.id, adjustments.id, 300)])
 
             await write(api, debit)
             await ledger.post(early, [ledger.Transfer(
-                "test:stale:credit", "MANUAL_ADJUSTMENT", adjustments.id, wallet.id, 1000)])
+                "test:stale:credit", TransferKind.MANUAL_ADJUSTMENT, adjustments.id, wallet.id, 1000)])
     finally:
         await engine.dispose()
     assert await api.rows(select(m.LedgerAccount.balance).where(m.LedgerAccount.code == code)) == [

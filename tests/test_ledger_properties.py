@@ -75,7 +75,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import models as m
 from db.engine import create_engine, write_sessions
 from db.migrate import upgrade
-from db.states import IN_FLIGHT
+from db.states import IN_FLIGHT, AccountKind, TransferKind
 from services import ledger, payouts
 from services.access import Principal, Role
 from services.bank_gateway import GatewayTransfer, GatewayUnavailable, SandboxBankGateway
@@ -87,7 +87,11 @@ NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
 CURRENCY = "USD"
 CONNECTIONS = 2
 # Revampd's accounts that fund or receive a wallet's money, with the kind of transfer.
-FUNDING = {"ADJUSTMENTS": "MANUAL_ADJUSTMENT", "REVENUE_SHARE": "REVENUE_SHARE", "SUB_ORG_EARNINGS": "PAYOUT_CREDIT"}
+FUNDING = {
+    "ADJUSTMENTS": TransferKind.MANUAL_ADJUSTMENT,
+    "REVENUE_SHARE": TransferKind.REVENUE_SHARE,
+    "SUB_ORG_EARNINGS": TransferKind.PAYOUT_CREDIT,
+}
 SYSTEM = (*FUNDING, "BANK_OUT", "REVAMPD_REVENUE")
 START = 100_000  # each wallet's credit at the start
 # Each connection's bank accounts, by what the sandbox does with a transfer to them.
@@ -168,10 +172,10 @@ async def _seed(url: str) -> None:
                 ])
                 wallet = await ledger.wallet_account(session, connection, NOW)
                 # Revampd's accounts, a part per connection as the services keep them (ledger.system_account).
-                system = {kind: await ledger.system_account(session, kind, CURRENCY, connection.id, NOW)
+                system = {kind: await ledger.system_account(session, AccountKind(kind), CURRENCY, connection.id, NOW)
                           for kind in SYSTEM}
                 await ledger.post(session, [Transfer(
-                    f"start:{n}", "MANUAL_ADJUSTMENT", system["ADJUSTMENTS"].id, wallet.id, START,
+                    f"start:{n}", TransferKind.MANUAL_ADJUSTMENT, system["ADJUSTMENTS"].id, wallet.id, START,
                 )], now=NOW)
     finally:
         await engine.dispose()
@@ -386,7 +390,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model.add_account(account)
             self.model.balance[account.id] = account.balance
         for row in transfers:
-            t = Transfer(row.key, row.kind, row.debit_account_id, row.credit_account_id, row.amount)
+            t = Transfer(row.key, TransferKind(row.kind), row.debit_account_id, row.credit_account_id, row.amount)
             self.model.transfers[t.key], self.model.ids[t.key] = t, row.id
         self.wallets = [a.id for a in accounts if a.kind == "WALLET"]
         # Revampd's accounts: each connection's parts ("<KIND>:<currency>:<connection>"), by kind.
@@ -466,6 +470,7 @@ class LedgerMachine(RuleBasedStateMachine):
         async def go() -> tuple[Invoice, Transfer, list[m.LedgerTransfer]]:
             async with self.sessions() as session, session.begin():
                 n = await session.scalar(select(func.count()).select_from(m.Invoice))
+                assert n is not None
                 row = m.Invoice(
                     connection_id=self.connection_ids[conn], number=f"T-{n + 1}", type="ONE_TIME", status="OPEN",
                     currency_code=CURRENCY, total=total, amount_paid=0, issued_at=NOW, opened_at=NOW,
@@ -474,8 +479,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 await session.flush()
                 receivable = await ledger.receivable_account(session, row, NOW)
                 self.model.add_account(receivable)
-                issued = Transfer(self.key(), "INVOICE_ISSUED", receivable.id, self.system[conn]["REVAMPD_REVENUE"], total,
-                                  invoice_id=row.id)
+                issued = Transfer(self.key(), TransferKind.INVOICE_ISSUED, receivable.id,
+                                  self.system[conn]["REVAMPD_REVENUE"], total, invoice_id=row.id)
                 assert self.model.outcome([issued]) is None
                 posted = await ledger.post(session, [issued], now=NOW)
             return Invoice(row.id, conn, receivable.id, total), issued, posted
@@ -492,7 +497,8 @@ class LedgerMachine(RuleBasedStateMachine):
         amount = data.draw(st.integers(min_value=1, max_value=invoice.due))
         if not overdraw:
             amount = min(amount, max(1, self.model.available(wallet)))
-        payment = Transfer(self.key(), "INVOICE_PAYMENT", wallet, invoice.receivable, amount, invoice_id=invoice.id)
+        payment = Transfer(self.key(), TransferKind.INVOICE_PAYMENT, wallet, invoice.receivable, amount,
+                           invoice_id=invoice.id)
 
         async def book(session: AsyncSession, rows: list[m.LedgerTransfer]) -> None:
             row = await session.get(m.Invoice, invoice.id)
@@ -512,12 +518,12 @@ class LedgerMachine(RuleBasedStateMachine):
         """Credits pay this connection's invoices only: never the other's wallet or invoices."""
         theirs = [i for i in self.invoices if i.connection != source]
         wallet = self.wallets[(source + 1) % CONNECTIONS]
-        if theirs and data.draw(st.booleans()):
+        if len(theirs) > 0 and data.draw(st.booleans()):
             invoice = data.draw(st.sampled_from(theirs))
-            move = Transfer(self.key(), "INVOICE_PAYMENT", self.wallets[source], invoice.receivable, amount,
+            move = Transfer(self.key(), TransferKind.INVOICE_PAYMENT, self.wallets[source], invoice.receivable, amount,
                             invoice_id=invoice.id)
         else:
-            move = Transfer(self.key(), "MANUAL_ADJUSTMENT", self.wallets[source], wallet, amount)
+            move = Transfer(self.key(), TransferKind.MANUAL_ADJUSTMENT, self.wallets[source], wallet, amount)
         assert self.attempt([move]) == "CROSS_CONNECTION"
 
     @rule(conn=connections, source=funding, sink=funding, credit=amounts, extra=amounts,
@@ -557,13 +563,15 @@ class LedgerMachine(RuleBasedStateMachine):
             elsewhere = [a for s in self.system for a in s.values() if a not in (first.debit, first.credit)]
             other = replace(first, credit=elsewhere[0])
         else:
-            other = replace(first, kind="REVERSAL" if first.kind != "REVERSAL" else "MANUAL_ADJUSTMENT")
+            other = replace(
+                first, kind=TransferKind.REVERSAL if first.kind != "REVERSAL" else TransferKind.MANUAL_ADJUSTMENT
+            )
         assert self.attempt([other]) == "TRANSFER_KEY_REUSED"
 
     @initialize(conn=connections, amount=st.integers(min_value=1, max_value=START))
     def a_bank_transfer_in_flight(self, conn: int, amount: int) -> None:
-        hold = Transfer(self.key(), "BANK_TRANSFER", self.wallets[conn], self.system[conn]["BANK_OUT"], amount,
-                        pending=True)
+        hold = Transfer(self.key(), TransferKind.BANK_TRANSFER, self.wallets[conn], self.system[conn]["BANK_OUT"],
+                        amount, pending=True)
         assert self.attempt([hold]) is None
 
     @rule(conn=connections, amount=amounts, overdraw=st.booleans())
@@ -575,7 +583,8 @@ class LedgerMachine(RuleBasedStateMachine):
             amount += available
         elif available > 0:
             amount = min(amount, available)
-        hold = Transfer(self.key(), "BANK_TRANSFER", wallet, self.system[conn]["BANK_OUT"], amount, pending=True)
+        hold = Transfer(self.key(), TransferKind.BANK_TRANSFER, wallet, self.system[conn]["BANK_OUT"], amount,
+                        pending=True)
         outcome = self.attempt([hold])
         assert (outcome == "INSUFFICIENT_FUNDS") == (amount > available)
 
@@ -638,8 +647,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
         rows = self.run(read())
         posted = [
-            Transfer(r.key, r.kind, r.debit_account_id, r.credit_account_id, r.amount, payout_id=r.payout_id,
-                     pending=r.phase == "PENDING", resolves=r.pending_id, void=r.phase == "VOID_PENDING")
+            Transfer(r.key, TransferKind(r.kind), r.debit_account_id, r.credit_account_id, r.amount,
+                     payout_id=r.payout_id, pending=r.phase == "PENDING", resolves=r.pending_id,
+                     void=r.phase == "VOID_PENDING")
             for r in rows
         ]
         assert [_move(t) for t in posted] == [_move(t) for t in expected], (
@@ -682,8 +692,8 @@ class LedgerMachine(RuleBasedStateMachine):
         b.status = status
         if status not in FINAL:
             return []
-        return [Transfer("", "BANK_TRANSFER", b.payout.account, self.system[b.payout.connection]["BANK_OUT"], b.amount,
-                         payout_id=b.payout.id, resolves=b.pending_id, void=status != "PAID")]
+        return [Transfer("", TransferKind.BANK_TRANSFER, b.payout.account, self.system[b.payout.connection]["BANK_OUT"],
+                         b.amount, payout_id=b.payout.id, resolves=b.pending_id, void=status != "PAID")]
 
     def submitted(self, b: BankTransfer, reachable: bool = True) -> list[Transfer]:
         """What telling the sandbox about `b` does: nothing once sent, no longer PENDING,
@@ -791,8 +801,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert p is not None
             await payouts.refresh(session, p, NOW)
 
-        funding = Transfer(f"payout:{payout_id}:funding", "PAYOUT_FUNDING", self.system[conn]["SUB_ORG_EARNINGS"], own.id,
-                           amount, payout_id=payout_id)
+        funding = Transfer(f"payout:{payout_id}:funding", TransferKind.PAYOUT_FUNDING,
+                           self.system[conn]["SUB_ORG_EARNINGS"], own.id, amount, payout_id=payout_id)
         assert self.attempt([funding], refresh) is None
         self.payouts.append(Payout(payout_id, conn, own.id, amount))
 
@@ -845,11 +855,11 @@ class LedgerMachine(RuleBasedStateMachine):
         wallet_part, bank_part = expected
         moves = []
         if wallet_part:
-            moves.append(Transfer("", "PAYOUT_CREDIT", p.account, self.wallets[p.connection], wallet_part,
+            moves.append(Transfer("", TransferKind.PAYOUT_CREDIT, p.account, self.wallets[p.connection], wallet_part,
                                   payout_id=p.id))
         if bank_part:
-            moves.append(Transfer("", "BANK_TRANSFER", p.account, self.system[p.connection]["BANK_OUT"], bank_part,
-                                  payout_id=p.id,
+            moves.append(Transfer("", TransferKind.BANK_TRANSFER, p.account, self.system[p.connection]["BANK_OUT"],
+                                  bank_part, payout_id=p.id,
                                   pending=True))
         rows = self.absorb(moves)
         p.wallet += wallet_part
@@ -1103,7 +1113,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 def test_random_sequences_of_transfers_keep_every_ledger_invariant(template: Path) -> None:
     run_state_machine_as_test(
-        lambda: LedgerMachine(template),
+        lambda: LedgerMachine(template),  # type: ignore[arg-type]  # hypothesis takes any factory (see its docstring)
         settings=settings(
             max_examples=int(os.environ.get("LEDGER_EXAMPLES", "30")),
             stateful_step_count=int(os.environ.get("LEDGER_STEPS", "20")),

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import models as m
 from db.engine import create_engine, write_sessions
+from db.states import AccountKind, TransferKind
 from services import ledger
 from services.errors import DomainError
 from tests.conftest import Api
@@ -29,7 +30,7 @@ async def accounts(s: AsyncSession) -> tuple[m.LedgerAccount, m.LedgerAccount, m
     """Two connections' wallets and Revampd's adjustments account."""
     connections = list(await s.scalars(select(m.Connection).order_by(m.Connection.id).limit(2)))
     first, second = [await ledger.wallet_account(s, c) for c in connections]
-    return first, second, await ledger.system_account(s, "ADJUSTMENTS", "USD", connections[0].id)
+    return first, second, await ledger.system_account(s, AccountKind.ADJUSTMENTS, "USD", connections[0].id)
 
 
 async def totals(s: AsyncSession) -> tuple[Any, ...]:
@@ -39,7 +40,7 @@ async def totals(s: AsyncSession) -> tuple[Any, ...]:
 
 
 def move(key: str, debit: m.LedgerAccount, credit: m.LedgerAccount, amount: int) -> ledger.Transfer:
-    return ledger.Transfer(key, "MANUAL_ADJUSTMENT", debit.id, credit.id, amount)
+    return ledger.Transfer(key, TransferKind.MANUAL_ADJUSTMENT, debit.id, credit.id, amount)
 
 
 async def test_a_set_that_would_overdraw_moves_nothing_even_if_the_caller_goes_on(session: AsyncSession) -> None:
@@ -81,14 +82,14 @@ async def test_a_pending_transfer_reserves_then_is_posted_or_voided_once(session
     async with session.begin():
         wallet, _, adjustments = await accounts(session)
         held = wallet.balance
-        [hold] = await ledger.post(session, [ledger.Transfer("p:1", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, 300, pending=True)])
+        [hold] = await ledger.post(session, [ledger.Transfer("p:1", TransferKind.MANUAL_ADJUSTMENT, wallet.id, adjustments.id, 300, pending=True)])
         assert (wallet.balance, wallet.pending) == (held, 300)
         with pytest.raises(DomainError) as refused:  # what is reserved cannot be spent twice
             await ledger.post(session, [move("p:spend", wallet, adjustments, held - 299)])
         assert refused.value.code == "INSUFFICIENT_FUNDS"
-        await ledger.post(session, [ledger.Transfer("p:1:post", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, 300, resolves=hold.id)])
+        await ledger.post(session, [ledger.Transfer("p:1:post", TransferKind.MANUAL_ADJUSTMENT, wallet.id, adjustments.id, 300, resolves=hold.id)])
         assert (wallet.balance, wallet.pending) == (held - 300, 0)
         with pytest.raises(DomainError) as twice:
-            await ledger.post(session, [ledger.Transfer("p:1:void", "MANUAL_ADJUSTMENT", wallet.id, adjustments.id, 300, resolves=hold.id, void=True)])
+            await ledger.post(session, [ledger.Transfer("p:1:void", TransferKind.MANUAL_ADJUSTMENT, wallet.id, adjustments.id, 300, resolves=hold.id, void=True)])
         assert twice.value.code == "PENDING_RESOLVED"
         assert await ledger.verify(session) == []

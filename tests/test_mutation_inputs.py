@@ -37,7 +37,7 @@ def write_transactions() -> Iterator[list[Session]]:
 @pytest.mark.parametrize("field", ["payoutId", "bankAccountId"])
 async def test_a_bad_id_in_split_payout_is_refused_before_any_write_transaction(api: Api, field: str) -> None:
     payout, available = await available_payout(api)
-    ids = {"payoutId": payout, "bankAccountId": None, field: to_global_id("Invoice", 1)}
+    ids: dict[str, Any] = {"payoutId": payout, "bankAccountId": None, field: to_global_id("Invoice", 1)}
     with write_transactions() as begun:
         result = await call(api, SPLIT, walletAmount="1.00", idempotencyKey="k", **ids)
     assert error(result) == ("NOT_FOUND", ["input", field])

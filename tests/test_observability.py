@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from db import models as m
 from db.engine import create_engine, write_sessions
+from db.states import AccountKind, TransferKind
 from server import cli, observability
 from server.settings import Settings
 from services import ledger
@@ -126,12 +127,13 @@ async def test_money_posted_in_a_transaction_that_rolls_back_is_not_counted(api:
     try:
         async with write_sessions(engine)() as session:
             connection = await session.get(m.Connection, cid)
+            assert connection is not None
             wallet = await ledger.wallet_account(session, connection)
-            adjustments = await ledger.system_account(session, "ADJUSTMENTS", "USD", cid)
+            adjustments = await ledger.system_account(session, AccountKind.ADJUSTMENTS, "USD", cid)
             debit, credited = adjustments.id, wallet.id
 
             def credit(key: str, amount: int) -> list[ledger.Transfer]:
-                return [ledger.Transfer(key, "MANUAL_ADJUSTMENT", debit, credited, amount)]
+                return [ledger.Transfer(key, TransferKind.MANUAL_ADJUSTMENT, debit, credited, amount)]
 
             await ledger.post(session, credit("metrics:rolled-back", 700))
             await session.rollback()
@@ -231,7 +233,8 @@ async def test_a_request_is_traced_over_otlp_continuing_the_callers_trace(
     assert any(n.startswith("SELECT") for n in (s.name for s in sql)), [s.name for s in sql]
     # The request's log line carries the same trace.
     line = next(rec for rec in caplog.records if rec.name == "revampd.request" and "operation=Who" in rec.getMessage())
-    assert line.request["trace_id"] == TRACE_ID and line.request["span_id"] == server[0].span_id.hex()
+    request = vars(line)["request"]  # the log call's extra=
+    assert request["trace_id"] == TRACE_ID and request["span_id"] == server[0].span_id.hex()
 
 
 async def test_nothing_of_opentelemetry_is_used_without_an_endpoint(api: Api) -> None:

@@ -239,9 +239,10 @@ async def test_the_bank_account_must_be_the_connections_own_and_linked(api: Api)
     own = await with_bank_account(api, OWNER, "ok", default=False)
     from db.engine import write_sessions
 
+    parsed = from_global_id(own)
+    assert parsed is not None
     async with write_sessions(api.engine)() as session, session.begin():
-        await session.execute(update(m.BankAccount).where(m.BankAccount.id == from_global_id(own)[1])  # type: ignore[index]
-                              .values(removed_at=NOW))
+        await session.execute(update(m.BankAccount).where(m.BankAccount.id == parsed[1]).values(removed_at=NOW))
     result = await call(api, TRANSFER, payoutId=payout, bankAccountId=own, idempotencyKey="k")
     assert error(result) == ("BANK_ACCOUNT_REMOVED", ["input", "bankAccountId"])
     # Several bad fields are named together.

@@ -79,8 +79,10 @@ async def test_100_concurrent_replays_of_one_split_move_money_once(api: Api) -> 
     p = await read(api, payout)
     assert parts(p)[:3] == (0, 2500, available - 2500) and len(p["dispositions"]) == 1
     assert await wallet_balance(api) == before + 2500
+    parsed = from_global_id(payout)
+    assert parsed is not None
     transfers = await api.rows(select(func.count()).select_from(m.BankTransfer).where(
-        m.BankTransfer.payout_id == from_global_id(payout)[1]))  # type: ignore[index]
+        m.BankTransfer.payout_id == parsed[1]))
     assert transfers[0][0] == 1
     await verify(api)
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Coroutine, TypeVar
 
 import pytest
 
@@ -24,6 +24,7 @@ from services.demo import DEMO_USERS, seed_demo
 
 TODAY = date(2026, 11, 25)
 Tables = dict[str, list[dict[str, Any]]]
+T = TypeVar("T")
 
 
 def _values(states: type[Enum]) -> set[str]:
@@ -71,7 +72,7 @@ async def _seeded(path: Path, today: date) -> Tables:
     return await _load(url)
 
 
-def _in_fresh_loop(coro: Any) -> Any:
+def _in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
 
@@ -81,8 +82,8 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Tables:
     return _in_fresh_loop(_seeded(tmp_path_factory.mktemp("seed") / "t.db", TODAY))
 
 
-def _by(rows: list[dict], key: str) -> dict[Any, list[dict]]:
-    out: dict[Any, list[dict]] = defaultdict(list)
+def _by(rows: list[dict[str, Any]], key: str) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         out[row[key]].append(row)
     return out
@@ -272,7 +273,7 @@ async def test_tickets_are_consistent(db: Tables) -> None:
 
 
 async def test_every_status_appears(db: Tables) -> None:
-    def seen(table: str, column: str) -> set:
+    def seen(table: str, column: str) -> set[Any]:
         return {row[column] for row in db[table]}
 
     assert seen("tickets", "status") == _values(TicketStatus)

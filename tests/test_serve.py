@@ -94,8 +94,9 @@ async def test_serve_with_two_workers_answers_and_adds_up_their_metrics(database
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     lines: list[dict[str, Any]] = []
-    assert server.stderr is not None
-    reader = threading.Thread(target=lambda: lines.extend(_parsed(line) for line in server.stderr), daemon=True)
+    stderr = server.stderr
+    assert stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(_parsed(line) for line in stderr), daemon=True)
     reader.start()
 
     def served_by() -> set[int]:

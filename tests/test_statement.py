@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 
@@ -20,8 +21,8 @@ STATEMENT = """query($after: String) { viewer { partner { revampdConnection { wa
       pageInfo { hasNextPage endCursor } } } } } } }"""
 
 
-async def statement(api: Api) -> tuple[Decimal, list[dict]]:
-    lines: list[dict] = []
+async def statement(api: Api) -> tuple[Decimal, list[dict[str, Any]]]:
+    lines: list[dict[str, Any]] = []
     after = None
     while True:
         wallet = (await api.gql(STATEMENT, {"after": after}, as_=OWNER))["viewer"]["partner"]["revampdConnection"]["wallet"]
@@ -48,7 +49,7 @@ async def test_the_statement_adds_up_newest_first_to_the_balance(ro_api: Api) ->
 
 async def test_each_line_says_what_it_came_from(ro_api: Api) -> None:
     _, lines = await statement(ro_api)
-    sources = {line["kind"]: set() for line in lines}
+    sources: dict[str, set[str | None]] = {line["kind"]: set() for line in lines}
     for line in lines:
         sources[line["kind"]].add(line["source"]["__typename"] if line["source"] else None)
     assert sources["INVOICE_PAYMENT"] == {"Invoice"}

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
@@ -70,7 +70,11 @@ async def add_due_connections(
     products = {p.code: p for p in await session.scalars(select(m.AddOnProduct))}
     first = {model: await _next_id(session, model) for model in (m.Partner, m.Connection, m.Subscription, m.AddOn)}
     created = start - timedelta(days=40)
-    partners, connections, subscriptions, addons, credits = [], [], [], [], []
+    partners: list[dict[str, Any]] = []
+    connections: list[dict[str, Any]] = []
+    subscriptions: list[dict[str, Any]] = []
+    addons: list[dict[str, Any]] = []
+    credits: list[tuple[int, int]] = []
     for k in range(n):
         pid, cid = first[m.Partner] + k, first[m.Connection] + k
         partners.append({"id": pid, "name": f"Bench Partner {cid:07d}", "created_at": created})
@@ -234,7 +238,8 @@ async def bill_in_processes(url: str, now: datetime, processes: int, workers: in
     outputs = [(await p.communicate())[0].decode() for p in procs]
     seconds = time.perf_counter() - started
     assert all(p.returncode == 0 for p in procs), outputs
-    billed = sum(int(re.search(r"billed (\d+)", out).group(1)) for out in outputs)  # type: ignore[union-attr]
+    # Each process that exits 0 has printed "billed N".
+    billed = sum(int(cast("re.Match[str]", re.search(r"billed (\d+)", out)).group(1)) for out in outputs)
     return billed, seconds
 
 

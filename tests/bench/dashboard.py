@@ -216,8 +216,9 @@ def documents(ids: dict[str, dict[str, str]]) -> tuple[list[Document], list[str]
             skipped.append(f"{path.stem} (not one named operation)")
             continue
         op, name = ops[0], ops[0].name.value
-        names = {v.variable.name.value for v in op.variable_definitions}
-        required = {v.variable.name.value for v in op.variable_definitions
+        variables = op.variable_definitions or ()
+        names = {v.variable.name.value for v in variables}
+        required = {v.variable.name.value for v in variables
                     if v.type.kind == "non_null_type" and v.default_value is None}
         given = ids.get(name, {})
         if required - set(given):

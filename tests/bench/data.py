@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from db.migrate import upgrade
-from db.states import InvoiceType, PaymentMethod
+from db.states import AccountKind, InvoiceType, PaymentMethod, TransferKind
 from services import invoices, money, payouts
 from services import ledger as L
 from services.access import Principal, Role
@@ -115,7 +115,7 @@ async def _invoices(
     """ONE_TIME invoices over the past 300 days, oldest first (numbers follow issue order):
     8 in 10 paid by card a day later, 1 in 10 left open, 1 in 10 void."""
     staff = Principal(billing.id, None, None, frozenset({Role.BILLING_ADMIN}))
-    card = await L.system_account(session, "CARD_PROCESSOR", conn.currency_code, conn.id, now - 400 * DAY)
+    card = await L.system_account(session, AccountKind.CARD_PROCESSOR, conn.currency_code, conn.id, now - 400 * DAY)
     times = sorted(now - rng.randint(2 * 24, 300 * 24) * HOUR for _ in range(count))
     for n, issued in enumerate(times):
         description, unit = rng.choice(ONE_TIME)
@@ -180,8 +180,8 @@ async def _payouts(
     every sixth first failed on the other account and was sent again."""
     assert banks, "Northwind has bank accounts"
     cur = conn.currency_code
-    earnings = await L.system_account(session, "SUB_ORG_EARNINGS", cur, conn.id, now - 400 * DAY)
-    bank_out = await L.system_account(session, "BANK_OUT", cur, conn.id, now - 400 * DAY)
+    earnings = await L.system_account(session, AccountKind.SUB_ORG_EARNINGS, cur, conn.id, now - 400 * DAY)
+    bank_out = await L.system_account(session, AccountKind.BANK_OUT, cur, conn.id, now - 400 * DAY)
     fee_bps = await session.scalar(
         select(m.Plan.transaction_fee_bps).join(m.Subscription, m.Subscription.plan_id == m.Plan.id)
         .where(m.Subscription.connection_id == conn.id)
@@ -215,7 +215,7 @@ async def _payouts(
         session.add_all(txs)
         own = await L.payout_account(session, p, created)
         await L.post(session, [L.Transfer(
-            f"payout:{p.id}:funding", "PAYOUT_FUNDING", earnings.id, own.id, amount,
+            f"payout:{p.id}:funding", TransferKind.PAYOUT_FUNDING, earnings.id, own.id, amount,
             memo=f"Sub-Org earnings, {start:%B %Y}", payout_id=p.id)], now=created)
         at = created + DAY + 9 * HOUR
         plan = [(default, at, "PAID")]
@@ -225,7 +225,7 @@ async def _payouts(
             b = m.BankTransfer(payout_id=p.id, bank_account_id=account.id, amount=amount, status="PENDING",
                                created_by_id=owner.id, created_at=sent, updated_at=sent, submitted_at=sent)
             [reserve] = await L.post(session, [L.Transfer(
-                f"bench:bank_transfer:{p.id}:{sent.timestamp():.0f}", "BANK_TRANSFER", own.id, bank_out.id,
+                f"bench:bank_transfer:{p.id}:{sent.timestamp():.0f}", TransferKind.BANK_TRANSFER, own.id, bank_out.id,
                 amount, memo=f"Bank transfer of the payout for {start:%B %Y}", payout_id=p.id,
                 created_by_id=owner.id, pending=True)], now=sent)
             b.pending_transfer_id = reserve.id
@@ -245,7 +245,7 @@ async def _payouts(
                     failure_reason=b.failure_reason if status == "FAILED" else None, applied=True,
                     occurred_at=when, received_at=when))
             await L.post(session, [L.Transfer(
-                f"bank_transfer:{b.id}:{'paid' if outcome == 'PAID' else 'void'}", "BANK_TRANSFER", own.id,
+                f"bank_transfer:{b.id}:{'paid' if outcome == 'PAID' else 'void'}", TransferKind.BANK_TRANSFER, own.id,
                 bank_out.id, amount, memo=reserve.memo, payout_id=p.id, resolves=reserve.id,
                 void=outcome != "PAID")], now=sent + 2 * DAY)
         await session.flush()

@@ -21,7 +21,7 @@ production; `uvicorn --factory tests.bench.handwritten:app_from_env` serves it w
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import orjson
 from sqlalchemy import Integer, and_, bindparam, func, select
@@ -188,7 +188,7 @@ def _time(at: Any) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def _page(rows: list[Any], first: int, key: Callable[[Any], list[Any]]) -> tuple[list[Any], dict[str, Any]]:
+def _page(rows: Sequence[Any], first: int, key: Callable[[Any], list[Any]]) -> tuple[Sequence[Any], dict[str, Any]]:
     """The page's rows (of the first + 1 read) and its pageInfo."""
     shown = rows[:first]
     end = encode_cursor(key(shown[-1])) if shown else None
@@ -271,7 +271,7 @@ def _subscription(cid: int, h: Any) -> dict[str, Any]:
     }
 
 
-def _invoices(rows: list[Any], first: int) -> dict[str, Any]:
+def _invoices(rows: Sequence[Any], first: int) -> dict[str, Any]:
     shown, info = _page(rows, first, lambda i: [i.issued_at, i.id])
     return {
         "edges": [
@@ -295,7 +295,7 @@ def _invoices(rows: list[Any], first: int) -> dict[str, Any]:
     }
 
 
-def _tickets(rows: list[Any], first: int, prefix: str) -> dict[str, Any]:
+def _tickets(rows: Sequence[Any], first: int, prefix: str) -> dict[str, Any]:
     shown, info = _page(rows, first, lambda t: [t.last_activity_at, t.id])
     return {
         "edges": [
@@ -321,7 +321,7 @@ def _tickets(rows: list[Any], first: int, prefix: str) -> dict[str, Any]:
     }
 
 
-def _payouts(rows: list[Any], first: int) -> dict[str, Any]:
+def _payouts(rows: Sequence[Any], first: int) -> dict[str, Any]:
     payouts: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
     for r in rows:
         _, transfers = payouts.setdefault(r.id, (r, []))

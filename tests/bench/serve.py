@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -20,7 +21,9 @@ from server.cli import UVICORN_OPTIONS
 from server.settings import Settings
 
 # One user sends every request of the bench, far more than any bucket in service allows.
-BENCH_LIMITS = {"rate_limit_enabled": True, "rate_limit_max_cost": 10**12, "rate_limit_restore_rate": 10**12}
+BENCH_LIMITS: dict[str, Any] = {
+    "rate_limit_enabled": True, "rate_limit_max_cost": 10**12, "rate_limit_restore_rate": 10**12,
+}
 
 
 def main() -> None:
@@ -29,9 +32,12 @@ def main() -> None:
     settings = Settings(database_url=url, log_level="WARNING", **BENCH_LIMITS)
     if kind == "graphql":
         from server.app import create_app
+
+        app = create_app(settings)
     else:
-        from tests.bench.handwritten import create_app
-    app = create_app(settings)
+        from tests.bench.handwritten import create_app as handwritten_app
+
+        app = handwritten_app(settings)
     gc.collect()
     gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN_OPTIONS)

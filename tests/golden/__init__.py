@@ -33,7 +33,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, cast
 
 from graphql import OperationType, parse
 
@@ -59,7 +59,7 @@ PARTNER_USERS = [*OWNERS, MEMBER]
 OMIT = "omit"
 PAGE_SIZES: list[Any] = [OMIT, None, 1, 3, 10, 100]
 # Page sizes whose later pages are followed, and how many later pages.
-FOLLOW = {1: 2, 3: 2, 10: 1}
+FOLLOW: dict[int | None, int] = {1: 2, 3: 2, 10: 1}
 
 CONN = "viewer.partner.revampdConnection"
 # Per document: its cursor variables and where the list they page through is in `data`.
@@ -119,7 +119,7 @@ def golden_names() -> set[str]:
 
 
 def load_golden(name: str) -> list[dict[str, Any]]:
-    return json.loads(golden_path(name).read_text())["cases"]
+    return cast("list[dict[str, Any]]", json.loads(golden_path(name).read_text())["cases"])
 
 
 def write_golden(name: str, cases: list[dict[str, Any]]) -> None:
