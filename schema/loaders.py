@@ -219,7 +219,8 @@ class MessageStats(Loader):
         self.session, self.principal, self.users = session, principal, users
 
     async def batch_load_fn(self, keys: Sequence[int]) -> list[tuple[int, m.TicketMessage | None]]:
-        stmt, layout = _statement("message_stats", self.principal, self._build)
+        sqlite = _on_sqlite(self.session)
+        stmt, layout = _statement(("message_stats", sqlite), self.principal, lambda p: self._build(p, sqlite))
         stats = {}
         for msg, n, author in map(layout.split, await read(self.session, stmt, _params(self.principal, keys))):
             if found(author, m.User) is not None:  # the author is shown with the message
@@ -228,16 +229,25 @@ class MessageStats(Loader):
         return [stats.get(k, (0, None)) for k in keys]
 
     @staticmethod
-    def _build(p: Principal) -> Any:
-        ranked = _ranked_messages(p, _in_keys(m.TicketMessage.ticket_id))
-        layout = Layout(m.TicketMessage, ranked.c.n, m.User)
+    def _build(p: Principal, sqlite: bool) -> Any:
+        """As a page of tickets brings them along (`_page_message_stats`), for the tickets asked."""
+        asked = select(m.Ticket.id).where(_in_keys(m.Ticket.id)).subquery("asked")
+        joined, on, n, newest = _page_message_stats(p, asked, sqlite)
+        last, author = aliased(m.TicketMessage, name="last_message"), _visible(m.User, p, "author")
+        layout = Layout(("last_message", [getattr(last, str(c.key)) for c in columns(m.TicketMessage)]), n,
+                        ("author", author.c))
         return (
             select(*layout.columns)
-            .select_from(m.TicketMessage)
-            .join(ranked, ranked.c.id == m.TicketMessage.id)
-            .outerjoin(m.User, and_(m.User.id == m.TicketMessage.author_id, visible(m.User, p)))
-            .where(ranked.c.r == 1)
+            .select_from(asked)
+            .join(joined, on)
+            .join(last, last.id == newest)
+            .outerjoin(author, author.c.id == last.author_id)
         ), layout
+
+
+def _on_sqlite(session: AsyncSession) -> bool:
+    """Whether the session's database is SQLite (some statements are written for each)."""
+    return bool(session.get_bind().dialect.name == "sqlite")
 
 
 def _ranked_messages(p: Principal, of_tickets: Any) -> Any:
@@ -529,7 +539,7 @@ class Loaders:
         """What a page of tickets brings along for the fields its items show (or None)."""
         if not (stats or users):
             return None
-        sqlite = self.session.get_bind().dialect.name == "sqlite"
+        sqlite = _on_sqlite(self.session)
         key = ("tickets", stats, users, sqlite)
         if key not in self._alongs:
             p = self.principal
