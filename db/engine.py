@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from db.events import ANNOUNCE, Announce, EventSession
+
 WRITE_OPTION = "revampd_write"
 
 # SQLSTATEs that mean "too busy right now", not "wrong": lock_timeout, statement
@@ -156,8 +158,10 @@ def read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=SerialSession, expire_on_commit=False, autoflush=False)
 
 
-def write_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions whose transactions take the write lock up front on SQLite."""
+def write_sessions(engine: AsyncEngine, announce: Announce | None = None) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose transactions take the write lock up front on SQLite, and write the
+    events of what they change (db.events), told to `announce` after each commit."""
     return async_sessionmaker(
-        engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False,
+        sync_session_class=EventSession, info={ANNOUNCE: announce} if announce is not None else None,
     )

@@ -32,6 +32,7 @@ from sqlalchemy.types import TypeDecorator
 
 from db.states import (
     CONNECTION_ACCOUNT_KINDS,
+    EVENT_SUBJECTS,
     IN_FLIGHT,
     PARTNER_ROLES,
     PAYMENT_METHODS,
@@ -41,6 +42,7 @@ from db.states import (
     AccountKind,
     CardChargeStatus,
     CreditStatus,
+    EventAction,
     InvoiceStatus,
     InvoiceType,
     PaymentMethod,
@@ -864,3 +866,37 @@ class IdempotencyKey(Base):
     result_type: Mapped[str | None] = mapped_column(String(40))
     result_id: Mapped[int | None] = mapped_column(PK)
     created_at: Mapped[datetime] = _created()
+
+
+class Event(Base):
+    """A committed change to something a connection's users can follow (db/events.py): its
+    subject (a table and row id) and whether it was made or changed. Numbered per connection
+    in commit order (`seq`, from `EventSequence`); written in the transaction that made the
+    change, so there is none for a transaction that rolled back."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "seq"),
+        _enum_check("action", EventAction, "action_known"),
+        _enum_check("subject", EVENT_SUBJECTS, "subject_known"),
+        Index("ix_events_ticket", "ticket_id", "id"),
+        Index("ix_events_occurred_at", "occurred_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    seq: Mapped[int] = mapped_column(PK, nullable=False)
+    subject: Mapped[str] = mapped_column(String(30), nullable=False)
+    subject_id: Mapped[int] = mapped_column(PK, nullable=False)
+    action: Mapped[str] = mapped_column(String(10), nullable=False)
+    # The ticket a ticket's or a message's event is about (support's queue, a ticket's followers).
+    ticket_id: Mapped[int | None] = mapped_column(PK)
+    occurred_at: Mapped[datetime] = _created()
+
+
+class EventSequence(Base):
+    """The last `Event.seq` of each connection: taken (and locked) by the committing
+    transaction as its last statement, so events are numbered in commit order."""
+
+    __tablename__ = "event_sequences"
+    connection_id: Mapped[int] = mapped_column(PK, ForeignKey("connections.id", ondelete="RESTRICT"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(PK, nullable=False)

@@ -210,3 +210,17 @@ class TicketPriority(StrEnum):
 # What a ticket may be about.
 SubjectKind = Literal["invoice", "payout"]
 TICKET_SUBJECTS: tuple[SubjectKind, ...] = get_args(SubjectKind)
+
+
+class EventAction(StrEnum):
+    """What happened to an event's subject (db/events.py)."""
+
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+
+
+# The tables whose committed changes are events, by the subject name an event keeps.
+EVENT_SUBJECTS = (
+    "tickets", "ticket_messages", "invoices", "payouts", "bank_transfers", "addons", "subscriptions",
+    "affiliate_payouts", "ledger_entries", "wallets",
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Iterator, Protocol, Sequence
 
 import strawberry
@@ -16,12 +17,15 @@ from graphql import GraphQLError
 from graphql.error import GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
 
 from db.engine import is_busy
 from resolvers.engine import SCALARS, Engine, GraphQLCoreExecutor, Trace, graphql_schema, plan_extension
 from resolvers.operation import Limits, Operation, Operations
 from resolvers.query import Query
 from schema.base import node_types  # every Node type, so that `node` can return any of them
+from schema.live import LiveContext, Subscription, end_event
 from services.errors import DomainError
 
 log = logging.getLogger("revampd.graphql")
@@ -78,6 +82,12 @@ class ErrorPolicy(SchemaExtension):
         if result is not None and result.errors:
             result.errors = [self._public(e) for e in result.errors]
 
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Each event of a subscription, as each query's answer."""
+        if getattr(result, "errors", None):
+            result.errors = [self._public(e) for e in result.errors]
+        yield
+
     def _public(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
         if isinstance(original, DomainError):
@@ -96,6 +106,15 @@ class ErrorPolicy(SchemaExtension):
         if self.mask:
             return GraphQLError(INTERNAL_ERROR, error.nodes, path=error.path, extensions={"code": "INTERNAL_SERVER_ERROR"})
         return error
+
+
+class LiveReads(SchemaExtension):
+    """A subscription's event gives back its read session once executed, before it is sent
+    (schema.live): an open subscription holds no connection while the client reads."""
+
+    async def on_stream_result(self, result: Any) -> AsyncIterator[None]:
+        await end_event()
+        yield
 
 
 class SchemaSettings(Limits, Protocol):
@@ -127,6 +146,27 @@ class Schema(strawberry.Schema):
     observer: Observer = NO_OBSERVER
     operations: Operations
 
+    async def stream(  # the same call, for a subscription's transports
+        self, query: str | None, variable_values: dict[str, Any] | None = None, context_value: Any | None = None,
+        root_value: Any | None = None, operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None, allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> Any:
+        """Over a live transport (a LiveContext): subscriptions only, each document refused as a
+        query's would be, and each operation with a context of its own (its Operation)."""
+        if isinstance(context_value, LiveContext):
+            operation = self.operations.get(query or "", operation_name)
+            refusals = list(operation.errors) or context_value.check(operation, variable_values)
+            if not refusals and (operation.kind is None or operation.kind.value != "subscription"):
+                refusals = [GraphQLError("Only subscriptions run here: send queries and mutations over HTTP.",
+                                         extensions={"code": "OPERATION_NOT_SUPPORTED"})]
+            if refusals:
+                self.process_errors(refusals)
+                return _once(PreExecutionError(data=None, errors=refusals))
+            context_value = context_value.for_operation(operation, operation_name)
+            allowed_operation_types = {OperationType.SUBSCRIPTION}
+        return await super().stream(query, variable_values, context_value, root_value, operation_name,
+                                    operation_extensions, allowed_operation_types)
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Our faults at ERROR with their traceback; the client's mistakes one INFO line each."""
         for error in errors:
@@ -139,6 +179,10 @@ class Schema(strawberry.Schema):
             else:
                 log.error("unexpected fault at %s", where, exc_info=fault)
             self.observer.count_error(_code(error, fault))
+
+
+async def _once(result: Any) -> AsyncIterator[Any]:
+    yield result
 
 
 def _code(error: GraphQLError, fault: BaseException | None) -> str:
@@ -174,6 +218,7 @@ def build_schema(
     extensions_: list[Any] = [
         lambda: UseOperation(operations[0]),
         lambda: ErrorPolicy(mask=settings.mask_errors),
+        LiveReads,
         *extensions,
     ]
     engine: list[Engine] = []
@@ -182,7 +227,7 @@ def build_schema(
     from resolvers.mutation import Mutation
 
     schema = Schema(
-        query=Query, mutation=Mutation, types=list(node_types().values()), extensions=extensions_,
+        query=Query, mutation=Mutation, subscription=Subscription, types=list(node_types().values()), extensions=extensions_,
         execution_context_class=GraphQLCoreExecutor, scalar_overrides=SCALARS,
     )
     schema.observer = observer

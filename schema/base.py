@@ -58,6 +58,11 @@ def mutation(description: str) -> Callable[[F], F]:
     return cast("Callable[[F], F]", strawberry.mutation(description=description))
 
 
+def subscription(description: str) -> Callable[[F], F]:
+    """`@subscription(description=...)`."""
+    return cast("Callable[[F], F]", strawberry.subscription(description=description))
+
+
 # ---- Global IDs --------------------------------------------------------------
 
 # A page shows the same objects request after request: remember the IDs of the last

@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db.engine import create_engine, read_sessions, write_sessions
@@ -30,8 +30,10 @@ from server import observability, webhooks
 from server.endpoint import CLIENT_CLOSED_REQUEST, CLIENT_GONE, HANDLERS, GraphQLEndpoint
 from server.graphiql import GraphiQL
 from server.limits import CostLimiter, cost_limiter
+from server.live import Hub
 from server.persisted import Documents
 from server.settings import SERVE_HOST, Settings, SettingsError, from_env_or_exit, refuse_unsafe
+from server.subscriptions import Subscriptions
 
 log = logging.getLogger("revampd.request")
 
@@ -125,7 +127,23 @@ class State:
 
     @cached_property
     def writes(self) -> async_sessionmaker[AsyncSession]:
-        return write_sessions(self.db)
+        return write_sessions(self.db, announce=self.hub.announce)
+
+    @cached_property
+    def hub(self) -> Hub:
+        s = self.settings
+        return Hub(self.reads, redis_url=s.redis_url, queue_size=s.live_queue_size, poll_seconds=s.live_poll_seconds,
+                   max_per_user=s.live_max_subscriptions_per_user)
+
+
+class _LazyHub:
+    """The app's hub, made (with its engine) when the first subscription follows."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def follow(self, connection_id: int, user_id: int, after: int | None) -> Any:
+        return self.state.hub.follow(connection_id, user_id, after)
 
 
 def create_app(settings: Settings, *, plan: bool = True) -> ASGIApp:
@@ -142,10 +160,11 @@ def create_app(settings: Settings, *, plan: bool = True) -> ASGIApp:
     endpoint = GraphQLEndpoint(
         settings, schema, schema.operations, documents, lambda: state.reads, lambda: state.writes, limiter, graphiql,
     )
-    routes = [
+    routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readiness(state)),
         Route("/graphql", endpoint.answer, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", Subscriptions(settings, schema, lambda: state.reads, _LazyHub(state), documents)),
         *(graphiql.routes if graphiql else []),
         Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
               methods=["POST"]),
@@ -184,6 +203,8 @@ def _lifespan(state: State, documents: Documents, limiter: CostLimiter | None) -
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         await documents.close()
+        if "hub" in state.__dict__:
+            await state.hub.stop()
         if limiter is not None:
             await limiter.close()
         if state.engine is not None:

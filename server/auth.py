@@ -23,6 +23,8 @@ class Claims:
     user_id: int
     partner_id: int | None
     roles: frozenset[str]
+    # The token's `exp` (a Unix time): a subscription opened with it ends then.
+    expires_at: float | None = None
 
 
 class TokenVerifier:
@@ -77,7 +79,9 @@ def _claims(payload: dict[str, Any]) -> Claims:
             raise AuthError("roles must be a list of strings")
     except (TypeError, ValueError) as exc:
         raise AuthError(f"malformed claims: {exc}") from exc
-    return Claims(user_id=user_id, partner_id=partner_id, roles=frozenset(roles))
+    exp = payload.get("exp")
+    return Claims(user_id=user_id, partner_id=partner_id, roles=frozenset(roles),
+                  expires_at=float(exp) if isinstance(exp, (int, float)) else None)
 
 
 def issue_dev_token(

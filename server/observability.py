@@ -77,6 +77,14 @@ POOL_OVERFLOW = Gauge(
     "revampd_db_pool_overflow", "Connections open beyond the pool size (up to DB_MAX_OVERFLOW), summed over workers.",
     multiprocess_mode="livesum",
 )
+LIVE_SUBSCRIPTIONS = Gauge(
+    "revampd_live_subscriptions", "Open GraphQL subscriptions (server/live.py), summed over workers.",
+    multiprocess_mode="livesum",
+)
+LIVE_EVENTS = Counter(
+    "revampd_live_events", "Committed events handed to subscriptions (delivered), and subscriptions dropped for "
+    "reading too slowly (dropped).", ["outcome"],
+)
 MONEY_MOVED = Counter(
     "revampd_ledger_moved_minor_units",
     "Money moved by committed ledger transfers, in minor units (cents), by transfer kind and currency.",

@@ -261,6 +261,15 @@ class Settings:
     rate_limit_enabled: bool = True
     rate_limit_max_cost: int = 20_000
     rate_limit_restore_rate: int = 1_000
+    # Live updates (server/live.py, server/subscriptions.py): subscriptions one WebSocket may hold
+    # and one user may hold across them; events a subscriber may have waiting before it is dropped
+    # as too slow; how often each worker looks for events it was not told of (made by another
+    # process without Redis, or while Redis was away); seconds a WebSocket has to send its token.
+    live_max_subscriptions_per_connection: int = 20
+    live_max_subscriptions_per_user: int = 50
+    live_queue_size: int = 1000
+    live_poll_seconds: int = 5
+    live_init_timeout_seconds: int = 10
     # Operability (server/observability.py): GET /metrics for Prometheus (keep it off the public
     # internet: it is unauthenticated), one log line per event as text or JSON, and traces sent
     # over OTLP/HTTP to this collector when set (nothing is loaded otherwise).
@@ -283,6 +292,7 @@ class Settings:
         max_query_nodes = _int(env, "MAX_QUERY_NODES", cls.max_query_nodes)
         settings = cls(
             **cls._money_from_env(env),
+            **cls._live_from_env(env),
             database_url=_database_url(env, cls.database_url),
             jwt_algorithms=algorithms,
             jwt_secret=_secret(env, "JWT_SECRET", DEV_JWT_SECRET, 32),
@@ -331,6 +341,19 @@ class Settings:
         if "RS256" in algorithms and not (settings.jwt_public_key or settings.jwt_jwks_url):
             raise SettingsError("RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
         return settings
+
+    @classmethod
+    def _live_from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        """The settings of live updates (server/live.py, server/subscriptions.py)."""
+        return dict(
+            live_max_subscriptions_per_connection=_int(
+                env, "LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION", cls.live_max_subscriptions_per_connection
+            ),
+            live_max_subscriptions_per_user=_int(env, "LIVE_MAX_SUBSCRIPTIONS_PER_USER", cls.live_max_subscriptions_per_user),
+            live_queue_size=_int(env, "LIVE_QUEUE_SIZE", cls.live_queue_size),
+            live_poll_seconds=_int(env, "LIVE_POLL_SECONDS", cls.live_poll_seconds),
+            live_init_timeout_seconds=_int(env, "LIVE_INIT_TIMEOUT_SECONDS", cls.live_init_timeout_seconds),
+        )
 
     @classmethod
     def _money_from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import events as db_events
 from db.models import (
     AddOn,
     AddOnProduct,
@@ -162,6 +163,7 @@ async def seed_demo(session: AsyncSession, today: date) -> bool:
         if await session.scalar(select(User.id).where(User.email.in_(emails)).limit(1)):
             return False
         now = datetime.combine(today, time(), UTC)
+        session.sync_session.info[db_events.NOW] = now  # the demo's history happened "today", not when it was seeded
         plans = await _get_or_create(session, Plan, [
             {"code": c, "name": n, "rank": r, "currency_code": USD, "monthly_price": p,
              "transaction_fee_bps": f, "max_sub_orgs": s, "max_campaigns": ca,

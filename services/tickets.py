@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import events
 from db import models as m
 from db.states import SubjectKind as SubjectKind
 from db.states import TicketPriority, TicketStatus
@@ -336,10 +337,13 @@ async def auto_close(session: AsyncSession, *, now: datetime, days: int) -> int:
     for the row locks, re-checks `status` and finds them already CLOSED.
     """
     cutoff = now - timedelta(days=days)
-    result = await session.execute(
+    closed = (await session.execute(
         update(m.Ticket)
         .where(m.Ticket.status == S.RESOLVED.value, m.Ticket.resolved_at < cutoff)
         .values(status=S.CLOSED.value, closed_at=now, updated_at=now, last_activity_at=now)
+        .returning(m.Ticket.id, m.Ticket.connection_id)
         .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    )).all()
+    for ticket_id, connection_id in closed:
+        events.note(session, connection_id, "tickets", ticket_id, ticket_id=ticket_id)
+    return len(closed)

@@ -339,6 +339,11 @@ def test_configuring_logging_again_replaces_its_handler_and_keeps_the_others(
 
 # (variable, a bad value, what the message says it must be)
 BAD_SETTINGS = [
+    ("LIVE_MAX_SUBSCRIPTIONS_PER_CONNECTION", "0", "must be at least 1"),
+    ("LIVE_MAX_SUBSCRIPTIONS_PER_USER", "many", "must be a whole number"),
+    ("LIVE_QUEUE_SIZE", "-5", "must be at least 1"),
+    ("LIVE_POLL_SECONDS", "0", "must be at least 1"),
+    ("LIVE_INIT_TIMEOUT_SECONDS", "1.5", "must be a whole number"),
     ("DATABASE_URL", "mysql://u:hunter2@db/revampd", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"),
     ("JWT_ALGORITHMS", "HS512", "must be HS256 and/or RS256"),
     ("JWT_SECRET", "short", "must be at least 32 bytes long"),

@@ -1,0 +1,322 @@
+"""The Subscription root: committed changes, as they happen, to what the viewer may read.
+
+Each event names one object as it now stands (`node`), so a client's cache updates it by its
+id; the viewer receives an event only when it could read that object with a query (checked
+per event, with the caller read again: a user removed from its Partner stops receiving). The
+events come from the rows db.events writes at commit, in commit order per connection, through
+the worker's hub (server.live). Each event is read on a session of its own, given back before
+the event is sent (`end_event`, called by the schema's LiveReads extension): an open
+subscription holds no database connection while it waits or while the client reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Protocol
+
+import strawberry
+from graphql import GraphQLError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import models as m
+from db.states import EventAction as Action
+from db.states import Role
+from schema.base import Node, decode_id, node_types, subscription, to_global_id
+from schema.context import ContextSettings
+from schema.enums import described
+from schema.loaders import Loaders
+from services.access import Principal
+from services.errors import DomainError, ErrorCode
+
+log = logging.getLogger("revampd.live")
+
+ALL = 0  # follow every connection (support's queue); no connection has id 0
+
+described(Action, "EventAction", "What happened to an event's object.", {
+    "CREATED": "It was made.",
+    "UPDATED": "It changed (its status, amounts, assignee...): `node` shows it as it now stands.",
+})
+
+# An event's subject (db.events) as the Node type that shows it, and that type's id of it.
+NODE_OF_SUBJECT = {
+    "tickets": "Ticket", "ticket_messages": "TicketMessage", "invoices": "Invoice", "payouts": "Payout",
+    "bank_transfers": "BankTransfer", "addons": "AddOn", "subscriptions": "PlanSubscription",
+    "affiliate_payouts": "AffiliatePayout", "ledger_entries": "WalletEntry", "wallets": "Wallet",
+}
+TICKET_SUBJECTS = ("tickets", "ticket_messages")
+
+
+class FellBehind(Exception):
+    """The subscriber read its events too slowly and was dropped (server.live)."""
+
+
+class LimitReached(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"You already hold {limit} subscriptions, the most one user may.")
+
+
+class Follower(Protocol):
+    queue: asyncio.Queue[Any]
+
+
+class Live(Protocol):
+    """The worker's hub (server.live.Hub)."""
+
+    def follow(self, connection_id: int, user_id: int, after: int | None) -> contextlib.AbstractAsyncContextManager[Follower]: ...
+
+
+# The current event's read session and loaders, per subscription (each runs in a task of its own).
+_EVENT: ContextVar[tuple[AsyncSession, Loaders] | None] = ContextVar("revampd_live_event", default=None)
+
+
+@dataclass
+class LiveContext:
+    """What a subscription's resolvers read as `info.context` (as a query's Context): the
+    caller, and the current event's session and loaders. Made per WebSocket (or SSE)
+    connection once its token is checked (server.subscriptions)."""
+
+    settings: ContextSettings
+    principal: Principal
+    reads: async_sessionmaker[AsyncSession]
+    live: Live
+    # The caller as it now stands (None: gone, or no longer of its Partner or role).
+    recheck: Callable[[AsyncSession], Awaitable[Principal | None]]
+    expires_at: float | None  # the token's expiry (a Unix time): the subscription ends then
+    # The refusals of a subscription document (resolvers.schema.Schema.stream), as a query's.
+    check: Callable[[Any, dict[str, Any] | None], list[GraphQLError]]
+    request_id: str = ""
+    # connection_init's payload (Strawberry sets it): where the token comes from.
+    connection_params: dict[str, Any] | None = None
+    operation: Any = None
+    operation_name: str | None = None
+    log: dict[str, Any] = field(default_factory=dict)
+    busy: bool = False
+    objects_in_lists: int | None = None
+
+    def for_operation(self, operation: Any, operation_name: str | None) -> LiveContext:
+        """The context of one subscription of the connection (each has its own Operation)."""
+        return dataclasses.replace(self, operation=operation, operation_name=operation_name, log={})
+
+    @property
+    def db(self) -> AsyncSession:
+        current = _EVENT.get()
+        if current is None:
+            raise RuntimeError("no event is being read")
+        return current[0]
+
+    @property
+    def loaders(self) -> Loaders:
+        current = _EVENT.get()
+        if current is None:
+            raise RuntimeError("no event is being read")
+        return current[1]
+
+
+async def end_event() -> None:
+    """Give back the current event's session (before the event is sent)."""
+    current = _EVENT.get()
+    if current is not None:
+        _EVENT.set(None)
+        await current[0].close()
+
+
+def _cursor(connection_id: int, seq: int) -> str:
+    return base64.urlsafe_b64encode(f"ConnectionEvent:{connection_id}:{seq}".encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None, connection_id: int) -> int | None:
+    """The event number a cursor names (of this connection), or INVALID_CURSOR."""
+    if cursor is None:
+        return None
+    try:
+        kind, c, seq = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        if kind == "ConnectionEvent" and int(c) == connection_id and int(seq) >= 0 and _cursor(int(c), int(seq)) == cursor:
+            return int(seq)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise _refused(DomainError(ErrorCode.INVALID_CURSOR, "after is not the cursor of an event of this connection.", ["after"]))
+
+
+def _refused(err: DomainError) -> GraphQLError:
+    return GraphQLError(err.message, extensions={"code": err.code, "field": err.field})
+
+
+def _ended(message: str, code: str) -> GraphQLError:
+    """Why a subscription ends (or is refused) for a reason that is not its arguments'."""
+    return GraphQLError(message, extensions={"code": code})
+
+
+After = Annotated[str | None, strawberry.argument(
+    description="The cursor of the last event you had: the events committed since then come first, in order; "
+    "left out, only events from now on.")]
+
+
+@strawberry.type(description="A committed change to an object the viewer may read. Events of a connection come in "
+                 "the order they were committed.")
+class ConnectionEvent:
+    id: strawberry.ID = strawberry.field(description="The event's own id (each event is sent once per subscription).")
+    cursor: str = strawberry.field(
+        description="Opaque: subscribe again with `after: cursor` to receive the events committed since this one.")
+    action: Action = strawberry.field(description="Whether `node` was made or changed.")
+    occurred_at: datetime = strawberry.field(description="When the change was committed (about).")
+    node: Node = strawberry.field(
+        description="The object, as it now stands (Ticket, TicketMessage, Invoice, Payout, BankTransfer, AddOn, "
+        "PlanSubscription, AffiliatePayout, WalletEntry or Wallet): select what you show with fragments, and "
+        "a normalized cache updates it by its id.")
+
+
+async def _visible(loaders: Loaders, row: m.Event) -> Node | None:
+    """The event's object, if the caller may read it."""
+    name = NODE_OF_SUBJECT[row.subject]
+    cls = node_types()[name]
+    found = await loaders.by_id(cls.node_model).load(row.subject_id)
+    return None if found is None else cls.of(found)
+
+
+async def _events(
+    info: strawberry.Info, connection_id: int, after: int | None, wanted: Callable[[m.Event], bool],
+) -> AsyncGenerator[ConnectionEvent, None]:
+    context: LiveContext = info.context
+    p = context.principal
+    async with context.live.follow(connection_id, p.user_id, after) as follower:
+        while True:
+            item = await _next(follower, context.expires_at)
+            if isinstance(item, FellBehind):
+                raise _ended("You were reading events too slowly and were dropped: subscribe again with `after` "
+                             "the cursor of the last event you had.", "TOO_SLOW")
+            row: m.Event = item
+            if not wanted(row):
+                continue
+            session = context.reads()
+            try:
+                principal = await context.recheck(session)
+                if principal is None:
+                    raise _ended("Your access has changed: sign in again.", "UNAUTHENTICATED")
+                loaders = Loaders(session, principal)
+                node = await _visible(loaders, row)
+            except BaseException:
+                await session.close()
+                raise
+            if node is None:
+                await session.close()
+                continue
+            _EVENT.set((session, loaders))
+            try:
+                yield ConnectionEvent(id=to_global_id("ConnectionEvent", row.id), cursor=_cursor(row.connection_id, row.seq), action=Action(row.action),
+                                      occurred_at=row.occurred_at, node=node)
+            finally:
+                await end_event()
+
+
+async def _next(follower: Follower, expires_at: float | None) -> Any:
+    if expires_at is None:
+        return await follower.queue.get()
+    left = expires_at - datetime.now(UTC).timestamp()
+    try:
+        if left <= 0:
+            raise TimeoutError
+        return await asyncio.wait_for(follower.queue.get(), left)
+    except TimeoutError:
+        raise _ended("Your token has expired: subscribe again with a new one.", "UNAUTHENTICATED") from None
+
+
+@strawberry.type(description="Live updates (graphql-transport-ws on /graphql, or Server-Sent Events). Each field "
+                 "sends an event for each committed change the viewer may read, and nothing for one it may not.")
+class Subscription:
+    @subscription(description="Changes to a connection: its plan subscription, add-ons, invoices, wallet "
+                             "and its entries, affiliate payouts, payouts and their bank transfers, tickets and their "
+                             "messages. A Partner's users follow their own connection (leave `connectionId` out); "
+                             "Revampd staff name one.")
+    async def connection_events(
+        self, info: strawberry.Info,
+        connection_id: Annotated[strawberry.ID | None, strawberry.argument(
+            description="The RevampdConnection to follow: staff must give one; a Partner's user may leave it out "
+            "(its own) or give its own.")] = None,
+        after: After = None,
+    ) -> AsyncGenerator[ConnectionEvent, None]:
+        context: LiveContext = info.context
+        p = context.principal
+        cid = p.connection_id if connection_id is None else _decoded(connection_id, "RevampdConnection", "connectionId")
+        if cid is None or not p.sees_connection(cid):
+            raise _refused(DomainError(ErrorCode.NOT_FOUND, "No RevampdConnection with this ID.",
+                                       ["connectionId"] if connection_id is not None or p.is_staff else None))
+        async for event in _with_limits(info, _events(info, cid, _after(after, cid), lambda _: True)):
+            yield event
+
+    @subscription(description="A ticket's changes (status, assignee) and new messages; internal notes "
+                             "only for Revampd support.")
+    async def ticket_events(
+        self, info: strawberry.Info,
+        ticket_id: Annotated[strawberry.ID, strawberry.argument(description="The Ticket to follow.")],
+        after: After = None,
+    ) -> AsyncGenerator[ConnectionEvent, None]:
+        context: LiveContext = info.context
+        tid = _decoded(ticket_id, "Ticket", "ticketId")
+        async with context.reads() as session:
+            ticket = await Loaders(session, context.principal).by_id(m.Ticket).load(tid)
+        if ticket is None:
+            raise _refused(DomainError(ErrorCode.NOT_FOUND, "No Ticket with this ID.", ["ticketId"]))
+        cid = ticket.connection_id
+
+        def of_ticket(row: m.Event) -> bool:
+            return row.ticket_id == tid
+
+        async for event in _with_limits(info, _events(info, cid, _after(after, cid), of_ticket)):
+            yield event
+
+    @subscription(description="Revampd support's queue: new tickets, assignments, status changes, "
+                             "replies and internal notes, of every Partner (SUPPORT only). Events of one connection "
+                             "come in commit order; after a reconnection, refetch the queue.")
+    async def support_queue_events(self, info: strawberry.Info) -> AsyncGenerator[ConnectionEvent, None]:
+        context: LiveContext = info.context
+        if not context.principal.has(Role.SUPPORT):
+            raise _refused(DomainError(ErrorCode.FORBIDDEN, "This needs the SUPPORT role."))
+
+        def of_tickets(row: m.Event) -> bool:
+            return row.subject in TICKET_SUBJECTS
+
+        async for event in _with_limits(info, _events(info, ALL, None, of_tickets)):
+            yield event
+
+
+def _decoded(gid: str, expected: str, name: str) -> int:
+    try:
+        return decode_id(gid, expected, name)
+    except DomainError as err:
+        raise _refused(err) from None
+
+
+async def _with_limits(
+    info: strawberry.Info, events: AsyncGenerator[ConnectionEvent, None],
+) -> AsyncGenerator[ConnectionEvent, None]:
+    """The events; a user over the subscription limit is refused with the limit's words. One
+    log line when the subscription ends: who, what, how many events and why it ended."""
+    sent, why = 0, "closed by the client"
+    try:
+        async for event in events:
+            sent += 1
+            yield event
+    except LimitReached as exc:
+        why = "SUBSCRIPTION_LIMIT"
+        raise _ended(str(exc), "SUBSCRIPTION_LIMIT") from None
+    except GraphQLError as exc:
+        why = str((exc.extensions or {}).get("code", "error"))
+        raise
+    except Exception as exc:
+        why = f"fault: {type(exc).__name__}"
+        raise
+    finally:
+        await events.aclose()
+        log.info("subscription ended: user=%s field=%s events=%s reason=%s", info.context.principal.user_id,
+                 info.field_name, sent, why)
+
+
+__all__ = ["ALL", "ConnectionEvent", "FellBehind", "LimitReached", "Live", "LiveContext", "Subscription", "end_event"]

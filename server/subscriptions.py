@@ -1,0 +1,102 @@
+"""GraphQL subscriptions over WebSocket on /graphql: the graphql-transport-ws protocol (the one
+`graphql-ws` and Apollo Client's GraphQLWsLink speak), by Strawberry's own handler.
+
+The client sends its bearer token in `connection_init`'s payload (`{"Authorization": "Bearer
+<token>"}`, or `{"token": "<token>"}`); a missing, bad or unknown one closes the socket with
+4403 Forbidden, and a `subscribe` before that with 4401 Unauthorized (the protocol's codes). Each
+subscription document is refused as a query would be over HTTP (trusted documents, depth,
+aliases, cost: `check`), and only subscriptions run here (queries and mutations go over HTTP).
+A subscription ends when the token expires, and sends only what the caller, read again for
+each event, may read (schema.live).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from graphql import GraphQLError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from resolvers.operation import Operation
+from resolvers.schema import Schema
+from schema.live import Live, LiveContext
+from server.auth import AuthError, Claims, TokenVerifier
+from server.endpoint import load_caller
+from server.graphql_http import BadRequest
+from server.persisted import Document, Documents, sha256
+from server.settings import Settings
+from services.access import Principal
+
+log = logging.getLogger("revampd.live")
+
+# The caller of a socket that has not sent its token yet: no roles, so it may read nothing.
+_NOBODY = Principal(0, None, None, frozenset())
+
+
+class Subscriptions(GraphQL[LiveContext, None]):
+    """The WebSocket side of /graphql (the endpoint answers HTTP)."""
+
+    def __init__(self, settings: Settings, schema: Schema, reads: Any, live: Live, documents: Documents) -> None:
+        super().__init__(
+            schema, graphql_ide=None, allow_queries_via_get=False,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=settings.live_init_timeout_seconds),
+            max_subscriptions_per_connection=settings.live_max_subscriptions_per_connection,
+            allowed_origins=settings.cors_origins,
+        )
+        self.settings, self.reads, self.live, self.documents = settings, reads, live, documents
+        self.verifier = TokenVerifier(settings)
+
+    async def get_context(self, request: Any, response: Any) -> LiveContext:
+        reads: async_sessionmaker[AsyncSession] = self.reads()
+
+        async def nobody(_: AsyncSession) -> Principal | None:
+            return None
+
+        return LiveContext(settings=self.settings, principal=_NOBODY, reads=reads, live=self.live, recheck=nobody,
+                           expires_at=0, check=self.check)
+
+    async def on_ws_connect(self, context: LiveContext) -> None:
+        """`connection_init`: the token in its payload, and the caller it names."""
+        params = getattr(context, "connection_params", None) or {}
+        raw = params.get("Authorization") or params.get("authorization") or params.get("token") or ""
+        token = raw.partition(" ")[2] if isinstance(raw, str) and raw.lower().startswith("bearer ") else raw
+        if not isinstance(token, str) or not token.strip():
+            log.info("subscription refused: no token in connection_init")
+            raise ConnectionRejectionError
+        try:
+            claims = await self.verifier.verify_async(token.strip())
+        except AuthError as exc:
+            log.info("subscription refused: %s", exc)
+            raise ConnectionRejectionError from None
+        recheck = _caller(claims)
+        async with context.reads() as session:
+            principal = await recheck(session)
+        if principal is None:
+            log.info("subscription refused: unknown user, partner or roles (sub=%s)", claims.user_id)
+            raise ConnectionRejectionError
+        context.principal, context.recheck, context.expires_at = principal, recheck, claims.expires_at
+
+    def check(self, operation: Operation, variables: dict[str, Any] | None) -> list[GraphQLError]:
+        """What the HTTP endpoint refuses a document for, besides its own errors."""
+        refusals = [e for e in [operation.too_complex(variables, self.settings)] if e]
+        try:
+            document = Document(operation.text, trusted=sha256(operation.text) in self.documents.manifest)
+            self.documents.check_trusted(document, operation.introspection_only)
+        except BadRequest as exc:
+            refusals.append(GraphQLError(exc.message, extensions={"code": exc.code}))
+        return refusals
+
+
+def _caller(claims: Claims) -> Any:
+    async def recheck(session: AsyncSession) -> Principal | None:
+        caller = await load_caller(session, claims)
+        return None if caller is None else caller.principal
+
+    return recheck
+
