@@ -132,7 +132,7 @@ class State:
     @cached_property
     def hub(self) -> Hub:
         s = self.settings
-        return Hub(self.reads, redis_url=s.redis_url, queue_size=s.live_queue_size, poll_seconds=s.live_poll_seconds,
+        return Hub(self.reads, redis_url=s.redis_url, redis_prefix=s.redis_key_prefix, queue_size=s.live_queue_size, poll_seconds=s.live_poll_seconds,
                    max_per_user=s.live_max_subscriptions_per_user)
 
 

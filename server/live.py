@@ -34,7 +34,6 @@ from server.observability import LIVE_EVENTS, LIVE_SUBSCRIPTIONS
 
 log = logging.getLogger("revampd.live")
 
-CHANNEL = "revampd:events"
 _PAGE = 500  # events read at a time
 
 
@@ -79,8 +78,10 @@ class Hub:
     the subscriptions'. `start`/`stop` run its Redis listener and its poll."""
 
     def __init__(self, reads: async_sessionmaker[AsyncSession], *, redis_url: str | None = None,
-                 queue_size: int = 1000, poll_seconds: float = 5.0, max_per_user: int = 50) -> None:
+                 redis_prefix: str = "revampd:", queue_size: int = 1000, poll_seconds: float = 5.0,
+                 max_per_user: int = 50) -> None:
         self.reads, self.redis_url = reads, redis_url
+        self.channel = f"{redis_prefix}events"
         self.queue_size, self.poll_seconds, self.max_per_user = queue_size, poll_seconds, max_per_user
         self.followers: dict[int, set[Follower]] = {}
         self.by_user: dict[int, int] = {}
@@ -130,7 +131,7 @@ class Hub:
 
     async def _publish(self, message: str, written: Sequence[tuple[int, int]]) -> None:
         try:
-            await self.redis.publish(CHANNEL, message)
+            await self.redis.publish(self.channel, message)
         except Exception as exc:  # noqa: BLE001 - Redis away: this worker's followers still hear of it
             self._redis_lost(exc)
             for item in written:
@@ -148,7 +149,7 @@ class Hub:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.channel)
                     if self.redis_down:
                         log.warning("Redis reachable again for live updates")
                     self.redis_down, delay = False, 0.5

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import signal
+import subprocess
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from db import models as m
-from tests.conftest import Api, Databases, make_api
+from db.engine import create_engine, read_sessions, write_sessions
+from db.states import Role
+from schema.live import FellBehind
+from server.live import Hub
+from services import tickets as ticket_service
+from services.access import Principal
+from tests import clock
+from tests.clock import NOW
+from tests.conftest import REDIS_URL, Api, Databases, closed_port, make_api
+from tests.served import until
+from tests.test_serve import free_port, get, until_up
 from tests.live import post, socket
 from tests.served import served
 
@@ -184,3 +200,82 @@ async def test_queries_and_mutations_go_over_http_and_bad_documents_are_refused(
             assert message["type"] == "error" and "nope" in message["payload"][0]["message"], message
             await ws.send({"type": "subscribe"})  # no id, no payload
             assert (await ws.closed())[0] == 4400
+
+
+async def test_a_subscriber_too_slow_is_dropped_not_buffered(api: Api) -> None:
+    """Its queue holds LIVE_QUEUE_SIZE events; past that it is dropped (and told why), while
+    the change itself and other subscribers carry on."""
+    cid = await api.connection_id(MEMBER)
+    (partner_id,) = (await api.rows(select(m.User.partner_id).where(m.User.email == MEMBER)))[0]
+    member = Principal(api.ids[MEMBER], partner_id, cid, frozenset({Role.PARTNER_MEMBER}))
+    (ticket_id,) = (await api.rows(select(m.Ticket.id).where(m.Ticket.connection_id == cid,
+                                                               m.Ticket.status == "OPEN").limit(1)))[0]
+    engine = create_engine(api.settings.database_url)
+    hub = Hub(read_sessions(engine), queue_size=3, poll_seconds=3600)
+    writes = write_sessions(engine, announce=hub.announce)
+    try:
+        async with hub.follow(cid, member.user_id, None) as slow, hub.follow(cid, 99, None) as reader:
+            for i in range(3):  # each reply is two events: the message, and the ticket it moved
+                async with writes() as session, session.begin():
+                    await ticket_service.reply(session, member, ticket_id, f"reply {i}", NOW + timedelta(minutes=i + 1))
+                got = [await asyncio.wait_for(reader.queue.get(), 20) for _ in range(2)]  # read as they come
+                assert [e.subject for e in got] == ["ticket_messages", "tickets"]
+            assert slow.dropped and slow.queue.qsize() == 1
+            assert isinstance(slow.queue.get_nowait(), FellBehind)
+    finally:
+        await hub.stop()
+        await engine.dispose()
+
+
+async def test_with_redis_out_of_reach_changes_still_commit_and_this_worker_s_subscribers_hear_of_them(
+    databases: Databases, caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = await make_api(await databases.clone(), redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    try:
+        with served(api.app) as port:
+            async with socket(port, api.tokens[OWNER]) as ws:
+                sid = await ws.subscribe(CONNECTION_EVENTS, api=api)
+                for title in ("First", "Second"):
+                    await _submit(port, api, title)
+                    assert _node(await ws.next(sid))["title"] == title
+    finally:
+        await api.http.aclose()
+        await api.engine.dispose()
+    warnings = [r for r in caplog.records if r.name == "revampd.live" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "Redis out of reach" in warnings[0].getMessage()
+
+
+@pytest.mark.redis
+async def test_a_change_made_through_one_server_reaches_a_subscriber_of_another(
+    databases: Databases, redis_prefix: str, redis_keys: Any,
+) -> None:
+    """Two `serve` processes sharing the database and Redis (and polling only once an hour, so
+    only Redis can tell the second in time)."""
+    url = await databases.clone()
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix,
+           "LIVE_POLL_SECONDS": "3600"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    ports = [free_port(), free_port()]
+    servers = [subprocess.Popen(clock.command("server.cli", "serve", "--port", str(p)), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+    api = await make_api(url)
+    try:
+        for p, server in zip(ports, servers, strict=True):
+            until_up(f"http://127.0.0.1:{p}/healthz", server)
+        async with socket(ports[0], api.tokens[OWNER]) as ws:
+            sid = await ws.subscribe(CONNECTION_EVENTS)
+            until(lambda: _open_subscriptions(ports[0]) == 1, "the first server to follow the subscription")
+            await _submit(ports[1], api, "Through the other server")
+            assert _node(await ws.next(sid))["title"] == "Through the other server"
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=20)
+        await api.http.aclose()
+        await api.engine.dispose()
+
+
+def _open_subscriptions(port: int) -> float:
+    _, body = get(f"http://127.0.0.1:{port}/metrics")
+    found = re.search(rb"^revampd_live_subscriptions (\S+)$", body, re.M)
+    return float(found.group(1)) if found else 0.0
