@@ -157,14 +157,16 @@ def create_app(settings: Settings, *, plan: bool = True) -> ASGIApp:
     graphiql = GraphiQL(settings, lambda: state.reads) if settings.graphiql else None
     documents = Documents(settings)
     limiter = cost_limiter(settings)
+    subscriptions = Subscriptions(settings, schema, lambda: state.reads, _LazyHub(state), documents)
     endpoint = GraphQLEndpoint(
         settings, schema, schema.operations, documents, lambda: state.reads, lambda: state.writes, limiter, graphiql,
+        subscriptions.sse,
     )
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readiness(state)),
         Route("/graphql", endpoint.answer, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", Subscriptions(settings, schema, lambda: state.reads, _LazyHub(state), documents)),
+        WebSocketRoute("/graphql", subscriptions),
         *(graphiql.routes if graphiql else []),
         Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
               methods=["POST"]),

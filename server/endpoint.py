@@ -39,6 +39,7 @@ from server.graphql_http import (
     negotiate,
     read_request,
     result_response,
+    wants_events,
 )
 from server.limits import CostLimiter, Throttle
 from server.persisted import NO_STORE, PUBLIC_FIELDS, Document, Documents, public_catalogue
@@ -206,16 +207,20 @@ class GraphQLEndpoint:
 
     def __init__(
         self, settings: Settings, schema: strawberry.Schema, operations: Operations, documents: Documents,
-        reads: Any, writes: Any, limiter: CostLimiter | None, graphiql: GraphiQL | None,
+        reads: Any, writes: Any, limiter: CostLimiter | None, graphiql: GraphiQL | None, sse: Any = None,
     ) -> None:
         self.settings, self.schema, self.operations, self.documents = settings, schema, operations, documents
         self.reads, self.writes = reads, writes  # callables giving the app's session factories
         self.limiter, self.graphiql = limiter, graphiql
+        # A subscription over Server-Sent Events (server.subscriptions.Subscriptions.sse).
+        self.sse = sse
         self.verifier = TokenVerifier(settings)
 
     async def answer(self, request: Request) -> Response:
         if self._wants_page(request):
             return await self.graphiql.page() if self.graphiql else PlainTextResponse("Not Found", 404)
+        if self.sse is not None and wants_events(request):
+            return await self._subscription(request)
         media = self._media(request)
         claims = await self._claims(request)
         gql, document, operation = await self._operation(request, claims)
@@ -232,6 +237,18 @@ class GraphQLEndpoint:
             await self.documents.register(document)
         await self._settle(costed, result, listed)
         return self._answer(request, result, media, operation, busy)
+
+    async def _subscription(self, request: Request) -> Response:
+        """A subscription over Server-Sent Events: the token, the body and the document as for a
+        query; the rest is the subscription's (server.subscriptions)."""
+        claims = await self._claims(request)
+        if claims is None:
+            raise Unauthorized
+        gql = await read_request(request, self.settings.max_body_bytes)
+        document = await self.documents.resolve(gql)
+        self._log(request)["operation"] = gql.operation_name
+        response: Response = await self.sse(request, claims, gql, document.query)
+        return response
 
     # ---- the steps ----------------------------------------------------------
 

@@ -111,6 +111,14 @@ class BadRequest(Exception):
                              **self.headers)
 
 
+EVENT_STREAM = "text/event-stream"
+
+
+def wants_events(request: Request) -> bool:
+    """A graphql-sse client (distinct connections mode): a POST that accepts an event stream."""
+    return request.method == "POST" and EVENT_STREAM in request.headers.get("accept", "")
+
+
 @dataclass(frozen=True)
 class GraphQLRequest:
     # None when the request names its document by hash only (server/persisted.py finds it).

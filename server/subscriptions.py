@@ -1,5 +1,8 @@
-"""GraphQL subscriptions over WebSocket on /graphql: the graphql-transport-ws protocol (the one
-`graphql-ws` and Apollo Client's GraphQLWsLink speak), by Strawberry's own handler.
+"""GraphQL subscriptions on /graphql: over WebSocket with the graphql-transport-ws protocol (the
+one `graphql-ws` and Apollo Client's GraphQLWsLink speak), by Strawberry's own handler; and over
+Server-Sent Events for clients that cannot open a WebSocket (`graphql-sse`'s distinct connections
+mode: a POST with `Accept: text/event-stream` and the bearer token as on any request, answered
+with a `next` event per result and a `complete` event at the end).
 
 The client sends its bearer token in `connection_init`'s payload (`{"Authorization": "Bearer
 <token>"}`, or `{"token": "<token>"}`); a missing, bad or unknown one closes the socket with
@@ -12,12 +15,17 @@ each event, may read (schema.live).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -26,8 +34,8 @@ from resolvers.operation import Operation
 from resolvers.schema import Schema
 from schema.live import Live, LiveContext
 from server.auth import AuthError, Claims, TokenVerifier
-from server.endpoint import load_caller
-from server.graphql_http import BadRequest
+from server.endpoint import Unauthorized, load_caller
+from server.graphql_http import EVENT_STREAM, BadRequest, GraphQLRequest
 from server.persisted import Document, Documents, sha256
 from server.settings import Settings
 from services.access import Principal
@@ -91,6 +99,52 @@ class Subscriptions(GraphQL[LiveContext, None]):
         except BadRequest as exc:
             refusals.append(GraphQLError(exc.message, extensions={"code": exc.code}))
         return refusals
+
+
+    async def sse(self, request: Request, claims: Claims, gql: GraphQLRequest, text: str) -> Response:
+        """One subscription over Server-Sent Events (the endpoint has checked the token, the
+        body and the document's trust)."""
+        reads: async_sessionmaker[AsyncSession] = self.reads()
+        recheck = _caller(claims)
+        async with reads() as session:
+            principal = await recheck(session)
+        if principal is None:
+            log.info("subscription refused: unknown user, partner or roles (sub=%s)", claims.user_id)
+            raise Unauthorized
+        context = LiveContext(settings=self.settings, principal=principal, reads=reads, live=self.live,
+                              recheck=recheck, expires_at=claims.expires_at, check=self.check)
+        results = await self.schema.stream(text, gql.variables, context, operation_name=gql.operation_name)
+        return StreamingResponse(_events(results, self.heartbeat_seconds), media_type=EVENT_STREAM,
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    heartbeat_seconds = 12.0
+
+
+async def _events(results: AsyncIterator[Any], heartbeat: float) -> AsyncIterator[bytes]:
+    """`next` per result, `complete` at the end; a comment line while nothing happens, so that
+    proxies keep the stream open."""
+    pending: asyncio.Task[Any] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(anext(results))
+            done, _ = await asyncio.wait({pending}, timeout=heartbeat)
+            if not done:
+                yield b":\n\n"
+                continue
+            try:
+                result = pending.result()
+            except StopAsyncIteration:
+                break
+            pending = None
+            body: dict[str, Any] = {"data": result.data} if result.data is not None or not result.errors else {}
+            if result.errors:
+                body["errors"] = [e.formatted for e in result.errors]
+            yield b"event: next\ndata: " + orjson.dumps(body) + b"\n\n"
+        yield b"event: complete\ndata:\n\n"
+    finally:  # the client went away (or the stream ended): end the subscription with it
+        if pending is not None:
+            pending.cancel()
+        await results.aclose()  # type: ignore[attr-defined]
 
 
 def _caller(claims: Claims) -> Any:

@@ -42,11 +42,11 @@ class Socket:
         protocol acknowledges no subscription, and a change committed before would not be sent)."""
         self.count += 1
         sid = str(self.count)
-        before = _hub(api).open_subscriptions if api is not None else 0
+        before = hub(api).open_subscriptions if api is not None else 0
         await self.send({"id": sid, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
         if api is not None:
             end = asyncio.get_running_loop().time() + WAIT
-            while _hub(api).open_subscriptions <= before:
+            while hub(api).open_subscriptions <= before:
                 assert asyncio.get_running_loop().time() < end, "the subscription was never followed"
                 await asyncio.sleep(0.005)
         return sid
@@ -71,7 +71,7 @@ class Socket:
         return self.ws.close_code, self.ws.close_reason
 
 
-def _hub(api: Api) -> Any:
+def hub(api: Api) -> Any:
     return api.app.app.state.revampd.hub
 
 

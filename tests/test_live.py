@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -23,10 +25,9 @@ from services.access import Principal
 from tests import clock
 from tests.clock import NOW
 from tests.conftest import REDIS_URL, Api, Databases, closed_port, make_api
-from tests.served import until
+from tests.live import hub, post, socket
+from tests.served import served, until
 from tests.test_serve import free_port, get, until_up
-from tests.live import post, socket
-from tests.served import served
 
 OWNER = "owner@northwind.example"
 MEMBER = "member@northwind.example"
@@ -279,3 +280,25 @@ def _open_subscriptions(port: int) -> float:
     _, body = get(f"http://127.0.0.1:{port}/metrics")
     found = re.search(rb"^revampd_live_subscriptions (\S+)$", body, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+async def test_server_sent_events_carry_the_same_events_as_graphql_sse_s_distinct_connections(api: Api) -> None:
+    with served(api.app) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            refused = await http.post("/graphql", json={"query": CONNECTION_EVENTS},
+                                      headers={"Accept": "text/event-stream"})
+            assert refused.status_code == 401
+            before = hub(api).open_subscriptions
+            async with http.stream("POST", "/graphql", json={"query": CONNECTION_EVENTS, "variables": {}},
+                                   headers={"Accept": "text/event-stream",
+                                            "Authorization": f"Bearer {api.tokens[OWNER]}"}) as stream:
+                assert stream.status_code == 200
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                until(lambda: hub(api).open_subscriptions > before, "the subscription to be followed")
+                await _submit(port, api, "Over SSE")
+                lines = stream.aiter_lines()
+                event = [await anext(lines) for _ in range(2)]
+                assert event[0] == "event: next"
+                data = json.loads(event[1].removeprefix("data: "))
+                assert data["data"]["connectionEvents"]["node"]["title"] == "Over SSE"
+            until(lambda: hub(api).open_subscriptions == before, "the subscription to end with its stream")
