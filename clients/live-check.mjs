@@ -14,7 +14,10 @@
 // subscriptions) and reads what arrives. It prints one JSON line per observation:
 //   {"type":"next","operation":...,"payload":{...}}   an event (or an error inside a `next`)
 //   {"type":"error","operation":...,"error":{...}}    a subscription ended with an error
+//   {"type":"complete","operation":...}               a subscription ended without an error
 //   {"type":"closed","code":...,"reason":...}         the socket was closed
+//   {"type":"loaded","status":...,"messageCount":...,"lastMessageId":...}  (apollo) the Ticket
+//                                                     page, loaded over HTTP
 //   {"type":"page","status":...,"messageCount":...,"lastMessageId":...}  (apollo) the watched
 //                                                     Ticket page, each time the cache changes it
 // and, once its stdin ends, {"type":"end","cache":{...},"logged":[...]}: (apollo) the ticket
@@ -27,7 +30,7 @@ import { format } from "node:util";
 import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from "@apollo/client/core";
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { __DEV__ } from "@apollo/client/utilities/environment";
-import { OperationTypeNode, parse } from "graphql";
+import { buildSchema, isAbstractType, OperationTypeNode, parse } from "graphql";
 import { createClient } from "graphql-ws";
 import { WebSocket as NodeWebSocket } from "ws";
 
@@ -58,6 +61,18 @@ for (const level of ["warn", "error"]) {
 
 const text = (name) => readFileSync(new URL(`../operations/${name}.graphql`, import.meta.url), "utf8");
 const wsUrl = GRAPHQL_URL.replace(/^http/, "ws");
+
+// The cache must know which types implement Node (and each other interface or union): an
+// event's `node { ... on Ticket { } ... on Invoice { } ... }` cannot be matched without it
+// ("Cannot match inline fragment ... missing possibleTypes", and data may be lost). Made from
+// ../schema.graphql, as Apollo's docs on fragments (possibleTypes) say; graphql-codegen's
+// fragment-matcher plugin writes the same map.
+function possibleTypesOf(sdl) {
+  const schema = buildSchema(sdl);
+  return Object.fromEntries(Object.values(schema.getTypeMap())
+    .filter((type) => isAbstractType(type) && !type.name.startsWith("__"))
+    .map((type) => [type.name, schema.getPossibleTypes(type).map((t) => t.name).sort()]));
+}
 
 const closeEvent = (event) => ({ code: event?.code ?? null, reason: event?.reason?.toString() ?? null });
 const errorOf = (error) => (error && typeof error === "object" && "code" in error && "reason" in error
@@ -94,7 +109,9 @@ if (MODE === "graphql-ws") {
   apollo = new ApolloClient({
     // As Apollo documents it: subscriptions over the WebSocket, queries and mutations over HTTP.
     link: ApolloLink.split(({ operationType }) => operationType === OperationTypeNode.SUBSCRIPTION, ws, http),
-    cache: new InMemoryCache(),
+    cache: new InMemoryCache({
+      possibleTypes: possibleTypesOf(readFileSync(new URL("../schema.graphql", import.meta.url), "utf8")),
+    }),
     clientAwareness: { name: "revampd-live-check", version: "1" },
   });
   ticketCacheId = apollo.cache.identify({ __typename: "Ticket", id: TICKET_ID });

@@ -47,7 +47,7 @@ async def test_every_file_the_page_loads_is_served_here_and_matches_its_hash(ro_
             "text/css; charset=utf-8" if asset.path.endswith(".css") else "text/javascript; charset=utf-8"
         )
         assert response.headers["cache-control"] == IMMUTABLE
-    assert {a.package for a in assets()} == {"graphiql", "react", "react-dom"}
+    assert {a.package for a in assets()} == {"graphiql", "graphql-ws", "react", "react-dom"}
     assert (await ro_api.http.get("/graphiql/graphiql@0.0.1/graphiql.min.js")).status_code == 404
 
 

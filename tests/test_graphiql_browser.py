@@ -63,6 +63,7 @@ async def test_graphiql_offline_with_a_real_secret_shows_docs_without_a_token_an
         seen = _graphiql(url, api.tokens[MEMBER])
     assert "Bearer" not in seen["headers"], "a page served with a real secret must hold no token"
     assert seen["result"] == {"data": {"viewer": {"user": {"name": names[MEMBER]}}}}
+    _heard_a_ticket(seen)
 
 
 async def test_graphiql_offline_in_development_opens_ready_to_use_as_a_demo_user(database: str) -> None:
@@ -73,3 +74,12 @@ async def test_graphiql_offline_in_development_opens_ready_to_use_as_a_demo_user
         seen = _graphiql(url)
     assert "Bearer ey" in seen["headers"]
     assert seen["result"] == {"data": {"viewer": {"user": {"name": names[OWNER]}}}}
+    _heard_a_ticket(seen)
+
+
+def _heard_a_ticket(seen: dict[str, Any]) -> None:
+    """The subscription GraphiQL ran (over graphql-transport-ws) showed a ticket submitted meanwhile."""
+    event = (seen["event"] or {}).get("data", {}).get("connectionEvents")
+    assert event is not None, f"GraphiQL's subscription heard nothing: {seen['event']}"
+    assert event["action"] == "CREATED" and event["node"]["__typename"] == "Ticket"
+    assert event["node"]["title"].startswith("From GraphiQL")

@@ -3,10 +3,14 @@
 import type { ApolloClient } from "@apollo/client/core";
 
 import {
+  ConnectionEventsDocument,
   PlanDocument,
+  TicketEventsDocument,
   UpgradePlanDocument,
   WalletDocument,
+  type ConnectionEventsSubscription,
   type PlanQuery,
+  type TicketStatus,
   type UpgradePlanMutation,
 } from "./gql/graphql.js";
 
@@ -52,6 +56,44 @@ export async function upgrade(client: ApolloClient, planId: string): Promise<Map
 export async function walletBalance(client: ApolloClient): Promise<number> {
   const { data } = await client.query({ query: WalletDocument, variables: { first: 10, after: null } });
   return minorUnits(data?.viewer.partner?.revampdConnection.wallet.balance.amount ?? "0");
+}
+
+// Live updates: an event's node is a union discriminated by __typename, with the fields the
+// subscription document selects for each type (same-named fields of other types aliased).
+type LiveNode = ConnectionEventsSubscription["connectionEvents"]["node"];
+export const ticketStatusIsItsEnum: Equal<Extract<LiveNode, { __typename: "Ticket" }>["status"], TicketStatus> = true;
+
+/** The dashboard's toast for an event (Apollo's cache updates the open pages by the node's id). */
+export function eventToast(node: LiveNode): string {
+  switch (node.__typename) {
+    case "Ticket":
+      return `Ticket ${node.number} "${node.title}" is ${node.status}`;
+    case "TicketMessage":
+      return `New message from ${node.author?.name ?? "Revampd"}`;
+    case "Invoice":
+      return `Invoice ${node.number} is ${node.invoiceStatus}: ${node.amountDue.amount} ${node.amountDue.currencyCode} due`;
+    case "Payout":
+      return `Payout of ${node.amount.amount} is ${node.payoutStatus}`;
+    case "BankTransfer":
+      return `Transfer to ${node.bankAccount?.bankName ?? "your bank"} is ${node.transferStatus}`;
+    case "Wallet":
+      return `Wallet balance: ${node.balance.amount}`;
+    default:
+      return `${node.__typename} changed`;
+  }
+}
+
+/** Follow the connection from the last event had (`after`), keeping its cursor for next time. */
+export function followConnection(client: ApolloClient, after: string | null, onEvent: (cursor: string, toast: string) => void) {
+  return client.subscribe({ query: ConnectionEventsDocument, variables: { after } }).subscribe(({ data }) => {
+    if (data) onEvent(data.connectionEvents.cursor, eventToast(data.connectionEvents.node));
+  });
+}
+
+export function followTicket(client: ApolloClient, ticketId: string) {
+  // @ts-expect-error: ticketEvents needs the ticket's id
+  client.subscribe({ query: TicketEventsDocument, variables: {} });
+  return client.subscribe({ query: TicketEventsDocument, variables: { ticketId } });
 }
 
 export async function misuse(client: ApolloClient): Promise<void> {

@@ -104,7 +104,9 @@ ID_DOCUMENTS = {"Ticket", "Invoice", "PlanChangePreview"}
 
 def documents() -> dict[str, str]:
     """Document name (the file's stem) -> its text, for every query in operations/
-    (the mutations change the data: tests/test_operations.py runs them)."""
+    (the mutations change the data: tests/test_operations.py runs them; the subscriptions
+    answer over a WebSocket as changes are committed, with no answer to pin: tests/test_live.py
+    and tests/test_live_clients.py run them)."""
     texts = {p.stem: p.read_text() for p in sorted(OPERATIONS.glob("*.graphql"))}
     return {name: text for name, text in texts.items()
             if all(getattr(d, "operation", None) == OperationType.QUERY for d in parse(text).definitions)}

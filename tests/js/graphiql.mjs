@@ -4,11 +4,15 @@
 //
 // Opens the page at <url>, shows the Query type in the documentation explorer, runs
 // `{ viewer { user { name } } }` (with <token> put in the Headers pane when given; else with the
-// headers the page opened with) and prints one JSON line: what it saw, and every request it aborted.
+// headers the page opened with), then a subscription to the connection's events while a ticket is
+// submitted, and prints one JSON line: what it saw, and every request it aborted.
 import { chromium } from "playwright-core";
 
 const [executablePath, url, token] = process.argv.slice(2);
 const QUERY = "{ viewer { user { name } } }";
+const SUBSCRIPTION = "subscription { connectionEvents { action node { __typename ... on Ticket { title } } } }";
+const SUBMIT = `mutation($title: String!) {
+  submitTicket(input: { title: $title, description: "d", priority: LOW }) { ticket { id } } }`;
 const WAIT = { timeout: 20_000 };
 
 const browser = await chromium.launch({
@@ -58,7 +62,32 @@ try {
     null, WAIT,
   );
   const result = JSON.parse(await response.evaluate((element) => element.CodeMirror.getValue()));
-  console.log(JSON.stringify({ fields, headers, result, aborted, problems }));
+
+  // A subscription over graphql-transport-ws, signed in with the same headers; a ticket submitted
+  // (over HTTP, until the subscription is listening) shows up in the response pane.
+  await setText(".graphiql-query-editor .CodeMirror", SUBSCRIPTION);
+  await page.getByRole("button", { name: /Execute query/ }).click(WAIT);
+  const bearer = token ? `Bearer ${token}` : headers.match(/Bearer [^"]+/)[0];
+  const pane = () => response.evaluate((element) => element.CodeMirror.getValue());
+  let event = null;
+  for (let attempt = 0; attempt < 40 && event === null; attempt += 1) {
+    const submitted = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: bearer },
+      body: JSON.stringify({ query: SUBMIT, variables: { title: `From GraphiQL ${attempt}` } }),
+    });
+    if (!submitted.ok) throw new Error(`submitTicket: ${submitted.status} ${await submitted.text()}`);
+    try {
+      await page.waitForFunction(
+        () => /From GraphiQL/.test(document.querySelector(".graphiql-response .CodeMirror")?.CodeMirror.getValue() ?? ""),
+        null, { timeout: 500 },
+      );
+      event = JSON.parse(await pane());
+    } catch {
+      // not listening yet: submit another
+    }
+  }
+  console.log(JSON.stringify({ fields, headers, result, event, aborted, problems }));
 } catch (error) {
   console.error(`${error.stack}\naborted: ${JSON.stringify(aborted)}\nproblems: ${JSON.stringify(problems)}`);
   process.exitCode = 1;
