@@ -173,12 +173,10 @@ class ConnectionEvent:
         "a normalized cache updates it by its id.")
 
 
-async def _visible(loaders: Loaders, row: m.Event) -> Node | None:
-    """The event's object, if the caller may read it."""
-    name = NODE_OF_SUBJECT[row.subject]
-    cls = node_types()[name]
-    found = await loaders.by_id(cls.node_model).load(row.subject_id)
-    return None if found is None else cls.of(found)
+async def _visible(info: strawberry.Info, row: m.Event) -> Node | None:
+    """The event's object, if the caller may read it (read with the event's loaders)."""
+    cls = node_types()[NODE_OF_SUBJECT[row.subject]]
+    return await cls.load(info, row.subject_id)
 
 
 async def _events(
@@ -200,20 +198,14 @@ async def _events(
                 principal = await context.recheck(session)
                 if principal is None:
                     raise _ended("Your access has changed: sign in again.", "UNAUTHENTICATED")
-                loaders = Loaders(session, principal)
-                node = await _visible(loaders, row)
-            except BaseException:
+                _EVENT.set((session, Loaders(session, principal)))
+                node = await _visible(info, row)
+                if node is not None:
+                    yield ConnectionEvent(id=to_global_id("ConnectionEvent", row.id), cursor=_cursor(row.connection_id, row.seq),
+                                          action=Action(row.action), occurred_at=row.occurred_at, node=node)
+            finally:  # given back already if the event was sent (LiveReads); closing again does nothing
+                _EVENT.set(None)
                 await session.close()
-                raise
-            if node is None:
-                await session.close()
-                continue
-            _EVENT.set((session, loaders))
-            try:
-                yield ConnectionEvent(id=to_global_id("ConnectionEvent", row.id), cursor=_cursor(row.connection_id, row.seq), action=Action(row.action),
-                                      occurred_at=row.occurred_at, node=node)
-            finally:
-                await end_event()
 
 
 async def _next(follower: Follower, expires_at: float | None) -> Any:

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from db.states import Role
+from schema.base import to_global_id
+from schema.live import TICKET_SUBJECTS as TICKETS
 from schema.live import FellBehind
 from server.live import Hub
 from services import tickets as ticket_service
@@ -302,3 +304,39 @@ async def test_server_sent_events_carry_the_same_events_as_graphql_sse_s_distinc
                 data = json.loads(event[1].removeprefix("data: "))
                 assert data["data"]["connectionEvents"]["node"]["title"] == "Over SSE"
             until(lambda: hub(api).open_subscriptions == before, "the subscription to end with its stream")
+
+
+async def test_every_kind_of_object_a_connection_event_names_is_sent_as_it_now_stands(api: Api) -> None:
+    """Each followed table's change reaches the Partner as its node: a bank transfer (which needs
+    its payout's currency), a wallet entry and the wallet, an invoice, a plan subscription."""
+    from db.events import SUBJECTS, note
+
+    cid = await api.connection_id(OWNER)
+    rows = {
+        "bank_transfers": select(m.BankTransfer.id).join(m.Payout).where(m.Payout.connection_id == cid),
+        "ledger_entries": select(m.LedgerEntry.id).join(m.LedgerAccount)
+        .where(m.LedgerAccount.connection_id == cid, m.LedgerAccount.kind == "WALLET"),
+        "invoices": select(m.Invoice.id).where(m.Invoice.connection_id == cid),
+        "payouts": select(m.Payout.id).where(m.Payout.connection_id == cid),
+        "addons": select(m.AddOn.id).where(m.AddOn.connection_id == cid),
+        "affiliate_payouts": select(m.AffiliatePayout.id).where(m.AffiliatePayout.connection_id == cid),
+    }
+    subjects = {subject: (await api.rows(stmt.limit(1)))[0][0] for subject, stmt in rows.items()}
+    subjects |= {"subscriptions": cid, "wallets": cid}
+    assert set(subjects) | set(TICKETS) == set(SUBJECTS.values())
+    expected = {"bank_transfers": "BankTransfer", "ledger_entries": "WalletEntry", "invoices": "Invoice",
+                "payouts": "Payout", "addons": "AddOn", "affiliate_payouts": "AffiliatePayout",
+                "subscriptions": "PlanSubscription", "wallets": "Wallet"}
+    engine = create_engine(api.settings.database_url)
+    with served(api.app) as port:
+        async with socket(port, api.tokens[OWNER]) as ws:
+            sid = await ws.subscribe("subscription { connectionEvents { node { __typename id } } }", api=api)
+            try:
+                async with write_sessions(engine, announce=hub(api).announce)() as session, session.begin():
+                    for subject, pk in subjects.items():
+                        note(session, cid, subject, pk)
+            finally:
+                await engine.dispose()
+            got = [(await ws.next(sid))["payload"]["data"]["connectionEvents"]["node"] for _ in subjects]
+    assert [n["__typename"] for n in got] == [expected[s] for s in subjects]
+    assert [n["id"] for n in got] == [to_global_id(expected[s], pk) for s, pk in subjects.items()]
