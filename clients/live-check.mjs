@@ -1,19 +1,24 @@
 // Live updates as real clients meet them (tests/test_live_clients.py): the dashboard's
 // subscription documents in operations/ over graphql-transport-ws, with graphql-ws's own
 // client or with Apollo Client (GraphQLWsLink for subscriptions beside an HttpLink for the
-// rest, split by operation type).
+// rest, split by operation type); or over Server-Sent Events with graphql-sse's client.
 //
 //   GRAPHQL_URL=http://127.0.0.1:8000/graphql TOKEN=... MODE=graphql-ws node live-check.mjs
 //   GRAPHQL_URL=... TOKEN=... MODE=apollo TICKET_ID=... node --conditions=development live-check.mjs
+//   GRAPHQL_URL=... TOKEN=... MODE=graphql-sse node live-check.mjs
 //
 // MODE=graphql-ws: createClient subscribes to ConnectionEvents.
+// MODE=graphql-sse: graphql-sse's createClient, in its distinct connections mode (a POST with
+//   Accept: text/event-stream and the bearer token for each subscription), subscribes to
+//   ConnectionEvents.
 // MODE=apollo: Apollo Client loads the Ticket page (TICKET_ID) over HTTP, watches it in its
 //   cache, and subscribes to ConnectionEvents and TicketEvents over the WebSocket.
 //
 // It makes no change itself: whoever runs it makes the changes (once the server follows the
 // subscriptions) and reads what arrives. It prints one JSON line per observation:
 //   {"type":"next","operation":...,"payload":{...}}   an event (or an error inside a `next`)
-//   {"type":"error","operation":...,"error":{...}}    a subscription ended with an error
+//   {"type":"error","operation":...,"error":{...}}    a subscription ended with an error (for
+//                                                     graphql-sse, a refused request's "status")
 //   {"type":"complete","operation":...}               a subscription ended without an error
 //   {"type":"closed","code":...,"reason":...}         the socket was closed
 //   {"type":"loaded","status":...,"messageCount":...,"lastMessageId":...}  (apollo) the Ticket
@@ -22,8 +27,9 @@
 //                                                     Ticket page, each time the cache changes it
 // and, once its stdin ends, {"type":"end","cache":{...},"logged":[...]}: (apollo) the ticket
 // and its messages as Apollo's cache holds them, and every warning or error logged (by Apollo
-// or anything else); then it exits 0. Sockets are not retried (retryAttempts: 0), so a socket
-// the server drops shows as a "closed" line rather than a silent reconnection.
+// or anything else); then it exits 0. Sockets and event streams are not retried (retryAttempts:
+// 0), so a socket the server drops shows as a "closed" line, and a request refused (graphql-sse
+// retries a 401 too) or a stream cut short as an "error" line, rather than a silent reconnection.
 import { readFileSync } from "node:fs";
 import { format } from "node:util";
 
@@ -31,12 +37,13 @@ import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from "@apollo/clien
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { __DEV__ } from "@apollo/client/utilities/environment";
 import { buildSchema, isAbstractType, OperationTypeNode, parse } from "graphql";
+import { createClient as createSseClient } from "graphql-sse";
 import { createClient } from "graphql-ws";
 import { WebSocket as NodeWebSocket } from "ws";
 
 const { GRAPHQL_URL, TOKEN, MODE = "graphql-ws", TICKET_ID } = process.env;
-if (!GRAPHQL_URL || TOKEN === undefined || !["graphql-ws", "apollo"].includes(MODE) || (MODE === "apollo" && !TICKET_ID)) {
-  console.error("live-check: set GRAPHQL_URL (e.g. http://127.0.0.1:8000/graphql), TOKEN, MODE (graphql-ws or apollo) "
+if (!GRAPHQL_URL || TOKEN === undefined || !["graphql-ws", "apollo", "graphql-sse"].includes(MODE) || (MODE === "apollo" && !TICKET_ID)) {
+  console.error("live-check: set GRAPHQL_URL (e.g. http://127.0.0.1:8000/graphql), TOKEN, MODE (graphql-ws, apollo or graphql-sse) "
     + "and, for MODE=apollo, TICKET_ID");
   process.exit(2);
 }
@@ -78,9 +85,9 @@ const closeEvent = (event) => ({ code: event?.code ?? null, reason: event?.reaso
 const errorOf = (error) => (error && typeof error === "object" && "code" in error && "reason" in error
   ? { closed: closeEvent(error) }
   : Array.isArray(error) ? { graphQLErrors: error }
-    : { message: error?.message ?? String(error), errors: error?.errors });
+    : { message: error?.message ?? String(error), errors: error?.errors, status: error?.response?.status });
 
-const wsClient = createClient({
+const wsClient = MODE === "graphql-sse" ? null : createClient({
   url: wsUrl,
   webSocketImpl: WebSocketImpl,
   connectionParams: { Authorization: `Bearer ${TOKEN}` },
@@ -94,7 +101,21 @@ let apollo;
 let ticketCacheId;
 const finishers = [];
 
-if (MODE === "graphql-ws") {
+if (MODE === "graphql-sse") {
+  // Node.js's global fetch (with its ReadableStream body) is the one graphql-sse uses.
+  const sseClient = createSseClient({
+    url: GRAPHQL_URL,
+    headers: { Authorization: `Bearer ${TOKEN}` },
+    singleConnection: false,
+    retryAttempts: 0,
+  });
+  const dispose = sseClient.subscribe({ query: text("ConnectionEvents"), operationName: "ConnectionEvents", variables: {} }, {
+    next: (payload) => emit({ type: "next", operation: "ConnectionEvents", payload }),
+    error: (error) => emit({ type: "error", operation: "ConnectionEvents", error: errorOf(error) }),
+    complete: () => emit({ type: "complete", operation: "ConnectionEvents" }),
+  });
+  finishers.push(dispose, () => sseClient.dispose());
+} else if (MODE === "graphql-ws") {
   const dispose = wsClient.subscribe({ query: text("ConnectionEvents"), operationName: "ConnectionEvents", variables: {} }, {
     next: (payload) => emit({ type: "next", operation: "ConnectionEvents", payload }),
     error: (error) => emit({ type: "error", operation: "ConnectionEvents", error: errorOf(error) }),
@@ -159,7 +180,7 @@ process.stdin.on("end", async () => {
   for (const finish of finishers) finish();
   apollo?.stop();
   try {
-    await wsClient.dispose();
+    await wsClient?.dispose();
   } catch {
     // the socket never opened (a "closed" line said so)
   }

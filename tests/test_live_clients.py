@@ -1,7 +1,8 @@
 """Live updates as real clients meet them: clients/live-check.mjs subscribes with the
 dashboard's documents (operations/ConnectionEvents.graphql, TicketEvents.graphql) over
 graphql-transport-ws, with graphql-ws's own `createClient` or with Apollo Client
-(GraphQLWsLink beside its HttpLink), to a served app on a fresh copy of the demo data.
+(GraphQLWsLink beside its HttpLink), or over Server-Sent Events with graphql-sse's
+`createClient` (distinct connections mode), to a served app on a fresh copy of the demo data.
 
 The script makes no change itself and prints one JSON line per observation. The test waits
 until the server follows the script's subscriptions (its hub's count of open subscriptions
@@ -102,6 +103,14 @@ async def _followed(api: Api, count: int) -> None:
     end = asyncio.get_running_loop().time() + WAIT
     while _hub_count(api) < count:
         assert asyncio.get_running_loop().time() < end, f"the server followed {_hub_count(api)} subscriptions, not {count}"
+        await asyncio.sleep(0.005)
+
+
+async def _let_go(api: Api, count: int) -> None:
+    """Until the served app's hub follows no more than `count` subscriptions (polled, with a deadline)."""
+    end = asyncio.get_running_loop().time() + WAIT
+    while _hub_count(api) > count:
+        assert asyncio.get_running_loop().time() < end, f"the server still follows {_hub_count(api)} subscriptions"
         await asyncio.sleep(0.005)
 
 
@@ -208,3 +217,39 @@ async def test_graphql_ws_client_sees_a_bad_token_closed_with_4403(api: Api) -> 
                                "error": {"closed": {"code": 4403, "reason": "Forbidden"}}}], lines
             assert not [line for line in lines if line["type"] == "next"], lines
             await check.end()
+
+
+async def test_graphql_sse_client_hears_of_a_ticket_a_colleague_submits(api: Api) -> None:
+    """The same over Server-Sent Events: graphql-sse's client POSTs the subscription with the
+    bearer token and reads the event stream; when it goes away, so does the subscription."""
+    _requires_node()
+    with served(api.app) as port:
+        before = _hub_count(api)
+        async with live_check(port, api.tokens[OWNER], "graphql-sse") as check:
+            await _followed(api, before + 1)
+            ticket = await _submit(port, api, "Exports time out")
+            lines = await check.until(lambda lines: _events(lines, "ConnectionEvents") != [], "the event")
+            (event,) = _events(lines, "ConnectionEvents")
+            assert event["action"] == "CREATED" and event["cursor"], event
+            node = event["node"]
+            assert (node["__typename"], node["id"], node["title"], node["status"]) == (
+                "Ticket", ticket, "Exports time out", "OPEN"), node
+            assert node["createdBy"]["email"] == MEMBER
+            assert _trouble(lines) == []
+            end = await check.end()  # the client aborts its request
+            assert end["logged"] == []
+            await _let_go(api, before)
+
+
+async def test_graphql_sse_client_reports_a_bad_token_s_401(api: Api) -> None:
+    _requires_node()
+    with served(api.app) as port:
+        before = _hub_count(api)
+        async with live_check(port, "not-a-token", "graphql-sse") as check:
+            lines = await check.until(lambda lines: any(line["type"] == "error" for line in lines),
+                                      "the subscription to fail")
+            assert lines == [{"type": "error", "operation": "ConnectionEvents",
+                              "error": {"message": "Server responded with 401: Unauthorized", "status": 401}}], lines
+            end = await check.end()
+            assert end["logged"] == []
+        assert _hub_count(api) == before
