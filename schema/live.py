@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import models as m
 from db.states import EventAction as Action
 from db.states import Role
-from schema.base import Node, decode_id, node_types, subscription, to_global_id
+from schema.base import Node, decode_id, node_types, subscription
 from schema.context import ContextSettings
 from schema.enums import described
 from schema.loaders import Loaders
@@ -160,9 +160,8 @@ After = Annotated[str | None, strawberry.argument(
 
 
 @strawberry.type(description="A committed change to an object the viewer may read. Events of a connection come in "
-                 "the order they were committed.")
+                 "the order they were committed. An envelope (no id): a client caches `node`, by its own id.")
 class ConnectionEvent:
-    id: strawberry.ID = strawberry.field(description="The event's own id (each event is sent once per subscription).")
     cursor: str = strawberry.field(
         description="Opaque: subscribe again with `after: cursor` to receive the events committed since this one.")
     action: Action = strawberry.field(description="Whether `node` was made or changed.")
@@ -201,8 +200,8 @@ async def _events(
                 _EVENT.set((session, Loaders(session, principal)))
                 node = await _visible(info, row)
                 if node is not None:
-                    yield ConnectionEvent(id=to_global_id("ConnectionEvent", row.id), cursor=_cursor(row.connection_id, row.seq),
-                                          action=Action(row.action), occurred_at=row.occurred_at, node=node)
+                    yield ConnectionEvent(cursor=_cursor(row.connection_id, row.seq), action=Action(row.action),
+                                          occurred_at=row.occurred_at, node=node)
             finally:  # given back already if the event was sent (LiveReads); closing again does nothing
                 _EVENT.set(None)
                 await session.close()

@@ -30,9 +30,9 @@ export default [
           acceptedIdTypes: ["ID"],
           exceptions: {
             types: valueTypes,
-            // Relay connections and edges, and mutation payloads, are envelopes around
-            // objects that have ids; they have no identity of their own.
-            suffixes: ["Connection", "Edge", "Payload"],
+            // Relay connections and edges, mutation payloads and subscription events are
+            // envelopes around objects that have ids; they have no identity of their own.
+            suffixes: ["Connection", "Edge", "Payload", "Event"],
           },
         },
       ],
