@@ -52,6 +52,8 @@ NODE_OF_SUBJECT = {
     "affiliate_payouts": "AffiliatePayout", "ledger_entries": "WalletEntry", "wallets": "Wallet",
 }
 TICKET_SUBJECTS = ("tickets", "ticket_messages")
+# What billing follows: where money moved.
+MONEY_SUBJECTS = ("invoices", "ledger_entries", "wallets", "payouts", "bank_transfers", "affiliate_payouts")
 
 
 class FellBehind(Exception):
@@ -275,6 +277,22 @@ class Subscription:
             return row.subject in TICKET_SUBJECTS
 
         async for event in _with_limits(info, _events(info, ALL, None, of_tickets)):
+            yield event
+
+
+    @subscription(description="Where money moved, for every Partner (BILLING_ADMIN only): invoices issued, paid, voided "
+                  "or written off (by a user or the billing run), wallet entries and balances, affiliate payouts, "
+                  "payouts and their bank transfers. Events of one connection come in commit order; after a "
+                  "reconnection, refetch.")
+    async def billing_events(self, info: strawberry.Info) -> AsyncGenerator[ConnectionEvent, None]:
+        context: LiveContext = info.context
+        if not context.principal.has(Role.BILLING_ADMIN):
+            raise _refused(DomainError(ErrorCode.FORBIDDEN, "This needs the BILLING_ADMIN role."))
+
+        def of_money(row: m.Event) -> bool:
+            return row.subject in MONEY_SUBJECTS
+
+        async for event in _with_limits(info, _events(info, ALL, None, of_money)):
             yield event
 
 

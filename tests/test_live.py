@@ -340,3 +340,29 @@ async def test_every_kind_of_object_a_connection_event_names_is_sent_as_it_now_s
             got = [(await ws.next(sid))["payload"]["data"]["connectionEvents"]["node"] for _ in subjects]
     assert [n["__typename"] for n in got] == [expected[s] for s in subjects]
     assert [n["id"] for n in got] == [to_global_id(expected[s], pk) for s, pk in subjects.items()]
+
+
+BILLING = "billing@revampd.example"
+ADJUST = """mutation($input: AdjustWalletInput!) { adjustWallet(input: $input) { userErrors { code } } }"""
+
+
+async def test_billing_hears_where_money_moved_for_every_partner_and_others_may_not_listen(api: Api) -> None:
+    cedar = await api.connection_id(CEDAR)
+    with served(api.app) as port:
+        async with socket(port, api.tokens[BILLING]) as ws:
+            sid = await ws.subscribe(f"subscription {{ billingEvents {{ {EVENT} }} }}", api=api)
+            await _submit(port, api, "Not money")  # a ticket: not billing's to hear of
+            data = await post(port, api, ADJUST, {"input": {
+                "connectionId": to_global_id("RevampdConnection", cedar), "amount": "25.00",
+                "kind": "MANUAL_ADJUSTMENT", "memo": "Goodwill credit", "idempotencyKey": "live-1"}}, as_=BILLING)
+            assert data["adjustWallet"]["userErrors"] == []
+            nodes = [_node(await ws.next(sid)) for _ in range(2)]
+            assert {n["__typename"] for n in nodes} == {"WalletEntry", "Wallet"}
+            assert {n["id"] for n in nodes} >= {to_global_id("Wallet", cedar)}
+            entry = next(n for n in nodes if n["__typename"] == "WalletEntry")
+            assert entry["amount"]["amount"] == "25.00"
+        for who in (SUPPORT, OWNER):
+            async with socket(port, api.tokens[who]) as ws:
+                sid = await ws.subscribe("subscription { billingEvents { cursor } }")
+                message = await ws.next(sid)
+                assert message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN", message
