@@ -45,6 +45,8 @@ from db.states import (
     EventAction,
     InvoiceStatus,
     InvoiceType,
+    NotificationKind,
+    NotificationStatus,
     PaymentMethod,
     PayoutMode,
     PayoutPeriodType,
@@ -898,5 +900,59 @@ class EventSequence(Base):
     transaction as its last statement, so events are numbered in commit order."""
 
     __tablename__ = "event_sequences"
+    connection_id: Mapped[int] = mapped_column(PK, ForeignKey("connections.id", ondelete="RESTRICT"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(PK, nullable=False)
+
+
+class NotificationSetting(Base):
+    """A user's choice for one kind of email (none: the kind's default, services.notifications)."""
+
+    __tablename__ = "notification_settings"
+    __table_args__ = (
+        _enum_check("kind", NotificationKind, "kind_known"),
+        CheckConstraint("threshold IS NULL OR threshold >= 0", name="threshold_not_negative"),
+    )
+    user_id: Mapped[int] = mapped_column(PK, ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    # WALLET_LOW: the balance (minor units of the connection's currency) to be told of falling below.
+    threshold: Mapped[int | None] = mapped_column(Money)
+    updated_at: Mapped[datetime] = _created()
+
+
+class Notification(Base):
+    """An email to one user about one committed change, written once (`key`: one per user and
+    thing told of) and sent by `revampd-bff notifications send`: PENDING until the SMTP server
+    took it (SENT), retried with backoff, FAILED after the last attempt."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key"),
+        _enum_check("kind", NotificationKind, "kind_known"),
+        _enum_check("status", NotificationStatus, "status_known"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_notifications_due", "status", "next_attempt_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = _fk("users.id", index=False)
+    event_id: Mapped[int] = _fk("events.id")
+    kind: Mapped[str] = mapped_column(String(30), nullable=False)
+    key: Mapped[str] = mapped_column(String(120), nullable=False)
+    subject: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # Set when a sender took it (before calling the SMTP server): another sender leaves it alone a while.
+    sending_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class NotificationCursor(Base):
+    """The last event of each connection that `notifications send` has turned into notifications."""
+
+    __tablename__ = "notification_cursors"
     connection_id: Mapped[int] = mapped_column(PK, ForeignKey("connections.id", ondelete="RESTRICT"), primary_key=True)
     last_seq: Mapped[int] = mapped_column(PK, nullable=False)

@@ -224,3 +224,20 @@ EVENT_SUBJECTS = (
     "tickets", "ticket_messages", "invoices", "payouts", "bank_transfers", "addons", "subscriptions",
     "affiliate_payouts", "ledger_entries", "wallets",
 )
+
+
+class NotificationKind(StrEnum):
+    """What a user may be told by email (services/notifications.py)."""
+
+    INVOICE_ISSUED = "INVOICE_ISSUED"
+    CHARGE_DECLINED = "CHARGE_DECLINED"
+    PAYOUT_MADE = "PAYOUT_MADE"
+    BANK_TRANSFER_UPDATE = "BANK_TRANSFER_UPDATE"
+    WALLET_LOW = "WALLET_LOW"
+    TICKET_REPLY = "TICKET_REPLY"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"

@@ -15,6 +15,7 @@ from resolvers.bank_accounts import BankAccountMutations
 from resolvers.billing import BillingMutations
 from resolvers.earnings import EarningsMutations
 from resolvers.invoices import InvoiceMutations
+from resolvers.notifications import NotificationMutations
 from resolvers.payouts import PayoutMutations
 from resolvers.plans import PlanMutations
 from resolvers.tickets import TicketMutations
@@ -24,7 +25,7 @@ Mutation = merge_types(
     "Mutation",
     (
         PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations,
-        PayoutMutations, BankAccountMutations, EarningsMutations,
+        PayoutMutations, BankAccountMutations, EarningsMutations, NotificationMutations,
     ),
 )
 get_object_definition(Mutation, strict=True).description = (

@@ -136,3 +136,12 @@ described(
         "REVENUE_SHARE": "From (or back to) Revampd's revenue-share account.",
     },
 )
+NotificationKind = states.NotificationKind
+described(NotificationKind, "NotificationKind", "What a Partner's user may be told of by email.", {
+    "INVOICE_ISSUED": "An invoice was issued (told to the Partner's administrators).",
+    "CHARGE_DECLINED": "The card on file was declined for an invoice, with a way to pay it now (administrators).",
+    "PAYOUT_MADE": "A payout of Sub-Org earnings was made (administrators).",
+    "BANK_TRANSFER_UPDATE": "A bank transfer arrived, failed or was returned by the bank (administrators).",
+    "WALLET_LOW": "The wallet fell below the threshold the user set (administrators; off until a threshold is set).",
+    "TICKET_REPLY": "Revampd support replied to a ticket the user submitted.",
+})

@@ -12,6 +12,7 @@ from schema.enums import Role
 from services import visibility
 
 if TYPE_CHECKING:
+    from schema.notifications import NotificationSetting
     from schema.partners import Partner
 
 
@@ -58,3 +59,18 @@ class Viewer:
 
         pid = ctx(info).principal.partner_id
         return await Partner.load(info, pid) if pid is not None else None
+
+    @field(description="Which emails the user receives, one setting per kind (empty for Revampd staff).")
+    async def notification_settings(
+        self, info: strawberry.Info
+    ) -> list[Annotated["NotificationSetting", strawberry.lazy("schema.notifications")]]:
+        from schema.notifications import NotificationSetting
+        from services import notifications
+
+        context = ctx(info)
+        p = context.principal
+        if p.connection_id is None:
+            return []
+        connection = await context.loaders.connection.load(p.connection_id)
+        currency = connection.currency_code if connection is not None else None
+        return [NotificationSetting.of(s, currency) for s in await notifications.settings(context.db, p.user_id)]

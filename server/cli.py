@@ -627,8 +627,46 @@ def _money_commands(sub: Any) -> None:
     ).set_defaults(func=cmd_ledger_totals)
 
 
+async def _notifications_send(now: datetime) -> tuple[int, Any]:
+    from db.engine import create_engine, write_sessions
+    from services import notifications
+
+    settings = _settings()
+    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
+    writes = write_sessions(engine)
+    mailer = notifications.mailer_of(settings.smtp_url, settings.smtp_from)
+    try:
+        planned = 0
+        while True:  # every connection's new events, a batch at a time
+            async with writes() as session, session.begin():
+                made = await notifications.plan(session, now)
+            planned += made
+            if not made:
+                break
+        total = notifications.Sent()
+        while (done := await notifications.send(writes, mailer, settings.smtp_from, now)).sent + done.retried + done.failed:
+            total.sent, total.retried, total.failed = total.sent + done.sent, total.retried + done.retried, total.failed + done.failed
+        return planned, total
+    finally:
+        await engine.dispose()
+
+
+def cmd_notifications_send(args: argparse.Namespace) -> None:
+    now = args.now or datetime.now(timezone.utc)
+    planned, sent = asyncio.run(_notifications_send(now))
+    print(f"notifications send at {now.isoformat()}: {planned} new, sent {sent.sent}, to retry {sent.retried}, "
+          f"failed for good {sent.failed}" + ("" if _settings().smtp_url else " (no SMTP_URL: logged, not sent)"))
+
+
 def _upkeep_commands(sub: Any) -> None:
     """Jobs that keep the data tidy."""
+    notifications = sub.add_parser("notifications", help="emails about committed changes")
+    notifications_sub = notifications.add_subparsers(dest="notifications_command", required=True)
+    send = notifications_sub.add_parser(
+        "send", help="write the emails the changes committed since the last run call for, and send the due ones "
+        "(SMTP_URL; run it every minute or so)")
+    _with_now(send)
+    send.set_defaults(func=cmd_notifications_send)
     tickets = sub.add_parser("tickets", help="support ticket operations")
     tickets_sub = tickets.add_subparsers(dest="tickets_command", required=True)
     auto_close = tickets_sub.add_parser(

@@ -270,6 +270,10 @@ class Settings:
     live_queue_size: int = 1000
     live_poll_seconds: int = 5
     live_init_timeout_seconds: int = 10
+    # Emails (services/notifications.py): the SMTP server (smtp:// or smtps://, user and password
+    # in the URL); without it each email is logged instead. And who they come from.
+    smtp_url: str | None = None
+    smtp_from: str = "Revampd <no-reply@revampd.example>"
     # Operability (server/observability.py): GET /metrics for Prometheus (keep it off the public
     # internet: it is unauthenticated), one log line per event as text or JSON, and traces sent
     # over OTLP/HTTP to this collector when set (nothing is loaded otherwise).
@@ -353,6 +357,8 @@ class Settings:
             live_queue_size=_int(env, "LIVE_QUEUE_SIZE", cls.live_queue_size),
             live_poll_seconds=_int(env, "LIVE_POLL_SECONDS", cls.live_poll_seconds),
             live_init_timeout_seconds=_int(env, "LIVE_INIT_TIMEOUT_SECONDS", cls.live_init_timeout_seconds),
+            smtp_url=_url(env, "SMTP_URL", ("smtp", "smtps")),
+            smtp_from=env.get("SMTP_FROM") or cls.smtp_from,
         )
 
     @classmethod

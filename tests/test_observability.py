@@ -344,6 +344,8 @@ BAD_SETTINGS = [
     ("LIVE_QUEUE_SIZE", "-5", "must be at least 1"),
     ("LIVE_POLL_SECONDS", "0", "must be at least 1"),
     ("LIVE_INIT_TIMEOUT_SECONDS", "1.5", "must be a whole number"),
+    ("SMTP_URL", "mail.example.com:25", "must be a URL starting with smtp:// or smtps://"),
+    ("SMTP_FROM", None, None),
     ("DATABASE_URL", "mysql://u:hunter2@db/revampd", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"),
     ("JWT_ALGORITHMS", "HS512", "must be HS256 and/or RS256"),
     ("JWT_SECRET", "short", "must be at least 32 bytes long"),

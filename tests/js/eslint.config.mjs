@@ -13,7 +13,7 @@ const schema = process.env.GRAPHQL_SCHEMA ?? fileURLToPath(new URL("../../schema
 const valueTypes = [
   "Money", "PageInfo", "UserError", "PaymentCard", "InvoiceLineItem", "InvoicePayment",
   "PendingPlanChange", "PlanChangeBlocker", "PlanChangePreview",
-  "PlanComparison", "PlanComparisonRow", "PlanLimits", "WalletFunding",
+  "PlanComparison", "PlanComparisonRow", "PlanLimits", "WalletFunding", "NotificationSetting",
 ];
 
 export default [
