@@ -160,6 +160,8 @@ async def test_every_mutation_document_runs_on_the_demo_data(api: Api) -> None:
     await run("WithdrawPlanChange", bluebird, {}, subscription__pendingChange=None, withdrawnChange__kind="CANCEL")
     await run("UpdatePaymentMethod", owner, {"cardToken": "tok_visa_4242"},
               revampdConnection__paymentMethod__last4="4242")
+    await run("SetNotificationSetting", owner, {"kind": "WALLET_LOW", "enabled": True, "walletLowThreshold": "100.00"},
+              setting__enabled=True, setting__walletLowThreshold__amount="100.00")
 
     # Add-Ons page
     product = next(p["id"] for p in page["addOnProducts"] if p["code"] == "LOCAL_NUMBER")
