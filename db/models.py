@@ -885,7 +885,10 @@ class Event(Base):
         Index("ix_events_occurred_at", "occurred_at", "id"),
     )
     id: Mapped[int] = _id()
-    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    # No foreign key, here and in EventSequence: checking one would take a KEY SHARE lock on the
+    # connection's row as the committing transaction's last statements, which deadlocks with a
+    # transaction holding that row FOR UPDATE (an invoice's numbering) and waiting for the sequence.
+    connection_id: Mapped[int] = mapped_column(PK, nullable=False)
     seq: Mapped[int] = mapped_column(PK, nullable=False)
     subject: Mapped[str] = mapped_column(String(30), nullable=False)
     subject_id: Mapped[int] = mapped_column(PK, nullable=False)
@@ -900,7 +903,7 @@ class EventSequence(Base):
     transaction as its last statement, so events are numbered in commit order."""
 
     __tablename__ = "event_sequences"
-    connection_id: Mapped[int] = mapped_column(PK, ForeignKey("connections.id", ondelete="RESTRICT"), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(PK, primary_key=True)  # no foreign key: see Event
     last_seq: Mapped[int] = mapped_column(PK, nullable=False)
 
 

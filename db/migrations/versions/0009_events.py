@@ -1,5 +1,8 @@
 """events: committed changes a connection's users can follow, numbered per connection
 
+No foreign key to connections: checking one at commit would lock the connection's row (KEY
+SHARE) and deadlock with a transaction holding it FOR UPDATE (db/models.py Event).
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07 16:00:00.000000
@@ -34,8 +37,6 @@ def upgrade() -> None:
             "'subscriptions', 'affiliate_payouts', 'ledger_entries', 'wallets')",
             name=op.f('ck_events_subject_known'),
         ),
-        sa.ForeignKeyConstraint(['connection_id'], ['connections.id'], name=op.f('fk_events_connection_id_connections'),
-                                ondelete='RESTRICT'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_events')),
         sa.UniqueConstraint('connection_id', 'seq', name=op.f('uq_events_connection_id_seq')),
     )
@@ -45,8 +46,6 @@ def upgrade() -> None:
         'event_sequences',
         sa.Column('connection_id', PK, nullable=False),
         sa.Column('last_seq', PK, nullable=False),
-        sa.ForeignKeyConstraint(['connection_id'], ['connections.id'],
-                                name=op.f('fk_event_sequences_connection_id_connections'), ondelete='RESTRICT'),
         sa.PrimaryKeyConstraint('connection_id', name=op.f('pk_event_sequences')),
     )
 
