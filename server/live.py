@@ -118,24 +118,31 @@ class Hub:
     # ---- hearing of events ---------------------------------------------------------
 
     def announce(self, written: Sequence[tuple[int, int]]) -> None:
-        """After a commit (db.events): connections and their last event numbers."""
-        if self.redis is None or self.redis_down:
-            if not self.followers:
-                return  # nobody here to tell
-            for item in written:
-                self.pending.put_nowait(item)
+        """After a commit (db.events): connections and their last event numbers. Through Redis
+        when there is one (every worker hears it, this one too); if it is out of reach, this
+        worker's own followers are told directly and the others find the events by polling."""
+        if self.redis is None:
+            self._tell(written)
             return
         message = ",".join(f"{c}:{s}" for c, s in written)
         task = asyncio.get_running_loop().create_task(self._publish(message, written))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _tell(self, written: Sequence[tuple[int, int]]) -> None:
+        if self.followers:
+            for item in written:
+                self.pending.put_nowait(item)
 
     async def _publish(self, message: str, written: Sequence[tuple[int, int]]) -> None:
         try:
             await self.redis.publish(self.channel, message)
         except Exception as exc:  # noqa: BLE001 - Redis away: this worker's followers still hear of it
             self._redis_lost(exc)
-            for item in written:
-                self.pending.put_nowait(item)
+            self._tell(written)
+            return
+        if self.redis_down:
+            self.redis_down = False
+            log.warning("Redis reachable again for live updates")
 
     def _redis_lost(self, exc: BaseException) -> None:
         if not self.redis_down:
