@@ -190,8 +190,11 @@ class Api:
 
 async def make_api(url: str, *, plan: bool = True, **settings_: Any) -> Api:
     """A client of an app on `url`, with these settings changed (rate limits off unless asked
-    for: tests send many requests as one user at once)."""
-    settings = Settings(database_url=url, **{"rate_limit_enabled": False, **settings_})
+    for: tests send many requests as one user at once; and a pool that waits up to a minute for a
+    connection: the concurrency tests send 100 requests at once to check what they change, and
+    on a busy machine some would wait past the service's 5 seconds and be answered 503, which
+    tests/test_concurrency.py checks on its own)."""
+    settings = Settings(database_url=url, **{"rate_limit_enabled": False, "db_pool_timeout": 60.0, **settings_})
     app = create_app(settings, plan=plan)
     engine = create_engine(url)
     try:
