@@ -269,31 +269,27 @@ class Subscription:
                              "replies and internal notes, of every Partner (SUPPORT only). Events of one connection "
                              "come in commit order; after a reconnection, refetch the queue.")
     async def support_queue_events(self, info: strawberry.Info) -> AsyncGenerator[ConnectionEvent, None]:
-        context: LiveContext = info.context
-        if not context.principal.has(Role.SUPPORT):
-            raise _refused(DomainError(ErrorCode.FORBIDDEN, "This needs the SUPPORT role."))
-
-        def of_tickets(row: m.Event) -> bool:
-            return row.subject in TICKET_SUBJECTS
-
-        async for event in _with_limits(info, _events(info, ALL, None, of_tickets)):
+        async for event in _of_every_connection(info, Role.SUPPORT, TICKET_SUBJECTS):
             yield event
-
 
     @subscription(description="Where money moved, for every Partner (BILLING_ADMIN only): invoices issued, paid, voided "
                   "or written off (by a user or the billing run), wallet entries and balances, affiliate payouts, "
                   "payouts and their bank transfers. Events of one connection come in commit order; after a "
                   "reconnection, refetch.")
     async def billing_events(self, info: strawberry.Info) -> AsyncGenerator[ConnectionEvent, None]:
-        context: LiveContext = info.context
-        if not context.principal.has(Role.BILLING_ADMIN):
-            raise _refused(DomainError(ErrorCode.FORBIDDEN, "This needs the BILLING_ADMIN role."))
-
-        def of_money(row: m.Event) -> bool:
-            return row.subject in MONEY_SUBJECTS
-
-        async for event in _with_limits(info, _events(info, ALL, None, of_money)):
+        async for event in _of_every_connection(info, Role.BILLING_ADMIN, MONEY_SUBJECTS):
             yield event
+
+
+async def _of_every_connection(
+    info: strawberry.Info, role: Role, subjects: tuple[str, ...],
+) -> AsyncGenerator[ConnectionEvent, None]:
+    """Staff's view of every connection's events about `subjects` (no cursor: they refetch)."""
+    context: LiveContext = info.context
+    if not context.principal.has(role):
+        raise _refused(DomainError(ErrorCode.FORBIDDEN, f"This needs the {role.value} role."))
+    async for event in _with_limits(info, _events(info, ALL, None, lambda row: row.subject in subjects)):
+        yield event
 
 
 def _decoded(gid: str, expected: str, name: str) -> int:
