@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup clean schema manifest bench bench-profile bench-billing lint
+.PHONY: run test setup clean schema manifest bench bench-profile bench-billing bench-live lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench-profile: $(STAMP)
 # BENCH_ARGS="--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench --connections 10000"
 bench-billing: $(STAMP)
 	$(BIN)/python -m tests.bench.billing $(BENCH_ARGS)
+
+# Subscriptions on two `serve` processes sharing Redis (BENCH_REDIS_URL, else 127.0.0.1:6379): fan-out latency, memory
+# per open subscription, idle CPU; PostgreSQL too as for `bench`. BENCH_ARGS="--quick" (under a minute) or "--markdown"
+bench-live: $(STAMP)
+	$(BIN)/python -m tests.bench.live $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) revampd.db*

@@ -75,8 +75,10 @@ class Live(Protocol):
     def follow(self, connection_id: int, user_id: int, after: int | None) -> contextlib.AbstractAsyncContextManager[Follower]: ...
 
 
-# The current event's read session and loaders, per subscription (each runs in a task of its own).
-_EVENT: ContextVar[tuple[AsyncSession, Loaders] | None] = ContextVar("revampd_live_event", default=None)
+# The current event's read session, its loaders (once the caller is read again) and the worker's
+# gate it holds, per subscription (each runs in a task of its own).
+_EVENT: ContextVar[tuple[AsyncSession, Loaders | None, asyncio.Semaphore] | None] = ContextVar(
+    "revampd_live_event", default=None)
 
 
 @dataclass
@@ -94,6 +96,10 @@ class LiveContext:
     expires_at: float | None  # the token's expiry (a Unix time): the subscription ends then
     # The refusals of a subscription document (resolvers.schema.Schema.stream), as a query's.
     check: Callable[[Any, dict[str, Any] | None], list[GraphQLError]]
+    # The worker's subscriptions read their events a few at a time (LIVE_READS_AT_ONCE): a change
+    # fanned out to thousands waits here, never for the pool past its timeout, and leaves the
+    # pool's other connections to requests.
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     request_id: str = ""
     # connection_init's payload (Strawberry sets it): where the token comes from.
     connection_params: dict[str, Any] | None = None
@@ -117,17 +123,21 @@ class LiveContext:
     @property
     def loaders(self) -> Loaders:
         current = _EVENT.get()
-        if current is None:
+        if current is None or current[1] is None:
             raise RuntimeError("no event is being read")
         return current[1]
 
 
 async def end_event() -> None:
-    """Give back the current event's session (before the event is sent)."""
+    """Give back the current event's session and its place at the gate (before the event is
+    sent); nothing when it was given back already."""
     current = _EVENT.get()
     if current is not None:
         _EVENT.set(None)
-        await current[0].close()
+        try:
+            await current[0].close()
+        finally:
+            current[2].release()
 
 
 def _cursor(connection_id: int, seq: int) -> str:
@@ -194,19 +204,20 @@ async def _events(
             row: m.Event = item
             if not wanted(row):
                 continue
+            await context.gate.acquire()
             session = context.reads()
+            _EVENT.set((session, None, context.gate))
             try:
                 principal = await context.recheck(session)
                 if principal is None:
                     raise _ended("Your access has changed: sign in again.", "UNAUTHENTICATED")
-                _EVENT.set((session, Loaders(session, principal)))
+                _EVENT.set((session, Loaders(session, principal), context.gate))
                 node = await _visible(info, row)
                 if node is not None:
                     yield ConnectionEvent(cursor=_cursor(row.connection_id, row.seq), action=Action(row.action),
                                           occurred_at=row.occurred_at, node=node)
-            finally:  # given back already if the event was sent (LiveReads); closing again does nothing
-                _EVENT.set(None)
-                await session.close()
+            finally:  # given back already if the event was sent (LiveReads)
+                await end_event()
 
 
 async def _next(follower: Follower, expires_at: float | None) -> Any:

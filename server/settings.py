@@ -270,6 +270,8 @@ class Settings:
     live_queue_size: int = 1000
     live_poll_seconds: int = 5
     live_init_timeout_seconds: int = 10
+    # Subscriptions of one worker reading an event at once (each on a pooled connection).
+    live_reads_at_once: int = 5
     # Emails (services/notifications.py): the SMTP server (smtp:// or smtps://, user and password
     # in the URL); without it each email is logged instead. And who they come from.
     smtp_url: str | None = None
@@ -357,6 +359,7 @@ class Settings:
             live_queue_size=_int(env, "LIVE_QUEUE_SIZE", cls.live_queue_size),
             live_poll_seconds=_int(env, "LIVE_POLL_SECONDS", cls.live_poll_seconds),
             live_init_timeout_seconds=_int(env, "LIVE_INIT_TIMEOUT_SECONDS", cls.live_init_timeout_seconds),
+            live_reads_at_once=_int(env, "LIVE_READS_AT_ONCE", cls.live_reads_at_once),
             smtp_url=_url(env, "SMTP_URL", ("smtp", "smtps")),
             smtp_from=env.get("SMTP_FROM") or cls.smtp_from,
         )

@@ -59,6 +59,8 @@ class Subscriptions(GraphQL[LiveContext, None]):
         )
         self.settings, self.reads, self.live, self.documents = settings, reads, live, documents
         self.verifier = TokenVerifier(settings)
+        # Shared by the worker's subscriptions: at most this many read an event at once.
+        self.gate = asyncio.Semaphore(settings.live_reads_at_once)
 
     async def get_context(self, request: Any, response: Any) -> LiveContext:
         reads: async_sessionmaker[AsyncSession] = self.reads()
@@ -67,7 +69,7 @@ class Subscriptions(GraphQL[LiveContext, None]):
             return None
 
         return LiveContext(settings=self.settings, principal=_NOBODY, reads=reads, live=self.live, recheck=nobody,
-                           expires_at=0, check=self.check)
+                           expires_at=0, check=self.check, gate=self.gate)
 
     async def on_ws_connect(self, context: LiveContext) -> None:
         """`connection_init`: the token in its payload, and the caller it names."""
@@ -112,7 +114,7 @@ class Subscriptions(GraphQL[LiveContext, None]):
             log.info("subscription refused: unknown user, partner or roles (sub=%s)", claims.user_id)
             raise Unauthorized
         context = LiveContext(settings=self.settings, principal=principal, reads=reads, live=self.live,
-                              recheck=recheck, expires_at=claims.expires_at, check=self.check)
+                              recheck=recheck, expires_at=claims.expires_at, check=self.check, gate=self.gate)
         results = await self.schema.stream(text, gql.variables, context, operation_name=gql.operation_name)
         return StreamingResponse(_events(results, self.heartbeat_seconds), media_type=EVENT_STREAM,
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

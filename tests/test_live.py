@@ -417,3 +417,42 @@ def _answers(port: int) -> bool:
             return conn.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+POOL_WAIT = 0.05
+
+
+async def _each(ws: Any, ids: list[str]) -> list[dict[str, Any]]:
+    """The first message of each of these subscriptions of one socket, whatever their order."""
+    got: dict[str, dict[str, Any]] = {}
+    while len(got) < len(ids):
+        message = await ws.receive()
+        if message.get("id") in ids:
+            got.setdefault(message["id"], message)
+    return [got[i] for i in ids]
+
+
+@pytest.mark.parametrize("at_once", [1, 1000], ids=["gated", "ungated"])
+async def test_a_change_fanned_out_wider_than_the_pool_ends_no_subscription(
+    databases: Databases, at_once: int,
+) -> None:
+    """One pooled connection that a reader waits 50 ms for at most: 30 subscribers read their
+    event a few at a time (LIVE_READS_AT_ONCE) and none is ended as busy; read all at once
+    (1000), the pool's timeout ends some of them."""
+    api = await make_api(await databases.clone(), db_pool_size=1, db_max_overflow=0, db_pool_timeout=POOL_WAIT,
+                         live_reads_at_once=at_once)
+    try:
+        with served(api.app) as port:
+            async with socket(port, api.tokens[OWNER]) as ws:
+                ids = [await ws.subscribe("subscription { connectionEvents { node { id } } }", api=api)
+                       for _ in range(15)]
+                async with socket(port, api.tokens[MEMBER]) as other:
+                    more = [await other.subscribe("subscription { connectionEvents { node { id } } }", api=api)
+                            for _ in range(15)]
+                    await _submit(port, api, "Fanned out")
+                    got = [*(await _each(ws, ids)), *(await _each(other, more))]
+        busy = [g for g in got if g["type"] != "next" or g["payload"].get("errors")]
+        assert (busy == []) == (at_once == 1), busy[:2]
+    finally:
+        await api.http.aclose()
+        await api.engine.dispose()

@@ -344,6 +344,7 @@ BAD_SETTINGS = [
     ("LIVE_QUEUE_SIZE", "-5", "must be at least 1"),
     ("LIVE_POLL_SECONDS", "0", "must be at least 1"),
     ("LIVE_INIT_TIMEOUT_SECONDS", "1.5", "must be a whole number"),
+    ("LIVE_READS_AT_ONCE", "0", "must be at least 1"),
     ("SMTP_URL", "mail.example.com:25", "must be a URL starting with smtp:// or smtps://"),
     ("SMTP_FROM", None, None),
     ("DATABASE_URL", "mysql://u:hunter2@db/revampd", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"),
