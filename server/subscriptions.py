@@ -47,7 +47,9 @@ _NOBODY = Principal(0, None, None, frozenset())
 
 
 class Subscriptions(GraphQL[LiveContext, None]):
-    """The WebSocket side of /graphql (the endpoint answers HTTP)."""
+    """The WebSocket side of /graphql (the endpoint answers HTTP), and subscriptions over SSE."""
+
+    heartbeat_seconds = 12.0  # a comment line on an idle event stream, so that proxies keep it open
 
     def __init__(self, settings: Settings, schema: Schema, reads: Any, live: Live, documents: Documents) -> None:
         super().__init__(
@@ -102,7 +104,6 @@ class Subscriptions(GraphQL[LiveContext, None]):
             refusals.append(GraphQLError(exc.message, extensions={"code": exc.code}))
         return refusals
 
-
     async def sse(self, request: Request, claims: Claims, gql: GraphQLRequest, text: str) -> Response:
         """One subscription over Server-Sent Events (the endpoint has checked the token, the
         body and the document's trust)."""
@@ -118,8 +119,6 @@ class Subscriptions(GraphQL[LiveContext, None]):
         results = await self.schema.stream(text, gql.variables, context, operation_name=gql.operation_name)
         return StreamingResponse(_events(results, self.heartbeat_seconds), media_type=EVENT_STREAM,
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-    heartbeat_seconds = 12.0
 
 
 async def _events(results: AsyncIterator[Any], heartbeat: float) -> AsyncIterator[bytes]:
