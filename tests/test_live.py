@@ -432,15 +432,13 @@ async def _each(ws: Any, ids: list[str]) -> list[dict[str, Any]]:
     return [got[i] for i in ids]
 
 
-@pytest.mark.parametrize("at_once", [1, 1000], ids=["gated", "ungated"])
-async def test_a_change_fanned_out_wider_than_the_pool_ends_no_subscription(
-    databases: Databases, at_once: int,
-) -> None:
+async def test_a_change_fanned_out_wider_than_the_pool_ends_no_subscription(databases: Databases) -> None:
     """One pooled connection that a reader waits 50 ms for at most: 30 subscribers read their
-    event a few at a time (LIVE_READS_AT_ONCE) and none is ended as busy; read all at once
-    (1000), the pool's timeout ends some of them."""
+    event one at a time (LIVE_READS_AT_ONCE=1) and none is ended as busy. (Read all at once, the
+    pool's timeout ended some of them when this was written; that depends on the machine's speed,
+    so it is not a test.)"""
     api = await make_api(await databases.clone(), db_pool_size=1, db_max_overflow=0, db_pool_timeout=POOL_WAIT,
-                         live_reads_at_once=at_once)
+                         live_reads_at_once=1)
     try:
         with served(api.app) as port:
             async with socket(port, api.tokens[OWNER]) as ws:
@@ -452,7 +450,7 @@ async def test_a_change_fanned_out_wider_than_the_pool_ends_no_subscription(
                     await _submit(port, api, "Fanned out")
                     got = [*(await _each(ws, ids)), *(await _each(other, more))]
         busy = [g for g in got if g["type"] != "next" or g["payload"].get("errors")]
-        assert (busy == []) == (at_once == 1), busy[:2]
+        assert busy == [] and len(got) == 30, busy[:2]
     finally:
         await api.http.aclose()
         await api.engine.dispose()
