@@ -61,7 +61,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import uvloop
@@ -75,6 +75,8 @@ from db.engine import create_engine, read_sessions
 from server.auth import user_token
 from server.cli import Progress
 from server.settings import Settings
+from tests.bench import dashboard
+from tests.bench.dashboard import free_port, stop
 from tests.bench.data import prepare
 from tests.pg import pg_admin
 
@@ -86,7 +88,6 @@ SUBSCRIPTION = "subscription { connectionEvents { cursor occurredAt node { __typ
 SUBMIT = "mutation($input: SubmitTicketInput!) { submitTicket(input: $input) { ticket { id } userErrors { code } } }"
 P99_GOAL_MS = 100.0
 KIB_GOAL = 20.0
-TICK = os.sysconf("SC_CLK_TCK")
 # Subscriptions being opened at once: each takes a pooled connection to read where its connection's events stand,
 # and a burst of many more (hundreds at once on two cores) outwaits DB_POOL_TIMEOUT_SECONDS and is refused busy.
 OPENING = 64
@@ -130,49 +131,15 @@ async def last_event(url: str, connection_id: int) -> int:
 
 # ---- the servers --------------------------------------------------------------------
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
-class Server:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-
-    def _status(self, key: str) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+class Server(dashboard.Server):
+    """A server of the bench's (tests/bench/dashboard.py's), with its resident memory."""
 
     def rss_mib(self) -> float:
-        return self._status("VmRSS")
-
-    def cpu_seconds(self) -> float:
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
-
-    def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
 
 def start_server(name: str, env: dict[str, str], stack: ExitStack) -> Server:
@@ -594,7 +561,7 @@ def bench_database(label: str, url: str, args: argparse.Namespace) -> Result:
                 result = runner.run(measure(label, url, servers, data, args))
             for server in servers:
                 if server.process.poll() is not None:
-                    raise SystemExit(f"server {server.name} exited:\n{server.output()}")
+                    raise SystemExit(f"server {server.side} exited:\n{server.output()}")
     finally:
         asyncio.run(_forget_redis(args.redis_url, prefix))
     return result
