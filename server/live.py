@@ -185,13 +185,16 @@ class Hub:
         """Nudge every followed connection whose last event is past what its followers had."""
         if not self.followers:
             return
-        stmt = select(m.EventSequence.connection_id, m.EventSequence.last_seq)
-        if ALL not in self.followers:
-            stmt = stmt.where(m.EventSequence.connection_id.in_(list(self.followers)))
-        async with self.reads() as session:
-            lasts = (await session.execute(stmt)).all()
-        for connection_id, last in lasts:
+        for connection_id, last in (await self._lasts(None if ALL in self.followers else list(self.followers))).items():
             self.pending.put_nowait((connection_id, last))
+
+    async def _lasts(self, connections: list[int] | None) -> dict[int, int]:
+        """The last event number of these connections (None: of every one)."""
+        stmt = select(m.EventSequence.connection_id, m.EventSequence.last_seq)
+        if connections is not None:
+            stmt = stmt.where(m.EventSequence.connection_id.in_(connections))
+        async with self.reads() as session:
+            return {c: s for c, s in (await session.execute(stmt)).all()}
 
     # ---- handing them out ------------------------------------------------------------
 
@@ -234,11 +237,7 @@ class Hub:
             raise LimitReached(self.max_per_user)
         self._started()
         follower = Follower(connection_id, user_id, asyncio.Queue(self.queue_size))
-        async with self.reads() as session:
-            stmt = select(m.EventSequence.connection_id, m.EventSequence.last_seq)
-            if connection_id != ALL:
-                stmt = stmt.where(m.EventSequence.connection_id == connection_id)
-            lasts = {c: s for c, s in (await session.execute(stmt)).all()}
+        lasts = await self._lasts(None if connection_id == ALL else [connection_id])
         follower.seen = lasts if after is None else {connection_id: after}
         self.followers.setdefault(connection_id, set()).add(follower)
         self.by_user[user_id] = self.by_user.get(user_id, 0) + 1
