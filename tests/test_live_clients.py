@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import Api
 from tests.live import WAIT, post
 from tests.node import ROOT, npm_project
@@ -142,23 +144,29 @@ def _requires_node() -> Path:
     return npm_project(CLIENTS)  # skips (or, with REQUIRE_NODE=1, fails) without Node.js and npm
 
 
-async def test_graphql_ws_client_hears_of_a_ticket_a_colleague_submits(api: Api) -> None:
+@pytest.mark.parametrize("mode", ["graphql-ws", "graphql-sse"])
+async def test_a_client_hears_of_a_ticket_a_colleague_submits(api: Api, mode: str) -> None:
+    """graphql-ws's client over a WebSocket, and graphql-sse's over Server-Sent Events (it POSTs
+    the subscription with the bearer token and reads the event stream): the same event; when the
+    client goes away, so does the subscription."""
     _requires_node()
+    title = f"Webhook retries fail ({mode})"
     with served(api.app) as port:
         before = _hub_count(api)
-        async with live_check(port, api.tokens[OWNER], "graphql-ws") as check:
+        async with live_check(port, api.tokens[OWNER], mode) as check:
             await _followed(api, before + 1)
-            ticket = await _submit(port, api, "Webhook retries fail")
+            ticket = await _submit(port, api, title)
             lines = await check.until(lambda lines: _events(lines, "ConnectionEvents") != [], "the event")
             (event,) = _events(lines, "ConnectionEvents")
             assert event["action"] == "CREATED" and event["cursor"], event
             node = event["node"]
             assert (node["__typename"], node["id"], node["title"], node["status"]) == (
-                "Ticket", ticket, "Webhook retries fail", "OPEN"), node
+                "Ticket", ticket, title, "OPEN"), node
             assert node["createdBy"]["email"] == MEMBER
             assert _trouble(lines) == []
-            end = await check.end()
+            end = await check.end()  # the client closes its socket, or aborts its request
             assert end["logged"] == []
+            await _let_go(api, before)
 
 
 async def test_apollo_client_s_cache_shows_support_s_status_change_and_reply(api: Api) -> None:
@@ -217,28 +225,6 @@ async def test_graphql_ws_client_sees_a_bad_token_closed_with_4403(api: Api) -> 
                                "error": {"closed": {"code": 4403, "reason": "Forbidden"}}}], lines
             assert not [line for line in lines if line["type"] == "next"], lines
             await check.end()
-
-
-async def test_graphql_sse_client_hears_of_a_ticket_a_colleague_submits(api: Api) -> None:
-    """The same over Server-Sent Events: graphql-sse's client POSTs the subscription with the
-    bearer token and reads the event stream; when it goes away, so does the subscription."""
-    _requires_node()
-    with served(api.app) as port:
-        before = _hub_count(api)
-        async with live_check(port, api.tokens[OWNER], "graphql-sse") as check:
-            await _followed(api, before + 1)
-            ticket = await _submit(port, api, "Exports time out")
-            lines = await check.until(lambda lines: _events(lines, "ConnectionEvents") != [], "the event")
-            (event,) = _events(lines, "ConnectionEvents")
-            assert event["action"] == "CREATED" and event["cursor"], event
-            node = event["node"]
-            assert (node["__typename"], node["id"], node["title"], node["status"]) == (
-                "Ticket", ticket, "Exports time out", "OPEN"), node
-            assert node["createdBy"]["email"] == MEMBER
-            assert _trouble(lines) == []
-            end = await check.end()  # the client aborts its request
-            assert end["logged"] == []
-            await _let_go(api, before)
 
 
 async def test_graphql_sse_client_reports_a_bad_token_s_401(api: Api) -> None:
