@@ -69,8 +69,7 @@ class Viewer:
 
         context = ctx(info)
         p = context.principal
-        if p.connection_id is None:
-            return []
-        connection = await context.loaders.connection.load(p.connection_id)
+        found = await notifications.settings(context.db, p)
+        connection = await context.loaders.connection.load(p.connection_id) if found and p.connection_id else None
         currency = connection.currency_code if connection is not None else None
-        return [NotificationSetting.of(s, currency) for s in await notifications.settings(context.db, p.user_id)]
+        return [NotificationSetting.of(s, currency) for s in found]

@@ -386,7 +386,7 @@ class Documents:
         query = request.query
         if request.extensions is None or "persistedQuery" not in request.extensions:
             assert query is not None
-            return Document(query, trusted=sha256(query) in self.manifest)
+            return self.of_text(query)
         wanted = requested_hash(request.extensions)
         if query is None:
             known = self.manifest.get(wanted)
@@ -406,6 +406,10 @@ class Documents:
         if self.trusted_only:
             raise not_allowed("Registering a document is refused: it is not in the manifest.")
         return Document(query, register=wanted)
+
+    def of_text(self, query: str) -> Document:
+        """A document sent as text (trusted when the manifest holds it)."""
+        return Document(query, trusted=sha256(query) in self.manifest)
 
     def check_trusted(self, document: Document, introspection_only: bool) -> None:
         """With TRUSTED_DOCUMENTS=only, refuse a document sent as text that the manifest does not

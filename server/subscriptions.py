@@ -36,7 +36,7 @@ from schema.live import Live, LiveContext
 from server.auth import AuthError, Claims, TokenVerifier
 from server.endpoint import Unauthorized, load_caller
 from server.graphql_http import EVENT_STREAM, BadRequest, GraphQLRequest
-from server.persisted import Document, Documents, sha256
+from server.persisted import Documents
 from server.settings import Settings
 from services.access import Principal
 
@@ -98,8 +98,7 @@ class Subscriptions(GraphQL[LiveContext, None]):
         """What the HTTP endpoint refuses a document for, besides its own errors."""
         refusals = [e for e in [operation.too_complex(variables, self.settings)] if e]
         try:
-            document = Document(operation.text, trusted=sha256(operation.text) in self.documents.manifest)
-            self.documents.check_trusted(document, operation.introspection_only)
+            self.documents.check_trusted(self.documents.of_text(operation.text), operation.introspection_only)
         except BadRequest as exc:
             refusals.append(GraphQLError(exc.message, extensions={"code": exc.code}))
         return refusals

@@ -128,6 +128,8 @@ async def test_money_emails_reach_the_partner_s_administrators_who_want_them_and
     settings = (await api.gql("{ viewer { notificationSettings { kind enabled } } }", as_=OWNER))["viewer"]
     assert {"kind": "INVOICE_ISSUED", "enabled": False} in settings["notificationSettings"]
     assert {"kind": "WALLET_LOW", "enabled": False} in settings["notificationSettings"]  # off until a threshold
+    staff = (await api.gql("{ viewer { notificationSettings { kind } } }", as_=SUPPORT))["viewer"]
+    assert staff["notificationSettings"] == []  # Revampd staff receive none of these emails
 
 
 async def test_a_low_wallet_is_told_once_as_it_crosses_the_owner_s_threshold(api: Api, smtp: tuple[Inbox, int]) -> None:
