@@ -8,6 +8,7 @@ same serial order that row locks give on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from sqlalchemy import event
@@ -48,7 +49,9 @@ def create_engine(
         if v is not None
     }
     if url.startswith("postgresql"):
-        pool["connect_args"] = {"server_settings": {"lock_timeout": str(lock_timeout_ms)}}
+        # pg_stat_activity names the process each connection is of (a server, a worker, a command).
+        pool["connect_args"] = {"server_settings": {"lock_timeout": str(lock_timeout_ms),
+                                                    "application_name": f"revampd-bff pid {os.getpid()}"}}
     engine = create_async_engine(url, **pool)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, lock_timeout_ms, foreign_keys)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -32,7 +34,7 @@ from server.graphiql import GraphiQL
 from server.limits import CostLimiter, cost_limiter
 from server.live import Hub
 from server.persisted import Documents
-from server.settings import SERVE_HOST, Settings, SettingsError, from_env_or_exit, refuse_unsafe
+from server.settings import JOBS_IN_PROCESS, SERVE_HOST, Settings, SettingsError, from_env_or_exit, refuse_unsafe
 from server.subscriptions import Subscriptions
 
 log = logging.getLogger("revampd.request")
@@ -146,8 +148,9 @@ class _LazyHub:
         return self.state.hub.follow(connection_id, user_id, after)
 
 
-def create_app(settings: Settings, *, plan: bool = True) -> ASGIApp:
-    """The service: /graphql (server.endpoint), GraphiQL's files, health, metrics and webhooks."""
+def create_app(settings: Settings, *, plan: bool = True, jobs: bool = False) -> ASGIApp:
+    """The service: /graphql (server.endpoint), GraphiQL's files, health, metrics and webhooks;
+    with `jobs`, the background jobs run in its event loop too (server/worker.py `in_process`)."""
     state = State(settings)
     tracing = state.tracing
     schema = build_schema(
@@ -174,7 +177,7 @@ def create_app(settings: Settings, *, plan: bool = True) -> ASGIApp:
     if settings.metrics:  # for Prometheus inside the network: keep it off the public internet
         routes.append(Route("/metrics", observability.metrics_endpoint(lambda: state.engine)))
     app = Starlette(
-        middleware=_middleware(settings, state), routes=routes, lifespan=_lifespan(state, documents, limiter),
+        middleware=_middleware(settings, state), routes=routes, lifespan=_lifespan(state, documents, limiter, jobs),
         exception_handlers=HANDLERS,
     )
     app.state.revampd = state
@@ -200,10 +203,20 @@ def readiness(state: State) -> Callable[[Request], Awaitable[Response]]:
     return readyz
 
 
-def _lifespan(state: State, documents: Documents, limiter: CostLimiter | None) -> Callable[[Starlette], Any]:
+def _lifespan(state: State, documents: Documents, limiter: CostLimiter | None, jobs: bool) -> Callable[[Starlette], Any]:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        background = None
+        if jobs:
+            from server.worker import in_process
+
+            background = asyncio.create_task(in_process(state.settings), name="jobs")
+            logging.getLogger("revampd").info("running the background jobs in this process (server/worker.py)")
         yield
+        if background is not None:
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
         await documents.close()
         if "hub" in state.__dict__:
             await state.hub.stop()
@@ -261,7 +274,7 @@ def factory() -> ASGIApp:
             "in production"
         )
     try:
-        app = create_app(settings)
+        app = create_app(settings, jobs=os.environ.get(JOBS_IN_PROCESS) == "1")
     except SettingsError as exc:  # e.g. a TRUSTED_DOCUMENTS_MANIFEST that is not a manifest
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,18 +12,26 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, cast
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import SERVE_HOST, Settings, SettingsError, from_env_or_exit, refuse_unsafe
+from server.settings import (
+    JOB_SCHEDULE,
+    JOBS_IN_PROCESS,
+    SERVE_HOST,
+    Settings,
+    SettingsError,
+    from_env_or_exit,
+    refuse_unsafe,
+)
 
 if TYPE_CHECKING:
     from services.bank_gateway import GatewayEvent
-    from services.billing import RunSummary
     from services.card_payments import Reconciled
-    from services.earnings import CloseSummary, Imported
+    from services.earnings import Closed, Imported
 
 
 def _settings() -> Settings:
@@ -66,6 +74,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     os.environ[SERVE_HOST] = args.host  # for the factory in each worker
+    # The embedded SQLite has no shared job queue: one server process runs the jobs itself.
+    sqlite = make_url(settings.database_url).get_backend_name() == "sqlite"
+    if sqlite and args.workers == 1 and not args.no_jobs:
+        os.environ[JOBS_IN_PROCESS] = "1"
+    elif args.workers > 1 and sqlite and not args.no_jobs:
+        print("serve: with several workers, no process runs the background jobs: run `revampd-bff worker` "
+              "beside them (or serve with one worker)", file=sys.stderr)
     options: dict[str, Any] = dict(
         host=args.host, port=args.port, workers=args.workers, factory=True, log_level=settings.log_level.lower(),
         log_config=None, access_log=False, **UVICORN_OPTIONS,
@@ -80,6 +95,35 @@ def cmd_serve(args: argparse.Namespace) -> None:
             uvicorn.run("server.app:factory", **options)
         finally:
             del os.environ[MULTIPROC_DIR]
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from prometheus_client import start_http_server
+
+    from server import worker
+
+    settings = _settings()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)
+    on = [name for name, cron in settings.worker_schedule if cron is not None]
+    logging.getLogger("revampd.worker").info(
+        "worker started: %s", "running queued jobs only (--no-schedule)" if args.no_schedule else
+        "scheduling " + ", ".join(f"{name} ({dict(settings.worker_schedule)[name]})" for name in on))
+    asyncio.run(worker.work(settings, schedule=not args.no_schedule))
+
+
+def cmd_jobs_defer(args: argparse.Namespace) -> None:
+    from server import worker
+
+    settings = _settings()
+    if make_url(settings.database_url).get_backend_name() != "postgresql":
+        sys.exit("jobs defer: the job queue is in PostgreSQL (DATABASE_URL); with the embedded SQLite, `serve` runs "
+                 "each job on its schedule in its own process, and each command (`billing run --now ...`) runs once")
+    if args.until <= args.since:
+        sys.exit(f"jobs defer: --until ({args.until.isoformat()}) must be after --from ({args.since.isoformat()})")
+    queued, again = asyncio.run(worker.defer_between(settings, args.since, args.until, args.job))
+    print(f"jobs defer: queued {queued} run{'' if queued == 1 else 's'} due from {args.since.isoformat()} to "
+          f"{args.until.isoformat()}; {again} left alone (queued already: the schedule had reached them)")
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -149,6 +193,11 @@ def cmd_export_manifest(_: argparse.Namespace) -> None:
         sys.exit(f"cannot build the manifest of {operations}: {exc}")
 
 
+def _now(args: argparse.Namespace) -> datetime:
+    """--now, or the wall clock."""
+    return cast(datetime, args.now) if args.now else datetime.now(timezone.utc)
+
+
 def _iso_datetime(value: str) -> datetime:
     """An ISO 8601 instant; one without a zone is taken as UTC."""
     try:
@@ -158,42 +207,26 @@ def _iso_datetime(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-async def _auto_close_tickets(now: datetime) -> tuple[int, int]:
-    from services.tickets import auto_close
-
-    settings = _settings()
-    async with _session(settings, write=True) as session, session.begin():
-        days = settings.ticket_auto_close_days
-        return await auto_close(session, now=now, days=days), days
-
-
 def cmd_tickets_auto_close(args: argparse.Namespace) -> None:
-    closed, days = asyncio.run(_auto_close_tickets(args.now or datetime.now(timezone.utc)))
-    print(f"closed {closed} ticket{'' if closed == 1 else 's'} resolved more than {days} days ago")
-
-
-async def _idempotency_purge(before: datetime, progress: Any) -> int:
-    from db.engine import create_engine, write_sessions
-    from services.idempotency import purge
+    from server import jobs
 
     settings = _settings()
-    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
-    try:
-        return await purge(write_sessions(engine), before, progress=progress)
-    finally:
-        await engine.dispose()
+    print(jobs.describe_auto_close(settings, asyncio.run(jobs.tickets_auto_close(settings, _now(args)))))
 
 
 def cmd_idempotency_purge(args: argparse.Namespace) -> None:
-    days = args.days or _settings().idempotency_retention_days
-    before = (args.now or datetime.now(timezone.utc)) - timedelta(days=days)
+    from server import jobs
+
+    settings = _settings()
+    days = args.days or settings.idempotency_retention_days
+    before = jobs.purge_before(settings, _now(args), days)
     terminal = sys.stdout.isatty()
 
     def progress(removed: int) -> None:
         sys.stdout.write(f"\ridempotency purge: {removed:,} removed so far")
         sys.stdout.flush()
 
-    removed = asyncio.run(_idempotency_purge(before, progress if terminal else None))
+    removed = asyncio.run(jobs.idempotency_purge(settings, before, progress if terminal else None))
     if terminal and removed:
         sys.stdout.write("\n")
     print(f"idempotency purge: removed {removed:,} idempotency key{'' if removed == 1 else 's'} created before "
@@ -218,7 +251,7 @@ async def _payments_reconcile(now: datetime, older_than: timedelta) -> "Reconcil
 def cmd_payments_reconcile(args: argparse.Namespace) -> None:
     settings = _settings()
     seconds = args.older_than or settings.payments_reconcile_after_seconds
-    now = args.now or datetime.now(timezone.utc)
+    now = _now(args)
     done = asyncio.run(_payments_reconcile(now, timedelta(seconds=seconds)))
     for charge in [*done.succeeded, *done.declined]:
         what = f"charged ({charge.charge_id})" if charge.status == "SUCCEEDED" else f"declined: {charge.decline_reason}"
@@ -302,35 +335,16 @@ class Progress:
             sys.stdout.write("\n")
 
 
-async def _billing_run(now: datetime, workers: int, progress: Progress) -> "RunSummary":
-    from db.engine import create_engine, is_busy, read_sessions, write_sessions
-    from services.billing import run
-    from services.payments import gateway_named
-
-    settings = _settings()
-    engine = create_engine(
-        settings.database_url, pool_size=workers + 1, max_overflow=1, lock_timeout_ms=settings.db_lock_timeout_ms
-    )
-    try:
-        return await run(
-            read_sessions(engine), write_sessions(engine), now, gateway_named(settings.payment_gateway, settings.payment_sandbox_lag), settings,
-            workers=workers, batch_size=settings.billing_batch_size, progress=progress, busy=is_busy,
-        )
-    finally:
-        await engine.dispose()
-
-
 def cmd_billing_run(args: argparse.Namespace) -> None:
-    now = args.now or datetime.now(timezone.utc)
+    from server import jobs
+
+    now = _now(args)
     bar = Progress("billing")
     try:
-        s = asyncio.run(_billing_run(now, args.workers, bar))
+        s = asyncio.run(jobs.billing_run(_settings(), now, workers=args.workers, progress=bar))
     finally:
         bar.close()
-    print(
-        f"billing run at {now.isoformat()}: billed {s.billed}, charged {s.charged}, declined {s.declined}, "
-        f"failed {len(s.failed)}; canceled {s.canceled}, retried {s.retried}, uncollectible {s.uncollectible}"
-    )
+    print(jobs.describe_billing(now, s))
     if s.reconciled:
         print(f"billing run: first settled {s.reconciled} card charge{'' if s.reconciled == 1 else 's'} whose answer "
               "was lost (as `payments reconcile` does)")
@@ -344,33 +358,10 @@ def cmd_billing_run(args: argparse.Namespace) -> None:
                  "The log has each failure with its traceback; the next run tries them again.")
 
 
-async def _payouts_sync(now: datetime) -> dict[str, int]:
-    from db.engine import create_engine, write_sessions
-    from services import payouts
-    from services.bank_gateway import bank_gateway_named
-
-    settings = _settings()
-    gateway = bank_gateway_named(settings.bank_gateway, settings.bank_sandbox_lag)
-    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
-    counts: dict[str, int] = {}
-    try:
-        sessions = write_sessions(engine)
-        async with sessions() as session:
-            ids = await payouts.in_flight(session)
-        for transfer_id in ids:  # short transactions each; none open while the processor answers
-            outcome = await payouts.sync_one(sessions, gateway, transfer_id, now)
-            counts[outcome] = counts.get(outcome, 0) + 1
-    finally:
-        await engine.dispose()
-    return counts
-
-
 def cmd_payouts_sync(args: argparse.Namespace) -> None:
-    counts = asyncio.run(_payouts_sync(args.now or datetime.now(timezone.utc)))
-    total = sum(counts.values())
-    print(f"payouts sync: asked the processor about {total} transfer{'' if total == 1 else 's'} in flight: "
-          f"{counts.get('applied', 0)} moved on, {counts.get('submitted', 0)} sent, "
-          f"{counts.get('unchanged', 0)} unchanged, {counts.get('unavailable', 0)} not answered")
+    from server import jobs
+
+    print(jobs.describe_sync(asyncio.run(jobs.payouts_sync(_settings(), _now(args)))))
 
 
 async def _sandbox_events(transfer: int | None, database_url: str | None = None) -> list[tuple[str, "GatewayEvent"]]:
@@ -488,32 +479,20 @@ def cmd_payouts_import(args: argparse.Namespace) -> None:
         print(f"  duplicate, already recorded: line {line}: {external_id}")
 
 
-async def _payouts_close_period(now: datetime, progress: Progress) -> "CloseSummary":
-    from db.engine import create_engine, is_busy, read_sessions, write_sessions
-    from services.bank_gateway import bank_gateway_named
-    from services.earnings import close_period
-
-    settings = _settings()
-    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
-    try:
-        return await close_period(
-            read_sessions(engine), write_sessions(engine), now, bank_gateway_named(settings.bank_gateway, settings.bank_sandbox_lag),
-            report=lambda closed: print(("\n" if progress.drawn else "") + closed.describe(), flush=True),
-            busy=is_busy, progress=progress,
-        )
-    finally:
-        await engine.dispose()
-
-
 def cmd_payouts_close_period(args: argparse.Namespace) -> None:
-    now = args.now or datetime.now(timezone.utc)
+    from server import jobs
+
+    now = _now(args)
     bar = Progress("payouts")
+
+    def report(closed: "Closed") -> None:
+        print(("\n" if bar.drawn else "") + closed.describe(), flush=True)
+
     try:
-        s = asyncio.run(_payouts_close_period(now, bar))
+        s = asyncio.run(jobs.payouts_close_period(_settings(), now, report=report, progress=bar))
     finally:
         bar.close()
-    print(f"payouts close-period at {now.isoformat()}: made {len(s.made)}, already made {s.exists}, "
-          f"nothing to pay {s.nothing}, failed {len(s.failed)}")
+    print(jobs.describe_close(now, s))
     if s.failed:
         what = ", ".join(str(cid) for cid in s.failed[:20]) + (", ..." if len(s.failed) > 20 else "")
         sys.exit(f"payouts close-period: {len(s.failed)} connection{'' if len(s.failed) == 1 else 's'} failed "
@@ -552,7 +531,23 @@ def _service_commands(sub: Any) -> None:
     serve.add_argument(
         "--workers", type=_positive, default=1, help="processes serving the port (default 1); /metrics adds up all of them"
     )
+    serve.add_argument("--no-jobs", action="store_true", help="with the embedded SQLite, do not run the background "
+                       "jobs in this process (they run in it by default; with PostgreSQL, `worker` runs them)")
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run every background job on its schedule (WORKER_SCHEDULE), on the "
+                            "job queue in PostgreSQL shared by every worker on every host; until SIGTERM")
+    worker.add_argument("--no-schedule", action="store_true", help="run queued jobs only: other workers (or "
+                        "`jobs defer`) queue them")
+    worker.set_defaults(func=cmd_worker)
+    jobs = sub.add_parser("jobs", help="the background worker's jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    defer = jobs_sub.add_parser(
+        "defer", help="queue every scheduled run due between two times, each with its own time as `now` (to "
+        "redo the runs an outage missed, or rehearse a month in minutes); a run queued already is not queued again")
+    defer.add_argument("--from", dest="since", type=_iso_datetime, required=True, help="after this time (ISO 8601)")
+    defer.add_argument("--until", type=_iso_datetime, required=True, help="up to this time (ISO 8601)")
+    defer.add_argument("--job", action="append", choices=list(JOB_SCHEDULE), help="only this job (repeatable)")
+    defer.set_defaults(func=cmd_jobs_defer)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("seed-demo", help="load demo data (safe to repeat)").set_defaults(func=cmd_seed_demo)
     token = sub.add_parser("token", help="print a bearer token for a user (development secret)")
@@ -627,35 +622,11 @@ def _money_commands(sub: Any) -> None:
     ).set_defaults(func=cmd_ledger_totals)
 
 
-async def _notifications_send(now: datetime) -> tuple[int, Any]:
-    from db.engine import create_engine, write_sessions
-    from services import notifications
-
-    settings = _settings()
-    engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
-    writes = write_sessions(engine)
-    mailer = notifications.mailer_of(settings.smtp_url, settings.smtp_from)
-    try:
-        planned = 0
-        while True:  # every connection's new events, a batch at a time
-            async with writes() as session, session.begin():
-                made = await notifications.plan(session, now)
-            planned += made
-            if not made:
-                break
-        total = notifications.Sent()
-        while (done := await notifications.send(writes, mailer, settings.smtp_from, now)).sent + done.retried + done.failed:
-            total.sent, total.retried, total.failed = total.sent + done.sent, total.retried + done.retried, total.failed + done.failed
-        return planned, total
-    finally:
-        await engine.dispose()
-
-
 def cmd_notifications_send(args: argparse.Namespace) -> None:
-    now = args.now or datetime.now(timezone.utc)
-    planned, sent = asyncio.run(_notifications_send(now))
-    print(f"notifications send at {now.isoformat()}: {planned} new, sent {sent.sent}, to retry {sent.retried}, "
-          f"failed for good {sent.failed}" + ("" if _settings().smtp_url else " (no SMTP_URL: logged, not sent)"))
+    from server import jobs
+
+    settings, now = _settings(), _now(args)
+    print(jobs.describe_emails(settings, now, asyncio.run(jobs.notifications_send(settings, now))))
 
 
 def _upkeep_commands(sub: Any) -> None:

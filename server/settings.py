@@ -184,6 +184,35 @@ def _bucket(env: Mapping[str, str], max_query_nodes: int) -> int:
     return value
 
 
+# The background jobs (server/worker.py) and when each runs by default: cron, in UTC.
+JOB_SCHEDULE: dict[str, str] = {
+    "billing-run": "15 * * * *",
+    "payouts-close-period": "5 0 * * *",
+    "payouts-sync": "*/5 * * * *",
+    "tickets-auto-close": "30 * * * *",
+    "notifications-send": "* * * * *",
+    "idempotency-purge": "45 3 * * *",
+}
+
+
+def _schedule(env: Mapping[str, str]) -> tuple[tuple[str, str | None], ...]:
+    """WORKER_SCHEDULE, `job=cron; job=off; ...` over JOB_SCHEDULE: (job, cron or None when off)."""
+    from croniter import croniter
+
+    schedule: dict[str, str | None] = dict(JOB_SCHEDULE)
+    raw = env.get("WORKER_SCHEDULE", "")
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        name, _, cron = (x.strip() for x in part.partition("="))
+        if name not in JOB_SCHEDULE:
+            raise SettingsError(f"WORKER_SCHEDULE must name only the jobs {', '.join(JOB_SCHEDULE)} (not {name!r}), "
+                                f"got {raw!r}")
+        if cron != "off" and not croniter.is_valid(cron):
+            raise SettingsError(f"WORKER_SCHEDULE must give each job a cron expression or off (not {cron!r} for "
+                                f"{name}), got {raw!r}")
+        schedule[name] = None if cron == "off" else cron
+    return tuple(schedule.items())
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///./revampd.db"
@@ -276,6 +305,12 @@ class Settings:
     # in the URL); without it each email is logged instead. And who they come from.
     smtp_url: str | None = None
     smtp_from: str = "Revampd <no-reply@revampd.example>"
+    # The background worker (server/worker.py): when each job runs (WORKER_SCHEDULE), how long a
+    # worker may go without a heartbeat before another runs its job again, and the port of the
+    # worker's own /metrics (0: none; `serve` running the jobs in process shows them on its own).
+    worker_schedule: tuple[tuple[str, str | None], ...] = tuple(JOB_SCHEDULE.items())
+    worker_stalled_seconds: int = 60
+    worker_metrics_port: int = 0
     # Operability (server/observability.py): GET /metrics for Prometheus (keep it off the public
     # internet: it is unauthenticated), one log line per event as text or JSON, and traces sent
     # over OTLP/HTTP to this collector when set (nothing is loaded otherwise).
@@ -362,6 +397,9 @@ class Settings:
             live_reads_at_once=_int(env, "LIVE_READS_AT_ONCE", cls.live_reads_at_once),
             smtp_url=_url(env, "SMTP_URL", ("smtp", "smtps")),
             smtp_from=env.get("SMTP_FROM") or cls.smtp_from,
+            worker_schedule=_schedule(env),
+            worker_stalled_seconds=_int(env, "WORKER_STALLED_SECONDS", cls.worker_stalled_seconds, minimum=3),
+            worker_metrics_port=_int(env, "WORKER_METRICS_PORT", 0, minimum=0),
         )
 
     @classmethod
@@ -409,6 +447,9 @@ class Settings:
 # `revampd-bff serve` tells the app factory in each of its workers the address it binds here; the
 # factory run by another server (uvicorn --factory, gunicorn) finds none and assumes any address.
 SERVE_HOST = "REVAMPD_SERVE_HOST"
+# ... and, with "1", that it runs the background jobs (server/worker.py): with the embedded SQLite
+# and one worker, unless `serve --no-jobs`.
+JOBS_IN_PROCESS = "REVAMPD_JOBS_IN_PROCESS"
 
 
 def is_loopback(host: str) -> bool:

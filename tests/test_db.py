@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from db import models as m
 from db.engine import create_engine, write_sessions
-from db.migrate import downgrade, upgrade
+from db.migrate import downgrade, ours, upgrade
 from tests import clock
 from tests.conftest import PG_URL, Api, _pg_admin
 
@@ -126,7 +126,7 @@ async def test_migrations_go_down_and_up_and_match_the_models(tmp_path: Any) -> 
         try:
             async with engine.connect() as conn:
                 diff = await conn.run_sync(
-                    lambda c: compare_metadata(MigrationContext.configure(c), m.Base.metadata)
+                    lambda c: compare_metadata(MigrationContext.configure(c, opts={"include_name": ours}), m.Base.metadata)
                 )
         finally:
             await engine.dispose()
