@@ -79,8 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if sqlite and args.workers == 1 and not args.no_jobs:
         os.environ[JOBS_IN_PROCESS] = "1"
     elif args.workers > 1 and sqlite and not args.no_jobs:
-        print("serve: with several workers, no process runs the background jobs: run `revampd-bff worker` "
-              "beside them (or serve with one worker)", file=sys.stderr)
+        logging.getLogger("revampd").warning(
+            "with several workers no process runs the background jobs: run `revampd-bff worker` beside them "
+            "(or serve with one worker)")
     options: dict[str, Any] = dict(
         host=args.host, port=args.port, workers=args.workers, factory=True, log_level=settings.log_level.lower(),
         log_config=None, access_log=False, **UVICORN_OPTIONS,
