@@ -75,9 +75,74 @@ class Live(Protocol):
     def follow(self, connection_id: int, user_id: int, after: int | None) -> contextlib.AbstractAsyncContextManager[Follower]: ...
 
 
-# The current event's read session, its loaders (once the caller is read again) and the worker's
-# gate it holds, per subscription (each runs in a task of its own).
-_EVENT: ContextVar[tuple[AsyncSession, Loaders | None, asyncio.Semaphore] | None] = ContextVar(
+@dataclass(eq=False)
+class EventRead:
+    """One viewer's read of one event: a pooled session, the viewer read again (None: gone, or no
+    longer of its Partner or role) and loaders as that viewer."""
+
+    session: AsyncSession | None = None
+    principal: Principal | None = None
+    loaders: Loaders | None = None
+    readers: int = 0  # the subscriptions reading it
+    opening: asyncio.Future[None] | None = None
+    gated: bool = False  # holds a place at the gate
+
+
+class EventReads:
+    """The worker's reads of events, shared: the subscriptions of one viewer are handed an event
+    together (the hub gives it to all its followers in one pass), and read it once (one pooled
+    session, one recheck of the viewer, one set of loaders, which batch the subscriptions' loads
+    together); each executes its own selection on it. The session goes back when the last of
+    them has executed. At most `gate`'s count of reads are open at once (LIVE_READS_AT_ONCE): a
+    change fanned out to thousands waits here, never for the pool past its timeout."""
+
+    def __init__(self, at_once: int) -> None:
+        self.gate = asyncio.Semaphore(at_once)
+        self.open: dict[tuple[int, int, Principal], EventRead] = {}
+
+    async def enter(self, key: tuple[int, int, Principal], reads: async_sessionmaker[AsyncSession],
+                    recheck: Callable[[AsyncSession], Awaitable[Principal | None]]) -> EventRead:
+        read = self.open.get(key)
+        if read is None:
+            read = self.open[key] = EventRead()
+            read.opening = asyncio.ensure_future(self._open(read, reads, recheck))
+        read.readers += 1
+        try:
+            await asyncio.shield(read.opening)  # type: ignore[arg-type]  # set just above
+        except BaseException:
+            await self.leave(key, read)
+            raise
+        return read
+
+    async def _open(self, read: EventRead, reads: async_sessionmaker[AsyncSession],
+                    recheck: Callable[[AsyncSession], Awaitable[Principal | None]]) -> None:
+        await self.gate.acquire()
+        read.gated = True
+        read.session = reads()
+        read.principal = await recheck(read.session)
+        if read.principal is not None:
+            read.loaders = Loaders(read.session, read.principal)
+
+    async def leave(self, key: tuple[int, int, Principal], read: EventRead) -> None:
+        read.readers -= 1
+        if read.readers:
+            return
+        if self.open.get(key) is read:
+            del self.open[key]
+        if read.opening is not None and not read.opening.done():
+            read.opening.cancel()
+            await asyncio.gather(read.opening, return_exceptions=True)
+        try:
+            if read.session is not None:
+                await read.session.close()
+        finally:
+            if read.gated:
+                read.gated = False
+                self.gate.release()
+
+
+# The current event's shared read, per subscription (each runs in a task of its own).
+_EVENT: ContextVar[tuple[EventReads, tuple[int, int, Principal], EventRead] | None] = ContextVar(
     "revampd_live_event", default=None)
 
 
@@ -96,10 +161,8 @@ class LiveContext:
     expires_at: float | None  # the token's expiry (a Unix time): the subscription ends then
     # The refusals of a subscription document (resolvers.schema.Schema.stream), as a query's.
     check: Callable[[Any, dict[str, Any] | None], list[GraphQLError]]
-    # The worker's subscriptions read their events a few at a time (LIVE_READS_AT_ONCE): a change
-    # fanned out to thousands waits here, never for the pool past its timeout, and leaves the
-    # pool's other connections to requests.
-    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    # The worker's reads of events, shared by the subscriptions of one viewer (LIVE_READS_AT_ONCE).
+    events: EventReads = field(default_factory=lambda: EventReads(1))
     request_id: str = ""
     # connection_init's payload (Strawberry sets it): where the token comes from.
     connection_params: dict[str, Any] | None = None
@@ -116,28 +179,25 @@ class LiveContext:
     @property
     def db(self) -> AsyncSession:
         current = _EVENT.get()
-        if current is None:
+        if current is None or current[2].session is None:
             raise RuntimeError("no event is being read")
-        return current[0]
+        return current[2].session
 
     @property
     def loaders(self) -> Loaders:
         current = _EVENT.get()
-        if current is None or current[1] is None:
+        if current is None or current[2].loaders is None:
             raise RuntimeError("no event is being read")
-        return current[1]
+        return current[2].loaders
 
 
 async def end_event() -> None:
-    """Give back the current event's session and its place at the gate (before the event is
-    sent); nothing when it was given back already."""
+    """This subscription is done with the current event's read (before the event is sent): the
+    last of the viewer's subscriptions to be done gives its session back. Nothing when done already."""
     current = _EVENT.get()
     if current is not None:
         _EVENT.set(None)
-        try:
-            await current[0].close()
-        finally:
-            current[2].release()
+        await current[0].leave(current[1], current[2])
 
 
 def _cursor(connection_id: int, seq: int) -> str:
@@ -204,14 +264,12 @@ async def _events(
             row: m.Event = item
             if not wanted(row):
                 continue
-            await context.gate.acquire()
-            session = context.reads()
-            _EVENT.set((session, None, context.gate))
+            key = (row.connection_id, row.seq, p)
+            read = await context.events.enter(key, context.reads, context.recheck)
+            _EVENT.set((context.events, key, read))
             try:
-                principal = await context.recheck(session)
-                if principal is None:
+                if read.principal is None:
                     raise _ended("Your access has changed: sign in again.", "UNAUTHENTICATED")
-                _EVENT.set((session, Loaders(session, principal), context.gate))
                 node = await _visible(info, row)
                 if node is not None:
                     yield ConnectionEvent(cursor=_cursor(row.connection_id, row.seq), action=Action(row.action),

@@ -32,7 +32,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from resolvers.operation import Operation
 from resolvers.schema import Schema
-from schema.live import Live, LiveContext
+from schema.live import EventReads, Live, LiveContext
 from server.auth import AuthError, Claims, TokenVerifier
 from server.endpoint import Unauthorized, load_caller
 from server.graphql_http import EVENT_STREAM, BadRequest, GraphQLRequest
@@ -61,8 +61,8 @@ class Subscriptions(GraphQL[LiveContext, None]):
         )
         self.settings, self.reads, self.live, self.documents = settings, reads, live, documents
         self.verifier = TokenVerifier(settings)
-        # Shared by the worker's subscriptions: at most this many read an event at once.
-        self.gate = asyncio.Semaphore(settings.live_reads_at_once)
+        # Shared by the worker's subscriptions: one read per viewer and event, at most this many at once.
+        self.events = EventReads(settings.live_reads_at_once)
 
     async def get_context(self, request: Any, response: Any) -> LiveContext:
         reads: async_sessionmaker[AsyncSession] = self.reads()
@@ -71,7 +71,7 @@ class Subscriptions(GraphQL[LiveContext, None]):
             return None
 
         return LiveContext(settings=self.settings, principal=_NOBODY, reads=reads, live=self.live, recheck=nobody,
-                           expires_at=0, check=self.check, gate=self.gate)
+                           expires_at=0, check=self.check, events=self.events)
 
     async def on_ws_connect(self, context: LiveContext) -> None:
         """`connection_init`: the token in its payload, and the caller it names."""
@@ -114,7 +114,7 @@ class Subscriptions(GraphQL[LiveContext, None]):
             log.info("subscription refused: unknown user, partner or roles (sub=%s)", claims.user_id)
             raise Unauthorized
         context = LiveContext(settings=self.settings, principal=principal, reads=reads, live=self.live,
-                              recheck=recheck, expires_at=claims.expires_at, check=self.check, gate=self.gate)
+                              recheck=recheck, expires_at=claims.expires_at, check=self.check, events=self.events)
         results = await self.schema.stream(text, gql.variables, context, operation_name=gql.operation_name)
         return StreamingResponse(_events(results, self.heartbeat_seconds), media_type=EVENT_STREAM,
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

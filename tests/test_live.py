@@ -454,3 +454,38 @@ async def test_a_change_fanned_out_wider_than_the_pool_ends_no_subscription(data
     finally:
         await api.http.aclose()
         await api.engine.dispose()
+
+
+async def test_a_viewers_subscriptions_read_an_event_once_between_them(api: Api) -> None:
+    """Twelve subscriptions of one user on two sockets cost the database what one does: the
+    event is read once for them all (one session, the user checked again once, the ticket loaded
+    once), and each executes its own selection on that read."""
+    from sqlalchemy import event
+
+    engine = api.app.app.state.revampd.db.sync_engine
+    statements = 0
+
+    def count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    async def delivered(port: int, sockets: int, each: int, title: str) -> int:
+        nonlocal statements
+        async with socket(port, api.tokens[OWNER]) as a, socket(port, api.tokens[OWNER]) as b:
+            subscribed = [(ws, [await ws.subscribe(CONNECTION_EVENTS, api=api) for _ in range(each)])
+                          for ws in (a, b)[:sockets]]
+            statements = 0
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                await _submit(port, api, title)
+                for ws, ids in subscribed:
+                    assert {_node(m)["title"] for m in await _each(ws, ids)} == {title}
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+        return statements
+
+    with served(api.app) as port:
+        await delivered(port, 1, 1, "Warming up")
+        one = await delivered(port, 1, 1, "To one")
+        twelve = await delivered(port, 2, 6, "To twelve")
+    assert twelve == one, f"{twelve} statements for twelve subscriptions, {one} for one"
