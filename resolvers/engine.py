@@ -90,6 +90,7 @@ from strawberry.types.scalar import ScalarDefinition
 from resolvers.caches import ByIdentity
 from schema.base import MoneyRead, Read
 from schema.context import Context
+from schema.live import shared_execution
 from schema.loaders import MISSING
 
 DEFINITION = "strawberry-definition"
@@ -873,6 +874,20 @@ class GraphQLCoreExecutor(StrawberryGraphQLCoreExecutionContext):
     session, which must not be closed under them (on PostgreSQL that failed the whole request)."""
 
     def execute_operation(self, serially: bool | None = None) -> Any:
+        if self.operation.operation is OperationType.SUBSCRIPTION:
+            # An event's answer, shared by the viewer's subscriptions asking the same (schema.live).
+            key = (id(self.operation), repr(sorted(self.variable_values.coerced.items())))
+
+            async def executed() -> Any:
+                result = self._settled(serially)
+                return await result if self.is_awaitable(result) else result
+
+            shared = shared_execution(key, executed)
+            if shared is not None:
+                return shared
+        return self._settled(serially)
+
+    def _settled(self, serially: bool | None) -> Any:
         result = super().execute_operation(serially)
         if not self.is_awaitable(result) and not self.background_futures:
             return result

@@ -16,14 +16,14 @@ import base64
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ExecutionResult, GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
@@ -65,8 +65,14 @@ class LimitReached(Exception):
         super().__init__(f"You already hold {limit} subscriptions, the most one user may.")
 
 
+class Inbox(Protocol):
+    def put_nowait(self, item: Any) -> None: ...
+    async def get(self) -> Any: ...
+
+
 class Follower(Protocol):
-    queue: asyncio.Queue[Any]
+    @property
+    def queue(self) -> Inbox: ...
 
 
 class Live(Protocol):
@@ -86,6 +92,9 @@ class EventRead:
     readers: int = 0  # the subscriptions reading it
     opening: asyncio.Future[None] | None = None
     gated: bool = False  # holds a place at the gate
+    # The selections executed on it, by (operation, variables): subscriptions asking the same
+    # question of the same read get the same answer, executed once (`shared_execution`).
+    results: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
 
 class EventReads:
@@ -129,9 +138,10 @@ class EventReads:
             return
         if self.open.get(key) is read:
             del self.open[key]
-        if read.opening is not None and not read.opening.done():
-            read.opening.cancel()
-            await asyncio.gather(read.opening, return_exceptions=True)
+        running = [f for f in (read.opening, *read.results.values()) if f is not None and not f.done()]
+        for future in running:
+            future.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         try:
             if read.session is not None:
                 await read.session.close()
@@ -189,6 +199,26 @@ class LiveContext:
         if current is None or current[2].loaders is None:
             raise RuntimeError("no event is being read")
         return current[2].loaders
+
+
+def shared_execution(key: Hashable, execute: Callable[[], Awaitable[ExecutionResult]]) -> Awaitable[ExecutionResult] | None:
+    """The answer to a subscription's selection (`key`: its operation and variables) on the
+    current event, executed once for every subscription of the viewer asking the same (the
+    executor's, resolvers.engine); None outside an event. Each gets its own ExecutionResult
+    (the error policy rewrites a result's errors), sharing the data."""
+    current = _EVENT.get()
+    if current is None:
+        return None
+    read = current[2]
+    future = read.results.get(key)
+    if future is None:
+        future = read.results[key] = asyncio.ensure_future(execute())
+
+    async def answer() -> ExecutionResult:
+        done = await asyncio.shield(future)
+        return ExecutionResult(done.data, list(done.errors) if done.errors else None, done.extensions)
+
+    return answer()
 
 
 async def end_event() -> None:
@@ -256,38 +286,57 @@ async def _events(
     context: LiveContext = info.context
     p = context.principal
     async with context.live.follow(connection_id, p.user_id, after) as follower:
-        while True:
-            item = await _next(follower, context.expires_at)
-            if isinstance(item, FellBehind):
-                raise _ended("You were reading events too slowly and were dropped: subscribe again with `after` "
-                             "the cursor of the last event you had.", "TOO_SLOW")
-            row: m.Event = item
-            if not wanted(row):
-                continue
-            key = (row.connection_id, row.seq, p)
-            read = await context.events.enter(key, context.reads, context.recheck)
-            _EVENT.set((context.events, key, read))
-            try:
-                if read.principal is None:
-                    raise _ended("Your access has changed: sign in again.", "UNAUTHENTICATED")
-                node = await _visible(info, row)
-                if node is not None:
-                    yield ConnectionEvent(cursor=_cursor(row.connection_id, row.seq), action=Action(row.action),
-                                          occurred_at=row.occurred_at, node=node)
-            finally:  # given back already if the event was sent (LiveReads)
-                await end_event()
+        timer = _expiring(follower, context.expires_at)
+        try:
+            while True:
+                item = await _next(follower, context.expires_at)
+                if isinstance(item, FellBehind):
+                    raise _ended("You were reading events too slowly and were dropped: subscribe again with `after` "
+                                 "the cursor of the last event you had.", "TOO_SLOW")
+                row: m.Event = item
+                if not wanted(row):
+                    continue
+                key = (row.connection_id, row.seq, p)
+                read = await context.events.enter(key, context.reads, context.recheck)
+                _EVENT.set((context.events, key, read))
+                try:
+                    if read.principal is None:
+                        raise _ended("Your access has changed: sign in again.", "UNAUTHENTICATED")
+                    node = await _visible(info, row)
+                    if node is not None:
+                        yield ConnectionEvent(cursor=_cursor(row.connection_id, row.seq), action=Action(row.action),
+                                              occurred_at=row.occurred_at, node=node)
+                finally:  # given back already if the event was sent (LiveReads)
+                    await end_event()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+# What the token's expiry puts in a follower's queue, to wake a subscriber with nothing to read.
+_WAKE = object()
+
+
+def _expiring(follower: Follower, expires_at: float | None) -> asyncio.TimerHandle | None:
+    """Wakes the subscriber when its token expires (one timer, no task per subscription); a full
+    queue needs no waking: the subscriber finds the token expired at its next item."""
+    if expires_at is None:
+        return None
+
+    def wake() -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            follower.queue.put_nowait(_WAKE)
+
+    return asyncio.get_running_loop().call_later(max(0.0, expires_at - datetime.now(UTC).timestamp()), wake)
 
 
 async def _next(follower: Follower, expires_at: float | None) -> Any:
-    if expires_at is None:
-        return await follower.queue.get()
-    left = expires_at - datetime.now(UTC).timestamp()
-    try:
-        if left <= 0:
-            raise TimeoutError
-        return await asyncio.wait_for(follower.queue.get(), left)
-    except TimeoutError:
-        raise _ended("Your token has expired: subscribe again with a new one.", "UNAUTHENTICATED") from None
+    while True:
+        item = await follower.queue.get()
+        if expires_at is not None and datetime.now(UTC).timestamp() >= expires_at:
+            raise _ended("Your token has expired: subscribe again with a new one.", "UNAUTHENTICATED")
+        if item is not _WAKE:
+            return item
 
 
 @strawberry.type(description="Live updates (graphql-transport-ws on /graphql, or Server-Sent Events). Each field "

@@ -56,7 +56,10 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # How `serve` runs uvicorn: its fast event loop and HTTP parser (the tests serve the same way);
 # the parser's protocol is uvicorn's, made to notice a hang-up during pipelined requests.
-UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "server.protocol:HangUpAwareHttpToolsProtocol"}
+# WebSockets decline permessage-deflate: an event is a few hundred bytes, and each socket's
+# compressor would hold about 40 KiB for as long as it is open (make bench-live).
+UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "server.protocol:HangUpAwareHttpToolsProtocol",
+                                   "ws_per_message_deflate": False}
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -37,6 +37,51 @@ log = logging.getLogger("revampd.live")
 _PAGE = 500  # events read at a time
 
 
+class Inbox:
+    """A follower's bounded queue of events: asyncio.Queue's get, get_nowait, put_nowait and qsize
+    for its one reader, without Queue's three deques and Event (an idle subscription holds an
+    empty list and nothing else: make bench-live's memory per subscription)."""
+
+    __slots__ = ("items", "size", "waiter")
+
+    def __init__(self, size: int) -> None:
+        self.items: list[Any] = []
+        self.size = size
+        self.waiter: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def put_nowait(self, item: Any) -> None:
+        if len(self.items) >= self.size:
+            raise asyncio.QueueFull
+        self.items.append(item)
+        self._wake()
+
+    def only(self, item: Any) -> None:
+        """Drops what is waiting: `item` is all there is to read."""
+        self.items = [item]
+        self._wake()
+
+    def get_nowait(self) -> Any:
+        if not self.items:
+            raise asyncio.QueueEmpty
+        return self.items.pop(0)
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.pop(0)
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
 @dataclass(eq=False)
 class Follower:
     """One subscription's place in the events of the connection it follows (or of all
@@ -44,7 +89,7 @@ class Follower:
 
     connection_id: int
     user_id: int
-    queue: asyncio.Queue[Any]
+    queue: Inbox
     seen: dict[int, int] = field(default_factory=dict)
     dropped: bool = False
 
@@ -58,8 +103,7 @@ class Follower:
                 self.queue.put_nowait(row)
             except asyncio.QueueFull:
                 self.dropped = True
-                self.queue = asyncio.Queue(1)
-                self.queue.put_nowait(FellBehind())
+                self.queue.only(FellBehind())
                 return
             self.seen[row.connection_id] = row.seq
 
@@ -236,7 +280,7 @@ class Hub:
         if self.by_user.get(user_id, 0) >= self.max_per_user:
             raise LimitReached(self.max_per_user)
         self._started()
-        follower = Follower(connection_id, user_id, asyncio.Queue(self.queue_size))
+        follower = Follower(connection_id, user_id, Inbox(self.queue_size))
         lasts = await self._lasts(None if connection_id == ALL else [connection_id])
         follower.seen = lasts if after is None else {connection_id: after}
         self.followers.setdefault(connection_id, set()).add(follower)

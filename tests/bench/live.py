@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import orjson
 import uvloop
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -230,7 +231,7 @@ class Subscriber:
         try:
             async for raw in self.ws:
                 arrived, wall = time.perf_counter(), time.time()  # first: before anything else is done with it
-                message = json.loads(raw)
+                message = orjson.loads(raw)
                 kind = message.get("type")
                 if kind == "ping":
                     await self.ws.send('{"type":"pong"}')
