@@ -33,7 +33,7 @@ and their Redis connections, and tells how many events a `submitTicket` makes.
 The load generator is this process: the websockets library's asyncio client on uvloop, one task
 per socket that stamps each message as it is read, and httpx for the mutations; it runs on the
 same machine as the servers (and Redis, and PostgreSQL) and takes CPU from them while the
-events arrive. Sockets offer permessage-deflate, as browsers do (--no-deflate: they do not). The
+events arrive. Sockets offer permessage-deflate, as browsers do, and the servers decline it (--no-deflate: they do not offer it). The
 open-files limit is raised (RLIMIT_NOFILE, which the servers inherit) to what the sockets need.
 
 Goals (the issue): a change fanned out to 1,000 subscribers on two workers with p99 under 100 ms
@@ -638,7 +638,7 @@ def table(columns: tuple[str, ...], lines: list[list[str]], markdown: bool) -> N
 
 
 def report(results: list[Result], args: argparse.Namespace, limit: str) -> None:
-    deflate = "offering permessage-deflate" if args.deflate else "without permessage-deflate"
+    deflate = "offering permessage-deflate (the servers decline it)" if args.deflate else "without permessage-deflate"
     print(f"\nLive updates: two `revampd-bff serve` processes (one worker each) sharing Redis, {os.cpu_count()} CPUs "
           f"shared with the load generator (this process), Redis and the database. Sockets {deflate}; {limit}.")
     fans = [r for r in results if r.fan_out is not None]
