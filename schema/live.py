@@ -116,8 +116,9 @@ class EventReads:
             read = self.open[key] = EventRead()
             read.opening = asyncio.ensure_future(self._open(read, reads, recheck))
         read.readers += 1
+        assert read.opening is not None, "set as the read is made"
         try:
-            await asyncio.shield(read.opening)  # type: ignore[arg-type]  # set just above
+            await asyncio.shield(read.opening)
         except BaseException:
             await self.leave(key, read)
             raise

@@ -210,7 +210,7 @@ def _lifespan(state: State, documents: Documents, limiter: CostLimiter | None, j
         if jobs:
             from server.worker import in_process
 
-            background = asyncio.create_task(in_process(state.settings), name="jobs")
+            background = asyncio.create_task(in_process(state.settings, state.hub.announce), name="jobs")
             logging.getLogger("revampd").info("running the background jobs in this process (server/worker.py)")
         yield
         if background is not None:

@@ -11,18 +11,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.engine import create_engine, is_busy, read_sessions, write_sessions
+from db.events import Announce
 from server.settings import Settings
 from services import billing, earnings, idempotency, notifications, payouts, tickets
 from services.bank_gateway import bank_gateway_named
 from services.payments import gateway_named
 
 Progress = Callable[[int, int], None]
+
+# Who hears of the events each run's transactions commit (db.events): the worker's hub, which
+# tells every server through Redis (server/worker.py), or the server's own when it runs the jobs.
+# Unset (a command run by hand), the servers find them by polling (LIVE_POLL_SECONDS).
+ANNOUNCE: ContextVar[Announce | None] = ContextVar("revampd_jobs_announce", default=None)
+
+
+def _writes(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return write_sessions(engine, announce=ANNOUNCE.get())
 
 
 @asynccontextmanager
@@ -40,7 +51,7 @@ async def billing_run(settings: Settings, now: datetime, *, workers: int = 1,
                       progress: Progress | None = None) -> billing.RunSummary:
     async with _engine(settings, pool_size=workers + 1, max_overflow=1) as engine:
         return await billing.run(
-            read_sessions(engine), write_sessions(engine), now,
+            read_sessions(engine), _writes(engine), now,
             gateway_named(settings.payment_gateway, settings.payment_sandbox_lag), settings,
             workers=workers, batch_size=settings.billing_batch_size, progress=progress, busy=is_busy,
         )
@@ -56,7 +67,7 @@ async def payouts_close_period(settings: Settings, now: datetime, *,
                                progress: Progress | None = None) -> earnings.CloseSummary:
     async with _engine(settings) as engine:
         return await earnings.close_period(
-            read_sessions(engine), write_sessions(engine), now,
+            read_sessions(engine), _writes(engine), now,
             bank_gateway_named(settings.bank_gateway, settings.bank_sandbox_lag),
             report=report, busy=is_busy, progress=progress,
         )
@@ -72,7 +83,7 @@ async def payouts_sync(settings: Settings, now: datetime) -> dict[str, int]:
     gateway = bank_gateway_named(settings.bank_gateway, settings.bank_sandbox_lag)
     counts: dict[str, int] = {}
     async with _engine(settings) as engine:
-        sessions = write_sessions(engine)
+        sessions = _writes(engine)
         async with sessions() as session:
             ids = await payouts.in_flight(session)
         for transfer_id in ids:
@@ -89,7 +100,7 @@ def describe_sync(counts: dict[str, int]) -> str:
 
 
 async def tickets_auto_close(settings: Settings, now: datetime) -> int:
-    async with _engine(settings) as engine, write_sessions(engine)() as session, session.begin():
+    async with _engine(settings) as engine, _writes(engine)() as session, session.begin():
         return await tickets.auto_close(session, now=now, days=settings.ticket_auto_close_days)
 
 
@@ -109,7 +120,7 @@ async def notifications_send(settings: Settings, now: datetime) -> Emails:
     the due ones until none is left."""
     mailer = notifications.mailer_of(settings.smtp_url, settings.smtp_from)
     async with _engine(settings) as engine:
-        writes = write_sessions(engine)
+        writes = _writes(engine)
         planned = 0
         while True:
             async with writes() as session, session.begin():
@@ -132,7 +143,7 @@ def describe_emails(settings: Settings, now: datetime, done: Emails) -> str:
 async def idempotency_purge(settings: Settings, before: datetime,
                             progress: Callable[[int], None] | None = None) -> int:
     async with _engine(settings) as engine:
-        return await idempotency.purge(write_sessions(engine), before, progress=progress)
+        return await idempotency.purge(_writes(engine), before, progress=progress)
 
 
 def purge_before(settings: Settings, now: datetime, days: int | None = None) -> datetime:

@@ -14,7 +14,7 @@
   heartbeat; after WORKER_STALLED_SECONDS the next worker to look (every few seconds, the
   `retry-stalled` run) puts the run back in the queue, and a free worker runs it from the start
   (each job is safe to run again: server/jobs.py). A run that fails, or leaves some of its work
-  failed, is tried again after 1, 2, 4 and 8 minutes, then recorded as failed.
+  failed, is tried again after 1, 2, 3 and 4 minutes, then recorded as failed.
 - **Metrics**: runs succeeded and failed, and how late each started, by job; on `serve`'s
   /metrics when the jobs run in process, on the worker's own when WORKER_METRICS_PORT is set.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +33,10 @@ from procrastinate.testing import InMemoryConnector
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import make_url
 
+from db.engine import create_engine, read_sessions
+from db.events import Announce
 from server import jobs
+from server.live import Hub
 from server.settings import JOB_SCHEDULE, Settings
 
 log = logging.getLogger("revampd.worker")
@@ -43,8 +45,8 @@ log = logging.getLogger("revampd.worker")
 logging.getLogger("procrastinate").setLevel(logging.WARNING)
 
 QUEUE = "revampd"
-# A run that fails is tried again after 1, 2, 4 and 8 minutes (60 * 2**attempt seconds).
-RETRY = procrastinate.RetryStrategy(max_attempts=4, wait=60, exponential_wait=2)
+# A run that fails is tried again after 1, 2, 3 and 4 minutes (procrastinate: wait + linear_wait * attempts).
+RETRY = procrastinate.RetryStrategy(max_attempts=4, wait=60, linear_wait=60)
 # A run started this long after it was due counts as late.
 LATE_SECONDS = 60
 
@@ -63,10 +65,8 @@ class RunIncomplete(Exception):
     is tried again, which redoes only what is left."""
 
 
-@dataclass(frozen=True)
-class Job:
-    help: str
-    run: Callable[[Settings, datetime], Awaitable[tuple[str, int]]]  # (summary, parts failed)
+# A job: a run at `now` gives its summary line and how many parts of it failed.
+Job = Callable[[Settings, datetime], Awaitable[tuple[str, int]]]
 
 
 async def _billing(settings: Settings, now: datetime) -> tuple[str, int]:
@@ -99,13 +99,14 @@ async def _purge(settings: Settings, now: datetime) -> tuple[str, int]:
     return f"idempotency purge at {now.isoformat()}: removed {removed} idempotency keys", 0
 
 
+# What each does: README "The background worker".
 JOBS: dict[str, Job] = {
-    "billing-run": Job("bill the periods ended, retry declined charges (`billing run`)", _billing),
-    "payouts-close-period": Job("pay out each connection's last completed period (`payouts close-period`)", _close),
-    "payouts-sync": Job("ask the bank about transfers in flight (`payouts sync`)", _sync),
-    "tickets-auto-close": Job("close tickets resolved long ago (`tickets auto-close`)", _auto_close),
-    "notifications-send": Job("write and send the emails committed changes call for (`notifications send`)", _emails),
-    "idempotency-purge": Job("remove old idempotency keys (`idempotency purge`)", _purge),
+    "billing-run": _billing,
+    "payouts-close-period": _close,
+    "payouts-sync": _sync,
+    "tickets-auto-close": _auto_close,
+    "notifications-send": _emails,
+    "idempotency-purge": _purge,
 }
 assert JOBS.keys() == JOB_SCHEDULE.keys(), "each job has its default schedule in server/settings.py"
 
@@ -118,7 +119,7 @@ def _task(app: procrastinate.App, name: str, job: Job, settings: Settings) -> An
         if lateness > LATE_SECONDS:
             LATE.labels(name).inc()
         try:
-            summary, failed = await job.run(settings, due)
+            summary, failed = await job(settings, due)
             if failed:
                 raise RunIncomplete(f"{summary}: the parts that failed are tried again")
         except Exception:
@@ -172,17 +173,32 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 
 async def work(settings: Settings, *, schedule: bool = True) -> None:
-    """`revampd-bff worker`: runs until SIGINT or SIGTERM (a run in progress finishes first)."""
+    """`revampd-bff worker`: runs until SIGINT or SIGTERM (a run in progress finishes first).
+    With REDIS_URL, the events its runs commit are announced to every server at once (a hub
+    that only announces); without, the servers find them by polling."""
     app = make_app(settings, schedule=schedule)
-    async with app.open_async():
-        await app.run_worker_async(**worker_options(settings))
+    engine = create_engine(settings.database_url)  # the hub's reads: none, it follows nothing
+    hub = Hub(read_sessions(engine), redis_url=settings.redis_url, redis_prefix=settings.redis_key_prefix)
+    announcing = jobs.ANNOUNCE.set(hub.announce if settings.redis_url else None)
+    try:
+        async with app.open_async():
+            await app.run_worker_async(**worker_options(settings))
+    finally:
+        jobs.ANNOUNCE.reset(announcing)
+        await hub.stop()  # its Redis client
+        await engine.dispose()
 
 
-async def in_process(settings: Settings) -> None:
-    """`serve` on SQLite: the schedule and its runs in the server's own event loop."""
+async def in_process(settings: Settings, announce: Announce) -> None:
+    """`serve` on SQLite: the schedule and its runs in the server's own event loop, their events
+    announced to its own hub."""
     app = make_app(settings)
-    async with app.open_async():
-        await app.run_worker_async(**worker_options(settings), install_signal_handlers=False)
+    announcing = jobs.ANNOUNCE.set(announce)
+    try:
+        async with app.open_async():
+            await app.run_worker_async(**worker_options(settings), install_signal_handlers=False)
+    finally:
+        jobs.ANNOUNCE.reset(announcing)
 
 
 def due_between(since: datetime, until: datetime, only: Iterable[str] | None,

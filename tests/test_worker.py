@@ -10,6 +10,7 @@ other worker.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -27,9 +28,11 @@ from db import models as m
 from db.engine import create_engine, read_sessions
 from server.cli import main
 from tests import clock
-from tests.conftest import _build, make_api
+from tests.conftest import REDIS_URL, Databases, _build, make_api
+from tests.live import socket
 from tests.served import until
 from tests.test_calendar import _problems, database_at  # noqa: F401 - database_at is a fixture
+from tests.test_live import _open_subscriptions
 from tests.test_notifications import smtp  # noqa: F401 - a fixture
 from tests.test_serve import free_port, get, until_up
 
@@ -196,3 +199,43 @@ def test_jobs_defer_says_the_queue_is_in_postgresql(
     with pytest.raises(SystemExit) as stopped:
         main(["jobs", "defer", "--from", "2027-01-01T00:00Z", "--until", "2027-02-01T00:00Z"])
     assert "the job queue is in PostgreSQL" in str(stopped.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_workers_run_reaches_a_servers_subscriber_through_redis_at_once(
+    databases: Databases, redis_prefix: str,
+) -> None:
+    """A `worker` and a `serve` sharing Redis, the server polling only hourly: the tickets a run
+    of tickets-auto-close closes reach support's queue subscription on the server through the
+    worker's announcement, not the poll."""
+    url = await databases.clone()
+    env = _env(url, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix, LIVE_POLL_SECONDS="3600")
+    port = free_port()
+    server = subprocess.Popen(clock.command("server.cli", "serve", "--port", str(port)), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(clock.command("server.cli", "worker", "--no-schedule"), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = await make_api(url)
+    try:
+        until_up(f"http://127.0.0.1:{port}/healthz", server)
+        async with socket(port, api.tokens["support@revampd.example"]) as ws:
+            sid = await ws.subscribe("subscription { supportQueueEvents { action node { __typename "
+                                     "... on Ticket { status } } } }")
+            until(lambda: _open_subscriptions(port) == 1, "the server to follow the subscription")
+            # The run due at the suite's noon (tickets-auto-close=0 12 * * * here).
+            done = subprocess.run(clock.command("server.cli", "jobs", "defer", "--job", "tickets-auto-close",
+                                                "--from", (clock.NOW - timedelta(hours=1)).isoformat(),
+                                                "--until", clock.NOW.isoformat()),
+                                  env=env, capture_output=True, text=True, timeout=120, check=True)
+            assert "queued 1 run " in done.stdout, done.stdout
+            event = (await asyncio.wait_for(ws.next(sid), 60))["payload"]["data"]["supportQueueEvents"]
+            assert (event["action"], event["node"]["__typename"], event["node"]["status"]) == (
+                "UPDATED", "Ticket", "CLOSED")
+    finally:
+        for process in (worker, server):
+            process.send_signal(signal.SIGTERM if process is worker else signal.SIGINT)
+            process.wait(timeout=30)
+        await api.http.aclose()
+        await api.engine.dispose()
+
