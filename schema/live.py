@@ -332,12 +332,12 @@ def _expiring(follower: Follower, expires_at: float | None) -> asyncio.TimerHand
 
 
 async def _next(follower: Follower, expires_at: float | None) -> Any:
-    while True:
-        item = await follower.queue.get()
-        if expires_at is not None and datetime.now(UTC).timestamp() >= expires_at:
-            raise _ended("Your token has expired: subscribe again with a new one.", "UNAUTHENTICATED")
-        if item is not _WAKE:
-            return item
+    """The next event; the token's expiry ends the subscription (the timer's wake-up, which may
+    come a hair before the wall clock reads the expiry, or the clock at an event read after it)."""
+    item = await follower.queue.get()
+    if item is _WAKE or (expires_at is not None and datetime.now(UTC).timestamp() >= expires_at):
+        raise _ended("Your token has expired: subscribe again with a new one.", "UNAUTHENTICATED")
+    return item
 
 
 @strawberry.type(description="Live updates (graphql-transport-ws on /graphql, or Server-Sent Events). Each field "
