@@ -79,9 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     os.environ[SERVE_HOST] = args.host  # for the factory in each worker
     # The embedded SQLite has no shared job queue: one server process runs the jobs itself.
     sqlite = make_url(settings.database_url).get_backend_name() == "sqlite"
-    if sqlite and args.workers == 1 and not args.no_jobs:
+    if sqlite and not args.no_jobs and args.workers == 1:
         os.environ[JOBS_IN_PROCESS] = "1"
-    elif args.workers > 1 and sqlite and not args.no_jobs:
+    elif sqlite and not args.no_jobs:
         logging.getLogger("revampd").warning(
             "with several workers no process runs the background jobs: run `revampd-bff worker` beside them "
             "(or serve with one worker)")
@@ -109,10 +109,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
     settings = _settings()
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port)
-    on = [name for name, cron in settings.worker_schedule if cron is not None]
     logging.getLogger("revampd.worker").info(
         "worker started: %s", "running queued jobs only (--no-schedule)" if args.no_schedule else
-        "scheduling " + ", ".join(f"{name} ({dict(settings.worker_schedule)[name]})" for name in on))
+        "scheduling " + ", ".join(f"{name} ({cron})" for name, cron in settings.worker_schedule if cron))
     asyncio.run(worker.work(settings, schedule=not args.no_schedule))
 
 
