@@ -147,7 +147,8 @@ def start_server(name: str, env: dict[str, str], stack: ExitStack) -> Server:
     """`revampd-bff serve --port P` (one worker: the process is the worker)."""
     port = free_port()
     log = stack.enter_context(tempfile.TemporaryFile())
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+    # --no-jobs: the background jobs (run in process on SQLite) would make events of their own.
+    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-jobs", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=log, stderr=log)
     stack.callback(stop, process)
     server = Server(name, port, process, log)
