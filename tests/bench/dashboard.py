@@ -56,7 +56,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Awaitable
+from typing import IO, Any, Awaitable, Callable, TypeVar
 
 import httpx
 import orjson
@@ -356,24 +356,33 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 def start_server(side: str, url: str, stack: ExitStack) -> Server:
+    return started(Server, side, lambda port: [sys.executable, "-m", "tests.bench.serve", side, url, str(port)], None,
+                   stack)
+
+
+S = TypeVar("S", bound=Server)
+
+
+def started(kind: type[S], name: str, argv: Callable[[int], list[str]], env: dict[str, str] | None,
+            stack: ExitStack) -> S:
+    """The server `argv(port)` runs on a free port, its output kept, stopped when `stack` closes;
+    once its /healthz answers."""
     port = free_port()
     log = stack.enter_context(tempfile.TemporaryFile())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.serve", side, url, str(port)], cwd=ROOT, stdout=log, stderr=log,
-    )
+    process = subprocess.Popen(argv(port), cwd=ROOT, env=env, stdout=log, stderr=log)
     stack.callback(stop, process)
-    server = Server(side, port, process, log)
+    server = kind(name, port, process, log)
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
-            raise SystemExit(f"the {side} server exited ({process.returncode}):\n{server.output()}")
+            raise SystemExit(f"the {name} server exited ({process.returncode}):\n{server.output()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise SystemExit(f"the {side} server did not start in 60 s:\n{server.output()}")
+            raise SystemExit(f"the {name} server did not start in 60 s:\n{server.output()}")
         time.sleep(0.1)
 
 

@@ -51,7 +51,6 @@ import os
 import re
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,7 +76,6 @@ from server.auth import user_token
 from server.cli import Progress
 from server.settings import Settings
 from tests.bench import dashboard
-from tests.bench.dashboard import free_port, stop
 from tests.bench.data import prepare
 from tests.pg import pg_admin
 
@@ -144,26 +142,11 @@ class Server(dashboard.Server):
 
 
 def start_server(name: str, env: dict[str, str], stack: ExitStack) -> Server:
-    """`revampd-bff serve --port P` (one worker: the process is the worker)."""
-    port = free_port()
-    log = stack.enter_context(tempfile.TemporaryFile())
-    # --no-jobs: the background jobs (run in process on SQLite) would make events of their own.
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-jobs", "--port", str(port)], cwd=ROOT, env=env,
-                               stdout=log, stderr=log)
-    stack.callback(stop, process)
-    server = Server(name, port, process, log)
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise SystemExit(f"server {name} exited ({process.returncode}):\n{server.output()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"server {name} did not start in 60 s:\n{server.output()}")
-        time.sleep(0.1)
+    """`revampd-bff serve --port P` (one worker: the process is the worker); --no-jobs: the
+    background jobs (run in process on SQLite) would make events of their own."""
+    return dashboard.started(
+        Server, name, lambda port: [sys.executable, "-m", "server.cli", "serve", "--no-jobs", "--port", str(port)], env,
+        stack)
 
 
 async def followed(http: httpx.AsyncClient, server: Server) -> int:
