@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -36,12 +37,16 @@ from db.states import (
     IN_FLIGHT,
     PARTNER_ROLES,
     PAYMENT_METHODS,
+    REFUND_METHODS,
     RESOLVING_PHASES,
     STAFF_ROLES,
     TICKET_SUBJECTS,
     AccountKind,
     CardChargeStatus,
+    ClawbackKind,
+    CreditNoteKind,
     CreditStatus,
+    DocumentKind,
     EventAction,
     InvoiceStatus,
     InvoiceType,
@@ -52,6 +57,7 @@ from db.states import (
     PayoutPeriodType,
     PayoutStatus,
     PlanChangeKind,
+    RefundStatus,
     SubOrgTransactionKind,
     SubscriptionStatus,
     TicketPriority,
@@ -164,6 +170,10 @@ class Partner(Base):
     __tablename__ = "partners"
     id: Mapped[int] = _id()
     name: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    # Shown on its invoices and credit notes (services/statements.py): its postal address (lines
+    # separated by newlines) and tax ID, where it has given them.
+    address: Mapped[str | None] = mapped_column(Text)
+    tax_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = _created()
 
 
@@ -212,6 +222,8 @@ class Connection(Base):
     # Invoice numbers are "<invoice_prefix>-<n>", n from this gap-free counter (taken under a row lock).
     invoice_prefix: Mapped[str] = mapped_column(String(12), nullable=False, server_default="INV")
     next_invoice_number: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    # Credit notes are "<invoice_prefix>-CN-<n>", n from this gap-free counter (taken under the same lock).
+    next_credit_note_number: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default=text("1"))
     # The card on file: a processor's token and what may be shown of the card, never its number.
     card_token: Mapped[str | None] = mapped_column(String(200))
     card_brand: Mapped[str | None] = mapped_column(String(20))
@@ -353,6 +365,7 @@ class Invoice(Base):
         _enum_check("status", InvoiceStatus, "status_known"),
         CheckConstraint("total >= 0", name="total_not_negative"),
         CheckConstraint("amount_paid >= 0 AND amount_paid <= total", name="paid_within_total"),
+        CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount_paid", name="refunded_within_paid"),
         CheckConstraint(
             f"status <> {_q(InvoiceStatus.PAID)} OR (amount_paid = total AND paid_at IS NOT NULL)",
             name="paid_means_paid",
@@ -372,6 +385,9 @@ class Invoice(Base):
     currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
     total: Mapped[int] = mapped_column(Money, nullable=False)
     amount_paid: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    # What was paid and has been refunded (by credit notes: services/refunds.py), a card refund
+    # still waiting for the processor's answer included.
+    amount_refunded: Mapped[int] = mapped_column(Money, nullable=False, default=0, server_default=text("0"))
     # Method of the payment that settled it (or the last one), for display.
     payment_method: Mapped[str | None] = mapped_column(String(20))
     period_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -461,6 +477,81 @@ class CardCharge(Base):
     created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
     # The billing run's attempt at the invoice (1, 2, ...); None for a Partner's pay now.
     attempt: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CreditNote(Base):
+    """An issued invoice reduced, as it is never edited (services/refunds.py): part or all of
+    what was paid refunded (REFUND), or the invoice voided (VOID: what was still due is taken
+    off, `due_reduced`, and what was paid refunded). Numbered from its connection's gap-free
+    counter. Its refunds say how it was settled."""
+
+    __tablename__ = "credit_notes"
+    __table_args__ = (
+        _enum_check("kind", CreditNoteKind, "kind_known"),
+        CheckConstraint("total > 0", name="total_positive"),
+        CheckConstraint("due_reduced >= 0 AND due_reduced <= total", name="due_reduced_within_total"),
+        Index("ix_credit_notes_connection_created", "connection_id", "created_at", "id"),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    invoice_id: Mapped[int] = _fk("invoices.id")
+    number: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    total: Mapped[int] = mapped_column(Money, nullable=False)
+    due_reduced: Mapped[int] = mapped_column(Money, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    created_at: Mapped[datetime] = _created()
+
+
+_REFUND_PENDING = text(f"status = {_q(RefundStatus.PENDING)}")
+
+
+class Refund(Base):
+    """Money paid into an invoice given back by a credit note, to where it came from: a wallet
+    payment to the wallet (one REFUND transfer, at once), a card payment through the processor
+    (two-phase, as card charges: a PENDING REFUND transfer and `processor_key` recorded first,
+    the processor asked with no transaction open, then the transfer posted, or voided and the
+    amount credited to the wallet instead when the processor refuses)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        _enum_check("method", REFUND_METHODS, "method_known"),
+        _enum_check("status", RefundStatus, "status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(f"method = {_q(PaymentMethod.CARD)} OR status = {_q(RefundStatus.SUCCEEDED)}",
+                        name="wallet_refunds_at_once"),
+        CheckConstraint(f"(status = {_q(RefundStatus.FAILED)}) = (wallet_transfer_id IS NOT NULL)",
+                        name="failed_goes_to_wallet"),
+        CheckConstraint(f"(method = {_q(PaymentMethod.CARD)}) = (charge_id IS NOT NULL AND processor_key IS NOT NULL)",
+                        name="card_refunds_name_their_charge"),
+        Index("ix_refunds_pending", "created_at", "id", sqlite_where=_REFUND_PENDING, postgresql_where=_REFUND_PENDING),
+    )
+    id: Mapped[int] = _id()
+    credit_note_id: Mapped[int] = _fk("credit_notes.id")
+    invoice_id: Mapped[int] = _fk("invoices.id")
+    # The payment it gives back (part of).
+    payment_id: Mapped[int] = _fk("invoice_payments.id")
+    method: Mapped[str] = mapped_column(String(20), nullable=False)
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    # A card refund: the charge it gives back, the key the processor knows it by, its answer.
+    charge_id: Mapped[str | None] = mapped_column(String(100))
+    processor_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    processor_refund_id: Mapped[str | None] = mapped_column(String(100))
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    # The REFUND transfer: posted (wallet) or PENDING until the processor answers (card).
+    transfer_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), nullable=False, unique=True
+    )
+    # A card refund the processor refused: the REFUND transfer that credited the wallet instead.
+    wallet_transfer_id: Mapped[int | None] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), unique=True
+    )
     created_at: Mapped[datetime] = _created()
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -609,11 +700,11 @@ class Payout(Base):
         CheckConstraint("fee_amount >= 0 AND gross_amount - fee_amount = amount", name="net_of_fees"),
         CheckConstraint(
             "available_amount >= 0 AND wallet_amount >= 0 AND bank_in_flight_amount >= 0 "
-            "AND bank_paid_amount >= 0",
+            "AND bank_paid_amount >= 0 AND clawed_back_amount >= 0",
             name="parts_not_negative",
         ),
         CheckConstraint(
-            "available_amount + wallet_amount + bank_in_flight_amount + bank_paid_amount = amount",
+            "available_amount + wallet_amount + bank_in_flight_amount + bank_paid_amount + clawed_back_amount = amount",
             name="parts_sum",
         ),
         CheckConstraint("period_end > period_start", name="period_order"),
@@ -635,6 +726,8 @@ class Payout(Base):
     wallet_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
     bank_in_flight_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
     bank_paid_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0)
+    # Taken back by clawbacks (services/clawbacks.py): Sub-Org transactions refunded or charged back.
+    clawed_back_amount: Mapped[int] = mapped_column(Money, nullable=False, default=0, server_default=text("0"))
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     disposition: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = _created()
@@ -675,6 +768,70 @@ class SubOrgTransaction(Base):
     partner_amount: Mapped[int] = mapped_column(Money, nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     recorded_at: Mapped[datetime] = _created()
+
+
+class Clawback(Base):
+    """A Sub-Org transaction refunded or charged back after it was recorded (the feed says so, or
+    Revampd billing records it): the Partner's share of it (`amount`, at most its partner_amount
+    over all its clawbacks) is taken back from payouts, never from the wallet. What a payout could
+    not give is `outstanding`, carried to the connection's next payouts (services/clawbacks.py);
+    each taking is a ClawbackRecovery."""
+
+    __tablename__ = "clawbacks"
+    __table_args__ = (
+        _enum_check("kind", ClawbackKind, "kind_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("outstanding >= 0 AND outstanding <= amount", name="outstanding_within_amount"),
+        # A reversal arrives once: a repeated external id is the same reversal.
+        UniqueConstraint("connection_id", "external_id", name="uq_clawbacks_external_id"),
+        Index("ix_clawbacks_outstanding", "connection_id", "created_at", "id",
+              sqlite_where=text("outstanding > 0"), postgresql_where=text("outstanding > 0")),
+    )
+    id: Mapped[int] = _id()
+    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    transaction_id: Mapped[int] = _fk("sub_org_transactions.id")
+    external_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    currency_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    outstanding: Mapped[int] = mapped_column(Money, nullable=False)
+    reason: Mapped[str] = mapped_column(String(300), nullable=False)
+    created_by_id: Mapped[int | None] = _fk("users.id", nullable=True, index=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class ClawbackRecovery(Base):
+    """Part of a clawback taken from a payout's available money: one CLAWBACK ledger transfer."""
+
+    __tablename__ = "clawback_recoveries"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    id: Mapped[int] = _id()
+    clawback_id: Mapped[int] = _fk("clawbacks.id")
+    payout_id: Mapped[int] = _fk("payouts.id")
+    amount: Mapped[int] = mapped_column(Money, nullable=False)
+    transfer_id: Mapped[int] = mapped_column(
+        PK, ForeignKey("ledger_transfers.id", ondelete="RESTRICT"), nullable=False, unique=True
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+class Document(Base):
+    """A PDF made once and kept (services/pdfs.py): an object in one state (`revision`, a digest
+    of what the document shows) always gives the same bytes, however the renderer changes."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        _enum_check("kind", DocumentKind, "kind_known"),
+        UniqueConstraint("kind", "object_id", "revision", name="uq_documents_revision"),
+    )
+    id: Mapped[int] = _id()
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    object_id: Mapped[int] = mapped_column(PK, nullable=False)
+    connection_id: Mapped[int] = _fk("connections.id", index=False)
+    revision: Mapped[str] = mapped_column(String(64), nullable=False)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _created()
 
 
 class BankAccount(Base):

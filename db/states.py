@@ -97,6 +97,13 @@ class TransferKind(StrEnum):
     PAYOUT_CREDIT = "PAYOUT_CREDIT"
     BANK_TRANSFER = "BANK_TRANSFER"
     BANK_RETURN = "BANK_RETURN"
+    # A credit note takes an amount off an issued invoice (revenue back to its receivable); each
+    # REFUND then pays what was paid back out of the receivable: to the wallet, or to the card.
+    CREDIT_NOTE = "CREDIT_NOTE"
+    REFUND = "REFUND"
+    # A Sub-Org transaction refunded or charged back after it was counted: the Partner's share of
+    # it taken back from a payout's account (services/clawbacks.py).
+    CLAWBACK = "CLAWBACK"
 
 
 class TransferPhase(StrEnum):
@@ -123,6 +130,27 @@ class WalletEntryKind(StrEnum):
     PAYOUT_CREDIT = "PAYOUT_CREDIT"
     INVOICE_PAYMENT = "INVOICE_PAYMENT"
     REVERSAL = "REVERSAL"
+    REFUND = "REFUND"
+
+
+class CreditNoteKind(StrEnum):
+    """Why an issued invoice was reduced: part or all of what was paid REFUNDed, or the invoice VOIDed."""
+
+    REFUND = "REFUND"
+    VOID = "VOID"
+
+
+class RefundStatus(StrEnum):
+    """A wallet refund SUCCEEDED at once. A card refund is PENDING until the processor's answer is
+    recorded; FAILED when it refused, and then the amount was credited to the wallet instead."""
+
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+# The methods money is refunded by: where it came from.
+REFUND_METHODS = (PaymentMethod.WALLET, PaymentMethod.CARD)
 
 
 class WalletAdjustmentKind(StrEnum):
@@ -187,6 +215,22 @@ class TransferEventSource(StrEnum):
     SYNC = "SYNC"
     GATEWAY = "GATEWAY"
     PARTNER = "PARTNER"
+
+
+class ClawbackKind(StrEnum):
+    """Why a Sub-Org transaction's money went back: the Sub-Org was refunded, or its bank charged it back."""
+
+    REFUND = "REFUND"
+    CHARGEBACK = "CHARGEBACK"
+
+
+class DocumentKind(StrEnum):
+    """The PDFs the service makes and keeps (services/pdfs.py)."""
+
+    INVOICE = "INVOICE"
+    CREDIT_NOTE = "CREDIT_NOTE"
+    RECEIPT = "RECEIPT"
+    PAYOUT_STATEMENT = "PAYOUT_STATEMENT"
 
 
 class SubOrgTransactionKind(StrEnum):

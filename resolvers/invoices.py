@@ -3,12 +3,16 @@ writes off. Who may do what, and every rule of money, is decided in services.inv
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
-from resolvers.common import no_ids, run_write
+from resolvers.common import no_ids, run_write, run_writes
 from schema.base import MutationInput, UserError, ctx, decode_id, mutation
 from schema.invoices import (
+    CreditNote,
     Invoice,
     InvoicePayment,
     IssueInvoiceInput,
@@ -18,16 +22,32 @@ from schema.invoices import (
     PayInvoiceByCardInput,
     PayInvoiceInput,
     PayInvoicePayload,
+    RefundInvoiceInput,
+    RefundInvoicePayload,
     VoidInvoiceInput,
     VoidInvoicePayload,
 )
-from services import card_payments, invoices
+from services import card_payments, invoices, refunds
 from services.errors import DomainError, ErrorCode
 from services.payments import gateway_named
 
 
 def _invoice_id(gid: strawberry.ID) -> int:
     return decode_id(gid, "Invoice", "invoiceId")
+
+
+async def _credited(
+    info: strawberry.Info, writes: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[refunds.Credited]],
+) -> refunds.Credited:
+    """A credit note made in one transaction, then its card refunds asked of the processor with
+    no transaction open, each answer recorded in a transaction of its own."""
+    async with writes() as session, session.begin():
+        credited = await work(session)
+    settings = ctx(info).settings
+    await refunds.complete(writes, gateway_named(settings.payment_gateway, settings.payment_sandbox_lag),
+                           credited.refunds)
+    return credited
 
 
 @strawberry.type
@@ -85,15 +105,40 @@ class InvoiceMutations:
         )
 
     @mutation(
-        description="BILLING_ADMIN: an OPEN invoice is void and owed no more; what the wallet paid into it "
-        "goes back to the wallet."
+        description="BILLING_ADMIN: an OPEN invoice is void and owed no more, by a credit note; what was paid "
+        "into it goes back to where it came from (the wallet, or the card through the processor)."
     )
     async def void_invoice(self, info: strawberry.Info, input: MutationInput[VoidInvoiceInput]) -> VoidInvoicePayload:
         p = ctx(info).principal
-        invoice, errors = await run_write(info, lambda: _invoice_id(input.invoice_id), lambda s, invoice_id: (
-            invoices.void(s, p, invoice_id, input.reason)
+        credited, errors = await run_writes(info, lambda: _invoice_id(input.invoice_id), lambda writes, invoice_id: (
+            _credited(info, writes, lambda s: refunds.void(s, p, invoice_id, input.reason))
         ))
-        return VoidInvoicePayload.of(invoice, errors, input.client_mutation_id)
+        return VoidInvoicePayload(
+            invoice=Invoice.of(credited.invoice) if credited else None,
+            credit_note=CreditNote.of(credited.credit_note) if credited else None,
+            user_errors=errors, client_mutation_id=input.client_mutation_id,
+        )
+
+    @mutation(
+        description="BILLING_ADMIN: give back all or part of what was paid into an invoice, by a credit note: "
+        "newest payment first, each to where it came from (a wallet payment to the wallet, a card payment to the "
+        "card through the processor). A card refund the processor refuses is credited to the wallet instead; one "
+        "whose answer is lost stays PENDING and is settled with the processor shortly, never made twice. The same "
+        "idempotencyKey again answers the same credit note."
+    )
+    async def refund_invoice(
+        self, info: strawberry.Info, input: MutationInput[RefundInvoiceInput]
+    ) -> RefundInvoicePayload:
+        p = ctx(info).principal
+        credited, errors = await run_writes(info, lambda: _invoice_id(input.invoice_id), lambda writes, invoice_id: (
+            _credited(info, writes, lambda s: refunds.refund(
+                s, p, invoice_id, input.amount, input.reason, input.idempotency_key))
+        ))
+        return RefundInvoicePayload(
+            invoice=Invoice.of(credited.invoice) if credited else None,
+            credit_note=CreditNote.of(credited.credit_note) if credited else None,
+            user_errors=errors, client_mutation_id=input.client_mutation_id,
+        )
 
     @mutation(
         description="BILLING_ADMIN: an OPEN invoice will not be paid; what is still due is written off, "

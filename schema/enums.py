@@ -66,7 +66,21 @@ described(WalletEntryKind, "WalletEntryKind", "Why money moved into or out of a 
     "MANUAL_ADJUSTMENT": "A manual credit or debit by Revampd billing.",
     "PAYOUT_CREDIT": "A payout of Sub-Org earnings, or part of it, credited.",
     "INVOICE_PAYMENT": "A payment from the wallet into an invoice.",
-    "REVERSAL": "Money given back, such as a wallet payment refunded when its invoice was voided.",
+    "REVERSAL": "Money given back, such as a wallet payment refunded when an invoice was voided (before "
+    "credit notes: now such money comes back as REFUND).",
+    "REFUND": "Money paid into an invoice given back by a credit note: a wallet payment, a bank payment, or a "
+    "card payment whose card refund the processor refused.",
+})
+CreditNoteKind = states.CreditNoteKind
+described(CreditNoteKind, "CreditNoteKind", "Why an issued invoice was reduced by a credit note.", {
+    "REFUND": "Part or all of what was paid into the invoice was refunded.",
+    "VOID": "The invoice was voided: what was still due is owed no more, and what was paid is refunded.",
+})
+RefundStatus = states.RefundStatus
+described(RefundStatus, "RefundStatus", "Where a refund stands.", {
+    "PENDING": "A card refund asked of the card processor, whose answer has not been recorded yet.",
+    "SUCCEEDED": "Given back: to the wallet at once, or to the card by the processor.",
+    "FAILED": "The processor refused the card refund; the amount was credited to the wallet instead.",
 })
 PayoutPeriodType = states.PayoutPeriodType
 described(PayoutPeriodType, "PayoutPeriodType", "How long a payout period is.", {

@@ -9,6 +9,7 @@ import strawberry
 
 from db import models as m
 from schema.base import (
+    VALUE,
     FromRow,
     Money,
     Node,
@@ -23,11 +24,11 @@ from schema.base import (
     money_from,
     user_errors_field,
 )
-from schema.enums import InvoiceStatus, InvoiceType, PaymentMethod
+from schema.enums import CreditNoteKind, InvoiceStatus, InvoiceType, PaymentMethod, RefundStatus
 from schema.idempotency import required_idempotency_key_field
 from schema.users import User
 from schema.wallet import Wallet, WalletEntry
-from services import invoices
+from services import invoices, refunds
 
 
 @strawberry.type(description="A line of an invoice. It has no id: clients cache it with its invoice.")
@@ -84,6 +85,10 @@ class Invoice(FromRow, Node, model=m.Invoice):
     total: Money = strawberry.field(description="The sum of its line items.")
     amount_paid: Money = strawberry.field(description="What has been paid into it so far, by every method.")
     amount_due: Money = strawberry.field(description="total - amountPaid; zero once PAID, VOID or UNCOLLECTIBLE.")
+    amount_refunded: Money = strawberry.field(
+        description="What was paid into it and given back by its credit notes (a card refund still waiting for "
+        "the processor included); never more than amountPaid. A refund does not change amountDue."
+    )
     payment_method: PaymentMethod | None = strawberry.field(
         description="How it was paid; MIXED when by more than one method."
     )
@@ -116,6 +121,7 @@ class Invoice(FromRow, Node, model=m.Invoice):
         "total": money_from("total"),
         "amount_paid": money_from("amount_paid"),
         "amount_due": money_from(invoices.amount_due),
+        "amount_refunded": money_from("amount_refunded"),
         "payment_method": column("payment_method", PaymentMethod),
         "period_start": column("period_start"),
         "period_end": column("period_end"),
@@ -152,6 +158,102 @@ class Invoice(FromRow, Node, model=m.Invoice):
     async def payments(self, info: strawberry.Info) -> list[InvoicePayment]:
         rows = await ctx(info).loaders.payments_by_invoice.load(self.model.id)
         return [InvoicePayment.of(r, self.model.currency_code) for r in rows]
+
+    @field(description="The credit notes that reduced it (refunds, a void), oldest first.")
+    async def credit_notes(self, info: strawberry.Info) -> list["CreditNote"]:
+        rows = await ctx(info).loaders.credit_notes_by_invoice.load(self.model.id)
+        return [CreditNote.of(r) for r in rows]
+
+    @field(description="What was given back of its payments, oldest first: one per payment and credit note.")
+    async def refunds(self, info: strawberry.Info) -> list["Refund"]:
+        rows = await ctx(info).loaders.refunds_by_invoice.load(self.model.id)
+        return [Refund.of(r) for r in rows]
+
+
+@strawberry.type(description="Money paid into an invoice given back by a credit note, to where it came from." + VALUE)
+class Refund:
+    amount: Money = strawberry.field(description="How much, in the invoice's currency.")
+    method: PaymentMethod = strawberry.field(
+        description="Where it goes: CARD (through the card processor) or WALLET (a wallet payment, a bank "
+        "payment, or a card payment whose charge is not known)."
+    )
+    status: RefundStatus = strawberry.field(description="PENDING while the card processor's answer is awaited.")
+    failure_reason: str | None = strawberry.field(
+        description="Why the card processor refused it (then it was credited to the wallet); null otherwise."
+    )
+    created_at: datetime = strawberry.field(description="When it was asked for.")
+    settled_at: datetime | None = strawberry.field(description="When it was given back; null while PENDING.")
+    model: strawberry.Private[m.Refund]
+
+    @classmethod
+    def of(cls, r: m.Refund) -> "Refund":
+        return cls(
+            amount=Money.of(r.amount, r.currency_code), method=PaymentMethod(r.method), status=RefundStatus(r.status),
+            failure_reason=r.failure_reason, created_at=r.created_at, settled_at=r.settled_at, model=r,
+        )
+
+    @field(description="The credit note it settles.")
+    async def credit_note(self, info: strawberry.Info) -> "CreditNote | None":
+        return await CreditNote.load(info, self.model.credit_note_id)
+
+
+@strawberry.type(description="A line of a credit note: what it takes off its invoice." + VALUE)
+class CreditNoteLine:
+    description: str = strawberry.field(description="What is credited.")
+    quantity: int = strawberry.field(description="How many units.")
+    unit_amount: Money = strawberry.field(description="The amount of one unit; negative for what an earlier credit note took.")
+    amount: Money = strawberry.field(description="quantity x unitAmount.")
+
+
+@strawberry.type(description="A reduction of an issued invoice, which is never edited: a refund of what was paid, "
+                 "or the invoice voided. Numbered per connection without a gap, such as NW-CN-0001.")
+class CreditNote(FromRow, Node, model=m.CreditNote):
+    number: str = strawberry.field(description="Its number: the connection's invoice prefix, CN and a sequence.")
+    kind: CreditNoteKind = strawberry.field(description="REFUND or VOID.")
+    reason: str = strawberry.field(description="Why, as Revampd billing gave it.")
+    total: Money = strawberry.field(description="What it takes off its invoice: amountOffDue plus what it refunds.")
+    amount_off_due: Money = strawberry.field(
+        description="What it took off the amount still due (a void of an unpaid or part-paid invoice); zero for a refund."
+    )
+    created_at: datetime = strawberry.field(description="When it was issued.")
+    model: strawberry.Private[m.CreditNote]
+
+    from_row = {
+        "id": global_id("CreditNote"),
+        "number": column("number"),
+        "kind": column("kind", CreditNoteKind),
+        "reason": column("reason"),
+        "total": money_from("total"),
+        "amount_off_due": money_from("due_reduced"),
+        "created_at": column("created_at"),
+    }
+
+    @classmethod
+    def of(cls, n: m.CreditNote) -> "CreditNote":
+        return cls.made(model=n)
+
+    @field(description="The invoice it reduces.")
+    async def invoice(self, info: strawberry.Info) -> Invoice | None:
+        return await Invoice.load(info, self.model.invoice_id)
+
+    @field(description="How it was settled: each refund, to the card or the wallet.")
+    async def refunds(self, info: strawberry.Info) -> list[Refund]:
+        rows = await ctx(info).loaders.refunds_by_credit_note.load(self.model.id)
+        return [Refund.of(r) for r in rows]
+
+    @field(description="What it takes off its invoice, line by line: a refund is one line; a void, the invoice's "
+           "lines less what earlier credit notes took.")
+    async def lines(self, info: strawberry.Info) -> list[CreditNoteLine]:
+        n, loaders = self.model, ctx(info).loaders
+        if n.kind == CreditNoteKind.REFUND:
+            found = [refunds.Line(f"Refund: {n.reason}", 1, n.total)]
+        else:
+            items = await loaders.line_items_by_invoice.load(n.invoice_id)
+            notes = await loaders.credit_notes_by_invoice.load(n.invoice_id)
+            found = refunds.void_lines(items, [c for c in notes if (c.created_at, c.id) < (n.created_at, n.id)])
+        return [CreditNoteLine(description=li.description, quantity=li.quantity,
+                               unit_amount=Money.of(li.unit_amount, n.currency_code),
+                               amount=Money.of(li.quantity * li.unit_amount, n.currency_code)) for li in found]
 
 
 # ---- Mutations: inputs and payloads -------------------------------------------
@@ -224,10 +326,38 @@ class InvoicePayload:
         )
 
 
+@strawberry.input(description="The input of refundInvoice.")
+class RefundInvoiceInput:
+    invoice_id: strawberry.ID = strawberry.field(description="An invoice something was paid into.")
+    amount: str | None = strawberry.field(
+        default=None,
+        description="A positive decimal string in the invoice's currency, such as \"25.00\": at most what was paid "
+        "and not yet refunded (amountPaid - amountRefunded). Without it, all of that.",
+    )
+    reason: str = strawberry.field(description="Why, shown on the credit note: 1 to 500 characters, trimmed.")
+    idempotency_key: str = required_idempotency_key_field()
+    client_mutation_id: str | None = client_mutation_id_field()
+
+
+@strawberry.type(description="The result of refundInvoice.")
+class RefundInvoicePayload(InvoicePayload):
+    credit_note: CreditNote | None = strawberry.field(
+        description="The credit note made, with its refunds as they now stand; null when refused."
+    )
+
+    @field(description="The wallet as it now stands, with what came back to it; null when refused.")
+    async def wallet(self, info: strawberry.Info) -> Wallet | None:
+        return None if self.invoice is None else await Wallet.load(info, self.invoice.model.connection_id)
+
+
 @strawberry.type(description="The result of voidInvoice.")
 class VoidInvoicePayload(InvoicePayload):
+    credit_note: CreditNote | None = strawberry.field(
+        description="The credit note that voided it, with the refunds of what was paid; null when refused."
+    )
+
     @field(
-        description="The wallet as it now stands, with what it had paid into the invoice back; null when refused."
+        description="The wallet as it now stands, with what came back to it; null when refused."
     )
     async def wallet(self, info: strawberry.Info) -> Wallet | None:
         return None if self.invoice is None else await Wallet.load(info, self.invoice.model.connection_id)

@@ -466,6 +466,20 @@ class Loaders:
         )
 
     @cached_property
+    def credit_notes_by_invoice(self) -> ListByColumn[m.CreditNote]:
+        return ListByColumn(
+            self.session, self.principal, m.CreditNote, m.CreditNote.invoice_id, m.CreditNote.created_at, m.CreditNote.id
+        )
+
+    @cached_property
+    def refunds_by_invoice(self) -> ListByColumn[m.Refund]:
+        return ListByColumn(self.session, self.principal, m.Refund, m.Refund.invoice_id, m.Refund.id)
+
+    @cached_property
+    def refunds_by_credit_note(self) -> ListByColumn[m.Refund]:
+        return ListByColumn(self.session, self.principal, m.Refund, m.Refund.credit_note_id, m.Refund.id)
+
+    @cached_property
     def transfers_by_payout(self) -> ListByColumn[m.BankTransfer]:
         return ListByColumn(
             self.session, self.principal, m.BankTransfer, m.BankTransfer.payout_id, m.BankTransfer.created_at,

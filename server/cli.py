@@ -29,6 +29,7 @@ from server.settings import (
 )
 
 if TYPE_CHECKING:
+    from services import refunds
     from services.bank_gateway import GatewayEvent
     from services.card_payments import Reconciled
     from services.earnings import Closed, Imported
@@ -236,8 +237,9 @@ def cmd_idempotency_purge(args: argparse.Namespace) -> None:
           f"{before.isoformat()} (kept {days} days); a request sent again with one of them is a new request")
 
 
-async def _payments_reconcile(now: datetime, older_than: timedelta) -> "Reconciled":
+async def _payments_reconcile(now: datetime, older_than: timedelta) -> "tuple[Reconciled, refunds.Reconciled]":
     from db.engine import create_engine, read_sessions, write_sessions
+    from services import refunds  # noqa: F811  # at run time too
     from services.card_payments import reconcile
     from services.payments import gateway_named
 
@@ -245,8 +247,9 @@ async def _payments_reconcile(now: datetime, older_than: timedelta) -> "Reconcil
     engine = create_engine(settings.database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
     try:
         gateway = gateway_named(settings.payment_gateway, settings.payment_sandbox_lag)
-        return await reconcile(read_sessions(engine), write_sessions(engine), gateway, now, older_than,
-                               settings.billing_retry_days)
+        reads, writes = read_sessions(engine), write_sessions(engine)
+        charged = await reconcile(reads, writes, gateway, now, older_than, settings.billing_retry_days)
+        return charged, await refunds.reconcile(reads, writes, gateway, now, older_than)
     finally:
         await engine.dispose()
 
@@ -255,17 +258,27 @@ def cmd_payments_reconcile(args: argparse.Namespace) -> None:
     settings = _settings()
     seconds = args.older_than or settings.payments_reconcile_after_seconds
     now = _now(args)
-    done = asyncio.run(_payments_reconcile(now, timedelta(seconds=seconds)))
+    done, refunded = asyncio.run(_payments_reconcile(now, timedelta(seconds=seconds)))
     for charge in [*done.succeeded, *done.declined]:
         what = f"charged ({charge.charge_id})" if charge.status == "SUCCEEDED" else f"declined: {charge.decline_reason}"
         print(f"card charge {charge.id} of invoice {charge.invoice_id}, {charge.amount} minor units of "
               f"{charge.currency_code}: {what}")
+    for refund in [*refunded.refunded, *refunded.refused]:
+        what = (f"refunded ({refund.processor_refund_id})" if refund.status == "SUCCEEDED"
+                else f"refused: {refund.failure_reason}; credited to the wallet")
+        print(f"card refund {refund.id} of invoice {refund.invoice_id}, {refund.amount} minor units of "
+              f"{refund.currency_code}: {what}")
+    settled = len(refunded.refunded) + len(refunded.refused)
     print(f"payments reconcile: settled {len(done.succeeded) + len(done.declined)} card charge"
           f"{'' if len(done.succeeded) + len(done.declined) == 1 else 's'} asked for more than {seconds} s ago "
-          f"({len(done.succeeded)} charged, {len(done.declined)} declined); {done.unanswered} still unanswered")
-    if done.unanswered:
-        sys.exit(f"payments reconcile: the processor did not answer about {done.unanswered} charge"
-                 f"{'' if done.unanswered == 1 else 's'}; run it again later (nothing is charged twice)")
+          f"({len(done.succeeded)} charged, {len(done.declined)} declined) and {settled} card refund"
+          f"{'' if settled == 1 else 's'} ({len(refunded.refunded)} refunded, {len(refunded.refused)} refused); "
+          f"{done.unanswered + refunded.unanswered} still unanswered")
+    unanswered = done.unanswered + refunded.unanswered
+    if unanswered:
+        sys.exit(f"payments reconcile: the processor did not answer about {unanswered} charge"
+                 f"{'' if unanswered == 1 else 's'} or refund{'' if unanswered == 1 else 's'}; run it again later "
+                 "(nothing is charged or refunded twice)")
 
 
 async def _verify_ledger() -> list[str]:

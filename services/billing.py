@@ -46,7 +46,7 @@ from db.states import (
     PlanChangeKind,
     SubscriptionStatus,
 )
-from services import card_payments, invoices, ledger
+from services import card_payments, invoices, ledger, refunds
 from services.access import Principal, Role
 from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
@@ -653,6 +653,11 @@ async def run(
             settings.billing_retry_days,
         )
         summary.reconciled = len(settled.succeeded) + len(settled.declined)
+        given_back = await refunds.reconcile(
+            reads, writes, gateway, now, timedelta(seconds=settings.payments_reconcile_after_seconds))
+        if given_back.refunded or given_back.refused:
+            log.info("billing: settled %d card refunds whose answer was lost",
+                     len(given_back.refunded) + len(given_back.refused))
     except Exception:
         log.exception("billing: settling card charges whose answer was lost failed; `payments reconcile` does it")
     failed_connections: set[int] = set()

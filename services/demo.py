@@ -25,6 +25,7 @@ from db.models import (
     BankAccount,
     BankTransfer,
     BankTransferEvent,
+    CardCharge,
     Connection,
     Invoice,
     InvoiceLineItem,
@@ -43,6 +44,8 @@ from db.models import (
 )
 from db.states import (
     AccountKind,
+    CardChargeStatus,
+    CreditNoteKind,
     CreditStatus,
     InvoiceStatus,
     InvoiceType,
@@ -50,6 +53,7 @@ from db.states import (
     PayoutPeriodType,
     PayoutStatus,
     PlanChangeKind,
+    RefundStatus,
     Role,
     SubOrgTransactionKind,
     SubscriptionStatus,
@@ -63,8 +67,9 @@ from db.states import PayoutDisposition as DispositionKind
 
 # The demo moves money as the services do, through the one ledger.
 from services import ledger as L
-from services import money, payouts
+from services import money, payouts, refunds
 from services.bank_gateway import GatewayTransfer
+from services.payments import RefundResult
 
 SEED = 20260101
 # Revampd's account each kind of wallet movement comes from (a payout credit: the payout's own).
@@ -174,7 +179,8 @@ async def seed_demo(session: AsyncSession, today: date) -> bool:
              "max_quantity": m, "is_phone_number": ph, "retired": False}
             for c, n, d, p, m, ph in ADDON_PRODUCTS])
         start = _month(now, -11) - 20 * DAY
-        partners = {s.name: Partner(name=s.name, created_at=start) for s in PARTNERS}
+        partners = {s.name: Partner(name=s.name, created_at=start, address=ADDRESSES[s.name][0],
+                                    tax_id=ADDRESSES[s.name][1]) for s in PARTNERS}
         session.add_all(partners.values())
         await session.flush()
         users = {email: User(email=email, name=USER_NAMES[email], role=role,
@@ -187,6 +193,8 @@ async def seed_demo(session: AsyncSession, today: date) -> bool:
             seeder = _PartnerSeeder(session, spec, random.Random(SEED + i), now, plans, products,
                                     partners[spec.name], users)
             await seeder.run()
+            if i == 0:
+                await seeder.refund_one()
     return True
 
 
@@ -452,6 +460,30 @@ class _PartnerSeeder:
                     ref.credit_status, ref.applied_at, ref.transfer_id = CreditStatus.APPLIED, at, t.id
                 item.transfer = t
         await self.session.flush()
+        # Each card payment was a charge the (sandbox) processor made, which it can refund.
+        self.session.add_all(
+            CardCharge(invoice_id=p.invoice_id, amount=p.amount, currency_code=USD, card_token="tok_visa_4242",
+                       processor_key=f"seed:card_charge:{p.id}", status=CardChargeStatus.SUCCEEDED,
+                       charge_id=f"ch_sandbox_seed{p.id:08d}", payment_id=p.id, created_at=p.created_at,
+                       settled_at=p.created_at)
+            for p in await self.session.scalars(
+                select(InvoicePayment).join(Invoice, Invoice.id == InvoicePayment.invoice_id)
+                .where(Invoice.connection_id == self.conn.id, InvoicePayment.method == PaymentMethod.CARD)))
+        await self.session.flush()
+
+    async def refund_one(self) -> None:
+        """Revampd billing refunded part of the newest one-time invoice paid by card and of the newest
+        invoice paid from the wallet: two credit notes, the card refund made by the sandbox processor."""
+        for method, reason in ((PaymentMethod.CARD, "One session of the service was not delivered"),
+                               (PaymentMethod.WALLET, "Billed for a day the service was down")):
+            inv = max((inv for inv, _, pays in self.invoices if inv.status == InvoiceStatus.PAID
+                       and pays and pays[-1].method == method), key=lambda inv: (inv.issued_at, inv.id))
+            credited = await refunds.credit(
+                self.session, self.conn, inv, CreditNoteKind.REFUND, refund_amount=inv.total // 10, due_reduced=0,
+                reason=reason, by=self.billing.id, now=self.now)
+            for r in credited.refunds:
+                if r.status == RefundStatus.PENDING:
+                    await refunds.settle(self.session, r.id, RefundResult(True, f"re_sandbox_seed{r.id:08d}"), self.now)
 
     # -- affiliate payouts and sub-org payouts ------------------------------------------
     def _plan_affiliate_payouts(self) -> None:
@@ -700,6 +732,13 @@ class PartnerSpec:
     payout_states: tuple[str, ...]  # newest first; older ones alternate TRANSFER/CREDIT
     tickets: tuple[TicketSpec, ...]
 
+
+# Each demo Partner's postal address and tax ID, shown on its invoices.
+ADDRESSES: dict[str, tuple[str | None, str | None]] = {
+    "Northwind Agency": ("400 Market Street, Suite 1200\nSan Francisco, CA 94105\nUnited States", "US 94-1234567"),
+    "Bluebird Digital": ("18 Harbour Road\nBoston, MA 02110\nUnited States", None),
+    "Cedar Collective": (None, None),
+}
 
 PARTNERS = [
     PartnerSpec(

@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     INVALID_OCCURRED_AT = "INVALID_OCCURRED_AT"
     INVALID_PAGINATION = "INVALID_PAGINATION"
     INVALID_PERCENT = "INVALID_PERCENT"
+    INVALID_PERIOD = "INVALID_PERIOD"
     INVALID_QUANTITY = "INVALID_QUANTITY"
     INVALID_REASON = "INVALID_REASON"
     INVALID_ROUTING_NUMBER = "INVALID_ROUTING_NUMBER"
@@ -58,6 +59,8 @@ class ErrorCode(StrEnum):
     INVOICE_NOT_DRAFT = "INVOICE_NOT_DRAFT"
     INVOICE_NOT_OPEN = "INVOICE_NOT_OPEN"
     OVERPAYMENT = "OVERPAYMENT"
+    NOTHING_TO_REFUND = "NOTHING_TO_REFUND"
+    REFUND_EXCEEDS_PAID = "REFUND_EXCEEDS_PAID"
     WALLET_EMPTY = "WALLET_EMPTY"
     CARD_DECLINED = "CARD_DECLINED"
     NO_CARD_ON_FILE = "NO_CARD_ON_FILE"
@@ -110,6 +113,7 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_PAGINATION: "first/last is negative or over the maximum page size, or both are given.",
     ErrorCode.INVALID_PERCENT: "walletPercent is not a whole number from 1 to 99 for SPLIT, or is given for "
     "another mode.",
+    ErrorCode.INVALID_PERIOD: "The period is not a valid range: from must come before until.",
     ErrorCode.INVALID_QUANTITY: "quantity is outside what the product or invoice line allows.",
     ErrorCode.INVALID_REASON: "reason is blank or too long.",
     ErrorCode.INVALID_ROUTING_NUMBER: "routingNumber is not 9 digits, or its check digit is wrong.",
@@ -138,6 +142,8 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INVOICE_NOT_DRAFT: "The invoice is no longer a DRAFT.",
     ErrorCode.INVOICE_NOT_OPEN: "The invoice is not OPEN (already PAID, VOID or UNCOLLECTIBLE, or a DRAFT).",
     ErrorCode.OVERPAYMENT: "The amount is more than is due on the invoice.",
+    ErrorCode.NOTHING_TO_REFUND: "Nothing paid into the invoice is left to refund.",
+    ErrorCode.REFUND_EXCEEDS_PAID: "The amount is more than was paid into the invoice and not yet refunded.",
     ErrorCode.WALLET_EMPTY: "The wallet holds no credit to pay with.",
     ErrorCode.CARD_DECLINED: "The card on file was declined (the message says why); the invoice is still OPEN.",
     ErrorCode.NO_CARD_ON_FILE: "The connection has no card on file: add one with updatePaymentMethod.",

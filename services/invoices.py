@@ -303,50 +303,6 @@ async def pay_from_wallet(
     return await idempotency.once(session, principal, PAY_FROM_WALLET, idempotency_key, request, work, now=now)
 
 
-async def void(
-    session: AsyncSession, principal: Principal, invoice_id: int, reason: str, now: datetime | None = None
-) -> m.Invoice:
-    """BILLING_ADMIN: an OPEN invoice is void. What the wallet paid into it goes back to the
-    wallet (REVERSAL), and what was still due is no longer owed; both posted together."""
-    principal.require(Role.BILLING_ADMIN)
-    text = reason.strip()
-    if not text or len(text) > MAX_REASON:
-        raise DomainError(ErrorCode.INVALID_REASON, f"reason must be 1 to {MAX_REASON} characters.", "reason")
-    invoice = await locked_invoice(session, principal, invoice_id)
-    if invoice.status != S.OPEN.value:
-        raise DomainError(ErrorCode.INVOICE_NOT_OPEN, f"Only an OPEN invoice can be voided; {invoice.number} is {invoice.status}.", "invoiceId")
-    await in_progress(session, invoice)
-    at = now_or(now)
-    connection = await session.get(m.Connection, invoice.connection_id)
-    assert connection is not None
-    receivable = await ledger.receivable_account(session, invoice, at)
-    revenue = await ledger.system_account(session, AccountKind.REVAMPD_REVENUE, invoice.currency_code, invoice.connection_id, at)
-    wallet = await ledger.wallet_account(session, connection, at)
-    from_wallet = sum(
-        p.amount for p in await session.scalars(
-            select(m.InvoicePayment).where(m.InvoicePayment.invoice_id == invoice.id, m.InvoicePayment.method == PaymentMethod.WALLET)
-        )
-    )
-    transfers = []
-    if from_wallet:
-        transfers.append(ledger.Transfer(
-            f"invoice:{invoice.id}:void:refund", TransferKind.REVERSAL, receivable.id, wallet.id, from_wallet,
-            memo=f"Refund of {invoice.number} (void)", invoice_id=invoice.id, created_by_id=principal.user_id,
-        ))
-    written_off = amount_due(invoice) + from_wallet
-    if written_off:
-        transfers.append(ledger.Transfer(
-            f"invoice:{invoice.id}:void", TransferKind.INVOICE_VOID, revenue.id, receivable.id, written_off,
-            memo=f"Invoice {invoice.number} void: {text}", invoice_id=invoice.id, created_by_id=principal.user_id,
-        ))
-    await ledger.post(session, transfers, now=at)
-    invoice.amount_paid -= from_wallet
-    invoice.status, invoice.voided_at, invoice.void_reason = S.VOID.value, at, text
-    invoice.next_payment_attempt_at = None
-    await session.flush()
-    return invoice
-
-
 async def mark_uncollectible(
     session: AsyncSession, principal: Principal | None, invoice_id: int, now: datetime | None = None
 ) -> m.Invoice:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import and_, case, event, func, inspect, or_, select
+from sqlalchemy import String, and_, case, cast, event, func, inspect, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,7 @@ from db.states import (
     CreditStatus,
     InvoiceStatus,
     PaymentMethod,
+    RefundStatus,
     TransferKind,
     TransferPhase,
     TransferStatus,
@@ -555,6 +556,51 @@ async def verify(session: AsyncSession) -> list[str]:
     problems += await _verify_affiliate_payouts(session)
     problems += await _verify_payouts(session)
     problems += await _verify_card_charges(session)
+    problems += await _verify_credit_notes(session)
+    return problems
+
+
+async def _verify_credit_notes(session: AsyncSession) -> list[str]:
+    """Each credit note moved its total back into its invoice's receivable once and is settled
+    by refunds of the rest of it; each refund agrees with its transfers (services/refunds.py);
+    each connection's credit notes are numbered without a gap."""
+    problems: list[str] = []
+    T, CN, R, A, C = m.LedgerTransfer, m.CreditNote, m.Refund, m.LedgerAccount, m.Connection
+    refunds = select(R.credit_note_id, func.sum(R.amount).label("refunded")).group_by(R.credit_note_id).subquery()
+    for number, total, due_reduced, reduced, refunded in await session.execute(
+        select(CN.number, CN.total, CN.due_reduced, T.amount, refunds.c.refunded)
+        .outerjoin(T, T.key == literal("credit_note:", String) + cast(CN.id, String))
+        .outerjoin(refunds, refunds.c.credit_note_id == CN.id)
+    ):
+        if reduced != total or (refunded or 0) != total - due_reduced:
+            problems.append(f"credit note {number} of {total}: the ledger took {reduced or 0} off its invoice, "
+                            f"and its refunds give back {refunded or 0} of the {total - due_reduced} paid")
+    resolution = aliased(T)
+    to_wallet = aliased(T)
+    expected = {RefundStatus.PENDING: None, RefundStatus.SUCCEEDED: TransferPhase.POST_PENDING,
+                RefundStatus.FAILED: TransferPhase.VOID_PENDING}
+    for rid, method, status, amount, t, phase, wallet_t, credit_kind in await session.execute(
+        select(R.id, R.method, R.status, R.amount, T, resolution.phase, to_wallet, A.kind)
+        .join(T, T.id == R.transfer_id).join(A, A.id == T.credit_account_id)
+        .outerjoin(resolution, resolution.pending_id == T.id)
+        .outerjoin(to_wallet, to_wallet.id == R.wallet_transfer_id)
+    ):
+        card = method == PaymentMethod.CARD
+        right = (t.kind, t.amount, t.phase, credit_kind) == (
+            TransferKind.REFUND, amount, TransferPhase.PENDING if card else TransferPhase.POSTED,
+            AccountKind.CARD_PROCESSOR if card else AccountKind.WALLET,
+        ) and phase == (expected[RefundStatus(status)] if card else None)
+        if wallet_t is not None:
+            right = right and (wallet_t.kind, wallet_t.amount, wallet_t.phase) == (
+                TransferKind.REFUND, amount, TransferPhase.POSTED)
+        if not right:
+            problems.append(f"refund {rid} of {amount} by {method} is {status}, but its transfer is a {t.phase} "
+                            f"{t.kind} of {t.amount} to a {credit_kind} account, {'resolved as ' + phase if phase else 'unresolved'}")
+    for cid, next_number, made in await session.execute(
+        select(C.id, C.next_credit_note_number, func.count(CN.id)).outerjoin(CN, CN.connection_id == C.id)
+        .group_by(C.id, C.next_credit_note_number).having(C.next_credit_note_number - 1 != func.count(CN.id))
+    ):
+        problems.append(f"connection {cid}: {made} credit notes, but its counter is at {next_number}")
     return problems
 
 
@@ -588,12 +634,27 @@ async def _verify_invoices(session: AsyncSession) -> list[str]:
         .where(A.kind == AccountKind.RECEIVABLE, T.phase.in_(MOVING_PHASES))
         .group_by(A.invoice_id).subquery()
     )
-    for number, status, total, amount_paid, ledger_paid, due in await session.execute(
-        select(Inv.number, Inv.status, Inv.total, Inv.amount_paid, paid.c.paid, -A.balance)
+    # Refunded: each REFUND out of the receivable, a card refund's pending one included until it is
+    # voided (the processor refused: the REFUND to the wallet that replaced it counts instead).
+    refunded = (
+        select(
+            T.invoice_id,
+            func.sum(case((T.phase == TransferPhase.VOID_PENDING, -T.amount), else_=T.amount)).label("refunded"),
+        )
+        .join(A, A.id == T.debit_account_id)
+        .where(T.kind == TransferKind.REFUND, A.kind == AccountKind.RECEIVABLE, T.phase != TransferPhase.POST_PENDING)
+        .group_by(T.invoice_id).subquery()
+    )
+    for number, status, total, amount_paid, ledger_paid, amount_refunded, ledger_refunded, due in await session.execute(
+        select(Inv.number, Inv.status, Inv.total, Inv.amount_paid, paid.c.paid, Inv.amount_refunded,
+               refunded.c.refunded, -(A.balance - A.pending))
         .outerjoin(paid, paid.c.invoice_id == Inv.id)
+        .outerjoin(refunded, refunded.c.invoice_id == Inv.id)
         .outerjoin(A, A.invoice_id == Inv.id)
     ):
         ledger_paid = ledger_paid or 0
+        if amount_refunded != (ledger_refunded or 0):
+            problems.append(f"invoice {number}: amount refunded {amount_refunded}, the ledger says {ledger_refunded or 0}")
         written_off = status in (InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
         expected_due = 0 if written_off or (status == InvoiceStatus.DRAFT and due is None) else total - amount_paid
         if amount_paid != ledger_paid:

@@ -50,6 +50,15 @@ class ChargeResult:
     decline_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    """A processor's answer to a refund: made (with its refund id), or refused and why."""
+
+    success: bool
+    refund_id: str | None = None
+    failure_reason: str | None = None
+
+
 class GatewayError(Exception):
     """The processor did not answer: whether the card was charged is unknown. Ask again
     with the same idempotency key to learn it (never a new key)."""
@@ -64,6 +73,11 @@ class PaymentGateway(Protocol):
     async def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:
         """Charge `amount` minor units of `currency` to the card behind `token`; the same
         key again answers the first charge's result."""
+        ...
+
+    async def refund(self, charge_id: str, amount: int, currency: str, idempotency_key: str) -> RefundResult:
+        """Give `amount` minor units of the charge `charge_id` back to its card; the same key
+        again answers the first refund's result."""
         ...
 
 
@@ -97,6 +111,8 @@ SANDBOX_CARDS: dict[str, SandboxCard] = {
     ),
 }
 UNKNOWN_TOKEN = "This card is not known to the payment processor."
+# The sandbox refunds the charges it made (ch_sandbox_...) and refuses any other.
+UNKNOWN_CHARGE = "The payment processor knows no such charge to refund."
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,19 @@ class SandboxGateway:
             raise ValueError(f"a charge must be positive, got {amount}")
         await self._wait()
         result = self._charge(token, idempotency_key)
+        if self.rng.random() < self.lag.lost_answer_rate:
+            raise GatewayError("The payment processor's answer was lost.")
+        return result
+
+    async def refund(self, charge_id: str, amount: int, currency: str, idempotency_key: str) -> RefundResult:
+        if amount <= 0:
+            raise ValueError(f"a refund must be positive, got {amount}")
+        await self._wait()
+        if not charge_id.startswith("ch_sandbox_"):
+            result = RefundResult(False, failure_reason=UNKNOWN_CHARGE)
+        else:
+            digest = hashlib.sha256(f"{charge_id}\0{idempotency_key}".encode()).hexdigest()[:24]
+            result = RefundResult(True, refund_id=f"re_sandbox_{digest}")
         if self.rng.random() < self.lag.lost_answer_rate:
             raise GatewayError("The payment processor's answer was lost.")
         return result

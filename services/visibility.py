@@ -113,6 +113,8 @@ RULES: dict[type[Any], Rule] = {
     m.Invoice: _own_connection(m.Invoice.connection_id),
     m.InvoiceLineItem: _via(m.InvoiceLineItem.invoice_id, m.Invoice),
     m.InvoicePayment: _via(m.InvoicePayment.invoice_id, m.Invoice),
+    m.CreditNote: _own_connection(m.CreditNote.connection_id),
+    m.Refund: _via(m.Refund.invoice_id, m.Invoice),
     m.LedgerAccount: _own_connection(m.LedgerAccount.connection_id),
     m.LedgerEntry: _via(m.LedgerEntry.account_id, m.LedgerAccount),
     m.LedgerTransfer: lambda p: or_(

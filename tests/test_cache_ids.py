@@ -48,7 +48,7 @@ CACHED = ["subscription", "usage", "wallet", "payoutPreference", "projectedNextI
 VALUES = {
     "Money", "PageInfo", "PlanLimits", "PaymentCard", "PendingPlanChange", "PlanChangePreview",
     "PlanChangeBlocker", "PlanComparison", "PlanComparisonRow", "InvoiceLineItem", "InvoicePayment",
-    "WalletFunding", "UserError", "NotificationSetting",
+    "WalletFunding", "UserError", "NotificationSetting", "Refund", "CreditNoteLine",
 }
 
 

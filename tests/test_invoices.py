@@ -30,7 +30,7 @@ CEDAR = "owner@cedar.example"
 SUPPORT = "support@revampd.example"
 BILLING = "billing@revampd.example"
 
-INVOICE = """id number type status total { amount currencyCode } amountPaid { amount } amountDue { amount }
+INVOICE = """id number type status total { amount currencyCode } amountPaid { amount } amountDue { amount } amountRefunded { amount }
   paymentMethod issuedAt openedAt dueAt paidAt voidedAt voidReason uncollectibleAt paymentError
   nextPaymentAttemptAt lineItems { description quantity unitAmount { amount } amount { amount } }
   payments { amount { amount } method createdAt createdBy { id name email } }"""
@@ -411,7 +411,9 @@ async def test_a_refused_payment_leaves_its_key_unused(api: Api) -> None:
 # ---- voiding and writing off ---------------------------------------------------------------
 
 VOID = f"""mutation($input: VoidInvoiceInput!) {{ voidInvoice(input: $input) {{
-  invoice {{ {INVOICE} }} userErrors {{ field code message }} clientMutationId }} }}"""
+  invoice {{ {INVOICE} }} userErrors {{ field code message }} clientMutationId
+  creditNote {{ number kind reason total {{ amount }} amountOffDue {{ amount }}
+    refunds {{ amount {{ amount }} method status }} }} }} }}"""
 UNCOLLECTIBLE = f"""mutation($input: MarkInvoiceUncollectibleInput!) {{ markInvoiceUncollectible(input: $input) {{
   invoice {{ {INVOICE} }} userErrors {{ field code message }} clientMutationId }} }}"""
 
@@ -442,17 +444,23 @@ async def test_voiding_an_invoice_gives_the_wallet_back_what_it_paid(api: Api) -
     assert voided["userErrors"] == [] and voided["clientMutationId"] == "v-1"
     inv = voided["invoice"]
     assert (inv["status"], inv["voidReason"]) == ("VOID", "Workshop canceled by Revampd")
-    assert inv["voidedAt"] is not None and inv["amountPaid"]["amount"] == inv["amountDue"]["amount"] == "0.00"
+    # What was paid stays on record; the credit note gave it back.
+    assert inv["voidedAt"] is not None and (inv["amountPaid"]["amount"], inv["amountDue"]["amount"]) == ("400.00", "0.00")
+    assert inv["amountRefunded"]["amount"] == "400.00"
+    note = voided["creditNote"]
+    assert (note["kind"], note["total"]["amount"], note["amountOffDue"]["amount"]) == ("VOID", "900.00", "500.00")
+    assert note["reason"] == "Workshop canceled by Revampd" and note["number"].startswith(workshop["number"].split("-")[0])
+    assert [(r["amount"]["amount"], r["method"], r["status"]) for r in note["refunds"]] == [("400.00", "WALLET", "SUCCEEDED")]
     assert await balance(api, OWNER) == before + Decimal("400.00")
     line = await newest_wallet_line(api, OWNER)
-    assert (line["kind"], line["amount"]["amount"]) == ("REVERSAL", "400.00")
+    assert (line["kind"], line["amount"]["amount"]) == ("REFUND", "400.00")
     assert Decimal(line["balanceAfter"]["amount"]) == before + Decimal("400.00")
     assert line["source"] == {"__typename": "Invoice", "id": workshop["id"], "number": workshop["number"]}
     assert await invoice(api, workshop["id"], as_=OWNER) == inv
     assert await ledger_problems(api) == []
 
 
-async def test_voiding_returns_only_the_wallets_part_of_an_invoice_also_paid_by_card(api: Api) -> None:
+async def test_voiding_refunds_a_card_payment_whose_charge_is_unknown_to_the_wallet(api: Api) -> None:
     add_ons = one(await invoices(api, OWNER, "OPEN"), **ADD_ONS_NOW)
 
     async def charge_card(session: AsyncSession) -> None:
@@ -464,9 +472,14 @@ async def test_voiding_returns_only_the_wallets_part_of_an_invoice_also_paid_by_
     await in_transaction(api, charge_card)
     await pay(api, add_ons["id"], "5.00")
     before = await balance(api, OWNER)
-    inv = (await void(api, add_ons["id"]))["invoice"]
-    assert (inv["status"], inv["amountPaid"]["amount"], inv["amountDue"]["amount"]) == ("VOID", "10.00", "0.00")
-    assert await balance(api, OWNER) == before + Decimal("5.00")
+    voided = await void(api, add_ons["id"])
+    inv = voided["invoice"]
+    assert (inv["status"], inv["amountPaid"]["amount"], inv["amountDue"]["amount"]) == ("VOID", "15.00", "0.00")
+    assert inv["amountRefunded"]["amount"] == "15.00"
+    # Newest payment first; no charge is known for the card payment (no processor made it), so the wallet takes it.
+    assert [(r["amount"]["amount"], r["method"]) for r in voided["creditNote"]["refunds"]] == [
+        ("5.00", "WALLET"), ("10.00", "WALLET")]
+    assert await balance(api, OWNER) == before + Decimal("15.00")
     assert await ledger_problems(api) == []
 
 

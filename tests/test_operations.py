@@ -197,6 +197,9 @@ async def test_every_mutation_document_runs_on_the_demo_data(api: Api) -> None:
         invoice__status="OPEN"))["invoice"]["id"]
     await run("PayInvoiceByCard", owner, {"invoiceId": by_card, "idempotencyKey": "card-1"},
               invoice__status="PAID", payment__method="CARD", payment__amount__amount="120.00")
+    await run("RefundInvoice", billing, {"invoiceId": by_card, "amount": "20.00", "reason": "Two templates dropped",
+                                         "idempotencyKey": "refund-1"},
+              invoice__amountRefunded__amount="20.00", creditNote__kind="REFUND", creditNote__total__amount="20.00")
     await run("MarkInvoiceUncollectible", billing, {"invoiceId": other_invoice["id"]}, invoice__status="UNCOLLECTIBLE")
     await run("AdjustWallet", billing, {"connectionId": connection["id"], "amount": "25.00", "kind": "MANUAL_ADJUSTMENT",
                                         "memo": "Goodwill credit", "idempotencyKey": "adjust-1"},

@@ -22,7 +22,7 @@ from db import models as m
 from db.engine import create_engine, read_sessions, write_sessions
 from db.migrate import upgrade
 from db.states import AccountKind, InvoiceType, PaymentMethod, TransferKind
-from services import invoices, money, payouts
+from services import invoices, money, payouts, refunds
 from services import ledger as L
 from services.access import Principal, Role
 from services.bank_gateway import GatewayTransfer
@@ -124,7 +124,7 @@ async def _invoices(
             session, conn, type=InvoiceType.ONE_TIME, lines=[line], due_at=issued + 14 * DAY, now=issued
         )
         if n % 10 == 3:
-            await invoices.void(session, staff, invoice.id, "Issued in error", now=issued + 5 * HOUR)
+            await refunds.void(session, staff, invoice.id, "Issued in error", now=issued + 5 * HOUR)
         elif n % 10 != 7:
             await invoices.pay(
                 session, invoice, source=card, amount=invoice.total, method=PaymentMethod.CARD,
