@@ -3,7 +3,7 @@ writes off. Who may do what, and every rule of money, is decided in services.inv
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,18 +36,30 @@ def _invoice_id(gid: strawberry.ID) -> int:
     return decode_id(gid, "Invoice", "invoiceId")
 
 
-async def _credited(
-    info: strawberry.Info, writes: async_sessionmaker[AsyncSession],
-    work: Callable[[AsyncSession], Awaitable[refunds.Credited]],
-) -> refunds.Credited:
+P = TypeVar("P", VoidInvoicePayload, RefundInvoicePayload)
+
+
+async def _credit(
+    info: strawberry.Info, invoice_gid: strawberry.ID, work: Callable[[AsyncSession, int], Awaitable[refunds.Credited]],
+    payload: type[P], client_mutation_id: str | None,
+) -> P:
     """A credit note made in one transaction, then its card refunds asked of the processor with
     no transaction open, each answer recorded in a transaction of its own."""
-    async with writes() as session, session.begin():
-        credited = await work(session)
-    settings = ctx(info).settings
-    await refunds.complete(writes, gateway_named(settings.payment_gateway, settings.payment_sandbox_lag),
-                           credited.refunds)
-    return credited
+
+    async def made(writes: async_sessionmaker[AsyncSession], invoice_id: int) -> refunds.Credited:
+        async with writes() as session, session.begin():
+            credited = await work(session, invoice_id)
+        settings = ctx(info).settings
+        await refunds.complete(writes, gateway_named(settings.payment_gateway, settings.payment_sandbox_lag),
+                               credited.refunds)
+        return credited
+
+    credited, errors = await run_writes(info, lambda: _invoice_id(invoice_gid), made)
+    return payload(
+        invoice=Invoice.of(credited.invoice) if credited else None,
+        credit_note=CreditNote.of(credited.credit_note) if credited else None,
+        user_errors=errors, client_mutation_id=client_mutation_id,
+    )
 
 
 @strawberry.type
@@ -110,14 +122,8 @@ class InvoiceMutations:
     )
     async def void_invoice(self, info: strawberry.Info, input: MutationInput[VoidInvoiceInput]) -> VoidInvoicePayload:
         p = ctx(info).principal
-        credited, errors = await run_writes(info, lambda: _invoice_id(input.invoice_id), lambda writes, invoice_id: (
-            _credited(info, writes, lambda s: refunds.void(s, p, invoice_id, input.reason))
-        ))
-        return VoidInvoicePayload(
-            invoice=Invoice.of(credited.invoice) if credited else None,
-            credit_note=CreditNote.of(credited.credit_note) if credited else None,
-            user_errors=errors, client_mutation_id=input.client_mutation_id,
-        )
+        return await _credit(info, input.invoice_id, lambda s, invoice_id: refunds.void(s, p, invoice_id, input.reason),
+                             VoidInvoicePayload, input.client_mutation_id)
 
     @mutation(
         description="BILLING_ADMIN: give back all or part of what was paid into an invoice, by a credit note: "
@@ -130,15 +136,9 @@ class InvoiceMutations:
         self, info: strawberry.Info, input: MutationInput[RefundInvoiceInput]
     ) -> RefundInvoicePayload:
         p = ctx(info).principal
-        credited, errors = await run_writes(info, lambda: _invoice_id(input.invoice_id), lambda writes, invoice_id: (
-            _credited(info, writes, lambda s: refunds.refund(
-                s, p, invoice_id, input.amount, input.reason, input.idempotency_key))
-        ))
-        return RefundInvoicePayload(
-            invoice=Invoice.of(credited.invoice) if credited else None,
-            credit_note=CreditNote.of(credited.credit_note) if credited else None,
-            user_errors=errors, client_mutation_id=input.client_mutation_id,
-        )
+        return await _credit(info, input.invoice_id, lambda s, invoice_id: refunds.refund(
+            s, p, invoice_id, input.amount, input.reason, input.idempotency_key,
+        ), RefundInvoicePayload, input.client_mutation_id)
 
     @mutation(
         description="BILLING_ADMIN: an OPEN invoice will not be paid; what is still due is written off, "

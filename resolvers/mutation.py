@@ -14,6 +14,7 @@ from resolvers.addons import AddOnMutations
 from resolvers.bank_accounts import BankAccountMutations
 from resolvers.billing import BillingMutations
 from resolvers.earnings import EarningsMutations
+from resolvers.exports import ExportMutations
 from resolvers.invoices import InvoiceMutations
 from resolvers.notifications import NotificationMutations
 from resolvers.payouts import PayoutMutations
@@ -25,7 +26,7 @@ Mutation = merge_types(
     "Mutation",
     (
         PlanMutations, AddOnMutations, TicketMutations, InvoiceMutations, WalletMutations, BillingMutations,
-        PayoutMutations, BankAccountMutations, EarningsMutations, NotificationMutations,
+        PayoutMutations, BankAccountMutations, EarningsMutations, NotificationMutations, ExportMutations,
     ),
 )
 get_object_definition(Mutation, strict=True).description = (

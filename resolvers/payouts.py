@@ -1,4 +1,5 @@
-"""Payout mutations: credit to the wallet, transfer to a bank, split, cancel a transfer, the preference.
+"""Payout mutations: credit to the wallet, transfer to a bank, split, cancel a transfer, the preference;
+and Revampd billing's clawbacks of Sub-Org transactions refunded or charged back (services.clawbacks).
 
 Every rule of money is services.payouts; these fields decode IDs, run the work in one
 transaction, and then hand a new bank transfer to the processor in a second one, so
@@ -20,12 +21,14 @@ from schema.payouts import (
     CancelBankTransferPayload,
     CreditPayoutInput,
     DisposePayoutPayload,
+    RecordClawbacksInput,
+    RecordClawbacksPayload,
     SetPayoutPreferenceInput,
     SetPayoutPreferencePayload,
     SplitPayoutInput,
     TransferPayoutInput,
 )
-from services import payouts
+from services import clawbacks, payouts
 from services.bank_gateway import bank_gateway_named
 
 log = logging.getLogger("revampd.payouts")
@@ -123,3 +126,25 @@ class PayoutMutations:
             period_type=input.period_type.value if input.period_type else None,
         ))
         return SetPayoutPreferencePayload.of(result, errors, input.client_mutation_id)
+
+    @mutation(
+        description="BILLING_ADMIN: record Sub-Org transactions of a connection refunded or charged back after they "
+        "were recorded. The Partner's share reversed is taken from the payout each was counted in while money is "
+        "available there; the rest is outstanding and taken from the connection's next payouts, never from the "
+        "wallet. Each externalId is recorded once."
+    )
+    async def record_clawbacks(
+        self, info: strawberry.Info, input: MutationInput[RecordClawbacksInput]
+    ) -> RecordClawbacksPayload:
+        principal = ctx(info).principal
+        items = [
+            clawbacks.ClawbackInput(c.transaction_external_id, c.external_id, c.kind.value, c.amount, c.reason)
+            for c in input.clawbacks
+        ]
+        result, errors = await run_write(
+            info, lambda: decode_id(input.connection_id, "RevampdConnection", "connectionId"),
+            lambda session, connection_id: clawbacks.record(
+                session, principal, connection_id, items, idempotency_key=input.idempotency_key
+            ),
+        )
+        return RecordClawbacksPayload.of(result, errors, input.client_mutation_id)

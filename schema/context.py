@@ -28,6 +28,10 @@ class ContextSettings(Protocol):
     def default_page_size(self) -> int: ...
     @property
     def max_page_size(self) -> int: ...
+    @property
+    def files_signing_key(self) -> str: ...
+    @property
+    def files_url_seconds(self) -> int: ...
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Context:
     # Writes: each mutation runs its own transaction in a session from here.
     writes: async_sessionmaker[AsyncSession]
     request_id: str
+    # The origin this request came to ("http://127.0.0.1:8000"): links to /files/... start with it.
+    base_url: str = ""
     # The operationName the client sent (None: the document must hold one operation).
     operation_name: str | None = None
     log: dict[str, Any] = field(default_factory=dict)

@@ -119,6 +119,11 @@ described(
         "USAGE": "A usage-based charge.",
     },
 )
+ClawbackKind = states.ClawbackKind
+described(ClawbackKind, "ClawbackKind", "Why a Sub-Org transaction's money went back after it was recorded.", {
+    "REFUND": "The Sub-Org was refunded.",
+    "CHARGEBACK": "The Sub-Org's bank charged the payment back (a dispute).",
+})
 TransferStatus = states.TransferStatus
 described(TransferStatus, "TransferStatus", "Where a bank transfer is.", {
     "PENDING": "Accepted, not yet sent; the Partner may still cancel it.",

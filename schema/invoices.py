@@ -25,10 +25,11 @@ from schema.base import (
     user_errors_field,
 )
 from schema.enums import CreditNoteKind, InvoiceStatus, InvoiceType, PaymentMethod, RefundStatus
+from schema.files import URL_DESCRIPTION, download_url
 from schema.idempotency import required_idempotency_key_field
 from schema.users import User
 from schema.wallet import Wallet, WalletEntry
-from services import invoices, refunds
+from services import invoices, pdfs, refunds
 
 
 @strawberry.type(description="A line of an invoice. It has no id: clients cache it with its invoice.")
@@ -58,6 +59,14 @@ class InvoicePayment:
     )
     async def created_by(self, info: strawberry.Info) -> User | None:
         return await User.load(info, self.model.created_by_id)
+
+    @field(description="A link to the payment's receipt as a PDF." + URL_DESCRIPTION)
+    async def receipt_url(self, info: strawberry.Info) -> str | None:
+        invoice = await ctx(info).loaders.by_id(m.Invoice).load(self.model.invoice_id)
+        if invoice is None:
+            return None
+        number = pdfs.receipt_number(invoice.number, self.model.id)
+        return download_url(info, ["receipt", str(self.model.id), f"{number}.pdf"], invoice.connection_id)[0]
 
     @field(
         description="For a payment from the wallet, its line on the wallet's statement; its `fundedBy` leads "
@@ -159,6 +168,12 @@ class Invoice(FromRow, Node, model=m.Invoice):
         rows = await ctx(info).loaders.payments_by_invoice.load(self.model.id)
         return [InvoicePayment.of(r, self.model.currency_code) for r in rows]
 
+    @field(description="A link to the invoice as a PDF to file: Revampd's and your details, its lines, totals, "
+           "payments, refunds and what is still due, as they now stand." + URL_DESCRIPTION)
+    def pdf_url(self, info: strawberry.Info) -> str:
+        row = self.model
+        return download_url(info, ["invoice", str(row.id), f"{row.number}.pdf"], row.connection_id)[0]
+
     @field(description="The credit notes that reduced it (refunds, a void), oldest first.")
     async def credit_notes(self, info: strawberry.Info) -> list["CreditNote"]:
         rows = await ctx(info).loaders.credit_notes_by_invoice.load(self.model.id)
@@ -235,6 +250,11 @@ class CreditNote(FromRow, Node, model=m.CreditNote):
     @field(description="The invoice it reduces.")
     async def invoice(self, info: strawberry.Info) -> Invoice | None:
         return await Invoice.load(info, self.model.invoice_id)
+
+    @field(description="A link to the credit note as a PDF to file." + URL_DESCRIPTION)
+    def pdf_url(self, info: strawberry.Info) -> str:
+        n = self.model
+        return download_url(info, ["credit-note", str(n.id), f"{n.number}.pdf"], n.connection_id)[0]
 
     @field(description="How it was settled: each refund, to the card or the wallet.")
     async def refunds(self, info: strawberry.Info) -> list[Refund]:

@@ -53,6 +53,9 @@ def _in_keys(column: Any) -> Any:
 
 MISSING: Any = object()
 
+# A connection's clawbacks, newest first: made once, as the statements are cached by their order.
+_NEWEST_CLAWBACKS = (m.Clawback.created_at.desc(), m.Clawback.id.desc())
+
 
 class Loader(DataLoader[Any, Any]):
     """A DataLoader that can say what it already holds, so that a resolver whose row a
@@ -498,6 +501,33 @@ class Loaders:
         return ListByColumn(
             self.session, self.principal, m.SubOrgTransaction, m.SubOrgTransaction.payout_id,
             m.SubOrgTransaction.occurred_at, m.SubOrgTransaction.id,
+        )
+
+    @cached_property
+    def clawbacks_by_connection(self) -> ListByColumn[m.Clawback]:
+        """Newest first."""
+        return ListByColumn(self.session, self.principal, m.Clawback, m.Clawback.connection_id, *_NEWEST_CLAWBACKS)
+
+    @cached_property
+    def clawbacks_by_transaction(self) -> ListByColumn[m.Clawback]:
+        return ListByColumn(
+            self.session, self.principal, m.Clawback, m.Clawback.transaction_id, m.Clawback.created_at, m.Clawback.id
+        )
+
+    @cached_property
+    def recoveries_by_clawback(self) -> ListByColumn[m.ClawbackRecovery]:
+        return ListByColumn(
+            self.session, self.principal, m.ClawbackRecovery, m.ClawbackRecovery.clawback_id,
+            m.ClawbackRecovery.created_at, m.ClawbackRecovery.id,
+        )
+
+    @cached_property
+    def recoveries_by_payout(self) -> ListByColumn[m.ClawbackRecovery]:
+        """Each with its clawback, read in the same statement (primed into by_id(m.Clawback))."""
+        return ListByColumn(
+            self.session, self.principal, m.ClawbackRecovery, m.ClawbackRecovery.payout_id,
+            m.ClawbackRecovery.created_at, m.ClawbackRecovery.id,
+            with_parent=(m.ClawbackRecovery.clawback_id, self.by_id(m.Clawback)),
         )
 
     @cached_property

@@ -17,6 +17,7 @@ from schema.base import (
     CurrencyCode,
     First,
     Last,
+    Money,
     Node,
     bad_request,
     ctx,
@@ -31,7 +32,15 @@ from schema.base import (
 from schema.billing import PaymentCard
 from schema.earnings import SubOrgTransactionFilter
 from schema.invoices import Invoice, InvoiceFilter
-from schema.payouts import Payout, PayoutFilter, PayoutPreference, SubOrgTransaction
+from schema.payouts import (
+    Clawback,
+    Payout,
+    PayoutFilter,
+    PayoutPreference,
+    SubOrgTransaction,
+    clawback_outstanding,
+    connection_clawbacks,
+)
 from schema.plans import PendingPlanChange, PlanChangePreview, PlanSubscription, Usage
 from schema.tickets import Ticket, TicketFilter
 from schema.wallet import AffiliatePayout, Wallet
@@ -202,6 +211,15 @@ class RevampdConnection(Node, model=m.Connection):
         page = await load_page(ctx(info).loaders.sub_org_transaction_pages, (self.model.id, f, args))
         cur = self.model.currency_code
         return Connection.of(page, lambda t: SubOrgTransaction.of(t, cur))
+
+    @field(description="Sub-Org transactions refunded or charged back after they were recorded (clawbacks of the "
+           "Partner's share), newest first.")
+    async def clawbacks(self, info: strawberry.Info) -> list[Clawback]:
+        return await connection_clawbacks(info, self.model.id)
+
+    @field(description="What the next payouts will be reduced by: the clawbacks not yet taken from a payout.")
+    async def clawback_outstanding(self, info: strawberry.Info) -> Money:
+        return await clawback_outstanding(info, self.model.id, self.model.currency_code)
 
     @field(description="The linked bank accounts payouts can go to, oldest first (unlinked ones left out).")
     async def bank_accounts(self, info: strawberry.Info) -> list[BankAccount]:

@@ -11,11 +11,13 @@ import strawberry
 from db import models as m
 from schema.bank_accounts import BankAccount
 from schema.base import (
+    VALUE,
     FromRow,
     Money,
     Node,
     UserError,
     by_id,
+    changed_connection,
     client_mutation_id_echo,
     client_mutation_id_field,
     column,
@@ -28,6 +30,7 @@ from schema.base import (
     user_errors_field,
 )
 from schema.enums import (
+    ClawbackKind,
     PayoutDispositionKind,
     PayoutMode,
     PayoutPeriodType,
@@ -35,10 +38,12 @@ from schema.enums import (
     SubOrgTransactionKind,
     TransferStatus,
 )
-from schema.idempotency import required_idempotency_key_field
+from schema.files import URL_DESCRIPTION, download_url
+from schema.idempotency import idempotency_key_field, required_idempotency_key_field
 from schema.users import User
 from schema.wallet import Wallet, WalletEntry
-from services import payouts
+from services import clawbacks as clawback_service
+from services import payouts, pdfs
 
 
 @strawberry.input(description="Narrows RevampdConnection.payouts; a field left out or empty does not narrow.")
@@ -74,6 +79,10 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
         description="The bank's return code when RETURNED, e.g. R02 (account closed) or R03 (no account)."
     )
     return_reason: str | None = strawberry.field(description="Why the bank returned it, in words; null unless RETURNED.")
+    trace_id: str | None = strawberry.field(
+        description="The processor's reference for it, which the bank shows on the Partner's statement; null until "
+        "the processor accepted it."
+    )
     model: strawberry.Private[m.BankTransfer]
 
     from_row = {
@@ -92,6 +101,7 @@ class BankTransfer(FromRow, Node, model=m.BankTransfer):
         "returned_at": column("returned_at"),
         "return_code": column("return_code"),
         "return_reason": column("return_reason"),
+        "trace_id": column("gateway_ref"),
     }
 
     @classmethod
@@ -159,6 +169,14 @@ class SubOrgTransaction(Node, model=m.SubOrgTransaction):
     async def payout(self, info: strawberry.Info) -> Annotated["Payout", strawberry.lazy("schema.payouts")] | None:
         return await Payout.load(info, self.model.payout_id)
 
+    @field(description="Its refunds and chargebacks after it was recorded (clawbacks of the Partner's share), oldest "
+           "first; empty when there were none.")
+    async def clawbacks(
+        self, info: strawberry.Info
+    ) -> list[Annotated["Clawback", strawberry.lazy("schema.payouts")]]:
+        rows = await ctx(info).loaders.clawbacks_by_transaction.load(self.model.id)
+        return [Clawback.of(c) for c in rows]
+
 
 @strawberry.type(
     description="One decision about a payout: what went to the wallet and what to a bank, when and by whom."
@@ -218,6 +236,11 @@ class Payout(FromRow, Node, model=m.Payout):
     wallet_amount: Money = strawberry.field(description="Credited to the wallet.")
     bank_amount_in_flight: Money = strawberry.field(description="On its way to a bank (PENDING or IN_TRANSIT).")
     bank_amount_paid: Money = strawberry.field(description="Paid into a bank account.")
+    clawed_back: Money = strawberry.field(
+        description="Taken back by clawbacks: Sub-Org transactions refunded or charged back after they were "
+        "recorded (see `clawbacks`). availableAmount + walletAmount + bankAmountInFlight + bankAmountPaid + "
+        "clawedBack = amount."
+    )
     status: PayoutStatus = strawberry.field(
         description="How much is disposed of: AVAILABLE, PARTIALLY_DISPOSED, PROCESSING or COMPLETED."
     )
@@ -240,6 +263,7 @@ class Payout(FromRow, Node, model=m.Payout):
         "wallet_amount": money_from("wallet_amount"),
         "bank_amount_in_flight": money_from("bank_in_flight_amount"),
         "bank_amount_paid": money_from("bank_paid_amount"),
+        "clawed_back": money_from("clawed_back_amount"),
         "status": column("status", PayoutStatus),
         "disposition": column("disposition", PayoutDispositionKind),
         "created_at": column("created_at"),
@@ -259,7 +283,10 @@ class Payout(FromRow, Node, model=m.Payout):
     @staticmethod
     def primes(loaders: Any) -> dict[str, Callable[[list[m.Payout]], Any]]:
         """What a page of payouts loads at once, after it, for the item fields asked (schema.base.prime)."""
-        return {"dispositions": lambda rows: loaders.dispositions_by_payout.fill([p.id for p in rows])}
+        return {
+            "dispositions": lambda rows: loaders.dispositions_by_payout.fill([p.id for p in rows]),
+            "clawbacks": lambda rows: loaders.recoveries_by_payout.fill([p.id for p in rows]),
+        }
 
     @from_loader(lambda loaders: loaders.transfers_by_payout, lambda s: s.model.id,
                  "Its bank transfers, oldest first, whatever became of them.")
@@ -271,10 +298,109 @@ class Payout(FromRow, Node, model=m.Payout):
     def dispositions(self, rows: list[m.PayoutDisposition]) -> list[PayoutDisposition]:
         return [PayoutDisposition.of(d, self.model.currency_code) for d in rows]
 
+    @field(description="A link to the payout's statement as a PDF: each Sub-Org transaction with its gross, fee and "
+           "net, and where the money went, each bank transfer with its trace id." + URL_DESCRIPTION)
+    def statement_url(self, info: strawberry.Info) -> str:
+        p = self.model
+        return download_url(info, ["payout-statement", str(p.id), f"{pdfs.statement_number(p)}.pdf"], p.connection_id)[0]
+
     @field(description="The Sub-Org transactions this payout is made of, oldest first.")
     async def source_transactions(self, info: strawberry.Info) -> list[SubOrgTransaction]:
         rows = await ctx(info).loaders.transactions_by_payout.load(self.model.id)
         return [SubOrgTransaction.of(t, self.model.currency_code) for t in rows]
+
+    @field(description="The clawbacks that took money from this payout (its `clawedBack`), in the order they took "
+           "it: of its own transactions, or outstanding ones of earlier payouts taken when it was made. What each "
+           "took from this payout is in its `recoveries`.")
+    async def clawbacks(self, info: strawberry.Info) -> list["Clawback"]:
+        loaders = ctx(info).loaders
+        recoveries = await loaders.recoveries_by_payout.load(self.model.id)
+        by_id = loaders.by_id(m.Clawback)  # primed by the recoveries' statement
+        found = {r.clawback_id: await by_id.load(r.clawback_id) for r in recoveries}
+        return [Clawback.of(c) for c in found.values() if c is not None]
+
+
+@strawberry.type(
+    description="Part of a clawback taken from a payout: how much, from which payout, and when." + VALUE
+)
+class ClawbackRecovery:
+    amount: Money = strawberry.field(description="What it took from the payout.")
+    created_at: datetime = strawberry.field(
+        description="When it was taken: when the clawback was recorded, or, for what was outstanding, when the "
+        "payout was made."
+    )
+    model: strawberry.Private[m.ClawbackRecovery]
+
+    @classmethod
+    def of(cls, r: m.ClawbackRecovery, currency: str) -> "ClawbackRecovery":
+        return cls(amount=Money.of(r.amount, currency), created_at=r.created_at, model=r)
+
+    @field(description="The payout it was taken from.")
+    async def payout(self, info: strawberry.Info) -> Payout | None:
+        return await Payout.load(info, self.model.payout_id)
+
+
+@strawberry.type(
+    description="A Sub-Org transaction refunded or charged back after it was recorded: the Partner's share of it "
+    "(or the part reversed) taken back, from payouts and never from the wallet. It is taken at once from the "
+    "payout the transaction was counted in, as far as money is still available there; the rest is `outstanding` "
+    "and taken from the connection's next payouts when they are made, oldest clawback first."
+)
+class Clawback(Node, model=m.Clawback):
+    external_id: str = strawberry.field(
+        description="The reversal's id where it comes from (the refund's or the dispute's); unique per connection."
+    )
+    kind: ClawbackKind = strawberry.field(description="A REFUND or a CHARGEBACK.")
+    amount: Money = strawberry.field(description="The Partner's share of the transaction taken back, in all.")
+    taken_amount: Money = strawberry.field(description="Taken from payouts so far: amount - outstanding.")
+    outstanding: Money = strawberry.field(
+        description="Not taken yet: the connection's next payouts will be reduced by it."
+    )
+    reason: str = strawberry.field(description="Why, as Revampd billing or the feed said; may be empty.")
+    created_at: datetime = strawberry.field(description="When it was recorded.")
+    model: strawberry.Private[m.Clawback]
+
+    @classmethod
+    def of(cls, c: m.Clawback) -> "Clawback":
+        cur = c.currency_code
+        return cls(
+            id=to_global_id("Clawback", c.id),
+            external_id=c.external_id,
+            kind=ClawbackKind(c.kind),
+            amount=Money.of(c.amount, cur),
+            taken_amount=Money.of(c.amount - c.outstanding, cur),
+            outstanding=Money.of(c.outstanding, cur),
+            reason=c.reason,
+            created_at=c.created_at,
+            model=c,
+        )
+
+    @field(description="The Sub-Org transaction it reverses.")
+    async def transaction(self, info: strawberry.Info) -> SubOrgTransaction:
+        found = await SubOrgTransaction.load(info, self.model.transaction_id)
+        assert found is not None, "a clawback is seen by those who see its transaction"
+        return found
+
+    @field(description="The payout its transaction was counted in; null while the transaction is in no payout yet.")
+    async def payout(self, info: strawberry.Info) -> Payout | None:
+        transaction = await ctx(info).loaders.by_id(m.SubOrgTransaction).load(self.model.transaction_id)
+        return await Payout.load(info, transaction.payout_id if transaction is not None else None)
+
+    @field(description="What was taken, from which payout and when, oldest first.")
+    async def recoveries(self, info: strawberry.Info) -> list[ClawbackRecovery]:
+        rows = await ctx(info).loaders.recoveries_by_clawback.load(self.model.id)
+        return [ClawbackRecovery.of(r, self.model.currency_code) for r in rows]
+
+
+async def connection_clawbacks(info: strawberry.Info, connection_id: int) -> list[Clawback]:
+    """RevampdConnection.clawbacks: every clawback of the connection, newest first."""
+    return [Clawback.of(c) for c in await ctx(info).loaders.clawbacks_by_connection.load(connection_id)]
+
+
+async def clawback_outstanding(info: strawberry.Info, connection_id: int, currency: str) -> Money:
+    """RevampdConnection.clawbackOutstanding: what its next payouts will be reduced by."""
+    rows = await ctx(info).loaders.clawbacks_by_connection.load(connection_id)
+    return Money.of(sum(c.outstanding for c in rows), currency)
 
 
 @strawberry.type(description="What happens to each new payout, and how often payouts are made.")
@@ -417,4 +543,66 @@ class SetPayoutPreferencePayload:
             payout_preference=PayoutPreference.of(result) if result else None,
             user_errors=errors,
             client_mutation_id=cmid,
+        )
+
+
+@strawberry.input(description="A Sub-Org transaction refunded or charged back: the reversal to record.")
+class ClawbackInput:
+    transaction_external_id: str = strawberry.field(
+        description="The externalId of the Sub-Org transaction it reverses, recorded for this connection."
+    )
+    external_id: str = strawberry.field(
+        description="The reversal's own id where it comes from (the refund's or the dispute's): 1 to 100 printable "
+        "characters. A reversal is recorded once per connection: the same externalId again is ignored and reported "
+        "in `duplicates`."
+    )
+    kind: ClawbackKind = strawberry.field(description="A REFUND or a CHARGEBACK.")
+    amount: str | None = strawberry.field(
+        default=None,
+        description="The Partner's share reversed: a positive decimal string in the connection's currency, at most "
+        "what is left of the transaction's partnerAmount not yet clawed back; default: all of what is left.",
+    )
+    reason: str | None = strawberry.field(
+        default=None, description="Up to 300 characters on one line, shown to the Partner."
+    )
+
+
+@strawberry.input(description="The input of recordClawbacks.")
+class RecordClawbacksInput:
+    connection_id: strawberry.ID = strawberry.field(description="The RevampdConnection whose Sub-Org transactions "
+                                                    "were reversed.")
+    clawbacks: list[ClawbackInput] = strawberry.field(
+        description=f"At most {clawback_service.MAX_PER_CALL:,}. Every bad field of every clawback is reported at once, "
+        "e.g. [\"input\", \"clawbacks\", \"3\", \"amount\"], and then none is recorded."
+    )
+    idempotency_key: str | None = idempotency_key_field()
+    client_mutation_id: str | None = client_mutation_id_field()
+
+
+@strawberry.type(description="The result of recordClawbacks.")
+class RecordClawbacksPayload:
+    clawbacks: list[Clawback] = strawberry.field(
+        description="The clawbacks recorded, in the order sent, each with what it took and what is outstanding."
+    )
+    duplicates: list[str] = strawberry.field(
+        description="The externalIds ignored, in the order sent: recorded before, or sent twice (the first is "
+        "recorded). clawbacks and duplicates together account for every clawback sent."
+    )
+    payouts: list[Payout] = strawberry.field(
+        description="The payouts the clawbacks took money from, as they now stand (oldest first)."
+    )
+    revampd_connection = changed_connection(lambda p: p.connection_id, "clawbacks")
+    user_errors: list[UserError] = user_errors_field()
+    client_mutation_id: str | None = client_mutation_id_echo()
+    connection_id: strawberry.Private[int | None] = None
+
+    @classmethod
+    def of(cls, result: clawback_service.Recorded | None, errors: list[UserError], cmid: str | None) -> Self:
+        return cls(
+            clawbacks=[Clawback.of(c) for c in result.clawbacks] if result else [],
+            duplicates=list(result.duplicates) if result else [],
+            payouts=[Payout.of(p) for p in result.payouts] if result else [],
+            user_errors=errors,
+            client_mutation_id=cmid,
+            connection_id=result.connection.id if result else None,
         )

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db.engine import create_engine, read_sessions, write_sessions
 from resolvers.schema import build_schema
-from server import observability, webhooks
+from server import files, observability, webhooks
 from server.endpoint import CLIENT_CLOSED_REQUEST, CLIENT_GONE, HANDLERS, GraphQLEndpoint
 from server.graphiql import GraphiQL
 from server.limits import CostLimiter, cost_limiter
@@ -95,7 +95,9 @@ class RequestLog:
                 request_id, method, path, user or "-", operation or "-", final, seconds * 1000, gone,
                 extra={"request": fields, "summary": f"{method} {path} {final}{gone}"},
             )
-            observability.observe_request(path if path in self.paths else "other", operation, final, seconds)
+            observability.observe_request(
+                path if path in self.paths else "/files" if path.startswith("/files/") else "other", operation, final,
+                seconds)
             observability.update_pool(self.engine())
             observability.REQUEST_ID.reset(reset)
 
@@ -173,6 +175,7 @@ def create_app(settings: Settings, *, plan: bool = True, jobs: bool = False) -> 
         *(graphiql.routes if graphiql else []),
         Route("/webhooks/bank-transfers", webhooks.endpoint(settings.bank_webhook_secret, lambda: state.writes),
               methods=["POST"]),
+        *files.routes(settings.files_signing_key, lambda: state.reads, lambda: state.writes),
     ]
     if settings.metrics:  # for Prometheus inside the network: keep it off the public internet
         routes.append(Route("/metrics", observability.metrics_endpoint(lambda: state.engine)))

@@ -29,6 +29,7 @@ from server.settings import (
 )
 
 if TYPE_CHECKING:
+    from db import models as m
     from services import refunds
     from services.bank_gateway import GatewayEvent
     from services.card_payments import Reconciled
@@ -489,10 +490,28 @@ def cmd_payouts_import(args: argparse.Namespace) -> None:
         n = len(refused.errors)
         sys.exit(f"payouts import: {n} error{'' if n == 1 else 's'} in {name}; nothing was recorded")
     recorded, duplicates = len(done.recorded), len(done.duplicates)
+    reversals = ""
+    if done.clawbacks or done.clawback_duplicates:
+        n, d = len(done.clawbacks), len(done.clawback_duplicates)
+        reversals = (f"; recorded {n} reversal{'' if n == 1 else 's'} as clawbacks, "
+                     f"{d} duplicate{'' if d == 1 else 's'} ignored")
     print(f"payouts import: {name}: recorded {recorded} transaction{'' if recorded == 1 else 's'}, "
-          f"{duplicates} duplicate{'' if duplicates == 1 else 's'} ignored")
-    for line, external_id in done.duplicates:
+          f"{duplicates} duplicate{'' if duplicates == 1 else 's'} ignored{reversals}")
+    for line, external_id in sorted(done.duplicates + done.clawback_duplicates):
         print(f"  duplicate, already recorded: line {line}: {external_id}")
+    for line, clawback in done.clawbacks:
+        print(f"  {_clawback_taken(clawback, done.recoveries)} (line {line})")
+
+
+def _clawback_taken(clawback: "m.Clawback", recoveries: "list[m.ClawbackRecovery]") -> str:
+    """`clawback re_1: 10.00 USD, 6.00 USD taken from payout 34, 4.00 USD outstanding`."""
+    from services import money
+
+    cur = clawback.currency_code
+    parts = [f"{money.format(r.amount, cur)} taken from payout {r.payout_id}" for r in recoveries
+             if r.clawback_id == clawback.id]
+    parts.append(f"{money.format(clawback.outstanding, cur)} outstanding")
+    return f"clawback {clawback.external_id}: {money.format(clawback.amount, cur)}, {', '.join(parts)}"
 
 
 def cmd_payouts_close_period(args: argparse.Namespace) -> None:

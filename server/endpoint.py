@@ -351,7 +351,7 @@ class GraphQLEndpoint:
                 context = Context(
                     settings=self.settings, principal=caller.principal, db=session, writes=self.writes(),
                     request_id=log_info.get("request_id", ""), operation_name=gql.operation_name, log=log_info,
-                    operation=operation,
+                    operation=operation, base_url=str(request.base_url).rstrip("/"),
                 )
                 caller.prime(context.loaders)
                 return await self._run(operation, gql, context), context.busy, context.objects_in_lists

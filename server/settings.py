@@ -17,6 +17,8 @@ from services.payments import GATEWAYS, SandboxLag
 DEV_JWT_SECRET = "revampd-dev-secret-do-not-use-in-production-0123456789"
 # Signs the sandbox's bank transfer webhooks in development; set BANK_WEBHOOK_SECRET in production.
 DEV_WEBHOOK_SECRET = "whsec_revampd_dev_do_not_use_in_production"
+# Signs download links (services/signed_urls.py) in development; set FILES_SIGNING_KEY in production.
+DEV_FILES_KEY = "revampd-dev-files-key-do-not-use-in-production-0123"
 
 
 class SettingsError(ValueError):
@@ -273,6 +275,9 @@ class Settings:
     # secret its webhooks are signed with (server/webhooks.py).
     bank_gateway: str = "sandbox"
     bank_webhook_secret: str = DEV_WEBHOOK_SECRET
+    # Download links (server/files.py): the key they are signed with, and how long one works.
+    files_signing_key: str = DEV_FILES_KEY
+    files_url_seconds: int = 300
     log_level: str = "INFO"
     # Browser origins (e.g. the dashboard's) allowed to call the API; none by default.
     cors_origins: tuple[str, ...] = ()
@@ -420,6 +425,8 @@ class Settings:
             bank_sandbox_lost_answer_rate=_rate(env, "BANK_SANDBOX_LOST_ANSWER_RATE"),
             bank_gateway=_choice(env, "BANK_GATEWAY", cls.bank_gateway, BANK_GATEWAYS),
             bank_webhook_secret=env.get("BANK_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
+            files_signing_key=_secret(env, "FILES_SIGNING_KEY", DEV_FILES_KEY, 32),
+            files_url_seconds=_int(env, "FILES_URL_SECONDS", 300),
             payments_reconcile_after_seconds=_int(
                 env, "PAYMENTS_RECONCILE_AFTER_SECONDS", cls.payments_reconcile_after_seconds
             ),
@@ -438,6 +445,10 @@ class Settings:
     @property
     def uses_dev_webhook_secret(self) -> bool:
         return self.bank_webhook_secret == DEV_WEBHOOK_SECRET
+
+    @property
+    def uses_dev_files_key(self) -> bool:
+        return self.files_signing_key == DEV_FILES_KEY
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -472,6 +483,7 @@ def refuse_unsafe(settings: Settings, host: str | None) -> None:
     unsafe = [name for name, built_in in (
         ("JWT_SECRET", settings.uses_dev_secret),
         ("BANK_WEBHOOK_SECRET", settings.uses_dev_webhook_secret),
+        ("FILES_SIGNING_KEY", settings.uses_dev_files_key),
         ("PAYMENT_GATEWAY", settings.payment_gateway == "sandbox"),
         ("BANK_GATEWAY", settings.bank_gateway == "sandbox"),
     ) if built_in]

@@ -104,6 +104,13 @@ def new_charge(
     )
 
 
+async def charges_of(session: AsyncSession, payment_ids: Sequence[int]) -> dict[int, str]:
+    """The processor's charge id of each of these payments that a card charge made."""
+    rows = await session.execute(select(m.CardCharge.payment_id, m.CardCharge.charge_id)
+                                 .where(m.CardCharge.payment_id.in_(payment_ids)))
+    return {pid: cid for pid, cid in rows if pid is not None and cid is not None}
+
+
 async def ask(gateway: PaymentGateway, charge: m.CardCharge) -> ChargeResult | None:
     """The processor's answer for `charge` (with no transaction open); None when it did not come."""
     try:

@@ -45,6 +45,7 @@ from db.models import (
 from db.states import (
     AccountKind,
     CardChargeStatus,
+    ClawbackKind,
     CreditNoteKind,
     CreditStatus,
     InvoiceStatus,
@@ -64,10 +65,10 @@ from db.states import (
     TransferStatus,
 )
 from db.states import PayoutDisposition as DispositionKind
+from services import clawbacks, money, payouts, refunds
 
 # The demo moves money as the services do, through the one ledger.
 from services import ledger as L
-from services import money, payouts, refunds
 from services.bank_gateway import GatewayTransfer
 from services.payments import RefundResult
 
@@ -193,8 +194,9 @@ async def seed_demo(session: AsyncSession, today: date) -> bool:
             seeder = _PartnerSeeder(session, spec, random.Random(SEED + i), now, plans, products,
                                     partners[spec.name], users)
             await seeder.run()
-            if i == 0:
+            if i < 2:  # Northwind and Bluebird have credit notes and clawbacks
                 await seeder.refund_one()
+                await seeder.claw_back_one(ClawbackKind.REFUND if i == 0 else ClawbackKind.CHARGEBACK)
     return True
 
 
@@ -477,13 +479,32 @@ class _PartnerSeeder:
         for method, reason in ((PaymentMethod.CARD, "One session of the service was not delivered"),
                                (PaymentMethod.WALLET, "Billed for a day the service was down")):
             inv = max((inv for inv, _, pays in self.invoices if inv.status == InvoiceStatus.PAID
-                       and pays and pays[-1].method == method), key=lambda inv: (inv.issued_at, inv.id))
+                       and pays and pays[-1].method == method), key=lambda inv: (inv.issued_at, inv.id), default=None)
+            if inv is None:
+                continue
             credited = await refunds.credit(
                 self.session, self.conn, inv, CreditNoteKind.REFUND, refund_amount=inv.total // 10, due_reduced=0,
                 reason=reason, by=self.billing.id, now=self.now)
             for r in credited.refunds:
                 if r.status == RefundStatus.PENDING:
                     await refunds.settle(self.session, r.id, RefundResult(True, f"re_sandbox_seed{r.id:08d}"), self.now)
+
+    async def claw_back_one(self, kind: ClawbackKind) -> None:
+        """A Sub-Org transaction of the newest payout with money still available was refunded (or
+        charged back) after it was paid out: its share taken back from that payout, nothing left
+        outstanding (the next payout the tests close pays in full)."""
+        payout = await self.session.scalar(select(Payout).where(Payout.connection_id == self.conn.id,
+                                                                Payout.available_amount > 0)
+                                           .order_by(Payout.period_end.desc()).limit(1))
+        assert payout is not None
+        txn = await self.session.scalar(select(SubOrgTransaction).where(SubOrgTransaction.payout_id == payout.id)
+                                        .order_by(SubOrgTransaction.partner_amount).limit(1))
+        assert txn is not None
+        amount = min(txn.partner_amount, payout.available_amount)
+        reason = "Refunded to the Sub-Org at its request" if kind == ClawbackKind.REFUND else "Charged back by the card holder's bank"
+        await clawbacks.record(self.session, None, self.conn.id, [clawbacks.ClawbackInput(
+            txn.external_id, f"re_{txn.external_id}", kind.value, str(money.to_decimal(amount, USD)), reason)],
+            now=self.now)
 
     # -- affiliate payouts and sub-org payouts ------------------------------------------
     def _plan_affiliate_payouts(self) -> None:

@@ -149,6 +149,7 @@ class PayoutStatementDoc:
     to_wallet: int
     to_bank: tuple[PayoutTransfer, ...]
     available: int
+    clawed_back: int = 0  # taken back for Sub-Org transactions refunded or charged back
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -241,6 +242,7 @@ def render_payout_statement(doc: PayoutStatementDoc) -> bytes:
             ("Fees", doc.fees, False),
             ("Net payout", doc.net, True),
             ("Credited to wallet", doc.to_wallet, False),
+            *([("Clawed back (refunds, chargebacks)", doc.clawed_back, False)] if doc.clawed_back else []),
             ("Still available", doc.available, False),
         ],
         c,

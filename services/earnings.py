@@ -1,7 +1,8 @@
 """Sub-Org earnings: transactions recorded as they arrive, gathered into payouts by period.
 
 `record` stores a batch of one connection's Sub-Org transactions (Revampd billing, through
-the graph); `import_feed` a JSON-lines feed of many connections' (the CLI), all or nothing.
+the graph); `import_feed` a JSON-lines feed of many connections' (the CLI), all or nothing,
+whose "reversal" lines record clawbacks of transactions refunded or charged back.
 Each transaction keeps the fee rate of the Partner's plan when it was recorded: the
 Partner's share is the gross less `money.basis_points_of(gross, fee_bps)` (half-even), so
 a later plan change never touches what was recorded. A transaction arrives once: the
@@ -13,8 +14,9 @@ in a transaction of its own that claims the connection row (`FOR UPDATE SKIP LOC
 then waiting for those another writer held), ONE payout for its last completed period
 (by `payout_period_type`) gathers every unpaid transaction that occurred before the
 period's end (late arrivals from earlier periods too), is funded in the ledger
-(PAYOUT_FUNDING, SUB_ORG_EARNINGS -> the payout's account) and disposed of as the
-connection prefers (services.payouts.apply_preference). The database allows one payout
+(PAYOUT_FUNDING, SUB_ORG_EARNINGS -> the payout's account), reduced by the connection's
+outstanding clawbacks as far as it holds (services.clawbacks.net), and what is left is
+disposed of as the connection prefers (services.payouts.apply_preference). The database allows one payout
 per connection and period end, so however many runs there are, each period is paid
 once. A bank transfer the preference made is sent to the processor after the commit.
 """
@@ -35,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
 from db.states import AccountKind, PayoutPeriodType, PayoutStatus, SubOrgTransactionKind, TransferKind
-from services import idempotency, ledger, money, payouts
+from services import clawbacks, idempotency, ledger, money, payouts
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway
 from services.clock import now_or
@@ -345,6 +347,12 @@ async def record(
 
 FEED_FIELDS = ("partner", "connectionId", "externalId", "subOrgName", "kind", "grossAmount", "occurredAt",
                "description")
+# A line with "type": "reversal" is a transaction refunded or charged back (services/clawbacks.py):
+# `externalId` is the reversal's own id, `transactionExternalId` the transaction's, `kind` REFUND
+# or CHARGEBACK, `amount` the Partner's share reversed (all of it when left out), `reason` optional.
+REVERSAL_FIELDS = ("partner", "connectionId", "type", "externalId", "transactionExternalId", "kind", "amount",
+                   "reason")
+LINE_TYPES = ("transaction", "reversal")
 
 
 @dataclass(frozen=True)
@@ -369,6 +377,11 @@ class FeedRefused(Exception):
 class Imported:
     recorded: list[tuple[int, m.SubOrgTransaction]]  # (line, transaction)
     duplicates: list[tuple[int, str]]  # (line, external id)
+    # The reversal lines: the clawbacks recorded, the reversals ignored (recorded before, or
+    # twice in the feed), and what each clawback took from payouts.
+    clawbacks: list[tuple[int, m.Clawback]] = field(default_factory=list)
+    clawback_duplicates: list[tuple[int, str]] = field(default_factory=list)
+    recoveries: list[m.ClawbackRecovery] = field(default_factory=list)
 
 
 @dataclass
@@ -378,6 +391,13 @@ class _Group:
     items: list[TransactionInput] = field(default_factory=list)
 
 
+@dataclass
+class _Reversals:
+    connection: m.Connection
+    lines: list[int] = field(default_factory=list)
+    items: list[clawbacks.ClawbackInput] = field(default_factory=list)
+
+
 def _feed_line(number: int, text: str) -> tuple[dict[str, Any] | None, list[FeedError]]:
     try:
         data = json.loads(text)
@@ -385,12 +405,20 @@ def _feed_line(number: int, text: str) -> tuple[dict[str, Any] | None, list[Feed
         return None, [FeedError(number, None, f"not valid JSON ({err})")]
     if not isinstance(data, dict):
         return None, [FeedError(number, None, "must be a JSON object, one transaction per line")]
-    errors = [FeedError(number, str(key)[:40], f"unknown field; a line has {', '.join(FEED_FIELDS)}")
-              for key in data if key not in FEED_FIELDS]
-    for key in FEED_FIELDS[2:]:
+    line_type = data.get("type", "transaction")
+    if line_type not in LINE_TYPES:
+        shown = repr(line_type) if len(repr(line_type)) <= 40 else repr(line_type)[:40] + "..."
+        return None, [FeedError(number, "type", f"must be \"transaction\" (the default) or \"reversal\", got {shown}")]
+    reversal = line_type == "reversal"
+    fields: tuple[str, ...] = REVERSAL_FIELDS if reversal else FEED_FIELDS
+    strings = REVERSAL_FIELDS[3:] if reversal else FEED_FIELDS[2:]
+    what = "a reversal line has" if reversal else "a line has"
+    errors = [FeedError(number, str(key)[:40], f"unknown field; {what} {', '.join(fields)}")
+              for key in data if key not in fields and key != "type"]
+    for key in strings:
         value = data.get(key)
         if value is not None and not isinstance(value, str):
-            hint = " (a decimal string such as \"12.50\", never a JSON number)" if key == "grossAmount" else ""
+            hint = " (a decimal string such as \"12.50\", never a JSON number)" if key in ("grossAmount", "amount") else ""
             errors.append(FeedError(number, key, f"must be a string{hint}, got {type(value).__name__}"))
     return data, errors
 
@@ -404,11 +432,17 @@ async def import_feed(
 ) -> Imported:
     """Record a JSON-lines feed, one transaction per line naming its connection by
     `partner` (the Partner's name) or `connectionId` (its number, or an ID that
-    `connection_id_of` reads). All or nothing: with any error, FeedRefused lists every
-    one by line and field, and nothing is written. Blank lines are skipped."""
+    `connection_id_of` reads); a line with "type": "reversal" records a clawback of a
+    transaction (recorded before, or in the same feed), taken as services.clawbacks
+    takes it. All or nothing: with any error, FeedRefused lists every one by line and
+    field, and the caller's transaction must be rolled back (the lines' own errors are
+    found before anything is written; a reversal's transaction or share is checked
+    after the transactions are written, under its connection's lock). Blank lines are
+    skipped."""
     at = now_or(now)
     errors: list[FeedError] = []
     groups: dict[int, _Group] = {}
+    reversals: dict[int, _Reversals] = {}
     names: dict[str, m.Connection | None] = {}
     for number, text in enumerate(lines, start=1):
         if not text.strip():
@@ -420,6 +454,22 @@ async def import_feed(
         connection, problem = await _feed_connection(session, data, names, connection_id_of)
         if problem is not None:
             errors.append(FeedError(number, *problem))
+        if data.get("type") == "reversal":
+            given = {key: value if isinstance(value := data.get(key), str) else None for key in REVERSAL_FIELDS[3:]}
+            reversal = clawbacks.ClawbackInput(
+                transaction_external_id=given["transactionExternalId"], external_id=given["externalId"],
+                kind=given["kind"], amount=given["amount"], reason=given["reason"],
+            )
+            if connection is None or problems:
+                skip = {e.field for e in problems} | ({"amount"} if connection is None else set())
+                _, found_ = clawbacks.check([reversal], connection.currency_code if connection else "USD")
+                errors += [FeedError(number, e.field[-1], e.message) for e in found_
+                           if e.field and e.field[-1] not in skip]
+                continue
+            pending = reversals.setdefault(connection.id, _Reversals(connection))
+            pending.lines.append(number)
+            pending.items.append(reversal)
+            continue
         values = [data.get(key) for key in FEED_FIELDS[2:]]
         item = TransactionInput(*(v if isinstance(v, str) else None for v in values))
         if connection is None or problems:
@@ -438,6 +488,12 @@ async def import_feed(
         for err in problems_:
             assert err.field is not None
             errors.append(FeedError(group.lines[int(err.field[1])], err.field[-1], err.message))
+    checked_reversals: dict[int, list[clawbacks.Checked]] = {}
+    for cid, pending in reversals.items():
+        checked_reversals[cid], problems_ = clawbacks.check(pending.items, pending.connection.currency_code)
+        for err in problems_:
+            assert err.field is not None
+            errors.append(FeedError(pending.lines[int(err.field[1])], err.field[-1], err.message))
     rates: dict[int, int] = {}
     for cid, group in groups.items():
         try:
@@ -457,7 +513,25 @@ async def import_feed(
                 duplicates.append((number, c.external_id))
             else:
                 recorded.append((number, by_id[c.external_id]))
-    return Imported(sorted(recorded, key=lambda r: r[0]), sorted(duplicates))
+    # The reversals, after the transactions they may reverse; connections in id order, as
+    # every writer that locks several takes them.
+    taken: list[tuple[int, m.Clawback]] = []
+    ignored_reversals: list[tuple[int, str]] = []
+    recoveries: list[m.ClawbackRecovery] = []
+    for cid in sorted(reversals):
+        pending, items = reversals[cid], checked_reversals[cid]
+        try:
+            done = await clawbacks.record_checked(session, cid, items, created_by_id=None, now=at)
+        except InvalidInput as err:
+            errors += [FeedError(pending.lines[int(e.field[1])], e.field[-1], e.message) for e in err.errors if e.field]
+            continue
+        taken += [(pending.lines[i], row) for i, row in zip(done.recorded_at, done.clawbacks, strict=True)]
+        ignored_reversals += [(pending.lines[i], items[i].external_id) for i in done.ignored_at]
+        recoveries += done.recoveries
+    if errors:
+        raise FeedRefused(sorted(errors, key=lambda e: e.line))
+    return Imported(sorted(recorded, key=lambda r: r[0]), sorted(duplicates), sorted(taken, key=lambda r: r[0]),
+                    sorted(ignored_reversals), recoveries)
 
 
 async def _feed_connection(
@@ -519,6 +593,9 @@ class Closed:
     bank_last4: str | None = None
     # The bank transfer once sent to the processor (after the payout's commit).
     sent: m.BankTransfer | None = None
+    # Taken by outstanding clawbacks of earlier periods (services.clawbacks.net), and how many.
+    clawed_back: int = 0
+    clawbacks: int = 0
 
     def describe(self) -> str:
         p, cur = self.payout, self.payout.currency_code
@@ -529,12 +606,16 @@ class Closed:
             f"{'' if self.transactions == 1 else 's'}: gross {money.format(p.gross_amount, cur)}, "
             f"fees {money.format(p.fee_amount, cur)}, net {money.format(p.amount, cur)}"
         )
+        if self.clawed_back:
+            n = self.clawbacks
+            head += (f"; {money.format(self.clawed_back, cur)} taken by {n} outstanding clawback{'' if n == 1 else 's'}"
+                     f", {money.format(p.amount - self.clawed_back, cur)} left")
         return f"{head}; {self._what_happened()}"
 
     def _what_happened(self) -> str:
         p, cur = self.payout, self.payout.currency_code
         if self.preference is None:
-            return "no payout preference: available to the Partner"
+            return "no payout preference: available to the Partner" if p.available_amount else "nothing left to pay out"
         d = self.disposed
         parts = []
         if d is not None and d.disposition.wallet_amount:
@@ -552,7 +633,7 @@ class Closed:
         if p.available_amount:
             why = "" if d is not None and d.bank_transfer is not None else ", as there is no default bank account"
             parts.append(f"{money.format(p.available_amount, cur)} left available{why}")
-        return f"preference {self.preference}: " + ", ".join(parts)
+        return f"preference {self.preference}: " + (", ".join(parts) or "nothing left to pay out")
 
 
 async def close_connection(
@@ -611,13 +692,17 @@ async def close_connection(
         memo=f"Sub-Org earnings, {days}", payout_id=payout.id,
     )], now=now)
     await payouts.refresh(session, payout, now)
+    # Funded in full; then what earlier clawbacks could not take is taken from it, before the
+    # preference disposes of the rest.
+    recoveries = await clawbacks.net(session, payout, now)
     disposed = await payouts.apply_preference(session, connection, payout, now)
     name = await session.scalar(select(m.Partner.name).where(m.Partner.id == connection.partner_id))
     last4 = None
     if disposed is not None and disposed.bank_transfer is not None:
         last4 = await session.scalar(select(m.BankAccount.account_last4).where(
             m.BankAccount.id == disposed.bank_transfer.bank_account_id))
-    return Closed(name or "?", payout, len(ids), connection.payout_mode, disposed, last4)
+    return Closed(name or "?", payout, len(ids), connection.payout_mode, disposed, last4,
+                  clawed_back=sum(r.amount for r in recoveries), clawbacks=len(recoveries))
 
 
 BUSY_ATTEMPTS = 3

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     INVALID_SEARCH = "INVALID_SEARCH"
     INVALID_SUB_ORG_NAME = "INVALID_SUB_ORG_NAME"
     INVALID_TITLE = "INVALID_TITLE"
+    TOO_MANY_CLAWBACKS = "TOO_MANY_CLAWBACKS"
     TOO_MANY_TRANSACTIONS = "TOO_MANY_TRANSACTIONS"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     # Plans and add-ons.
@@ -70,6 +71,7 @@ class ErrorCode(StrEnum):
     BANK_ACCOUNT_IN_USE = "BANK_ACCOUNT_IN_USE"
     BANK_ACCOUNT_REFUSED = "BANK_ACCOUNT_REFUSED"
     BANK_ACCOUNT_REMOVED = "BANK_ACCOUNT_REMOVED"
+    CLAWBACK_EXCEEDS_SHARE = "CLAWBACK_EXCEEDS_SHARE"
     EXCEEDS_AVAILABLE = "EXCEEDS_AVAILABLE"
     GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
     NO_BANK_ACCOUNT = "NO_BANK_ACCOUNT"
@@ -120,6 +122,7 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_SEARCH: "A search text is longer than 200 characters.",
     ErrorCode.INVALID_SUB_ORG_NAME: "subOrgName is blank, too long or not printable text.",
     ErrorCode.INVALID_TITLE: "A ticket title is blank, too long or holds NUL characters.",
+    ErrorCode.TOO_MANY_CLAWBACKS: "More clawbacks than one call takes.",
     ErrorCode.TOO_MANY_TRANSACTIONS: "More Sub-Org transactions than one call takes.",
     ErrorCode.IDEMPOTENCY_KEY_REUSED: "This idempotencyKey was already used for another mutation, or for this "
     "one with other input: send a new key for a new request.",
@@ -156,6 +159,8 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.BANK_ACCOUNT_REFUSED: "The bank transfer processor refused the account (e.g. no such account at "
     "that bank).",
     ErrorCode.BANK_ACCOUNT_REMOVED: "The bank account was unlinked and receives nothing.",
+    ErrorCode.CLAWBACK_EXCEEDS_SHARE: "The clawback would take back more of a Sub-Org transaction than the "
+    "Partner's share of it not yet clawed back.",
     ErrorCode.EXCEEDS_AVAILABLE: "The amount is more than is still available on the payout.",
     ErrorCode.GATEWAY_UNAVAILABLE: "The bank transfer processor did not answer: nothing changed; try again.",
     ErrorCode.NO_BANK_ACCOUNT: "There is no default bank account: link one, or name one in bankAccountId.",

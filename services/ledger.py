@@ -555,6 +555,7 @@ async def verify(session: AsyncSession) -> list[str]:
     problems += await _verify_invoices(session)
     problems += await _verify_affiliate_payouts(session)
     problems += await _verify_payouts(session)
+    problems += await _verify_clawbacks(session)
     problems += await _verify_card_charges(session)
     problems += await _verify_credit_notes(session)
     return problems
@@ -705,6 +706,7 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
             func.sum(case((and_(T.kind == TransferKind.BANK_TRANSFER, T.phase == TransferPhase.POST_PENDING), T.amount),
                           (T.kind == TransferKind.BANK_RETURN, -T.amount), else_=0))
             .label("paid"),
+            func.sum(case((T.kind == TransferKind.CLAWBACK, T.amount), else_=0)).label("clawed_back"),
         )
         .where(T.payout_id.is_not(None)).group_by(T.payout_id).subquery()
     )
@@ -715,8 +717,9 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
     )
     for row in await session.execute(
         select(P.id, P.amount, P.gross_amount, P.fee_amount, P.available_amount, P.wallet_amount,
-               P.bank_in_flight_amount, P.bank_paid_amount, A.id.label("account"), A.balance, A.pending,
-               moved.c.credited, moved.c.paid, earned.c.gross, earned.c.fees, earned.c.net)
+               P.bank_in_flight_amount, P.bank_paid_amount, P.clawed_back_amount, A.id.label("account"), A.balance,
+               A.pending, moved.c.credited, moved.c.paid, moved.c.clawed_back, earned.c.gross, earned.c.fees,
+               earned.c.net)
         .outerjoin(A, A.payout_id == P.id).outerjoin(moved, moved.c.payout_id == P.id)
         .outerjoin(earned, earned.c.payout_id == P.id)
     ):
@@ -732,6 +735,11 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
             problems.append(
                 f"payout {row.id}: {row.wallet_amount} to the wallet and {row.bank_paid_amount} paid to banks, "
                 f"but the ledger moved {row.credited or 0} and {row.paid or 0}"
+            )
+        if row.clawed_back_amount != (row.clawed_back or 0):
+            problems.append(
+                f"payout {row.id}: {row.clawed_back_amount} clawed back, but its CLAWBACK transfers took "
+                f"{row.clawed_back or 0}"
             )
         if row.net is not None and (row.gross_amount, row.fee_amount, row.amount) != (row.gross, row.fees, row.net):
             problems.append(
@@ -768,4 +776,48 @@ async def _verify_payouts(session: AsyncSession) -> list[str]:
         select(T.id).where(T.kind == TransferKind.BANK_RETURN).outerjoin(B, B.return_transfer_id == T.id).where(B.id.is_(None))
     )
     problems += [f"ledger transfer {tid} returns no bank transfer" for tid in strays]
+    return problems
+
+
+async def _verify_clawbacks(session: AsyncSession) -> list[str]:
+    """Each clawback's amount less what is outstanding is what its recoveries took; each recovery
+    is one posted CLAWBACK transfer of its amount from its payout's account to Revampd's Sub-Org
+    earnings; no other CLAWBACK transfer; no transaction clawed back beyond the Partner's share
+    of it (services/clawbacks.py)."""
+    problems: list[str] = []
+    T, A, C, R, S = m.LedgerTransfer, m.LedgerAccount, m.Clawback, m.ClawbackRecovery, m.SubOrgTransaction
+    recovered = select(R.clawback_id, func.sum(R.amount).label("taken")).group_by(R.clawback_id).subquery()
+    for cid, amount, outstanding, taken in await session.execute(
+        select(C.id, C.amount, C.outstanding, recovered.c.taken).outerjoin(recovered, recovered.c.clawback_id == C.id)
+        .where(C.amount - C.outstanding != func.coalesce(recovered.c.taken, 0))
+    ):
+        problems.append(f"clawback {cid} of {amount}: {outstanding} outstanding, so {amount - outstanding} taken, "
+                        f"but its recoveries took {taken or 0}")
+    debit, credit = aliased(A), aliased(A)
+    for rid, payout_id, amount, t, debit_kind, debit_payout, credit_kind in await session.execute(
+        select(R.id, R.payout_id, R.amount, T, debit.kind, debit.payout_id, credit.kind)
+        .join(T, T.id == R.transfer_id).join(debit, debit.id == T.debit_account_id)
+        .join(credit, credit.id == T.credit_account_id)
+    ):
+        if (t.kind, t.phase, t.amount, t.payout_id, debit_kind, debit_payout, credit_kind) != (
+            TransferKind.CLAWBACK, TransferPhase.POSTED, amount, payout_id, AccountKind.PAYOUT, payout_id,
+            AccountKind.SUB_ORG_EARNINGS,
+        ):
+            problems.append(f"clawback recovery {rid} of {amount} from payout {payout_id}, but its transfer {t.key} is a "
+                            f"{t.phase} {t.kind} of {t.amount} from a {debit_kind} account to a {credit_kind} account")
+    strays = await session.scalars(
+        select(T.id).outerjoin(R, R.transfer_id == T.id).where(T.kind == TransferKind.CLAWBACK, R.id.is_(None))
+    )
+    problems += [f"ledger transfer {tid} is a CLAWBACK of no clawback recovery" for tid in strays]
+    for external_id, share, clawed_back, n in await session.execute(
+        select(S.external_id, S.partner_amount, func.sum(C.amount), func.count(C.id)).join(C, C.transaction_id == S.id)
+        .where(C.connection_id == S.connection_id)
+        .group_by(S.id, S.external_id, S.partner_amount).having(func.sum(C.amount) > S.partner_amount)
+    ):
+        problems.append(f"Sub-Org transaction {external_id}: {n} clawbacks took back {clawed_back}, more than its "
+                        f"share of {share}")
+    for cid, external_id in await session.execute(
+        select(C.id, C.external_id).join(S, S.id == C.transaction_id).where(C.connection_id != S.connection_id)
+    ):
+        problems.append(f"clawback {cid} ({external_id}) reverses another connection's transaction")
     return problems

@@ -9,7 +9,9 @@ row lock, so that concurrent dispositions of one payout take turns:
 - to a bank: BANK_TRANSFER, payout -> BANK_OUT, PENDING: it reserves the amount
   until the processor says PAID (posted) or FAILED, or the Partner cancels it
   (voided: the amount is available on the payout again);
-- a split posts both together, or neither.
+- a split posts both together, or neither;
+- a clawback (services/clawbacks.py): CLAWBACK, payout -> SUB_ORG_EARNINGS, posted at once,
+  what a Sub-Org transaction refunded or charged back took back of it (`clawed_back_amount`).
 
 The processor is told after the disposition commits (`submit`, a transaction of
 its own), so that a refused or failed disposition never reaches a bank; a
@@ -31,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -80,11 +82,13 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
         .execution_options(populate_existing=True)
     )
     assert account is not None, f"payout {payout.id} has no ledger account"
-    credited = await session.scalar(
-        select(func.coalesce(func.sum(m.LedgerTransfer.amount), 0)).where(
-            m.LedgerTransfer.payout_id == payout.id, m.LedgerTransfer.kind == TransferKind.PAYOUT_CREDIT
-        )
-    )
+    T = m.LedgerTransfer
+    credited, clawed_back = (await session.execute(
+        select(
+            func.coalesce(func.sum(case((T.kind == TransferKind.PAYOUT_CREDIT, T.amount), else_=0)), 0),
+            func.coalesce(func.sum(case((T.kind == TransferKind.CLAWBACK, T.amount), else_=0)), 0),
+        ).where(T.payout_id == payout.id, T.kind.in_((TransferKind.PAYOUT_CREDIT, TransferKind.CLAWBACK)))
+    )).one()
     paid = await session.scalar(
         select(func.coalesce(func.sum(m.BankTransfer.amount), 0)).where(
             m.BankTransfer.payout_id == payout.id, m.BankTransfer.status == TS.PAID
@@ -93,6 +97,7 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
     payout.available_amount = account.balance - account.pending
     payout.bank_in_flight_amount = account.pending
     payout.wallet_amount = int(credited or 0)
+    payout.clawed_back_amount = int(clawed_back or 0)
     payout.bank_paid_amount = int(paid or 0)
     payout.status = status_of(payout)
     bank = payout.bank_in_flight_amount + payout.bank_paid_amount
@@ -107,7 +112,9 @@ async def refresh(session: AsyncSession, payout: m.Payout, now: datetime | None 
 
 
 def status_of(p: m.Payout) -> PayoutStatus:
-    if p.available_amount == p.amount:
+    """AVAILABLE while nothing of it was disposed of (what clawbacks took back is no longer
+    the Partner's: a payout clawed back in full, with nothing in flight, is COMPLETED)."""
+    if p.available_amount > 0 and p.available_amount == p.amount - (p.clawed_back_amount or 0):
         return PayoutStatus.AVAILABLE
     if p.available_amount > 0:
         return PayoutStatus.PARTIALLY_DISPOSED
@@ -238,7 +245,7 @@ def _nothing_available(p: m.Payout) -> str:
     cur = p.currency_code
     parts = [f"{money.format(v, cur)} {what}" for v, what in (
         (p.wallet_amount, "credited to the wallet"), (p.bank_in_flight_amount, "on its way to the bank"),
-        (p.bank_paid_amount, "paid to the bank"),
+        (p.bank_paid_amount, "paid to the bank"), (p.clawed_back_amount, "taken back by clawbacks"),
     ) if v]
     return f"Nothing of this payout is available: {', '.join(parts)}."
 

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import models as m
 from db.states import AccountKind, CreditNoteKind, InvoiceStatus, PaymentMethod, RefundStatus, TransferKind
-from services import idempotency, invoices, ledger, money
+from services import card_payments, idempotency, invoices, ledger, money
 from services.access import Principal, Role
 from services.clock import now_or
 from services.errors import DomainError, ErrorCode, NotFound
@@ -215,9 +215,7 @@ async def _allocate(session: AsyncSession, invoice: m.Invoice, amount: int) -> l
     refunded: dict[int, int] = {pid: total for pid, total in await session.execute(
         select(m.Refund.payment_id, func.sum(m.Refund.amount)).where(m.Refund.invoice_id == invoice.id)
         .group_by(m.Refund.payment_id))}
-    charges: dict[int, str] = {pid: cid for pid, cid in await session.execute(
-        select(m.CardCharge.payment_id, m.CardCharge.charge_id)
-        .where(m.CardCharge.payment_id.in_([p.id for p in payments]), m.CardCharge.charge_id.is_not(None)))}
+    charges = await card_payments.charges_of(session, [p.id for p in payments])
     parts: list[tuple[m.InvoicePayment, int, str | None]] = []
     for payment in payments:
         take = min(amount, payment.amount - refunded.get(payment.id, 0))

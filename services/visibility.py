@@ -127,6 +127,8 @@ RULES: dict[type[Any], Rule] = {
     m.BankTransfer: _via(m.BankTransfer.payout_id, m.Payout),
     m.PayoutDisposition: _via(m.PayoutDisposition.payout_id, m.Payout),
     m.SubOrgTransaction: _own_connection(m.SubOrgTransaction.connection_id),
+    m.Clawback: _own_connection(m.Clawback.connection_id),
+    m.ClawbackRecovery: _via(m.ClawbackRecovery.clawback_id, m.Clawback),
     m.Ticket: _own_connection(m.Ticket.connection_id),
     m.TicketMessage: _ticket_message,
 }

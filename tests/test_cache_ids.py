@@ -49,6 +49,7 @@ VALUES = {
     "Money", "PageInfo", "PlanLimits", "PaymentCard", "PendingPlanChange", "PlanChangePreview",
     "PlanChangeBlocker", "PlanComparison", "PlanComparisonRow", "InvoiceLineItem", "InvoicePayment",
     "WalletFunding", "UserError", "NotificationSetting", "Refund", "CreditNoteLine",
+    "ClawbackRecovery",
 }
 
 

@@ -14,8 +14,9 @@ from server import app as server_app
 from server.settings import SERVE_HOST, Settings, SettingsError, refuse_unsafe
 from tests import clock
 
-SECRETS = {"JWT_SECRET": "a-real-secret-of-at-least-thirty-two-bytes-0123", "BANK_WEBHOOK_SECRET": "whsec_real_one"}
-EVERY = ["JWT_SECRET", "BANK_WEBHOOK_SECRET", "PAYMENT_GATEWAY", "BANK_GATEWAY"]
+SECRETS = {"JWT_SECRET": "a-real-secret-of-at-least-thirty-two-bytes-0123", "BANK_WEBHOOK_SECRET": "whsec_real_one",
+           "FILES_SIGNING_KEY": "a-real-files-key-of-at-least-thirty-two-bytes-01"}
+EVERY = ["JWT_SECRET", "BANK_WEBHOOK_SECRET", "FILES_SIGNING_KEY", "PAYMENT_GATEWAY", "BANK_GATEWAY"]
 
 
 def _env(**changes: str) -> dict[str, str]:
@@ -67,6 +68,6 @@ def test_a_loopback_only_bind_is_development(host: str) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.7", "192.168.1.20", "api.example.com", None])
 def test_any_other_address_is_not_unless_development_is_explicit(host: str | None) -> None:
-    with pytest.raises(SettingsError, match="set JWT_SECRET, BANK_WEBHOOK_SECRET, PAYMENT_GATEWAY, BANK_GATEWAY"):
+    with pytest.raises(SettingsError, match="set JWT_SECRET, BANK_WEBHOOK_SECRET, FILES_SIGNING_KEY, PAYMENT_GATEWAY, BANK_GATEWAY"):
         refuse_unsafe(Settings(), host)
     refuse_unsafe(Settings.from_env({"DEVELOPMENT": "true"}), host)

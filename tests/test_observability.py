@@ -390,6 +390,8 @@ BAD_SETTINGS = [
     ("PAYMENTS_RECONCILE_AFTER_SECONDS", "0", "must be at least 1"),
     ("BANK_GATEWAY", "swift", "must be one of"),
     ("BANK_WEBHOOK_SECRET", None, None),
+    ("FILES_SIGNING_KEY", "short", "must be at least 32 bytes long"),
+    ("FILES_URL_SECONDS", "5m", "must be a whole number"),
     ("LOG_LEVEL", "verbose", "must be one of"),
     ("CORS_ORIGINS", "dashboard.example.com", "must be origins such as https://dashboard.example.com"),
     ("METRICS", "public", "must be true or false"),
@@ -425,7 +427,7 @@ def test_a_bad_setting_stops_any_command_with_one_line_naming_it(
     out, err = capsys.readouterr()
     # A password or a secret is never repeated.
     shown = {"DATABASE_URL": "'mysql://u:***@db/revampd'", "REDIS_URL": "'http://u:***@cache:6379'",
-             "JWT_SECRET": "one of 5"}.get(name, repr(bad))
+             "JWT_SECRET": "one of 5", "FILES_SIGNING_KEY": "one of 5"}.get(name, repr(bad))
     assert err == f"configuration error: {name} {must}{err.split(must, 1)[-1]}"
     assert err.count("\n") == 1 and err.rstrip().endswith(f"got {shown}"), err
     assert out == "" and "hunter2" not in err

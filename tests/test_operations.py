@@ -197,6 +197,8 @@ async def test_every_mutation_document_runs_on_the_demo_data(api: Api) -> None:
         invoice__status="OPEN"))["invoice"]["id"]
     await run("PayInvoiceByCard", owner, {"invoiceId": by_card, "idempotencyKey": "card-1"},
               invoice__status="PAID", payment__method="CARD", payment__amount__amount="120.00")
+    await run("CreateExport", owner, {"connectionId": connection["id"], "kind": "WALLET_STATEMENT"},
+              filename="wallet-statement-all.csv")
     await run("RefundInvoice", billing, {"invoiceId": by_card, "amount": "20.00", "reason": "Two templates dropped",
                                          "idempotencyKey": "refund-1"},
               invoice__amountRefunded__amount="20.00", creditNote__kind="REFUND", creditNote__total__amount="20.00")
@@ -230,5 +232,15 @@ async def test_every_mutation_document_runs_on_the_demo_data(api: Api) -> None:
         "externalId": "sub-2001", "subOrgName": "Acme Dental", "kind": "SUBSCRIPTION", "grossAmount": "97.00",
         "occurredAt": (clock.NOW - timedelta(hours=1)).isoformat()}]},
         recorded__0__externalId="sub-2001", duplicates=[])
+    source = (await api.gql("query($id: ID!) { node(id: $id) { ... on Payout { sourceTransactions { externalId } } } }",
+                            {"id": payout["id"]}, as_=owner))["node"]["sourceTransactions"][0]["externalId"]
+    await run("RecordClawbacks", billing, {"connectionId": connection["id"], "idempotencyKey": "clawback-1", "clawbacks": [
+        {"transactionExternalId": source, "externalId": "re-2000", "kind": "CHARGEBACK", "amount": "0.50"},
+        {"transactionExternalId": "sub-2001", "externalId": "re-2001", "kind": "REFUND", "amount": "10.00",
+         "reason": "Refunded on request"}]},
+        clawbacks__0__takenAmount__amount="0.50", clawbacks__0__payout__id=payout["id"],
+        payouts__0__id=payout["id"], payouts__0__clawedBack__amount="0.50",
+        clawbacks__1__outstanding__amount="10.00", clawbacks__1__payout=None, duplicates=[],
+        revampdConnection__clawbackOutstanding__amount="10.00")
 
     assert sorted(set(ran)) == sorted(documents), f"not run: {sorted(set(documents) - set(ran))}"

@@ -157,10 +157,13 @@ def check_payouts(db: Tables) -> None:
     transfers = _transfers(db)
     accounts = {a["payout_id"]: a for a in db["ledger_accounts"] if a["kind"] == "PAYOUT"}
     credits = _by([t for t in transfers.values() if t["kind"] == "PAYOUT_CREDIT"], "payout_id")
+    clawed = _by([t for t in transfers.values() if t["kind"] == "CLAWBACK"], "payout_id")
     dispositions = _by(db["payout_dispositions"], "payout_id")
     for p in db["payouts"]:
         parts = p["wallet_amount"] + p["bank_in_flight_amount"] + p["bank_paid_amount"]
-        assert p["available_amount"] + parts == p["amount"] > 0
+        kept = p["amount"] - p["clawed_back_amount"]  # what clawbacks left of it
+        assert p["available_amount"] + parts == kept and p["amount"] > 0
+        assert p["clawed_back_amount"] == sum(t["amount"] for t in clawed[p["id"]])
         assert p["amount"] == sum(t["partner_amount"] for t in txs[p["id"]])
         assert p["gross_amount"] == sum(t["gross_amount"] for t in txs[p["id"]])
         assert p["fee_amount"] == sum(t["fee_amount"] for t in txs[p["id"]])
@@ -173,7 +176,7 @@ def check_payouts(db: Tables) -> None:
         account = accounts[p["id"]]
         assert (account["balance"] - account["pending"], account["pending"]) == (
             p["available_amount"], p["bank_in_flight_amount"])
-        expected = ("AVAILABLE" if p["available_amount"] == p["amount"] else "PARTIALLY_DISPOSED"
+        expected = ("AVAILABLE" if p["available_amount"] == kept else "PARTIALLY_DISPOSED"
                     if p["available_amount"] else "PROCESSING" if p["bank_in_flight_amount"] else "COMPLETED")
         assert p["status"] == expected, p
         assert (p["disposition"] is None) == (parts == 0)
@@ -239,10 +242,10 @@ async def test_seeding_twice_returns_false_and_changes_nothing(tmp_path: Path) -
     first = await _load(url)
     assert await _seed(url, TODAY) is False
     assert await _load(url) == first
-    # The demo has no request of an API client yet (no idempotency key, no pay-now card charge), and
-    # no email written or chosen yet (`notifications send` has not run).
+    # The demo has no request of an API client yet (no idempotency key), no email written or chosen
+    # yet (`notifications send` has not run), and no document asked for yet.
     assert all(len(rows) > 0 for name, rows in first.items() if name not in (
-        "idempotency_keys", "card_charges", "notifications", "notification_settings", "notification_cursors"))
+        "idempotency_keys", "notifications", "notification_settings", "notification_cursors", "documents"))
     partners = {p["id"]: p["name"] for p in first["partners"]}
     users = {u["email"]: (u["role"], partners.get(u["partner_id"])) for u in first["users"]}
     assert users == {email: (role, partner) for email, role, partner in DEMO_USERS}

@@ -14,7 +14,7 @@ const valueTypes = [
   "Money", "PageInfo", "UserError", "PaymentCard", "InvoiceLineItem", "InvoicePayment",
   "PendingPlanChange", "PlanChangeBlocker", "PlanChangePreview",
   "PlanComparison", "PlanComparisonRow", "PlanLimits", "WalletFunding", "NotificationSetting",
-  "Refund", "CreditNoteLine",
+  "Refund", "CreditNoteLine", "ClawbackRecovery",
 ];
 
 export default [
