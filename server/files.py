@@ -44,7 +44,8 @@ def routes(key: str, reads: Sessions, writes: Sessions, clock: Callable[[], date
     async def document(request: Request) -> Response:
         params = signed_urls.verified(key, request.url.path, request.query_params.multi_items(), now())
         kind, raw_id = request.path_params["kind"], request.path_params["id"]
-        if params is None or kind not in pdfs.KINDS or not raw_id.isdigit():
+        # An id that is not a row's number (digits, within a bigint) names nothing either.
+        if params is None or kind not in pdfs.KINDS or not (raw_id.isdigit() and len(raw_id) <= 18):
             return _refused(request, "bad or expired signature")
         found = await pdfs.document(reads(), writes(), kind, int(raw_id), int(params["c"]), now())
         if found is None:

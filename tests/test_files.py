@@ -136,6 +136,8 @@ async def test_a_link_works_for_its_object_only_and_until_it_expires(api: Api, c
         "no signature": urlsplit(url).path,
         "expired": expired, "signed with another key": forged, "another Partner's object": cross,
         "a missing object": tampered(url, path="/files/invoice/999999999/x.pdf"),
+        "an id past any row": signed_urls.sign(key, ["invoice", "9" * 30, "x.pdf"], {}, await api.connection_id(OWNER),
+                                               past + timedelta(hours=1)),
     }
     with caplog.at_level(logging.INFO, logger="revampd.files"):
         for why, link in bad.items():
