@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,7 @@ from db import models as m
 from db.states import AccountKind, ClawbackKind, TransferKind
 from services import idempotency, ledger, money, payouts
 from services.access import Principal, Role
+from services.batches import chunks
 from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
@@ -48,14 +49,8 @@ MAX_EXTERNAL_ID = 100
 MAX_REASON = 300
 KINDS = tuple(k.value for k in ClawbackKind)
 FIELD = "clawbacks"
-CHUNK = 500  # values in one IN (...)
 
 T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 # ---- checking what was sent ------------------------------------------------------------
@@ -217,9 +212,9 @@ async def _take(session: AsyncSession, connection_id: int, currency: str, taking
 
 
 async def _in(session: AsyncSession, stmt: Any, column: Any, values: Sequence[Any]) -> list[Any]:
-    """`stmt` where `column` is one of `values`, CHUNK of them per statement."""
+    """`stmt` where `column` is one of `values`, batches.SIZE of them per statement."""
     found: list[Any] = []
-    for chunk in _chunks(list(values)):
+    for chunk in chunks(list(values)):
         found += list(await session.scalars(stmt.where(column.in_(chunk))))
     return found
 
@@ -247,7 +242,7 @@ async def record_checked(
         S.external_id, wanted)}
     taken_before: dict[int, int] = {}
     ids = sorted(t.id for t in transactions.values())
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for tid, total in await session.execute(
             select(C.transaction_id, func.sum(C.amount)).where(C.transaction_id.in_(chunk)).group_by(C.transaction_id)
         ):
@@ -285,7 +280,7 @@ async def record_checked(
     # The payouts they were counted in, locked in id order, as dispositions and bank events lock them.
     payout_ids = sorted({t.payout_id for t in of if t.payout_id is not None})
     locked: dict[int, m.Payout] = {}
-    for chunk in _chunks(payout_ids):
+    for chunk in chunks(payout_ids):
         locked.update((p.id, p) for p in await session.scalars(
             select(m.Payout).where(m.Payout.id.in_(chunk)).order_by(m.Payout.id).with_for_update()
             .execution_options(populate_existing=True)

@@ -40,6 +40,7 @@ from db.states import AccountKind, PayoutPeriodType, PayoutStatus, SubOrgTransac
 from services import clawbacks, idempotency, ledger, money, payouts
 from services.access import Principal, Role
 from services.bank_gateway import BankTransferGateway
+from services.batches import chunks
 from services.clock import now_or
 from services.errors import DomainError, ErrorCode, InvalidInput, NotFound
 
@@ -52,14 +53,8 @@ MAX_DESCRIPTION = 300
 # A transaction is recorded after it happened; this much clock difference is forgiven.
 FUTURE_SKEW = timedelta(minutes=5)
 KINDS = tuple(k.value for k in SubOrgTransactionKind)
-CHUNK = 500  # rows per INSERT or UPDATE statement (bound parameters stay well under the limits)
 
 T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 # ---- checking transactions -------------------------------------------------------------
@@ -240,7 +235,7 @@ async def _insert(
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     T_ = m.SubOrgTransaction
     inserted: dict[str, m.SubOrgTransaction] = {}
-    for chunk in _chunks(rows):
+    for chunk in chunks(rows):
         stmt = (
             insert(T_).values(list(chunk))
             .on_conflict_do_nothing(index_elements=["connection_id", "external_id"])
@@ -676,7 +671,7 @@ async def close_connection(
         return "exists"
     ids = [r.id for r in earned]
     moved = 0
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         result = await session.execute(
             update(S).where(S.id.in_(chunk), S.payout_id.is_(None)).values(payout_id=payout.id)
             .execution_options(synchronize_session=False)
