@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from db import models as m
 from schema.base import to_global_id
 from services import signed_urls
+from tests import clock
 from tests.conftest import Api
 from tests.test_invoices import BILLING, BLUEBIRD, MEMBER, OWNER, balance, bill, pay
 from tests.test_refunds import card_paid, refund
@@ -120,7 +121,7 @@ async def test_a_link_works_for_its_object_only_and_until_it_expires(api: Api, c
     other_id = urlsplit(theirs["pdfUrl"]).path.split("/")[3]
     own_id = urlsplit(url).path.split("/")[3]
     key = api.settings.files_signing_key
-    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    past = clock.NOW - timedelta(seconds=1)  # the suite's clock starts at NOW and ticks on
     expired = signed_urls.sign(key, ["invoice", own_id, f"{inv['number']}.pdf"], {}, await api.connection_id(OWNER), past)
     forged = signed_urls.sign("x" * 40, ["invoice", own_id, f"{inv['number']}.pdf"], {}, await api.connection_id(OWNER),
                               past + timedelta(hours=1))
@@ -131,7 +132,7 @@ async def test_a_link_works_for_its_object_only_and_until_it_expires(api: Api, c
     bad = {
         "another object": tampered(url, path=urlsplit(url).path.replace(f"/{own_id}/", f"/{other_id}/")),
         "another connection": tampered(url, c=str(await api.connection_id(BLUEBIRD))),
-        "a later expiry": tampered(url, e=str(int(datetime.now(timezone.utc).timestamp()) + 86400)),
+        "a later expiry": tampered(url, e=str(int(clock.NOW.timestamp()) + 86400)),
         "a changed signature": tampered(url, s="A" * 43),
         "no signature": urlsplit(url).path,
         "expired": expired, "signed with another key": forged, "another Partner's object": cross,
